@@ -1,0 +1,62 @@
+"""One small error hierarchy for the whole engine.
+
+The CLI maps these to one-line messages and exit codes, the HTTP layer to status
+codes. A driver error (SQLAlchemy, redis-py) never leaves an adapter as itself:
+it becomes :class:`BackendUnavailable`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one field of an input: ``field`` is a dotted path (``scores.attitude``)."""
+
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class InvalidInput(EngineError):
+    """Input that does not parse; carries field-level errors. Nothing was written."""
+
+    def __init__(self, errors: list[FieldError], what: str = "rating") -> None:
+        self.errors = errors
+        self.what = what
+        super().__init__(self.summary())
+
+    def summary(self) -> str:
+        parts = [f"{e.field}: {e.message}" for e in self.errors]
+        return f"invalid {self.what}: " + "; ".join(parts)
+
+
+class NotFound(EngineError):
+    """The thing asked for does not exist."""
+
+
+class Conflict(EngineError):
+    """A concurrent or repeated change lost: the caller should re-read and decide again."""
+
+
+class PermissionDenied(EngineError):
+    """The acting person may not do this."""
+
+
+class PolicyViolation(EngineError):
+    """The request is well-formed but a business rule forbids it."""
+
+
+class BackendUnavailable(EngineError):
+    """A backing service (database, Redis) did not answer; nothing was half-written."""
+
+
+class ConfigError(EngineError):
+    """The instance or a rule set is misconfigured."""

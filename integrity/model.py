@@ -1,0 +1,219 @@
+"""The domain model: plain dataclasses, no SQLAlchemy, no web framework.
+
+A :class:`Rating` exists only after parsing and pseudonymisation: raw IP
+addresses and device ids never reach this module's types.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+CHANNELS = ("kiosk", "qr", "app", "sms", "web", "phone")
+
+# The five verbal levels used nationally, mapped to the 1..5 scale.
+VERBAL_LEVELS = {
+    "very satisfied": 5,
+    "satisfied": 4,
+    "basically satisfied": 3,
+    "dissatisfied": 2,
+    "very dissatisfied": 1,
+}
+
+
+class Status(enum.StrEnum):
+    ACCEPTED = "accepted"  # passed every gate; counts toward performance
+    HELD = "held"  # flagged; waits for review; does not count until cleared
+    REJECTED = "rejected"  # broke a hard rule
+    VOIDED = "voided"  # excluded later: upheld appeal or audit finding
+
+    @property
+    def counted(self) -> bool:
+        return self is Status.ACCEPTED
+
+
+class Reason:
+    """Reason codes used by the core. Rules and detectors add their own (``outlier.burst``)."""
+
+    DUPLICATE_TICKET = "duplicate_ticket"
+    LIMITER_UNAVAILABLE = "limiter_unavailable"
+    SUBMITTED_BEFORE_SERVED = "time.submitted_before_served"
+    SUBMITTED_IN_FUTURE = "time.submitted_in_future"
+
+
+@dataclass(frozen=True)
+class Rubric:
+    """Dimensions, their weights (any positive numbers; normalised) and the integer scale."""
+
+    weights: Mapping[str, float]
+    scale_min: int = 1
+    scale_max: int = 5
+    low_score_below: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not self.weights:
+            raise ValueError("a rubric needs at least one dimension")
+        if any(w <= 0 or not math.isfinite(w) for w in self.weights.values()):
+            raise ValueError("rubric weights must be positive")
+        if self.scale_min >= self.scale_max:
+            raise ValueError("rubric scale_min must be below scale_max")
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        return tuple(self.weights)
+
+    def composite(self, scores: Mapping[str, int]) -> float:
+        """Weighted mean of the scores, on the rubric's scale."""
+        total = sum(self.weights.values())
+        return sum(self.weights[d] * scores[d] for d in self.weights) / total
+
+    def is_low(self, composite: float) -> bool:
+        return composite < self.low_score_below
+
+
+DEFAULT_RUBRIC = Rubric(
+    weights={
+        "attitude": 0.20,
+        "efficiency": 0.30,
+        "compliance": 0.25,
+        "environment": 0.15,
+        "overall": 0.10,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Rating:
+    """A parsed, pseudonymised rating, before or after it is written.
+
+    Times are timezone-aware UTC. ``ip_hash``, ``prefix_hash`` and ``device_hash``
+    are keyed hashes (see :mod:`integrity.pseudonym`); ``fingerprint`` identifies
+    the submission's content, so an identical retry has the same fingerprint.
+    """
+
+    ticket_id: str
+    window_id: str
+    staff_id: str | None
+    service_type: str
+    channel: str
+    served_at: datetime | None
+    submitted_at: datetime
+    submitted_at_given: bool
+    received_at: datetime
+    scores: Mapping[str, int]
+    composite: float
+    comment: str | None
+    ip_hash: str
+    prefix_hash: str
+    device_hash: str
+    fingerprint: str
+    rating_id: int | None = None
+
+    @property
+    def occurred_at(self) -> datetime:
+        """The time a report period is judged by: ``served_at``, else ``submitted_at``."""
+        return self.served_at or self.submitted_at
+
+    @property
+    def seconds_after_service(self) -> float | None:
+        if self.served_at is None:
+            return None
+        return (self.submitted_at - self.served_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one gate concluded about one rating: a status other than accepted, and why."""
+
+    status: Status
+    reasons: tuple[str, ...]
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The hook's answer for one rating (CONTRACT §2)."""
+
+    rating_id: int
+    status: Status
+    reasons: tuple[str, ...]
+    rule_set_id: str
+    retry_after_s: float | None = None
+    replayed: bool = False  # True when this answers an identical retry: nothing was written
+
+    @property
+    def counted(self) -> bool:
+        return self.status.counted
+
+    @property
+    def duplicate_ticket(self) -> bool:
+        return Reason.DUPLICATE_TICKET in self.reasons
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "rating_id": self.rating_id,
+            "status": self.status.value,
+            "counted": self.counted,
+            "reasons": list(self.reasons),
+            "rule_set_id": self.rule_set_id,
+        }
+        if self.retry_after_s is not None:
+            out["retry_after_s"] = round(self.retry_after_s, 3)
+        if self.replayed:
+            out["replayed"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry on the ledger. A status change when ``status`` is set, a record otherwise.
+
+    ``kind`` names what happened (``decision``, ``hold``, ``clear``, ``confirm``, ``void``,
+    ``appeal.filed``, ``audit.finding`` ...); ``actor`` who did it (``hook``, ``detector``,
+    a person's id).
+    """
+
+    kind: str
+    actor: str
+    at: datetime
+    rating_id: int | None = None
+    status: Status | None = None
+    reasons: tuple[str, ...] = ()
+    rule_set_id: str | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    subject: str | None = None  # what a non-rating event is about: "appeal:12", "audit:batch:3"
+    event_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Kiosk:
+    """A rating pad fixed at one window of one venue (device id pseudonymised)."""
+
+    venue_id: str
+    window_id: str
+    device_hash: str
+
+
+@dataclass(frozen=True)
+class VenueRegistry:
+    """The registered halls, pseudonymised: lookups by hash only.
+
+    ``ip_hashes`` maps a pseudonymised single address to its venue; ``prefix_hashes``
+    maps a pseudonymised /24 (IPv4) or /64 (IPv6) prefix to its venue (a network
+    registered as a whole prefix or larger). ``kiosks`` maps a device hash to its pad.
+    """
+
+    ip_hashes: Mapping[str, str] = field(default_factory=dict)
+    prefix_hashes: Mapping[str, str] = field(default_factory=dict)
+    kiosks: Mapping[str, Kiosk] = field(default_factory=dict)
+
+    def venue_of_address(self, ip_hash: str, prefix_hash: str) -> str | None:
+        return self.ip_hashes.get(ip_hash) or self.prefix_hashes.get(prefix_hash)
+
+    def kiosk(self, device_hash: str) -> Kiosk | None:
+        return self.kiosks.get(device_hash)
