@@ -12,7 +12,6 @@ from typing import Protocol
 
 from integrity.model import Rating, Verdict
 
-
 # --- rate limiting -------------------------------------------------------------------
 
 

@@ -1,0 +1,565 @@
+"""The score ledger on SQL (SQLite by default, PostgreSQL by URL): one code path.
+
+Every write is one transaction: a rating row, its decision event and its status row
+go in together or not at all. Driver errors become ``BackendUnavailable``; a lost
+race (two workers, one ticket) becomes a clean ``duplicate_ticket`` decision.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection, Engine
+
+from integrity.adapters import tables as t
+from integrity.errors import BackendUnavailable, Conflict, NotFound
+from integrity.model import Decision, Event, Kiosk, Rating, Reason, Status, VenueRegistry
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``sqlite:///path`` or ``postgresql://...`` with the ledger's settings.
+
+    SQLite runs in WAL mode with a busy timeout, so readers never block the writer.
+    A bare ``postgresql://`` URL uses psycopg 3.
+    """
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa_event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args={"connect_timeout": 5}
+    )
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Driver-level failures (server gone, disk full) surface as ``BackendUnavailable``."""
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
+        raise BackendUnavailable(f"database unavailable: {err.orig or err}") from err
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the ledger already knows about a new rating before any gate runs."""
+
+    existing: Decision | None  # the first decision for an identical earlier submission
+    ticket_taken: bool
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A rating with its decision, ready to be written."""
+
+    rating: Rating
+    status: Status
+    reasons: tuple[str, ...]
+    evidence: Mapping[str, Any]
+    rule_set_id: str
+    retry_after_s: float | None = None
+
+
+def rating_row(r: Rating, rule_set_id: str, claims_ticket: bool) -> dict[str, Any]:
+    return {
+        "fingerprint": r.fingerprint,
+        "ticket_id": r.ticket_id,
+        "claims_ticket": claims_ticket,
+        "window_id": r.window_id,
+        "staff_id": r.staff_id,
+        "service_type": r.service_type,
+        "channel": r.channel,
+        "served_at": r.served_at,
+        "submitted_at": r.submitted_at,
+        "submitted_at_given": r.submitted_at_given,
+        "received_at": r.received_at,
+        "occurred_at": r.occurred_at,
+        "scores": canonical_json(dict(r.scores)),
+        "composite": r.composite,
+        "comment": r.comment,
+        "ip_hash": r.ip_hash,
+        "prefix_hash": r.prefix_hash,
+        "device_hash": r.device_hash,
+        "rule_set_id": rule_set_id,
+    }
+
+
+def _decision_from(rating_id: int, row: Mapping[str, Any], replayed: bool) -> Decision:
+    return Decision(
+        rating_id=rating_id,
+        status=Status(row["status"]),
+        reasons=tuple(json.loads(row["reasons"])),
+        rule_set_id=row["rule_set_id"] or "",
+        replayed=replayed,
+    )
+
+
+class SqlLedger:
+    """Append-only ledger of ratings and events on one SQLAlchemy engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def lookup(self, fingerprint: str, ticket_id: str) -> Lookup:
+        with translate_errors(), self.engine.connect() as conn:
+            return self._lookup(conn, fingerprint, ticket_id)
+
+    def _lookup(self, conn: Connection, fingerprint: str, ticket_id: str) -> Lookup:
+        rid = conn.execute(
+            sa.select(t.ratings.c.rating_id).where(t.ratings.c.fingerprint == fingerprint)
+        ).scalar()
+        if rid is not None:
+            return Lookup(self._first_decision(conn, rid, replayed=True), True)
+        taken = conn.execute(
+            sa.select(t.ratings.c.rating_id).where(
+                t.ratings.c.ticket_id == ticket_id, t.ratings.c.claims_ticket.is_(True)
+            )
+        ).first()
+        return Lookup(None, taken is not None)
+
+    def lookup_many(self, ratings: Sequence[Rating]) -> list[Lookup]:
+        """``lookup`` for many ratings with two queries."""
+        fps = [r.fingerprint for r in ratings]
+        tickets = list({r.ticket_id for r in ratings})
+        with translate_errors(), self.engine.connect() as conn:
+            known: dict[str, int] = {}
+            for part in _chunks(fps, 900):
+                rows = conn.execute(
+                    sa.select(t.ratings.c.fingerprint, t.ratings.c.rating_id).where(
+                        t.ratings.c.fingerprint.in_(part)
+                    )
+                )
+                known.update({fp: rid for fp, rid in rows})
+            taken: set[str] = set()
+            for part in _chunks(tickets, 900):
+                rows = conn.execute(
+                    sa.select(t.ratings.c.ticket_id).where(
+                        t.ratings.c.ticket_id.in_(part), t.ratings.c.claims_ticket.is_(True)
+                    )
+                )
+                taken.update(tid for (tid,) in rows)
+            out = []
+            for r in ratings:
+                rid = known.get(r.fingerprint)
+                existing = (
+                    self._first_decision(conn, rid, replayed=True) if rid is not None else None
+                )
+                out.append(Lookup(existing, existing is not None or r.ticket_id in taken))
+            return out
+
+    def _first_decision(self, conn: Connection, rating_id: int, replayed: bool) -> Decision:
+        row = (
+            conn.execute(
+                sa.select(t.events.c.status, t.events.c.reasons, t.events.c.rule_set_id)
+                .where(t.events.c.rating_id == rating_id, t.events.c.kind == "decision")
+                .order_by(t.events.c.event_id)
+                .limit(1)
+            )
+            .mappings()
+            .one()
+        )
+        return _decision_from(rating_id, row, replayed)
+
+    def current(self, rating_id: int) -> tuple[Status, int]:
+        """Current status and version of a rating (``NotFound`` if none)."""
+        with translate_errors(), self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.rating_status.c.status, t.rating_status.c.version).where(
+                    t.rating_status.c.rating_id == rating_id
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"no rating {rating_id}")
+        return Status(row.status), int(row.version)
+
+    def rating(self, rating_id: int) -> dict[str, Any]:
+        """The stored rating row with its current status (``NotFound`` if none)."""
+        q = (
+            sa.select(
+                t.ratings,
+                t.rating_status.c.status,
+                t.rating_status.c.reasons.label("current_reasons"),
+                t.rating_status.c.risk,
+            )
+            .join(t.rating_status, t.rating_status.c.rating_id == t.ratings.c.rating_id)
+            .where(t.ratings.c.rating_id == rating_id)
+        )
+        with translate_errors(), self.engine.connect() as conn:
+            row = conn.execute(q).mappings().first()
+        if row is None:
+            raise NotFound(f"no rating {rating_id}")
+        out = dict(row)
+        out["scores"] = json.loads(out["scores"])
+        return out
+
+    def events_of(self, rating_id: int) -> list[Event]:
+        with translate_errors(), self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.events)
+                .where(t.events.c.rating_id == rating_id)
+                .order_by(t.events.c.event_id)
+            ).mappings()
+            return [_event_from_row(r) for r in rows]
+
+    def events_about(self, subject: str) -> list[Event]:
+        with translate_errors(), self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.events)
+                .where(t.events.c.subject == subject)
+                .order_by(t.events.c.event_id)
+            ).mappings()
+            return [_event_from_row(r) for r in rows]
+
+    # -- writes --------------------------------------------------------------------------
+
+    def record(self, p: Pending, actor: str = "hook") -> Decision:
+        """Write one rating, its decision event and status row in one transaction.
+
+        Returns the decision as written. If an identical submission won a race, its
+        first decision is returned with ``replayed``; if another rating claimed the
+        ticket first, this one is written as ``rejected`` / ``duplicate_ticket``.
+        """
+        with translate_errors():
+            claims = Reason.DUPLICATE_TICKET not in p.reasons
+            try:
+                with self.engine.begin() as conn:
+                    return self._record_one(conn, p, claims, actor)
+            except sa.exc.IntegrityError:
+                pass
+            # A concurrent writer took the fingerprint or the ticket between lookup and write.
+            with self.engine.connect() as conn:
+                found = self._lookup(conn, p.rating.fingerprint, p.rating.ticket_id)
+            if found.existing is not None:
+                return found.existing
+            dup = Pending(
+                p.rating, Status.REJECTED, (Reason.DUPLICATE_TICKET,), p.evidence, p.rule_set_id
+            )
+            try:
+                with self.engine.begin() as conn:
+                    return self._record_one(conn, dup, False, actor)
+            except sa.exc.IntegrityError:
+                with self.engine.connect() as conn:
+                    found = self._lookup(conn, p.rating.fingerprint, p.rating.ticket_id)
+                if found.existing is None:
+                    raise
+                return found.existing
+
+    def _record_one(self, conn: Connection, p: Pending, claims: bool, actor: str) -> Decision:
+        rid = conn.execute(
+            t.ratings.insert().returning(t.ratings.c.rating_id),
+            rating_row(p.rating, p.rule_set_id, claims),
+        ).scalar_one()
+        self._write_decision(conn, [rid], [p], actor)
+        return Decision(rid, p.status, p.reasons, p.rule_set_id, p.retry_after_s)
+
+    def record_many(self, pending: Sequence[Pending], actor: str = "hook") -> list[Decision]:
+        """Write many ratings in one transaction (ingest). Falls back to one by one on a race.
+
+        Callers must not put two ratings claiming the same ticket, or two identical
+        submissions, in one call (the hook flushes before a repeat).
+        """
+        if not pending:
+            return []
+        rows = [
+            rating_row(p.rating, p.rule_set_id, Reason.DUPLICATE_TICKET not in p.reasons)
+            for p in pending
+        ]
+        with translate_errors():
+            try:
+                with self.engine.begin() as conn:
+                    rids = list(
+                        conn.execute(
+                            t.ratings.insert().returning(
+                                t.ratings.c.rating_id, sort_by_parameter_order=True
+                            ),
+                            rows,
+                        ).scalars()
+                    )
+                    self._write_decision(conn, rids, pending, actor)
+            except sa.exc.IntegrityError:
+                return [self.record(p, actor) for p in pending]
+        return [
+            Decision(rid, p.status, p.reasons, p.rule_set_id, p.retry_after_s)
+            for rid, p in zip(rids, pending, strict=True)
+        ]
+
+    def _write_decision(
+        self, conn: Connection, rids: Sequence[int], pending: Sequence[Pending], actor: str
+    ) -> None:
+        ev_rows = [
+            {
+                "rating_id": rid,
+                "subject": None,
+                "kind": "decision",
+                "actor": actor,
+                "status": p.status.value,
+                "reasons": canonical_json(list(p.reasons)),
+                "rule_set_id": p.rule_set_id,
+                "evidence": canonical_json(dict(p.evidence)),
+                "at": p.rating.received_at,
+            }
+            for rid, p in zip(rids, pending, strict=True)
+        ]
+        eids = list(
+            conn.execute(
+                t.events.insert().returning(t.events.c.event_id, sort_by_parameter_order=True),
+                ev_rows,
+            ).scalars()
+        )
+        conn.execute(
+            t.rating_status.insert(),
+            [
+                {
+                    "rating_id": rid,
+                    "status": p.status.value,
+                    "reasons": ";".join(p.reasons),
+                    "last_event_id": eid,
+                    "risk": 0.0,
+                    "version": 1,
+                }
+                for rid, eid, p in zip(rids, eids, pending, strict=True)
+            ],
+        )
+
+    def append(self, ev: Event, expect_version: int | None = None) -> Event:
+        """Append one event; a status event also moves the rating's current status.
+
+        ``expect_version`` (optimistic concurrency): the status change applies only if
+        the rating's status row still has that version, otherwise ``Conflict``.
+        """
+        with translate_errors(), self.engine.begin() as conn:
+            return self._append(conn, ev, expect_version)
+
+    def append_many(self, evs: Sequence[tuple[Event, int | None]]) -> list[Event]:
+        """Several events in one transaction; any conflict rolls back all of them."""
+        with translate_errors(), self.engine.begin() as conn:
+            return [self._append(conn, ev, v) for ev, v in evs]
+
+    def _append(self, conn: Connection, ev: Event, expect_version: int | None) -> Event:
+        if ev.status is not None:
+            if ev.rating_id is None:
+                raise ValueError("a status event needs a rating")
+            # Write first (takes SQLite's write lock at once), then add the event.
+            cond = t.rating_status.c.rating_id == ev.rating_id
+            if expect_version is not None:
+                cond = sa.and_(cond, t.rating_status.c.version == expect_version)
+            res = conn.execute(
+                t.rating_status.update()
+                .where(cond)
+                .values(
+                    status=ev.status.value,
+                    reasons=";".join(ev.reasons),
+                    version=t.rating_status.c.version + 1,
+                    last_event_id=-1,
+                )
+            )
+            if res.rowcount != 1:
+                exists = conn.execute(
+                    sa.select(t.rating_status.c.version).where(
+                        t.rating_status.c.rating_id == ev.rating_id
+                    )
+                ).first()
+                if exists is None:
+                    raise NotFound(f"no rating {ev.rating_id}")
+                raise Conflict(
+                    f"rating {ev.rating_id} changed meanwhile (version {exists.version}, "
+                    f"expected {expect_version}); re-read and decide again"
+                )
+        eid = conn.execute(
+            t.events.insert().returning(t.events.c.event_id),
+            {
+                "rating_id": ev.rating_id,
+                "subject": ev.subject,
+                "kind": ev.kind,
+                "actor": ev.actor,
+                "status": ev.status.value if ev.status else None,
+                "reasons": canonical_json(list(ev.reasons)),
+                "rule_set_id": ev.rule_set_id,
+                "evidence": canonical_json(dict(ev.evidence)),
+                "at": ev.at,
+            },
+        ).scalar_one()
+        if ev.status is not None:
+            conn.execute(
+                t.rating_status.update()
+                .where(t.rating_status.c.rating_id == ev.rating_id)
+                .values(last_event_id=eid)
+            )
+        return Event(**{**ev.__dict__, "event_id": eid})
+
+    def set_risk(self, risks: Mapping[int, float]) -> None:
+        """Store detector risk per rating (materialised; the evidence lives in events)."""
+        if not risks:
+            return
+        with translate_errors(), self.engine.begin() as conn:
+            conn.execute(
+                t.rating_status.update()
+                .where(t.rating_status.c.rating_id == sa.bindparam("rid"))
+                .values(risk=sa.bindparam("risk")),
+                [{"rid": k, "risk": float(v)} for k, v in risks.items()],
+            )
+
+    # -- venues --------------------------------------------------------------------------
+
+    def replace_venues(
+        self,
+        venues: Sequence[tuple[str, int]],
+        addresses: Sequence[tuple[str, str, str]],
+        kiosks: Sequence[Kiosk],
+        at: datetime,
+        actor: str,
+    ) -> None:
+        """Replace the venue registry (already pseudonymised) and log it as an event."""
+        with translate_errors(), self.engine.begin() as conn:
+            conn.execute(t.kiosks.delete())
+            conn.execute(t.venue_addresses.delete())
+            conn.execute(t.venues.delete())
+            if venues:
+                conn.execute(t.venues.insert(), [{"venue_id": v, "networks": n} for v, n in venues])
+            if addresses:
+                conn.execute(
+                    t.venue_addresses.insert(),
+                    [{"address_hash": h, "kind": k, "venue_id": v} for h, k, v in addresses],
+                )
+            if kiosks:
+                conn.execute(
+                    t.kiosks.insert(),
+                    [
+                        {
+                            "device_hash": k.device_hash,
+                            "venue_id": k.venue_id,
+                            "window_id": k.window_id,
+                        }
+                        for k in kiosks
+                    ],
+                )
+            self._append(
+                conn,
+                Event(
+                    kind="venues.loaded",
+                    actor=actor,
+                    at=at,
+                    subject="venues",
+                    evidence={
+                        "venues": len(venues),
+                        "addresses": len(addresses),
+                        "kiosks": len(kiosks),
+                    },
+                ),
+                None,
+            )
+
+    def venue_registry(self) -> VenueRegistry:
+        with translate_errors(), self.engine.connect() as conn:
+            ips: dict[str, str] = {}
+            prefixes: dict[str, str] = {}
+            for h, kind, venue in conn.execute(
+                sa.select(
+                    t.venue_addresses.c.address_hash,
+                    t.venue_addresses.c.kind,
+                    t.venue_addresses.c.venue_id,
+                )
+            ):
+                (ips if kind == "ip" else prefixes)[h] = venue
+            ks = {
+                h: Kiosk(venue_id=v, window_id=w, device_hash=h)
+                for h, v, w in conn.execute(
+                    sa.select(t.kiosks.c.device_hash, t.kiosks.c.venue_id, t.kiosks.c.window_id)
+                )
+            }
+        return VenueRegistry(ips, prefixes, ks)
+
+    # -- rule sets and meta ----------------------------------------------------------------
+
+    def activate_rule_set(self, rule_set_id: str, name: str, text: str, at: datetime) -> None:
+        """Store a rule set (content-addressed) and make it the active one."""
+        with translate_errors(), self.engine.begin() as conn:
+            exists = conn.execute(
+                sa.select(t.rule_sets.c.rule_set_id).where(t.rule_sets.c.rule_set_id == rule_set_id)
+            ).first()
+            if exists is None:
+                conn.execute(
+                    t.rule_sets.insert(),
+                    {"rule_set_id": rule_set_id, "name": name, "text": text, "activated_at": at},
+                )
+            else:
+                conn.execute(
+                    t.rule_sets.update()
+                    .where(t.rule_sets.c.rule_set_id == rule_set_id)
+                    .values(activated_at=at)
+                )
+            self._append(
+                conn,
+                Event(
+                    kind="rule_set.activated",
+                    actor="admin",
+                    at=at,
+                    subject=f"rule_set:{rule_set_id}",
+                    rule_set_id=rule_set_id,
+                ),
+                None,
+            )
+
+    def active_rule_set(self) -> tuple[str, str] | None:
+        """``(rule_set_id, text)`` of the most recently activated rule set."""
+        with translate_errors(), self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.rule_sets.c.rule_set_id, t.rule_sets.c.text)
+                .order_by(t.rule_sets.c.activated_at.desc())
+                .limit(1)
+            ).first()
+        return (row[0], row[1]) if row else None
+
+    def rule_set_text(self, rule_set_id: str) -> str:
+        with translate_errors(), self.engine.connect() as conn:
+            text = conn.execute(
+                sa.select(t.rule_sets.c.text).where(t.rule_sets.c.rule_set_id == rule_set_id)
+            ).scalar()
+        if text is None:
+            raise NotFound(f"no rule set {rule_set_id}")
+        return str(text)
+
+
+def _event_from_row(r: Mapping[str, Any]) -> Event:
+    return Event(
+        kind=r["kind"],
+        actor=r["actor"],
+        at=r["at"],
+        rating_id=r["rating_id"],
+        status=Status(r["status"]) if r["status"] else None,
+        reasons=tuple(json.loads(r["reasons"])),
+        rule_set_id=r["rule_set_id"],
+        evidence=json.loads(r["evidence"]),
+        subject=r["subject"],
+        event_id=r["event_id"],
+    )
+
+
+def _chunks(items: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]

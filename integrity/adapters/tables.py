@@ -1,0 +1,192 @@
+"""SQL schema of the score ledger (SQLAlchemy Core). Alembic migrations mirror it.
+
+Append-only by design: ``ratings`` and ``events`` rows are inserted, never updated or
+deleted. ``rating_status`` is the one materialised view (current status per rating),
+updated in the same transaction as the event that changes it and checked against the
+events by ``integrity ledger verify``. ``log_leaves`` / ``log_head`` / ``checkpoints``
+are the RFC 9162 Merkle log that seals events after the fact.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes everywhere: ``timestamptz`` on PostgreSQL, naive UTC on SQLite."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+Hash = sa.String(64)
+Pseudonym = sa.String(32)
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+rule_sets = sa.Table(
+    "rule_sets",
+    metadata,
+    sa.Column("rule_set_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("activated_at", UTCDateTime, nullable=False),
+)
+
+ratings = sa.Table(
+    "ratings",
+    metadata,
+    sa.Column(
+        "rating_id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("fingerprint", Hash, nullable=False, unique=True),
+    sa.Column("ticket_id", sa.String(128), nullable=False, index=True),
+    # True for the first rating recorded for its ticket; a partial unique index makes
+    # "one service, one rating" hold across concurrent workers.
+    sa.Column("claims_ticket", sa.Boolean, nullable=False),
+    sa.Column("window_id", sa.String(64), nullable=False),
+    sa.Column("staff_id", sa.String(64)),
+    sa.Column("service_type", sa.String(64), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("served_at", UTCDateTime),
+    sa.Column("submitted_at", UTCDateTime, nullable=False),
+    sa.Column("submitted_at_given", sa.Boolean, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("occurred_at", UTCDateTime, nullable=False, index=True),
+    sa.Column("scores", sa.Text, nullable=False),  # canonical JSON: dimension -> int
+    sa.Column("composite", sa.Float, nullable=False),
+    sa.Column("comment", sa.Text),
+    sa.Column("ip_hash", Pseudonym, nullable=False, index=True),
+    sa.Column("prefix_hash", Pseudonym, nullable=False),
+    sa.Column("device_hash", Pseudonym, nullable=False, index=True),
+    sa.Column("rule_set_id", sa.String(32), nullable=False),
+    sa.Index(
+        "uq_ratings_ticket_claim",
+        "ticket_id",
+        unique=True,
+        sqlite_where=sa.text("claims_ticket"),
+        postgresql_where=sa.text("claims_ticket"),
+    ),
+    sa.Index("ix_ratings_window_occurred", "window_id", "occurred_at"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column(
+        "event_id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("rating_id", sa.BigInteger, sa.ForeignKey("ratings.rating_id"), index=True),
+    sa.Column("subject", sa.String(128), index=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16)),
+    sa.Column("reasons", sa.Text, nullable=False),  # JSON list of codes
+    sa.Column("rule_set_id", sa.String(32)),
+    sa.Column("evidence", sa.Text, nullable=False),  # canonical JSON object
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+rating_status = sa.Table(
+    "rating_status",
+    metadata,
+    sa.Column("rating_id", sa.BigInteger, sa.ForeignKey("ratings.rating_id"), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("reasons", sa.Text, nullable=False),  # ';'-joined codes of the last status event
+    sa.Column("last_event_id", sa.BigInteger, nullable=False),
+    # Combined detector risk in [0, 1]; 0 until a detector scores the rating.
+    sa.Column("risk", sa.Float, nullable=False, server_default="0"),
+    # Optimistic concurrency: bumped by every status change.
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+)
+
+log_leaves = sa.Table(
+    "log_leaves",
+    metadata,
+    sa.Column("leaf_index", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("event_id", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
+)
+
+log_head = sa.Table(
+    "log_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("root", sa.LargeBinary(32), nullable=False),
+    sa.Column("frontier", sa.Text, nullable=False),  # JSON compact range
+    sa.Column("sealed_at", UTCDateTime, nullable=False),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root", sa.LargeBinary(32), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+venues = sa.Table(
+    "venues",
+    metadata,
+    sa.Column("venue_id", sa.String(64), primary_key=True),
+    sa.Column("networks", sa.Integer, nullable=False),  # how many networks were registered
+)
+
+venue_addresses = sa.Table(
+    "venue_addresses",
+    metadata,
+    sa.Column("address_hash", Pseudonym, primary_key=True),
+    sa.Column("kind", sa.String(8), nullable=False),  # "ip" or "prefix"
+    sa.Column("venue_id", sa.String(64), sa.ForeignKey("venues.venue_id"), nullable=False),
+)
+
+kiosks = sa.Table(
+    "kiosks",
+    metadata,
+    sa.Column("device_hash", Pseudonym, primary_key=True),
+    sa.Column("venue_id", sa.String(64), sa.ForeignKey("venues.venue_id"), nullable=False),
+    sa.Column("window_id", sa.String(64), nullable=False),
+)

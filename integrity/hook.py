@@ -1,0 +1,230 @@
+"""The validation hook: one pipeline behind the Python API, ``ingest`` and HTTP.
+
+parse → pseudonymise → identical retry? → duplicate ticket? → gates (rate limits,
+real-time checks) → decision → ledger (rating + decision event, one transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from integrity.adapters.sql import Pending, SqlLedger
+from integrity.clock import Clock
+from integrity.config import CoreConfig
+from integrity.errors import BackendUnavailable, InvalidInput
+from integrity.model import Decision, Rating, Reason, Status, Verdict
+from integrity.parsing import parse_rating
+from integrity.ports import Gate, GateContext
+from integrity.pseudonym import Pseudonymiser
+
+SEVERITY = {Status.ACCEPTED: 0, Status.HELD: 1, Status.REJECTED: 2}
+SERVED_TOLERANCE_S = 60.0  # clocks of intake and service systems may disagree a little
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    """One line's outcome in a batch: a decision, or the field errors that refused it."""
+
+    line: int
+    decision: Decision | None = None
+    error: InvalidInput | None = None
+
+
+def combine(verdicts: Iterable[Verdict | None]) -> Verdict | None:
+    """The most severe status of all verdicts, with every reason and all evidence."""
+    found = [v for v in verdicts if v is not None]
+    if not found:
+        return None
+    status = max((v.status for v in found), key=SEVERITY.__getitem__)
+    reasons = tuple(sorted({r for v in found for r in v.reasons}))
+    evidence: dict[str, Any] = {}
+    for v in found:
+        evidence.update(v.evidence)
+    retry = [v.retry_after_s for v in found if v.retry_after_s is not None]
+    return Verdict(status, reasons, evidence, max(retry) if retry else None)
+
+
+def time_checks(rating: Rating, max_skew_s: float) -> Verdict | None:
+    """Real-time checks on the rating's own times; need no history."""
+    reasons = []
+    evidence: dict[str, Any] = {}
+    delay = rating.seconds_after_service
+    if delay is not None and delay < -SERVED_TOLERANCE_S:
+        reasons.append(Reason.SUBMITTED_BEFORE_SERVED)
+        evidence["seconds_after_service"] = delay
+    ahead = (rating.submitted_at - rating.received_at).total_seconds()
+    if ahead > max_skew_s:
+        reasons.append(Reason.SUBMITTED_IN_FUTURE)
+        evidence["seconds_ahead_of_receipt"] = ahead
+    if not reasons:
+        return None
+    return Verdict(Status.HELD, tuple(reasons), evidence)
+
+
+class ValidationHook:
+    """Judge ratings and write every one that parses to the ledger."""
+
+    def __init__(
+        self,
+        ledger: SqlLedger,
+        config: CoreConfig,
+        gates: Sequence[Gate],
+        pseudonymiser: Pseudonymiser,
+        clock: Clock,
+    ) -> None:
+        self.ledger = ledger
+        self.config = config
+        self.gates = list(gates)
+        self.pseudonymiser = pseudonymiser
+        self.clock = clock
+
+    # -- one rating -------------------------------------------------------------------------
+
+    def parse(self, obj: Any, received_at: datetime | None = None) -> Rating:
+        return parse_rating(
+            obj,
+            rubric=self.config.rubric,
+            pseudonymiser=self.pseudonymiser,
+            received_at=received_at or self.clock.now(),
+        )
+
+    def validate(self, obj: Any, *, replay: bool = False) -> Decision:
+        """Judge one rating (a decoded JSON object) and record it.
+
+        ``replay`` judges it at its own ``submitted_at`` (ingest of history); live
+        intake judges at the time of receipt. Raises ``InvalidInput`` (nothing
+        written) or ``BackendUnavailable`` (database down; nothing written).
+        """
+        rating = self.parse(obj)
+        found = self.ledger.lookup(rating.fingerprint, rating.ticket_id)
+        if found.existing is not None:
+            return found.existing
+        pending = self._judge(rating, found.ticket_taken, replay)
+        return self.ledger.record(pending)
+
+    def _context(self, replay: bool) -> GateContext:
+        return GateContext(replay=replay, rule_set_id=self.config.rule_set_id)
+
+    def _judge(self, rating: Rating, ticket_taken: bool, replay: bool) -> Pending:
+        if ticket_taken:
+            return self._pending(rating, Verdict(Status.REJECTED, (Reason.DUPLICATE_TICKET,)))
+        ctx = self._context(replay)
+        verdicts: list[Verdict | None] = []
+        for gate in self.gates:
+            try:
+                verdicts.append(gate.check(rating, ctx))
+            except BackendUnavailable as err:
+                verdicts.append(_unavailable(gate, err))
+        verdicts.append(time_checks(rating, self.config.max_clock_skew_s))
+        return self._pending(rating, combine(verdicts))
+
+    def _pending(self, rating: Rating, verdict: Verdict | None) -> Pending:
+        if verdict is None:
+            return Pending(rating, Status.ACCEPTED, (), {}, self.config.rule_set_id)
+        return Pending(
+            rating,
+            verdict.status,
+            verdict.reasons,
+            verdict.evidence,
+            self.config.rule_set_id,
+            verdict.retry_after_s,
+        )
+
+    # -- many ratings (ingest) ------------------------------------------------------------
+
+    def validate_stream(
+        self,
+        objs: Iterable[Any],
+        *,
+        replay: bool = True,
+        chunk: int = 500,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Iterator[IngestItem]:
+        """Judge ratings in order, writing them in chunks; yields one item per input.
+
+        Decisions are exactly those of calling :meth:`validate` one by one: a ticket
+        or an identical submission repeated inside a chunk is seen by the later one.
+        """
+        batch: list[tuple[int, Rating]] = []
+        tickets: set[str] = set()
+        fingerprints: set[str] = set()
+        for line, obj in enumerate(objs, start=1):
+            try:
+                rating = self.parse(obj)
+            except InvalidInput as err:
+                yield from self._flush(batch, replay, on_progress)
+                tickets.clear()
+                fingerprints.clear()
+                yield IngestItem(line, error=err)
+                continue
+            if rating.fingerprint in fingerprints or len(batch) >= chunk:
+                # An identical resubmission must see the earlier one's stored decision.
+                yield from self._flush(batch, replay, on_progress)
+                tickets.clear()
+                fingerprints.clear()
+            batch.append((line, rating))
+            fingerprints.add(rating.fingerprint)
+        yield from self._flush(batch, replay, on_progress)
+
+    def _flush(
+        self,
+        batch: list[tuple[int, Rating]],
+        replay: bool,
+        on_progress: Callable[[int], None] | None,
+    ) -> Iterator[IngestItem]:
+        if not batch:
+            return
+        ratings = [r for _, r in batch]
+        lookups = self.ledger.lookup_many(ratings)
+        claimed: set[str] = set()
+        out: list[Decision | None] = [None] * len(batch)
+        to_check: list[int] = []
+        dup: set[int] = set()
+        for i, (r, found) in enumerate(zip(ratings, lookups, strict=True)):
+            if found.existing is not None:
+                out[i] = found.existing
+            elif found.ticket_taken or r.ticket_id in claimed:
+                dup.add(i)
+            else:
+                claimed.add(r.ticket_id)
+                to_check.append(i)
+        ctx = self._context(replay)
+        gate_verdicts: dict[int, list[Verdict | None]] = {i: [] for i in to_check}
+        checked = [ratings[i] for i in to_check]
+        for gate in self.gates:
+            try:
+                results = gate.check_many(checked, ctx)
+            except BackendUnavailable as err:
+                results = [_unavailable(gate, err)] * len(checked)
+            for i, v in zip(to_check, results, strict=True):
+                gate_verdicts[i].append(v)
+        pending: list[Pending] = []
+        slots: list[int] = []
+        for i, r in enumerate(ratings):
+            if out[i] is not None:
+                continue
+            if i in dup:
+                pending.append(
+                    self._pending(r, Verdict(Status.REJECTED, (Reason.DUPLICATE_TICKET,)))
+                )
+            else:
+                vs = gate_verdicts[i] + [time_checks(r, self.config.max_clock_skew_s)]
+                pending.append(self._pending(r, combine(vs)))
+            slots.append(i)
+        for i, d in zip(slots, self.ledger.record_many(pending), strict=True):
+            out[i] = d
+        for (line, _), d in zip(batch, out, strict=True):
+            yield IngestItem(line, decision=d)
+        if on_progress is not None:
+            on_progress(len(batch))
+        batch.clear()
+
+
+def _unavailable(gate: Gate, err: BackendUnavailable) -> Verdict:
+    return Verdict(Status.HELD, (gate.unavailable_reason,), {"unavailable": f"{gate.name}: {err}"})
+
+
+__all__ = ["IngestItem", "Reason", "ValidationHook", "combine", "time_checks"]

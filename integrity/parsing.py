@@ -1,0 +1,192 @@
+"""Parse an intake object (CONTRACT §1) into a pseudonymised :class:`Rating`.
+
+Structure is checked by a pydantic model (also the HTTP schema); the rubric
+(dimensions, scale) is checked against the active rule set. Every problem is
+reported as a :class:`FieldError`; nothing is written for a rating that fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from integrity.errors import FieldError, InvalidInput
+from integrity.model import VERBAL_LEVELS, Rating, Rubric
+from integrity.pseudonym import Pseudonymiser
+
+Channel = Literal["kiosk", "qr", "app", "sms", "web", "phone"]
+
+
+def _text(lo: int, hi: int) -> Any:
+    return Annotated[StrictStr, Field(min_length=lo, max_length=hi)]
+
+
+class RatingIn(BaseModel):
+    """A rating as intake services send it (CONTRACT §1)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    ticket_id: _text(1, 128)  # type: ignore[valid-type]
+    window_id: _text(1, 64)  # type: ignore[valid-type]
+    staff_id: _text(1, 64) | None = None  # type: ignore[valid-type]
+    service_type: _text(1, 64) = "general"  # type: ignore[valid-type]
+    channel: Channel = "qr"
+    served_at: StrictStr | None = Field(default=None, description="RFC 3339 with offset")
+    submitted_at: StrictStr | None = Field(default=None, description="RFC 3339 with offset")
+    scores: dict[StrictStr, StrictInt | StrictStr] = Field(
+        description="dimension -> integer on the rubric's scale (or a verbal level on 1-5)"
+    )
+    comment: Annotated[StrictStr, Field(max_length=2000)] | None = None
+    ip: _text(2, 64)  # type: ignore[valid-type]
+    device_id: _text(1, 128)  # type: ignore[valid-type]
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(rating)"
+
+
+def _pydantic_errors(err: ValidationError) -> list[FieldError]:
+    out = []
+    for e in err.errors(include_url=False):
+        loc = tuple(p for p in e["loc"] if p not in ("str", "int", "StrictStr", "StrictInt"))
+        if e["type"] == "extra_forbidden":
+            out.append(FieldError(_loc(loc), "unknown field"))
+        elif e["type"] == "missing":
+            out.append(FieldError(_loc(loc), "required field is missing"))
+        else:
+            out.append(FieldError(_loc(loc), e["msg"]))
+    return out
+
+
+def parse_timestamp(value: str) -> datetime:
+    """RFC 3339 with an explicit offset ('Z' or ±hh:mm) → aware UTC datetime."""
+    text = value.strip()
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError("timestamp needs an offset, e.g. 2026-10-01T09:30:00+08:00")
+    if "T" not in text.upper() and " " not in text:
+        raise ValueError("timestamp needs a date and a time")
+    return dt.astimezone(UTC)
+
+
+def _scores(
+    raw: Mapping[str, int | str], rubric: Rubric, errors: list[FieldError]
+) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for dim, value in raw.items():
+        if dim not in rubric.weights:
+            errors.append(
+                FieldError(
+                    f"scores.{dim}", f"unknown dimension; expected {', '.join(rubric.dimensions)}"
+                )
+            )
+            continue
+        if isinstance(value, str):
+            level = VERBAL_LEVELS.get(value.strip().lower())
+            if level is None or (rubric.scale_min, rubric.scale_max) != (1, 5):
+                errors.append(FieldError(f"scores.{dim}", f"not an integer score: {value!r}"))
+                continue
+            value = level
+        if not rubric.scale_min <= value <= rubric.scale_max:
+            errors.append(
+                FieldError(
+                    f"scores.{dim}",
+                    f"{value} is outside the scale {rubric.scale_min}..{rubric.scale_max}",
+                )
+            )
+            continue
+        out[dim] = value
+    for dim in rubric.dimensions:
+        if dim not in raw:
+            errors.append(FieldError(f"scores.{dim}", "required dimension is missing"))
+    return out
+
+
+def fingerprint(content: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a rating's content (hex)."""
+    blob = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def parse_rating(
+    obj: Any,
+    *,
+    rubric: Rubric,
+    pseudonymiser: Pseudonymiser,
+    received_at: datetime,
+) -> Rating:
+    """Validate ``obj`` (a decoded JSON object) and pseudonymise it.
+
+    ``received_at`` (aware) is the time of receipt; it is ``submitted_at`` when the
+    rating carries none. Raises :class:`InvalidInput` with every field error found.
+    """
+    if not isinstance(obj, Mapping):
+        raise InvalidInput([FieldError("(rating)", "expected a JSON object")])
+    errors: list[FieldError] = []
+    try:
+        model = RatingIn.model_validate(obj)
+    except ValidationError as err:
+        errors.extend(_pydantic_errors(err))
+        raise InvalidInput(errors) from None
+
+    served_at = submitted_at = None
+    for name in ("served_at", "submitted_at"):
+        text = getattr(model, name)
+        if text is None:
+            continue
+        try:
+            when = parse_timestamp(text)
+        except ValueError as err:
+            errors.append(FieldError(name, f"not an RFC 3339 timestamp with offset: {err}"))
+            continue
+        if name == "served_at":
+            served_at = when
+        else:
+            submitted_at = when
+    scores = _scores(model.scores, rubric, errors)
+    ip_hash = prefix_hash = ""
+    try:
+        ip_hash, prefix_hash = pseudonymiser.address(model.ip)
+    except ValueError:
+        errors.append(FieldError("ip", "not an IPv4 or IPv6 address"))
+    if errors:
+        raise InvalidInput(errors)
+
+    device_hash = pseudonymiser.device(model.device_id)
+    content = {
+        "ticket_id": model.ticket_id,
+        "window_id": model.window_id,
+        "staff_id": model.staff_id,
+        "service_type": model.service_type,
+        "channel": model.channel,
+        "served_at": served_at.isoformat() if served_at else None,
+        "submitted_at": submitted_at.isoformat() if submitted_at else None,
+        "scores": scores,
+        "comment": model.comment,
+        "ip": ip_hash,
+        "device": device_hash,
+    }
+    received = received_at.astimezone(UTC)
+    return Rating(
+        ticket_id=model.ticket_id,
+        window_id=model.window_id,
+        staff_id=model.staff_id,
+        service_type=model.service_type,
+        channel=model.channel,
+        served_at=served_at,
+        submitted_at=submitted_at or received,
+        submitted_at_given=submitted_at is not None,
+        received_at=received,
+        scores=scores,
+        composite=rubric.composite(scores),
+        comment=model.comment,
+        ip_hash=ip_hash,
+        prefix_hash=prefix_hash,
+        device_hash=device_hash,
+        fingerprint=fingerprint(content),
+    )

@@ -1,0 +1,80 @@
+"""Keyed pseudonymisation of addresses and devices.
+
+Raw IP addresses and device ids are turned into HMAC-SHA256 digests (keyed with the
+instance secret, which never lives in the database) as soon as a rating is parsed;
+nothing downstream ever sees the raw value. The /24 (IPv4) or /64 (IPv6) prefix is
+hashed too, so rules can count per network without knowing the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+DIGEST_HEX = 32  # 128 bits is plenty against collisions and keeps keys short
+
+
+def new_secret() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def normalise_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """Parse an address; an IPv4-mapped IPv6 address (``::ffff:1.2.3.4``) becomes IPv4.
+
+    Raises ``ValueError`` for anything that is not a plain address (no zone ids, no
+    networks).
+    """
+    addr = ipaddress.ip_address(text.strip())
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.scope_id is not None:
+            raise ValueError("zone ids are not accepted")
+        if addr.ipv4_mapped is not None:
+            return addr.ipv4_mapped
+    return addr
+
+
+def prefix_of(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """The /24 (IPv4) or /64 (IPv6) network of an address, as text."""
+    bits = 24 if addr.version == 4 else 64
+    return str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
+
+
+@dataclass(frozen=True)
+class Pseudonymiser:
+    """Keyed hashes: ``ip``, ``prefix`` and ``device`` live in separate domains."""
+
+    key: bytes
+
+    def _digest(self, domain: str, value: str) -> str:
+        mac = hmac.new(self.key, f"{domain}\x00{value}".encode(), hashlib.sha256)
+        return mac.hexdigest()[:DIGEST_HEX]
+
+    def ip(self, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+        return self._digest("ip", str(addr))
+
+    def prefix(self, network: str) -> str:
+        return self._digest("prefix", network)
+
+    def device(self, device_id: str) -> str:
+        return self._digest("device", device_id)
+
+    def address(self, text: str) -> tuple[str, str]:
+        """``(ip_hash, prefix_hash)`` of a raw address."""
+        addr = normalise_ip(text)
+        return self.ip(addr), self.prefix(prefix_of(addr))
+
+    @classmethod
+    def from_file(cls, path: Path) -> Pseudonymiser:
+        return cls(bytes.fromhex(path.read_text().strip()))
+
+
+def write_secret(path: Path) -> None:
+    """Create a new secret key file readable by its owner only; never overwrite one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "x") as fh:
+        fh.write(new_secret().hex() + "\n")
+    path.chmod(0o600)
