@@ -1,0 +1,194 @@
+"""The rate-limit gate: a rule set's ``[[limits]]`` applied to one rating, in one limiter call.
+
+Which rules apply depends on the venue registry: ip/prefix rules of scope ``venue`` when
+the rater's address is a registered hall network, of scope ``default`` otherwise;
+device/device_window rules of scope ``kiosk`` when the device is a registered rating
+pad, of scope ``default`` otherwise; scope ``any`` always. The same gate also checks
+that a registered pad rates only its own window (``kiosk.wrong_window``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from integrity.model import Kiosk, Rating, Status, VenueRegistry, Verdict
+from integrity.ports import GateContext, LimitCheck, Limiter, LimitOutcome
+from rules.ratelimit.memory import epoch_ms
+from rules.ruleset import LimitRule, RuleSet
+
+KEY_SCHEMA = "v1"
+WRONG_WINDOW = "kiosk.wrong_window"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the gate asks the limiter for one rating."""
+
+    checks: tuple[LimitCheck, ...]
+    rules: dict[str, LimitRule]
+    day_end_ms: int  # epoch ms of the next local midnight after the rating's day time
+    day_time_ms: int  # epoch ms of the time the calendar day was judged by
+    at_ms: int | None
+    kiosk: Kiosk | None
+
+
+class RateLimitGate:
+    """Implements :class:`integrity.ports.Gate` for the rule set's rate limits.
+
+    Keys: ``{namespace}:v1:rl:{rule_id}:{subject}``, plus ``:{YYYY-MM-DD}`` (local date)
+    for calendar-day rules. Raises ``BackendUnavailable`` when the limiter does.
+    """
+
+    name = "rate_limit"
+    unavailable_reason = "limiter_unavailable"
+
+    def __init__(
+        self,
+        ruleset: RuleSet,
+        limiter: Limiter,
+        registry: VenueRegistry | None = None,
+        namespace: str = "integrity",
+    ) -> None:
+        self.ruleset = ruleset
+        self.limiter = limiter
+        self.registry = registry or VenueRegistry()
+        self.namespace = namespace
+        self._tz = ruleset.tz
+
+    # --- Gate port ---------------------------------------------------------------------
+
+    def check(self, rating: Rating, ctx: GateContext) -> Verdict | None:
+        plan = self.plan(rating, ctx)
+        outcome = self.limiter.hit(plan.checks, rating.fingerprint, plan.at_ms)
+        return self._verdict(rating, plan, outcome)
+
+    def check_many(self, ratings: Sequence[Rating], ctx: GateContext) -> list[Verdict | None]:
+        """:meth:`check` for several ratings in order, with one ``limiter.hit_many``."""
+        plans = [self.plan(r, ctx) for r in ratings]
+        outcomes = self.limiter.hit_many(
+            [(p.checks, r.fingerprint, p.at_ms) for r, p in zip(ratings, plans, strict=True)]
+        )
+        return [self._verdict(r, p, o) for r, p, o in zip(ratings, plans, outcomes, strict=True)]
+
+    # --- planning ----------------------------------------------------------------------
+
+    def applicable_rules(self, rating: Rating) -> tuple[LimitRule, ...]:
+        """The limit rules that apply to this rating, in rule-set order."""
+        at_venue = self.registry.venue_of_address(rating.ip_hash, rating.prefix_hash) is not None
+        at_kiosk = self.registry.kiosk(rating.device_hash) is not None
+        address_scope = "venue" if at_venue else "default"
+        device_scope = "kiosk" if at_kiosk else "default"
+        out = []
+        for rule in self.ruleset.limits:
+            wanted = address_scope if rule.key in ("ip", "prefix") else device_scope
+            if rule.scope in ("any", wanted):
+                out.append(rule)
+        return tuple(out)
+
+    def plan(self, rating: Rating, ctx: GateContext) -> _Plan:
+        """The limiter checks for ``rating``; replay judges at ``submitted_at``, live at receipt."""
+        at_ms = epoch_ms(rating.submitted_at) if ctx.replay else None
+        # The calendar day: the rating's own time on replay; live, the time of receipt
+        # (what the Redis server clock also measures, give or take the network).
+        day_time = rating.submitted_at if ctx.replay else rating.received_at
+        local = day_time.astimezone(self._tz)
+        day = local.date().isoformat()
+        next_midnight = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=self._tz)
+        day_time_ms = epoch_ms(day_time)
+        day_end_ms = epoch_ms(next_midnight)
+        # Keep a day's key a full day past its end: late (skewed) ratings still find it.
+        day_ttl_ms = max(1, epoch_ms(next_midnight + timedelta(days=1)) - day_time_ms)
+
+        checks = []
+        rules: dict[str, LimitRule] = {}
+        for rule in self.applicable_rules(rating):
+            key = f"{self.namespace}:{KEY_SCHEMA}:rl:{rule.id}:{_subject(rule, rating)}"
+            if rule.window_s is None:
+                check = LimitCheck(rule.id, f"{key}:{day}", 0, rule.limit, day_ttl_ms)
+            else:
+                window_ms = rule.window_s * 1000
+                check = LimitCheck(rule.id, key, window_ms, rule.limit, window_ms)
+            checks.append(check)
+            rules[rule.id] = rule
+        return _Plan(
+            checks=tuple(checks),
+            rules=rules,
+            day_end_ms=day_end_ms,
+            day_time_ms=day_time_ms,
+            at_ms=at_ms,
+            kiosk=self.registry.kiosk(rating.device_hash),
+        )
+
+    # --- verdict -----------------------------------------------------------------------
+
+    def _verdict(self, rating: Rating, plan: _Plan, outcome: LimitOutcome) -> Verdict | None:
+        reasons: set[str] = set()
+        evidence: dict[str, Any] = {}
+        status: Status | None = None
+        retry_after_s: float | None = None
+
+        if not outcome.allowed:
+            entries = []
+            for failure in outcome.failures:
+                rule = plan.rules[failure.rule_id]
+                if rule.window_s is None:
+                    # a fixed bucket frees up when the local day ends
+                    retry_ms = max(0, plan.day_end_ms - plan.day_time_ms)
+                else:
+                    retry_ms = failure.retry_after_ms
+                retry_s = retry_ms / 1000
+                entries.append(
+                    {
+                        "rule": rule.id,
+                        "limit": rule.limit,
+                        "window_s": rule.window_s if rule.window_s is not None else "calendar_day",
+                        "retry_after_s": retry_s,
+                    }
+                )
+                reasons.add(rule.reason)
+                retry_after_s = retry_s if retry_after_s is None else max(retry_after_s, retry_s)
+                status = _worse(status, Status.REJECTED if rule.action == "reject" else Status.HELD)
+            evidence["rules"] = entries
+
+        kiosk = plan.kiosk
+        if kiosk is not None and rating.window_id != kiosk.window_id:
+            reasons.add(WRONG_WINDOW)
+            evidence["kiosk"] = {
+                "venue_id": kiosk.venue_id,
+                "registered_window_id": kiosk.window_id,
+                "rated_window_id": rating.window_id,
+            }
+            status = _worse(status, Status.HELD)
+
+        if status is None:
+            return None
+        return Verdict(
+            status=status,
+            reasons=tuple(sorted(reasons)),
+            evidence=evidence,
+            retry_after_s=retry_after_s,
+        )
+
+
+def _subject(rule: LimitRule, rating: Rating) -> str:
+    if rule.key == "device":
+        return rating.device_hash
+    if rule.key == "ip":
+        return rating.ip_hash
+    if rule.key == "prefix":
+        return rating.prefix_hash
+    if rule.key == "device_window":
+        return f"{rating.device_hash}:{rating.window_id}"
+    raise ValueError(f"limit rule {rule.id!r}: unknown key {rule.key!r}")
+
+
+_SEVERITY = {Status.HELD: 1, Status.REJECTED: 2}
+
+
+def _worse(a: Status | None, b: Status) -> Status:
+    if a is None or _SEVERITY[b] > _SEVERITY[a]:
+        return b
+    return a

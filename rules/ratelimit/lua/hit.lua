@@ -1,0 +1,68 @@
+-- hit.lua, schema v1: one rating against every rate-limit rule that applies to it.
+-- Checks every rule, then records the member in every key, or in none.
+--
+-- KEYS[i]   one sorted set per check: member = rating fingerprint, score = hit time (epoch ms)
+-- ARGV[1]   member
+-- ARGV[2]   the hit time in epoch ms, or '' for the server clock (TIME)
+-- ARGV[3i]  window_ms of check i: > 0 sliding log over (now - window_ms, now]; 0 fixed bucket
+-- ARGV[3i+1] limit of check i (>= 1)
+-- ARGV[3i+2] ttl_ms of check i: the key outlives its last hit by at least this long
+--
+-- Returns {now_ms, i1, retry_after_ms1, i2, retry_after_ms2, ...}: the time used, then
+-- each failing check (1-based index) with the ms until a retry could pass it (0 for a
+-- fixed bucket: the caller knows when the bucket ends). Just {now_ms} means allowed
+-- and recorded. A member already in a key passes that check and is not counted twice.
+
+local member = ARGV[1]
+local now
+if ARGV[2] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[2])
+end
+
+local function num(x)
+  return string.format('%d', x)
+end
+
+local out = {now}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local window = tonumber(ARGV[3 * i])
+  local limit = tonumber(ARGV[3 * i + 1])
+  if window > 0 then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now - window))
+  end
+  if not redis.call('ZSCORE', key, member) then
+    local count
+    if window > 0 then
+      count = redis.call('ZCOUNT', key, '(' .. num(now - window), num(now))
+    else
+      count = redis.call('ZCARD', key)
+    end
+    if count >= limit then
+      local retry = 0
+      if window > 0 then
+        -- the entry that must leave the window for the count to drop below the limit
+        local e = redis.call('ZRANGEBYSCORE', key, '(' .. num(now - window), num(now),
+          'WITHSCORES', 'LIMIT', count - limit, 1)
+        retry = tonumber(e[2]) + window - now
+      end
+      out[#out + 1] = i
+      out[#out + 1] = retry
+    end
+  end
+end
+
+if #out == 1 then
+  for i = 1, #KEYS do
+    local key = KEYS[i]
+    local ttl = tonumber(ARGV[3 * i + 2])
+    redis.call('ZADD', key, 'NX', num(now), member)
+    if redis.call('PTTL', key) < ttl then
+      redis.call('PEXPIRE', key, ttl)
+    end
+  end
+end
+return out
