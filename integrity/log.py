@@ -1,0 +1,388 @@
+"""Tamper evidence: events are sealed, after the fact, into an RFC 9162 Merkle log.
+
+The hot path only inserts rows. ``seal`` takes the events not yet in the log, in
+event-id order, and appends one leaf per event (a decision event's leaf also
+covers its rating row) in small blocks under one lock on the log head; writers are
+never blocked by it. ``verify`` recomputes every leaf from the current rows and
+says where the ledger differs from what was sealed; a checkpoint (size and root
+hash) kept by an auditor proves that today's log still extends yesterday's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from integrity import merkle
+from integrity.adapters import tables as t
+from integrity.adapters.sql import SqlLedger, canonical_json, translate_errors
+
+EVENT_FIELDS = (
+    "event_id",
+    "rating_id",
+    "subject",
+    "kind",
+    "actor",
+    "status",
+    "reasons",
+    "rule_set_id",
+    "evidence",
+    "at",
+)
+RATING_FIELDS = tuple(c.name for c in t.ratings.columns)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def leaf_data(event: Mapping[str, Any], rating: Mapping[str, Any] | None) -> bytes:
+    """The bytes a leaf hashes: the event row, and for a decision its rating row."""
+    doc: dict[str, Any] = {"event": {k: _plain(event[k]) for k in EVENT_FIELDS}}
+    if rating is not None:
+        doc["rating"] = {k: _plain(rating[k]) for k in RATING_FIELDS}
+    return canonical_json(doc).encode()
+
+
+def _event_query() -> sa.Select[Any]:
+    """Events with the rating row a decision covers (``r_*`` columns)."""
+    rating_cols = [c.label(f"r_{c.name}") for c in t.ratings.columns]
+    return sa.select(*[t.events.c[k] for k in EVENT_FIELDS], *rating_cols).select_from(
+        t.events.outerjoin(
+            t.ratings,
+            sa.and_(t.ratings.c.rating_id == t.events.c.rating_id, t.events.c.kind == "decision"),
+        )
+    )
+
+
+def _leaf_of(row: Mapping[str, Any]) -> bytes:
+    rating = None
+    if row["kind"] == "decision":
+        rating = (
+            {k: row[f"r_{k}"] for k in RATING_FIELDS} if row["r_rating_id"] is not None else None
+        )
+        if rating is None:  # the rating row is gone: hash a marker that can never match
+            return merkle.leaf_hash(b"missing rating")
+    return merkle.leaf_hash(leaf_data(row, rating))
+
+
+@dataclass(frozen=True)
+class Head:
+    size: int
+    root: bytes
+    sealed_at: datetime | None
+
+    def checkpoint(self) -> str:
+        return merkle.format_checkpoint(self.size, self.root)
+
+
+class MerkleLog:
+    """The sealed log of a :class:`SqlLedger`."""
+
+    def __init__(self, ledger: SqlLedger, block: int = 5000) -> None:
+        self.ledger = ledger
+        self.block = block
+
+    def head(self) -> Head:
+        with translate_errors(), self.ledger.engine.connect() as conn:
+            row = conn.execute(sa.select(t.log_head).where(t.log_head.c.id == 1)).mappings().first()
+        if row is None:
+            return Head(0, merkle.EMPTY_ROOT, None)
+        return Head(int(row["size"]), bytes(row["root"]), row["sealed_at"])
+
+    def seal(self, now: datetime, limit: int | None = None) -> int:
+        """Append every unsealed event to the log; returns how many were sealed.
+
+        Runs in blocks of ``self.block`` events, one transaction each. On PostgreSQL a
+        second sealer that finds the head locked returns 0 at once (the other one is
+        doing the work).
+        """
+        total = 0
+        while limit is None or total < limit:
+            with translate_errors(), self.ledger.engine.begin() as conn:
+                n = self._seal_block(conn, now)
+            total += n
+            if n < self.block:
+                break
+        return total
+
+    def _lock_head(self, conn: Connection, now: datetime) -> Mapping[str, Any] | None:
+        if self.ledger.dialect == "postgresql":
+            conn.execute(
+                sa.text(
+                    "INSERT INTO log_head (id, size, root, frontier, sealed_at) "
+                    "VALUES (1, 0, :root, '[0]', :now) ON CONFLICT (id) DO NOTHING"
+                ),
+                {"root": merkle.EMPTY_ROOT, "now": now},
+            )
+            q = sa.select(t.log_head).where(t.log_head.c.id == 1).with_for_update(skip_locked=True)
+            return conn.execute(q).mappings().first()
+        # SQLite: a write first takes the database's write lock for this transaction.
+        res = conn.execute(t.log_head.update().where(t.log_head.c.id == 1).values(id=1))
+        if res.rowcount == 0:
+            conn.execute(
+                t.log_head.insert(),
+                {
+                    "id": 1,
+                    "size": 0,
+                    "root": merkle.EMPTY_ROOT,
+                    "frontier": "[0]",
+                    "sealed_at": now,
+                },
+            )
+        return conn.execute(sa.select(t.log_head).where(t.log_head.c.id == 1)).mappings().first()
+
+    def _seal_block(self, conn: Connection, now: datetime) -> int:
+        head = self._lock_head(conn, now)
+        if head is None:
+            return 0
+        sealed = sa.select(t.log_leaves.c.event_id).where(
+            t.log_leaves.c.event_id == t.events.c.event_id
+        )
+        rows = (
+            conn.execute(
+                _event_query()
+                .where(~sa.exists(sealed))
+                .order_by(t.events.c.event_id)
+                .limit(self.block)
+            )
+            .mappings()
+            .all()
+        )
+        if not rows:
+            return 0
+        frontier = merkle.CompactRange.from_list(json.loads(head["frontier"]))
+        start = frontier.size
+        leaves = []
+        for i, row in enumerate(rows):
+            h = _leaf_of(row)
+            frontier.append(h)
+            leaves.append({"leaf_index": start + i, "event_id": row["event_id"], "leaf_hash": h})
+        conn.execute(t.log_leaves.insert(), leaves)
+        conn.execute(
+            t.log_head.update()
+            .where(t.log_head.c.id == 1)
+            .values(
+                size=frontier.size,
+                root=frontier.root(),
+                frontier=json.dumps(frontier.to_list()),
+                sealed_at=now,
+            )
+        )
+        return len(rows)
+
+    def checkpoint(self, now: datetime) -> Head:
+        """Seal everything, record the head as a checkpoint and return it."""
+        self.seal(now)
+        head = self.head()
+        with translate_errors(), self.ledger.engine.begin() as conn:
+            exists = conn.execute(
+                sa.select(t.checkpoints.c.size).where(t.checkpoints.c.size == head.size)
+            ).first()
+            if exists is None:
+                conn.execute(
+                    t.checkpoints.insert(), {"size": head.size, "root": head.root, "at": now}
+                )
+        return head
+
+    def consistency_proof(self, old_size: int) -> list[bytes]:
+        """RFC 9162 proof that the current log extends its first ``old_size`` leaves."""
+        leaves = list(self._stored_leaves())
+        return merkle.consistency_proof([h for _, _, h in leaves], old_size)
+
+    def _stored_leaves(self) -> Iterator[tuple[int, int, bytes]]:
+        with translate_errors(), self.ledger.engine.connect() as conn:
+            q = sa.select(
+                t.log_leaves.c.leaf_index, t.log_leaves.c.event_id, t.log_leaves.c.leaf_hash
+            ).order_by(t.log_leaves.c.leaf_index)
+            for idx, eid, h in conn.execution_options(yield_per=20000).execute(q):
+                yield int(idx), int(eid), bytes(h)
+
+    def verify(
+        self, now: datetime, checkpoint: str | None = None, grace: timedelta = timedelta(minutes=10)
+    ) -> VerifyReport:
+        """Check the ledger against its log; see :class:`VerifyReport`."""
+        report = VerifyReport()
+        want: tuple[int, bytes] | None = merkle.parse_checkpoint(checkpoint) if checkpoint else None
+        head = self.head()
+        stored = merkle.CompactRange()
+        recomputed = merkle.CompactRange()
+        with translate_errors(), self.ledger.engine.connect() as conn:
+            saved = {
+                int(s): bytes(r)
+                for s, r in conn.execute(sa.select(t.checkpoints.c.size, t.checkpoints.c.root))
+            }
+            q = (
+                _event_query()
+                .add_columns(
+                    t.log_leaves.c.leaf_index,
+                    t.log_leaves.c.leaf_hash,
+                    t.log_leaves.c.event_id.label("leaf_event"),
+                )
+                .select_from(
+                    t.log_leaves.outerjoin(
+                        t.events, t.events.c.event_id == t.log_leaves.c.event_id
+                    ).outerjoin(
+                        t.ratings,
+                        sa.and_(
+                            t.ratings.c.rating_id == t.events.c.rating_id,
+                            t.events.c.kind == "decision",
+                        ),
+                    )
+                )
+                .order_by(t.log_leaves.c.leaf_index)
+            )
+            expected_index = 0
+            for row in conn.execution_options(yield_per=20000).execute(q).mappings():
+                idx = int(row["leaf_index"])
+                if idx != expected_index:
+                    report.fail(f"log leaf {expected_index} is missing (next leaf is {idx})")
+                    expected_index = idx
+                stored_hash = bytes(row["leaf_hash"])
+                if row["event_id"] is None:
+                    report.fail(f"event {row['leaf_event']} (leaf {idx}) was deleted")
+                    fresh = b"\x00" * 32
+                else:
+                    fresh = _leaf_of(row)
+                    if fresh != stored_hash:
+                        what = (
+                            f"rating {row['rating_id']} or its "
+                            if row["kind"] == "decision"
+                            else ""
+                        )
+                        report.fail(
+                            f"{what}event {row['event_id']} (leaf {idx}) differs from what was sealed"
+                        )
+                stored.append(stored_hash)
+                recomputed.append(fresh)
+                expected_index += 1
+                size = stored.size
+                if size in saved and recomputed.root() != saved[size]:
+                    report.fail(f"checkpoint at size {size} no longer matches the ledger")
+                if want is not None and size == want[0] and recomputed.root() != want[1]:
+                    report.fail(f"the ledger does not extend the given checkpoint (size {size})")
+            if want is not None and want[0] > stored.size:
+                report.fail(
+                    f"the given checkpoint has size {want[0]} but the log holds only {stored.size} leaves"
+                )
+            if want is not None and want[0] == 0 and want[1] != merkle.EMPTY_ROOT:
+                report.fail("the given checkpoint of size 0 has a wrong root")
+            if stored.size != head.size or stored.root() != head.root:
+                report.fail(
+                    f"log head (size {head.size}) disagrees with its leaves (size {stored.size})"
+                )
+            self._check_unsealed(conn, report, now, grace)
+            self._check_status(conn, report)
+            self._check_ratings_have_decisions(conn, report)
+        report.size = recomputed.size
+        report.root = recomputed.root()
+        return report
+
+    def _check_unsealed(
+        self, conn: Connection, report: VerifyReport, now: datetime, grace: timedelta
+    ) -> None:
+        sealed = sa.select(t.log_leaves.c.event_id).where(
+            t.log_leaves.c.event_id == t.events.c.event_id
+        )
+        rows = conn.execute(
+            sa.select(t.events.c.event_id, t.events.c.at)
+            .where(~sa.exists(sealed))
+            .order_by(t.events.c.event_id)
+        ).all()
+        report.unsealed = len(rows)
+        stale = [eid for eid, at in rows if at < now - grace]
+        if stale:
+            shown = ", ".join(str(e) for e in stale[:10])
+            report.warn(
+                f"{len(stale)} event(s) older than {grace} were never sealed (first: {shown}); "
+                "run `integrity ledger seal` if the sealer was stopped, otherwise they were inserted after the fact"
+            )
+
+    def _check_status(self, conn: Connection, report: VerifyReport) -> None:
+        last = (
+            sa.select(t.events.c.rating_id, sa.func.max(t.events.c.event_id).label("eid"))
+            .where(t.events.c.status.is_not(None), t.events.c.rating_id.is_not(None))
+            .group_by(t.events.c.rating_id)
+            .subquery()
+        )
+        e = t.events.alias("e")
+        q = (
+            sa.select(
+                t.rating_status.c.rating_id,
+                t.rating_status.c.status,
+                t.rating_status.c.last_event_id,
+                e.c.status.label("ev_status"),
+                e.c.event_id,
+            )
+            .select_from(
+                t.rating_status.outerjoin(
+                    last, last.c.rating_id == t.rating_status.c.rating_id
+                ).outerjoin(e, e.c.event_id == last.c.eid)
+            )
+            .where(
+                sa.or_(
+                    e.c.event_id.is_(None),
+                    e.c.status != t.rating_status.c.status,
+                    e.c.event_id != t.rating_status.c.last_event_id,
+                )
+            )
+            .limit(20)
+        )
+        for row in conn.execute(q):
+            report.fail(
+                f"rating {row.rating_id}: status row says {row.status} (event {row.last_event_id}) "
+                f"but its events say {row.ev_status} (event {row.event_id})"
+            )
+        orphan = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(
+                t.ratings.outerjoin(
+                    t.rating_status, t.rating_status.c.rating_id == t.ratings.c.rating_id
+                )
+            )
+            .where(t.rating_status.c.rating_id.is_(None))
+        ).scalar_one()
+        if orphan:
+            report.fail(f"{orphan} rating(s) have no status row")
+
+    def _check_ratings_have_decisions(self, conn: Connection, report: VerifyReport) -> None:
+        dec = sa.select(t.events.c.event_id).where(
+            t.events.c.rating_id == t.ratings.c.rating_id, t.events.c.kind == "decision"
+        )
+        rows = (
+            conn.execute(sa.select(t.ratings.c.rating_id).where(~sa.exists(dec)).limit(20))
+            .scalars()
+            .all()
+        )
+        for rid in rows:
+            report.fail(f"rating {rid} has no decision event (inserted outside the hook?)")
+
+
+@dataclass
+class VerifyReport:
+    """``ok`` when nothing failed; ``problems`` say where; ``warnings`` need a look."""
+
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    size: int = 0
+    root: bytes = merkle.EMPTY_ROOT
+    unsealed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def fail(self, msg: str) -> None:
+        if len(self.problems) < 1000:
+            self.problems.append(msg)
+
+    def warn(self, msg: str) -> None:
+        self.warnings.append(msg)
