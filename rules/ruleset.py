@@ -134,11 +134,9 @@ def load_ruleset(text: str) -> RuleSet:
     if not isinstance(name, str) or not name:
         raise ConfigError("rule set field 'name' must be a non-empty string")
 
-    tz = doc.get("timezone")
+    tz = doc.get("timezone", "UTC")  # the core (integrity.config) defaults to UTC too
     if not isinstance(tz, str) or not tz:
-        raise ConfigError(
-            "rule set field 'timezone' is required (an IANA zone, e.g. 'Asia/Shanghai')"
-        )
+        raise ConfigError("rule set field 'timezone' must be an IANA zone, e.g. 'Asia/Shanghai'")
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as err:
