@@ -52,15 +52,27 @@ def leaf_data(event: Mapping[str, Any], rating: Mapping[str, Any] | None) -> byt
     return canonical_json(doc).encode()
 
 
-def _event_query() -> sa.Select[Any]:
-    """Events with the rating row a decision covers (``r_*`` columns)."""
+def _event_query(leaves: bool = False) -> sa.Select[Any]:
+    """Events with the rating row a decision covers (``r_*`` columns).
+
+    With ``leaves``, driven by the log: every leaf with its event (if it still exists).
+    """
     rating_cols = [c.label(f"r_{c.name}") for c in t.ratings.columns]
-    return sa.select(*[t.events.c[k] for k in EVENT_FIELDS], *rating_cols).select_from(
-        t.events.outerjoin(
-            t.ratings,
-            sa.and_(t.ratings.c.rating_id == t.events.c.rating_id, t.events.c.kind == "decision"),
-        )
+    cols = [*[t.events.c[k] for k in EVENT_FIELDS], *rating_cols]
+    with_rating = sa.and_(
+        t.ratings.c.rating_id == t.events.c.rating_id, t.events.c.kind == "decision"
     )
+    if not leaves:
+        return sa.select(*cols).select_from(t.events.outerjoin(t.ratings, with_rating))
+    leaf_cols = [
+        t.log_leaves.c.leaf_index,
+        t.log_leaves.c.leaf_hash,
+        t.log_leaves.c.event_id.label("leaf_event"),
+    ]
+    joined = t.log_leaves.outerjoin(
+        t.events, t.events.c.event_id == t.log_leaves.c.event_id
+    ).outerjoin(t.ratings, with_rating)
+    return sa.select(*cols, *leaf_cols).select_from(joined)
 
 
 def _leaf_of(row: Mapping[str, Any]) -> bytes:
@@ -220,26 +232,7 @@ class MerkleLog:
                 int(s): bytes(r)
                 for s, r in conn.execute(sa.select(t.checkpoints.c.size, t.checkpoints.c.root))
             }
-            q = (
-                _event_query()
-                .add_columns(
-                    t.log_leaves.c.leaf_index,
-                    t.log_leaves.c.leaf_hash,
-                    t.log_leaves.c.event_id.label("leaf_event"),
-                )
-                .select_from(
-                    t.log_leaves.outerjoin(
-                        t.events, t.events.c.event_id == t.log_leaves.c.event_id
-                    ).outerjoin(
-                        t.ratings,
-                        sa.and_(
-                            t.ratings.c.rating_id == t.events.c.rating_id,
-                            t.events.c.kind == "decision",
-                        ),
-                    )
-                )
-                .order_by(t.log_leaves.c.leaf_index)
-            )
+            q = _event_query(leaves=True).order_by(t.log_leaves.c.leaf_index)
             expected_index = 0
             for row in conn.execution_options(yield_per=20000).execute(q).mappings():
                 idx = int(row["leaf_index"])
