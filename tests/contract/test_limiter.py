@@ -58,11 +58,10 @@ class Backend:
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     if request.param == "memory":
         clock = FrozenClock(START)
-        ns = "mem"
         yield Backend(
             "memory",
-            MemoryLimiter(clock, namespace=ns),
-            ns,
+            MemoryLimiter(clock, namespace="mem"),
+            "mem",
             lambda: epoch_ms(clock.now()),
             lambda n: MemoryLimiter(clock, namespace=n),
         )
