@@ -23,6 +23,7 @@ from integrity.config import CoreConfig, parse_core_config
 from integrity.errors import ConfigError
 from integrity.hook import ValidationHook
 from integrity.log import MerkleLog
+from integrity.model import Decision
 from integrity.ports import Limiter
 from integrity.pseudonym import Pseudonymiser, write_secret
 from rules.ratelimit import RateLimitGate, limiter_from_url
@@ -75,6 +76,10 @@ class App:
     pseudonymiser: Pseudonymiser
     clock: Clock
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, rating: Any, *, replay: bool = False) -> Decision:
+        """The Python API of the validation hook: judge and record one rating."""
+        return self.hook.validate(rating, replay=replay)
 
     def close(self) -> None:
         """Persist the embedded limiter's counters and release connections."""
@@ -157,3 +162,19 @@ def open_app(settings: Settings, clock: Clock | None = None) -> App:
     return App(
         settings, ledger, MerkleLog(ledger), ruleset, core, limiter, hook, pseudonymiser, clock
     )
+
+
+def connect(
+    home: str | os.PathLike[str] | None = None,
+    db: str | None = None,
+    redis: str | None = None,
+    clock: Clock | None = None,
+) -> App:
+    """Open an instance for in-process use (initialising it on first use).
+
+    >>> with connect(db="postgresql://127.0.0.1/ratings", redis="redis://127.0.0.1") as app:
+    ...     decision = app.validate(rating_dict)
+    """
+    settings = Settings.resolve(home=home, db=db, redis=redis)
+    init_instance(settings, clock=clock)
+    return open_app(settings, clock=clock)
