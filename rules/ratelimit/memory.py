@@ -88,8 +88,10 @@ def _score(entry: tuple[int, str]) -> int:
 class MemoryLimiter:
     """Sliding-log limiter in process memory; same semantics as ``hit.lua``.
 
-    ``clock`` gives the time of a live hit (``at_ms=None``) and the time key expiry is
-    measured against (Redis: its own clock). ``namespace`` limits what :meth:`reset`
+    A hit at ``now`` counts the recorded hits in ``(now - window_ms, now]``: hits recorded
+    later than ``now`` (replay out of time order) are not counted, so only a replay in
+    time order is judged exactly as live. ``clock`` gives the time of a live hit
+    (``at_ms=None``) and the time key expiry is measured against (Redis: its own clock). ``namespace`` limits what :meth:`reset`
     forgets to keys starting with ``namespace + ":"``. ``path`` is the default file of
     :meth:`snapshot` and :meth:`load`.
     """
