@@ -42,6 +42,8 @@ def validate_checks(checks: Sequence[LimitCheck], member: str) -> None:
     if not isinstance(member, str) or not member:
         raise ValueError("a limiter member must be a non-empty string")
     for c in checks:
+        if not all(isinstance(v, int) for v in (c.window_ms, c.limit, c.ttl_ms)):
+            raise ValueError(f"check {c.rule_id!r}: window_ms, limit and ttl_ms must be integers")
         if c.limit < 1:
             raise ValueError(f"check {c.rule_id!r}: limit must be >= 1, got {c.limit}")
         if c.window_ms < 0:

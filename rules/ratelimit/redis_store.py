@@ -214,10 +214,8 @@ def _script_input(
     checks: Sequence[LimitCheck], member: str, at_ms: int | None
 ) -> tuple[list[str], list[str | int]]:
     keys = [c.key for c in checks]
-    args: list[str | int] = [member, "" if at_ms is None else int(at_ms)]
-    for c in checks:
-        args.extend((c.window_ms, c.limit, c.ttl_ms))
-    return keys, args
+    spec = " ".join(f"{c.window_ms} {c.limit} {c.ttl_ms}" for c in checks)
+    return keys, [member, "" if at_ms is None else int(at_ms), spec]
 
 
 def _outcome(checks: Sequence[LimitCheck], reply: Any) -> LimitOutcome:

@@ -179,6 +179,8 @@ def test_bad_checks_are_refused_before_any_call(backend: Backend) -> None:
         backend.limiter.hit([backend.check("k", window_ms=1, limit=0)], "m", T0)
     with pytest.raises(ValueError, match="ttl_ms"):
         backend.limiter.hit([backend.check("k", window_ms=1, limit=1, ttl_ms=0)], "m", T0)
+    with pytest.raises(ValueError, match="integers"):
+        backend.limiter.hit([LimitCheck("k", backend.key("k"), 1.5, 1, 10)], "m", T0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="member"):
         backend.limiter.hit([backend.check("k", window_ms=1, limit=1)], "", T0)
 

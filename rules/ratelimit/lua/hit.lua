@@ -4,9 +4,9 @@
 -- KEYS[i]   one sorted set per check: member = rating fingerprint, score = hit time (epoch ms)
 -- ARGV[1]   member
 -- ARGV[2]   the hit time in epoch ms, or '' for the server clock (TIME)
--- ARGV[3i]  window_ms of check i: > 0 sliding log over (now - window_ms, now]; 0 fixed bucket
--- ARGV[3i+1] limit of check i (>= 1)
--- ARGV[3i+2] ttl_ms of check i: the key outlives its last hit by at least this long
+-- ARGV[3]   per check, space-separated: window_ms limit ttl_ms (one string: fewer arguments
+--           to encode). window_ms > 0: sliding log over (now - window_ms, now]; 0: fixed
+--           bucket. limit >= 1. ttl_ms: the key outlives its last hit by at least this long.
 --
 -- Returns {now_ms, i1, retry_after_ms1, i2, retry_after_ms2, ...}: the time used, then
 -- each failing check (1-based index) with the ms until a retry could pass it (0 for a
@@ -22,6 +22,11 @@ else
   now = tonumber(ARGV[2])
 end
 
+local spec = {}
+for v in string.gmatch(ARGV[3], '%d+') do
+  spec[#spec + 1] = tonumber(v)
+end
+
 local function num(x)
   return string.format('%d', x)
 end
@@ -29,8 +34,8 @@ end
 local out = {now}
 for i = 1, #KEYS do
   local key = KEYS[i]
-  local window = tonumber(ARGV[3 * i])
-  local limit = tonumber(ARGV[3 * i + 1])
+  local window = spec[3 * i - 2]
+  local limit = spec[3 * i - 1]
   if window > 0 then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now - window))
   end
@@ -58,7 +63,7 @@ end
 if #out == 1 then
   for i = 1, #KEYS do
     local key = KEYS[i]
-    local ttl = tonumber(ARGV[3 * i + 2])
+    local ttl = spec[3 * i]
     redis.call('ZADD', key, 'NX', num(now), member)
     if redis.call('PTTL', key) < ttl then
       redis.call('PEXPIRE', key, ttl)
