@@ -48,9 +48,10 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args={"connect_timeout": 5}
-    )
+    # No pre-ping: it costs a round trip per checkout on the hot path. A connection
+    # that died with its server fails one request (BackendUnavailable, HTTP 503) and
+    # SQLAlchemy then discards the whole pool, so the next request reconnects.
+    return sa.create_engine(url, pool_size=10, max_overflow=20, connect_args={"connect_timeout": 5})
 
 
 @contextmanager
@@ -106,6 +107,25 @@ def rating_row(r: Rating, rule_set_id: str, claims_ticket: bool) -> dict[str, An
     }
 
 
+def _decision_event(p: Pending, actor: str) -> dict[str, Any]:
+    """The decision event's columns (without ``rating_id``)."""
+    return {
+        "subject": None,
+        "kind": "decision",
+        "actor": actor,
+        "status": p.status.value,
+        "reasons": canonical_json(list(p.reasons)),
+        "rule_set_id": p.rule_set_id,
+        "evidence": canonical_json(dict(p.evidence)),
+        "at": p.rating.received_at,
+    }
+
+
+def _status_row(p: Pending) -> dict[str, Any]:
+    """The status row's columns (without ``rating_id`` and ``last_event_id``)."""
+    return {"status": p.status.value, "reasons": ";".join(p.reasons), "risk": 0.0, "version": 1}
+
+
 def _decision_from(rating_id: int, row: Mapping[str, Any], replayed: bool) -> Decision:
     return Decision(
         rating_id=rating_id,
@@ -122,25 +142,32 @@ class SqlLedger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # Single-statement reads need no transaction: on PostgreSQL that saves the
+        # BEGIN/ROLLBACK round trips.
+        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # -- reads ---------------------------------------------------------------------------
 
     def lookup(self, fingerprint: str, ticket_id: str) -> Lookup:
-        with translate_errors(), self.engine.connect() as conn:
+        """One query: an identical earlier submission, or another rating on the ticket."""
+        with translate_errors(), self.reader.connect() as conn:
             return self._lookup(conn, fingerprint, ticket_id)
 
     def _lookup(self, conn: Connection, fingerprint: str, ticket_id: str) -> Lookup:
-        rid = conn.execute(
-            sa.select(t.ratings.c.rating_id).where(t.ratings.c.fingerprint == fingerprint)
-        ).scalar()
-        if rid is not None:
-            return Lookup(self._first_decision(conn, rid, replayed=True), True)
-        taken = conn.execute(
-            sa.select(t.ratings.c.rating_id).where(
-                t.ratings.c.ticket_id == ticket_id, t.ratings.c.claims_ticket.is_(True)
+        rows = conn.execute(
+            sa.select(t.ratings.c.rating_id, t.ratings.c.fingerprint).where(
+                sa.or_(
+                    t.ratings.c.fingerprint == fingerprint,
+                    sa.and_(
+                        t.ratings.c.ticket_id == ticket_id, t.ratings.c.claims_ticket.is_(True)
+                    ),
+                )
             )
-        ).first()
-        return Lookup(None, taken is not None)
+        ).all()
+        for rid, fp in rows:
+            if fp == fingerprint:
+                return Lookup(self._first_decision(conn, rid, replayed=True), True)
+        return Lookup(None, bool(rows))
 
     def lookup_many(self, ratings: Sequence[Rating]) -> list[Lookup]:
         """``lookup`` for many ratings with two queries."""
@@ -240,42 +267,85 @@ class SqlLedger:
     def record(self, p: Pending, actor: str = "hook") -> Decision:
         """Write one rating, its decision event and status row in one transaction.
 
-        Returns the decision as written. If an identical submission won a race, its
-        first decision is returned with ``replayed``; if another rating claimed the
-        ticket first, this one is written as ``rejected`` / ``duplicate_ticket``.
+        Returns the decision as written. If an identical submission got there first, its
+        first decision is returned with ``replayed`` and nothing is written; if another
+        rating claimed the ticket first, this one is written as ``rejected`` /
+        ``duplicate_ticket``. Races between workers resolve inside the transaction
+        (``ON CONFLICT DO NOTHING`` on the fingerprint and the ticket claim).
         """
-        with translate_errors():
-            claims = Reason.DUPLICATE_TICKET not in p.reasons
-            try:
-                with self.engine.begin() as conn:
-                    return self._record_one(conn, p, claims, actor)
-            except sa.exc.IntegrityError:
-                pass
-            # A concurrent writer took the fingerprint or the ticket between lookup and write.
-            with self.engine.connect() as conn:
+        claims = Reason.DUPLICATE_TICKET not in p.reasons
+        with translate_errors(), self.engine.begin() as conn:
+            for _ in range(3):
+                rid = self._insert_all(conn, p, claims, actor)
+                if rid is not None:
+                    return Decision(rid, p.status, p.reasons, p.rule_set_id, p.retry_after_s)
                 found = self._lookup(conn, p.rating.fingerprint, p.rating.ticket_id)
-            if found.existing is not None:
-                return found.existing
-            dup = Pending(
-                p.rating, Status.REJECTED, (Reason.DUPLICATE_TICKET,), p.evidence, p.rule_set_id
-            )
-            try:
-                with self.engine.begin() as conn:
-                    return self._record_one(conn, dup, False, actor)
-            except sa.exc.IntegrityError:
-                with self.engine.connect() as conn:
-                    found = self._lookup(conn, p.rating.fingerprint, p.rating.ticket_id)
-                if found.existing is None:
-                    raise
-                return found.existing
+                if found.existing is not None:
+                    return found.existing
+                # Another rating holds the ticket: this one is a duplicate.
+                p = Pending(
+                    p.rating, Status.REJECTED, (Reason.DUPLICATE_TICKET,), p.evidence, p.rule_set_id
+                )
+                claims = False
+        raise Conflict(f"could not record rating for ticket {p.rating.ticket_id!r}; retry")
 
-    def _record_one(self, conn: Connection, p: Pending, claims: bool, actor: str) -> Decision:
+    def _insert_all(self, conn: Connection, p: Pending, claims: bool, actor: str) -> int | None:
+        """Insert rating + decision event + status; ``None`` if a unique key was taken."""
+        row = rating_row(p.rating, p.rule_set_id, claims)
+        ev = _decision_event(p, actor)
+        status = _status_row(p)
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            # One statement, one round trip: the three inserts chained by CTEs.
+            r = (
+                pg_insert(t.ratings)
+                .values(row)
+                .on_conflict_do_nothing()
+                .returning(t.ratings.c.rating_id)
+                .cte("r")
+            )
+            ev_cols = list(ev)
+            e = (
+                t.events.insert()
+                .from_select(
+                    ["rating_id", *ev_cols],
+                    sa.select(
+                        r.c.rating_id, *[sa.literal(ev[c], t.events.c[c].type) for c in ev_cols]
+                    ),
+                )
+                .returning(t.events.c.event_id, t.events.c.rating_id)
+                .cte("e")
+            )
+            st_cols = list(status)
+            stmt = (
+                t.rating_status.insert()
+                .from_select(
+                    ["rating_id", "last_event_id", *st_cols],
+                    sa.select(
+                        e.c.rating_id,
+                        e.c.event_id,
+                        *[sa.literal(status[c], t.rating_status.c[c].type) for c in st_cols],
+                    ),
+                )
+                .returning(t.rating_status.c.rating_id)
+            )
+            return conn.execute(stmt).scalar()
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
         rid = conn.execute(
-            t.ratings.insert().returning(t.ratings.c.rating_id),
-            rating_row(p.rating, p.rule_set_id, claims),
+            sqlite_insert(t.ratings)
+            .values(row)
+            .on_conflict_do_nothing()
+            .returning(t.ratings.c.rating_id)
+        ).scalar()
+        if rid is None:
+            return None
+        eid = conn.execute(
+            t.events.insert().returning(t.events.c.event_id), {"rating_id": rid, **ev}
         ).scalar_one()
-        self._write_decision(conn, [rid], [p], actor)
-        return Decision(rid, p.status, p.reasons, p.rule_set_id, p.retry_after_s)
+        conn.execute(t.rating_status.insert(), {"rating_id": rid, "last_event_id": eid, **status})
+        return int(rid)
 
     def record_many(self, pending: Sequence[Pending], actor: str = "hook") -> list[Decision]:
         """Write many ratings in one transaction (ingest). Falls back to one by one on a race.
@@ -311,37 +381,19 @@ class SqlLedger:
     def _write_decision(
         self, conn: Connection, rids: Sequence[int], pending: Sequence[Pending], actor: str
     ) -> None:
-        ev_rows = [
-            {
-                "rating_id": rid,
-                "subject": None,
-                "kind": "decision",
-                "actor": actor,
-                "status": p.status.value,
-                "reasons": canonical_json(list(p.reasons)),
-                "rule_set_id": p.rule_set_id,
-                "evidence": canonical_json(dict(p.evidence)),
-                "at": p.rating.received_at,
-            }
-            for rid, p in zip(rids, pending, strict=True)
-        ]
         eids = list(
             conn.execute(
                 t.events.insert().returning(t.events.c.event_id, sort_by_parameter_order=True),
-                ev_rows,
+                [
+                    {"rating_id": rid, **_decision_event(p, actor)}
+                    for rid, p in zip(rids, pending, strict=True)
+                ],
             ).scalars()
         )
         conn.execute(
             t.rating_status.insert(),
             [
-                {
-                    "rating_id": rid,
-                    "status": p.status.value,
-                    "reasons": ";".join(p.reasons),
-                    "last_event_id": eid,
-                    "risk": 0.0,
-                    "version": 1,
-                }
+                {"rating_id": rid, "last_event_id": eid, **_status_row(p)}
                 for rid, eid, p in zip(rids, eids, pending, strict=True)
             ],
         )
