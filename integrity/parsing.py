@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -63,15 +64,23 @@ def _pydantic_errors(err: ValidationError) -> list[FieldError]:
     return out
 
 
+# RFC 3339 §5.6 date-time ('T' or, per its note, a space; 'T' and 'Z' in either case).
+# Python's fromisoformat alone also takes ISO 8601 forms RFC 3339 does not (basic
+# format, week dates, times without seconds), so the shape is checked first.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?P<offset>Z|[+-]\d{2}:\d{2})?", re.ASCII
+)
+
+
 def parse_timestamp(value: str) -> datetime:
     """RFC 3339 with an explicit offset ('Z' or ±hh:mm) → aware UTC datetime."""
-    text = value.strip()
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None or dt.utcoffset() is None:
+    text = value.strip().upper()
+    m = _RFC3339.fullmatch(text)
+    if m is None:
+        raise ValueError("expected a date and a time like 2026-10-01T09:30:00+08:00")
+    if m["offset"] is None:
         raise ValueError("timestamp needs an offset, e.g. 2026-10-01T09:30:00+08:00")
-    if "T" not in text.upper() and " " not in text:
-        raise ValueError("timestamp needs a date and a time")
-    return dt.astimezone(UTC)
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 def _scores(
