@@ -5,86 +5,26 @@ Exit status: 0 success, 1 a handled error (one line on stderr), 2 bad usage.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from integrity.bootstrap import App, Settings, init_instance, open_app
+from appeals.commands import appeal_group, staff_group
+from audit_sampling.commands import audit_group
+from integrity.bootstrap import init_instance
+from integrity.cliutil import (
+    format_option,
+    handled,
+    instance_options,
+    opened,
+    progress,
+    settings_from,
+)
 from integrity.errors import EngineError, FieldError, InvalidInput
-from integrity.render import FORMATS, render
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def instance_options(func: F) -> F:
-    """``--home``, ``--db`` and ``--redis`` on every command that opens the instance."""
-    func = click.option(
-        "--redis",
-        "redis_url",
-        envvar="INTEGRITY_REDIS",
-        metavar="URL",
-        help="Rate-limit store: redis://host:6379/0 (default: the embedded in-process limiter).",
-    )(func)
-    func = click.option(
-        "--db",
-        "db_url",
-        envvar="INTEGRITY_DB",
-        metavar="URL",
-        help="Ledger database: postgresql://... (default: the instance's embedded SQLite file).",
-    )(func)
-    func = click.option(
-        "--home",
-        envvar="INTEGRITY_HOME",
-        metavar="DIR",
-        help="Instance folder with the secret key (default: ./.integrity).",
-    )(func)
-    return func
-
-
-def format_option(default: str = "table") -> Callable[[F], F]:
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(FORMATS),
-        default=default,
-        show_default=True,
-        help="Output format.",
-    )
-
-
-def handled(func: F) -> F:
-    """Map engine errors to one line on stderr and exit status 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except InvalidInput as err:
-            click.echo(f"error: {err.summary()}", err=True)
-            sys.exit(1)
-        except EngineError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def settings_from(home: str | None, db_url: str | None, redis_url: str | None) -> Settings:
-    return Settings.resolve(home=home, db=db_url, redis=redis_url)
-
-
-@contextmanager
-def opened(home: str | None, db_url: str | None, redis_url: str | None) -> Iterator[App]:
-    app = open_app(settings_from(home, db_url, redis_url))
-    try:
-        yield app
-    finally:
-        app.close()
+from integrity.render import render
+from rules.commands import detect_command, review_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -140,7 +80,7 @@ def ingest(
     from integrity.ingest import read_jsonl
 
     with opened(home, db_url, redis_url) as app:
-        with _progress("ingest") as tick:
+        with progress("ingest") as tick:
             summary = run_ingest(app.hook, read_jsonl(file), replay=not live, on_progress=tick)
         app.log.seal(app.clock.now())
     for line, err in summary.errors:
@@ -359,6 +299,7 @@ def serve(
     The OpenAPI schema is at /openapi.json, interactive docs at /docs.
     """
     import uvicorn
+
     from integrity.http import create_app
 
     with opened(home, db_url, redis_url) as app:
@@ -386,21 +327,6 @@ def demo(home: str, seed: int, days: int) -> None:
     run_demo(home, seed=seed, days=days, echo=click.echo)
 
 
-@contextmanager
-def _progress(label: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr when it is a terminal; silent otherwise."""
-    if not sys.stderr.isatty():
-        yield lambda n: None
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(desc=label, unit=" ratings", file=sys.stderr)
-    try:
-        yield bar.update
-    finally:
-        bar.close()
-
-
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -409,6 +335,13 @@ def _safe_url(url: str) -> str:
     except Exception:
         return url
 
+
+# Command groups that live in their packages.
+main.add_command(detect_command)
+main.add_command(review_group)
+main.add_command(audit_group)
+main.add_command(appeal_group)
+main.add_command(staff_group)
 
 if __name__ == "__main__":
     main()

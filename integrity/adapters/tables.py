@@ -190,3 +190,18 @@ kiosks = sa.Table(
     sa.Column("venue_id", sa.String(64), sa.ForeignKey("venues.venue_id"), nullable=False),
     sa.Column("window_id", sa.String(64), nullable=False),
 )
+
+# People who act on the ledger: staff, reviewers, admins, auditors. Roles are a
+# ';'-joined set; an API token is stored only as its SHA-256.
+people = sa.Table(
+    "people",
+    metadata,
+    sa.Column("person_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, server_default=""),
+    sa.Column("unit", sa.String(64), nullable=False, server_default=""),
+    sa.Column("roles", sa.String(256), nullable=False),
+    sa.Column("windows", sa.Text, nullable=False, server_default=""),  # ';'-joined window ids
+    sa.Column("token_hash", sa.String(64), unique=True),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
