@@ -116,6 +116,36 @@ def _scores(
     return out
 
 
+def _content(
+    fields: Mapping[str, Any],
+    rubric: Rubric,
+    pseudonymiser: Pseudonymiser,
+    errors: list[FieldError],
+) -> tuple[datetime | None, datetime | None, dict[str, int], str, str]:
+    """Check times, scores and address of fields that passed the schema (absent: skipped).
+
+    Returns ``(served_at, submitted_at, scores, ip_hash, prefix_hash)``; appends to ``errors``.
+    """
+    times: dict[str, datetime | None] = {"served_at": None, "submitted_at": None}
+    for name in times:
+        text = fields.get(name)
+        if text is None:
+            continue
+        try:
+            times[name] = parse_timestamp(text)
+        except ValueError as err:
+            errors.append(FieldError(name, f"not an RFC 3339 timestamp with offset: {err}"))
+    raw_scores = fields.get("scores")
+    scores = _scores(raw_scores, rubric, errors) if raw_scores is not None else {}
+    ip_hash = prefix_hash = ""
+    if fields.get("ip") is not None:
+        try:
+            ip_hash, prefix_hash = pseudonymiser.address(fields["ip"])
+        except ValueError:
+            errors.append(FieldError("ip", "not an IPv4 or IPv6 address"))
+    return times["served_at"], times["submitted_at"], scores, ip_hash, prefix_hash
+
+
 def fingerprint(content: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of a rating's content (hex)."""
     blob = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -141,28 +171,25 @@ def parse_rating(
         model = RatingIn.model_validate(obj)
     except ValidationError as err:
         errors.extend(_pydantic_errors(err))
+        # Check the fields the schema did not refuse too, so one reply lists every problem.
+        flagged = {e.field for e in errors}
+        raw = {k: v for k, v in obj.items() if k not in flagged}
+        if isinstance(raw.get("scores"), Mapping):
+            raw["scores"] = {d: v for d, v in raw["scores"].items() if f"scores.{d}" not in flagged}
+        more: list[FieldError] = []
+        _content(raw, rubric, pseudonymiser, more)
+        errors.extend(e for e in more if e.field not in flagged)
         raise InvalidInput(errors) from None
 
-    served_at = submitted_at = None
-    for name in ("served_at", "submitted_at"):
-        text = getattr(model, name)
-        if text is None:
-            continue
-        try:
-            when = parse_timestamp(text)
-        except ValueError as err:
-            errors.append(FieldError(name, f"not an RFC 3339 timestamp with offset: {err}"))
-            continue
-        if name == "served_at":
-            served_at = when
-        else:
-            submitted_at = when
-    scores = _scores(model.scores, rubric, errors)
-    ip_hash = prefix_hash = ""
-    try:
-        ip_hash, prefix_hash = pseudonymiser.address(model.ip)
-    except ValueError:
-        errors.append(FieldError("ip", "not an IPv4 or IPv6 address"))
+    checked = {
+        "served_at": model.served_at,
+        "submitted_at": model.submitted_at,
+        "scores": model.scores,
+        "ip": model.ip,
+    }
+    served_at, submitted_at, scores, ip_hash, prefix_hash = _content(
+        checked, rubric, pseudonymiser, errors
+    )
     if errors:
         raise InvalidInput(errors)
 
