@@ -20,6 +20,8 @@ from integrity.errors import FieldError, InvalidInput
 from integrity.model import VERBAL_LEVELS, Rating, Rubric
 from integrity.pseudonym import Pseudonymiser
 
+COMPOSITE_DECIMALS = 12
+
 Channel = Literal["kiosk", "qr", "app", "sms", "web", "phone"]
 
 
@@ -219,7 +221,9 @@ def parse_rating(
         submitted_at_given=submitted_at is not None,
         received_at=received,
         scores=scores,
-        composite=rubric.composite(scores),
+        # Rounded: weights like 0.3 are not exact in binary, and a mean that is exactly
+        # 3.0 in decimals came out 2.9999999999999996, a low score (CONTRACT §1: < 3.0).
+        composite=round(rubric.composite(scores), COMPOSITE_DECIMALS),
         comment=model.comment,
         ip_hash=ip_hash,
         prefix_hash=prefix_hash,
