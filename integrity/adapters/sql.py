@@ -407,6 +407,21 @@ class SqlLedger:
         with translate_errors(), self.engine.begin() as conn:
             return self._append(conn, ev, expect_version)
 
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One transaction on the ledger's database (unit of work).
+
+        For packages whose own rows must change together with ledger events: write
+        them on the yielded connection and add events with :meth:`append_in`; all
+        commit or roll back together.
+        """
+        with translate_errors(), self.engine.begin() as conn:
+            yield conn
+
+    def append_in(self, conn: Connection, ev: Event, expect_version: int | None = None) -> Event:
+        """:meth:`append` inside a transaction the caller holds (see :meth:`begin`)."""
+        return self._append(conn, ev, expect_version)
+
     def append_many(self, evs: Sequence[tuple[Event, int | None]]) -> list[Event]:
         """Several events in one transaction; any conflict rolls back all of them."""
         with translate_errors(), self.engine.begin() as conn:
