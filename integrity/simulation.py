@@ -51,9 +51,10 @@ import math
 import sys
 import time
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, tzinfo
 from functools import cached_property
 from pathlib import Path
@@ -78,8 +79,17 @@ __all__ = [
 ]
 
 DIMENSIONS: tuple[str, ...] = DEFAULT_RUBRIC.dimensions
-_WEIGHTS = np.array([DEFAULT_RUBRIC.weights[d] for d in DIMENSIONS], dtype=np.float64)
-_WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
+
+
+def _composite(scores: np.ndarray) -> np.ndarray:
+    """Weighted composite per row (score points), bit-for-bit as ``Rubric.composite`` does it,
+    so thresholds such as "below 3.0" agree with the engine."""
+    weights = DEFAULT_RUBRIC.weights
+    acc = np.zeros(len(scores), dtype=np.float64)
+    for j, d in enumerate(DIMENSIONS):
+        acc = acc + weights[d] * scores[:, j].astype(np.float64)
+    return acc / sum(weights.values())
+
 
 KINDS: tuple[str, ...] = (
     "honest",
@@ -500,7 +510,7 @@ class World:
 
     def composites(self) -> np.ndarray:
         """Weighted composite of every rating (score points, default rubric), in order."""
-        return self._c["scores"].astype(np.float64) @ _WEIGHTS
+        return _composite(self._c["scores"])
 
     def _honest_means(self, keys: np.ndarray, names: list[str]) -> dict[str, float]:
         honest = (self._c["kind"] == _KIND["honest"]) & (keys >= 0)
@@ -974,7 +984,7 @@ class _Ctx:
         nxt += int(pool.sum())
         # Multi-ticket visits: the next ticket at the same window is the same person.
         same = np.zeros(n, dtype=bool)
-        same[1:] = (self.t_gid[1:] == self.t_gid[:-1]) & (rng.random(n - 1) < 0.03)
+        same[1:] = (self.t_gid[1:] == self.t_gid[:-1]) & (rng.random(max(n - 1, 0)) < 0.03)
         idx = np.flatnonzero(same)
         cit[idx] = cit[idx - 1]
         self.t_cit = cit
@@ -1176,7 +1186,7 @@ def _honest(ctx: _Ctx) -> _Batch:
     st = b["staff"]
     latent = ctx.win_q[b["window"]] + ctx.staff_off[st] * 0.7 + _STYPE_EFFECT[b["stype"]]
     b["scores"][:] = _honest_scores(rng, latent, ctx.t_wait[idx], ctx.staff_off[st] * 0.6, kiosk)
-    b["comment"][:] = _pick_comments(rng, b["scores"].astype(np.float64) @ _WEIGHTS)
+    b["comment"][:] = _pick_comments(rng, _composite(b["scores"]))
     b["kind"][:] = _KIND["honest"]
     ctx.claimed |= keep
     return b
@@ -1357,6 +1367,7 @@ def _brushing_slow(ctx: _Ctx, others: np.ndarray) -> list[_Batch]:
         dev_cit = rng.integers(10**12, 2 * 10**12, n_dev)  # their own household / carrier
         dev_mobile = rng.random(n_dev) < 0.4
         rows_t, rows_dev, rows_sub = [], [], []
+        per_day: Counter[tuple[int, int]] = Counter()  # (device, submit day): at most two
         for d in range(start_day, start_day + span):
             if ctx.day_type[d] == 0:
                 continue
@@ -1368,8 +1379,12 @@ def _brushing_slow(ctx: _Ctx, others: np.ndarray) -> list[_Batch]:
                 pick = rng.choice(pool, k, replace=False)
                 pool = np.setdiff1d(pool, pick)
                 for tk in pick.tolist():
-                    late = rng.random() < 0.2
-                    sub = ctx.day_start[d + 1 if late else d] + int(
+                    late = rng.random() < 0.2  # next morning on the way to work
+                    sub_day = d + 1 if late else d
+                    if per_day[(j, sub_day)] >= 2:
+                        continue
+                    per_day[(j, sub_day)] += 1
+                    sub = ctx.day_start[sub_day] + int(
                         rng.uniform(7 * 3600, 8.5 * 3600)
                         if late
                         else rng.uniform(19 * 3600, 23.5 * 3600)
@@ -1409,6 +1424,8 @@ def _device_farm(ctx: _Ctx, others: np.ndarray) -> list[_Batch]:
         n_days = int(min(len(ctx.open_days), rng.integers(3, 9)))
         first = int(rng.integers(0, max(1, len(ctx.open_days) - n_days + 1)))
         days = ctx.open_days[first : first + n_days]
+        if len(days) == 0:
+            continue
         variant = ("v4_hosting", "v4_home", "v6_prefix")[int(rng.integers(0, 3))]
         insider = rng.random() < 0.5
         a = _new_attack(
@@ -1639,7 +1656,7 @@ def _replay(ctx: _Ctx, honest: _Batch, others: np.ndarray) -> list[_Batch]:
     cfg = ctx.cfg
     n, size = _campaigns(cfg.replay, 2, cfg.halls)
     rng = _stream(cfg.seed, "replay")
-    comp = honest["scores"].astype(np.float64) @ _WEIGHTS
+    comp = _composite(honest["scores"])
     used = np.zeros(len(comp), dtype=bool)
     out = []
     for c in range(n):
@@ -1660,19 +1677,17 @@ def _replay(ctx: _Ctx, honest: _Batch, others: np.ndarray) -> list[_Batch]:
                 "from the hall network",
             )  # fmt: skip
         else:
-            # A bot replays captured hall requests with tweaked scores and a copied device id.
+            # A bot replays requests captured from one window's QR page, scores tweaked.
             s = None
             cand = np.flatnonzero(
-                (ctx.win_hall[honest["window"]] == hall)
-                & (honest["channel"] != _CH["kiosk"])
-                & ~used
+                (honest["window"] == w) & (honest["channel"] != _CH["kiosk"]) & ~used
             )
             k = min(len(cand), max(5, round(rng.integers(25, 61) * scale)))
             src = np.sort(rng.choice(cand, k, replace=False))
             a = _new_attack(
                 ctx, "replay", w, None,
-                f"a bot replays {k} captured ratings from hall {ctx.hall_ids[hall]} with scores "
-                "changed by one point and a spoofed device id",
+                f"a bot replays {k} ratings captured from {ctx.window_ids[w]}'s QR page with "
+                "scores changed by one point and the original device id",
             )  # fmt: skip
         used[src] = True
         b = _take(honest, src)
@@ -1728,7 +1743,7 @@ def simulate(config: WorldConfig) -> World:
     ctx.serve_tickets()
     others, cands = _plan_targets(ctx)
     batches: list[_Batch] = []
-    coerced, coerced_windows = _coerced(ctx, cands)
+    coerced, _ = _coerced(ctx, cands)
     honest = _honest(ctx)
     batches.append(honest)
     batches += coerced
@@ -1752,6 +1767,14 @@ def simulate(config: WorldConfig) -> World:
         tiebreak = np.concatenate([tiebreak, retry * 2 + 1])
     order = np.lexsort((tiebreak, cols["submitted"]))
     cols = _take(cols, order)
+    # Campaigns that produced nothing (no open day, no ticket left) are dropped.
+    n_att = len(ctx.attacks)
+    per_attack = np.bincount(cols["attack"][cols["attack"] >= 0], minlength=n_att)
+    kept = [i for i in range(n_att) if per_attack[i] > 0]
+    remap = np.full(n_att + 1, -1, dtype=np.int32)
+    remap[kept] = np.arange(len(kept), dtype=np.int32)
+    cols["attack"] = remap[cols["attack"]]  # -1 maps to the last slot, which is -1
+    attacks = [replace(ctx.attacks[i], ratings=int(per_attack[i])) for i in kept]
     return World(
         config,
         cols,
@@ -1761,9 +1784,11 @@ def simulate(config: WorldConfig) -> World:
             s: ctx.window_ids[int(ctx.staff_win[i])] for i, s in enumerate(ctx.staff_ids)
         },
         window_quality={w: float(ctx.win_q[i]) for i, w in enumerate(ctx.window_ids)},
-        attacks=ctx.attacks,
+        attacks=attacks,
         venues=_venues(ctx),
-        coerced_windows=coerced_windows,
+        coerced_windows={
+            a.target_window for a in attacks if a.kind == "coerced" and a.target_window
+        },
         tz=ctx.tz,
     )
 
