@@ -14,12 +14,11 @@ import argparse
 import time
 from datetime import UTC, datetime
 
-import sqlalchemy as sa
-
 from bench._common import REDIS, fresh_database, instance
 from integrity.adapters import tables as t
 from integrity.adapters.sql import make_engine, rating_row
 from integrity.ingest import ingest
+from integrity.migrate import upgrade
 from integrity.model import DEFAULT_RUBRIC
 from integrity.parsing import parse_rating
 from integrity.pseudonym import Pseudonymiser, new_secret
@@ -28,30 +27,33 @@ from integrity.venues import pseudonymise_venues
 
 
 def floor(db_url: str, objs: list[dict]) -> float:
+    """Parse + pseudonymise + bulk-insert the rows the engine stores, into the same
+    ``ratings`` table (same schema and indexes, created by the same migrations).
+
+    The floor judges nothing: identical retries are dropped (the engine stores them
+    once) and the first rating of each ticket claims it, so the unique keys hold.
+    """
     engine = make_engine(db_url)
-    md = sa.MetaData()
-    table = sa.Table(
-        "floor_ratings",
-        md,
-        *[c.copy() for c in t.ratings.columns if c.name != "rating_id"],
-        sa.Column("rating_id", sa.Integer, primary_key=True, autoincrement=True),
-    )
-    md.create_all(engine)
+    upgrade(engine)
     p = Pseudonymiser(new_secret())
     t0 = time.perf_counter()
-    rows = []
+    rows: list[dict] = []
+    seen: set[str] = set()
+    claimed: set[str] = set()
     for obj in objs:
         r = parse_rating(obj, rubric=DEFAULT_RUBRIC, pseudonymiser=p, received_at=datetime.now(UTC))
-        row = rating_row(r, "rs-floor", True)
-        row["fingerprint"] = r.fingerprint
-        rows.append(row)
+        if r.fingerprint in seen:
+            continue
+        seen.add(r.fingerprint)
+        rows.append(rating_row(r, "rs-floor", r.ticket_id not in claimed))
+        claimed.add(r.ticket_id)
         if len(rows) == 500:
             with engine.begin() as conn:
-                conn.execute(table.insert(), rows)
+                conn.execute(t.ratings.insert(), rows)
             rows = []
     if rows:
         with engine.begin() as conn:
-            conn.execute(table.insert(), rows)
+            conn.execute(t.ratings.insert(), rows)
     elapsed = time.perf_counter() - t0
     engine.dispose()
     return elapsed

@@ -350,27 +350,46 @@ class SqlLedger:
     def record_many(self, pending: Sequence[Pending], actor: str = "hook") -> list[Decision]:
         """Write many ratings in one transaction (ingest). Falls back to one by one on a race.
 
+        Ids are allocated up front (a sequence on PostgreSQL, under the write lock on
+        SQLite) so the three tables load with plain ``executemany``, no RETURNING.
         Callers must not put two ratings claiming the same ticket, or two identical
         submissions, in one call (the hook flushes before a repeat).
         """
         if not pending:
             return []
-        rows = [
-            rating_row(p.rating, p.rule_set_id, Reason.DUPLICATE_TICKET not in p.reasons)
-            for p in pending
-        ]
         with translate_errors():
             try:
                 with self.engine.begin() as conn:
-                    rids = list(
-                        conn.execute(
-                            t.ratings.insert().returning(
-                                t.ratings.c.rating_id, sort_by_parameter_order=True
-                            ),
-                            rows,
-                        ).scalars()
+                    rids = self._allocate(conn, t.ratings.c.rating_id, len(pending))
+                    eids = self._allocate(conn, t.events.c.event_id, len(pending))
+                    conn.execute(
+                        t.ratings.insert(),
+                        [
+                            {
+                                "rating_id": rid,
+                                **rating_row(
+                                    p.rating,
+                                    p.rule_set_id,
+                                    Reason.DUPLICATE_TICKET not in p.reasons,
+                                ),
+                            }
+                            for rid, p in zip(rids, pending, strict=True)
+                        ],
                     )
-                    self._write_decision(conn, rids, pending, actor)
+                    conn.execute(
+                        t.events.insert(),
+                        [
+                            {"event_id": eid, "rating_id": rid, **_decision_event(p, actor)}
+                            for rid, eid, p in zip(rids, eids, pending, strict=True)
+                        ],
+                    )
+                    conn.execute(
+                        t.rating_status.insert(),
+                        [
+                            {"rating_id": rid, "last_event_id": eid, **_status_row(p)}
+                            for rid, eid, p in zip(rids, eids, pending, strict=True)
+                        ],
+                    )
             except sa.exc.IntegrityError:
                 return [self.record(p, actor) for p in pending]
         return [
@@ -378,25 +397,19 @@ class SqlLedger:
             for rid, p in zip(rids, pending, strict=True)
         ]
 
-    def _write_decision(
-        self, conn: Connection, rids: Sequence[int], pending: Sequence[Pending], actor: str
-    ) -> None:
-        eids = list(
-            conn.execute(
-                t.events.insert().returning(t.events.c.event_id, sort_by_parameter_order=True),
-                [
-                    {"rating_id": rid, **_decision_event(p, actor)}
-                    for rid, p in zip(rids, pending, strict=True)
-                ],
-            ).scalars()
-        )
-        conn.execute(
-            t.rating_status.insert(),
-            [
-                {"rating_id": rid, "last_event_id": eid, **_status_row(p)}
-                for rid, eid, p in zip(rids, eids, pending, strict=True)
-            ],
-        )
+    def _allocate(self, conn: Connection, col: sa.Column[Any], n: int) -> list[int]:
+        """``n`` fresh ids for ``col`` inside the current write transaction."""
+        if self.dialect == "postgresql":
+            seq = sa.func.pg_get_serial_sequence(col.table.name, col.name)
+            rows = conn.execute(
+                sa.select(sa.func.nextval(seq)).select_from(sa.func.generate_series(1, n))
+            )
+            return sorted(int(r[0]) for r in rows)
+        # SQLite: a write statement takes the database's write lock for the rest of the
+        # transaction, so nobody can insert between reading max(id) and using it.
+        conn.exec_driver_sql("UPDATE meta SET key = key WHERE 0")
+        start = conn.execute(sa.select(sa.func.coalesce(sa.func.max(col), 0))).scalar_one()
+        return list(range(int(start) + 1, int(start) + 1 + n))
 
     def append(self, ev: Event, expect_version: int | None = None) -> Event:
         """Append one event; a status event also moves the rating's current status.
