@@ -609,14 +609,11 @@ def _format_times(t: np.ndarray, tz: tzinfo) -> list[str]:
     if len(t) == 0:
         return []
     buckets, inv = np.unique(t // 900, return_inverse=True)
-    offs = np.array(
-        [
-            int(datetime.fromtimestamp(int(b) * 900, tz).utcoffset().total_seconds())
-            for b in buckets
-        ],  # type: ignore[union-attr]
-        dtype=np.int64,
-    )
-    off = offs[inv]
+    first = np.array([_utcoffset(b * 900, tz) for b in buckets.tolist()], dtype=np.int64)
+    last = np.array([_utcoffset(b * 900 + 899, tz) for b in buckets.tolist()], dtype=np.int64)
+    off = first[inv]
+    for i in np.flatnonzero((first != last)[inv]).tolist():  # a transition inside the bucket
+        off[i] = _utcoffset(int(t[i]), tz)
     local = (t + off).astype("datetime64[s]")
     days = local.astype("datetime64[D]")
     months = local.astype("datetime64[M]")
@@ -1356,7 +1353,7 @@ def _brushing_slow(ctx: _Ctx, others: np.ndarray) -> list[_Batch]:
     for c in range(n):
         w = _target(others, 1, c)
         n_dev = max(1, round(rng.integers(3, 7) * (size if c == n - 1 else 1.0)))
-        span = int(min(cfg.days, rng.integers(14, 29)))
+        span = min(cfg.days, int(rng.integers(14, 29)))
         start_day = int(rng.integers(0, max(1, cfg.days - span + 1)))
         a = _new_attack(
             ctx, "brushing_slow", w, None,
@@ -1421,7 +1418,7 @@ def _device_farm(ctx: _Ctx, others: np.ndarray) -> list[_Batch]:
     for c in range(n):
         w = _target(others, 2, c)
         n_dev = max(5, round(rng.integers(30, 81) * (size if c == n - 1 else 1.0)))
-        n_days = int(min(len(ctx.open_days), rng.integers(3, 9)))
+        n_days = min(len(ctx.open_days), int(rng.integers(3, 9)))
         first = int(rng.integers(0, max(1, len(ctx.open_days) - n_days + 1)))
         days = ctx.open_days[first : first + n_days]
         if len(days) == 0:
@@ -1584,7 +1581,7 @@ def _bombing(ctx: _Ctx, others: np.ndarray) -> list[_Batch]:
         staff_here = ctx.win_staff[w][ctx.win_staff[w] >= 0]
         s = int(staff_here[rng.integers(0, len(staff_here))])
         n_dev = max(2, round(rng.integers(3, 7) * (size if c == n - 1 else 1.0)))
-        span = int(min(cfg.days, rng.integers(5, 13)))
+        span = min(cfg.days, int(rng.integers(5, 13)))
         start_day = int(rng.integers(0, max(1, cfg.days - span + 1)))
         a = _new_attack(
             ctx, "bombing", w, s,

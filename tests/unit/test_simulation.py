@@ -24,7 +24,10 @@ DOC_NETS = [
     ipaddress.ip_network(n)
     for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
 ]
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z)$")
+RFC3339 = re.compile(
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?"
+    r"([+-]([01]\d|2[0-3]):[0-5]\d|Z)$"
+)
 REQUIRED = {"ticket_id", "window_id", "scores", "ip", "device_id"}
 ALLOWED = REQUIRED | {
     "staff_id",
@@ -103,9 +106,8 @@ def check_contract(r: dict[str, Any]) -> None:
     for v in r["scores"].values():
         assert type(v) is int and 1 <= v <= 5
     for key in ("served_at", "submitted_at"):
-        if key in r:
+        if key in r:  # the pattern demands an offset; parsing is checked where times are compared
             assert RFC3339.match(r[key]), r[key]
-            assert ts(r[key]).utcoffset() is not None
     if "comment" in r:
         assert isinstance(r["comment"], str) and len(r["comment"]) <= 2000
     ipaddress.ip_address(r["ip"])  # raises on anything that is not an address
@@ -417,6 +419,47 @@ def test_attack_signatures(world: World) -> None:
 # ---- edges, CLI -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/St_Johns", "Asia/Kathmandu", "UTC"])
+def test_time_formatting_matches_isoformat(zone: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    import numpy as np
+
+    from integrity.simulation import _format_times
+
+    tz = ZoneInfo(zone)
+    # random instants, plus St John's 2005 transition at 00:01 local (inside a 15-min bucket)
+    t = np.concatenate([np.random.default_rng(1).integers(0, 2**32, 3000), [1112499217]])
+    expected = [datetime.fromtimestamp(x, tz).isoformat() for x in t.tolist()]
+    assert _format_times(t, tz) == expected
+
+
+def test_address_and_id_formatting() -> None:
+    import numpy as np
+
+    from integrity.simulation import _format_ids, _format_ips
+
+    rng = np.random.default_rng(2)
+    n = 2000
+    hi = rng.integers(0, 2**64 - 1, n, dtype=np.uint64, endpoint=True)
+    lo = rng.integers(0, 2**64 - 1, n, dtype=np.uint64, endpoint=True)
+    lo[:50] = 0  # zero runs need "::"
+    ipk = rng.integers(0, 3, n).astype(np.int8)
+    ip4 = rng.integers(0, 2**32, n)
+    text = _format_ips(ipk, ip4, hi, lo)
+    for i, x in enumerate(text):
+        a = ipaddress.ip_address(x)
+        if ipk[i] == 1:
+            assert str(a) == x and int(a) == (int(hi[i]) << 64) | int(lo[i])
+        elif ipk[i] == 2:
+            assert x.startswith("::ffff:") and int(a.ipv4_mapped) == ip4[i]  # type: ignore[union-attr,arg-type]
+        else:
+            assert int(a) == ip4[i]
+    assert _format_ids(hi, lo) == [
+        f"{a:016x}{b:016x}" for a, b in zip(hi.tolist(), lo.tolist(), strict=True)
+    ]
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="aware"):
         WorldConfig(start=datetime(2026, 10, 1))
@@ -432,13 +475,13 @@ def test_benchmark_config_is_sized_for_a_million() -> None:
     assert cfg.halls * cfg.windows_per_hall >= 600  # realistic load per window
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**40),
-    days=st.integers(1, 9),
+    days=st.integers(1, 6),
     halls=st.integers(1, 2),
     windows=st.integers(1, 3),
-    honest=st.integers(0, 600),
+    honest=st.integers(0, 400),
     intensity=st.sampled_from([0.0, 0.3, 1.0, 2.0]),
 )
 def test_small_worlds_hold_the_invariants(
