@@ -107,6 +107,66 @@ def rating_row(r: Rating, rule_set_id: str, claims_ticket: bool) -> dict[str, An
     }
 
 
+_RATING_COLS = [c.name for c in t.ratings.columns if c.name != "rating_id"]
+_EVENT_COLS = ["subject", "kind", "actor", "status", "reasons", "rule_set_id", "evidence", "at"]
+_STATUS_COLS = ["status", "reasons", "risk", "version"]
+
+
+def _pg_record_statement() -> sa.Insert:
+    """INSERT rating ON CONFLICT DO NOTHING, its decision event and status row in ONE
+    statement (data-modifying CTEs): one round trip, built once, bound per rating."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    def bind(prefix: str, table: sa.Table, col: str) -> sa.BindParameter[Any]:
+        return sa.bindparam(f"{prefix}_{col}", type_=table.c[col].type)
+
+    r = (
+        pg_insert(t.ratings)
+        .values({c: bind("r", t.ratings, c) for c in _RATING_COLS})
+        .on_conflict_do_nothing()
+        .returning(t.ratings.c.rating_id)
+        .cte("r")
+    )
+    e = (
+        t.events.insert()
+        .from_select(
+            ["rating_id", *_EVENT_COLS],
+            sa.select(
+                r.c.rating_id,
+                *[sa.cast(bind("e", t.events, c), t.events.c[c].type) for c in _EVENT_COLS],
+            ),
+        )
+        .returning(t.events.c.event_id, t.events.c.rating_id)
+        .cte("e")
+    )
+    return (
+        t.rating_status.insert()
+        .from_select(
+            ["rating_id", "last_event_id", *_STATUS_COLS],
+            sa.select(
+                e.c.rating_id,
+                e.c.event_id,
+                *[
+                    sa.cast(bind("s", t.rating_status, c), t.rating_status.c[c].type)
+                    for c in _STATUS_COLS
+                ],
+            ),
+        )
+        .returning(t.rating_status.c.rating_id)
+    )
+
+
+def _sqlite_record_statement() -> sa.Insert:
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(t.ratings).on_conflict_do_nothing().returning(t.ratings.c.rating_id)
+
+
+_PG_RECORD = _pg_record_statement()
+_SQLITE_RECORD = _sqlite_record_statement()
+_INSERT_EVENT = t.events.insert().returning(t.events.c.event_id)
+
+
 def _decision_event(p: Pending, actor: str) -> dict[str, Any]:
     """The decision event's columns (without ``rating_id``)."""
     return {
@@ -295,55 +355,14 @@ class SqlLedger:
         ev = _decision_event(p, actor)
         status = _status_row(p)
         if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            # One statement, one round trip: the three inserts chained by CTEs.
-            r = (
-                pg_insert(t.ratings)
-                .values(row)
-                .on_conflict_do_nothing()
-                .returning(t.ratings.c.rating_id)
-                .cte("r")
-            )
-            ev_cols = list(ev)
-            e = (
-                t.events.insert()
-                .from_select(
-                    ["rating_id", *ev_cols],
-                    sa.select(
-                        r.c.rating_id, *[sa.literal(ev[c], t.events.c[c].type) for c in ev_cols]
-                    ),
-                )
-                .returning(t.events.c.event_id, t.events.c.rating_id)
-                .cte("e")
-            )
-            st_cols = list(status)
-            stmt = (
-                t.rating_status.insert()
-                .from_select(
-                    ["rating_id", "last_event_id", *st_cols],
-                    sa.select(
-                        e.c.rating_id,
-                        e.c.event_id,
-                        *[sa.literal(status[c], t.rating_status.c[c].type) for c in st_cols],
-                    ),
-                )
-                .returning(t.rating_status.c.rating_id)
-            )
-            return conn.execute(stmt).scalar()
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        rid = conn.execute(
-            sqlite_insert(t.ratings)
-            .values(row)
-            .on_conflict_do_nothing()
-            .returning(t.ratings.c.rating_id)
-        ).scalar()
+            params = {f"r_{k}": v for k, v in row.items()}
+            params.update({f"e_{k}": v for k, v in ev.items()})
+            params.update({f"s_{k}": v for k, v in status.items()})
+            return conn.execute(_PG_RECORD, params).scalar()
+        rid = conn.execute(_SQLITE_RECORD, row).scalar()
         if rid is None:
             return None
-        eid = conn.execute(
-            t.events.insert().returning(t.events.c.event_id), {"rating_id": rid, **ev}
-        ).scalar_one()
+        eid = conn.execute(_INSERT_EVENT, {"rating_id": rid, **ev}).scalar_one()
         conn.execute(t.rating_status.insert(), {"rating_id": rid, "last_event_id": eid, **status})
         return int(rid)
 
