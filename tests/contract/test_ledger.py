@@ -1,0 +1,424 @@
+"""The score ledger's contract, one suite over SQLite (file) and PostgreSQL (real server).
+
+Record, idempotent retry, duplicate ticket, batch parity with one-by-one, optimistic
+concurrency on status events, status derived from events, and the venue registry.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from factories import (
+    SCORES,
+    T0,
+    backend_url,
+    make_app,
+    rating,
+    rating_counts,
+    second_backend_url,
+)
+
+from integrity.adapters import tables as t
+from integrity.adapters.sql import Pending
+from integrity.bootstrap import App
+from integrity.errors import Conflict, InvalidInput, NotFound
+from integrity.hook import IngestItem
+from integrity.model import Event, Reason, Status
+from integrity.venues import pseudonymise_venues
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return backend_url(request, tmp_path)
+
+
+@pytest.fixture
+def app(db_url: str, tmp_path: Path) -> Iterator[App]:
+    a = make_app(tmp_path / "home", db_url)
+    yield a
+    a.close()
+
+
+def status_event(rid: int, status: Status, *reasons: str, actor: str = "detector") -> Event:
+    return Event(
+        kind={Status.HELD: "hold", Status.ACCEPTED: "clear", Status.VOIDED: "void"}.get(
+            status, "confirm"
+        ),
+        actor=actor,
+        at=T0 + timedelta(minutes=5),
+        rating_id=rid,
+        status=status,
+        reasons=reasons,
+        evidence={"why": "test"},
+    )
+
+
+# -- record ------------------------------------------------------------------------------
+
+
+def test_record_writes_rating_decision_event_and_status_row(app: App) -> None:
+    doc = rating(comment="fine", served_at="2026-10-15T09:50:00+08:00")
+    d = app.validate(doc)
+    assert d.status is Status.ACCEPTED and d.counted
+    assert d.reasons == () and not d.replayed
+    assert d.rule_set_id == app.core.rule_set_id
+
+    [ev] = app.ledger.events_of(d.rating_id)
+    assert (ev.kind, ev.actor, ev.status, ev.reasons) == ("decision", "hook", Status.ACCEPTED, ())
+    assert ev.rule_set_id == app.core.rule_set_id and ev.at == T0
+    assert app.ledger.current(d.rating_id) == (Status.ACCEPTED, 1)
+
+    row = app.ledger.rating(d.rating_id)
+    assert row["ticket_id"] == doc["ticket_id"] and row["claims_ticket"] is True
+    assert row["scores"] == SCORES and row["status"] == "accepted"
+    assert row["composite"] == pytest.approx(4.55)
+    assert row["comment"] == "fine" and row["risk"] == 0.0
+    assert row["submitted_at"] == T0 and row["received_at"] == T0
+    assert row["occurred_at"] == row["served_at"] == T0 - timedelta(minutes=10)
+    assert rating_counts(app.ledger.engine) == {"ratings": 1, "events": 1, "rating_status": 1}
+
+
+def test_identical_retry_returns_the_first_decision_and_writes_nothing(app: App) -> None:
+    doc = rating()
+    first = app.validate(doc)
+    app.ledger.append(status_event(first.rating_id, Status.HELD, "outlier.burst"), 1)
+    before = rating_counts(app.ledger.engine)
+    for replay in (False, True, False):
+        again = app.validate(dict(doc), replay=replay)
+        assert again.replayed
+        # the first decision, not the current status
+        assert (again.rating_id, again.status, again.reasons, again.rule_set_id) == (
+            first.rating_id,
+            Status.ACCEPTED,
+            (),
+            first.rule_set_id,
+        )
+    app.clock.advance(3600)  # type: ignore[attr-defined]
+    assert app.validate(dict(doc)).rating_id == first.rating_id
+    assert rating_counts(app.ledger.engine) == before
+
+
+def test_different_rating_for_the_same_ticket_is_rejected_duplicate(app: App) -> None:
+    doc = rating()
+    first = app.validate(doc)
+    other = {**doc, "scores": {**SCORES, "overall": 1}, "device_id": "another-device"}
+    second = app.validate(other)
+    assert second.status is Status.REJECTED and not second.counted
+    assert second.reasons == (Reason.DUPLICATE_TICKET,) and second.duplicate_ticket
+    assert second.rating_id != first.rating_id and not second.replayed
+    assert app.ledger.rating(second.rating_id)["claims_ticket"] is False
+    assert app.ledger.current(first.rating_id) == (Status.ACCEPTED, 1)
+    # a third version is a duplicate too; an identical retry of the duplicate replays it
+    third = app.validate({**doc, "comment": "again"})
+    assert third.duplicate_ticket and third.rating_id not in (first.rating_id, second.rating_id)
+    retry = app.validate(dict(other))
+    assert retry.replayed and retry.rating_id == second.rating_id and retry.duplicate_ticket
+    assert rating_counts(app.ledger.engine) == {"ratings": 3, "events": 3, "rating_status": 3}
+    with app.ledger.engine.connect() as conn:
+        claims = conn.execute(
+            sa.select(t.ratings.c.rating_id).where(
+                t.ratings.c.ticket_id == doc["ticket_id"], t.ratings.c.claims_ticket.is_(True)
+            )
+        ).all()
+    assert [r.rating_id for r in claims] == [first.rating_id]
+
+
+def test_invalid_rating_writes_nothing(app: App) -> None:
+    before = rating_counts(app.ledger.engine)
+    with pytest.raises(InvalidInput):
+        app.validate(rating(ticket_id=""))
+    assert rating_counts(app.ledger.engine) == before
+
+
+def test_record_after_a_lost_race(app: App) -> None:
+    """What ``record`` does when a concurrent writer won between lookup and write."""
+    doc = rating()
+    first = app.validate(doc)
+    before = rating_counts(app.ledger.engine)
+    # the identical submission was written by someone else: their first decision, replayed
+    same = app.hook.parse(dict(doc))
+    d = app.ledger.record(Pending(same, Status.ACCEPTED, (), {}, app.core.rule_set_id))
+    assert d.replayed and d.rating_id == first.rating_id
+    assert rating_counts(app.ledger.engine) == before
+    # another rating claimed the ticket: this one is written as a rejected duplicate
+    other = app.hook.parse({**doc, "comment": "different"})
+    d = app.ledger.record(Pending(other, Status.ACCEPTED, (), {}, app.core.rule_set_id))
+    assert d.status is Status.REJECTED and d.reasons == (Reason.DUPLICATE_TICKET,)
+    assert app.ledger.events_of(d.rating_id)[0].reasons == (Reason.DUPLICATE_TICKET,)
+    assert app.ledger.rating(d.rating_id)["claims_ticket"] is False
+
+
+def test_record_many_falls_back_one_by_one_on_a_lost_race(app: App) -> None:
+    taken = rating()
+    first = app.validate(taken)
+    docs = [rating(), dict(taken), rating(), {**taken, "comment": "x"}, rating()]
+    pending = [
+        Pending(app.hook.parse(doc), Status.ACCEPTED, (), {}, app.core.rule_set_id) for doc in docs
+    ]
+    out = app.ledger.record_many(pending)
+    assert [d.status for d in out] == [
+        Status.ACCEPTED,
+        Status.ACCEPTED,
+        Status.ACCEPTED,
+        Status.REJECTED,
+        Status.ACCEPTED,
+    ]
+    assert out[1].replayed and out[1].rating_id == first.rating_id
+    assert out[3].reasons == (Reason.DUPLICATE_TICKET,)
+    assert len({d.rating_id for d in out}) == 5
+    assert rating_counts(app.ledger.engine)["ratings"] == 5  # 1 before + 4 new
+
+
+# -- batch parity --------------------------------------------------------------------------
+
+
+def parity_sequence() -> list[Any]:
+    """Ratings that exercise every path of the hook, replayed at their own times."""
+    start = T0 - timedelta(days=2)
+
+    def at(minute: int) -> str:
+        return (start + timedelta(minutes=minute)).isoformat()
+
+    a, b = rating(submitted_at=at(0)), rating(submitted_at=at(1))
+    dup_a = {**a, "scores": {**SCORES, "attitude": 1}}
+    burst = [
+        rating(device_id="shared-device", window_id=f"W{i}", submitted_at=at(10 + i))
+        for i in range(5)
+    ]
+    late = rating(submitted_at=at(20), served_at=at(200))  # submitted before served
+    future = rating(submitted_at=(T0 + timedelta(hours=1)).isoformat())
+    seq: list[Any] = [a, b, dup_a, dict(a), rating(ticket_id="", submitted_at=at(3))]
+    seq += [*burst, late, future, rating(submitted_at=at(21)), dict(b)]
+    seq += [{**b, "comment": "second try"}, dict(dup_a), "not an object", dict(burst[4])]
+    seq += [rating(submitted_at=at(30 + i)) for i in range(4)]
+    seq += [dict(a), {**a, "window_id": "W02"}, dict(a)]
+    return seq
+
+
+def outcomes(items: Iterator[IngestItem] | list[IngestItem]) -> list[Any]:
+    return [
+        (i.line, i.decision, [e.field for e in i.error.errors] if i.error else None) for i in items
+    ]
+
+
+def one_by_one(app: App, seq: list[Any]) -> list[Any]:
+    out = []
+    for line, obj in enumerate(seq, start=1):
+        try:
+            out.append(IngestItem(line, decision=app.validate(obj, replay=True)))
+        except InvalidInput as err:
+            out.append(IngestItem(line, error=err))
+    return outcomes(out)
+
+
+def ledger_dump(app: App) -> list[Any]:
+    with app.ledger.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                t.ratings.c.rating_id,
+                t.ratings.c.ticket_id,
+                t.ratings.c.claims_ticket,
+                t.ratings.c.fingerprint,
+                t.rating_status.c.status,
+                t.rating_status.c.reasons,
+                t.events.c.evidence,
+            )
+            .join(t.rating_status, t.rating_status.c.rating_id == t.ratings.c.rating_id)
+            .join(t.events, t.events.c.rating_id == t.ratings.c.rating_id)
+            .order_by(t.ratings.c.rating_id)
+        ).all()
+    return [tuple(r) for r in rows]
+
+
+@pytest.fixture
+def twin_url(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> Iterator[str]:
+    request.param = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    yield from second_backend_url(request, tmp_path)
+
+
+@pytest.mark.parametrize("chunk", [2, 500])
+def test_stream_decides_exactly_like_validate_one_by_one(
+    db_url: str, twin_url: str, tmp_path: Path, chunk: int
+) -> None:
+    seq = parity_sequence()
+    one = make_app(tmp_path / "one", db_url)
+    (tmp_path / "many").mkdir()
+    shutil.copy(tmp_path / "one" / "secret.key", tmp_path / "many" / "secret.key")
+    many = make_app(tmp_path / "many", twin_url)
+    try:
+        expected = one_by_one(one, seq)
+        got = outcomes(list(many.hook.validate_stream(seq, replay=True, chunk=chunk)))
+        assert got == expected
+        assert ledger_dump(many) == ledger_dump(one)
+    finally:
+        one.close()
+        many.close()
+    # the sequence really exercises every path
+    decisions = [d for _, d, _ in expected if d is not None]
+    reasons = {r for d in decisions for r in d.reasons}
+    assert {Reason.DUPLICATE_TICKET, "rate_limit.device", Reason.SUBMITTED_IN_FUTURE} <= reasons
+    assert Reason.SUBMITTED_BEFORE_SERVED in reasons
+    assert sum(d.replayed for d in decisions) >= 5
+    assert sum(err is not None for _, _, err in expected) == 2
+    assert {d.status for d in decisions} == {Status.ACCEPTED, Status.HELD, Status.REJECTED}
+
+
+# -- status events ---------------------------------------------------------------------------
+
+
+def test_append_with_a_stale_version_raises_conflict_and_changes_nothing(app: App) -> None:
+    d = app.validate(rating())
+    status, version = app.ledger.current(d.rating_id)
+    before = rating_counts(app.ledger.engine)
+    with pytest.raises(Conflict):
+        app.ledger.append(status_event(d.rating_id, Status.HELD, "outlier.burst"), version + 1)
+    assert app.ledger.current(d.rating_id) == (status, version)
+    assert rating_counts(app.ledger.engine) == before
+    assert app.ledger.rating(d.rating_id)["current_reasons"] == ""
+
+    ev = app.ledger.append(status_event(d.rating_id, Status.HELD, "outlier.burst"), version)
+    assert ev.event_id is not None
+    assert app.ledger.current(d.rating_id) == (Status.HELD, version + 1)
+    assert app.ledger.rating(d.rating_id)["current_reasons"] == "outlier.burst"
+    # a second reviewer who read the old version loses
+    with pytest.raises(Conflict):
+        app.ledger.append(status_event(d.rating_id, Status.ACCEPTED, "cleared"), version)
+    assert app.ledger.current(d.rating_id) == (Status.HELD, version + 1)
+
+
+def test_append_many_rolls_back_every_event_on_a_conflict(app: App) -> None:
+    a, b = app.validate(rating()), app.validate(rating())
+    before = rating_counts(app.ledger.engine)
+    with pytest.raises(Conflict):
+        app.ledger.append_many(
+            [
+                (status_event(a.rating_id, Status.VOIDED, "appeal.upheld"), 1),
+                (status_event(b.rating_id, Status.VOIDED, "appeal.upheld"), 7),
+            ]
+        )
+    assert app.ledger.current(a.rating_id) == (Status.ACCEPTED, 1)
+    assert rating_counts(app.ledger.engine) == before
+
+
+def test_append_to_a_missing_rating_is_not_found(app: App) -> None:
+    before = rating_counts(app.ledger.engine)
+    with pytest.raises(NotFound):
+        app.ledger.append(status_event(987654, Status.HELD, "x"))
+    with pytest.raises(NotFound):
+        app.ledger.current(987654)
+    assert rating_counts(app.ledger.engine) == before
+
+
+def test_event_without_status_leaves_the_status_alone(app: App) -> None:
+    d = app.validate(rating())
+    ev = app.ledger.append(
+        Event(kind="appeal.filed", actor="S01", at=T0, rating_id=d.rating_id, subject="appeal:1")
+    )
+    assert app.ledger.current(d.rating_id) == (Status.ACCEPTED, 1)
+    assert [e.event_id for e in app.ledger.events_about("appeal:1")] == [ev.event_id]
+
+
+def test_status_derived_from_events_equals_rating_status(app: App) -> None:
+    ids = [app.validate(rating()).rating_id for _ in range(6)]
+    plan = [
+        (0, Status.HELD),
+        (0, Status.ACCEPTED),
+        (1, Status.HELD),
+        (1, Status.REJECTED),
+        (2, Status.VOIDED),
+        (3, Status.HELD),
+        (0, Status.VOIDED),
+        (3, Status.ACCEPTED),
+    ]
+    for i, status in plan:
+        _, v = app.ledger.current(ids[i])
+        app.ledger.append(status_event(ids[i], status, f"reason.{status.value}"), v)
+    for rid in ids:
+        status_events = [e for e in app.ledger.events_of(rid) if e.status is not None]
+        last = status_events[-1]
+        assert app.ledger.current(rid) == (last.status, len(status_events))
+        row = app.ledger.rating(rid)
+        assert row["status"] == last.status.value
+        assert row["current_reasons"] == ";".join(last.reasons)
+        with app.ledger.engine.connect() as conn:
+            last_id = conn.execute(
+                sa.select(t.rating_status.c.last_event_id).where(t.rating_status.c.rating_id == rid)
+            ).scalar_one()
+        assert last_id == last.event_id
+    report = app.log.verify(T0)
+    assert report.ok, report.problems
+
+
+# -- venues ----------------------------------------------------------------------------------
+
+REGISTRY = {
+    "venues": [
+        {
+            "venue_id": "H1",
+            "networks": ["198.51.100.7/32", "203.0.113.0/24", "2001:db8:1:2::/64"],
+            "kiosk_devices": [{"window_id": "H1-W01", "device_id": "pad-0001"}],
+        },
+        {"venue_id": "H2", "networks": ["192.0.2.0/23", "2001:db8::99/128"]},
+    ]
+}
+
+
+def venue_of(app: App, ip: str) -> str | None:
+    return app.ledger.venue_registry().venue_of_address(*app.pseudonymiser.address(ip))
+
+
+def load(app: App, doc: dict[str, Any]) -> None:
+    pv = pseudonymise_venues(doc, app.pseudonymiser)
+    app.ledger.replace_venues(pv.venues, pv.addresses, pv.kiosks, T0, actor="test")
+
+
+def test_venue_registry_replace_and_lookup(app: App) -> None:
+    load(app, REGISTRY)
+    assert venue_of(app, "198.51.100.7") == "H1"
+    assert venue_of(app, "::ffff:198.51.100.7") == "H1"
+    assert venue_of(app, "198.51.100.8") is None  # only the /32 is registered
+    assert venue_of(app, "203.0.113.200") == "H1"
+    assert venue_of(app, "192.0.2.1") == venue_of(app, "192.0.3.254") == "H2"
+    assert venue_of(app, "192.0.4.1") is None
+    assert venue_of(app, "2001:db8:1:2:abcd::1") == "H1"
+    assert venue_of(app, "2001:db8:1:3::1") is None
+    assert venue_of(app, "2001:db8::99") == "H2" and venue_of(app, "2001:db8::98") is None
+    reg = app.ledger.venue_registry()
+    pad = reg.kiosk(app.pseudonymiser.device("pad-0001"))
+    assert pad is not None and (pad.venue_id, pad.window_id) == ("H1", "H1-W01")
+    assert reg.kiosk(app.pseudonymiser.device("pad-0002")) is None
+    [ev] = app.ledger.events_about("venues")
+    assert ev.kind == "venues.loaded" and ev.evidence["venues"] == 2 and ev.evidence["kiosks"] == 1
+
+    load(app, {"venues": [{"venue_id": "H3", "networks": ["198.51.100.8/32"]}]})
+    assert venue_of(app, "198.51.100.7") is None and venue_of(app, "203.0.113.200") is None
+    assert venue_of(app, "198.51.100.8") == "H3"
+    assert app.ledger.venue_registry().kiosks == {}
+    assert len(app.ledger.events_about("venues")) == 2
+
+    with pytest.raises(InvalidInput) as info:
+        pseudonymise_venues(
+            {"venues": [{"venue_id": "H4", "networks": ["10.0.0.0/8", "198.51.100.1/24"]}]},
+            app.pseudonymiser,
+        )
+    assert {e.field for e in info.value.errors} == {
+        "venues[0].networks[0]",
+        "venues[0].networks[1]",
+    }
+    assert venue_of(app, "198.51.100.8") == "H3"
+
+
+def test_registered_hall_address_gets_the_venue_limits(app: App) -> None:
+    load(app, REGISTRY)
+    app.reload_venues()
+    hall = [app.validate(rating(ip="198.51.100.7")) for _ in range(25)]
+    street = [app.validate(rating(ip="198.51.100.99")) for _ in range(25)]
+    assert all(d.status is Status.ACCEPTED for d in hall)
+    assert [d.status for d in street] == [Status.ACCEPTED] * 20 + [Status.HELD] * 5
+    assert all(d.reasons == ("rate_limit.ip",) for d in street[20:])
