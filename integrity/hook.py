@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from integrity.adapters.sql import Pending, SqlLedger
 from integrity.clock import Clock
 from integrity.config import CoreConfig
 from integrity.errors import BackendUnavailable, InvalidInput
 from integrity.model import Decision, Rating, Reason, Status, Verdict
 from integrity.parsing import parse_rating
-from integrity.ports import Gate, GateContext
+from integrity.ports import Gate, GateContext, Pending, RatingLedger
 from integrity.pseudonym import Pseudonymiser
 
 SEVERITY = {Status.ACCEPTED: 0, Status.HELD: 1, Status.REJECTED: 2}
@@ -69,7 +68,7 @@ class ValidationHook:
 
     def __init__(
         self,
-        ledger: SqlLedger,
+        ledger: RatingLedger,
         config: CoreConfig,
         gates: Sequence[Gate],
         pseudonymiser: Pseudonymiser,

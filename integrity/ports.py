@@ -6,11 +6,11 @@ Adapters implement them (``integrity/adapters``, ``rules/``); the composition ro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from integrity.model import Rating, Verdict
+from integrity.model import Decision, Rating, Status, Verdict
 
 # --- rate limiting -------------------------------------------------------------------
 
@@ -69,6 +69,43 @@ class Limiter(Protocol):
     def reset(self) -> None:
         """Forget every counter in this limiter's namespace (tests, demo)."""
         ...
+
+
+# --- the ledger, as the hook needs it -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What the ledger already knows about a new rating before any gate runs."""
+
+    existing: Decision | None  # the first decision for an identical earlier submission
+    ticket_taken: bool
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A rating with its decision, ready to be written."""
+
+    rating: Rating
+    status: Status
+    reasons: tuple[str, ...]
+    evidence: Mapping[str, Any]
+    rule_set_id: str
+    retry_after_s: float | None = None
+
+
+class RatingLedger(Protocol):
+    """What the validation hook needs from the score ledger (SQL adapter: ``SqlLedger``)."""
+
+    def lookup(self, fingerprint: str, ticket_id: str) -> Lookup: ...
+
+    def lookup_many(self, ratings: Sequence[Rating]) -> list[Lookup]: ...
+
+    def record(self, p: Pending, actor: str = "hook") -> Decision:
+        """Write a rating with its decision atomically; resolve races (see SqlLedger)."""
+        ...
+
+    def record_many(self, pending: Sequence[Pending], actor: str = "hook") -> list[Decision]: ...
 
 
 # --- gates ---------------------------------------------------------------------------

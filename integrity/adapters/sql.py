@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from integrity.adapters import tables as t
 from integrity.errors import BackendUnavailable, Conflict, NotFound
 from integrity.model import Decision, Event, Kiosk, Rating, Reason, Status, VenueRegistry
+from integrity.ports import Lookup, Pending
 
 
 def canonical_json(value: Any) -> str:
@@ -61,26 +61,6 @@ def translate_errors() -> Iterator[None]:
         yield
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
         raise BackendUnavailable(f"database unavailable: {err.orig or err}") from err
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """What the ledger already knows about a new rating before any gate runs."""
-
-    existing: Decision | None  # the first decision for an identical earlier submission
-    ticket_taken: bool
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A rating with its decision, ready to be written."""
-
-    rating: Rating
-    status: Status
-    reasons: tuple[str, ...]
-    evidence: Mapping[str, Any]
-    rule_set_id: str
-    retry_after_s: float | None = None
 
 
 def rating_row(r: Rating, rule_set_id: str, claims_ticket: bool) -> dict[str, Any]:
