@@ -94,14 +94,14 @@ def ingest(
             f"{doc['lines']} lines: {doc['written']} written, {doc['identical_retries']} identical retries, "
             f"{doc['refused']} refused"
         )
-        render(rows, ["status", "ratings"], fmt, click.get_text_stream("stdout"))
+        render(rows, ["status", "ratings"], fmt, sys.stdout)
         if doc["reasons"]:
             click.echo("")
             render(
                 [{"reason": k, "ratings": v} for k, v in doc["reasons"].items()],
                 ["reason", "ratings"],
                 fmt,
-                click.get_text_stream("stdout"),
+                sys.stdout,
             )
     if summary.refused:
         click.echo(
@@ -200,7 +200,7 @@ def report(
     with opened(home, db_url, redis_url) as app:
         p = Period.month(period, app.core.timezone) if period else None
         rows = performance(app.ledger, by, app.core.rubric, p)
-    render(rows, [GROUPS[by], *REPORT_COLUMNS], fmt, click.get_text_stream("stdout"))
+    render(rows, [GROUPS[by], *REPORT_COLUMNS], fmt, sys.stdout)
 
 
 @main.group()
