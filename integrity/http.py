@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Body, FastAPI
+from fastapi import APIRouter, Body, FastAPI
 from fastapi.responses import JSONResponse
 
 from integrity.bootstrap import App
@@ -71,8 +71,15 @@ class _Sealer:
         self.thread.join(timeout=10)
 
 
-def create_app(app: App, seal_every_s: float | None = SEAL_EVERY_S) -> FastAPI:
-    """The ASGI application over a wired :class:`App`. ``seal_every_s=None`` disables sealing."""
+def create_app(
+    app: App,
+    seal_every_s: float | None = SEAL_EVERY_S,
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    """The ASGI application over a wired :class:`App`. ``seal_every_s=None`` disables sealing.
+
+    ``routers``: packages' own endpoints (e.g. the audit router), included as given.
+    """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -174,6 +181,8 @@ def create_app(app: App, seal_every_s: float | None = SEAL_EVERY_S) -> FastAPI:
         }
         return JSONResponse(status_code=200 if db == "ok" else 503, content=body)
 
+    for router in routers:
+        api.include_router(router)
     return api
 
 
