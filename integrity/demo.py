@@ -48,7 +48,8 @@ def run_demo(
         app.ledger.replace_venues(pv.venues, pv.addresses, pv.kiosks, app.clock.now(), actor="demo")
         app.reload_venues()
         echo(
-            f"Registered {len(pv.venues)} halls: {len(pv.addresses)} Wi-Fi address entries, {len(pv.kiosks)} kiosks."
+            f"Registered {len(pv.venues)} venues (halls; the SMS/phone gateway when present): "
+            f"{len(pv.addresses)} shared-address entries, {len(pv.kiosks)} kiosk pads."
         )
 
         t0 = time.perf_counter()
