@@ -307,12 +307,21 @@ class MerkleLog:
             .subquery()
         )
         e = t.events.alias("e")
+        # The status row's ';'-joined reasons as the event's canonical JSON list (reason
+        # codes are plain identifiers: no quotes, backslashes or ';' to escape).
+        st_reasons = t.rating_status.c.reasons
+        reasons_json = sa.case(
+            (st_reasons == "", sa.literal("[]")),
+            else_=sa.literal('["').concat(sa.func.replace(st_reasons, ";", '","')).concat('"]'),
+        )
         q = (
             sa.select(
                 t.rating_status.c.rating_id,
                 t.rating_status.c.status,
+                t.rating_status.c.reasons,
                 t.rating_status.c.last_event_id,
                 e.c.status.label("ev_status"),
+                e.c.reasons.label("ev_reasons"),
                 e.c.event_id,
             )
             .select_from(
@@ -325,14 +334,17 @@ class MerkleLog:
                     e.c.event_id.is_(None),
                     e.c.status != t.rating_status.c.status,
                     e.c.event_id != t.rating_status.c.last_event_id,
+                    e.c.reasons != reasons_json,
                 )
             )
             .limit(20)
         )
         for row in conn.execute(q):
+            ev_reasons = ";".join(json.loads(row.ev_reasons)) if row.ev_reasons else ""
             report.fail(
-                f"rating {row.rating_id}: status row says {row.status} (event {row.last_event_id}) "
-                f"but its events say {row.ev_status} (event {row.event_id})"
+                f"rating {row.rating_id}: status row says {row.status} [{row.reasons}] "
+                f"(event {row.last_event_id}) but its events say {row.ev_status} "
+                f"[{ev_reasons}] (event {row.event_id})"
             )
         orphan = conn.execute(
             sa.select(sa.func.count())
