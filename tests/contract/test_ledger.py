@@ -6,6 +6,7 @@ concurrency on status events, status derived from events, and the venue registry
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
@@ -236,6 +237,27 @@ def ledger_dump(app: App) -> list[Any]:
     return [tuple(r) for r in rows]
 
 
+def one_ids(app: App) -> dict[int, int]:
+    """Each stored rating id → its rank in the order received."""
+    with app.ledger.engine.connect() as conn:
+        ids = conn.execute(
+            sa.select(t.ratings.c.rating_id).order_by(t.ratings.c.rating_id)
+        ).scalars()
+        return {rid: rank for rank, rid in enumerate(ids, start=1)}
+
+
+def dense(items: list[Any], rank: dict[int, int]) -> list[Any]:
+    return [
+        (line, dataclasses.replace(d, rating_id=rank[d.rating_id]) if d else None, err)
+        for line, d, err in items
+    ]
+
+
+def dense_dump(rows: list[Any]) -> list[Any]:
+    rank = {r[0]: i for i, r in enumerate(rows, start=1)}
+    return [(rank[r[0]], *r[1:]) for r in rows]
+
+
 @pytest.fixture
 def twin_url(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> Iterator[str]:
     request.param = "sqlite" if db_url.startswith("sqlite") else "postgresql"
@@ -254,8 +276,10 @@ def test_stream_decides_exactly_like_validate_one_by_one(
     try:
         expected = one_by_one(one, seq)
         got = outcomes(list(many.hook.validate_stream(seq, replay=True, chunk=chunk)))
-        assert got == expected
-        assert ledger_dump(many) == ledger_dump(one)
+        # PostgreSQL spends a sequence value on an insert that lost ON CONFLICT, so ids
+        # may have gaps; what must agree is the order of the ids, not their values.
+        assert dense(got, one_ids(many)) == dense(expected, one_ids(one))
+        assert dense_dump(ledger_dump(many)) == dense_dump(ledger_dump(one))
     finally:
         one.close()
         many.close()
