@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from appeals.evidence import EvidenceStore
-from appeals.model import Appeal, State
+from appeals.model import Action, Appeal, State, allowed_actions
 from appeals.policy import GROUND_CODES, GROUNDS, NOT_GROUNDS, AppealPolicy
 from appeals.repository import AppealFilter
 from appeals.service import AppealService
@@ -116,8 +116,15 @@ def _emit_appeal(svc: AppealService, appeal: Appeal, fmt: str, message: str) -> 
     _kv(row, _out())
 
 
+# Machine-only fields: JSON carries them, tables show their readable twins (filed, due).
+_TABLE_HIDDEN = frozenset({"filed_at", "due_at", "decided_at"})
+
+
 def _kv(doc: Mapping[str, Any], out: Any, fields: Sequence[str] | None = None) -> None:
-    keys = fields or [k for k in doc if not isinstance(doc[k], (dict, list)) or doc[k]]
+    """A one-record table of field/value rows; empty and machine-only fields left out."""
+    keys = fields or [
+        k for k in doc if k not in _TABLE_HIDDEN and doc[k] not in (None, "", [], {}, ())
+    ]
     render([{"field": k, "value": doc[k]} for k in keys], ["field", "value"], "table", out)
 
 
@@ -587,7 +594,8 @@ def _event_row(e: Event, svc: AppealService) -> dict[str, Any]:
     if ev.get("ineligible"):
         note = "; ".join(f"{p['code']}: {p['message']}" for p in ev["ineligible"])
     if e.status is not None:
-        note = f"rating -> {e.status.value} ({', '.join(e.reasons)})"
+        why = f" ({', '.join(e.reasons)})" if e.reasons else ""
+        note = f"rating -> {e.status.value}{why}"
     return {
         "event_id": e.event_id,
         "at": local(e.at, svc.tz),
@@ -641,7 +649,7 @@ def appeal_show(
         "evidence": files,
         "votes": votes,
         "history": history,
-        "allowed_next": [x.value for x in _allowed(a)],
+        "allowed_next": _allowed(a),
     }
     if ctx is not None:
         r = ctx["rating"]
@@ -723,10 +731,23 @@ def appeal_show(
         )
 
 
-def _allowed(a: Appeal) -> list[Any]:
-    from appeals.model import allowed_actions
+# The command that performs each action (three actions are one command: decide).
+_COMMAND_OF = {
+    Action.ASSIGN: "assign",
+    Action.REQUEST_INFO: "request-info",
+    Action.RESPOND: "respond",
+    Action.VOTE_UPHOLD: "decide",
+    Action.UPHOLD: "decide",
+    Action.REJECT: "decide",
+    Action.WITHDRAW: "withdraw",
+    Action.ESCALATE: "escalate",
+    Action.REOPEN: "reopen",
+}
 
-    return list(allowed_actions(a.state))
+
+def _allowed(a: Appeal) -> list[str]:
+    """The commands that may act on the appeal now, in the table's order."""
+    return list(dict.fromkeys(_COMMAND_OF[x] for x in allowed_actions(a.state)))
 
 
 @appeal_group.command("evidence")

@@ -376,17 +376,17 @@ class AppealService:
         appeal = self.repo.get(appeal_id)
         self._require_assigned(appeal, person)
         reason = written_reason(self.policy, reason)
-        if any(v.reviewer_id == person.person_id for v in appeal.votes):
-            raise PolicyViolation(
-                f"{person.person_id} already voted on appeal {appeal_id} in this round; "
-                f"a different reviewer must decide"
-            )
         if uphold:
             done = uphold_completes(self.policy, appeal.uphold_voters)
             action = Action.UPHOLD if done else Action.VOTE_UPHOLD
         else:
             action = Action.REJECT
         to = transition(appeal.state, action, appeal_id)
+        if any(v.reviewer_id == person.person_id for v in appeal.votes):
+            raise PolicyViolation(
+                f"{person.person_id} already voted on appeal {appeal_id} in this round; "
+                f"a different reviewer must decide"
+            )
         now = self.clock.now()
         vote = Vote(
             reviewer_id=person.person_id,

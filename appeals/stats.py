@@ -92,8 +92,8 @@ def summarise_by(appeals: Iterable[Appeal], by: str, now: datetime) -> list[dict
 
 
 def local(at: datetime | None, tz: ZoneInfo) -> str | None:
-    """``YYYY-MM-DD HH:MM`` in the rule set's time zone."""
-    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M") if at else None
+    """``YYYY-MM-DD HH:MM+hhmm`` in the rule set's time zone."""
+    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M%z") if at else None
 
 
 def due_day(due_at: datetime | None, tz: ZoneInfo) -> str | None:
@@ -122,6 +122,7 @@ def appeal_row(a: Appeal, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
         "due": due_day(a.due_at, tz),
         "due_at": a.due_at,
         "overdue": a.overdue(now),
+        "decided": local(a.decided_at, tz),
         "decided_at": a.decided_at,
         "decided_by": a.decided_by,
         "decision_reason": a.decision_reason,

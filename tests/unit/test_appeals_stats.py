@@ -111,7 +111,7 @@ def test_appeal_row_shows_votes_and_overdue() -> None:
     assert row["uphold_votes"] == 1
     assert row["reviewers"] == ["R1", "R2"]
     assert row["overdue"] is True
-    assert row["filed"] == "2026-10-12 10:00"
+    assert row["filed"] == "2026-10-12 10:00+0800"
 
 
 # -- staff import files ---------------------------------------------------------------------
