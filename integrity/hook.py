@@ -6,6 +6,7 @@ real-time checks) → decision → ledger (rating + decision event, one transact
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,8 @@ from integrity.model import Decision, Rating, Reason, Status, Verdict
 from integrity.parsing import parse_rating
 from integrity.ports import Gate, GateContext, Pending, RatingLedger
 from integrity.pseudonym import Pseudonymiser
+
+log = logging.getLogger("integrity.hook")
 
 SEVERITY = {Status.ACCEPTED: 0, Status.HELD: 1, Status.REJECTED: 2}
 SERVED_TOLERANCE_S = 60.0  # clocks of intake and service systems may disagree a little
@@ -96,13 +99,35 @@ class ValidationHook:
         ``replay`` judges it at its own ``submitted_at`` (ingest of history); live
         intake judges at the time of receipt. Raises ``InvalidInput`` (nothing
         written) or ``BackendUnavailable`` (database down; nothing written).
+
+        Optimistic: the gates run first and the ledger's write settles identical
+        retries and duplicate tickets in the same round trip as the insert. When the
+        write says the rating was not new after all, the slots the gates took for it
+        are given back, so the limiter ends exactly as if the duplicate had been
+        caught first (which is what :meth:`validate_stream` does).
         """
         rating = self.parse(obj)
-        found = self.ledger.lookup(rating.fingerprint, rating.ticket_id)
-        if found.existing is not None:
-            return found.existing
-        pending = self._judge(rating, found.ticket_taken, replay)
-        return self.ledger.record(pending)
+        pending = self._judge(rating, False, replay)
+        decision = self.ledger.record(pending)
+        if decision.replayed:
+            if _gates_missed(decision, self.gates):
+                self._release(rating, replay)
+        elif decision.duplicate_ticket and Reason.DUPLICATE_TICKET not in pending.reasons:
+            self._release(rating, replay)
+        return decision
+
+    def _release(self, rating: Rating, replay: bool) -> None:
+        ctx = self._context(replay)
+        for gate in self.gates:
+            try:
+                gate.release(rating, ctx)
+            except BackendUnavailable as err:  # the slot then expires with its window
+                log.warning(
+                    "could not release %s slots of rating %s: %s",
+                    gate.name,
+                    rating.fingerprint[:12],
+                    err,
+                )
 
     def _context(self, replay: bool) -> GateContext:
         return GateContext(replay=replay, rule_set_id=self.config.rule_set_id)
@@ -220,6 +245,16 @@ class ValidationHook:
         if on_progress is not None:
             on_progress(len(batch))
         batch.clear()
+
+
+def _gates_missed(first: Decision, gates: Sequence[Gate]) -> bool:
+    """Whether the first decision of a retried rating left no slots held by it.
+
+    A rating the limiter refused (or could not reach), or that was a duplicate ticket,
+    holds no slots; a retry that was admitted now must give its slots back.
+    """
+    missed = {g.unavailable_reason for g in gates} | {Reason.DUPLICATE_TICKET}
+    return any(r in missed or r.startswith("rate_limit.") for r in first.reasons)
 
 
 def _unavailable(gate: Gate, err: BackendUnavailable) -> Verdict:

@@ -66,6 +66,10 @@ class Limiter(Protocol):
         """Several ``hit`` calls in order, as if made one by one (Redis: one pipeline)."""
         ...
 
+    def release(self, checks: Sequence[LimitCheck], member: str) -> None:
+        """Remove ``member`` from every key (a refund); a no-op where it is absent."""
+        ...
+
     def reset(self) -> None:
         """Forget every counter in this limiter's namespace (tests, demo)."""
         ...
@@ -135,4 +139,8 @@ class Gate(Protocol):
 
     def check_many(self, ratings: Sequence[Rating], ctx: GateContext) -> list[Verdict | None]:
         """``check`` for several ratings in order (may batch backend round trips)."""
+        ...
+
+    def release(self, rating: Rating, ctx: GateContext) -> None:
+        """Undo what ``check`` recorded for ``rating`` (it turned out to be a duplicate)."""
         ...

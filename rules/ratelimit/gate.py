@@ -65,6 +65,10 @@ class RateLimitGate:
         outcome = self.limiter.hit(plan.checks, rating.fingerprint, plan.at_ms)
         return self._verdict(rating, plan, outcome)
 
+    def release(self, rating: Rating, ctx: GateContext) -> None:
+        """Refund the slots this rating took (the ledger kept it as a duplicate or a retry)."""
+        self.limiter.release(self.plan(rating, ctx).checks, rating.fingerprint)
+
     def check_many(self, ratings: Sequence[Rating], ctx: GateContext) -> list[Verdict | None]:
         """:meth:`check` for several ratings in order, with one ``limiter.hit_many``."""
         plans = [self.plan(r, ctx) for r in ratings]

@@ -75,6 +75,12 @@ class _Bucket:
         stop = bisect.bisect_right(self.entries, hi_incl, key=_score)
         return start, max(start, stop)
 
+    def remove(self, member: str) -> None:
+        """Remove ``member`` if present (``ZREM``)."""
+        score = self.scores.pop(member, None)
+        if score is not None:
+            self.entries.remove((score, member))
+
     def add(self, score: int, member: str) -> None:
         """Add ``member`` unless present (``ZADD NX``)."""
         if member in self.scores:
@@ -128,6 +134,14 @@ class MemoryLimiter:
             validate_checks(checks, member)
         with self._lock:
             return [self._hit(checks, member, at_ms) for checks, member, at_ms in calls]
+
+    def release(self, checks: Sequence[LimitCheck], member: str) -> None:
+        """Give back the slots ``member`` holds in these keys (a refund; no-op where absent)."""
+        with self._lock:
+            for check in checks:
+                bucket = self._keys.get(check.key)
+                if bucket is not None:
+                    bucket.remove(member)
 
     def reset(self) -> None:
         """Forget every counter whose key starts with ``namespace + ":"``."""

@@ -139,6 +139,20 @@ class RedisLimiter:
                 outcomes[i] = _outcome(calls[i][0], reply)
         return outcomes
 
+    def release(self, checks: Sequence[LimitCheck], member: str) -> None:
+        """Give back the slots ``member`` holds in these keys: one pipelined round trip of
+        ``ZREM`` (a refund for a submission the ledger did not keep as new)."""
+        if not checks:
+            return
+
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for check in checks:
+                pipe.zrem(check.key, member)
+            pipe.execute()
+
+        self._guarded(run)
+
     def reset(self) -> None:
         """Delete every key under ``namespace:`` (SCAN + UNLINK; for tests and demos)."""
 

@@ -46,30 +46,37 @@ def race(fn: Callable[[int], T], n: int = THREADS) -> list[T]:
 
 
 class RaceProbe:
-    """Spies on ``ledger.lookup`` (the real one runs): how many racers found the way clear.
+    """Spies on ``ledger.record`` (the real one runs): did writes for one ticket overlap?
 
-    When two or more racers looked a ticket (or an identical submission) up before any
-    of them had written it, the ledger itself had to settle the race: the test really
-    exercised the concurrent path, not a sequence of polite turns.
+    The hook judges optimistically and lets the ledger's write settle retries and
+    duplicate tickets. When a racer enters ``record`` for a ticket while another racer's
+    ``record`` for it is still running, the database itself had to settle the race: the
+    test really exercised the concurrent path, not a sequence of polite turns.
     """
 
     def __init__(self, apps: list[App]) -> None:
-        self.clear: dict[str, int] = {}
+        self.overlaps: dict[str, int] = {}
+        self._inflight: dict[str, int] = {}
         self._lock = threading.Lock()
         for app in apps:
-            real = app.ledger.lookup
+            real = app.ledger.record
 
-            def spy(fingerprint: str, ticket_id: str, real: Any = real) -> Any:
-                found = real(fingerprint, ticket_id)
-                if found.existing is None and not found.ticket_taken:
+            def spy(p: Any, *args: Any, real: Any = real, **kwargs: Any) -> Any:
+                ticket = p.rating.ticket_id
+                with self._lock:
+                    if self._inflight.get(ticket, 0) > 0:
+                        self.overlaps[ticket] = self.overlaps.get(ticket, 0) + 1
+                    self._inflight[ticket] = self._inflight.get(ticket, 0) + 1
+                try:
+                    return real(p, *args, **kwargs)
+                finally:
                     with self._lock:
-                        self.clear[ticket_id] = self.clear.get(ticket_id, 0) + 1
-                return found
+                        self._inflight[ticket] -= 1
 
-            app.ledger.lookup = spy  # type: ignore[method-assign]
+            app.ledger.record = spy  # type: ignore[method-assign]
 
     def raced(self, ticket: str) -> bool:
-        return self.clear.get(ticket, 0) > 1
+        return self.overlaps.get(ticket, 0) > 0
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
