@@ -240,8 +240,8 @@ class ValidationHook:
             slots.append(i)
         for i, d in zip(slots, self.ledger.record_many(pending), strict=True):
             out[i] = d
-        for (line, _), d in zip(batch, out, strict=True):
-            yield IngestItem(line, decision=d)
+        for (line, _), decided in zip(batch, out, strict=True):
+            yield IngestItem(line, decision=decided)
         if on_progress is not None:
             on_progress(len(batch))
         batch.clear()

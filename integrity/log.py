@@ -44,7 +44,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def leaf_data(event: Mapping[str, Any], rating: Mapping[str, Any] | None) -> bytes:
+def leaf_data(event: Mapping[str, Any], rating: Mapping[Any, Any] | None) -> bytes:
     """The bytes a leaf hashes: the event row, and for a decision its rating row."""
     doc: dict[str, Any] = {"event": {k: _plain(event[k]) for k in EVENT_FIELDS}}
     if rating is not None:
@@ -75,7 +75,7 @@ def _event_query(leaves: bool = False) -> sa.Select[Any]:
     return sa.select(*cols, *leaf_cols).select_from(joined)
 
 
-def _leaf_of(row: Mapping[str, Any]) -> bytes:
+def _leaf_of(row: Mapping[Any, Any]) -> bytes:
     rating = None
     if row["kind"] == "decision":
         rating = (
@@ -126,7 +126,7 @@ class MerkleLog:
                 break
         return total
 
-    def _lock_head(self, conn: Connection, now: datetime) -> Mapping[str, Any] | None:
+    def _lock_head(self, conn: Connection, now: datetime) -> Mapping[Any, Any] | None:
         if self.ledger.dialect == "postgresql":
             conn.execute(
                 sa.text(

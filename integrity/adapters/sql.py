@@ -169,7 +169,7 @@ def _status_row(p: Pending) -> dict[str, Any]:
     return {"status": p.status.value, "reasons": ";".join(p.reasons), "risk": 0.0, "version": 1}
 
 
-def _decision_from(rating_id: int, row: Mapping[str, Any], replayed: bool) -> Decision:
+def _decision_from(rating_id: int, row: Mapping[Any, Any], replayed: bool) -> Decision:
     return Decision(
         rating_id=rating_id,
         status=Status(row["status"]),
@@ -227,12 +227,12 @@ class SqlLedger:
                 known.update({fp: rid for fp, rid in rows})
             taken: set[str] = set()
             for part in _chunks(tickets, 900):
-                rows = conn.execute(
+                tickets_rows = conn.execute(
                     sa.select(t.ratings.c.ticket_id).where(
                         t.ratings.c.ticket_id.in_(part), t.ratings.c.claims_ticket.is_(True)
                     )
                 )
-                taken.update(tid for (tid,) in rows)
+                taken.update(str(tid) for tid in tickets_rows.scalars())
             out = []
             for r in ratings:
                 rid = known.get(r.fingerprint)
@@ -627,7 +627,7 @@ class SqlLedger:
         return str(text)
 
 
-def _event_from_row(r: Mapping[str, Any]) -> Event:
+def _event_from_row(r: Mapping[Any, Any]) -> Event:
     return Event(
         kind=r["kind"],
         actor=r["actor"],
