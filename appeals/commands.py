@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from appeals.evidence import EvidenceStore
-from appeals.model import Action, Appeal, State, allowed_actions
+from appeals.model import Appeal, State, allowed_commands
 from appeals.policy import GROUND_CODES, GROUNDS, NOT_GROUNDS, AppealPolicy
 from appeals.repository import AppealFilter
 from appeals.service import AppealService
@@ -731,23 +731,9 @@ def appeal_show(
         )
 
 
-# The command that performs each action (three actions are one command: decide).
-_COMMAND_OF = {
-    Action.ASSIGN: "assign",
-    Action.REQUEST_INFO: "request-info",
-    Action.RESPOND: "respond",
-    Action.VOTE_UPHOLD: "decide",
-    Action.UPHOLD: "decide",
-    Action.REJECT: "decide",
-    Action.WITHDRAW: "withdraw",
-    Action.ESCALATE: "escalate",
-    Action.REOPEN: "reopen",
-}
-
-
 def _allowed(a: Appeal) -> list[str]:
     """The commands that may act on the appeal now, in the table's order."""
-    return list(dict.fromkeys(_COMMAND_OF[x] for x in allowed_actions(a.state)))
+    return list(allowed_commands(a.state))
 
 
 @appeal_group.command("evidence")

@@ -107,17 +107,30 @@ EVENT_KINDS: Mapping[Action, str] = {
 ACTION_OF_KIND: Mapping[str, Action] = {k: a for a, k in EVENT_KINDS.items()}
 
 
+# What people call each action: the command that performs it (three are `decide`).
+COMMANDS: Mapping[Action, str] = {
+    A.ASSIGN: "assign",
+    A.REQUEST_INFO: "request-info",
+    A.RESPOND: "respond",
+    A.VOTE_UPHOLD: "decide",
+    A.UPHOLD: "decide",
+    A.REJECT: "decide",
+    A.WITHDRAW: "withdraw",
+    A.ESCALATE: "escalate",
+    A.REOPEN: "reopen",
+}
+
+
 class TransitionNotAllowed(PolicyViolation):
     """The action is not in the transition table for the appeal's current state."""
 
     def __init__(self, state: State, action: Action, appeal_id: int | None = None) -> None:
         self.state = state
         self.action = action
-        allowed = ", ".join(a.value for a in allowed_actions(state)) or "none"
+        allowed = ", ".join(allowed_commands(state)) or "nothing"
         what = f"appeal {appeal_id}" if appeal_id is not None else "the appeal"
         super().__init__(
-            f"{what} is {state.value}: cannot {action.value.replace('_', '-')} "
-            f"(allowed now: {allowed})"
+            f"{what} is {state.value}: cannot {COMMANDS[action]} (allowed now: {allowed})"
         )
 
 
@@ -131,6 +144,11 @@ def transition(state: State, action: Action, appeal_id: int | None = None) -> St
 
 def allowed_actions(state: State) -> tuple[Action, ...]:
     return tuple(a for a in Action if (state, a) in TRANSITIONS)
+
+
+def allowed_commands(state: State) -> tuple[str, ...]:
+    """The commands that may act on an appeal in ``state``, in the table's order."""
+    return tuple(dict.fromkeys(COMMANDS[a] for a in allowed_actions(state)))
 
 
 def initial_state(eligible: bool) -> State:

@@ -10,6 +10,7 @@ event citing the appeal; anything else leaves the rating as it is.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from appeals.evidence import EvidenceStore, StoredFile
 from appeals.model import (
+    ACTION_OF_KIND,
     EVENT_KINDS,
     FILED_KIND,
     Action,
@@ -43,6 +45,7 @@ from appeals.policy import (
     written_reason,
 )
 from appeals.repository import AppealFilter, AppealRepository
+from appeals.staff import require_any
 from integrity.adapters.sql import SqlLedger
 from integrity.clock import Clock
 from integrity.errors import (
@@ -114,16 +117,7 @@ class AppealService:
 
     def require_any(self, actor: str | None, roles: Sequence[str]) -> Person:
         """The acting person if they hold one of ``roles`` (checked via ``People.require``)."""
-        denied: PermissionDenied | None = None
-        for role in roles:
-            try:
-                return self.people.require(actor, role)
-            except PermissionDenied as err:
-                denied = err
-        if len(roles) > 1 and actor and "does not hold" in str(denied):
-            raise PermissionDenied(f"{actor!r} holds none of the roles {', '.join(roles)}")
-        assert denied is not None
-        raise denied
+        return require_any(self.people, actor, roles)
 
     def _appellant_units(self, appeal: Appeal) -> set[str]:
         units = {appeal.appellant_unit}
@@ -290,6 +284,7 @@ class AppealService:
         reviewer only themselves."""
         acting = self.require_any(actor, ("admin", "reviewer"))
         appeal = self.repo.get(appeal_id)
+        transition(appeal.state, Action.ASSIGN, appeal_id)
         if acting.person_id == appeal.appellant_id:
             raise PermissionDenied("an appellant never handles their own appeal")
         target_id = reviewer_id or acting.person_id
@@ -306,7 +301,6 @@ class AppealService:
         self._check_reviewer(appeal, target)
         if target_id in appeal.reviewers:
             raise PolicyViolation(f"{target_id} is already assigned to appeal {appeal_id}")
-        transition(appeal.state, Action.ASSIGN, appeal_id)
         now = self.clock.now()
 
         def writes(conn: Connection) -> None:
@@ -325,9 +319,9 @@ class AppealService:
         """An assigned reviewer asks the appellant for more information."""
         person = self.people.require(actor, "reviewer")
         appeal = self.repo.get(appeal_id)
+        transition(appeal.state, Action.REQUEST_INFO, appeal_id)
         self._require_assigned(appeal, person)
         message = written_reason(self.policy, message, "message")
-        transition(appeal.state, Action.REQUEST_INFO, appeal_id)
         return self._apply(
             appeal,
             Action.REQUEST_INFO,
@@ -342,8 +336,8 @@ class AppealService:
         """The appellant answers a request for information, optionally with more files."""
         appeal = self.repo.get(appeal_id)
         person = self._require_appellant(appeal, actor)
-        message = written_reason(self.policy, message, "message")
         transition(appeal.state, Action.RESPOND, appeal_id)
+        message = written_reason(self.policy, message, "message")
         stored = [f for f in self._store(evidence) if f.sha256 not in _hashes(appeal)]
         now = self.clock.now()
 
@@ -374,14 +368,14 @@ class AppealService:
         (detector flags, risk scores) was used."""
         person = self.people.require(actor, "reviewer")
         appeal = self.repo.get(appeal_id)
-        self._require_assigned(appeal, person)
-        reason = written_reason(self.policy, reason)
         if uphold:
             done = uphold_completes(self.policy, appeal.uphold_voters)
             action = Action.UPHOLD if done else Action.VOTE_UPHOLD
         else:
             action = Action.REJECT
         to = transition(appeal.state, action, appeal_id)
+        self._require_assigned(appeal, person)
+        reason = written_reason(self.policy, reason)
         if any(v.reviewer_id == person.person_id for v in appeal.votes):
             raise PolicyViolation(
                 f"{person.person_id} already voted on appeal {appeal_id} in this round; "
@@ -451,6 +445,7 @@ class AppealService:
         the appellant once it is overdue. Never decides anything."""
         person = self.require_any(actor, ("admin", "reviewer", "staff"))
         appeal = self.repo.get(appeal_id)
+        transition(appeal.state, Action.ESCALATE, appeal_id)
         now = self.clock.now()
         is_appellant = person.person_id == appeal.appellant_id
         if is_appellant:
@@ -469,7 +464,6 @@ class AppealService:
                 "reviewers, or its appellant once overdue)"
             )
         reason = written_reason(self.policy, reason)
-        transition(appeal.state, Action.ESCALATE, appeal_id)
         return self._apply(
             appeal,
             Action.ESCALATE,
@@ -524,6 +518,7 @@ class AppealService:
         the new round is decided."""
         person = self.require_any(actor, ("staff", "admin"))
         appeal = self.repo.get(appeal_id)
+        to = transition(appeal.state, Action.REOPEN, appeal_id)
         now = self.clock.now()
         is_appellant = person.person_id == appeal.appellant_id
         if not is_appellant and not person.has("admin"):
@@ -531,7 +526,6 @@ class AppealService:
                 f"only the appellant ({appeal.appellant_id}) or an admin may reopen appeal {appeal_id}"
             )
         reason = written_reason(self.policy, reason)
-        to = transition(appeal.state, Action.REOPEN, appeal_id)
         if appeal.state is State.INELIGIBLE and not (person.has("admin") and not is_appellant):
             raise PermissionDenied(
                 "only an admin (not the appellant) may reopen an ineligible filing"
@@ -723,7 +717,7 @@ class AppealService:
         if not _reads_all(person):
             if f.appellant_id not in (None, person.person_id):
                 raise PermissionDenied(f"{person.person_id} may list only their own appeals")
-            f = AppealFilter(**{**f.__dict__, "appellant_id": person.person_id})
+            f = dataclasses.replace(f, appellant_id=person.person_id)
         return self.repo.find(f)
 
     def history(self, appeal: Appeal) -> list[Event]:
@@ -762,8 +756,6 @@ class AppealService:
         return problems
 
     def _verify_one(self, appeal: Appeal) -> list[str]:
-        from appeals.model import ACTION_OF_KIND
-
         out: list[str] = []
         name = f"appeal {appeal.appeal_id}"
         events = [e for e in self.history(appeal) if e.kind.startswith("appeal.")]

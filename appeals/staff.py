@@ -229,7 +229,7 @@ class StaffRegistry:
         """People in the registry; readable by admins, reviewers and auditors (by anyone
         while no admin exists yet)."""
         if self.admins():
-            _require_any(self.people, actor, ("admin", "reviewer", "auditor"))
+            require_any(self.people, actor, ("admin", "reviewer", "auditor"))
         out = []
         for p in self.people.all():
             if not include_inactive and not p.active:
@@ -255,17 +255,23 @@ def _person(r: StaffRecord) -> Person:
     return Person(r.person_id, r.name, r.unit, frozenset(r.roles), tuple(r.windows), r.active)
 
 
-def _require_any(people: People, actor: str | None, roles: Sequence[str]) -> Person:
-    last: PermissionDenied | None = None
+def require_any(people: People, actor: str | None, roles: Sequence[str]) -> Person:
+    """The acting person if registered, active and holding one of ``roles`` (the role
+    itself is checked through ``People.require``); else ``PermissionDenied``."""
+    if not actor:
+        return people.require(actor, roles[0])  # raises: say who is acting
+    try:
+        person = people.get(actor)
+    except NotFound:
+        raise PermissionDenied(f"{actor!r} is not in the registry") from None
     for role in roles:
-        try:
+        if person.has(role):
             return people.require(actor, role)
-        except PermissionDenied as err:
-            last = err
-    if actor and last is not None and "does not hold" in str(last):
-        raise PermissionDenied(f"{actor!r} holds none of the roles {', '.join(roles)}")
-    assert last is not None
-    raise last
+    if not person.active:
+        raise PermissionDenied(f"{actor!r} is not active")
+    if len(roles) == 1:
+        raise PermissionDenied(f"{actor!r} does not hold the {roles[0]} role")
+    raise PermissionDenied(f"{actor!r} holds none of the roles {', '.join(roles)}")
 
 
 # -- import files ------------------------------------------------------------------------

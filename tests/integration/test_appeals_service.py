@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from factories import backend_url
 
 from appeals import tables as at
-from appeals.model import State
+from appeals.model import TRANSITIONS, Action, Appeal, State, TransitionNotAllowed
 from appeals.repository import AppealFilter
 from appeals.staff import StaffRecord
 from appeals.testing import HIGH, LOW, AppealWorld
@@ -156,8 +156,7 @@ def test_an_upheld_appeal_voids_the_low_score_and_the_window_score_rises(bw: App
     assert w.service.verify("AU") == []
 
 
-def test_a_rejected_appeal_leaves_the_rating_counting(bw: AppealWorld) -> None:
-    w = bw
+def test_a_rejected_appeal_leaves_the_rating_counting(w: AppealWorld) -> None:
     low = w.rating()
     before = performance(w.app.ledger, "window", w.app.core.rubric)
     aid = file_and_assign(w, low, "R1")
@@ -388,8 +387,8 @@ def test_staff_read_only_their_own_appeals(w: AppealWorld) -> None:
 
 def test_a_forbidden_transition_names_the_state_and_what_is_allowed(w: AppealWorld) -> None:
     aid = file_and_assign(w, w.rating())
-    with pytest.raises(PermissionDenied):
-        decide(w, "R1", aid, uphold=True)  # not assigned yet
+    with pytest.raises(PolicyViolation, match=f"appeal {aid} is filed: cannot decide"):
+        decide(w, "R1", aid, uphold=True)  # nobody assigned yet
     w.service.assign("A1", aid, "R1")
     decide(w, "R1", aid, uphold=False)
     with pytest.raises(PolicyViolation, match=f"appeal {aid} is rejected: cannot withdraw"):
@@ -647,3 +646,92 @@ def test_staff_registry_bootstrap_and_admin_rules(tmp_path: Path) -> None:
         assert [p.person_id for p in reg.list("R1", role="staff", unit="U1")] == ["S1"]
         with pytest.raises(PermissionDenied):
             reg.list("S1")
+
+
+# -- the service enforces the transition table, state by state -----------------------------
+
+COMMANDS = {
+    "assign": (Action.ASSIGN,),
+    "request-info": (Action.REQUEST_INFO,),
+    "respond": (Action.RESPOND,),
+    "decide-uphold": (Action.VOTE_UPHOLD, Action.UPHOLD),
+    "decide-reject": (Action.REJECT,),
+    "withdraw": (Action.WITHDRAW,),
+    "escalate": (Action.ESCALATE,),
+    "reopen": (Action.REOPEN,),
+}
+
+
+def into(w: AppealWorld, state: State, tmp_path: Path) -> int:
+    """A fresh appeal driven into ``state`` through the service (R1, R2 reviewing)."""
+    if state is State.INELIGIBLE:
+        return w.service.file("S1", w.rating(scores=HIGH), "system_error", REASON).appeal.appeal_id
+    aid = w.service.file("S1", w.rating(), "system_error", REASON).appeal.appeal_id
+    if state is State.FILED:
+        return aid
+    if state is State.WITHDRAWN:
+        w.service.withdraw("S1", aid)
+        return aid
+    w.service.assign("A1", aid, "R1")
+    w.service.assign("A1", aid, "R2")
+    if state is State.NEEDS_INFO:
+        w.service.request_info("R1", aid, "Please send the ticket")
+    elif state is State.ESCALATED:
+        w.service.escalate("A1", aid, "Supervisor should look")
+    elif state is State.UPHELD:
+        decide(w, "R1", aid, uphold=True)
+        decide(w, "R2", aid, uphold=True)
+    elif state in (State.REJECTED, State.REOPENED):
+        decide(w, "R1", aid, uphold=False)
+        if state is State.REOPENED:
+            new = evidence(tmp_path, f"new-{aid}.txt", f"new evidence {aid}")
+            w.service.reopen("S1", aid, "New evidence attached", [new])
+    assert w.service.repo.get(aid).state is state
+    return aid
+
+
+def attempt(w: AppealWorld, command: str, aid: int, tmp_path: Path) -> object:
+    """Run ``command`` as someone who may run it whenever the state allows."""
+    s = w.service
+    why = "A reason that is long enough"
+    if command == "assign":
+        return s.assign("A1", aid, "R4")
+    if command == "request-info":
+        return s.request_info("R1", aid, why)
+    if command == "respond":
+        return s.respond("S1", aid, why)
+    if command in ("decide-uphold", "decide-reject"):
+        return s.decide(
+            "R1", aid, uphold=command == "decide-uphold", reason=why, used_automated_evidence=False
+        )
+    if command == "withdraw":
+        return s.withdraw("S1", aid, why)
+    if command == "escalate":
+        return s.escalate("A1", aid, why)
+    new = evidence(tmp_path, f"reopen-{aid}.txt", f"fresh {aid}")
+    return s.reopen("A1", aid, why, [new])
+
+
+@pytest.mark.parametrize("state", sorted(State), ids=str)
+def test_every_command_in_every_state_follows_the_table(
+    w: AppealWorld, state: State, tmp_path: Path
+) -> None:
+    """Forbidden commands all bounce off one appeal (they write nothing); each allowed
+    command gets a fresh appeal in the state and must land where the table says."""
+    held = into(w, state, tmp_path)
+    before = w.service.repo.get(held)
+    events_before = len(w.app.ledger.events_about(before.subject))
+    for command, actions in COMMANDS.items():
+        allowed = [a for a in actions if (state, a) in TRANSITIONS]
+        if not allowed:
+            with pytest.raises(TransitionNotAllowed):
+                attempt(w, command, held, tmp_path)
+            continue
+        aid = into(w, state, tmp_path)
+        version = w.service.repo.get(aid).version
+        after = attempt(w, command, aid, tmp_path)
+        assert isinstance(after, Appeal)
+        assert after.state in {TRANSITIONS[(state, a)] for a in allowed}, command
+        assert after.version == version + 1
+    assert w.service.repo.get(held) == before
+    assert len(w.app.ledger.events_about(before.subject)) == events_before
