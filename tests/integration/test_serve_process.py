@@ -1,0 +1,110 @@
+"""`integrity serve` as an operator runs it: a real process, real HTTP, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.factories import rating
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(
+    tmp_path: Path, pg_url: str, redis_url: str, redis_namespace: str
+) -> Iterator[tuple[str, dict[str, str]]]:
+    env = dict(os.environ)
+    env.update(
+        INTEGRITY_HOME=str(tmp_path / "home"),
+        INTEGRITY_DB=pg_url,
+        INTEGRITY_REDIS=redis_url,
+        INTEGRITY_NAMESPACE=redis_namespace,
+    )
+    cli = [sys.executable, str(ROOT / "cli.py")]
+    subprocess.run([*cli, "init"], env=env, check=True, capture_output=True, cwd=tmp_path)
+    port = free_port()
+    proc = subprocess.Popen(
+        [*cli, "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                pytest.fail(f"server did not come up:\n{out}")
+            time.sleep(0.1)
+        yield base, env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_serve_over_real_http(server: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    base, env = server
+    doc = rating()
+    with httpx.Client(base_url=base, timeout=10) as client:
+        first = client.post("/v1/ratings", json=doc)
+        assert first.status_code == 200, first.text
+        body = first.json()
+        assert {"rating_id", "status", "counted", "reasons"} <= set(body)
+        assert body["status"] == "accepted" and body["counted"] is True
+
+        again = client.post("/v1/ratings", json=doc)
+        assert again.status_code == 200 and again.json()["rating_id"] == body["rating_id"]
+
+        other = dict(doc, scores={**doc["scores"], "attitude": 1})
+        dup = client.post("/v1/ratings", json=other)
+        assert dup.status_code == 409 and dup.json()["reasons"] == ["duplicate_ticket"]
+
+        bad = client.post("/v1/ratings", json={**doc, "ticket_id": ""})
+        assert bad.status_code == 422
+        assert any(e["field"] == "ticket_id" for e in bad.json()["errors"])
+
+        batch = client.post("/v1/ratings:batch", json=[rating(), {"nope": 1}, rating()])
+        assert batch.status_code == 200
+        results = batch.json()["results"]
+        assert [r["status"] for r in results] == ["accepted", None, "accepted"]
+
+        health = client.get("/healthz").json()
+        assert health == {**health, "status": "ok", "ledger": "ok", "limiter": "ok"}
+
+    # the background sealer seals what was written, within a few seconds
+    cli = [sys.executable, str(ROOT / "cli.py")]
+    deadline = time.monotonic() + 20
+    while True:
+        res = subprocess.run(
+            [*cli, "ledger", "verify"], env=env, capture_output=True, text=True, cwd=tmp_path
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        if "(0 event(s) not yet sealed)" in res.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert "(0 event(s) not yet sealed)" in res.stdout, res.stdout
