@@ -30,6 +30,7 @@ def limiter_from_url(
 
     ``memory://`` is an in-process :class:`MemoryLimiter`; ``memory:///path/counters.json``
     also loads that snapshot file now and makes it the default of ``snapshot()``.
+    ``redis+sentinel://h1:26379,h2:26379/SERVICE[/DB]`` asks Redis Sentinel for the master.
     ``redis://``, ``rediss://`` and ``unix://`` give a
     :class:`~rules.ratelimit.redis_store.RedisLimiter` with short timeouts (0.1 s) and a
     circuit breaker driven by ``clock``.
@@ -43,10 +44,14 @@ def limiter_from_url(
         if limiter.path is not None:
             limiter.load()
         return limiter
+    if scheme == "redis+sentinel":
+        from rules.ratelimit.redis_store import RedisLimiter
+
+        return RedisLimiter.from_sentinel_url(url, namespace=namespace, clock=clock)
     if scheme in ("redis", "rediss", "unix"):
         from rules.ratelimit.redis_store import RedisLimiter
 
         return RedisLimiter.from_url(url, namespace=namespace, clock=clock)
     raise ConfigError(
-        f"limiter URL {url!r}: unknown scheme {scheme!r} (memory, redis, rediss, unix)"
+        f"limiter URL {url!r}: unknown scheme {scheme!r} (memory, redis, rediss, unix, redis+sentinel)"
     )

@@ -68,6 +68,62 @@ class RedisLimiter:
         self._script = client.register_script(hit_script_source())
 
     @classmethod
+    def from_sentinel_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = "integrity",
+        clock: Clock | None = None,
+        socket_timeout_s: float = 0.1,
+        failure_threshold: int = 3,
+        cooldown_s: float = 5.0,
+    ) -> RedisLimiter:
+        """A limiter on the master a Redis Sentinel group names.
+
+        ``redis+sentinel://host1:26379,host2:26379/SERVICE[/DB]``: the sentinels are
+        asked for the current master of SERVICE on every reconnect, so a failover moves
+        the limiter with it (hits in flight during the failover fail over to held
+        ratings through the breaker, never to unchecked ones).
+        """
+        from redis.sentinel import Sentinel
+
+        rest = url.split("://", 1)[1]
+        hosts, _, path = rest.partition("/")
+        parts = [p for p in path.split("/") if p]
+        if not hosts or not parts:
+            raise BackendUnavailable(
+                f"bad Sentinel URL {url!r}: expected redis+sentinel://host:port[,host:port]/service[/db]"
+            )
+        sentinels = []
+        for h in hosts.split(","):
+            host, _, port = h.rpartition(":")
+            if not host or not port.isdigit():
+                raise BackendUnavailable(f"bad Sentinel address {h!r} in {url!r}")
+            sentinels.append((host.strip("[]"), int(port)))
+        db = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        sentinel = Sentinel(
+            sentinels,
+            socket_timeout=socket_timeout_s,
+            sentinel_kwargs={
+                "socket_timeout": socket_timeout_s,
+                "socket_connect_timeout": socket_timeout_s,
+            },
+        )
+        client = sentinel.master_for(
+            parts[0],
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=socket_timeout_s,
+            db=db,
+        )
+        breaker = CircuitBreaker(
+            failure_threshold=failure_threshold,
+            cooldown_s=cooldown_s,
+            clock=clock,
+            name="redis rate limiter",
+        )
+        return cls(client, namespace=namespace, breaker=breaker)
+
+    @classmethod
     def from_url(
         cls,
         url: str,
