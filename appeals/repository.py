@@ -189,12 +189,19 @@ class AppealRepository:
     # -- writes (inside the caller's transaction) -------------------------------------------
 
     def lock_person(self, conn: Connection, person_id: str) -> None:
-        """Serialise one person's filings (PostgreSQL row lock; SQLite has one writer)."""
-        conn.execute(
-            sa.select(t.people.c.person_id)
-            .where(t.people.c.person_id == person_id)
-            .with_for_update()
-        )
+        """Serialise one person's filings (quota, one claim per rating) from here on.
+
+        PostgreSQL: a row lock on the person. SQLite: a no-op write, which takes the
+        database's write lock at once, before anything is read (a transaction that read
+        first and wrote later would fail with "database is locked" under contention).
+        """
+        p = t.people
+        if self.ledger.dialect == "sqlite":
+            conn.execute(
+                p.update().where(p.c.person_id == person_id).values(person_id=p.c.person_id)
+            )
+            return
+        conn.execute(sa.select(p.c.person_id).where(p.c.person_id == person_id).with_for_update())
 
     def insert(self, conn: Connection, row: Mapping[str, Any]) -> int | None:
         """Insert an appeal; ``None`` when it claims a rating another appeal already claims."""

@@ -1,9 +1,8 @@
-"""Races on PostgreSQL: two reviewers deciding one appeal at the same moment, and two
-staff filing about one rating at the same moment. One wins cleanly; the other gets a
-clear Conflict (deciding) or is recorded as ineligible (filing); the ledger stays whole.
-
-Deciding is tested on SQLite too. A barrier inside the service (after each thread has read the appeal, before it writes)
-makes the race certain rather than likely.
+"""Races: two reviewers deciding one appeal at the same moment, and two staff filing
+about one rating at the same moment, on PostgreSQL and on SQLite. One wins cleanly;
+the other gets a clear Conflict (deciding) or is recorded as ineligible (filing); the
+ledger stays whole. A barrier inside the service (after each thread has read, before
+it writes) makes the race certain rather than likely.
 """
 
 from __future__ import annotations
@@ -37,13 +36,6 @@ def _world(url: str | None, tmp_path: Path) -> AppealWorld:
     return world
 
 
-@pytest.fixture
-def w(pg_url: str, tmp_path: Path) -> Iterator[AppealWorld]:
-    world = _world(pg_url, tmp_path)
-    yield world
-    world.close()
-
-
 @pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres), "sqlite"])
 def bw(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AppealWorld]:
     world = _world(backend_url(request, tmp_path), tmp_path)
@@ -51,12 +43,16 @@ def bw(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AppealWorld]:
     world.close()
 
 
-def gate(svc: AppealService, method: str, barrier: threading.Barrier) -> None:
-    """Make the first call of ``svc.repo.<method>`` wait for the other thread."""
+def gate(svc: AppealService, method: str, barrier: threading.Barrier, before: bool = False) -> None:
+    """Make the first call of ``svc.repo.<method>`` wait for the other thread (after the
+    call, or ``before`` it)."""
     original = getattr(svc.repo, method)
     first = [True]
 
     def gated(*args: Any, **kwargs: Any) -> Any:
+        if before and first[0]:
+            first[0] = False
+            barrier.wait(timeout=20)
         result = original(*args, **kwargs)
         if first[0]:
             first[0] = False
@@ -142,14 +138,20 @@ def test_two_reviewers_deciding_at_once_one_wins_the_other_gets_a_conflict(
     assert w.service.verify("A1") == []
 
 
-@pytest.mark.postgres
-def test_two_staff_filing_about_one_rating_at_once_one_is_admitted(w: AppealWorld) -> None:
-    """The partial unique index on admitted appeals decides; the loser is recorded."""
+def test_two_staff_filing_about_one_rating_at_once_one_is_admitted(bw: AppealWorld) -> None:
+    """PostgreSQL: both read "no claim", both insert; the partial unique index on admitted
+    appeals decides and the loser is recorded as ineligible. SQLite: the filings
+    serialise on the write lock and the second sees the first's claim."""
+    w = bw
     rid = w.rating(staff=None, window="W01")  # both S1 and S3 serve W01
     barrier = threading.Barrier(2)
     first, second = build_service(w.app), build_service(w.app)
-    gate(first, "claim_of", barrier)
-    gate(second, "claim_of", barrier)
+    pg = w.app.ledger.dialect == "postgresql"
+    for svc in (first, second):
+        if pg:
+            gate(svc, "claim_of", barrier)
+        else:
+            gate(svc, "lock_person", barrier, before=True)
     results = race(
         lambda: first.file("S1", rid, "wrong_staff_or_window", REASON),
         lambda: second.file("S3", rid, "wrong_staff_or_window", REASON),
