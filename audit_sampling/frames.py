@@ -1,0 +1,350 @@
+"""The sampling frame: the audited population, fixed and published before any seed exists.
+
+A frame is a UTF-8 text file, hashed byte for byte (its SHA-256 names it)::
+
+    #{"checkpoint": "integrity-ledger/v1 size=57 root=...", "end": "...", "format": "integrity-audit-frame/v1", ...}
+    rating_id,window_id,risk
+    17,H1-W01,0.000000
+    23,H1-W02,0.812500
+
+Line 1 is ``#`` and the header as canonical JSON (sorted keys, no spaces): period,
+time zone, its UTC bounds, the ledger checkpoint the population stands on, the
+number of ratings and the size of every stratum (window). Then one row per rating
+in canonical order (ascending rating id, each once), the window id percent-encoded
+(``urllib.parse.quote(w, safe="")``, so commas and newlines cannot break a row) and
+the detector risk at framing time with 6 decimals. Every line ends with ``\\n``.
+
+:class:`FrameReader` streams a frame from byte chunks, hashing as it goes, and
+checks the rows against the header; memory does not grow with the frame.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import chain, islice
+from operator import lt
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+FRAME_FORMAT = "integrity-audit-frame/v1"
+COLUMNS_LINE = "rating_id,window_id,risk"
+POPULATION = "counted (accepted) ratings whose service falls in the period, as of the checkpoint"
+CHUNK = 1 << 20
+
+
+class FrameError(ValueError):
+    """A frame that does not parse or contradicts its header; ``line`` is 1-based (0: whole file)."""
+
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        self.message = message
+        super().__init__(f"line {line}: {message}" if line else message)
+
+
+def encode_window(window_id: str) -> str:
+    return quote(window_id, safe="")
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    """What a frame is: period, checkpoint and stratum sizes (window id -> ratings)."""
+
+    period: str
+    timezone: str
+    start: str  # ISO 8601 UTC, inclusive
+    end: str  # ISO 8601 UTC, exclusive
+    checkpoint: str
+    strata: Mapping[str, int]
+    population: str = POPULATION
+
+    @property
+    def ratings(self) -> int:
+        return sum(self.strata.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format": FRAME_FORMAT,
+            "period": self.period,
+            "timezone": self.timezone,
+            "start": self.start,
+            "end": self.end,
+            "checkpoint": self.checkpoint,
+            "population": self.population,
+            "ratings": self.ratings,
+            "strata": dict(sorted(self.strata.items())),
+        }
+
+    def line(self) -> str:
+        return "#" + json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":")) + "\n"
+
+    @classmethod
+    def parse(cls, line: str) -> FrameHeader:
+        if not line.startswith("#"):
+            raise FrameError(1, "the first line must be '#' and the frame header as JSON")
+        try:
+            doc = json.loads(line[1:])
+        except json.JSONDecodeError as err:
+            raise FrameError(1, f"the header is not valid JSON: {err}") from None
+        if not isinstance(doc, dict) or doc.get("format") != FRAME_FORMAT:
+            raise FrameError(1, f"not a {FRAME_FORMAT} frame header")
+        try:
+            strata = {str(k): int(v) for k, v in dict(doc["strata"]).items()}
+            header = cls(
+                period=str(doc["period"]),
+                timezone=str(doc["timezone"]),
+                start=str(doc["start"]),
+                end=str(doc["end"]),
+                checkpoint=str(doc["checkpoint"]),
+                strata=strata,
+                population=str(doc["population"]),
+            )
+            ratings = int(doc["ratings"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise FrameError(1, f"header field missing or malformed: {err}") from None
+        if any(n < 0 for n in strata.values()):
+            raise FrameError(1, "a stratum size is negative")
+        if ratings != header.ratings:
+            raise FrameError(
+                1, f"header says {ratings} ratings but its strata sum to {header.ratings}"
+            )
+        if header.line() != line:
+            raise FrameError(1, "the header is not in canonical form (sorted keys, no spaces)")
+        return header
+
+
+@dataclass
+class FrameDigest:
+    """What writing or reading a whole frame measured."""
+
+    sha256: str
+    bytes: int
+    ratings: int
+
+
+class FrameWriter:
+    """Writes a frame to ``sink`` (called with byte chunks), hashing as it goes."""
+
+    def __init__(self, header: FrameHeader, sink: Callable[[bytes], Any]) -> None:
+        self.header = header
+        self.sink = sink
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.rows = 0
+        self.prev = -1
+        self._enc: dict[str, str] = {w: encode_window(w) for w in header.strata}
+        self._buf: list[str] = [header.line(), COLUMNS_LINE + "\n"]
+        self._buffered = 0
+
+    def write(self, rows: Iterable[tuple[int, str, float]]) -> None:
+        """Append rows ``(rating_id, window_id, risk)`` in ascending rating id."""
+        enc = self._enc
+        buf = self._buf
+        prev = self.prev
+        n = 0
+        for rid, win, risk in rows:
+            if rid <= prev:
+                raise ValueError(f"rating ids must ascend: {rid} after {prev}")
+            prev = rid
+            w = enc.get(win)
+            if w is None:
+                raise ValueError(f"window {win!r} is not in the frame header")
+            if risk == 0:
+                buf.append(f"{rid},{w},0.000000\n")
+            elif 0 < risk <= 1:
+                buf.append(f"{rid},{w},{risk:.6f}\n")
+            else:
+                raise ValueError(f"risk {risk!r} of rating {rid} is outside [0, 1]")
+            n += 1
+            if len(buf) >= 20000:
+                self._flush()
+        self.prev = prev
+        self.rows += n
+
+    def _flush(self) -> None:
+        if self._buf:
+            data = "".join(self._buf).encode("utf-8")
+            self._buf.clear()
+            self.hash.update(data)
+            self.size += len(data)
+            self.sink(data)
+
+    def close(self) -> FrameDigest:
+        """Flush; check the row count against the header; return the digest."""
+        self._flush()
+        if self.rows != self.header.ratings:
+            raise ValueError(f"wrote {self.rows} rows but the header says {self.header.ratings}")
+        return FrameDigest(self.hash.hexdigest(), self.size, self.rows)
+
+
+def chunks_of(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+    """Byte chunks of an open binary file."""
+    while True:
+        data = stream.read(size)
+        if not data:
+            return
+        yield data
+
+
+@dataclass
+class FrameReader:
+    """Stream a frame's rows from byte chunks; hash, count and check them.
+
+    ``header`` is read at construction. Iterate once over the reader for
+    ``(rating_id, window_id, risk)`` text triples (window ids decoded); then
+    :meth:`finish` checks the counts and returns the :class:`FrameDigest`. Problems
+    raise :class:`FrameError` with the line number.
+    """
+
+    chunks: Iterable[bytes]
+    header: FrameHeader = field(init=False)
+    counts: dict[str, int] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._done = False
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self._chunks = iter(self.chunks)
+        self._rest = ""
+        self._pending: list[str] = []
+        self._line = 0  # lines consumed so far
+        head = self._take_lines(2)
+        if not head:
+            raise FrameError(0, "the frame is empty")
+        self.header = FrameHeader.parse(head[0] + "\n")
+        if len(head) < 2 or head[1] != COLUMNS_LINE:
+            raise FrameError(2, f"expected the column line {COLUMNS_LINE!r}")
+        self._decode = {encode_window(w): w for w in self.header.strata}
+        self.counts = dict.fromkeys(self.header.strata, 0)
+
+    def _next_lines(self) -> list[str] | None:
+        """The next chunk's complete lines (``None`` at the end), hashing the bytes."""
+        for chunk in self._chunks:
+            self._hash.update(chunk)
+            self._size += len(chunk)
+            try:
+                text = self._rest + self._decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                raise FrameError(0, f"the frame is not UTF-8: {err}") from None
+            lines = text.split("\n")
+            self._rest = lines.pop()
+            if lines:
+                return lines
+        try:
+            self._rest += self._decoder.decode(b"", final=True)
+        except UnicodeDecodeError as err:
+            raise FrameError(0, f"the frame is not UTF-8: {err}") from None
+        if self._rest:
+            raise FrameError(0, "the frame does not end with a newline (truncated?)")
+        return None
+
+    def _take_lines(self, n: int) -> list[str]:
+        while len(self._pending) < n:
+            more = self._next_lines()
+            if more is None:
+                break
+            self._pending.extend(more)
+        out, self._pending = self._pending[:n], self._pending[n:]
+        self._line += len(out)
+        return out
+
+    def __iter__(self) -> Iterator[tuple[str, str, str]]:
+        return chain.from_iterable(self.batches())
+
+    def batches(self) -> Iterator[Iterator[tuple[str, str, str]]]:
+        """The rows chunk by chunk, each chunk checked as a whole at C speed.
+
+        A chunk that fails the fast checks is re-read line by line to say where.
+        """
+        if self._done:
+            raise RuntimeError("a FrameReader can be iterated once")
+        self._done = True
+        decode = self._decode
+        identity = all(e == w for e, w in decode.items())
+        known = set(decode)
+        counts = self.counts
+        prev = -1
+        line = self._line
+        lines: list[str] | None = self._pending
+        self._pending = []
+        while lines is not None:
+            if lines:
+                # Columns without a list per row: split the whole chunk at once.
+                fields = "\n".join(lines).replace("\n", ",").split(",")
+                rids, encs, risks = fields[0::3], fields[1::3], fields[2::3]
+                ok = len(fields) == 3 * len(lines)
+                if ok:
+                    try:
+                        ids = list(map(int, rids))
+                    except ValueError:
+                        ok = False
+                if ok:
+                    seen = Counter(encs)
+                    ok = (
+                        ids[0] > prev
+                        and all(map(lt, ids, islice(ids, 1, None)))
+                        and list(map(str, ids)) == rids
+                        and _RISKS.fullmatch("".join(risks)) is not None
+                        and known.issuperset(seen)
+                        and list(map(",".join, zip(rids, encs, risks, strict=True))) == lines
+                    )
+                if not ok:
+                    _locate(lines, line, prev, decode)
+                    raise FrameError(line + 1, "malformed rows")  # _locate always raises first
+                for enc, n in seen.items():
+                    counts[decode[enc]] += n
+                prev = ids[-1]
+                line += len(lines)
+                wins = encs if identity else tuple(map(decode.__getitem__, encs))
+                yield zip(rids, wins, risks, strict=True)
+            lines = self._next_lines()
+        self._line = line
+
+    def finish(self) -> FrameDigest:
+        """After iterating: compare stratum counts with the header; return the digest."""
+        if self._pending or self._next_lines() is not None:
+            raise FrameError(0, "rows were left unread")
+        for w, n in sorted(self.header.strata.items()):
+            if self.counts.get(w, 0) != n:
+                raise FrameError(
+                    0, f"window {w!r} has {self.counts.get(w, 0)} rows but the header says {n}"
+                )
+        return FrameDigest(self._hash.hexdigest(), self._size, sum(self.counts.values()))
+
+
+_RISKS = re.compile(r"(?:[0-9]\.[0-9]{6})*")
+
+
+def _locate(lines: list[str], line: int, prev: int, decode: Mapping[str, str]) -> None:
+    """Raise a :class:`FrameError` for the first bad line of a chunk (the slow path)."""
+    for text in lines:
+        line += 1
+        parts = text.split(",")
+        if len(parts) != 3:
+            raise FrameError(line, f"expected 3 fields, found {len(parts)}")
+        rid, enc, risk = parts
+        if not (rid.isascii() and rid.isdigit()) or (rid[0] == "0" and len(rid) > 1):
+            raise FrameError(line, f"rating id {rid!r} is not a canonical decimal")
+        if int(rid) <= prev:
+            raise FrameError(
+                line, f"rating id {rid} does not ascend (after {prev}): duplicated or moved"
+            )
+        prev = int(rid)
+        if enc not in decode:
+            raise FrameError(line, f"window {enc!r} is not a stratum of the header")
+        if _RISKS.fullmatch(risk) is None:
+            raise FrameError(line, f"risk {risk!r} is not a number with 6 decimals")
+
+
+def frame_sha256(chunks: Iterable[bytes]) -> str:
+    """SHA-256 of a frame's bytes (no parsing)."""
+    h = hashlib.sha256()
+    for c in chunks:
+        h.update(c)
+    return h.hexdigest()
