@@ -300,10 +300,13 @@ def serve(
     """
     import uvicorn
 
+    from audit_sampling.context import AuditContext
+    from audit_sampling.http import audit_router
     from integrity.http import create_app
 
     with opened(home, db_url, redis_url) as app:
-        uvicorn.run(create_app(app), host=host, port=port, log_level="info")
+        routers = [audit_router(AuditContext.from_app(app))]
+        uvicorn.run(create_app(app, routers=routers), host=host, port=port, log_level="info")
 
 
 @main.command()
