@@ -2,11 +2,20 @@
 
 Every App built here runs on a :class:`~integrity.clock.FrozenClock` (nothing sleeps) and
 keeps its instance home (secret key, embedded files) under a test's ``tmp_path``.
+
+Initialising an instance runs every Alembic migration, which costs more than most tests.
+So the first instance of a test process is initialised for real (``init_instance``) and
+kept as a template: later SQLite ledgers are copies of its file; PostgreSQL ledgers come
+from a :class:`PgPool` of copies, reset between tests. ``tests/integration/test_migrations.py``
+runs the migrations on empty databases itself.
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -74,6 +83,182 @@ def make_settings(
     )
 
 
+# -- templates -----------------------------------------------------------------------------
+
+_templates: dict[str, Any] = {}
+
+
+def _sqlite_template() -> Path:
+    """A folder with an initialised embedded ledger (default rule set, activated at T0)."""
+    if "sqlite" not in _templates:
+        folder = Path(tempfile.mkdtemp(prefix="integrity-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        init_instance(make_settings(folder), clock=FrozenClock(T0))
+        for suffix in ("-wal", "-shm"):  # closed cleanly: everything is in the main file
+            assert not (folder / f"ledger.db{suffix}").exists()
+        _templates["sqlite"] = folder
+    return Path(_templates["sqlite"])
+
+
+def _admin(admin_url: str) -> sa.Engine:
+    return sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+
+
+class PgPool:
+    """Initialised PostgreSQL ledger databases, reset between tests rather than re-created.
+
+    Every DROP DATABASE makes PostgreSQL write a checkpoint, and every CREATE DATABASE
+    dirties the whole copy: on a busy server each costs seconds. So a database handed back
+    is emptied (DELETE, then the template's few rows put back) and handed out again. One
+    that a test left altered (its own triggers or functions, other tables) is dropped
+    instead. Commits do not wait for the WAL flush (``synchronous_commit=off``): durability
+    after a server crash is not what these tests are about.
+    """
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.template = f"integrity_tmpl_{uuid.uuid4().hex[:12]}"
+        self.free: list[str] = []
+        self.created: list[str] = []
+        atexit.register(self.close)
+        self._create(self.template, None)
+        home = Path(tempfile.mkdtemp(prefix="integrity-template-"))
+        atexit.register(shutil.rmtree, home, True)
+        init_instance(make_settings(home, self.url(self.template)), clock=FrozenClock(T0))
+        engine = sa.create_engine(self.url(self.template), poolclass=sa.pool.NullPool)
+        try:
+            self.tables = sa.MetaData()
+            self.tables.reflect(engine)
+            with engine.connect() as conn:
+                self.rows = {
+                    tbl.name: [dict(r) for r in conn.execute(sa.select(tbl)).mappings()]
+                    for tbl in self.tables.sorted_tables
+                }
+                self.serials = conn.execute(
+                    sa.text(
+                        "SELECT table_name, column_name FROM information_schema.columns "
+                        "WHERE table_schema = 'public' AND column_default LIKE 'nextval%'"
+                    )
+                ).all()
+        finally:
+            engine.dispose()
+
+    def url(self, name: str) -> str:
+        return (
+            sa.engine.make_url(self.admin_url)
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+
+    def _create(self, name: str, template: str | None) -> None:
+        engine = _admin(self.admin_url)
+        try:
+            with engine.connect() as conn:
+                copy = f' TEMPLATE "{template}"' if template else ""
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"{copy}'))
+                conn.execute(sa.text(f'ALTER DATABASE "{name}" SET synchronous_commit TO off'))
+        finally:
+            engine.dispose()
+        self.created.append(name)
+
+    def take(self) -> str:
+        """The URL of an initialised ledger that nobody else uses."""
+        if self.free:
+            return self.url(self.free.pop())
+        name = f"integrity_test_{uuid.uuid4().hex[:12]}"
+        self._create(name, self.template)
+        return self.url(name)
+
+    def give_back(self, url: str) -> None:
+        name = str(sa.engine.make_url(url).database)
+        if self._reset(name):
+            self.free.append(name)
+        else:
+            self._drop([name])
+
+    def _reset(self, name: str) -> bool:
+        admin = _admin(self.admin_url)
+        try:
+            with admin.connect() as conn:  # whatever a test left connected
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :name AND pid <> pg_backend_pid()"
+                    ),
+                    {"name": name},
+                )
+        finally:
+            admin.dispose()
+        engine = sa.create_engine(self.url(name), poolclass=sa.pool.NullPool)
+        try:
+            with engine.begin() as conn:
+                if set(sa.inspect(conn).get_table_names()) != set(self.tables.tables):
+                    return False
+                extra = conn.execute(
+                    sa.text(
+                        "SELECT (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal) + "
+                        "(SELECT count(*) FROM pg_proc p JOIN pg_namespace n "
+                        "ON n.oid = p.pronamespace WHERE n.nspname = 'public')"
+                    )
+                ).scalar_one()
+                if extra:
+                    return False
+                # DELETE, not TRUNCATE: a few hundred rows are cheaper to delete than
+                # seventy-odd files are to replace
+                for tbl in reversed(self.tables.sorted_tables):
+                    if tbl.name != "alembic_version":
+                        conn.execute(tbl.delete())
+                for tbl in self.tables.sorted_tables:
+                    if tbl.name != "alembic_version" and self.rows[tbl.name]:
+                        conn.execute(tbl.insert(), self.rows[tbl.name])
+                for table, column in self.serials:
+                    conn.execute(
+                        sa.text(
+                            f"SELECT setval(pg_get_serial_sequence('\"{table}\"', '{column}'), "
+                            f'COALESCE((SELECT max("{column}") FROM "{table}"), 0) + 1, false)'
+                        )
+                    )
+            return True
+        except sa.exc.SQLAlchemyError:
+            return False
+        finally:
+            engine.dispose()
+
+    def _drop(self, names: list[str]) -> None:
+        engine = _admin(self.admin_url)
+        try:
+            with engine.connect() as conn:
+                for name in names:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            engine.dispose()
+
+    def close(self) -> None:
+        self._drop(self.created[::-1])
+
+
+def pg_pool(admin_url: str) -> PgPool:
+    key = f"pg:{admin_url}"
+    if key not in _templates:
+        _templates[key] = PgPool(admin_url)
+    pool: PgPool = _templates[key]
+    return pool
+
+
+@contextmanager
+def pg_ledger(admin_url: str) -> Iterator[str]:
+    """A fresh, initialised PostgreSQL ledger database for the duration of the block."""
+    pool = pg_pool(admin_url)
+    url = pool.take()
+    try:
+        yield url
+    finally:
+        pool.give_back(url)
+
+
+# -- apps ------------------------------------------------------------------------------------
+
+
 def make_app(
     home: Path,
     db_url: str | None = None,
@@ -87,23 +272,44 @@ def make_app(
     """Initialise (unless ``init`` is false) and open an instance living in ``home``.
 
     Two Apps on the same ``home`` share the secret key, like two workers of one
-    deployment; ``db_url`` defaults to the embedded SQLite file in ``home``.
+    deployment; ``db_url`` defaults to the embedded SQLite file in ``home``. A SQLite
+    ledger that does not exist yet starts as a copy of the initialised template.
     """
     clock = clock or FrozenClock(T0)
     settings = make_settings(home, db_url, limiter_url, namespace)
+    if init and rules_text is None and settings.db_url.startswith("sqlite:///"):
+        target = Path(settings.db_url.removeprefix("sqlite:///"))
+        if not target.exists():
+            template = _sqlite_template()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(template / "ledger.db", target)
     if init:
         init_instance(settings, rules_text=rules_text, clock=clock)
     return open_app(settings, clock=clock)
 
 
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The ledger URL for a ``sqlite`` / ``postgresql`` fixture parameter."""
+    """An initialised ledger for a ``sqlite`` / ``postgresql`` fixture parameter."""
     if request.param == "sqlite":
         return sqlite_url(tmp_path / "ledger.db")
     if request.param == "postgresql":
-        return str(request.getfixturevalue("pg_url"))
+        ctx = pg_ledger(str(request.getfixturevalue("pg_server_url")))
+        url = ctx.__enter__()
+        request.addfinalizer(lambda: ctx.__exit__(None, None, None))
+        return url
     raise ValueError(f"unknown backend {request.param!r}")
 
+
+def second_backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Generator for a fixture: another initialised ledger of the same kind."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path / "second.db")
+        return
+    with pg_ledger(str(request.getfixturevalue("pg_server_url"))) as url:
+        yield url
+
+
+# -- counting ---------------------------------------------------------------------------------
 
 LEDGER_TABLES = (t.ratings, t.events, t.rating_status)
 
@@ -126,27 +332,3 @@ def rating_counts(engine: sa.Engine) -> dict[str, int]:
         ).scalar_one()
         st = conn.execute(sa.select(sa.func.count()).select_from(t.rating_status)).scalar_one()
     return {"ratings": int(one), "events": int(ev), "rating_status": int(st)}
-
-
-@contextmanager
-def extra_pg_database(admin_url: str) -> Iterator[str]:
-    """A second brand-new PostgreSQL database on the test server, dropped afterwards."""
-    name = f"integrity_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
-def second_backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Generator for a fixture: another empty ledger of the same kind as ``backend_url``."""
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path / "second.db")
-        return
-    with extra_pg_database(str(request.getfixturevalue("pg_server_url"))) as url:
-        yield url

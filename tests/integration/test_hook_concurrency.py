@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
-from factories import make_app, rating, sqlite_url
+from factories import backend_url, make_app, rating
 
 from integrity.adapters import tables as t
 from integrity.bootstrap import App
@@ -84,10 +84,7 @@ def workers(
     request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, redis_namespace: str
 ) -> Iterator[tuple[App, App]]:
     """Two hook workers (two Apps, one secret) on one ledger and one Redis namespace."""
-    if request.param == "postgresql":
-        db = str(request.getfixturevalue("pg_url"))
-    else:
-        db = sqlite_url(tmp_path / "ledger.db")
+    db = backend_url(request, tmp_path)
     home = tmp_path / "home"
     one = make_app(home, db, redis_url, namespace=redis_namespace)
     two = make_app(home, db, redis_url, namespace=redis_namespace, init=False)

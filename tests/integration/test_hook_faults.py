@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import redis
 import sqlalchemy as sa
-from factories import T0, make_app, rating, rating_counts, sqlite_url
+from factories import T0, backend_url, make_app, rating, rating_counts
 from fastapi.testclient import TestClient
 
 from integrity.adapters.sql import SqlLedger, make_engine
@@ -39,9 +39,7 @@ BREAKER_COOLDOWN_S = 5.0  # RedisLimiter.from_url's default
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("pg_url"))
-    return sqlite_url(tmp_path / "ledger.db")
+    return backend_url(request, tmp_path)
 
 
 def assert_all_held_unavailable(decisions: list[Any]) -> None:
@@ -267,8 +265,7 @@ def test_crash_before_commit_leaves_nothing(app: App, path: str) -> None:
     assert rating_counts(app.ledger.engine)["ratings"] == before["ratings"] + 3
 
 
-@pytest.mark.parametrize("table", ["events", "rating_status"])
-@pytest.mark.parametrize("path", ["validate", "stream"])
+@pytest.mark.parametrize(("table", "path"), [("events", "validate"), ("rating_status", "stream")])
 def test_database_failure_after_the_rating_insert_rolls_everything_back(
     app: App, table: str, path: str
 ) -> None:

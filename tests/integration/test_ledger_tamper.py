@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from factories import T0, extra_pg_database, make_app, rating, sqlite_url
+from factories import T0, backend_url, make_app, pg_ledger, rating, sqlite_url
 
 from integrity import merkle
 from integrity.adapters import tables as t
@@ -105,7 +105,7 @@ def ledger(
         yield fill(app)
         app.close()
         return
-    with extra_pg_database(str(request.getfixturevalue("pg_server_url"))) as url:
+    with pg_ledger(str(request.getfixturevalue("pg_server_url"))) as url:
         app = make_app(home, url)
         yield fill(app)
         app.close()
@@ -321,11 +321,7 @@ def test_edited_log_head_is_noticed(ledger: Ledger) -> None:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    if request.param == "postgresql":
-        db = str(request.getfixturevalue("pg_url"))
-    else:
-        db = sqlite_url(tmp_path / "ledger.db")
-    app = make_app(tmp_path / "home", db)
+    app = make_app(tmp_path / "home", backend_url(request, tmp_path))
     yield fill(app)
     app.close()
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 import sqlalchemy as sa
-from factories import SCORES, T0, make_app, sqlite_url
+from factories import SCORES, T0, make_app, pg_ledger, sqlite_url
 from fastapi.testclient import TestClient
 
 from integrity.bootstrap import App
@@ -215,7 +215,7 @@ def test_nothing_raw_is_stored_or_logged_on_sqlite(
 
 
 def test_nothing_raw_is_stored_or_logged_on_postgresql(
-    pg_url: str,
+    pg_server_url: str,
     redis_url: str,
     redis_namespace: str,
     tmp_path: Path,
@@ -224,17 +224,18 @@ def test_nothing_raw_is_stored_or_logged_on_postgresql(
     home = tmp_path / "home"
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.INFO, logger="sqlalchemy.engine")  # statements and parameters
-    app = make_app(home, pg_url, redis_url, namespace=redis_namespace)
-    try:
-        decisions = ingest_everything(app)
-    finally:
-        app.close()
-    assert {d.status for d in decisions} >= {Status.ACCEPTED, Status.HELD, Status.REJECTED}
-    problems = log_leaks(caplog)
-    problems += scan_files(home)
-    engine = sa.create_engine(pg_url)
-    problems += scan_tables(engine)
-    engine.dispose()
+    with pg_ledger(pg_server_url) as pg_url:
+        app = make_app(home, pg_url, redis_url, namespace=redis_namespace)
+        try:
+            decisions = ingest_everything(app)
+        finally:
+            app.close()
+        assert {d.status for d in decisions} >= {Status.ACCEPTED, Status.HELD, Status.REJECTED}
+        problems = log_leaks(caplog)
+        problems += scan_files(home)
+        engine = sa.create_engine(pg_url)
+        problems += scan_tables(engine)
+        engine.dispose()
     problems += scan_redis(redis_url, redis_namespace)
     assert not problems, problems[:20]
 

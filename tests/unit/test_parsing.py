@@ -419,7 +419,7 @@ def valid_ratings(draw: st.DrawFn) -> dict[str, Any]:
     return doc
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(valid_ratings())
 def test_any_valid_rating_parses_and_composite_is_the_weighted_mean(doc: dict[str, Any]) -> None:
     r = parse(doc)
