@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 
 from integrity.errors import FieldError, InvalidInput
 from integrity.model import VERBAL_LEVELS, Rating, Rubric
@@ -25,8 +33,15 @@ COMPOSITE_DECIMALS = 12
 Channel = Literal["kiosk", "qr", "app", "sms", "web", "phone"]
 
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here rather than fail at write time.
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL (\\u0000) characters")
+    return value
+
+
 def _text(lo: int, hi: int) -> Any:
-    return Annotated[StrictStr, Field(min_length=lo, max_length=hi)]
+    return Annotated[StrictStr, Field(min_length=lo, max_length=hi), AfterValidator(_no_nul)]
 
 
 class RatingIn(BaseModel):
@@ -44,7 +59,7 @@ class RatingIn(BaseModel):
     scores: dict[StrictStr, StrictInt | StrictStr] = Field(
         description="dimension -> integer on the rubric's scale (or a verbal level on 1-5)"
     )
-    comment: Annotated[StrictStr, Field(max_length=2000)] | None = None
+    comment: Annotated[StrictStr, Field(max_length=2000), AfterValidator(_no_nul)] | None = None
     ip: _text(2, 64)  # type: ignore[valid-type]
     device_id: _text(1, 128)  # type: ignore[valid-type]
 
