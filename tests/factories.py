@@ -19,16 +19,18 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import strategies as st
 
 from integrity.adapters import tables as t
 from integrity.bootstrap import App, Settings, init_instance, open_app
 from integrity.clock import FrozenClock
+from integrity.model import CHANNELS, DEFAULT_RUBRIC, VERBAL_LEVELS
 
 # 2026-10-15 10:00 in Shanghai, the default rule set's time zone.
 T0 = datetime(2026, 10, 15, 2, 0, tzinfo=UTC)
@@ -332,3 +334,43 @@ def rating_counts(engine: sa.Engine) -> dict[str, int]:
         ).scalar_one()
         st = conn.execute(sa.select(sa.func.count()).select_from(t.rating_status)).scalar_one()
     return {"ratings": int(one), "events": int(ev), "rating_status": int(st)}
+
+
+# -- hypothesis -------------------------------------------------------------------------------
+
+_score = st.integers(1, 5) | st.sampled_from(sorted(VERBAL_LEVELS))
+_chars = st.characters(exclude_characters="\x00")  # NUL is refused (PostgreSQL text)
+_text = st.text(_chars, min_size=1, max_size=64)
+_instant = st.datetimes(
+    min_value=datetime(2020, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(UTC)
+)
+_offset = st.integers(-12 * 60, 14 * 60).map(lambda m: timedelta(minutes=m))
+
+
+def rfc3339(at: datetime, off: timedelta) -> str:
+    return at.astimezone(timezone(off)).isoformat()
+
+
+@st.composite
+def valid_ratings(draw: st.DrawFn) -> dict[str, Any]:
+    """Any intake object CONTRACT §1 allows, optional fields present or not."""
+    doc: dict[str, Any] = {
+        "ticket_id": draw(st.text(_chars, min_size=1, max_size=128)),
+        "window_id": draw(_text),
+        "scores": {d: draw(_score) for d in DEFAULT_RUBRIC.dimensions},
+        "ip": draw(st.ip_addresses().map(str) | st.ip_addresses(v=4).map(lambda a: f"::ffff:{a}")),
+        "device_id": draw(st.text(_chars, min_size=1, max_size=128)),
+    }
+    if draw(st.booleans()):
+        doc["staff_id"] = draw(_text)
+    if draw(st.booleans()):
+        doc["service_type"] = draw(_text)
+    if draw(st.booleans()):
+        doc["channel"] = draw(st.sampled_from(CHANNELS))
+    if draw(st.booleans()):
+        doc["served_at"] = rfc3339(draw(_instant), draw(_offset))
+    if draw(st.booleans()):
+        doc["submitted_at"] = rfc3339(draw(_instant), draw(_offset))
+    if draw(st.booleans()):
+        doc["comment"] = draw(st.text(_chars, max_size=2000))
+    return doc

@@ -23,7 +23,10 @@ from factories import (
     rating,
     rating_counts,
     second_backend_url,
+    serial,
+    valid_ratings,
 )
+from hypothesis import HealthCheck, given, settings
 
 from integrity.adapters import tables as t
 from integrity.adapters.sql import Pending
@@ -130,11 +133,36 @@ def test_different_rating_for_the_same_ticket_is_rejected_duplicate(app: App) ->
     assert [r.rating_id for r in claims] == [first.rating_id]
 
 
-def test_invalid_rating_writes_nothing(app: App) -> None:
+@pytest.mark.parametrize(
+    "bad", [{"ticket_id": ""}, {"comment": "NUL \x00 in text"}, {"window_id": "W\x00"}]
+)
+def test_invalid_rating_writes_nothing(app: App, bad: dict[str, Any]) -> None:
     before = rating_counts(app.ledger.engine)
     with pytest.raises(InvalidInput):
-        app.validate(rating(ticket_id=""))
+        app.validate(rating(**bad))
     assert rating_counts(app.ledger.engine) == before
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],  # unique per example anyway
+)
+@given(doc=valid_ratings())
+def test_any_rating_that_parses_is_stored_as_given(app: App, doc: dict[str, Any]) -> None:
+    doc = {**doc, "ticket_id": f"{doc['ticket_id'][:100]}-{serial()}"}
+    parsed = app.hook.parse(doc)
+    d = app.validate(doc, replay=True)
+    row = app.ledger.rating(d.rating_id)
+    for name in ("ticket_id", "window_id", "staff_id", "service_type", "channel", "comment"):
+        assert row[name] == getattr(parsed, name), name
+    for name in ("served_at", "submitted_at", "composite", "fingerprint", "ip_hash"):
+        assert row[name] == getattr(parsed, name), name
+    assert row["scores"] == dict(parsed.scores)
+    assert app.validate(doc, replay=True).rating_id == d.rating_id
+    app.log.seal(app.clock.now())
+    report = app.log.verify(app.clock.now())
+    assert report.ok, report.problems
 
 
 def test_record_after_a_lost_race(app: App) -> None:

@@ -107,6 +107,7 @@ def test_held_and_rate_limited_ratings_are_200_with_their_status(
         (rating(scores={**SCORES, "speed": 2}), {"scores.speed"}),
         (rating(submitted_at="2026-10-15T10:00:00"), {"submitted_at"}),
         (rating(referrer="x"), {"referrer"}),
+        (rating(comment="nul \x00 inside"), {"comment"}),
         ([rating()], {"(rating)"}),
         ("a rating", {"(rating)"}),
     ],
