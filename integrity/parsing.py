@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -89,6 +89,12 @@ _RFC3339 = re.compile(
 )
 
 
+# Times far from now are nonsense for a rating, and at the ends of the calendar the day
+# and time-zone arithmetic of rate limits and reports overflows.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
 def parse_timestamp(value: str) -> datetime:
     """RFC 3339 with an explicit offset ('Z' or ±hh:mm) → aware UTC datetime."""
     text = value.strip().upper()
@@ -97,7 +103,13 @@ def parse_timestamp(value: str) -> datetime:
         raise ValueError("expected a date and a time like 2026-10-01T09:30:00+08:00")
     if m["offset"] is None:
         raise ValueError("timestamp needs an offset, e.g. 2026-10-01T09:30:00+08:00")
-    return datetime.fromisoformat(text).astimezone(UTC)
+    try:
+        when = datetime.fromisoformat(text).astimezone(UTC)
+    except OverflowError:
+        when = EARLIEST - timedelta(days=1)  # beyond either end of the calendar
+    if not EARLIEST <= when < LATEST:
+        raise ValueError(f"out of range: must be from {EARLIEST.year} to {LATEST.year - 1}")
+    return when
 
 
 def _scores(
