@@ -339,7 +339,7 @@ def rating_counts(engine: sa.Engine) -> dict[str, int]:
 # -- hypothesis -------------------------------------------------------------------------------
 
 _score = st.integers(1, 5) | st.sampled_from(sorted(VERBAL_LEVELS))
-_chars = st.characters(exclude_characters="\x00")  # NUL is refused (PostgreSQL text)
+_chars = st.characters(codec="utf-8", exclude_characters="\x00")  # NUL: refused (PostgreSQL)
 _text = st.text(_chars, min_size=1, max_size=64)
 _instant = st.datetimes(
     min_value=datetime(2020, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(UTC)

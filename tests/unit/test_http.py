@@ -108,6 +108,8 @@ def test_held_and_rate_limited_ratings_are_200_with_their_status(
         (rating(submitted_at="2026-10-15T10:00:00"), {"submitted_at"}),
         (rating(referrer="x"), {"referrer"}),
         (rating(comment="nul \x00 inside"), {"comment"}),
+        (rating(served_at="9999-12-31T23:59:59-05:00"), {"served_at"}),
+        (rating(submitted_at="0001-01-01T00:00:00+05:00"), {"submitted_at"}),
         ([rating()], {"(rating)"}),
         ("a rating", {"(rating)"}),
     ],
@@ -122,6 +124,13 @@ def test_bad_rating_is_422_with_field_errors_and_nothing_written(
     assert all(e["message"] for e in errors)
     assert r.json()["detail"].startswith("invalid rating")
     assert written(app) == 0
+
+
+def test_far_future_rating_replayed_is_decided_not_a_crash(app: App) -> None:
+    d = app.validate(rating(submitted_at="9998-12-31T23:59:59Z"), replay=True)
+    assert d.status.value == "held" and d.reasons == ("time.submitted_in_future",)
+    [item] = app.hook.validate_stream([rating(submitted_at="9998-12-31T23:00:00Z")])
+    assert item.decision is not None and item.decision.status.value == "held"
 
 
 def test_body_that_is_not_json_is_422(app: App, client: TestClient) -> None:

@@ -85,6 +85,14 @@ REFUSED = [
         {"served_at": "2026-10-01T09:30+08:00"}, "served_at", id="served_at-without-seconds"
     ),
     pytest.param({"comment": "c" * 2001}, "comment", id="comment-2001"),
+    # out of range once converted to UTC, or too close to the ends of the calendar for
+    # the day and time-zone arithmetic downstream (an OverflowError, not a field error)
+    pytest.param({"served_at": "9999-12-31T23:59:59-05:00"}, "served_at", id="served_at-overflow"),
+    pytest.param(
+        {"submitted_at": "0001-01-01T00:00:00+05:00"}, "submitted_at", id="submitted_at-underflow"
+    ),
+    pytest.param({"submitted_at": "9999-06-01T00:00:00Z"}, "submitted_at", id="year-9999"),
+    pytest.param({"served_at": "1969-12-31T23:59:59Z"}, "served_at", id="before-1970"),
     # PostgreSQL text cannot hold NUL: refused at parse, not a 500 at write time
     pytest.param({"comment": "fine\x00"}, "comment", id="comment-NUL"),
     pytest.param({"ticket_id": "T\x001"}, "ticket_id", id="ticket_id-NUL"),
@@ -265,6 +273,13 @@ def test_rfc3339_timestamps_become_aware_utc(text: str, utc: datetime) -> None:
     assert r.submitted_at.tzinfo is not None and r.submitted_at.utcoffset() == timedelta(0)
     assert r.submitted_at_given is True
     assert r.occurred_at == utc
+
+
+def test_timestamps_at_the_ends_of_the_accepted_range() -> None:
+    early = parse(rating(served_at="1970-01-01T00:00:00Z", submitted_at="1970-01-01T00:00:00Z"))
+    assert early.served_at == datetime(1970, 1, 1, tzinfo=UTC)
+    late = parse(rating(submitted_at="9998-12-31T23:59:59+00:00"))
+    assert late.submitted_at.year == 9998
 
 
 def test_occurred_at_prefers_served_at() -> None:
