@@ -690,10 +690,22 @@ def publish_command(
     is_flag=True,
     help="Also check the frame against the instance's ledger (--home/--db).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes for re-deriving a large sample.",
+)
 @instance_options
 @handled
 def verify_command(
-    bundle: Path, with_ledger: bool, home: str | None, db_url: str | None, redis_url: str | None
+    bundle: Path,
+    with_ledger: bool,
+    workers: int,
+    home: str | None,
+    db_url: str | None,
+    redis_url: str | None,
 ) -> None:
     """Re-derive a published sample from its frame, seed and manifest, and check it.
 
@@ -707,7 +719,7 @@ def verify_command(
         b = load_bundle(bundle)
     except ValueError as err:
         raise EngineError(f"cannot read the bundle: {err}") from None
-    v = verify_bundle(b)
+    v = verify_bundle(b, workers=workers)
     if with_ledger:
         with opened(home, db_url, redis_url) as app:
             try:

@@ -212,19 +212,31 @@ class FrameReader:
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._chunks = iter(self.chunks)
         self._rest = ""
-        self._pending: list[str] = []
-        self._line = 0  # lines consumed so far
-        head = self._take_lines(2)
-        if not head:
+        self._pending: tuple[str, int] | None = None  # complete lines read ahead
+        self._line = 2  # lines consumed so far (the header and the column line)
+        first = self._next_block()
+        if first is None:
             raise FrameError(0, "the frame is empty")
-        self.header = FrameHeader.parse(head[0] + "\n")
-        if len(head) < 2 or head[1] != COLUMNS_LINE:
+        text, n = first
+        while n < 2:
+            more = self._next_block()
+            if more is None:
+                break
+            text, n = text + "\n" + more[0], n + more[1]
+        parts = text.split("\n", 2)
+        self.header = FrameHeader.parse(parts[0] + "\n")
+        if len(parts) < 2 or parts[1] != COLUMNS_LINE:
             raise FrameError(2, f"expected the column line {COLUMNS_LINE!r}")
+        if len(parts) == 3:
+            self._pending = (parts[2], n - 2)
         self._decode = {encode_window(w): w for w in self.header.strata}
         self.counts = dict.fromkeys(self.header.strata, 0)
 
-    def _next_lines(self) -> list[str] | None:
-        """The next chunk's complete lines (``None`` at the end), hashing the bytes."""
+    def _next_block(self) -> tuple[str, int] | None:
+        """The next chunk's complete lines as one text (no final newline) and their count.
+
+        ``None`` at the end. Hashes the bytes as they are read.
+        """
         for chunk in self._chunks:
             self._hash.update(chunk)
             self._size += len(chunk)
@@ -232,10 +244,12 @@ class FrameReader:
                 text = self._rest + self._decoder.decode(chunk)
             except UnicodeDecodeError as err:
                 raise FrameError(0, f"the frame is not UTF-8: {err}") from None
-            lines = text.split("\n")
-            self._rest = lines.pop()
-            if lines:
-                return lines
+            cut = text.rfind("\n")
+            if cut < 0:
+                self._rest = text
+                continue
+            self._rest = text[cut + 1 :]
+            return text[:cut], text.count("\n", 0, cut) + 1
         try:
             self._rest += self._decoder.decode(b"", final=True)
         except UnicodeDecodeError as err:
@@ -244,71 +258,50 @@ class FrameReader:
             raise FrameError(0, "the frame does not end with a newline (truncated?)")
         return None
 
-    def _take_lines(self, n: int) -> list[str]:
-        while len(self._pending) < n:
-            more = self._next_lines()
-            if more is None:
-                break
-            self._pending.extend(more)
-        out, self._pending = self._pending[:n], self._pending[n:]
-        self._line += len(out)
-        return out
-
     def __iter__(self) -> Iterator[tuple[str, str, str]]:
         return chain.from_iterable(self.batches())
 
-    def batches(self) -> Iterator[Iterator[tuple[str, str, str]]]:
-        """The rows chunk by chunk, each chunk checked as a whole at C speed.
+    def raw_blocks(self) -> Iterator[tuple[str, int, int]]:
+        """The unchecked chunks: ``(text, lines, lines before it)``; hashes as it reads.
 
-        A chunk that fails the fast checks is re-read line by line to say where.
+        For :mod:`audit_sampling.parallel`, which checks chunks in worker processes
+        with :func:`parse_block` and the order across chunks itself.
         """
         if self._done:
             raise RuntimeError("a FrameReader can be iterated once")
         self._done = True
-        decode = self._decode
-        identity = all(e == w for e, w in decode.items())
-        known = set(decode)
-        counts = self.counts
-        prev = -1
         line = self._line
-        lines: list[str] | None = self._pending
-        self._pending = []
-        while lines is not None:
-            if lines:
-                # Columns without a list per row: split the whole chunk at once.
-                fields = "\n".join(lines).replace("\n", ",").split(",")
-                rids, encs, risks = fields[0::3], fields[1::3], fields[2::3]
-                ok = len(fields) == 3 * len(lines)
-                if ok:
-                    try:
-                        ids = list(map(int, rids))
-                    except ValueError:
-                        ok = False
-                if ok:
-                    seen = Counter(encs)
-                    ok = (
-                        ids[0] > prev
-                        and all(map(lt, ids, islice(ids, 1, None)))
-                        and list(map(str, ids)) == rids
-                        and _RISKS.fullmatch("".join(risks)) is not None
-                        and known.issuperset(seen)
-                        and list(map(",".join, zip(rids, encs, risks, strict=True))) == lines
-                    )
-                if not ok:
-                    _locate(lines, line, prev, decode)
-                    raise FrameError(line + 1, "malformed rows")  # _locate always raises first
-                for enc, n in seen.items():
-                    counts[decode[enc]] += n
-                prev = ids[-1]
-                line += len(lines)
-                wins = encs if identity else tuple(map(decode.__getitem__, encs))
-                yield zip(rids, wins, risks, strict=True)
-            lines = self._next_lines()
+        block, self._pending = self._pending, None
+        if block is None:
+            block = self._next_block()
+        while block is not None:
+            yield block[0], block[1], line
+            line += block[1]
+            block = self._next_block()
         self._line = line
+
+    def batches(self) -> Iterator[Iterator[tuple[str, str, str]]]:
+        """The rows chunk by chunk, each chunk checked as a whole at C speed."""
+        prev = -1
+        for text, n, line in self.raw_blocks():
+            block = parse_block(text, n, line, prev, self._decode)
+            self.add_counts(block.seen)
+            prev = block.ids[-1]
+            yield block.rows()
+
+    def add_counts(self, seen: Mapping[str, int]) -> None:
+        """Count rows per window (``seen`` keyed by the encoded window id)."""
+        for enc, k in seen.items():
+            self.counts[self._decode[enc]] += k
+
+    @property
+    def decode(self) -> Mapping[str, str]:
+        """Encoded window id -> window id, for the header's strata."""
+        return self._decode
 
     def finish(self) -> FrameDigest:
         """After iterating: compare stratum counts with the header; return the digest."""
-        if self._pending or self._next_lines() is not None:
+        if self._pending is not None or self._next_block() is not None:
             raise FrameError(0, "rows were left unread")
         for w, n in sorted(self.header.strata.items()):
             if self.counts.get(w, 0) != n:
@@ -318,11 +311,74 @@ class FrameReader:
         return FrameDigest(self._hash.hexdigest(), self._size, sum(self.counts.values()))
 
 
-_RISKS = re.compile(r"(?:[0-9]\.[0-9]{6})*")
+@dataclass
+class Block:
+    """One checked chunk of rows, as columns."""
+
+    rids: list[str]
+    encs: list[str]
+    risks: list[str]
+    ids: list[int]
+    seen: Counter[str]
+    decode: Mapping[str, str]
+
+    def rows(self) -> Iterator[tuple[str, str, str]]:
+        """``(rating_id, window_id, risk)`` text triples, window ids decoded."""
+        decode = self.decode
+        if all(decode.get(e) == e for e in self.seen):
+            return zip(self.rids, self.encs, self.risks, strict=True)
+        wins = list(map(decode.__getitem__, self.encs))
+        return zip(self.rids, wins, self.risks, strict=True)
 
 
-def _locate(lines: list[str], line: int, prev: int, decode: Mapping[str, str]) -> None:
-    """Raise a :class:`FrameError` for the first bad line of a chunk (the slow path)."""
+def parse_block(text: str, n: int, line: int, prev: int, decode: Mapping[str, str]) -> Block:
+    """Check ``n`` complete lines (after ``line`` lines) whose ids must exceed ``prev``.
+
+    The checks run on whole columns at C speed; a chunk that fails them, or that
+    holds a window id shaped like a risk value and a comma, is read line by line,
+    which raises :class:`FrameError` at the first wrong line.
+    """
+    fields = text.replace("\n", ",").split(",")
+    rids, encs, risks = fields[0::3], fields[1::3], fields[2::3]
+    ok = len(fields) == 3 * n and _RISK_THEN_COMMA.search(text) is None
+    if ok:
+        digits = ",".join(rids)
+        ok = digits.replace(",", "").isdigit() and digits.isascii()
+        ok = ok and _LEADING_ZERO.search(digits) is None
+    if ok:
+        ids = list(map(int, rids))
+        joined = "".join(risks)
+        seen = Counter(encs)
+        ok = (
+            ids[0] > prev
+            and all(map(lt, ids, islice(ids, 1, None)))
+            and len(joined) == 8 * n
+            and joined[1::8] == "." * n
+            and joined.replace(".", "").isdigit()
+            and joined.isascii()
+            and all(e in decode for e in seen)
+        )
+    if not ok:
+        rids, encs, risks, ids = _parse_lines(text.split("\n"), line, prev, decode)
+        seen = Counter(encs)
+    return Block(rids, encs, risks, ids, seen, decode)
+
+
+_LEADING_ZERO = re.compile(r"(?:^|,)0[0-9]")
+# A line with more than three fields always holds a risk followed by a comma.
+_RISK_THEN_COMMA = re.compile(r"\.[0-9]{6},")
+_RISKS = re.compile(r"[0-9]\.[0-9]{6}")
+
+
+def _parse_lines(
+    lines: list[str], line: int, prev: int, decode: Mapping[str, str]
+) -> tuple[list[str], list[str], list[str], list[int]]:
+    """Check a chunk line by line (the slow path); return its columns or raise where it fails.
+
+    The fast path hands a chunk here when a check fails, and also when a window id
+    looks like a risk value followed by a comma, which only a line-wise parse settles.
+    """
+    rids, encs, risks, ids = [], [], [], []
     for text in lines:
         line += 1
         parts = text.split(",")
@@ -340,6 +396,11 @@ def _locate(lines: list[str], line: int, prev: int, decode: Mapping[str, str]) -
             raise FrameError(line, f"window {enc!r} is not a stratum of the header")
         if _RISKS.fullmatch(risk) is None:
             raise FrameError(line, f"risk {risk!r} is not a number with 6 decimals")
+        rids.append(rid)
+        encs.append(enc)
+        risks.append(risk)
+        ids.append(prev)
+    return rids, encs, risks, ids
 
 
 def frame_sha256(chunks: Iterable[bytes]) -> str:

@@ -47,6 +47,7 @@ KEY_DIGITS = 78  # 2**256 - 1 has 78 decimal digits: every fraction fits in 78 d
 _ID_BITS = 64  # composite heap entry: (key << 64) | rating_id
 _ID_LIMIT = 1 << (_ID_BITS - 1)
 _NO_BAR = 10**9  # above every 9-digit key: an unfilled heap takes everything
+_NO_BAR4 = 10**4
 # The first digits of a ticket are the last decimal digits of d, reversed: with this
 # table a ticket's first 9 digits come from d % 10**9 without building a string.
 _REVERSED = [int(f"{i:04d}"[::-1]) for i in range(10000)]
@@ -191,77 +192,138 @@ def draw(
     ``risk_base`` takes (default ``takes``; each must be <= the take). Memory is
     O(sum of takes + risk_take), whatever the number of items.
     """
-    base = dict(takes if risk_base is None else risk_base)
-    for w, k in base.items():
-        if k > takes.get(w, 0):
-            raise ValueError(f"risk_base take of {w!r} exceeds its take")
-    prefix = seed_prefix(seed)
-    hasher = hashlib.sha256(prefix)  # the prefix is exactly one SHA-256 block
-    copy = hasher.copy
-    from_bytes = int.from_bytes
-    rev = _REVERSED
-    push, replace = heapq.heappush, heapq.heapreplace
-    # Per stratum: [max-heap of -((key9 << 64) | id), take, bar, ties]. key9 is the
-    # ticket's first 9 digits (cheap: no 78-digit string); ``bar`` the key9 of the
-    # heap's largest entry once full (until then above any key9). Items whose key9
-    # equals the bar when they lose are kept in ``ties``, so that the boundary and the
-    # order are settled on full tickets at the end (see _settle).
-    strata: dict[str, list[Any]] = {w: [[], k, _NO_BAR, []] for w, k in takes.items() if k > 0}
-    get = strata.get
-    want_risk = risk_take > 0
-    risk_keep = risk_take + sum(base.values())
-    risk_heap: list[tuple[float, int, int, str]] = []
+    s = Sampling(seed, takes, risk_take=risk_take, risk_min=risk_min, risk_base=risk_base)
+    s.feed(items)
+    return s.finish()
 
-    for rid, win, risk in items:
-        st = get(win)
-        d = -1
-        if st is not None:
-            h = copy()
-            h.update(rid.encode())
-            d = from_bytes(h.digest(), "big")
-            x = d % 1000000000
-            k9 = rev[x % 10000] * 100000 + rev[(x // 10000) % 10000] * 10 + x // 100000000
-            bar = st[2]
-            if k9 < bar:
-                r = int(rid)
-                if r >= _ID_LIMIT:
-                    raise ValueError(f"rating id {rid!r} is outside 0..2**63-1")
-                heap = st[0]
-                if len(heap) < st[1]:
-                    push(heap, -((k9 << _ID_BITS) | r))
-                    if len(heap) == st[1]:
-                        st[2] = (-heap[0]) >> _ID_BITS
-                else:
-                    old = -replace(heap, -((k9 << _ID_BITS) | r))
-                    bar = st[2] = (-heap[0]) >> _ID_BITS
-                    if old >> _ID_BITS == bar:
-                        st[3].append(old)
-            elif k9 == bar:
-                st[3].append((k9 << _ID_BITS) | int(rid))
-        if want_risk and float(risk) > risk_min:
-            if d < 0:
+
+class Sampling:
+    """A draw in progress: feed it rows (in any order, in parts), merge parts, finish.
+
+    Consistent sampling is mergeable: drawing from the union of disjoint parts equals
+    merging the parts' states (:meth:`state` / :meth:`merge`), which is how
+    :mod:`audit_sampling.parallel` spreads a frame over processes.
+    """
+
+    def __init__(
+        self,
+        seed: str,
+        takes: Mapping[str, int],
+        *,
+        risk_take: int = 0,
+        risk_min: float = 0.0,
+        risk_base: Mapping[str, int] | None = None,
+    ) -> None:
+        self.seed = seed
+        self.prefix = seed_prefix(seed)
+        self.base = dict(takes if risk_base is None else risk_base)
+        for w, k in self.base.items():
+            if k > takes.get(w, 0):
+                raise ValueError(f"risk_base take of {w!r} exceeds its take")
+        # Per stratum: [max-heap of -((key9 << 64) | id), take, bar, ties, bar4]. key9
+        # is the ticket's first 9 digits (cheap: no 78-digit string); ``bar`` the key9
+        # of the heap's largest entry once full (until then above any key9), ``bar4``
+        # its first 4 digits. Items whose key9 equals the bar when they lose are kept
+        # in ``ties``, so that the boundary and the order are settled on full tickets
+        # at the end (see _settle).
+        self.strata: dict[str, list[Any]] = {
+            w: [[], k, _NO_BAR, [], _NO_BAR4] for w, k in takes.items() if k > 0
+        }
+        self.risk_take = risk_take
+        self.risk_min = risk_min
+        self.risk_keep = risk_take + sum(self.base.values())
+        self.risk_heap: list[tuple[float, int, int, str]] = []
+
+    def feed(self, items: Iterable[tuple[str, str, str]]) -> None:
+        """Consume ``(rating_id, window_id, risk)`` text triples (the hot loop)."""
+        copy = hashlib.sha256(self.prefix).copy  # the prefix is exactly one SHA-256 block
+        from_bytes = int.from_bytes
+        rev = _REVERSED
+        push, replace = heapq.heappush, heapq.heapreplace
+        get = self.strata.get
+        want_risk = self.risk_take > 0
+        risk_min, risk_keep, risk_heap = self.risk_min, self.risk_keep, self.risk_heap
+        for rid, win, risk in items:
+            st = get(win)
+            d = -1
+            if st is not None:
                 h = copy()
                 h.update(rid.encode())
                 d = from_bytes(h.digest(), "big")
-            key = int(str(d).zfill(64)[::-1].ljust(KEY_DIGITS, "0"))
-            cand = (float(risk), -key, _rid(rid), win)
-            if len(risk_heap) < risk_keep:
-                push(risk_heap, cand)
-            elif cand > risk_heap[0]:
-                replace(risk_heap, cand)
+                # The ticket's first 4 digits reject most items before the 9-digit key.
+                p4 = rev[d % 10000]
+                if p4 <= st[4]:
+                    x = d % 1000000000
+                    k9 = p4 * 100000 + rev[(x // 10000) % 10000] * 10 + x // 100000000
+                    bar = st[2]
+                    if k9 < bar:
+                        r = int(rid)
+                        if r >= _ID_LIMIT:
+                            raise ValueError(f"rating id {rid!r} is outside 0..2**63-1")
+                        heap = st[0]
+                        if len(heap) < st[1]:
+                            push(heap, -((k9 << _ID_BITS) | r))
+                            if len(heap) == st[1]:
+                                st[2] = bar = (-heap[0]) >> _ID_BITS
+                                st[4] = bar // 100000
+                        else:
+                            old = -replace(heap, -((k9 << _ID_BITS) | r))
+                            st[2] = bar = (-heap[0]) >> _ID_BITS
+                            st[4] = bar // 100000
+                            if old >> _ID_BITS == bar:
+                                st[3].append(old)
+                    elif k9 == bar:
+                        st[3].append((k9 << _ID_BITS) | int(rid))
+            if want_risk and float(risk) > risk_min:
+                if d < 0:
+                    h = copy()
+                    h.update(rid.encode())
+                    d = from_bytes(h.digest(), "big")
+                key = int(str(d).zfill(64)[::-1].ljust(KEY_DIGITS, "0"))
+                cand = (float(risk), -key, _rid(rid), win)
+                if len(risk_heap) < risk_keep:
+                    push(risk_heap, cand)
+                elif cand > risk_heap[0]:
+                    replace(risk_heap, cand)
 
-    uniform = {w: _settle(prefix, st[0], st[3]) for w, st in strata.items()}
-    risk_ids: list[int] = []
-    info: dict[int, tuple[str, float]] = {}
-    if want_risk:
-        excluded = {i for w, ids in uniform.items() for i in ids[: base.get(w, 0)]}
-        for score, _, item, where in sorted(risk_heap, reverse=True):
-            if item not in excluded:
-                risk_ids.append(item)
-                info[item] = (where, score)
-                if len(risk_ids) == risk_take:
-                    break
-    return Draw(seed=seed, uniform=uniform, risk=risk_ids, risk_info=info)
+    def state(self) -> tuple[dict[str, tuple[list[int], list[int]]], list[Any]]:
+        """What :meth:`merge` needs from another part (picklable)."""
+        return (
+            {w: (st[0], st[3]) for w, st in self.strata.items()},
+            self.risk_heap,
+        )
+
+    def merge(self, state: tuple[dict[str, tuple[list[int], list[int]]], list[Any]]) -> None:
+        """Fold in another part's state (a draw over disjoint rows with the same settings)."""
+        parts, risk = state
+        for w, (heap, ties) in parts.items():
+            st = self.strata[w]
+            pool = sorted([-e for e in st[0]] + [-e for e in heap])
+            kept, dropped = pool[: st[1]], pool[st[1] :]
+            # Dropped entries may tie with the new boundary: _settle looks at them too.
+            st[3].extend(ties)
+            st[3].extend(dropped)
+            st[0] = [-c for c in reversed(kept)]  # descending negatives form a valid heap
+            if len(kept) == st[1]:
+                st[2] = kept[-1] >> _ID_BITS
+                st[4] = st[2] // 100000
+        pool_risk = sorted(self.risk_heap + list(risk), reverse=True)[: self.risk_keep]
+        self.risk_heap[:] = sorted(pool_risk)
+
+    def finish(self) -> Draw:
+        """Settle every stratum on full tickets and pick the risk stratum."""
+        uniform = {w: _settle(self.prefix, st[0], st[3]) for w, st in self.strata.items()}
+        risk_ids: list[int] = []
+        info: dict[int, tuple[str, float]] = {}
+        if self.risk_take > 0:
+            excluded = {i for w, ids in uniform.items() for i in ids[: self.base.get(w, 0)]}
+            for score, _, item, where in sorted(self.risk_heap, reverse=True):
+                if item not in excluded:
+                    risk_ids.append(item)
+                    info[item] = (where, score)
+                    if len(risk_ids) == self.risk_take:
+                        break
+        return Draw(seed=self.seed, uniform=uniform, risk=risk_ids, risk_info=info)
 
 
 def _settle(prefix: bytes, heap: list[int], ties: list[int]) -> list[int]:

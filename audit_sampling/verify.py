@@ -28,6 +28,7 @@ from typing import Any
 
 from audit_sampling import sampler
 from audit_sampling.frames import CHUNK, FrameError, FrameReader, chunks_of
+from audit_sampling.parallel import draw_frame
 
 SAMPLE_FORMAT = "integrity-audit-sample/v1"
 PULL_FORMAT = "integrity-audit-pull/v1"
@@ -144,8 +145,8 @@ def bundle_document(
 # -- re-derivation -------------------------------------------------------------------------
 
 
-def verify_bundle(bundle: Bundle) -> Verification:
-    """Re-derive the sample from the bundle alone (no database)."""
+def verify_bundle(bundle: Bundle, workers: int = 1) -> Verification:
+    """Re-derive the sample from the bundle alone (no database); ``workers`` processes."""
     v = Verification()
     m = bundle.sample
     if m.get("format") != SAMPLE_FORMAT:
@@ -196,10 +197,15 @@ def verify_bundle(bundle: Bundle) -> Verification:
     risk_min = float(risk_doc.get("min") or 0.0)
     _check_risk_history(v, risk_doc, items)
     try:
-        derived = sampler.draw(
-            reader, seed, takes, risk_take=risk_take, risk_min=risk_min, risk_base=base
+        derived, digest = draw_frame(
+            reader,
+            seed,
+            takes,
+            risk_take=risk_take,
+            risk_min=risk_min,
+            risk_base=base,
+            workers=workers,
         )
-        digest = reader.finish()
     except FrameError as err:
         v.fail(f"{bundle.frame_name}: {err}")
         return v

@@ -148,3 +148,19 @@ def test_a_reader_is_iterated_once_and_must_be_drained() -> None:
     fresh = FrameReader([write(ROWS)])
     with pytest.raises(FrameError, match="unread"):
         fresh.finish()
+
+
+def test_shifted_fields_cannot_pass_as_rows() -> None:
+    """Four fields on one line and two on the next would still split into valid triples:
+    the reader reads such a chunk line by line and names the line."""
+    data = write([(1, "7", 0.5), (7, "7", 0.1)])
+    shifted = data.replace(b"1,7,0.500000\n7,7,0.100000", b"1,7,0.500000,7\n7,0.100000")
+    with pytest.raises(FrameError, match="line 3: expected 3 fields, found 4"):
+        read(shifted)
+
+
+def test_a_window_that_looks_like_a_risk_is_still_read() -> None:
+    rows = [(1, "x.123456", 0.25), (2, "x.123456,", 0.0), (3, "0.000001", 1.0)]
+    got, reader = read(write(rows))
+    assert [(int(r), w) for r, w, _ in got] == [(r, w) for r, w, _ in rows]
+    assert reader.finish().ratings == 3

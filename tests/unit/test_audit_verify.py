@@ -131,6 +131,7 @@ def test_an_honest_bundle_verifies(tmp_path: Path) -> None:
     assert v.items == len(m["items"]) == 6 + 5 + 4 + 2
     assert v.windows == 3
     assert v.frame_sha256 == m["frame"]["sha256"]
+    assert verify_bundle(load_bundle(tmp_path), workers=2).ok
 
 
 def test_a_single_json_bundle_verifies_and_fails_alike(tmp_path: Path) -> None:
