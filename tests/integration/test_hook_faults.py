@@ -34,7 +34,6 @@ from integrity.model import Reason, Status
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 DEAD_PG = "postgresql://postgres@127.0.0.1:1/nowhere"
-BREAKER_COOLDOWN_S = 5.0  # RedisLimiter.from_url's default
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -150,7 +149,7 @@ def test_redis_dying_mid_run_holds_then_recovers_after_cooldown(
         redis_process.start()
         # the breaker is open: still held, without waiting on Redis, until the cool-down
         assert_all_held_unavailable([app.validate(rating())])
-        clock.advance(BREAKER_COOLDOWN_S + 1)
+        clock.advance(app.limiter.breaker.cooldown_s + 1)  # type: ignore[attr-defined]
         after = [app.validate(rating()) for _ in range(3)]
         assert [d.status for d in after] == [Status.ACCEPTED] * 3
         # the limiter really judges again: a device's fourth rating in 10 minutes is refused
