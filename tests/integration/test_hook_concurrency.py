@@ -197,3 +197,49 @@ def test_two_workers_race_on_one_database(workers: tuple[App, App]) -> None:
     assert len(rows_of_ticket(two, doc["ticket_id"])) == 1
     assert probe.raced(ticket), "the race never happened"
     assert_ledger_consistent(two)
+
+
+def test_sealers_racing_writers_seal_every_event_once(workers: tuple[App, App]) -> None:
+    one, two = workers
+    done = threading.Event()
+    sealed: list[int] = []
+
+    def work(i: int) -> None:
+        if i < 3:  # sealers, on both workers, until the writers are done
+            app = one if i % 2 else two
+            while not done.wait(0.002):  # a breath between rounds, as a real sealer has
+                sealed.append(app.log.seal(app.clock.now()))
+            return
+        app = one if i % 2 else two
+        for _ in range(8):
+            app.validate(rating())
+
+    writers_left = [THREADS - 3]
+    lock = threading.Lock()
+
+    def run(i: int) -> None:
+        try:
+            work(i)
+        finally:
+            if i >= 3:
+                with lock:
+                    writers_left[0] -= 1
+                    if writers_left[0] == 0:
+                        done.set()
+
+    race(run)
+    one.log.seal(one.clock.now())
+    with one.ledger.engine.connect() as conn:
+        events = conn.execute(sa.select(sa.func.count()).select_from(t.events)).scalar_one()
+        leaves = conn.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.count(sa.distinct(t.log_leaves.c.event_id)),
+                sa.func.max(t.log_leaves.c.leaf_index),
+            )
+        ).one()
+    assert leaves[0] == leaves[1] == events  # every event sealed, none twice
+    assert leaves[2] == events - 1  # leaf indexes 0..n-1 without a gap
+    assert sum(sealed) > 0  # the sealers did work while the writers wrote
+    report = two.log.verify(two.clock.now())
+    assert report.ok and report.unsealed == 0, report.problems
