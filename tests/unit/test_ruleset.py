@@ -44,7 +44,7 @@ def test_default_ruleset_parses() -> None:
     assert rs.limit("device.day").window_s is None and rs.limit("device.day").calendar_day
     assert rs.limit("venue.ip.burst").reason == "rate_limit.ip"
     assert rs.section("intake") == {"max_clock_skew_s": 300}
-    assert rs.section("detect") == {}
+    assert rs.section("no_such_section") == {}
     assert rs.build_rubric() == DEFAULT_RUBRIC
 
 
