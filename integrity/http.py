@@ -47,7 +47,9 @@ def _item(item: IngestItem) -> dict[str, Any]:
 
 
 class _Sealer:
-    """Seals events every ``every`` seconds until stopped (one thread per process)."""
+    """Every ``every`` seconds, until stopped: seal new events into the Merkle log, and
+    pick up a venue registry that ``integrity venues load`` replaced meanwhile (one
+    thread per process; a failed round is logged and the next one retries)."""
 
     def __init__(self, app: App, every: float) -> None:
         self.app = app
@@ -56,11 +58,25 @@ class _Sealer:
         self.thread = threading.Thread(target=self._run, name="integrity-sealer", daemon=True)
 
     def _run(self) -> None:
+        venues_seen = self._venues_version()
         while not self.stop.wait(self.every):
             try:
                 self.app.log.seal(self.app.clock.now())
+                version = self._venues_version()
+                if version != venues_seen:
+                    self.app.reload_venues()
+                    venues_seen = version
+                    log.info("venue registry reloaded")
             except EngineError as err:  # keep serving; the next round retries
-                log.warning("sealing failed: %s", err)
+                log.warning("sealer round failed: %s", err)
+            except Exception:  # a background thread must not die silently
+                log.exception("sealer round failed unexpectedly; retrying next round")
+
+    def _venues_version(self) -> int | None:
+        try:
+            return self.app.ledger.last_event_id("venues.loaded")
+        except EngineError:
+            return None
 
     def __enter__(self) -> _Sealer:
         self.thread.start()

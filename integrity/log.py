@@ -35,7 +35,31 @@ EVENT_FIELDS = (
     "evidence",
     "at",
 )
-RATING_FIELDS = tuple(c.name for c in t.ratings.columns)
+# Leaf format v1: a fixed list of fields, so a later migration that adds a column does
+# not change what earlier leaves hash. A new format gets a new version (and a new list).
+LEAF_FORMAT = 1
+RATING_FIELDS = (
+    "rating_id",
+    "fingerprint",
+    "ticket_id",
+    "claims_ticket",
+    "window_id",
+    "staff_id",
+    "service_type",
+    "channel",
+    "served_at",
+    "submitted_at",
+    "submitted_at_given",
+    "received_at",
+    "occurred_at",
+    "scores",
+    "composite",
+    "comment",
+    "ip_hash",
+    "prefix_hash",
+    "device_hash",
+    "rule_set_id",
+)
 
 
 def _plain(value: Any) -> Any:
@@ -46,7 +70,7 @@ def _plain(value: Any) -> Any:
 
 def leaf_data(event: Mapping[str, Any], rating: Mapping[Any, Any] | None) -> bytes:
     """The bytes a leaf hashes: the event row, and for a decision its rating row."""
-    doc: dict[str, Any] = {"event": {k: _plain(event[k]) for k in EVENT_FIELDS}}
+    doc: dict[str, Any] = {"v": LEAF_FORMAT, "event": {k: _plain(event[k]) for k in EVENT_FIELDS}}
     if rating is not None:
         doc["rating"] = {k: _plain(rating[k]) for k in RATING_FIELDS}
     return canonical_json(doc).encode()
@@ -57,7 +81,7 @@ def _event_query(leaves: bool = False) -> sa.Select[Any]:
 
     With ``leaves``, driven by the log: every leaf with its event (if it still exists).
     """
-    rating_cols = [c.label(f"r_{c.name}") for c in t.ratings.columns]
+    rating_cols = [t.ratings.c[k].label(f"r_{k}") for k in RATING_FIELDS]
     cols = [*[t.events.c[k] for k in EVENT_FIELDS], *rating_cols]
     with_rating = sa.and_(
         t.ratings.c.rating_id == t.events.c.rating_id, t.events.c.kind == "decision"

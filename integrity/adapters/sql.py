@@ -287,6 +287,14 @@ class SqlLedger:
         out["scores"] = json.loads(out["scores"])
         return out
 
+    def last_event_id(self, kind: str) -> int | None:
+        """Id of the newest event of ``kind`` (e.g. ``venues.loaded``), or ``None``."""
+        with translate_errors(), self.reader.connect() as conn:
+            value = conn.execute(
+                sa.select(sa.func.max(t.events.c.event_id)).where(t.events.c.kind == kind)
+            ).scalar()
+        return int(value) if value is not None else None
+
     def events_of(self, rating_id: int) -> list[Event]:
         with translate_errors(), self.engine.connect() as conn:
             rows = conn.execute(

@@ -108,3 +108,24 @@ def test_serve_over_real_http(server: tuple[str, dict[str, str]], tmp_path: Path
             break
         time.sleep(0.5)
     assert "(0 event(s) not yet sealed)" in res.stdout, res.stdout
+
+
+def test_running_server_picks_up_a_new_venue_registry(
+    server: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    base, env = server
+    hall_ip = "198.51.100.77"
+    venues = tmp_path / "venues.json"
+    venues.write_text('{"venues": [{"venue_id": "H1", "networks": ["198.51.100.77/32"]}]}')
+    cli = [sys.executable, str(ROOT / "cli.py")]
+    res = subprocess.run(
+        [*cli, "venues", "load", str(venues)], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stderr
+    time.sleep(5)  # the server's background round (every 2 s) reloads the registry
+    with httpx.Client(base_url=base, timeout=10) as client:
+        statuses = [
+            client.post("/v1/ratings", json=rating(ip=hall_ip)).json()["status"] for _ in range(25)
+        ]
+    # an ordinary address holds ratings past 20 in ten minutes (ip.burst); a hall's does not
+    assert statuses == ["accepted"] * 25
