@@ -49,6 +49,7 @@ from audit_sampling.context import (
     strata,
 )
 from audit_sampling.frames import FrameError, FrameHeader, FrameReader, FrameWriter
+from audit_sampling.parallel import draw_frame
 from audit_sampling.stats import estimate
 from audit_sampling.verify import SAMPLE_FORMAT
 from integrity.adapters import tables as t
@@ -278,12 +279,15 @@ def stream_frame(
     risk_base: Mapping[str, int] | None = None,
 ) -> sampler.Draw:
     """Re-read the stored frame once (checking it against its SHA-256) and draw from it."""
-    reader = FrameReader(frame_chunks(ctx, frame.frame_id))
     try:
-        result = sampler.draw(
-            reader, seed, takes, risk_take=risk_take, risk_min=risk_min, risk_base=risk_base
+        result, digest = draw_frame(
+            lambda: FrameReader(frame_chunks(ctx, frame.frame_id)),
+            seed,
+            takes,
+            risk_take=risk_take,
+            risk_min=risk_min,
+            risk_base=risk_base,
         )
-        digest = reader.finish()
     except FrameError as err:
         raise EngineError(f"stored frame {frame.frame_id} is damaged: {err}") from None
     if digest.sha256 != frame.frame_hash:

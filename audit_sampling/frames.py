@@ -334,17 +334,17 @@ class Block:
 def parse_block(text: str, n: int, line: int, prev: int, decode: Mapping[str, str]) -> Block:
     """Check ``n`` complete lines (after ``line`` lines) whose ids must exceed ``prev``.
 
-    The checks run on whole columns at C speed; a chunk that fails them, or that
-    holds a window id shaped like a risk value and a comma, is read line by line,
-    which raises :class:`FrameError` at the first wrong line.
+    The checks run on whole columns at C speed; a chunk that fails them is read line
+    by line, which raises :class:`FrameError` at the first wrong line.
     """
     fields = text.replace("\n", ",").split(",")
     rids, encs, risks = fields[0::3], fields[1::3], fields[2::3]
-    ok = len(fields) == 3 * n and _RISK_THEN_COMMA.search(text) is None
+    ok = len(fields) == 3 * n
     if ok:
-        digits = ",".join(rids)
+        digits = "," + ",".join(rids)
+        # ascii digits only, and no leading zero (",0" only where the id is 0 itself)
         ok = digits.replace(",", "").isdigit() and digits.isascii()
-        ok = ok and _LEADING_ZERO.search(digits) is None
+        ok = ok and (",0" not in digits or _LEADING_ZERO.search(digits) is None)
     if ok:
         ids = list(map(int, rids))
         joined = "".join(risks)
@@ -357,6 +357,8 @@ def parse_block(text: str, n: int, line: int, prev: int, decode: Mapping[str, st
             and joined.replace(".", "").isdigit()
             and joined.isascii()
             and all(e in decode for e in seen)
+            # every line holds exactly its three fields
+            and "\n".join(map(",".join, zip(rids, encs, risks, strict=True))) == text
         )
     if not ok:
         rids, encs, risks, ids = _parse_lines(text.split("\n"), line, prev, decode)
@@ -364,20 +366,14 @@ def parse_block(text: str, n: int, line: int, prev: int, decode: Mapping[str, st
     return Block(rids, encs, risks, ids, seen, decode)
 
 
-_LEADING_ZERO = re.compile(r"(?:^|,)0[0-9]")
-# A line with more than three fields always holds a risk followed by a comma.
-_RISK_THEN_COMMA = re.compile(r"\.[0-9]{6},")
+_LEADING_ZERO = re.compile(r",0[0-9]")
 _RISKS = re.compile(r"[0-9]\.[0-9]{6}")
 
 
 def _parse_lines(
     lines: list[str], line: int, prev: int, decode: Mapping[str, str]
 ) -> tuple[list[str], list[str], list[str], list[int]]:
-    """Check a chunk line by line (the slow path); return its columns or raise where it fails.
-
-    The fast path hands a chunk here when a check fails, and also when a window id
-    looks like a risk value followed by a comma, which only a line-wise parse settles.
-    """
+    """Check a chunk line by line (the slow path); return its columns or raise where it fails."""
     rids, encs, risks, ids = [], [], [], []
     for text in lines:
         line += 1

@@ -13,11 +13,11 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from audit_sampling.frames import FrameDigest, FrameError, FrameReader, parse_block
-from audit_sampling.sampler import Draw, Sampling, draw
+from audit_sampling.sampler import Draw, Sampling, Shortfall
 
 
 def default_workers() -> int:
@@ -30,7 +30,7 @@ def default_workers() -> int:
 
 
 def draw_frame(
-    reader: FrameReader,
+    source: FrameReader | Callable[[], FrameReader],
     seed: str,
     takes: Mapping[str, int],
     *,
@@ -39,16 +39,38 @@ def draw_frame(
     risk_base: Mapping[str, int] | None = None,
     workers: int = 1,
 ) -> tuple[Draw, FrameDigest]:
-    """Draw from every row of ``reader`` and check the whole frame; ``workers`` processes.
+    """Draw from every row of a frame and check the whole frame; ``workers`` processes.
 
+    ``source`` is a reader, or a function that opens one: then the draw starts each
+    window's bar from the frame's stratum sizes (most rows are rejected at once) and,
+    in the rare case a window comes up short, reads the frame again without.
     ``workers <= 1`` draws in this process. Raises :class:`FrameError` for the first
     defect (by line) and ``ValueError`` for bad settings.
     """
     options: dict[str, Any] = {"risk_take": risk_take, "risk_min": risk_min, "risk_base": risk_base}
-    if workers <= 1:
-        result = draw(reader, seed, takes, **options)
-        return result, reader.finish()
     Sampling(seed, takes, **options)  # settings errors surface here, not in a worker
+    if not callable(source):
+        return _draw_frame(source, seed, takes, options, workers, optimistic=False)
+    try:
+        return _draw_frame(source(), seed, takes, options, workers, optimistic=True)
+    except Shortfall:
+        return _draw_frame(source(), seed, takes, options, workers, optimistic=False)
+
+
+def _draw_frame(
+    reader: FrameReader,
+    seed: str,
+    takes: Mapping[str, int],
+    options: dict[str, Any],
+    workers: int,
+    optimistic: bool,
+) -> tuple[Draw, FrameDigest]:
+    options = {**options, "sizes": dict(reader.header.strata) if optimistic else None}
+    if workers <= 1:
+        sampling = Sampling(seed, takes, **options)
+        sampling.feed(reader)
+        digest = reader.finish()
+        return sampling.finish(), digest
     ctx: Any = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     inbox: Any = ctx.Queue(maxsize=2 * workers)
     outbox: Any = ctx.Queue()

@@ -48,6 +48,10 @@ _ID_BITS = 64  # composite heap entry: (key << 64) | rating_id
 _ID_LIMIT = 1 << (_ID_BITS - 1)
 _NO_BAR = 10**9  # above every 9-digit key: an unfilled heap takes everything
 _NO_BAR4 = 10**4
+# An optimistic start bar sits at (take + 6 sqrt(take) + 20) / N: the chance that fewer
+# than ``take`` tickets fall below it is under 1e-9 for every take.
+_MARGIN_SIGMA = 6.0
+_MARGIN_EXTRA = 20.0
 # The first digits of a ticket are the last decimal digits of d, reversed: with this
 # table a ticket's first 9 digits come from d % 10**9 without building a string.
 _REVERSED = [int(f"{i:04d}"[::-1]) for i in range(10000)]
@@ -175,6 +179,10 @@ class Draw:
         return Tickets(self.seed)
 
 
+class Shortfall(Exception):
+    """A window's optimistic start bar was too low (odds below 1e-9 per window): redraw."""
+
+
 def draw(
     items: Iterable[tuple[str, str, str]],
     seed: str,
@@ -202,7 +210,10 @@ class Sampling:
 
     Consistent sampling is mergeable: drawing from the union of disjoint parts equals
     merging the parts' states (:meth:`state` / :meth:`merge`), which is how
-    :mod:`audit_sampling.parallel` spreads a frame over processes.
+    :mod:`audit_sampling.parallel` spreads a frame over processes. ``sizes`` (window
+    id -> rows that will be fed) lets most rows be rejected on 4 digits from the
+    start; :meth:`finish` then raises :class:`Shortfall` in the rare case a window
+    came up short, and the caller must draw again without ``sizes``.
     """
 
     def __init__(
@@ -213,6 +224,7 @@ class Sampling:
         risk_take: int = 0,
         risk_min: float = 0.0,
         risk_base: Mapping[str, int] | None = None,
+        sizes: Mapping[str, int] | None = None,
     ) -> None:
         self.seed = seed
         self.prefix = seed_prefix(seed)
@@ -229,6 +241,17 @@ class Sampling:
         self.strata: dict[str, list[Any]] = {
             w: [[], k, _NO_BAR, [], _NO_BAR4] for w, k in takes.items() if k > 0
         }
+        # With the strata's sizes known, start each bar near where it will end: far
+        # fewer items reach the heap. If a window ends short, finish() raises
+        # Shortfall and the caller draws again without (see parallel.draw_frame).
+        self.optimistic: set[str] = set()
+        for w, st in self.strata.items():
+            size = (sizes or {}).get(w, 0)
+            if size > st[1]:
+                q = (st[1] + _MARGIN_SIGMA * math.sqrt(st[1]) + _MARGIN_EXTRA) / size
+                if q < 1:
+                    st[4] = int(q * 10000)
+                    self.optimistic.add(w)
         self.risk_take = risk_take
         self.risk_min = risk_min
         self.risk_keep = risk_take + sum(self.base.values())
@@ -312,6 +335,10 @@ class Sampling:
 
     def finish(self) -> Draw:
         """Settle every stratum on full tickets and pick the risk stratum."""
+        for w in sorted(self.optimistic):
+            st = self.strata[w]
+            if len(st[0]) < st[1]:
+                raise Shortfall(w)
         uniform = {w: _settle(self.prefix, st[0], st[3]) for w, st in self.strata.items()}
         risk_ids: list[int] = []
         info: dict[int, tuple[str, float]] = {}

@@ -197,8 +197,13 @@ def verify_bundle(bundle: Bundle, workers: int = 1) -> Verification:
     risk_min = float(risk_doc.get("min") or 0.0)
     _check_risk_history(v, risk_doc, items)
     try:
+        opened = [reader]  # the reader already open, then fresh ones if a redraw is needed
+
+        def open_reader() -> FrameReader:
+            return opened.pop() if opened else FrameReader(bundle.frame())
+
         derived, digest = draw_frame(
-            reader,
+            open_reader,
             seed,
             takes,
             risk_take=risk_take,

@@ -120,8 +120,15 @@ def main() -> None:
         rss_frame = peak_rss_mb()
 
         t0, c0 = time.perf_counter(), cpu_s()
-        with open(path, "rb") as f:
-            result, check = draw_frame(FrameReader(chunks_of(f)), SEED, takes, workers=args.workers)
+
+        def frame_bytes() -> Iterator[bytes]:
+            with open(path, "rb") as f:
+                yield from chunks_of(f)
+
+        def open_frame() -> FrameReader:
+            return FrameReader(frame_bytes())
+
+        result, check = draw_frame(open_frame, SEED, takes, workers=args.workers)
         t_draw, c_draw = time.perf_counter() - t0, cpu_s() - c0
         size_mb = os.path.getsize(path) / 1e6
     assert check.sha256 == digest.sha256, "read-back hash differs"

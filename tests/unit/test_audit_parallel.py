@@ -62,3 +62,30 @@ def test_errors_name_the_same_line(workers: int) -> None:
     bad[300] = bad[300].replace(b",W", b",X")
     with pytest.raises(FrameError, match=r"line 301: window 'X\d' is not a stratum"):
         draw_frame(FrameReader(chunks(b"\n".join(bad), 211)), SEED, {"W1": 3}, workers=workers)
+
+
+def test_an_optimistic_start_that_comes_up_short_is_drawn_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data, strata = frame()
+    takes = sampler.plan(strata, "0.2", 5)
+    exact, _ = draw_frame(FrameReader(chunks(data)), SEED, takes)
+    opened = []
+
+    def source() -> FrameReader:
+        opened.append(1)
+        return FrameReader(chunks(data))
+
+    assert draw_frame(source, SEED, takes)[0].uniform == exact.uniform
+    assert len(opened) == 1  # the usual case: one pass
+    # a start bar far too low: every window comes up short, and the frame is read again
+    monkeypatch.setattr(sampler, "_MARGIN_SIGMA", -3.0)
+    monkeypatch.setattr(sampler, "_MARGIN_EXTRA", -0.5 * min(takes.values()))
+    with pytest.raises(sampler.Shortfall):
+        s = sampler.Sampling(SEED, takes, sizes=strata)
+        s.feed(FrameReader(chunks(data)))
+        s.finish()
+    opened.clear()
+    for workers in (1, 2):
+        assert draw_frame(source, SEED, takes, workers=workers)[0].uniform == exact.uniform
+    assert len(opened) == 4
