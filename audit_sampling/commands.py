@@ -33,10 +33,13 @@ from integrity.render import render
 
 @contextmanager
 def audit_context(
-    home: str | None, db_url: str | None, redis_url: str | None
+    home: str | None, db_url: str | None, redis_url: str | None, seal: bool = False
 ) -> Iterator[AuditContext]:
+    """The audit services over the instance; ``seal``: seal new ledger events afterwards."""
     with opened(home, db_url, redis_url) as app:
         yield AuditContext.from_app(app)
+        if seal:
+            app.log.seal(app.clock.now())
 
 
 def _out() -> Any:
@@ -99,7 +102,7 @@ def frame_command(
     """
     from audit_sampling.draws import make_frame
 
-    with audit_context(home, db_url, redis_url) as ctx:
+    with audit_context(home, db_url, redis_url, seal=True) as ctx:
         res = make_frame(ctx, period, current_actor(actor), output)
     f = res.frame
     click.echo(f"frame {f.frame_id}: {f.period}, {f.ratings} ratings in {len(f.strata)} windows")
@@ -210,7 +213,7 @@ def draw_command(
     """
     from audit_sampling.draws import draw_sample
 
-    with audit_context(home, db_url, redis_url) as ctx:
+    with audit_context(home, db_url, redis_url, seal=True) as ctx:
         out = draw_sample(
             ctx,
             frame,
@@ -350,7 +353,7 @@ def expand_command(
     """
     from audit_sampling.draws import expand
 
-    with audit_context(home, db_url, redis_url) as ctx:
+    with audit_context(home, db_url, redis_url, seal=True) as ctx:
         rep = expand(ctx, sample, current_actor(actor), dry_run=dry_run)
     rows = [s.as_dict() for s in rep.strata]
     render(
@@ -420,7 +423,7 @@ def batches_command(
     from audit_sampling.context import load_sample
     from audit_sampling.draws import sample_items
 
-    with audit_context(home, db_url, redis_url) as ctx:
+    with audit_context(home, db_url, redis_url, seal=True) as ctx:
         if sample is not None or size is not None or auditors:
             s = load_sample(ctx, sample)
             unbatched = [i for i in sample_items(ctx, s.sample_id) if i["batch_id"] is None]
@@ -450,7 +453,7 @@ def assign_command(
     """Give BATCH to an auditor (until a finding is recorded in it)."""
     from audit_sampling.batches import assign
 
-    with audit_context(home, db_url, redis_url) as ctx:
+    with audit_context(home, db_url, redis_url, seal=True) as ctx:
         b = assign(ctx, batch, auditor, current_actor(actor))
     click.echo(f"batch {b.batch_id} assigned to {b.auditor_id}")
 
@@ -488,7 +491,7 @@ def pull_command(
     """Export BATCH for its auditor (pseudonymised fields only) with a manifest; the pull is logged."""
     from audit_sampling.batches import pull
 
-    with audit_context(home, db_url, redis_url) as ctx:
+    with audit_context(home, db_url, redis_url, seal=True) as ctx:
         p = pull(ctx, batch, auditor, fmt, file_name=output.name, via="cli")
     output.write_bytes(p.data)
     mpath = manifest or output.with_name(output.name + ".manifest.json")
@@ -562,7 +565,7 @@ def record_command(
         raise InvalidInput(
             [FieldError("file", f"not UTF-8: {err}")], what="findings file"
         ) from None
-    with audit_context(home, db_url, redis_url) as ctx:
+    with audit_context(home, db_url, redis_url, seal=True) as ctx:
         try:
             res = record_csv(ctx, batch, auditor, text)
         except InvalidInput as err:
@@ -779,7 +782,7 @@ def token_command(
     """Issue an HTTP API token for an auditor (shown once; only its hash is stored)."""
     from integrity.model import Event
 
-    with audit_context(home, db_url, redis_url) as ctx:
+    with audit_context(home, db_url, redis_url, seal=True) as ctx:
         person = ctx.supervisor(current_actor(actor))
         ctx.auditor(auditor)
         token = ctx.people.issue_token(auditor)

@@ -736,6 +736,8 @@ def sample_manifest(ctx: AuditContext, sample_ref: int | str | None) -> dict[str
             "period": frame.period,
             "checkpoint": frame.checkpoint,
             "ratings": frame.ratings,
+            "created_at": frame.created_at.isoformat(),
+            "created_by": frame.created_by,
             "file": "frame.csv",
         },
         "rate": sample.rate,

@@ -227,12 +227,31 @@ def verify_bundle(bundle: Bundle, workers: int = 1) -> Verification:
         f"frame {digest.sha256[:16]}…: {digest.ratings} ratings in {len(header.strata)} windows, "
         f"stands on {header.checkpoint}"
     )
+    _check_times(v, m, frame_meta)
     _compare_items(v, items, derived, takes, risk_take)
     v.items = len(items)
     v.windows = len(header.strata)
     for p in bundle.pulls:
         _check_pull(v, p, m, items)
     return v
+
+
+def _check_times(v: Verification, m: Mapping[str, Any], frame_meta: Mapping[str, Any]) -> None:
+    """The frame must have been committed before the draw (the seed came in between)."""
+    made, drawn = frame_meta.get("created_at"), m.get("drawn_at")
+    if not made or not drawn:
+        return
+    try:
+        if datetime.fromisoformat(str(drawn)) < datetime.fromisoformat(str(made)):
+            v.fail(f"sample.json: drawn at {drawn}, before its frame was committed ({made})")
+            return
+    except ValueError:
+        v.fail("sample.json: drawn_at or frame.created_at is not an ISO 8601 time")
+        return
+    v.notes.append(
+        f"frame committed {made}, sample drawn {drawn}: the seed must have been made public "
+        "in between (see the seed note)"
+    )
 
 
 def _check_stratum(

@@ -205,8 +205,8 @@ def test_the_frame_is_the_population_as_of_its_checkpoint(audit: Any) -> None:
 # -- batches and pulls ---------------------------------------------------------------------
 
 
-def test_batches_and_pseudonymised_pulls_are_logged(audit: Any) -> None:
-    app, ctx = audit
+def test_batches_and_pseudonymised_pulls_are_logged(audit_any: Any) -> None:
+    app, ctx = audit_any
     out = drawn(ctx)
     made = batches.split(ctx, out.sample.sample_id, "boss", 6, ["aud1", "aud2"])
     assert [b.items for b in made] == [6, 6, 3]

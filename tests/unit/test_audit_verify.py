@@ -222,6 +222,12 @@ def _swap_risk(folder: Path, m: dict[str, Any]) -> None:
     save(folder, m)
 
 
+def _backdate(folder: Path, m: dict[str, Any]) -> None:
+    m["frame"]["created_at"] = "2026-11-02T10:00:00+00:00"
+    m["drawn_at"] = "2026-11-01T10:00:00+00:00"
+    save(folder, m)
+
+
 def _drop_window(folder: Path, m: dict[str, Any]) -> None:
     m["strata"] = [s for s in m["strata"] if s["window_id"] != "H2-W01"]
     m["items"] = [i for i in m["items"] if i["window_id"] != "H2-W01"]
@@ -246,6 +252,7 @@ TAMPERING = {
     "ticket edited": (_edit_ticket, "items[0]: rating"),
     "risk item swapped": (_swap_risk, "risk stratum rank 1"),
     "window dropped": (_drop_window, "window 'H2-W01' of the frame has no stratum"),
+    "drawn before the frame existed": (_backdate, "before its frame was committed"),
 }
 
 
