@@ -143,6 +143,12 @@ def make_frame(
     """
     person = ctx.supervisor(actor)
     period = Period.month(period_text, ctx.timezone)
+    drawn = _drawn_in(ctx, period.label)
+    if drawn is not None:
+        raise PolicyViolation(
+            f"{period.label} already has sample {drawn[0]} (frame {drawn[1]}); a period is "
+            "drawn once, so a new frame could never be drawn"
+        )
     now = ctx.now()
     head = ctx.log.checkpoint(now)
     tmp: Path | None = None
@@ -468,18 +474,24 @@ def _check_drawable(ctx: AuditContext, frame: FrameRecord) -> None:
             f"frame {frame.frame_id} is superseded by frame {latest} for {frame.period}; "
             "only the latest frame of a period can be drawn"
         )
-    ids = [f.frame_id for f in same_period]
-    with translate_errors(), ctx.ledger.engine.connect() as conn:
-        drawn = conn.execute(
-            sa.select(at.audit_samples.c.sample_id, at.audit_samples.c.frame_id).where(
-                at.audit_samples.c.frame_id.in_(ids)
-            )
-        ).first()
+    drawn = _drawn_in(ctx, frame.period)
     if drawn is not None:
         raise PolicyViolation(
-            f"{frame.period} already has sample {drawn.sample_id} (frame {drawn.frame_id}); "
+            f"{frame.period} already has sample {drawn[0]} (frame {drawn[1]}); "
             "a period is drawn once"
         )
+
+
+def _drawn_in(ctx: AuditContext, period: str) -> tuple[int, int] | None:
+    """(sample id, frame id) of the period's sample, if it was drawn."""
+    s, f = at.audit_samples, at.audit_frames
+    with translate_errors(), ctx.ledger.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(s.c.sample_id, s.c.frame_id)
+            .select_from(s.join(f, f.c.frame_id == s.c.frame_id))
+            .where(f.c.period == period)
+        ).first()
+    return None if row is None else (int(row[0]), int(row[1]))
 
 
 # -- expansion -----------------------------------------------------------------------------

@@ -126,6 +126,8 @@ def test_frame_draw_and_the_seed_lock(audit_any: Any) -> None:
         draws.draw_sample(ctx, f.frame_id, SEED, "boss", rate="0.2")
     with pytest.raises(PolicyViolation, match="already has sample"):
         draws.draw_sample(ctx, f.frame_id, "99999999999999999999", "boss")
+    with pytest.raises(PolicyViolation, match="could never be drawn"):
+        draws.make_frame(ctx, "2026-10", "boss")
     # the same seed on another frame (another period) is refused
     populate(app, {"W1": 3}, SEP)
     sep = draws.make_frame(ctx, "2026-09", "boss").frame
