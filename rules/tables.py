@@ -1,5 +1,79 @@
-"""SQL tables owned by `rules`, on the ledger's shared metadata (see integrity/adapters/tables.py)."""
+"""SQL tables owned by `rules`, on the ledger's shared metadata (see integrity/adapters/tables.py).
+
+Detection keeps its own bookkeeping here; every status change it causes is still a
+ledger event (``hold``, ``clear``, ``confirm``). Rows are only ever inserted.
+
+* ``detect_runs``: one row per ``integrity detect`` run (range, counts, rule set).
+* ``detect_holds``: which evidence (fingerprint) held which rating, and by which event;
+  a run skips a (rating, fingerprint) it has already acted on, so running twice
+  changes nothing.
+* ``detect_cleared``: evidence a reviewer cleared a rating of; never held again for it.
+* ``detect_cases``: window-level findings (coerced high scores) opened for review.
+
+Migration: ``integrity/migrations/versions/0300_detect.py``.
+"""
 
 from __future__ import annotations
 
-from integrity.adapters.tables import metadata  # noqa: F401 - tables register on it
+import sqlalchemy as sa
+
+from integrity.adapters.tables import UTCDateTime, metadata
+
+detect_runs = sa.Table(
+    "detect_runs",
+    metadata,
+    sa.Column(
+        "run_id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("since", UTCDateTime),
+    sa.Column("until", UTCDateTime),
+    sa.Column("rule_set_id", sa.String(32), nullable=False),
+    sa.Column("ratings", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("flags", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("held", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("cases", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("complete", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+detect_holds = sa.Table(
+    "detect_holds",
+    metadata,
+    sa.Column("rating_id", sa.BigInteger, sa.ForeignKey("ratings.rating_id"), primary_key=True),
+    sa.Column("fingerprint", sa.String(16), primary_key=True),
+    sa.Column("detector", sa.String(32), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("event_id", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.BigInteger, nullable=False),
+)
+
+detect_cleared = sa.Table(
+    "detect_cleared",
+    metadata,
+    sa.Column("rating_id", sa.BigInteger, sa.ForeignKey("ratings.rating_id"), primary_key=True),
+    sa.Column("fingerprint", sa.String(16), primary_key=True),
+    sa.Column("cleared_by", sa.String(64), nullable=False),
+    sa.Column("cleared_at", UTCDateTime, nullable=False),
+    sa.Column("event_id", sa.BigInteger, nullable=False),
+)
+
+detect_cases = sa.Table(
+    "detect_cases",
+    metadata,
+    sa.Column("subject", sa.String(128), primary_key=True),  # case:window:<id>
+    sa.Column("fingerprint", sa.String(16), nullable=False),
+    sa.Column("window_id", sa.String(64), nullable=False),
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("event_id", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.BigInteger, nullable=False),
+    sa.Column("ratings_held", sa.Integer, nullable=False, server_default="0"),
+)
+
+
+def metadata_tables() -> tuple[sa.Table, ...]:
+    """Every table detection owns (children first: safe order to empty them)."""
+    return (detect_holds, detect_cleared, detect_cases, detect_runs)
