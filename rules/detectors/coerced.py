@@ -1,0 +1,165 @@
+"""Coerced high scores: a window whose on-the-spot ratings are abnormally uniform and high.
+
+Citizens pressed at the counter rate at once and straight-line the maximum; the same
+window's later ratings (from home, hours after) are not pressed. So the test compares,
+per window, the share of straight-lined all-maximum ratings among *fast* ratings
+(within ``fast_s`` of service; straight-lined: every dimension at the maximum but at
+most one, one step lower) with what the window's own *slow* ratings predict,
+given the fast-versus-slow odds ratio typical of its peers (windows of the same
+service type when there are enough, all windows otherwise; a median, so coerced
+windows do not set the norm). Counts are beta-binomial with the dispersion of all
+window-days; the onset day is scanned (change point, Bonferroni over days); windows
+are corrected with Benjamini-Hochberg. Small windows simply give larger p-values.
+
+A flagged window is a *case* (``case:window:<id>``) for review; its suspect ratings
+(straight-lined, fast, from the onset on) are held.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, logit
+
+from rules.detectors.base import Detector, Flag, as_ids, fingerprint, fmt_p, neglog10
+from rules.detectors.features import Frame
+from rules.detectors.stats import rho_median, scan_matrix
+
+
+class CoercedDetector(Detector):
+    """Units: windows; score ``-log10`` of the onset-scanned p-value."""
+
+    name = "coerced"
+    reason = "outlier.coerced"
+
+    def __init__(self, *, fast_s: float = 180.0, min_peers: int = 4, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.fast_s = fast_s
+        self.min_peers = min_peers
+
+    def _cells(self, X: Frame) -> pd.DataFrame:
+        df = X.frame
+        d = df.loc[
+            ~df["dup"] & df["delay_s"].notna(),
+            [
+                "win",
+                "day",
+                "stype",
+                "window_id",
+                "delay_s",
+                "topbox",
+                "top",
+                "counted",
+                "in_scope",
+                "rating_id",
+            ],
+        ]
+        fast = (d["delay_s"] >= -60) & (d["delay_s"] <= self.fast_s)
+        return d.assign(fast=fast, straight=d["topbox"])
+
+    def _score(self, X: Frame) -> pd.DataFrame:
+        d = self._cells(X)
+        if d.empty:
+            return pd.DataFrame(columns=["win", "p", "score", "weight"])
+        d = d.assign(kf=d["straight"] & d["fast"], slow=~d["fast"], ks=d["straight"] & ~d["fast"])
+        w = d.groupby("win").agg(
+            n_f=("fast", "sum"),
+            k_f=("kf", "sum"),
+            n_s=("slow", "sum"),
+            k_s=("ks", "sum"),
+            window_id=("window_id", "first"),
+        )
+        w["stype"] = (
+            d.groupby(["win", "stype"]).size().groupby(level=0).idxmax().map(lambda t: t[1])
+        )
+        # smoothed logits of each window's slow and fast straight-lined shares
+        g_s = (w["k_s"].sum() + 1) / (w["n_s"].sum() + 2)
+        p_s = (w["k_s"] + 10 * g_s) / (w["n_s"] + 10)
+        p_f = (w["k_f"] + 1) / (w["n_f"] + 2)
+        log_or = logit(p_f.clip(1e-4, 1 - 1e-4)) - logit(p_s.clip(1e-4, 1 - 1e-4))
+        beta_all = float(np.median(log_or)) if len(log_or) else 0.0
+        beta = pd.Series(beta_all, index=w.index)
+        for _st, members in w.groupby("stype").groups.items():
+            if len(members) >= self.min_peers:
+                beta.loc[members] = float(np.median(log_or.loc[members]))
+        w["p_exp"] = expit(logit(p_s.clip(1e-4, 1 - 1e-4)) + beta)
+        # between-window dispersion around the expectation, from the median window
+        self.rho_ = rho_median(w["k_f"], w["n_f"], w["p_exp"])
+        day = (
+            d[d["fast"]].groupby(["win", "day"]).agg(n=("straight", "size"), k=("straight", "sum"))
+        )
+        day = day.reset_index()
+        wins, wi = np.unique(day["win"].to_numpy(), return_inverse=True)
+        days, di = np.unique(day["day"].to_numpy(), return_inverse=True)
+        K = np.zeros((len(wins), len(days)))
+        N = np.zeros((len(wins), len(days)))
+        K[wi, di] = day["k"].to_numpy()
+        N[wi, di] = day["n"].to_numpy()
+        p_exp = w["p_exp"].reindex(wins).to_numpy()
+        split, k_after, n_after, pv = scan_matrix(K, N, p_exp, self.rho_)
+        rows = {
+            "win": wins,
+            "window_id": w["window_id"].reindex(wins).to_numpy(),
+            "onset_day": days[split],
+            "k": k_after.astype(np.int64),
+            "n": n_after.astype(np.int64),
+            "p_exp": p_exp,
+            "p_slow": p_s.reindex(wins).to_numpy(),
+            "p": pv,
+            "weight": k_after.astype(np.int64),
+        }
+        units = pd.DataFrame(rows)
+        if units.empty:
+            return pd.DataFrame(columns=["win", "p", "score", "weight"])
+        # only excess matters: a window below expectation has p near 1 anyway
+        units["score"] = neglog10(units["p"].to_numpy())
+        self.beta_ = beta_all
+        return units
+
+    def _threshold(self, units: pd.DataFrame, total_ratings: int) -> float:
+        return super()._threshold(units, total_ratings)
+
+    def flags(self, X: Frame) -> list[Flag]:
+        u = self.units_
+        if u.empty or not np.isfinite(self.threshold_):
+            return []
+        d = self._cells(X)
+        out = []
+        for _, r in u[u["score"] >= self.threshold_].iterrows():
+            g = d[
+                (d["win"] == r["win"])
+                & (d["day"] >= r["onset_day"])
+                & d["fast"]
+                & d["top"]
+                & d["counted"]
+                & d["in_scope"]
+            ]
+            window = str(r["window_id"])
+            onset = pd.Timestamp(int(r["onset_day"]) * 86400, unit="s").date()
+            out.append(
+                Flag(
+                    detector=self.name,
+                    reason=self.reason,
+                    unit=f"window:{window}",
+                    rating_ids=as_ids(g["rating_id"]),
+                    score=float(r["score"]),
+                    threshold=self.threshold_,
+                    params={
+                        **self.params(),
+                        "fast_s": self.fast_s,
+                        "rho": round(self.rho_, 4),
+                        "peer_log_odds_ratio": round(self.beta_, 4),
+                    },
+                    explanation=(
+                        f"From {onset}, {int(r['k'])} of {int(r['n'])} ratings given within "
+                        f"{self.fast_s:.0f} s of service at window {window} were straight-lined at (or one "
+                        f"step below) the maximum, where its later ratings ({r['p_slow']:.0%} straight-lined) and its peers "
+                        f"predict {r['p_exp']:.0%} ({fmt_p(r['score'])}): pressure at the counter is likely."
+                    ),
+                    fingerprint=fingerprint(self.name, window),
+                    case=f"case:window:{window}",
+                )
+            )
+        return out

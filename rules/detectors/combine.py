@@ -1,0 +1,70 @@
+"""Combined risk per rating in [0, 1], and which ratings to hold.
+
+Each finding (a :class:`~rules.detectors.base.Flag`) gives its ratings the risk
+``0.5 * score / threshold`` capped at 1: exactly 0.5 at its detector's calibrated
+threshold. Soft signals (pyod, fairness) give at most their weight (< 0.5). The
+combined risk is the noisy-OR ``1 - prod(1 - r)``: independent pieces of evidence
+add up. A rating is held when one finding reaches its threshold, or when the
+combined risk reaches ``hold_risk`` (0.5) with at least one finding among the
+evidence: a generic signal never holds on its own.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rules.detectors.base import Flag, Signal
+
+HOLD_RISK = 0.5
+
+
+def flag_risk(flag: Flag) -> float:
+    return float(min(1.0, max(0.0, 0.5 * flag.strength)))
+
+
+@dataclass
+class Verdicts:
+    """What combination decided: risk per rating, and the findings behind each hold."""
+
+    risk: dict[int, float] = field(default_factory=dict)
+    hold: dict[int, list[Flag]] = field(default_factory=dict)
+    soft: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+def combine(
+    flags: Iterable[Flag],
+    signals: Sequence[Signal] = (),
+    *,
+    hold_risk: float = HOLD_RISK,
+    eligible: set[int] | None = None,
+) -> Verdicts:
+    """Combine findings and soft signals per rating (see module docstring)."""
+    by_rating: dict[int, list[Flag]] = defaultdict(list)
+    for f in flags:
+        for rid in f.rating_ids:
+            by_rating[rid].append(f)
+    out = Verdicts()
+    soft: dict[int, dict[str, float]] = defaultdict(dict)
+    for s in signals:
+        r = s.risk[s.risk > 0]
+        for rid, v in zip(r.index.tolist(), r.to_numpy().tolist(), strict=True):
+            soft[int(rid)][s.detector] = float(v)
+    for rid in set(by_rating) | set(soft):
+        fl = by_rating.get(rid, [])
+        rs = [flag_risk(f) for f in fl] + list(soft.get(rid, {}).values())
+        risk = 1.0 - float(np.prod([1.0 - r for r in rs])) if rs else 0.0
+        out.risk[rid] = risk
+        if soft.get(rid):
+            out.soft[rid] = soft[rid]
+        if eligible is not None and rid not in eligible:
+            continue
+        strong = [f for f in fl if f.strength >= 1.0]
+        if strong:
+            out.hold[rid] = sorted(strong, key=lambda f: -f.strength)
+        elif fl and risk >= hold_risk:
+            out.hold[rid] = sorted(fl, key=lambda f: -f.strength)
+    return out

@@ -1,0 +1,345 @@
+"""Feature frames for the detectors, read from the ledger in time partitions.
+
+:func:`load_frame` reads the columns detection needs (never the raw scores JSON: a
+rating is straight-lined at the top of the scale exactly when its weighted composite
+equals the scale's maximum) in partitions of ``occurred_at`` (indexed), so memory is
+bounded by the partition, not by a query cursor, and the times come back as epoch
+seconds computed by the database. :func:`prepare` adds the derived columns every
+detector shares. Tests build frames directly with :func:`prepare`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from integrity.adapters import tables as t
+from integrity.adapters.sql import SqlLedger, translate_errors
+from integrity.model import Rubric, VenueRegistry
+
+#: Columns :func:`load_frame` reads. A raw frame for :func:`prepare` may carry
+#: ``status`` and ``reasons`` (as stored) instead of ``counted`` and ``dup``.
+RAW_COLUMNS = (
+    "rating_id",
+    "window_id",
+    "staff_id",
+    "service_type",
+    "served_s",  # epoch seconds, NaN when served_at is absent
+    "submitted_s",  # epoch seconds
+    "composite",
+    "comment",  # only of low ratings (others are not needed)
+    "ip_hash",
+    "prefix_hash",
+    "device_hash",
+    "counted",  # 1 when the current status is accepted
+    "dup",  # 1 when rejected as a repeated ticket
+    "risk",
+    "version",
+)
+
+
+@dataclass
+class Frame:
+    """Ratings as one pandas frame, with what the detectors need to interpret them.
+
+    ``in_scope`` marks ratings of the run's time range (``--since/--until``); the
+    rest is context (baselines). Only ``status == accepted`` ratings in scope can be
+    held by a run.
+    """
+
+    frame: pd.DataFrame
+    rubric: Rubric
+    tz: ZoneInfo
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def _epoch(col: Any, dialect: str) -> Any:
+    """Epoch seconds of a timestamp column, computed by the database."""
+    if dialect == "postgresql":
+        return sa.extract("epoch", col)
+    return (sa.func.julianday(col) - 2440587.5) * 86400.0
+
+
+def load_frame(
+    ledger: SqlLedger,
+    *,
+    rubric: Rubric,
+    tz: ZoneInfo,
+    registry: VenueRegistry | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    context_days: int = 35,
+    partition_days: int = 7,
+    chunk: int = 200_000,
+    on_progress: Callable[[int], None] | None = None,
+) -> Frame:
+    """Ratings whose ``occurred_at`` is in ``[since - context_days, until)``, as a :class:`Frame`.
+
+    Ratings before ``since`` are context only (``in_scope`` false). With a range, one
+    query per ``partition_days`` slice of ``occurred_at`` (indexed); over the whole
+    ledger, one query per ``chunk`` of rating ids (a primary-key range scan, cheaper
+    than walking the time index). Rows come from the DBAPI cursor as plain tuples and
+    are turned into numpy columns per partition: no per-row Python objects survive.
+    """
+    registry = registry if registry is not None else ledger.venue_registry()
+    dialect = ledger.engine.dialect.name
+    r, s = t.ratings.c, t.rating_status.c
+    low = rubric.low_score_below
+    cols = [
+        r.rating_id,
+        r.window_id,
+        r.staff_id,
+        r.service_type,
+        _epoch(r.served_at, dialect).label("served_s"),
+        _epoch(r.submitted_at, dialect).label("submitted_s"),
+        r.composite,
+        sa.case((r.composite < low, r.comment), else_=None).label("comment"),
+        r.ip_hash,
+        r.prefix_hash,
+        r.device_hash,
+        sa.case((s.status == "accepted", 1), else_=0).label("counted"),
+        sa.case((s.reasons.like("%duplicate_ticket%"), 1), else_=0).label("dup"),
+        s.risk,
+        s.version,
+    ]
+    base = sa.select(*cols).select_from(t.ratings.join(t.rating_status, s.rating_id == r.rating_id))
+    parts: list[dict[str, np.ndarray]] = []
+    with translate_errors(), ledger.engine.connect() as conn:
+        if dialect == "sqlite":
+            # map the file instead of copying pages through the page cache (read-only use)
+            conn.exec_driver_sql("PRAGMA mmap_size=4294967296")
+        for q in _partitions(conn, base, since, until, context_days, partition_days, chunk):
+            result = conn.execute(q)
+            cur = result.cursor  # plain DBAPI tuples: no per-row SQLAlchemy processing
+            while True:
+                rows = cur.fetchmany(50_000) if cur is not None else []
+                if not rows:
+                    break
+                parts.append(_columns(rows))
+                if on_progress is not None:
+                    on_progress(len(rows))
+            result.close()
+    raw = _concat(parts)
+    since_s = since.timestamp() if since else -np.inf
+    until_s = until.timestamp() if until else np.inf
+    return prepare(raw, rubric=rubric, tz=tz, registry=registry, scope=(since_s, until_s))
+
+
+def _partitions(
+    conn: sa.Connection,
+    base: sa.Select[Any],
+    since: datetime | None,
+    until: datetime | None,
+    context_days: int,
+    partition_days: int,
+    chunk: int,
+) -> list[sa.Select[Any]]:
+    r = t.ratings.c
+    if since is None and until is None:
+        lo, hi = conn.execute(sa.select(sa.func.min(r.rating_id), sa.func.max(r.rating_id))).one()
+        if lo is None:
+            return []
+        return [
+            base.where(r.rating_id >= a, r.rating_id < min(a + chunk, int(hi) + 1))
+            for a in range(int(lo), int(hi) + 1, chunk)
+        ]
+    lo, hi = conn.execute(sa.select(sa.func.min(r.occurred_at), sa.func.max(r.occurred_at))).one()
+    if lo is None:
+        return []
+    start = _aware(lo)
+    end = _aware(hi) + timedelta(seconds=1)
+    if since is not None:
+        start = max(start, since - timedelta(days=context_days))
+    if until is not None:
+        end = min(end, until)
+    out = []
+    step = timedelta(days=partition_days)
+    cur = start
+    while cur < end:
+        nxt = min(end, cur + step)
+        out.append(base.where(r.occurred_at >= cur, r.occurred_at < nxt))
+        cur = nxt
+    return out
+
+
+_NUMERIC = {
+    "rating_id": np.int64,
+    "served_s": float,
+    "submitted_s": float,
+    "composite": float,
+    "counted": np.int64,
+    "dup": np.int64,
+    "risk": float,
+    "version": np.int64,
+}
+
+
+def _columns(rows: Sequence[Any]) -> dict[str, np.ndarray]:
+    block = np.array(rows, dtype=object)  # one C loop over the tuples
+    out: dict[str, np.ndarray] = {}
+    for j, name in enumerate(RAW_COLUMNS):
+        col = block[:, j]
+        if name == "served_s":
+            out[name] = pd.to_numeric(pd.Series(col, dtype=object), errors="coerce").to_numpy(float)
+        elif name in _NUMERIC:
+            out[name] = col.astype(_NUMERIC[name])
+        else:
+            out[name] = col
+    return out
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in RAW_COLUMNS})
+    # object columns stay object (no conversion to a string dtype: they are factorised)
+    return pd.DataFrame(
+        {
+            c: pd.Series(
+                np.concatenate([p[c] for p in parts]), dtype=None if c in _NUMERIC else object
+            )
+            for c in RAW_COLUMNS
+        }
+    )
+
+
+def _aware(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def prepare(
+    raw: pd.DataFrame,
+    *,
+    rubric: Rubric,
+    tz: ZoneInfo,
+    registry: VenueRegistry | None = None,
+    scope: tuple[float, float] = (-np.inf, np.inf),
+) -> Frame:
+    """Add the shared derived columns to a raw frame (see :data:`RAW_COLUMNS`).
+
+    Adds: ``delay_s`` (seconds from service to rating, NaN when unknown), ``kiosk``
+    (the device is a registered rating pad), ``venue`` (the address is a registered
+    hall network), ``crowd`` (kiosk or venue: an honest crowd, never a brushing key
+    by itself), ``top`` / ``bottom`` (every dimension at the scale's max / min),
+    ``low`` (composite below the rubric's low mark), ``day`` (local day number),
+    ``hour`` (local hour, float), ``counted`` (accepted), ``in_scope``, and integer
+    codes ``win``, ``dev``, ``ipc``, ``pfx``, ``stf`` for fast grouping.
+    """
+    registry = registry or VenueRegistry()
+    df = raw.copy()
+    for col in ("rating_id", "version"):
+        df[col] = pd.to_numeric(df[col]).astype(np.int64)
+    for col in ("served_s", "submitted_s", "composite", "risk"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    df = df.reset_index(drop=True)
+    df["delay_s"] = df["submitted_s"] - df["served_s"]
+    # integer codes first: every later test works on them, never on the strings
+    for col, name in (
+        ("window_id", "win"),
+        ("device_hash", "dev"),
+        ("ip_hash", "ipc"),
+        ("prefix_hash", "pfx"),
+        ("staff_id", "stf"),
+        ("service_type", "stype"),
+    ):
+        codes, _ = pd.factorize(df[col], use_na_sentinel=True)
+        df[name] = codes.astype(np.int64)
+    df["kiosk"] = _member(df, "device_hash", "dev", set(registry.kiosks))
+    df["venue"] = _member(df, "ip_hash", "ipc", set(registry.ip_hashes)) | _member(
+        df, "prefix_hash", "pfx", set(registry.prefix_hashes)
+    )
+    df["crowd"] = df["kiosk"] | df["venue"]
+    eps = 1e-9
+    df["top"] = df["composite"] >= rubric.scale_max - eps
+    df["bottom"] = df["composite"] <= rubric.scale_min + eps
+    df["low"] = df["composite"] < rubric.low_score_below
+    w = np.array(list(rubric.weights.values()), dtype=float)
+    step = float(w.max() / w.sum())
+    # near-straight-lined at the top: every dimension at the maximum but at most one, one step lower
+    df["topbox"] = df["composite"] >= rubric.scale_max - step - eps
+    local = _local_seconds(df["submitted_s"].to_numpy(), tz)
+    df["day"] = np.floor(local / 86400).astype(np.int64)
+    df["hour"] = (local % 86400) / 3600.0
+    if "counted" in df:
+        df["counted"] = df["counted"].astype(bool)
+    else:
+        df["counted"] = (df["status"] == "accepted").to_numpy()
+    # a repeated ticket is the attacker's or a retry: never part of any window's traffic
+    if "dup" in df:
+        df["dup"] = df["dup"].astype(bool)
+    else:
+        df["dup"] = df["reasons"].fillna("").str.contains("duplicate_ticket").to_numpy()
+    # who a low score is aimed at: the staff member when named, else the window
+    n_win = int(df["win"].max()) + 1 if len(df) else 0
+    df["tgt"] = np.where(df["stf"] >= 0, df["stf"] + n_win, df["win"]).astype(np.int64)
+    lo, hi = scope
+    df["in_scope"] = (df["submitted_s"] >= lo) & (df["submitted_s"] < hi)
+    return Frame(df, rubric, tz)
+
+
+def _member(df: pd.DataFrame, col: str, code: str, wanted: set[str]) -> np.ndarray:
+    """Rows whose ``col`` is in ``wanted``, decided once per distinct value."""
+    if not wanted or df.empty:
+        return np.zeros(len(df), dtype=bool)
+    first = df.drop_duplicates(code)
+    hit = set(first.loc[first[col].isin(list(wanted)), code].tolist())
+    return df[code].isin(list(hit)).to_numpy()
+
+
+def nunique_by(df: pd.DataFrame, keys: list[str], col: str) -> pd.Series:
+    """Distinct ``col`` values per ``keys`` group (faster than ``groupby().nunique()``)."""
+    return df.drop_duplicates([*keys, col]).groupby(keys).size()
+
+
+def rows_of(df: pd.DataFrame, units: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The rows of ``df`` whose ``keys`` are those of some unit (a hash join), index kept."""
+    u = units[keys].drop_duplicates()
+    out = df.reset_index().merge(u, on=keys, how="inner")
+    return out.set_index("index")
+
+
+def pair_key(a: np.ndarray | pd.Series, b: np.ndarray | pd.Series) -> np.ndarray:
+    """One int64 per (a, b) pair of non-negative codes (b < 2**31)."""
+    return np.asarray(a, dtype=np.int64) * (1 << 31) + np.asarray(b, dtype=np.int64)
+
+
+def target_name(df: pd.DataFrame, tgt: int) -> str:
+    """The staff id, or ``window:<id>``, that a ``tgt`` code stands for."""
+    row = df.loc[df["tgt"] == tgt].iloc[0]
+    return str(row["staff_id"]) if row["stf"] >= 0 else f"window:{row['window_id']}"
+
+
+def _local_seconds(epoch: np.ndarray, tz: ZoneInfo) -> np.ndarray:
+    """Epoch seconds -> seconds since the local epoch in ``tz`` (offset per hour bucket)."""
+    if len(epoch) == 0:
+        return epoch.astype(float)
+    hours = np.floor(epoch / 3600).astype(np.int64)
+    uniq, inv = np.unique(hours, return_inverse=True)
+    offs = np.array(
+        [
+            (datetime.fromtimestamp(int(h) * 3600, tz).utcoffset() or timedelta()).total_seconds()
+            for h in uniq.tolist()
+        ]
+    )
+    return epoch + offs[inv]
+
+
+def group_sizes(codes: np.ndarray) -> np.ndarray:
+    """Size of each row's group (``codes`` from :func:`pd.factorize`; -1 rows get 0)."""
+    ok = codes >= 0
+    out = np.zeros(len(codes), dtype=np.int64)
+    if ok.any():
+        counts = np.bincount(codes[ok])
+        out[ok] = counts[codes[ok]]
+    return out

@@ -1,0 +1,261 @@
+"""Soft signals that never hold a rating on their own: pyod over behaviour features, and
+REV2 rater fairness (``rules/detectors/fairness.py``).
+
+On real labelled data generic outlier detectors score near chance, so their output
+is only one input to :mod:`rules.detectors.combine`: a rating is held on them only
+together with other evidence. Both map their raw scores to the population's empirical
+CDF and give risk only to the top ``tail`` share, linearly up to ``weight`` (< 0.5, the
+hold line), so the signal says "among the most unusual", never more.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rules.detectors.base import Signal
+from rules.detectors.features import Frame, nunique_by
+
+
+def _tail_risk(raw: np.ndarray, tail: float, weight: float) -> np.ndarray:
+    """Empirical CDF of ``raw`` mapped to ``weight * (cdf - (1 - tail)) / tail`` in the top tail."""
+    if len(raw) == 0:
+        return raw
+    ranks = pd.Series(raw).rank(method="average", pct=True).to_numpy()
+    return weight * np.clip((ranks - (1 - tail)) / tail, 0.0, 1.0)
+
+
+def device_features(X: Frame) -> pd.DataFrame:
+    """Per non-kiosk device: volume, spread, skew, timing (BIRDNEST-like) features."""
+    df = X.frame
+    d = df[~df["kiosk"]]
+    if d.empty:
+        return pd.DataFrame()
+    d = d.sort_values(["dev", "submitted_s"])
+    gap = d.groupby("dev")["submitted_s"].diff()
+    d = d.assign(
+        log_gap=np.log10(gap.clip(lower=1)),
+        log_delay=np.log10(d["delay_s"].clip(lower=1)),
+        night=(d["hour"] < 7) | (d["hour"] >= 21),
+    )
+    f = d.groupby("dev").agg(
+        n=("rating_id", "size"),
+        mean=("composite", "mean"),
+        sd=("composite", "std"),
+        top=("top", "mean"),
+        low=("low", "mean"),
+        venue=("venue", "mean"),
+        night=("night", "mean"),
+        log_gap=("log_gap", "median"),
+        log_delay=("log_delay", "median"),
+    )
+    f["windows"] = nunique_by(d, ["dev"], "win")
+    f["days"] = nunique_by(d, ["dev"], "day")
+    top_win = d.groupby(["dev", "win"]).size().groupby(level=0).max()
+    f["focus"] = top_win.reindex(f.index).to_numpy() / f["n"]
+    f["n"] = np.log1p(f["n"])
+    return f.fillna({"sd": 0.0, "log_gap": 7.0, "log_delay": 3.0})
+
+
+def window_day_features(X: Frame) -> pd.DataFrame:
+    """Per window x day: volume, straight-lining, speed, low share, crowd share, device reuse."""
+    df = X.frame
+    d = df.assign(fast=(df["delay_s"] <= 180) & (df["delay_s"] >= -60))
+    f = d.groupby(["win", "day"]).agg(
+        n=("rating_id", "size"),
+        top=("top", "mean"),
+        fast=("fast", "mean"),
+        low=("low", "mean"),
+        crowd=("crowd", "mean"),
+    )
+    f["reuse"] = 1 - nunique_by(d, ["win", "day"], "dev").reindex(f.index).to_numpy() / f["n"]
+    f["n"] = np.log1p(f["n"])
+    return f
+
+
+def _pyod_scores(features: pd.DataFrame, method: str) -> np.ndarray:
+    from pyod.models.ecod import ECOD
+    from pyod.models.hbos import HBOS
+    from pyod.models.iforest import IForest
+
+    x = features.to_numpy(dtype=float)
+    if len(x) < 20:
+        return np.zeros(len(x))
+    model: Any
+    if method == "hbos":
+        model = HBOS()
+    elif method == "iforest":
+        model = IForest(random_state=0, n_estimators=100)
+    else:
+        model = ECOD()
+    model.fit(x)
+    return np.asarray(model.decision_scores_, dtype=float)
+
+
+def device_risk_pyod(
+    X: Frame, *, method: str = "ecod", tail: float = 0.02, weight: float = 0.3, min_ratings: int = 3
+) -> tuple[pd.Series, pd.Series]:
+    """pyod risk per device code and per (window, day); see :func:`pyod_signal`."""
+    dev = device_features(X)
+    r_dev = pd.Series(dtype=float)
+    if not dev.empty:
+        dev = dev[np.expm1(dev["n"]) >= min_ratings]
+        r_dev = pd.Series(_tail_risk(_pyod_scores(dev, method), tail, weight), index=dev.index)
+    wd = window_day_features(X)
+    r_wd = pd.Series(dtype=float)
+    if not wd.empty:
+        r_wd = pd.Series(_tail_risk(_pyod_scores(wd, method), tail, weight), index=wd.index)
+    return r_dev, r_wd
+
+
+def pyod_signal(
+    X: Frame,
+    *,
+    method: str = "ecod",
+    tail: float = 0.02,
+    weight: float = 0.3,
+    min_ratings: int = 3,
+    parts: tuple[pd.Series, pd.Series] | None = None,
+) -> Signal:
+    """pyod over per-device and per-window-day features; risk per rating (max of the two).
+
+    Devices with fewer than ``min_ratings`` ratings are not scored (nothing to see).
+    ``parts`` are precomputed :func:`device_risk_pyod` results (computed elsewhere).
+    """
+    df = X.frame
+    r_dev, r_wd = (
+        parts
+        if parts is not None
+        else device_risk_pyod(X, method=method, tail=tail, weight=weight, min_ratings=min_ratings)
+    )
+    risk = np.zeros(len(df))
+    if len(r_dev):
+        risk = np.maximum(risk, r_dev.reindex(df["dev"]).fillna(0.0).to_numpy())
+    if len(r_wd):
+        key = pd.MultiIndex.from_frame(df[["win", "day"]])
+        risk = np.maximum(risk, r_wd.reindex(key).fillna(0.0).to_numpy())
+    return Signal(
+        "pyod",
+        pd.Series(risk, index=df["rating_id"].to_numpy()),
+        {"method": method, "tail": tail, "weight": weight},
+    )
+
+
+def device_risk_fairness(
+    X: Frame, *, tail: float = 0.02, weight: float = 0.3, min_ratings: int = 3
+) -> pd.Series:
+    """REV2 suspicion per device code mapped to risk; see :func:`fairness_signal`."""
+    from rules.detectors.fairness import fairness_scores, scores_to_unit
+
+    df = X.frame
+    d = df[~df["kiosk"]]
+    if d.empty:
+        return pd.Series(dtype=float)
+    edges = pd.DataFrame(
+        {
+            "rater": d["dev"].to_numpy(),
+            "ratee": d["win"].to_numpy(),
+            "rating": scores_to_unit(d["composite"].clip(1, 5).to_numpy()),
+            "time": d["submitted_s"].to_numpy(),
+        }
+    )
+    sus = fairness_scores(edges)
+    n = d.groupby("dev").size()
+    sus = sus[n.reindex(sus.index).fillna(0).to_numpy() >= min_ratings]
+    return pd.Series(_tail_risk(sus.to_numpy(), tail, weight), index=sus.index)
+
+
+def fairness_signal(
+    X: Frame,
+    *,
+    tail: float = 0.02,
+    weight: float = 0.3,
+    min_ratings: int = 3,
+    part: pd.Series | None = None,
+) -> Signal:
+    """REV2 suspicion of each device (rater) from the ratings it gave to windows (ratees).
+
+    Only devices with at least ``min_ratings`` ratings get risk; the top ``tail`` of
+    them get up to ``weight``.
+    """
+    df = X.frame
+    risk = (
+        part
+        if part is not None
+        else device_risk_fairness(X, tail=tail, weight=weight, min_ratings=min_ratings)
+    )
+    out = risk.reindex(df["dev"]).fillna(0.0).to_numpy() if len(risk) else np.zeros(len(df))
+    return Signal(
+        "fairness",
+        pd.Series(out, index=df["rating_id"].to_numpy()),
+        {"tail": tail, "weight": weight, "min_ratings": min_ratings},
+    )
+
+
+# -- running the soft signals beside the detectors -----------------------------------------
+
+_SHARED: dict[str, Any] = {}
+
+
+def _soft_parts(
+    pyod_opts: dict[str, Any] | None, fair_opts: dict[str, Any] | None
+) -> dict[str, Any]:
+    frame = _SHARED["frame"]
+    out: dict[str, Any] = {}
+    if pyod_opts is not None:
+        out["pyod"] = device_risk_pyod(frame, **pyod_opts)
+    if fair_opts is not None:
+        out["fairness"] = device_risk_fairness(frame, **fair_opts)
+    return out
+
+
+class SoftSignals:
+    """Computes pyod and fairness in a forked worker process while the detectors run.
+
+    pyod's import and numba compilation cost seconds of CPU that need not wait for
+    the statistical detectors (two cores: both at once). Falls back to running in
+    process where ``fork`` is not available. Use as a context manager.
+    """
+
+    def __init__(
+        self, frame: Frame, pyod_opts: dict[str, Any] | None, fair_opts: dict[str, Any] | None
+    ) -> None:
+        self.frame = frame
+        self.pyod_opts = pyod_opts
+        self.fair_opts = fair_opts
+        self._pool: Any = None
+        self._future: Any = None
+
+    def __enter__(self) -> SoftSignals:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        if self.pyod_opts is None and self.fair_opts is None:
+            return self
+        if "fork" in mp.get_all_start_methods():
+            _SHARED["frame"] = self.frame
+            self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
+            self._future = self._pool.submit(_soft_parts, self.pyod_opts, self.fair_opts)
+        return self
+
+    def result(self) -> list[Signal]:
+        if self._future is not None:
+            parts = self._future.result()
+        else:
+            _SHARED["frame"] = self.frame
+            parts = _soft_parts(self.pyod_opts, self.fair_opts)
+        out = []
+        if "pyod" in parts:
+            out.append(pyod_signal(self.frame, parts=parts["pyod"], **(self.pyod_opts or {})))
+        if "fairness" in parts:
+            out.append(
+                fairness_signal(self.frame, part=parts["fairness"], **(self.fair_opts or {}))
+            )
+        return out
+
+    def __exit__(self, *exc: object) -> None:
+        _SHARED.pop("frame", None)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,520 @@
+"""Each detector fires on its pattern and stays quiet on the honest look-alike.
+
+Frames are synthetic (:func:`rules.detectors.features.prepare` on hand-made rows): a
+population of ordinary raters at a few windows over two weeks, plus one pattern.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from integrity.model import DEFAULT_RUBRIC, Kiosk, VenueRegistry
+from rules.detectors.base import Detector, Flag, Signal, bh_cutoff, calibrated_alpha
+from rules.detectors.bombing import (
+    CommentDuplicateDetector,
+    LowConcentrationDetector,
+    LowShiftDetector,
+    jaccard,
+    shingles,
+)
+from rules.detectors.burst import BurstDetector, CoRatingDetector, LockstepDetector
+from rules.detectors.coerced import CoercedDetector
+from rules.detectors.combine import combine
+from rules.detectors.features import Frame, prepare
+from rules.detectors.generic import pyod_signal
+from rules.detectors.repeat import DeviceRepeatDetector, SelfRatingDetector
+
+TZ = ZoneInfo("Asia/Shanghai")
+DAY0 = 1_790_000_000 - (1_790_000_000 + 8 * 3600) % 86400  # a local midnight (epoch s)
+WINDOWS = [f"W{i}" for i in range(1, 7)]
+REGISTRY = VenueRegistry(
+    ip_hashes={"ip-hall": "H1"},
+    kiosks={f"pad-{w}": Kiosk("H1", w, f"pad-{w}") for w in WINDOWS},
+)
+_ids = itertools.count(1)
+
+
+def row(
+    *,
+    window: str = "W1",
+    device: str | None = None,
+    t: float,
+    delay: float | None = 3600.0,
+    score: float = 4.2,
+    ip: str | None = None,
+    prefix: str | None = None,
+    staff: str | None = None,
+    comment: str | None = None,
+    status: str = "accepted",
+    service_type: str = "tax",
+) -> dict[str, Any]:
+    rid = next(_ids)
+    device = device or f"dev-{rid}"
+    ip = ip or f"ip-{rid}"
+    return {
+        "rating_id": rid,
+        "window_id": window,
+        "staff_id": staff or f"S-{window}",
+        "service_type": service_type,
+        "channel": "kiosk" if device.startswith("pad-") else "qr",
+        "served_s": t - delay if delay is not None else np.nan,
+        "submitted_s": float(t),
+        "composite": float(score),
+        "comment": comment if score < 3 else None,
+        "ip_hash": ip,
+        "prefix_hash": prefix or f"pfx-{ip}",
+        "device_hash": device,
+        "status": status,
+        "reasons": "",
+        "risk": 0.0,
+        "version": 1,
+    }
+
+
+def honest_scores(rng: np.random.Generator, n: int, mean: float = 4.2) -> np.ndarray:
+    """Composites around ``mean``: about a quarter straight-lined 5s, some lows."""
+    s = np.clip(np.round(rng.normal(mean, 0.6, n) * 5) / 5, 1.0, 5.0)
+    s[rng.random(n) < 0.25] = 5.0
+    return s
+
+
+def population(
+    seed: int = 0, days: int = 14, per_day: int = 30, windows: Iterable[str] = WINDOWS
+) -> list[dict[str, Any]]:
+    """Ordinary traffic: one-off citizens (kiosk, hall Wi-Fi, home) across windows and days."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for w in windows:
+        for d in range(days):
+            n = rng.poisson(per_day)
+            ts = DAY0 + d * 86400 + rng.uniform(9 * 3600, 17 * 3600, n)
+            sc = honest_scores(rng, n)
+            for t, s in zip(ts, sc, strict=True):
+                u = rng.random()
+                if u < 0.4:
+                    rows.append(
+                        row(
+                            window=w,
+                            device=f"pad-{w}",
+                            ip="ip-wired",
+                            t=t,
+                            delay=rng.uniform(3, 30),
+                            score=s,
+                        )
+                    )
+                elif u < 0.6:
+                    rows.append(
+                        row(window=w, ip="ip-hall", t=t, delay=rng.uniform(30, 600), score=s)
+                    )
+                else:
+                    rows.append(
+                        row(
+                            window=w,
+                            t=t + rng.uniform(600, 8 * 3600),
+                            delay=rng.uniform(600, 8 * 3600),
+                            score=s,
+                        )
+                    )
+    return rows
+
+
+def frame(rows: list[dict[str, Any]]) -> Frame:
+    return prepare(pd.DataFrame(rows), rubric=DEFAULT_RUBRIC, tz=TZ, registry=REGISTRY)
+
+
+def held(det: Detector, fr: Frame) -> set[int]:
+    det.fit(fr)
+    return {rid for f in det.flags(fr) if f.strength >= 1 for rid in f.rating_ids}
+
+
+def ids(rows: list[dict[str, Any]]) -> set[int]:
+    return {r["rating_id"] for r in rows}
+
+
+# -- the contract -------------------------------------------------------------------------
+
+
+def test_detector_contract_like_pyod() -> None:
+    fr = frame(population())
+    det = DeviceRepeatDetector(budget=0.001, fdr=0.05)
+    assert det.fit(fr) is det
+    assert len(det.labels_) == len(det.decision_scores_)
+    before = det.threshold_
+    scores = det.decision_function(fr)
+    np.testing.assert_allclose(scores, det.decision_scores_)
+    assert det.threshold_ == before
+    assert set(np.unique(det.labels_)) <= {0, 1}
+    assert (det.labels_ == (det.decision_scores_ >= det.threshold_)).all()
+
+
+def test_bh_cutoff_is_the_line_at_the_last_rejection() -> None:
+    p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, 0.212, 0.216])
+    assert bh_cutoff(p, 0.05) == pytest.approx(0.05 * 2 / 10)
+    assert bh_cutoff(np.array([0.5, 0.9]), 0.05) == 0.0
+
+
+def test_calibration_holds_about_the_budget_under_the_null() -> None:
+    rng = np.random.default_rng(1)
+    p = rng.random(100_000)
+    w = np.ones_like(p)
+    alpha, info = calibrated_alpha(p, w, budget=0.003, total_ratings=100_000, fdr=1.0)
+    assert alpha == pytest.approx(0.003)
+    assert (p <= alpha).mean() == pytest.approx(0.003, rel=0.15)
+    # BH at 5 % rejects nothing when every p-value is uniform
+    alpha, info = calibrated_alpha(p, w, budget=0.003, total_ratings=100_000, fdr=0.05)
+    assert alpha <= 0.003 and info["alpha_bh"] < 1e-3
+
+
+# -- bursts and lockstep -----------------------------------------------------------------
+
+
+def test_burst_fires_on_a_flood_from_outside_the_hall() -> None:
+    rows = population()
+    t0 = DAY0 + 3 * 86400 + 20 * 3600  # 20:00, when nobody rates
+    flood = [row(window="W2", ip="ip-x", t=t0 + 30 * i, delay=7200, score=5.0) for i in range(15)]
+    assert ids(flood) <= held(BurstDetector(budget=0.001), frame(rows + flood))
+
+
+def test_burst_ignores_the_same_crowd_on_hall_wifi_and_kiosks() -> None:
+    rows = population()
+    t0 = DAY0 + 3 * 86400 + 11 * 3600
+    crowd = [row(window="W2", ip="ip-hall", t=t0 + 30 * i, delay=60, score=5.0) for i in range(8)]
+    crowd += [
+        row(window="W2", device="pad-W2", ip="ip-wired", t=t0 + 30 * i + 5, delay=10, score=5.0)
+        for i in range(8)
+    ]
+    assert not (ids(crowd) & held(BurstDetector(budget=0.001), frame(rows + crowd)))
+
+
+def test_lockstep_fires_on_many_devices_behind_one_address_on_one_window() -> None:
+    rows = population()
+    farm = [
+        row(
+            window="W3",
+            device=f"farm-{i}",
+            ip="ip-idc",
+            prefix="pfx-idc",
+            t=DAY0 + 5 * 86400 + 13 * 3600 + 200 * i,
+            score=5.0,
+        )
+        for i in range(12)
+    ]
+    assert ids(farm) <= held(LockstepDetector(budget=0.001), frame(rows + farm))
+
+
+def test_lockstep_ignores_a_carrier_nat_address_spread_over_windows() -> None:
+    rows = population()
+    rng = np.random.default_rng(3)
+    cgnat = [
+        row(
+            window=WINDOWS[i % 6],
+            device=f"phone-{i}",
+            ip="ip-cgnat",
+            prefix="pfx-cgnat",
+            t=DAY0 + 5 * 86400 + 9 * 3600 + 900 * i,
+            score=float(s),
+        )
+        for i, s in enumerate(honest_scores(rng, 24))
+    ]
+    assert not (ids(cgnat) & held(LockstepDetector(budget=0.001), frame(rows + cgnat)))
+
+
+def test_corating_fires_on_devices_rating_one_window_in_the_same_evenings() -> None:
+    rows = population()
+    crew = []
+    for d in range(12):
+        for k in range(3):
+            crew.append(
+                row(
+                    window="W4",
+                    device=f"crew-{k}",
+                    t=DAY0 + d * 86400 + 20 * 3600 + 600 * k,
+                    delay=30000,
+                    score=5.0,
+                )
+            )
+    assert ids(crew) <= held(CoRatingDetector(budget=0.001), frame(rows + crew))
+
+
+def test_corating_ignores_regulars_on_their_own_schedules() -> None:
+    rows = population()
+    rng = np.random.default_rng(4)
+    regulars = []
+    for k in range(3):
+        for d in sorted(rng.choice(14, 8, replace=False)):
+            regulars.append(
+                row(
+                    window="W4",
+                    device=f"agent-{k}",
+                    t=DAY0 + d * 86400 + rng.uniform(9, 17) * 3600,
+                    delay=120,
+                    score=float(honest_scores(rng, 1)[0]),
+                )
+            )
+    assert not (ids(regulars) & held(CoRatingDetector(budget=0.001), frame(rows + regulars)))
+
+
+# -- devices -----------------------------------------------------------------------------
+
+
+def test_device_repeat_fires_on_a_slow_brusher() -> None:
+    rows = population()
+    brush = [
+        row(window="W5", device="brusher", t=DAY0 + d * 86400 + 21 * 3600, delay=30000, score=5.0)
+        for d in range(13)
+    ]
+    assert ids(brush) <= held(DeviceRepeatDetector(budget=0.001), frame(rows + brush))
+
+
+def test_device_repeat_ignores_an_agent_who_returns_eighteen_times() -> None:
+    rows = population()
+    rng = np.random.default_rng(5)
+    agent = [
+        row(
+            window="W5",
+            device="agent",
+            t=DAY0 + (i % 14) * 86400 + 10 * 3600 + i * 60,
+            delay=300,
+            score=float(s),
+        )
+        for i, s in enumerate(honest_scores(rng, 18))
+    ]
+    assert not (ids(agent) & held(DeviceRepeatDetector(budget=0.001), frame(rows + agent)))
+
+
+def test_device_repeat_low_side_is_bombing() -> None:
+    rows = population()
+    bomb = [
+        row(window="W6", device="grudge", t=DAY0 + d * 86400 + 22 * 3600, score=1.0, comment="bad")
+        for d in range(6)
+    ]
+    det = DeviceRepeatDetector(budget=0.001)
+    det.fit(frame(rows + bomb))
+    flags = [f for f in det.flags(frame(rows + bomb)) if f.strength >= 1]
+    assert any(f.reason == "outlier.bombing" and set(f.rating_ids) == ids(bomb) for f in flags)
+
+
+def test_self_rating_fires_on_a_phone_on_the_spot_all_day() -> None:
+    rows = population()
+    own = []
+    for d in range(10):
+        for h in (9.5, 11.5, 14.5, 16.0):
+            own.append(
+                row(
+                    window="W1",
+                    device="staff-phone",
+                    ip="ip-hall",
+                    t=DAY0 + d * 86400 + h * 3600,
+                    delay=240,
+                    score=5.0,
+                )
+            )
+    assert ids(own) <= held(SelfRatingDetector(budget=0.001), frame(rows + own))
+
+
+def test_self_rating_ignores_an_agent_rating_two_tickets_per_visit() -> None:
+    rows = population()
+    agent = []
+    for d in range(10):
+        for k in range(2):
+            agent.append(
+                row(
+                    window="W1",
+                    device="agent",
+                    ip="ip-hall",
+                    t=DAY0 + d * 86400 + 10 * 3600 + 300 * k,
+                    delay=120,
+                    score=4.6,
+                )
+            )
+    assert not (ids(agent) & held(SelfRatingDetector(budget=0.001), frame(rows + agent)))
+
+
+def test_kiosks_are_never_brushing_devices() -> None:
+    rows = population()
+    fr = frame(rows)
+    for det in (
+        DeviceRepeatDetector(budget=0.01),
+        SelfRatingDetector(budget=0.01),
+        CoRatingDetector(budget=0.01),
+    ):
+        hits = held(det, fr)
+        assert not (hits & {r["rating_id"] for r in rows if r["device_hash"].startswith("pad-")})
+
+
+# -- coerced -----------------------------------------------------------------------------
+
+
+def _coerced_world(share: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rows = population(windows=WINDOWS[1:])
+    rng = np.random.default_rng(7)
+    pressed = []
+    for d in range(14):
+        for _ in range(30):
+            t = DAY0 + d * 86400 + rng.uniform(9, 17) * 3600
+            if d >= 4 and rng.random() < share:
+                pressed.append(
+                    row(
+                        window="W1",
+                        device="pad-W1",
+                        ip="ip-wired",
+                        t=t,
+                        delay=rng.uniform(3, 25),
+                        score=5.0,
+                    )
+                )
+            else:
+                rows.append(
+                    row(
+                        window="W1",
+                        t=t + 7200,
+                        delay=7200,
+                        score=float(honest_scores(rng, 1, 3.8)[0]),
+                    )
+                )
+    return rows, pressed
+
+
+def test_coerced_window_is_a_case_and_its_pressed_ratings_are_held() -> None:
+    rows, pressed = _coerced_world(0.7)
+    fr = frame(rows + pressed)
+    det = CoercedDetector(budget=0.001)
+    det.fit(fr)
+    flags = [f for f in det.flags(fr) if f.strength >= 1]
+    assert [f.case for f in flags] == ["case:window:W1"]
+    assert ids(pressed) <= set(flags[0].rating_ids)
+
+
+def test_coerced_ignores_a_genuinely_excellent_window() -> None:
+    rows = population(windows=WINDOWS[1:])
+    rng = np.random.default_rng(8)
+    for d in range(14):
+        for _ in range(30):
+            t = DAY0 + d * 86400 + rng.uniform(9, 17) * 3600
+            s = 5.0 if rng.random() < 0.7 else 4.6
+            fast = rng.random() < 0.5
+            rows.append(
+                row(
+                    window="W1",
+                    device="pad-W1" if fast else None,
+                    t=t,
+                    delay=10 if fast else 7200,
+                    score=s,
+                )
+            )
+    det = CoercedDetector(budget=0.001)
+    fr = frame(rows)
+    det.fit(fr)
+    assert not [f for f in det.flags(fr) if f.strength >= 1]
+
+
+# -- bombing -----------------------------------------------------------------------------
+
+
+def test_low_concentration_fires_on_a_household_prefix() -> None:
+    rows = population()
+    bomb = [
+        row(
+            window="W2",
+            staff="S-W2",
+            device=f"fam-{i % 3}",
+            ip=f"ip-home-{i}",
+            prefix="pfx-home",
+            t=DAY0 + (i % 7) * 86400 + 21 * 3600 + i,
+            score=1.0,
+        )
+        for i in range(9)
+    ]
+    assert ids(bomb) <= held(LowConcentrationDetector(budget=0.001), frame(rows + bomb))
+
+
+def test_near_duplicate_comments_on_one_staff_member() -> None:
+    assert (
+        jaccard(
+            shingles("投诉07号，服务态度极差，拖延办理！"),
+            shingles("再次投诉07号，服务态度极差，拖延办理。"),
+        )
+        >= 0.5
+    )
+    rows = population()
+    text = "投诉07号工作人员服务态度极差拖延办理"
+    bomb = [
+        row(
+            window="W3",
+            staff="S-W3",
+            device=f"b-{i}",
+            t=DAY0 + i * 86400 + 20 * 3600,
+            score=1.0,
+            comment=text + "!" * (i % 3),
+        )
+        for i in range(5)
+    ]
+    generic = [
+        row(
+            window=WINDOWS[i % 6],
+            staff=f"S-{WINDOWS[i % 6]}",
+            device=f"g-{i}",
+            t=DAY0 + (i % 14) * 86400 + 15 * 3600,
+            score=2.0,
+            comment="排队时间太长了等了一个多小时",
+        )
+        for i in range(30)
+    ]
+    hits = held(CommentDuplicateDetector(budget=0.001), frame(rows + bomb + generic))
+    assert ids(bomb) <= hits
+    assert not (hits & ids(generic))
+
+
+def test_low_shift_holds_repeated_sources_after_the_onset() -> None:
+    rows = population()
+    bomb = [
+        row(
+            window="W4",
+            staff="S-W4",
+            device=f"grudge-{i % 2}",
+            t=DAY0 + (8 + i % 5) * 86400 + 20 * 3600 + i,
+            score=1.0,
+        )
+        for i in range(14)
+    ]
+    hits = held(LowShiftDetector(budget=0.001), frame(rows + bomb))
+    assert ids(bomb) <= hits
+
+
+# -- combination -------------------------------------------------------------------------
+
+
+def _flag(rids: tuple[int, ...], score: float, threshold: float = 4.0) -> Flag:
+    return Flag("d", "outlier.x", "u", rids, score, threshold, {}, "why", f"fp{score}")
+
+
+def test_a_generic_signal_never_holds_alone() -> None:
+    sig = Signal("pyod", pd.Series([0.3, 0.3], index=[1, 2]))
+    fair = Signal("fairness", pd.Series([0.3, 0.0], index=[1, 2]))
+    v = combine([], [sig, fair])
+    assert not v.hold
+    assert 0 < v.risk[1] < 1
+
+
+def test_combination_holds_at_threshold_or_on_agreeing_evidence() -> None:
+    v = combine(
+        [_flag((1,), 4.0), _flag((2,), 3.0)], [Signal("pyod", pd.Series([0.0, 0.3], index=[1, 2]))]
+    )
+    assert set(v.hold) == {1, 2}  # 1 at its threshold; 2: 0.375 and 0.3 together
+    v = combine([_flag((3,), 2.0)])
+    assert not v.hold and v.risk[3] == pytest.approx(0.25)
+    assert all(0.0 <= r <= 1.0 for r in v.risk.values())
+
+
+def test_pyod_signal_is_bounded_and_only_in_the_tail() -> None:
+    fr = frame(population(days=7))
+    sig = pyod_signal(fr, tail=0.05, weight=0.3)
+    assert sig.risk.between(0.0, 0.3).all()
+    assert (sig.risk > 0).mean() < 0.2
