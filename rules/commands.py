@@ -1,16 +1,332 @@
-"""``integrity detect`` and ``integrity review ...`` (issue: outlier detection)."""
+"""``integrity detect`` and ``integrity review ...`` (issue: outlier detection).
+
+Thin: each command parses, calls :class:`~rules.detectors.service.DetectService` or
+:class:`~rules.detectors.review.ReviewService`, and renders. Writes are sealed into
+the Merkle log at once.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Mapping
+from datetime import datetime, time
+from typing import Any
+
 import click
+
+from integrity.bootstrap import App
+from integrity.cliutil import (
+    actor_option,
+    current_actor,
+    format_option,
+    handled,
+    instance_options,
+    opened,
+    progress,
+)
+from integrity.errors import FieldError, InvalidInput
+from integrity.people import People
+from integrity.render import render
+
+DOC_FORMATS = ("table", "json")
+
+
+def _when(value: str | None, name: str, app: App) -> datetime | None:
+    """``YYYY-MM-DD`` (local midnight in the rule set's time zone) or an RFC 3339 time."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            d = datetime.strptime(text, "%Y-%m-%d").date()
+            return datetime.combine(d, time(0), tzinfo=app.core.timezone)
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise InvalidInput(
+            [
+                FieldError(
+                    name, f"expected YYYY-MM-DD or an RFC 3339 time with offset, got {value!r}"
+                )
+            ],
+            what="option",
+        )
+    return at
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "value") and not isinstance(value, (int, float, str)):
+        return value.value
+    return value
 
 
 @click.command("detect")
-def detect_command() -> None:
-    """Run outlier detection over the ledger; flagged ratings become held."""
-    raise click.ClickException("detection is not implemented yet")
+@instance_options
+@click.option(
+    "--since", metavar="DATE", help="Only ratings submitted from then (YYYY-MM-DD or RFC 3339)."
+)
+@click.option("--until", metavar="DATE", help="Only ratings submitted before then.")
+@click.option("--dry-run", is_flag=True, help="Analyse and print, hold nothing.")
+@click.option(
+    "--show", default=15, show_default=True, type=click.IntRange(min=0), help="Findings to print."
+)
+@click.option("--format", "fmt", type=click.Choice(DOC_FORMATS), default="table", show_default=True)
+@handled
+def detect_command(
+    home: str | None,
+    db_url: str | None,
+    redis_url: str | None,
+    since: str | None,
+    until: str | None,
+    dry_run: bool,
+    show: int,
+    fmt: str,
+) -> None:
+    """Run outlier detection over the ledger; flagged ratings become held.
+
+    Detectors (rule set [detect]): bursts against a window's own baseline, dense
+    address blocks and devices rating in lockstep, devices rating one window again and
+    again with skewed scores, staff self-rating, coerced high scores (a window case),
+    malicious low scores (concentrated sources, near-duplicate comments, a change in a
+    staff member's low-score share), and pyod and rater fairness as supporting signals.
+    Thresholds are calibrated for the rule set's target share of honest ratings held.
+    Idempotent: a second run holds nothing new; evidence a reviewer cleared never
+    holds that rating again. Prints what it held and why.
+    """
+    from rules.detectors.service import DetectService
+
+    with opened(home, db_url, redis_url) as app:
+        svc = DetectService.from_app(app)
+        lo, hi = _when(since, "since", app), _when(until, "until", app)
+        with progress("detect: reading") as tick:
+            rep = svc.run(lo, hi, on_progress=tick, dry_run=dry_run)
+        if not dry_run:
+            app.log.seal(app.clock.now())
+    strong = sorted((f for f in rep.flags if f.strength >= 1), key=lambda f: -f.strength)
+    if fmt == "json":
+        doc = {
+            "run_id": rep.run_id,
+            "ratings": rep.ratings,
+            "held": rep.held,
+            "held_by_reason": dict(rep.held_by_reason),
+            "cases": rep.cases,
+            "findings": [f.as_evidence() | {"ratings": len(f.rating_ids)} for f in strong],
+            "thresholds": {
+                k: (v if v != float("inf") else None) for k, v in rep.thresholds.items()
+            },
+            "risk_updates": rep.risk_updates,
+            "seconds": round(rep.seconds, 3),
+            "dry_run": dry_run,
+        }
+        click.echo(json.dumps(_jsonable(doc), indent=2, ensure_ascii=False))
+        return
+    verb = "would hold" if dry_run else "held"
+    click.echo(
+        f"detect: {rep.ratings:,} ratings analysed in {rep.seconds:.1f} s; {len(strong)} finding(s); "
+        f"{verb} {rep.held:,} rating(s)" + (f" (run {rep.run_id})" if rep.run_id else "")
+    )
+    if rep.held_by_reason:
+        rows = [{"reason": k, "ratings": v} for k, v in rep.held_by_reason.most_common()]
+        render(rows, ["reason", "ratings"], "table", sys.stdout)
+    for case in rep.cases:
+        click.echo(f"case opened for review: {case}")
+    if strong and show:
+        click.echo("")
+        click.echo(f"findings (strongest first, {min(show, len(strong))} of {len(strong)}):")
+        for f in strong[:show]:
+            click.echo(
+                f"- [{f.reason}] {len(f.rating_ids)} rating(s), score {f.score:.1f} >= {f.threshold:.1f}: {f.explanation}"
+            )
+
+
+# -- review ---------------------------------------------------------------------------------
 
 
 @click.group("review")
 def review_group() -> None:
-    """Review held ratings: list, show, clear (accept) or confirm (reject)."""
+    """Review held ratings: list, show, clear (accept) or confirm (reject).
+
+    Act as a registered person holding the reviewer role (--as PERSON_ID or
+    INTEGRITY_ACTOR). Each decision is a ledger event with your id and reason; a
+    cleared rating is not held again for the same evidence.
+    """
+
+
+def _service(app: App) -> Any:
+    from rules.detectors.review import ReviewService
+
+    return ReviewService(app.ledger, People(app.ledger), app.clock, app.core.rule_set_id)
+
+
+@review_group.command("list")
+@instance_options
+@actor_option
+@click.option("--reason", help="Only ratings held with this reason code (e.g. outlier.burst).")
+@click.option("--window", "window_id", help="Only ratings of this window.")
+@click.option("--cases", is_flag=True, help="List window cases (coerced high scores) instead.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@format_option()
+@handled
+def review_list(
+    home: str | None,
+    db_url: str | None,
+    redis_url: str | None,
+    actor: str | None,
+    reason: str | None,
+    window_id: str | None,
+    cases: bool,
+    limit: int,
+    fmt: str,
+) -> None:
+    """Held ratings, riskiest first (or window cases with --cases)."""
+    from rules.detectors.review import CASE_COLUMNS, LIST_COLUMNS
+
+    with opened(home, db_url, redis_url) as app:
+        svc = _service(app)
+        cols: tuple[str, ...]
+        if cases:
+            rows, cols = svc.cases(current_actor(actor)), CASE_COLUMNS
+        else:
+            rows = svc.list_held(
+                current_actor(actor), reason=reason, window_id=window_id, limit=limit
+            )
+            cols = LIST_COLUMNS
+    if fmt == "json":
+        click.echo(json.dumps(_jsonable(rows), indent=2, ensure_ascii=False))
+        return
+    render(rows, cols, fmt, sys.stdout)
+
+
+@review_group.command("show")
+@instance_options
+@actor_option
+@click.argument("rating_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(DOC_FORMATS), default="table", show_default=True)
+@handled
+def review_show(
+    home: str | None,
+    db_url: str | None,
+    redis_url: str | None,
+    actor: str | None,
+    rating_id: int,
+    fmt: str,
+) -> None:
+    """A held rating with its events and the evidence behind each hold."""
+    with opened(home, db_url, redis_url) as app:
+        doc = _service(app).show(current_actor(actor), rating_id)
+    if fmt == "json":
+        click.echo(json.dumps(_jsonable(doc), indent=2, ensure_ascii=False))
+        return
+    r = doc["rating"]
+    click.echo(
+        f"rating {r['rating_id']}: ticket {r['ticket_id']}, window {r['window_id']}, staff "
+        f"{r['staff_id'] or '-'}, {r['channel']}, composite {r['composite']:.2f}, status {r['status']}, "
+        f"risk {float(r['risk'] or 0):.3f}"
+    )
+    click.echo(
+        f"submitted {r['submitted_at'].isoformat()}, served {r['served_at'].isoformat() if r['served_at'] else '-'}"
+    )
+    click.echo("")
+    events = [
+        {
+            "event_id": e.event_id,
+            "at": e.at,
+            "kind": e.kind,
+            "actor": e.actor,
+            "status": e.status.value if e.status else "",
+            "reasons": list(e.reasons),
+        }
+        for e in doc["events"]
+    ]
+    render(events, ["event_id", "at", "kind", "actor", "status", "reasons"], "table", sys.stdout)
+    if doc["flags"]:
+        click.echo("")
+        click.echo("evidence:")
+        for f in doc["flags"]:
+            click.echo(
+                f"- [{f['reason']}] {f['detector']}: score {f['score']} (threshold {f['threshold']}); {f['explanation']}"
+            )
+    if doc["cleared"]:
+        click.echo("")
+        click.echo("cleared evidence: " + ", ".join(c["fingerprint"] for c in doc["cleared"]))
+
+
+def _decide(
+    home: str | None,
+    db_url: str | None,
+    redis_url: str | None,
+    actor: str | None,
+    rating_id: int,
+    reason: str,
+    *,
+    clear: bool,
+    fmt: str,
+) -> None:
+    with opened(home, db_url, redis_url) as app:
+        svc = _service(app)
+        fn = svc.clear if clear else svc.confirm
+        out = fn(current_actor(actor), rating_id, reason)
+        app.log.seal(app.clock.now())
+    if fmt == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "rating_id": out.rating_id,
+                    "status": out.status.value,
+                    "event_id": out.event_id,
+                    "cleared_fingerprints": list(out.cleared_fingerprints),
+                },
+                indent=2,
+            )
+        )
+        return
+    word = "cleared: accepted, counts again" if clear else "confirmed: rejected, does not count"
+    click.echo(f"rating {out.rating_id} {word} (event {out.event_id})")
+
+
+@review_group.command("clear")
+@instance_options
+@actor_option
+@click.argument("rating_id", type=int)
+@click.option("--reason", required=True, help="Why the hold was wrong (at least 5 characters).")
+@click.option("--format", "fmt", type=click.Choice(DOC_FORMATS), default="table", show_default=True)
+@handled
+def review_clear(
+    home: str | None,
+    db_url: str | None,
+    redis_url: str | None,
+    actor: str | None,
+    rating_id: int,
+    reason: str,
+    fmt: str,
+) -> None:
+    """Clear a held rating: back to accepted; its evidence never holds it again."""
+    _decide(home, db_url, redis_url, actor, rating_id, reason, clear=True, fmt=fmt)
+
+
+@review_group.command("confirm")
+@instance_options
+@actor_option
+@click.argument("rating_id", type=int)
+@click.option("--reason", required=True, help="Why the hold stands (at least 5 characters).")
+@click.option("--format", "fmt", type=click.Choice(DOC_FORMATS), default="table", show_default=True)
+@handled
+def review_confirm(
+    home: str | None,
+    db_url: str | None,
+    redis_url: str | None,
+    actor: str | None,
+    rating_id: int,
+    reason: str,
+    fmt: str,
+) -> None:
+    """Confirm a held rating: rejected; it does not count."""
+    _decide(home, db_url, redis_url, actor, rating_id, reason, clear=False, fmt=fmt)

@@ -83,7 +83,7 @@ class LowConcentrationDetector(Detector):
         df = X.frame
         names = _names(df)
         d = df.loc[
-            _usable(df) & ~df["crowd"] & df["low"] & df["counted"] & df["in_scope"],
+            _usable(df) & ~df["crowd"] & df["low"] & df["in_scope"],
             ["pfx", "tgt", "rating_id", "prefix_hash"],
         ]
         d = rows_of(d, cand, ["pfx", "tgt"])
@@ -205,7 +205,7 @@ class CommentDuplicateDetector(Detector):
         out = []
         for _, r in u[u["score"] >= SOFT * self.threshold_].iterrows():
             g = d[(d["cluster"] == r["cluster"]) & (d["target"] == r["target"])]
-            hold = g[g["counted"] & g["in_scope"]]
+            hold = g[g["in_scope"]]
             if hold.empty:
                 continue
             sample = str(g["comment"].iloc[0])[:40]
@@ -290,7 +290,7 @@ class LowShiftDetector(Detector):
             r["staff_id"] = staff[r["stf"]]
             after = lows[(lows["stf"] == r["stf"]) & (lows["day"] >= r["onset_day"])]
             rep_dev = after.groupby("dev")["rating_id"].transform("size") >= 2
-            hold = after[rep_dev & ~after["kiosk"] & after["counted"] & after["in_scope"]]
+            hold = after[rep_dev & ~after["kiosk"] & after["in_scope"]]
             if hold.empty:
                 continue
             onset = pd.Timestamp(int(r["onset_day"]) * 86400, unit="s").date()

@@ -113,7 +113,7 @@ class BurstDetector(Detector):
         d = d.assign(bucket=(d["submitted_s"] // self.bucket_s).astype(np.int64))
         d = rows_of(d, cand, ["win", "bucket"])
         d["med"] = d.groupby(["win", "bucket"])["composite"].transform("median")
-        keep = ((d["composite"] - d["med"]).abs() <= self.band) & d["counted"] & d["in_scope"]
+        keep = ((d["composite"] - d["med"]).abs() <= self.band) & d["in_scope"]
         held = d[keep].groupby(["win", "bucket"])["rating_id"].agg(list)
         med = d.groupby(["win", "bucket"])["med"].first()
         rec = {(r.win, r.bucket): r for r in cand.itertuples(index=False)}
@@ -203,7 +203,7 @@ class LockstepDetector(Detector):
             if c.empty:
                 continue
             d = df.loc[
-                df["counted"] & df["in_scope"] & ~df["crowd"],
+                df["in_scope"] & ~df["crowd"],
                 [col, "win", "day", "rating_id", f"{kind}_hash" if kind == "ip" else "prefix_hash"],
             ]
             d = rows_of(d, c.rename(columns={"key": col}), [col, "win", "day"])
@@ -366,7 +366,7 @@ class CoRatingDetector(Detector):
         )
         df = X.frame
         d = df.loc[
-            ~df["kiosk"] & df["counted"] & df["in_scope"],
+            ~df["kiosk"] & df["in_scope"],
             ["win", "dev", "composite", "rating_id", "window_id", "device_hash"],
         ]
         dev_hash = df.drop_duplicates("dev").set_index("dev")["device_hash"]

@@ -34,8 +34,11 @@ class CoercedDetector(Detector):
     name = "coerced"
     reason = "outlier.coerced"
 
-    def __init__(self, *, fast_s: float = 180.0, min_peers: int = 4, **kw: Any) -> None:
+    def __init__(
+        self, *, fast_s: float = 180.0, min_peers: int = 4, rho_cap: float = 0.05, **kw: Any
+    ) -> None:
         super().__init__(**kw)
+        self.rho_cap = rho_cap
         self.fast_s = fast_s
         self.min_peers = min_peers
 
@@ -85,12 +88,13 @@ class CoercedDetector(Detector):
             if len(members) >= self.min_peers:
                 beta.loc[members] = float(np.median(log_or.loc[members]))
         w["p_exp"] = expit(logit(p_s.clip(1e-4, 1 - 1e-4)) + beta)
-        # between-window dispersion around the expectation, from the median window
-        self.rho_ = rho_median(w["k_f"], w["n_f"], w["p_exp"])
         day = (
             d[d["fast"]].groupby(["win", "day"]).agg(n=("straight", "size"), k=("straight", "sum"))
         )
         day = day.reset_index()
+        # between-window dispersion around the expectation, from the median window; with
+        # few windows the median is itself noisy, so at most rho_cap is taken as honest
+        self.rho_ = min(rho_median(w["k_f"], w["n_f"], w["p_exp"]), self.rho_cap)
         wins, wi = np.unique(day["win"].to_numpy(), return_inverse=True)
         days, di = np.unique(day["day"].to_numpy(), return_inverse=True)
         K = np.zeros((len(wins), len(days)))
@@ -133,7 +137,6 @@ class CoercedDetector(Detector):
                 & (d["day"] >= r["onset_day"])
                 & d["fast"]
                 & d["top"]
-                & d["counted"]
                 & d["in_scope"]
             ]
             window = str(r["window_id"])

@@ -97,7 +97,7 @@ class DeviceRepeatDetector(Detector):
             return []
         df = X.frame
         d = df.loc[
-            _usable(df) & df["counted"] & df["in_scope"],
+            _usable(df) & df["in_scope"],
             ["dev", "win", "rating_id", "low", "topbox", "window_id", "device_hash"],
         ]
         d = rows_of(d, cand, ["dev", "win"])
@@ -200,7 +200,7 @@ class SelfRatingDetector(Detector):
             return []
         df = X.frame
         d = df.loc[
-            _usable(df) & df["counted"] & df["in_scope"],
+            _usable(df) & df["in_scope"],
             ["dev", "win", "rating_id", "low", "window_id", "device_hash"],
         ]
         d = rows_of(d, cand, ["dev", "win"])

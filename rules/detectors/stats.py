@@ -87,7 +87,9 @@ def rho_mom(
     return float(np.clip(rho, 0.0, cap))
 
 
-def rho_median(k: np.ndarray, n: np.ndarray, p: np.ndarray, *, cap: float = 0.5) -> float:
+def rho_median(
+    k: np.ndarray, n: np.ndarray, p: np.ndarray, *, cap: float = 0.5, min_n: int = 20
+) -> float:
     """Intra-class correlation from the *median* unit, for units with large ``n`` (windows).
 
     With large ``n`` the standardised squared deviation is close to a scaled chi2(1)
@@ -97,7 +99,7 @@ def rho_median(k: np.ndarray, n: np.ndarray, p: np.ndarray, *, cap: float = 0.5)
     k = np.asarray(k, dtype=float)
     n = np.asarray(n, dtype=float)
     p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-    m = n >= 20
+    m = n >= min_n
     if m.sum() < 3:
         return 0.0
     ratio = (k[m] - n[m] * p[m]) ** 2 / (n[m] * p[m] * (1 - p[m])) / 0.4549

@@ -1,0 +1,408 @@
+"""The detect run: features -> detectors -> combination -> hold events on the ledger.
+
+Incremental and idempotent. A run looks at ratings submitted in ``[since, until)``
+(everything by default) with ``[detect] context_days`` of earlier ratings as
+baselines. Only ratings that currently count (``accepted``) can be held. Each hold is
+one ledger event (kind ``hold``, actor ``detector``) carrying every finding behind
+it (detector, score, threshold, parameters, a sentence); the pair (rating, evidence
+fingerprint) is recorded in ``detect_holds`` and never acted on twice, and evidence a
+reviewer cleared (``detect_cleared``) never holds that rating again. So running twice
+changes nothing, and a rerun over more data only adds what is new.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from integrity.adapters.sql import SqlLedger
+from integrity.clock import Clock
+from integrity.errors import ConfigError, Conflict
+from integrity.model import Event, Rubric, Status
+from rules import tables as rt
+from rules.detectors.base import Detector, Flag, Signal
+from rules.detectors.bombing import (
+    CommentDuplicateDetector,
+    LowConcentrationDetector,
+    LowShiftDetector,
+)
+from rules.detectors.burst import BurstDetector, CoRatingDetector, LockstepDetector
+from rules.detectors.coerced import CoercedDetector
+from rules.detectors.combine import Verdicts, combine
+from rules.detectors.features import Frame, load_frame
+from rules.detectors.generic import SoftSignals
+from rules.detectors.repeat import DeviceRepeatDetector, SelfRatingDetector
+
+ACTOR = "detector"
+HOLD_KIND = "hold"
+CASE_KIND = "case.opened"
+
+#: Detector name -> (class, default share of the honest-hold budget).
+DETECTORS: dict[str, tuple[type[Detector], float]] = {
+    "burst": (BurstDetector, 1.0),
+    "lockstep": (LockstepDetector, 1.0),
+    "corating": (CoRatingDetector, 1.0),
+    "device_repeat": (DeviceRepeatDetector, 1.0),
+    "self_rating": (SelfRatingDetector, 1.0),
+    "coerced": (CoercedDetector, 1.0),
+    "low_concentration": (LowConcentrationDetector, 0.5),
+    "comment_duplicate": (CommentDuplicateDetector, 0.5),
+    "low_shift": (LowShiftDetector, 0.5),
+}
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """The ``[detect]`` table of the rule set (see ``rules/default_ruleset.toml``)."""
+
+    target_honest_hold: float = 0.003
+    fdr: float = 0.05
+    hold_risk: float = 0.5
+    context_days: int = 35
+    partition_days: int = 7
+    budget: Mapping[str, float] = field(
+        default_factory=lambda: {k: v for k, (_, v) in DETECTORS.items()}
+    )
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    pyod: Mapping[str, Any] = field(default_factory=lambda: {"enabled": True, "method": "ecod"})
+    fairness: Mapping[str, Any] = field(default_factory=lambda: {"enabled": True})
+
+    @classmethod
+    def from_section(cls, raw: Mapping[str, Any]) -> DetectConfig:
+        """Validate a ``[detect]`` table; ``ConfigError`` names the field at fault."""
+        d = cls()
+
+        def num(name: str, default: float, lo: float, hi: float) -> float:
+            v = raw.get(name, default)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+                raise ConfigError(f"[detect] {name}: {v!r} is not a number in [{lo}, {hi}]")
+            return float(v)
+
+        budget = dict(d.budget)
+        for k, v in dict(raw.get("budget", {})).items():
+            if k not in DETECTORS:
+                raise ConfigError(f"[detect.budget] {k}: unknown detector ({', '.join(DETECTORS)})")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ConfigError(f"[detect.budget] {k}: {v!r} is not a number >= 0")
+            budget[k] = float(v)
+        options = {k: dict(raw[k]) for k in DETECTORS if isinstance(raw.get(k), Mapping)}
+        return cls(
+            target_honest_hold=num("target_honest_hold", d.target_honest_hold, 0.0, 0.5),
+            fdr=num("fdr", d.fdr, 0.0, 1.0),
+            hold_risk=num("hold_risk", d.hold_risk, 0.0, 1.0),
+            context_days=int(num("context_days", d.context_days, 0, 3650)),
+            partition_days=int(num("partition_days", d.partition_days, 1, 366)),
+            budget=budget,
+            options=options,
+            pyod={**d.pyod, **dict(raw.get("pyod", {}))},
+            fairness={**d.fairness, **dict(raw.get("fairness", {}))},
+        )
+
+    def detectors(self) -> list[Detector]:
+        """Every detector with its share of the budget: target * weight / sum(weights)."""
+        total = sum(self.budget.values()) or 1.0
+        out = []
+        for name, (cls, _) in DETECTORS.items():
+            share = self.budget.get(name, 0.0)
+            if share <= 0:
+                continue
+            try:
+                det = cls(
+                    budget=self.target_honest_hold * share / total,
+                    fdr=self.fdr,
+                    **dict(self.options.get(name, {})),
+                )
+            except TypeError as err:
+                raise ConfigError(f"[detect.{name}]: {err}") from None
+            out.append(det)
+        return out
+
+
+@dataclass
+class DetectReport:
+    """What one run found and did."""
+
+    run_id: int | None
+    ratings: int
+    flags: list[Flag]
+    held: int
+    cases: list[str]
+    held_by_reason: Counter[str]
+    risk_updates: int
+    seconds: float
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def flag_counts(self) -> dict[str, int]:
+        c: Counter[str] = Counter()
+        for f in self.flags:
+            if f.strength >= 1:
+                c[f.reason] += 1
+        return dict(c)
+
+
+class DetectService:
+    """Runs detection over a ledger and writes its holds, cases and risks."""
+
+    def __init__(
+        self,
+        ledger: SqlLedger,
+        config: DetectConfig,
+        *,
+        rubric: Rubric,
+        tz: ZoneInfo,
+        clock: Clock,
+        rule_set_id: str,
+    ) -> None:
+        self.ledger = ledger
+        self.config = config
+        self.rubric = rubric
+        self.tz = tz
+        self.clock = clock
+        self.rule_set_id = rule_set_id
+
+    @classmethod
+    def from_app(cls, app: Any) -> DetectService:
+        """Wire from an opened instance (composition: CLI, bench)."""
+        cls.check_schema(app.ledger)
+        return cls(
+            app.ledger,
+            DetectConfig.from_section(app.ruleset.section("detect")),
+            rubric=app.core.rubric,
+            tz=app.core.timezone,
+            clock=app.clock,
+            rule_set_id=app.core.rule_set_id,
+        )
+
+    @staticmethod
+    def check_schema(ledger: SqlLedger) -> None:
+        if not sa.inspect(ledger.engine).has_table("detect_holds"):
+            raise ConfigError(
+                "the ledger has no detection tables; run `integrity init` to upgrade it"
+            )
+
+    # -- analysis ---------------------------------------------------------------------------
+
+    def analyse(self, frame: Frame) -> tuple[list[Flag], list[Signal], Verdicts, dict[str, float]]:
+        """Fit every detector on ``frame``; findings, soft signals, combination, thresholds."""
+        df = frame.frame
+        n = len(df)
+        flags: list[Flag] = []
+        thresholds: dict[str, float] = {}
+        pyod_opts = fair_opts = None
+        if self.config.pyod.get("enabled", True):
+            pyod_opts = {k: v for k, v in self.config.pyod.items() if k != "enabled"}
+        if self.config.fairness.get("enabled", True):
+            fair_opts = {k: v for k, v in self.config.fairness.items() if k != "enabled"}
+        with SoftSignals(frame, pyod_opts, fair_opts) as soft:
+            for det in self.config.detectors():
+                det.fit(frame, total_ratings=n)
+                thresholds[det.name] = det.threshold_
+                flags.extend(det.flags(frame))
+            signals = soft.result()
+        eligible = set(df.loc[df["counted"] & df["in_scope"], "rating_id"].tolist())
+        verdicts = combine(flags, signals, hold_risk=self.config.hold_risk, eligible=eligible)
+        return flags, signals, verdicts, thresholds
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def run(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+        dry_run: bool = False,
+    ) -> DetectReport:
+        """Detect over ``[since, until)`` and hold what is new; see the module docstring."""
+        t0 = time.perf_counter()
+        started = self.clock.now()
+        frame = load_frame(
+            self.ledger,
+            rubric=self.rubric,
+            tz=self.tz,
+            since=since,
+            until=until,
+            context_days=self.config.context_days,
+            partition_days=self.config.partition_days,
+            on_progress=on_progress,
+        )
+        flags, _, verdicts, thresholds = self.analyse(frame)
+        if dry_run:
+            return DetectReport(
+                None, len(frame), flags, len(verdicts.hold), [], Counter(), 0,
+                time.perf_counter() - t0, thresholds,
+            )  # fmt: skip
+        run_id = self._start_run(started, since, until, len(frame))
+        held, by_reason = self._hold(verdicts, frame, run_id)
+        cases = self._cases(flags, verdicts, run_id)
+        risk_updates = self._risks(verdicts, frame)
+        self._finish_run(run_id, len([f for f in flags if f.strength >= 1]), held, len(cases))
+        return DetectReport(
+            run_id, len(frame), flags, held, cases, by_reason, risk_updates,
+            time.perf_counter() - t0, thresholds,
+        )  # fmt: skip
+
+    def _start_run(
+        self, at: datetime, since: datetime | None, until: datetime | None, n: int
+    ) -> int:
+        with self.ledger.begin() as conn:
+            rid = conn.execute(
+                rt.detect_runs.insert().returning(rt.detect_runs.c.run_id),
+                {
+                    "started_at": at,
+                    "since": since,
+                    "until": until,
+                    "rule_set_id": self.rule_set_id,
+                    "ratings": n,
+                },
+            ).scalar_one()
+        return int(rid)
+
+    def _finish_run(self, run_id: int, flags: int, held: int, cases: int) -> None:
+        with self.ledger.begin() as conn:
+            conn.execute(
+                rt.detect_runs.update()
+                .where(rt.detect_runs.c.run_id == run_id)
+                .values(
+                    finished_at=self.clock.now(), flags=flags, held=held, cases=cases, complete=True
+                )
+            )
+
+    def _known(self, table: sa.Table, ids: list[int]) -> set[tuple[int, str]]:
+        out: set[tuple[int, str]] = set()
+        with self.ledger.begin() as conn:
+            for lo in range(0, len(ids), 900):
+                part = ids[lo : lo + 900]
+                rows = conn.execute(
+                    sa.select(table.c.rating_id, table.c.fingerprint).where(
+                        table.c.rating_id.in_(part)
+                    )
+                )
+                out.update((int(r), str(f)) for r, f in rows)
+        return out
+
+    def _hold(self, verdicts: Verdicts, frame: Frame, run_id: int) -> tuple[int, Counter[str]]:
+        ids = sorted(verdicts.hold)
+        if not ids:
+            return 0, Counter()
+        done = self._known(rt.detect_holds, ids) | self._known(rt.detect_cleared, ids)
+        version = frame.frame.set_index("rating_id")["version"]
+        now = self.clock.now()
+        held = 0
+        by_reason: Counter[str] = Counter()
+        todo: list[tuple[int, list[Flag]]] = []
+        for rid in ids:
+            fl = [f for f in verdicts.hold[rid] if (rid, f.fingerprint) not in done]
+            if fl:
+                todo.append((rid, fl))
+        for lo in range(0, len(todo), 1000):
+            with self.ledger.begin() as conn:
+                rows = []
+                for rid, fl in todo[lo : lo + 1000]:
+                    reasons = tuple(sorted({f.reason for f in fl}))
+                    top = fl[0]
+                    evidence = {
+                        **top.as_evidence(),
+                        "risk": round(verdicts.risk.get(rid, 0.0), 6),
+                        "flags": [f.as_evidence() for f in fl],
+                        "run_id": run_id,
+                    }
+                    soft = verdicts.soft.get(rid)
+                    if soft:
+                        evidence["signals"] = {k: round(v, 4) for k, v in soft.items()}
+                        if all(f.strength < 1 for f in fl):
+                            reasons = tuple(sorted({*reasons, "outlier.pyod"}))
+                    ev = Event(
+                        kind=HOLD_KIND,
+                        actor=ACTOR,
+                        at=now,
+                        rating_id=rid,
+                        status=Status.HELD,
+                        reasons=reasons,
+                        rule_set_id=self.rule_set_id,
+                        evidence=evidence,
+                    )
+                    try:
+                        written = self.ledger.append_in(conn, ev, int(version[rid]))
+                    except Conflict:
+                        continue  # changed since we read it (a reviewer, an appeal): next run decides
+                    held += 1
+                    by_reason.update(reasons)
+                    rows += [
+                        {
+                            "rating_id": rid,
+                            "fingerprint": f.fingerprint,
+                            "detector": f.detector,
+                            "reason": f.reason,
+                            "event_id": written.event_id,
+                            "run_id": run_id,
+                        }
+                        for f in {f.fingerprint: f for f in fl}.values()
+                    ]
+                if rows:
+                    conn.execute(rt.detect_holds.insert(), rows)
+        return held, by_reason
+
+    def _cases(self, flags: list[Flag], verdicts: Verdicts, run_id: int) -> list[str]:
+        opened: list[str] = []
+        for f in flags:
+            if f.case is None or f.strength < 1:
+                continue
+            with self.ledger.begin() as conn:
+                exists = conn.execute(
+                    sa.select(rt.detect_cases.c.subject).where(rt.detect_cases.c.subject == f.case)
+                ).first()
+                if exists is not None:
+                    continue
+                ev = self.ledger.append_in(
+                    conn,
+                    Event(
+                        kind=CASE_KIND,
+                        actor=ACTOR,
+                        at=self.clock.now(),
+                        subject=f.case,
+                        reasons=(f.reason,),
+                        rule_set_id=self.rule_set_id,
+                        evidence={
+                            **f.as_evidence(),
+                            "suspect_ratings": len(f.rating_ids),
+                            "run_id": run_id,
+                        },
+                    ),
+                )
+                conn.execute(
+                    rt.detect_cases.insert(),
+                    {
+                        "subject": f.case,
+                        "fingerprint": f.fingerprint,
+                        "window_id": f.case.split(":", 2)[2],
+                        "opened_at": self.clock.now(),
+                        "event_id": ev.event_id,
+                        "run_id": run_id,
+                        "ratings_held": len(f.rating_ids),
+                    },
+                )
+            opened.append(f.case)
+        return opened
+
+    def _risks(self, verdicts: Verdicts, frame: Frame) -> int:
+        df = frame.frame
+        scope = df[df["in_scope"]]
+        old = dict(
+            zip(scope["rating_id"].tolist(), scope["risk"].fillna(0.0).tolist(), strict=True)
+        )
+        changes = {}
+        for rid, before in old.items():
+            new = round(float(verdicts.risk.get(rid, 0.0)), 6)
+            if abs(new - before) > 1e-6:
+                changes[rid] = new
+        self.ledger.set_risk(changes)
+        return len(changes)
