@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from integrity import merkle
 from integrity.adapters import tables as t
-from integrity.adapters.sql import SqlLedger, canonical_json, translate_errors
+from integrity.adapters.sql import SqlLedger, canonical_json, risk_digest, translate_errors
 
 EVENT_FIELDS = (
     "event_id",
@@ -297,6 +297,7 @@ class MerkleLog:
                     f"log head (size {head.size}) disagrees with its leaves (size {stored.size})"
                 )
             self._check_unsealed(conn, report, now, grace)
+            self._check_risk(conn, report)
             self._check_status(conn, report)
             self._check_ratings_have_decisions(conn, report)
         report.size = recomputed.size
@@ -381,6 +382,48 @@ class MerkleLog:
         ).scalar_one()
         if orphan:
             report.fail(f"{orphan} rating(s) have no status row")
+
+    def _check_risk(self, conn: Connection, report: VerifyReport) -> None:
+        """Each scoring run's rows match its sealed digest; each rating's risk is its latest row."""
+        runs = conn.execute(
+            sa.select(t.events.c.event_id, t.events.c.evidence).where(
+                t.events.c.kind == "risk.scored"
+            )
+        ).all()
+        for eid, evidence in runs:
+            rows = conn.execute(
+                sa.select(t.risk_scores.c.rating_id, t.risk_scores.c.risk).where(
+                    t.risk_scores.c.event_id == eid
+                )
+            ).all()
+            want = json.loads(evidence)
+            got = [(int(r), float(v)) for r, v in rows]
+            if len(got) != want.get("ratings") or risk_digest(got) != want.get("sha256"):
+                report.fail(f"risk scores of event {eid} differ from what the event recorded")
+        latest = (
+            sa.select(t.risk_scores.c.rating_id, sa.func.max(t.risk_scores.c.event_id).label("eid"))
+            .group_by(t.risk_scores.c.rating_id)
+            .subquery()
+        )
+        rs = t.risk_scores.alias("rs")
+        q = (
+            sa.select(
+                t.rating_status.c.rating_id, t.rating_status.c.risk, rs.c.risk.label("scored")
+            )
+            .select_from(
+                t.rating_status.outerjoin(
+                    latest, latest.c.rating_id == t.rating_status.c.rating_id
+                ).outerjoin(
+                    rs, sa.and_(rs.c.rating_id == latest.c.rating_id, rs.c.event_id == latest.c.eid)
+                )
+            )
+            .where(sa.func.abs(t.rating_status.c.risk - sa.func.coalesce(rs.c.risk, 0.0)) > 1e-6)
+            .limit(20)
+        )
+        for rid, risk, scored in conn.execute(q):
+            report.fail(
+                f"rating {rid}: risk {risk:.6f} in the status row, but its scoring events say {scored or 0.0:.6f}"
+            )
 
     def _check_ratings_have_decisions(self, conn: Connection, report: VerifyReport) -> None:
         dec = sa.select(t.events.c.event_id).where(

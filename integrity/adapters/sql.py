@@ -7,10 +7,11 @@ race (two workers, one ticket) becomes a clean ``duplicate_ticket`` decision.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -148,6 +149,17 @@ def _sqlite_record_statement() -> sa.Insert:
 _PG_RECORD = _pg_record_statement()
 _SQLITE_RECORD = _sqlite_record_statement()
 _INSERT_EVENT = t.events.insert().returning(t.events.c.event_id)
+
+
+def risk_value(x: float) -> float:
+    """Risk as stored: clipped to [0, 1], 6 decimals (so digests are reproducible)."""
+    return round(min(1.0, max(0.0, float(x))), 6)
+
+
+def risk_digest(rows: Sequence[tuple[int, float]]) -> str:
+    """SHA-256 of a scoring run's ``(rating_id, risk)`` rows in rating order."""
+    blob = "\n".join(f"{rid}:{risk:.6f}" for rid, risk in sorted(rows))
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _decision_event(p: Pending, actor: str) -> dict[str, Any]:
@@ -502,17 +514,63 @@ class SqlLedger:
             )
         return Event(**{**ev.__dict__, "event_id": eid})
 
-    def set_risk(self, risks: Mapping[int, float]) -> None:
-        """Store detector risk per rating (materialised; the evidence lives in events)."""
+    def set_risk(
+        self,
+        risks: Mapping[int, float],
+        *,
+        at: datetime | None = None,
+        actor: str = "detector",
+        subject: str = "risk",
+    ) -> int:
+        """Record detector risk (0..1) per rating; returns how many ratings changed.
+
+        Append-only: the ratings whose risk changed (by more than 1e-6) get a row in
+        ``risk_scores`` under one ``risk.scored`` event whose evidence holds the SHA-256
+        of those rows, so the log seals them; ``rating_status.risk`` keeps the latest
+        value for reads and is checked against them by ``ledger verify``.
+        """
         if not risks:
-            return
+            return 0
         with translate_errors(), self.engine.begin() as conn:
+            current: dict[int, float] = {}
+            ids = sorted(int(k) for k in risks)
+            for part in _chunks(ids, 900):
+                rows = conn.execute(
+                    sa.select(t.rating_status.c.rating_id, t.rating_status.c.risk).where(
+                        t.rating_status.c.rating_id.in_(part)
+                    )
+                )
+                current.update({int(r): float(v) for r, v in rows})
+            changed = [
+                (rid, risk_value(risks[rid]))
+                for rid in ids
+                if rid in current and abs(risk_value(risks[rid]) - current[rid]) > 1e-6
+            ]
+            if not changed:
+                return 0
+            when = at or datetime.now(UTC)
+            ev = self._append(
+                conn,
+                Event(
+                    kind="risk.scored",
+                    actor=actor,
+                    at=when,
+                    subject=subject,
+                    evidence={"ratings": len(changed), "sha256": risk_digest(changed)},
+                ),
+                None,
+            )
+            conn.execute(
+                t.risk_scores.insert(),
+                [{"event_id": ev.event_id, "rating_id": rid, "risk": v} for rid, v in changed],
+            )
             conn.execute(
                 t.rating_status.update()
                 .where(t.rating_status.c.rating_id == sa.bindparam("rid"))
                 .values(risk=sa.bindparam("risk")),
-                [{"rid": k, "risk": float(v)} for k, v in risks.items()],
+                [{"rid": rid, "risk": v} for rid, v in changed],
             )
+            return len(changed)
 
     # -- venues --------------------------------------------------------------------------
 

@@ -205,3 +205,27 @@ people = sa.Table(
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
+
+# Detector risk, append-only: one row per rating whose risk a scoring run changed. The
+# run's ``risk.scored`` event carries the SHA-256 of its rows, so the Merkle log seals
+# them, and ``rating_status.risk`` (the latest value) is checked against them by verify.
+risk_scores = sa.Table(
+    "risk_scores",
+    metadata,
+    sa.Column(
+        "event_id",
+        sa.BigInteger,
+        sa.ForeignKey("events.event_id"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column(
+        "rating_id",
+        sa.BigInteger,
+        sa.ForeignKey("ratings.rating_id"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("risk", sa.Float, nullable=False),
+    sa.Index("ix_risk_scores_rating_event", "rating_id", "event_id"),
+)

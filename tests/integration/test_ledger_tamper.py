@@ -302,12 +302,6 @@ def test_changed_current_reasons_are_named(ledger: Ledger) -> None:
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="design: set_risk writes rating_status.risk with no event, so verify has nothing to "
-    "check it against; an edited risk (which orders the held queue and can weight audit "
-    "samples) goes unnoticed. Risk changes need to be ledger events.",
-)
 def test_edited_risk_is_named(ledger: Ledger) -> None:
     lg = ledger
     do, undo = edit(t.rating_status, {"rating_id": lg.held_rating}, risk=0.0001)

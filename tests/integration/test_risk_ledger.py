@@ -1,0 +1,67 @@
+"""Detector risk is on the ledger: append-only rows sealed through ``risk.scored`` events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from integrity.adapters import tables as t
+from integrity.bootstrap import App
+from tests.factories import backend_url, make_app, rating
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
+    a = make_app(tmp_path / "home", backend_url(request, tmp_path))
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+def verify_problems(app: App) -> list[str]:
+    return app.log.verify(app.clock.now()).problems
+
+
+def test_risk_round_trip_and_tamper(app: App) -> None:
+    ids = [app.validate(rating()).rating_id for _ in range(4)]
+    assert app.ledger.set_risk({ids[0]: 0.9, ids[1]: 0.25, ids[2]: 0.0}, at=app.clock.now()) == 2
+    # unchanged values write nothing; a changed one is a new run
+    assert app.ledger.set_risk({ids[0]: 0.9, ids[2]: 0.0}, at=app.clock.now()) == 0
+    assert app.ledger.set_risk({ids[0]: 0.4, ids[3]: 1.7}, at=app.clock.now()) == 2
+    app.log.seal(app.clock.now())
+    assert verify_problems(app) == []
+    assert app.ledger.rating(ids[0])["risk"] == pytest.approx(0.4)
+    assert app.ledger.rating(ids[3])["risk"] == 1.0  # clipped to [0, 1]
+    assert [e.kind for e in app.ledger.events_about("risk")] == ["risk.scored", "risk.scored"]
+
+    with app.ledger.engine.begin() as conn:  # someone lowers a rating's risk by hand
+        conn.execute(
+            t.rating_status.update().where(t.rating_status.c.rating_id == ids[0]).values(risk=0.01)
+        )
+    assert any(f"rating {ids[0]}: risk" in p for p in verify_problems(app))
+    with app.ledger.engine.begin() as conn:
+        conn.execute(
+            t.rating_status.update().where(t.rating_status.c.rating_id == ids[0]).values(risk=0.4)
+        )
+    assert verify_problems(app) == []
+
+    with app.ledger.engine.begin() as conn:  # ... or rewrites the scoring history too
+        conn.execute(
+            t.risk_scores.update().where(t.risk_scores.c.rating_id == ids[1]).values(risk=0.0)
+        )
+        conn.execute(
+            t.rating_status.update().where(t.rating_status.c.rating_id == ids[1]).values(risk=0.0)
+        )
+    problems = verify_problems(app)
+    assert any("risk scores of event" in p for p in problems), problems
+
+
+def test_unknown_ratings_are_ignored(app: App) -> None:
+    rid = app.validate(rating()).rating_id
+    assert app.ledger.set_risk({rid: 0.5, rid + 1000: 0.9}) == 1
+    with app.ledger.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.risk_scores)).scalar_one() == 1
