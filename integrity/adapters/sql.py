@@ -49,6 +49,8 @@ def make_engine(url: str) -> Engine:
             # Checkpoint the WAL every ~40 MB instead of ~4 MB: each checkpoint syncs, and
             # ledger commits touch a dozen index pages, so the default checkpoints often.
             cur.execute("PRAGMA wal_autocheckpoint=10000")
+            # Index pages of hashed keys are touched at random: keep them cached (64 MB).
+            cur.execute("PRAGMA cache_size=-65536")
             cur.close()
 
         return engine
