@@ -21,6 +21,7 @@ from cli import main
 from integrity.bootstrap import Settings, open_app
 from integrity.people import People
 from integrity.simulation import WorldConfig, simulate
+from rules.ruleset import default_ruleset_text
 
 
 def _invoke(home: Path, *args: str, actor: str | None = None) -> tuple[int, str, str]:
@@ -38,7 +39,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     world = simulate(WorldConfig(seed=4, halls=1, windows_per_hall=5, honest_ratings=3000, days=14))
     (base / "ratings.jsonl").write_text("\n".join(world.iter_jsonl()) + "\n", encoding="utf-8")
     world.venues_json(base / "venues.json")
-    assert _invoke(home, "init")[0] == 0
+    # the soft signals (pyod, fairness) are exercised in tests/integration; here they are
+    # off, so each detect run does not pay pyod's import and JIT compilation
+    rules = default_ruleset_text()
+    for section in ("[detect.pyod]", "[detect.fairness]"):
+        head, tail = rules.split(section, 1)
+        rules = head + section + tail.replace("enabled = true", "enabled = false", 1)
+    (base / "rules.toml").write_text(rules, encoding="utf-8")
+    assert _invoke(home, "init", "--rules", str(base / "rules.toml"))[0] == 0
     assert _invoke(home, "venues", "load", str(base / "venues.json"))[0] == 0
     code, _, err = _invoke(home, "ingest", str(base / "ratings.jsonl"))
     assert code == 0, err
