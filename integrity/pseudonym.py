@@ -8,6 +8,7 @@ hashed too, so rules can count per network without knowing the network.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -38,9 +39,14 @@ def normalise_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 
 def prefix_of(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    """The /24 (IPv4) or /64 (IPv6) network of an address, as text."""
-    bits = 24 if addr.version == 4 else 64
-    return str(ipaddress.ip_network(f"{addr}/{bits}", strict=False))
+    """The /24 (IPv4) or /64 (IPv6) network of an address, as text (``198.51.100.0/24``)."""
+    if addr.version == 4:
+        return f"{ipaddress.IPv4Address(int(addr) & _V4_MASK)}/24"
+    return f"{ipaddress.IPv6Address(int(addr) & _V6_MASK)}/64"
+
+
+_V4_MASK = (2**32 - 1) ^ (2**8 - 1)
+_V6_MASK = (2**128 - 1) ^ (2**64 - 1)
 
 
 @dataclass(frozen=True)
@@ -63,13 +69,23 @@ class Pseudonymiser:
         return self._digest("device", device_id)
 
     def address(self, text: str) -> tuple[str, str]:
-        """``(ip_hash, prefix_hash)`` of a raw address."""
-        addr = normalise_ip(text)
-        return self.ip(addr), self.prefix(prefix_of(addr))
+        """``(ip_hash, prefix_hash)`` of a raw address; ``ValueError`` if it is none.
+
+        Memoised per process (hall Wi-Fi and carrier NAT addresses repeat all day); the
+        cache lives in memory only, like the raw value while it is being parsed.
+        """
+        return _address(self.key, text)
 
     @classmethod
     def from_file(cls, path: Path) -> Pseudonymiser:
         return cls(bytes.fromhex(path.read_text().strip()))
+
+
+@functools.lru_cache(maxsize=65536)
+def _address(key: bytes, text: str) -> tuple[str, str]:
+    p = Pseudonymiser(key)
+    addr = normalise_ip(text)
+    return p.ip(addr), p.prefix(prefix_of(addr))
 
 
 def write_secret(path: Path) -> None:

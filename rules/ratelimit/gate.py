@@ -9,9 +9,10 @@ that a registered pad rates only its own window (``kiosk.wrong_window``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from integrity.model import Kiosk, Rating, Status, VenueRegistry, Verdict
@@ -57,6 +58,7 @@ class RateLimitGate:
         self.registry = registry or VenueRegistry()
         self.namespace = namespace
         self._tz = ruleset.tz
+        self._days: dict[date, tuple[str, int, int]] = {}
 
     # --- Gate port ---------------------------------------------------------------------
 
@@ -83,6 +85,10 @@ class RateLimitGate:
         """The limit rules that apply to this rating, in rule-set order."""
         at_venue = self.registry.venue_of_address(rating.ip_hash, rating.prefix_hash) is not None
         at_kiosk = self.registry.kiosk(rating.device_hash) is not None
+        return self._rules_for(at_venue, at_kiosk)
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 - four combinations, gate lives for the process
+    def _rules_for(self, at_venue: bool, at_kiosk: bool) -> tuple[LimitRule, ...]:
         address_scope = "venue" if at_venue else "default"
         device_scope = "kiosk" if at_kiosk else "default"
         out = []
@@ -92,19 +98,34 @@ class RateLimitGate:
                 out.append(rule)
         return tuple(out)
 
+    def _day(self, day_time: datetime) -> tuple[str, int, int]:
+        """``(local date, ms of the next local midnight, ms a day after that)``, cached per date."""
+        local_date = day_time.astimezone(self._tz).date()
+        hit = self._days.get(local_date)
+        if hit is None:
+            next_midnight = datetime.combine(
+                local_date + timedelta(days=1), time(0), tzinfo=self._tz
+            )
+            hit = (
+                local_date.isoformat(),
+                epoch_ms(next_midnight),
+                epoch_ms(next_midnight + timedelta(days=1)),
+            )
+            if len(self._days) > 400:
+                self._days.clear()
+            self._days[local_date] = hit
+        return hit
+
     def plan(self, rating: Rating, ctx: GateContext) -> _Plan:
         """The limiter checks for ``rating``; replay judges at ``submitted_at``, live at receipt."""
         at_ms = epoch_ms(rating.submitted_at) if ctx.replay else None
         # The calendar day: the rating's own time on replay; live, the time of receipt
         # (what the Redis server clock also measures, give or take the network).
         day_time = rating.submitted_at if ctx.replay else rating.received_at
-        local = day_time.astimezone(self._tz)
-        day = local.date().isoformat()
-        next_midnight = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=self._tz)
+        day, day_end_ms, day_after_ms = self._day(day_time)
         day_time_ms = epoch_ms(day_time)
-        day_end_ms = epoch_ms(next_midnight)
         # Keep a day's key a full day past its end: late (skewed) ratings still find it.
-        day_ttl_ms = max(1, epoch_ms(next_midnight + timedelta(days=1)) - day_time_ms)
+        day_ttl_ms = max(1, day_after_ms - day_time_ms)
 
         checks = []
         rules: dict[str, LimitRule] = {}
