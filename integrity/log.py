@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from integrity import merkle
 from integrity.adapters import tables as t
-from integrity.adapters.sql import SqlLedger, canonical_json, risk_digest, translate_errors
+from integrity.adapters.sql import SqlLedger, risk_digest, translate_errors
 
 EVENT_FIELDS = (
     "event_id",
@@ -63,17 +63,24 @@ RATING_FIELDS = (
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
-def leaf_data(event: Mapping[str, Any], rating: Mapping[Any, Any] | None) -> bytes:
-    """The bytes a leaf hashes: the event row, and for a decision its rating row."""
-    doc: dict[str, Any] = {"v": LEAF_FORMAT, "event": {k: _plain(event[k]) for k in EVENT_FIELDS}}
-    if rating is not None:
-        doc["rating"] = {k: _plain(rating[k]) for k in RATING_FIELDS}
-    return canonical_json(doc).encode()
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def leaf_data(
+    event: Mapping[Any, Any], rating: Mapping[Any, Any] | None, prefix: str = ""
+) -> bytes:
+    """The bytes a leaf hashes (format v1): ``[1, [event fields], [rating fields] | null]``.
+
+    Fields in the fixed order of ``EVENT_FIELDS`` and ``RATING_FIELDS``; times as ISO
+    8601 UTC; a decision event's leaf also covers its rating row. ``prefix`` names the
+    rating's columns in ``rating`` (``r_`` in the joined query rows).
+    """
+    ev = [_plain(event[k]) for k in EVENT_FIELDS]
+    rt = None if rating is None else [_plain(rating[prefix + k]) for k in RATING_FIELDS]
+    return _ENCODE([LEAF_FORMAT, ev, rt]).encode()
 
 
 def _event_query(leaves: bool = False) -> sa.Select[Any]:
@@ -100,14 +107,11 @@ def _event_query(leaves: bool = False) -> sa.Select[Any]:
 
 
 def _leaf_of(row: Mapping[Any, Any]) -> bytes:
-    rating = None
-    if row["kind"] == "decision":
-        rating = (
-            {k: row[f"r_{k}"] for k in RATING_FIELDS} if row["r_rating_id"] is not None else None
-        )
-        if rating is None:  # the rating row is gone: hash a marker that can never match
-            return merkle.leaf_hash(b"missing rating")
-    return merkle.leaf_hash(leaf_data(row, rating))
+    if row["kind"] != "decision":
+        return merkle.leaf_hash(leaf_data(row, None))
+    if row["r_rating_id"] is None:  # the rating row is gone: hash a marker that can never match
+        return merkle.leaf_hash(b"missing rating")
+    return merkle.leaf_hash(leaf_data(row, row, prefix="r_"))
 
 
 @dataclass(frozen=True)
