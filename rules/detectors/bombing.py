@@ -34,7 +34,8 @@ SOFT = 0.5
 def _names(df: pd.DataFrame) -> pd.Series:
     """Target code -> staff id, or ``window:<id>`` when no staff is named."""
     first = df.drop_duplicates("tgt")
-    name = first["staff_id"].where(first["stf"] >= 0, "window:" + first["window_id"].astype(str))
+    staff = first["staff_id"].astype(object)
+    name = staff.where(first["stf"] >= 0, "window:" + first["window_id"].astype(str))
     return pd.Series(name.to_numpy(), index=first["tgt"].to_numpy())
 
 

@@ -40,8 +40,6 @@ RAW_COLUMNS = (
     "device_hash",
     "counted",  # 1 when the current status is accepted
     "dup",  # 1 when rejected as a repeated ticket
-    "risk",
-    "version",
 )
 
 
@@ -109,15 +107,11 @@ def load_frame(
         r.device_hash,
         sa.case((s.status == "accepted", 1), else_=0).label("counted"),
         sa.case((s.reasons.like("%duplicate_ticket%"), 1), else_=0).label("dup"),
-        s.risk,
-        s.version,
     ]
     base = sa.select(*cols).select_from(t.ratings.join(t.rating_status, s.rating_id == r.rating_id))
     parts: list[dict[str, np.ndarray]] = []
+    dictionaries = {c: _Dictionary() for c in _STRINGS}
     with translate_errors(), ledger.engine.connect() as conn:
-        if dialect == "sqlite":
-            # map the file instead of copying pages through the page cache (read-only use)
-            conn.exec_driver_sql("PRAGMA mmap_size=4294967296")
         for q in _partitions(conn, base, since, until, context_days, partition_days, chunk):
             result = conn.execute(q)
             cur = result.cursor  # plain DBAPI tuples: no per-row SQLAlchemy processing
@@ -125,14 +119,17 @@ def load_frame(
                 rows = cur.fetchmany(50_000) if cur is not None else []
                 if not rows:
                     break
-                parts.append(_columns(rows))
+                parts.append(_columns(rows, dictionaries))
                 if on_progress is not None:
                     on_progress(len(rows))
             result.close()
-    raw = _concat(parts)
+    raw = _concat(parts, dictionaries)
+    del parts
     since_s = since.timestamp() if since else -np.inf
     until_s = until.timestamp() if until else np.inf
-    return prepare(raw, rubric=rubric, tz=tz, registry=registry, scope=(since_s, until_s))
+    return prepare(
+        raw, rubric=rubric, tz=tz, registry=registry, scope=(since_s, until_s), copy=False
+    )
 
 
 def _partitions(
@@ -179,12 +176,36 @@ _NUMERIC = {
     "composite": float,
     "counted": np.int64,
     "dup": np.int64,
-    "risk": float,
-    "version": np.int64,
 }
 
 
-def _columns(rows: Sequence[Any]) -> dict[str, np.ndarray]:
+#: Text columns kept as categoricals: integer codes per row, each distinct value once.
+_STRINGS = ("window_id", "staff_id", "service_type", "ip_hash", "prefix_hash", "device_hash")
+
+
+class _Dictionary:
+    """Incremental dictionary encoding: a partition's strings become global integer codes,
+    so no partition's per-row string objects outlive it."""
+
+    def __init__(self) -> None:
+        self.index: dict[Any, int] = {}
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        codes, uniq = pd.factorize(values, use_na_sentinel=True)
+        index = self.index
+        glob = np.fromiter(
+            (index.setdefault(u, len(index)) for u in uniq.tolist()), dtype=np.int64, count=len(uniq)
+        )
+        out = np.full(len(codes), -1, dtype=np.int64)
+        ok = codes >= 0
+        out[ok] = glob[codes[ok]]
+        return out
+
+    def categories(self) -> np.ndarray:
+        return np.array(list(self.index), dtype=object)
+
+
+def _columns(rows: Sequence[Any], dictionaries: dict[str, _Dictionary]) -> dict[str, np.ndarray]:
     block = np.array(rows, dtype=object)  # one C loop over the tuples
     out: dict[str, np.ndarray] = {}
     for j, name in enumerate(RAW_COLUMNS):
@@ -193,23 +214,26 @@ def _columns(rows: Sequence[Any]) -> dict[str, np.ndarray]:
             out[name] = pd.to_numeric(pd.Series(col, dtype=object), errors="coerce").to_numpy(float)
         elif name in _NUMERIC:
             out[name] = col.astype(_NUMERIC[name])
+        elif name in dictionaries:
+            out[name] = dictionaries[name].encode(col)
         else:
             out[name] = col
     return out
 
 
-def _concat(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+def _concat(parts: list[dict[str, np.ndarray]], dictionaries: dict[str, _Dictionary]) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in RAW_COLUMNS})
-    # object columns stay object (no conversion to a string dtype: they are factorised)
-    return pd.DataFrame(
-        {
-            c: pd.Series(
-                np.concatenate([p[c] for p in parts]), dtype=None if c in _NUMERIC else object
-            )
-            for c in RAW_COLUMNS
-        }
-    )
+    data: dict[str, Any] = {}
+    for c in RAW_COLUMNS:
+        values = np.concatenate([p[c] for p in parts])
+        if c in dictionaries:
+            data[c] = pd.Categorical.from_codes(values, categories=dictionaries[c].categories())
+        elif c in _NUMERIC:
+            data[c] = values
+        else:
+            data[c] = pd.Series(values, dtype=object)
+    return pd.DataFrame(data)
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -225,6 +249,7 @@ def prepare(
     tz: ZoneInfo,
     registry: VenueRegistry | None = None,
     scope: tuple[float, float] = (-np.inf, np.inf),
+    copy: bool = True,
 ) -> Frame:
     """Add the shared derived columns to a raw frame (see :data:`RAW_COLUMNS`).
 
@@ -237,10 +262,9 @@ def prepare(
     codes ``win``, ``dev``, ``ipc``, ``pfx``, ``stf`` for fast grouping.
     """
     registry = registry or VenueRegistry()
-    df = raw.copy()
-    for col in ("rating_id", "version"):
-        df[col] = pd.to_numeric(df[col]).astype(np.int64)
-    for col in ("served_s", "submitted_s", "composite", "risk"):
+    df = raw.copy() if copy else raw
+    df["rating_id"] = pd.to_numeric(df["rating_id"]).astype(np.int64)
+    for col in ("served_s", "submitted_s", "composite"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     df = df.reset_index(drop=True)
     df["delay_s"] = df["submitted_s"] - df["served_s"]
@@ -253,8 +277,12 @@ def prepare(
         ("staff_id", "stf"),
         ("service_type", "stype"),
     ):
-        codes, _ = pd.factorize(df[col], use_na_sentinel=True)
-        df[name] = codes.astype(np.int64)
+        if isinstance(df[col].dtype, pd.CategoricalDtype):
+            codes = df[col].cat.codes.to_numpy()
+        else:
+            codes, uniq = pd.factorize(df[col], use_na_sentinel=True)
+            df[col] = pd.Categorical.from_codes(codes, categories=pd.Index(uniq, dtype=object))
+        df[name] = np.asarray(codes, dtype=np.int64)
     df["kiosk"] = _member(df, "device_hash", "dev", set(registry.kiosks))
     df["venue"] = _member(df, "ip_hash", "ipc", set(registry.ip_hashes)) | _member(
         df, "prefix_hash", "pfx", set(registry.prefix_hashes)

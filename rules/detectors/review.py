@@ -125,7 +125,12 @@ class ReviewService:
                     sa.select(rt.detect_cleared).where(rt.detect_cleared.c.rating_id == rating_id)
                 ).mappings()
             ]
-        flags = [f for e in events if e.kind == "hold" for f in e.evidence.get("flags", [])]
+        flags = [
+            f
+            for e in events
+            if e.kind == "hold"
+            for f in [dict(e.evidence), *e.evidence.get("also", [])]
+        ]
         return {
             "rating": rating,
             "events": events,

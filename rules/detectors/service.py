@@ -20,9 +20,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import sqlalchemy as sa
 
-from integrity.adapters.sql import SqlLedger
+from integrity.adapters import tables as t
+from integrity.adapters.sql import SqlLedger, canonical_json
 from integrity.clock import Clock
 from integrity.errors import ConfigError, Conflict
 from integrity.model import Event, Rubric, Status
@@ -138,6 +140,7 @@ class DetectReport:
     risk_updates: int
     seconds: float
     thresholds: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     @property
     def flag_counts(self) -> dict[str, int]:
@@ -146,6 +149,10 @@ class DetectReport:
             if f.strength >= 1:
                 c[f.reason] += 1
         return dict(c)
+
+
+class _Stale(Exception):
+    """A rating changed between reading and holding it: redo the chunk one by one."""
 
 
 class DetectService:
@@ -190,7 +197,9 @@ class DetectService:
 
     # -- analysis ---------------------------------------------------------------------------
 
-    def analyse(self, frame: Frame) -> tuple[list[Flag], list[Signal], Verdicts, dict[str, float]]:
+    def analyse(
+        self, frame: Frame, timings: dict[str, float] | None = None
+    ) -> tuple[list[Flag], list[Signal], Verdicts, dict[str, float]]:
         """Fit every detector on ``frame``; findings, soft signals, combination, thresholds."""
         df = frame.frame
         n = len(df)
@@ -203,10 +212,16 @@ class DetectService:
             fair_opts = {k: v for k, v in self.config.fairness.items() if k != "enabled"}
         with SoftSignals(frame, pyod_opts, fair_opts) as soft:
             for det in self.config.detectors():
+                t0 = time.perf_counter()
                 det.fit(frame, total_ratings=n)
                 thresholds[det.name] = det.threshold_
                 flags.extend(det.flags(frame))
+                if timings is not None:
+                    timings[det.name] = time.perf_counter() - t0
+            t0 = time.perf_counter()
             signals = soft.result()
+            if timings is not None:
+                timings["soft_signals_wait"] = time.perf_counter() - t0
         eligible = set(df.loc[df["counted"] & df["in_scope"], "rating_id"].tolist())
         verdicts = combine(flags, signals, hold_risk=self.config.hold_risk, eligible=eligible)
         return flags, signals, verdicts, thresholds
@@ -223,6 +238,7 @@ class DetectService:
     ) -> DetectReport:
         """Detect over ``[since, until)`` and hold what is new; see the module docstring."""
         t0 = time.perf_counter()
+        timings: dict[str, float] = {}
         started = self.clock.now()
         frame = load_frame(
             self.ledger,
@@ -234,20 +250,23 @@ class DetectService:
             partition_days=self.config.partition_days,
             on_progress=on_progress,
         )
-        flags, _, verdicts, thresholds = self.analyse(frame)
+        timings["load"] = time.perf_counter() - t0
+        flags, _, verdicts, thresholds = self.analyse(frame, timings)
+        t1 = time.perf_counter()
         if dry_run:
             return DetectReport(
                 None, len(frame), flags, len(verdicts.hold), [], Counter(), 0,
-                time.perf_counter() - t0, thresholds,
+                time.perf_counter() - t0, thresholds, timings,
             )  # fmt: skip
         run_id = self._start_run(started, since, until, len(frame))
         held, by_reason = self._hold(verdicts, frame, run_id)
         cases = self._cases(flags, verdicts, run_id)
         risk_updates = self._risks(verdicts, frame)
         self._finish_run(run_id, len([f for f in flags if f.strength >= 1]), held, len(cases))
+        timings["write"] = time.perf_counter() - t1
         return DetectReport(
             run_id, len(frame), flags, held, cases, by_reason, risk_updates,
-            time.perf_counter() - t0, thresholds,
+            time.perf_counter() - t0, thresholds, timings,
         )  # fmt: skip
 
     def _start_run(
@@ -294,7 +313,6 @@ class DetectService:
         if not ids:
             return 0, Counter()
         done = self._known(rt.detect_holds, ids) | self._known(rt.detect_cleared, ids)
-        version = frame.frame.set_index("rating_id")["version"]
         now = self.clock.now()
         held = 0
         by_reason: Counter[str] = Counter()
@@ -303,53 +321,163 @@ class DetectService:
             fl = [f for f in verdicts.hold[rid] if (rid, f.fingerprint) not in done]
             if fl:
                 todo.append((rid, fl))
-        for lo in range(0, len(todo), 1000):
-            with self.ledger.begin() as conn:
-                rows = []
-                for rid, fl in todo[lo : lo + 1000]:
-                    reasons = tuple(sorted({f.reason for f in fl}))
-                    top = fl[0]
-                    evidence = {
-                        **top.as_evidence(),
-                        "risk": round(verdicts.risk.get(rid, 0.0), 6),
-                        "flags": [f.as_evidence() for f in fl],
-                        "run_id": run_id,
-                    }
-                    soft = verdicts.soft.get(rid)
-                    if soft:
-                        evidence["signals"] = {k: round(v, 4) for k, v in soft.items()}
-                        if all(f.strength < 1 for f in fl):
-                            reasons = tuple(sorted({*reasons, "outlier.pyod"}))
-                    ev = Event(
-                        kind=HOLD_KIND,
-                        actor=ACTOR,
-                        at=now,
-                        rating_id=rid,
-                        status=Status.HELD,
-                        reasons=reasons,
-                        rule_set_id=self.rule_set_id,
-                        evidence=evidence,
-                    )
-                    try:
-                        written = self.ledger.append_in(conn, ev, int(version[rid]))
-                    except Conflict:
-                        continue  # changed since we read it (a reviewer, an appeal): next run decides
-                    held += 1
-                    by_reason.update(reasons)
-                    rows += [
-                        {
-                            "rating_id": rid,
-                            "fingerprint": f.fingerprint,
-                            "detector": f.detector,
-                            "reason": f.reason,
-                            "event_id": written.event_id,
-                            "run_id": run_id,
-                        }
-                        for f in {f.fingerprint: f for f in fl}.values()
-                    ]
-                if rows:
-                    conn.execute(rt.detect_holds.insert(), rows)
+        for lo in range(0, len(todo), 2000):
+            chunk = [
+                (rid, self._hold_event(rid, fl, verdicts, run_id, now), fl)
+                for rid, fl in todo[lo : lo + 2000]
+            ]
+            try:
+                with self.ledger.begin() as conn:
+                    written = self._write_bulk(conn, chunk, run_id)
+            except _Stale:
+                with self.ledger.begin() as conn:
+                    written = self._write_one_by_one(conn, chunk, run_id)
+            for ev in written:
+                held += 1
+                by_reason.update(ev.reasons)
         return held, by_reason
+
+    def _hold_event(
+        self, rid: int, fl: list[Flag], verdicts: Verdicts, run_id: int, now: datetime
+    ) -> Event:
+        reasons = tuple(sorted({f.reason for f in fl}))
+        # the strongest finding in full; the others without repeating the parameters
+        evidence: dict[str, Any] = {
+            **fl[0].as_evidence(),
+            "risk": round(verdicts.risk.get(rid, 0.0), 6),
+            "run_id": run_id,
+        }
+        if len(fl) > 1:
+            evidence["also"] = [
+                {k: v for k, v in f.as_evidence().items() if k != "params"} for f in fl[1:]
+            ]
+        soft = verdicts.soft.get(rid)
+        if soft:
+            evidence["signals"] = {k: round(v, 4) for k, v in soft.items()}
+            if all(f.strength < 1 for f in fl):
+                reasons = tuple(sorted({*reasons, "outlier.pyod"}))
+        return Event(
+            kind=HOLD_KIND,
+            actor=ACTOR,
+            at=now,
+            rating_id=rid,
+            status=Status.HELD,
+            reasons=reasons,
+            rule_set_id=self.rule_set_id,
+            evidence=evidence,
+        )
+
+    @staticmethod
+    def _hold_rows(rid: int, fl: list[Flag], event_id: int, run_id: int) -> list[dict[str, Any]]:
+        return [
+            {
+                "rating_id": rid,
+                "fingerprint": f.fingerprint,
+                "detector": f.detector,
+                "reason": f.reason,
+                "event_id": event_id,
+                "run_id": run_id,
+            }
+            for f in {f.fingerprint: f for f in fl}.values()
+        ]
+
+    def _current(self, conn: sa.Connection, ids: list[int]) -> dict[int, tuple[str, int]]:
+        out: dict[int, tuple[str, int]] = {}
+        s = t.rating_status.c
+        for lo in range(0, len(ids), 900):
+            rows = conn.execute(
+                sa.select(s.rating_id, s.status, s.version).where(
+                    s.rating_id.in_(ids[lo : lo + 900])
+                )
+            )
+            out.update({int(r): (str(st), int(v)) for r, st, v in rows})
+        return out
+
+    def _write_bulk(
+        self, conn: sa.Connection, chunk: list[tuple[int, Event, list[Flag]]], run_id: int
+    ) -> list[Event]:
+        """Many hold events in one transaction: the same rows :meth:`SqlLedger.append_in`
+        writes (event, then the status row moved under its version), in three
+        statements. Raises :class:`_Stale` if any rating changed since it was read."""
+        if not conn.dialect.supports_sane_multi_rowcount:
+            raise _Stale
+        current = self._current(conn, [rid for rid, _, _ in chunk])
+        chunk = [c for c in chunk if current.get(c[0], ("", 0))[0] == Status.ACCEPTED.value]
+        if not chunk:
+            return []
+        rows = [
+            {
+                "rating_id": ev.rating_id,
+                "subject": None,
+                "kind": ev.kind,
+                "actor": ev.actor,
+                "status": Status.HELD.value,
+                "reasons": canonical_json(list(ev.reasons)),
+                "rule_set_id": ev.rule_set_id,
+                "evidence": canonical_json(dict(ev.evidence)),
+                "at": ev.at,
+            }
+            for _, ev, _ in chunk
+        ]
+        eids = (
+            conn.execute(
+                t.events.insert().returning(t.events.c.event_id, sort_by_parameter_order=True), rows
+            )
+            .scalars()
+            .all()
+        )
+        s = t.rating_status
+        res = conn.execute(
+            s.update()
+            .where(s.c.rating_id == sa.bindparam("b_rid"), s.c.version == sa.bindparam("b_ver"))
+            .values(
+                status=Status.HELD.value,
+                reasons=sa.bindparam("b_reasons"),
+                version=s.c.version + 1,
+                last_event_id=sa.bindparam("b_eid"),
+            ),
+            [
+                {
+                    "b_rid": rid,
+                    "b_ver": current[rid][1],
+                    "b_reasons": ";".join(ev.reasons),
+                    "b_eid": eid,
+                }
+                for (rid, ev, _), eid in zip(chunk, eids, strict=True)
+            ],
+        )
+        if res.rowcount != len(chunk):
+            raise _Stale  # rolls the whole chunk back; it is redone one by one
+        holds = [
+            row
+            for (rid, _, fl), eid in zip(chunk, eids, strict=True)
+            for row in self._hold_rows(rid, fl, int(eid), run_id)
+        ]
+        conn.execute(rt.detect_holds.insert(), holds)
+        return [
+            Event(**{**ev.__dict__, "event_id": int(eid)})
+            for (_, ev, _), eid in zip(chunk, eids, strict=True)
+        ]
+
+    def _write_one_by_one(
+        self, conn: sa.Connection, chunk: list[tuple[int, Event, list[Flag]]], run_id: int
+    ) -> list[Event]:
+        current = self._current(conn, [rid for rid, _, _ in chunk])
+        out = []
+        for rid, ev, fl in chunk:
+            st, version = current.get(rid, ("", 0))
+            if st != Status.ACCEPTED.value:
+                continue
+            try:
+                written = self.ledger.append_in(conn, ev, version)
+            except Conflict:
+                continue  # changed since we read it (a reviewer, an appeal): next run decides
+            conn.execute(
+                rt.detect_holds.insert(),
+                self._hold_rows(rid, fl, int(written.event_id or 0), run_id),
+            )
+            out.append(written)
+        return out
 
     def _cases(self, flags: list[Flag], verdicts: Verdicts, run_id: int) -> list[str]:
         opened: list[str] = []
@@ -394,15 +522,22 @@ class DetectService:
         return opened
 
     def _risks(self, verdicts: Verdicts, frame: Frame) -> int:
+        """Store the combined risk of every rating in scope; the ledger writes only changes."""
         df = frame.frame
-        scope = df[df["in_scope"]]
-        old = dict(
-            zip(scope["rating_id"].tolist(), scope["risk"].fillna(0.0).tolist(), strict=True)
-        )
-        changes = {}
-        for rid, before in old.items():
-            new = round(float(verdicts.risk.get(rid, 0.0)), 6)
-            if abs(new - before) > 1e-6:
-                changes[rid] = new
-        self.ledger.set_risk(changes)
-        return len(changes)
+        scope = df.loc[df["in_scope"], "rating_id"].to_numpy()
+        changes = {rid: round(float(r), 6) for rid, r in verdicts.risk.items()}
+        with self.ledger.begin() as conn:
+            scored = [
+                int(r)
+                for (r,) in conn.execute(
+                    sa.select(t.rating_status.c.rating_id).where(t.rating_status.c.risk > 0)
+                )
+            ]
+        for rid in scored:
+            changes.setdefault(rid, 0.0)  # scored before, nothing now: back to 0
+        keep = np.isin(np.fromiter(changes, dtype=np.int64, count=len(changes)), scope)
+        changes = {
+            rid: v for rid, k in zip(changes, keep, strict=True) if k for v in (changes[rid],)
+        }
+        # the ledger records only real changes, under one sealed risk.scored event
+        return int(self.ledger.set_risk(changes, at=self.clock.now(), actor=ACTOR) or 0)

@@ -101,7 +101,7 @@ def test_detect_holds_with_evidence_and_twice_changes_nothing(app: App) -> None:
         for key in ("detector", "score", "threshold", "params", "explanation"):
             assert key in e.evidence
         assert e.evidence["explanation"].endswith(")") or e.evidence["explanation"].endswith(".")
-        assert e.evidence["params"]["budget"] > 0 and e.evidence["flags"]
+        assert e.evidence["params"]["budget"] > 0 and e.evidence["fingerprint"]
     case = rep.cases[0]
     opened = app.ledger.events_about(case)
     assert [e.kind for e in opened] == ["case.opened"] and opened[0].evidence["suspect_ratings"] > 0
