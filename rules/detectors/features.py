@@ -194,7 +194,9 @@ class _Dictionary:
         codes, uniq = pd.factorize(values, use_na_sentinel=True)
         index = self.index
         glob = np.fromiter(
-            (index.setdefault(u, len(index)) for u in uniq.tolist()), dtype=np.int64, count=len(uniq)
+            (index.setdefault(u, len(index)) for u in uniq.tolist()),
+            dtype=np.int64,
+            count=len(uniq),
         )
         out = np.full(len(codes), -1, dtype=np.int64)
         ok = codes >= 0
@@ -221,7 +223,9 @@ def _columns(rows: Sequence[Any], dictionaries: dict[str, _Dictionary]) -> dict[
     return out
 
 
-def _concat(parts: list[dict[str, np.ndarray]], dictionaries: dict[str, _Dictionary]) -> pd.DataFrame:
+def _concat(
+    parts: list[dict[str, np.ndarray]], dictionaries: dict[str, _Dictionary]
+) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in RAW_COLUMNS})
     data: dict[str, Any] = {}
