@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg  # the PostgreSQL driver: bulk loads use its COPY directly
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
@@ -386,8 +387,9 @@ class SqlLedger:
                 with self.engine.begin() as conn:
                     rids = self._allocate(conn, t.ratings.c.rating_id, len(pending))
                     eids = self._allocate(conn, t.events.c.event_id, len(pending))
-                    conn.execute(
-                        t.ratings.insert(),
+                    self._load(
+                        conn,
+                        t.ratings,
                         [
                             {
                                 "rating_id": rid,
@@ -400,15 +402,17 @@ class SqlLedger:
                             for rid, p in zip(rids, pending, strict=True)
                         ],
                     )
-                    conn.execute(
-                        t.events.insert(),
+                    self._load(
+                        conn,
+                        t.events,
                         [
                             {"event_id": eid, "rating_id": rid, **_decision_event(p, actor)}
                             for rid, eid, p in zip(rids, eids, pending, strict=True)
                         ],
                     )
-                    conn.execute(
-                        t.rating_status.insert(),
+                    self._load(
+                        conn,
+                        t.rating_status,
                         [
                             {"rating_id": rid, "last_event_id": eid, **_status_row(p)}
                             for rid, eid, p in zip(rids, eids, pending, strict=True)
@@ -420,6 +424,25 @@ class SqlLedger:
             Decision(rid, p.status, p.reasons, p.rule_set_id, p.retry_after_s)
             for rid, p in zip(rids, pending, strict=True)
         ]
+
+    def _load(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        """Insert many rows: ``COPY`` on PostgreSQL (one stream, not one statement per
+        row), ``executemany`` elsewhere. Same transaction either way."""
+        if not rows:
+            return
+        if self.dialect != "postgresql":
+            conn.execute(table.insert(), rows)
+            return
+        cols = list(rows[0])
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        sql = f"COPY {table.name} ({', '.join(cols)}) FROM STDIN"
+        try:
+            with raw.cursor() as cur, cur.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row([row[c] for c in cols])
+        except psycopg.Error as err:  # as SQLAlchemy would have wrapped it
+            raise sa.exc.DBAPIError.instance(sql, None, err, psycopg.Error) from err
 
     def _allocate(self, conn: Connection, col: sa.Column[Any], n: int) -> list[int]:
         """``n`` fresh ids for ``col`` inside the current write transaction."""

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 import sqlalchemy as sa
@@ -196,13 +197,28 @@ def test_unreachable_database_is_backend_unavailable_and_http_503(
 
 
 class CrashOn:
-    """Raise a driver-level error from every statement that matches ``pattern``."""
+    """Raise a driver-level error from every statement that matches ``pattern``.
+
+    Statements through SQLAlchemy are caught by its ``before_cursor_execute`` event; the
+    ledger's bulk ``COPY`` on PostgreSQL goes straight to psycopg, so its ``Cursor.copy``
+    is wrapped as well.
+    """
 
     def __init__(self, engine: sa.Engine, pattern: str) -> None:
         self.engine = engine
         self.pattern = re.compile(pattern, re.IGNORECASE)
         self.fired = 0
         sa.event.listen(engine, "before_cursor_execute", self)
+        self._copy = psycopg.Cursor.copy
+        crash = self
+
+        def copy(cursor: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
+            if crash.pattern.search(str(statement)):
+                crash.fired += 1
+                raise psycopg.OperationalError("simulated crash")
+            return crash._copy(cursor, statement, *args, **kwargs)
+
+        psycopg.Cursor.copy = copy  # type: ignore[assignment,method-assign]
 
     def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if self.pattern.search(statement):
@@ -211,6 +227,7 @@ class CrashOn:
 
     def remove(self) -> None:
         sa.event.remove(self.engine, "before_cursor_execute", self)
+        psycopg.Cursor.copy = self._copy  # type: ignore[method-assign]
 
 
 FAIL_TRIGGER = {
@@ -247,7 +264,7 @@ def app(db_url: str, tmp_path: Path) -> Iterator[App]:
 def test_crash_before_commit_leaves_nothing(app: App, path: str) -> None:
     docs = [rating(), rating(), rating()]
     before = rating_counts(app.ledger.engine)
-    crash = CrashOn(app.ledger.engine, r"insert\s+into\s+events")
+    crash = CrashOn(app.ledger.engine, r"(insert\s+into|copy)\s+events")
     try:
         with pytest.raises(BackendUnavailable):
             if path == "validate":
