@@ -12,7 +12,9 @@ window-days; the onset day is scanned (change point, Bonferroni over days); wind
 are corrected with Benjamini-Hochberg. Small windows simply give larger p-values.
 
 A flagged window is a *case* (``case:window:<id>``) for review; its suspect ratings
-(straight-lined, fast, from the onset on) are held.
+from the onset on are held: ``hold = "straight"`` (default) the fast ones with every
+dimension at the maximum; ``"near"`` also those one step below on one dimension (more
+of the pressed ratings, and more honest ones with them); ``"none"`` only opens the case.
 """
 
 from __future__ import annotations
@@ -35,10 +37,19 @@ class CoercedDetector(Detector):
     reason = "outlier.coerced"
 
     def __init__(
-        self, *, fast_s: float = 180.0, min_peers: int = 4, rho_cap: float = 0.05, **kw: Any
+        self,
+        *,
+        fast_s: float = 180.0,
+        min_peers: int = 4,
+        rho_cap: float = 0.05,
+        hold: str = "straight",
+        **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        if hold not in ("straight", "near", "none"):
+            raise TypeError(f"hold must be 'straight', 'near' or 'none', not {hold!r}")
         self.rho_cap = rho_cap
+        self.hold = hold
         self.fast_s = fast_s
         self.min_peers = min_peers
 
@@ -136,7 +147,8 @@ class CoercedDetector(Detector):
                 (d["win"] == r["win"])
                 & (d["day"] >= r["onset_day"])
                 & d["fast"]
-                & d["top"]
+                & (d["straight"] if self.hold == "near" else d["top"])
+                & (self.hold != "none")
                 & d["in_scope"]
             ]
             window = str(r["window_id"])
