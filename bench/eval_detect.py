@@ -1,0 +1,337 @@
+"""Evaluate detection end to end on simulated worlds with ground truth.
+
+For each world: simulate, register the venues, run every rating through the real
+validation hook (SQLite ledger, in-process limiter, replay at each rating's own
+``submitted_at``, like ``integrity demo``), then run ``integrity detect``'s service
+and read the statuses back. Reports per traffic kind the share not counted (hook +
+detect), honest ratings not counted (overall, via hall Wi-Fi, via kiosks), precision
+of exclusion, whether every coerced window was flagged as a case, and the distortion
+removed: 1 - MAE(counted window scores vs honest truth) / MAE(all ratings counted vs
+honest truth).
+
+Seeds are split: tuning seeds (looked at while building the detectors) and held-out
+seeds plus a world with changed parameters (never looked at while tuning).
+
+    .venv/bin/python bench/eval_detect.py                       # default split
+    .venv/bin/python bench/eval_detect.py --seeds 11 12 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from integrity.adapters import tables as t  # noqa: E402
+from integrity.bootstrap import App, Settings, init_instance, open_app  # noqa: E402
+from integrity.simulation import WorldConfig, simulate  # noqa: E402
+from integrity.venues import pseudonymise_venues  # noqa: E402
+
+TUNE_SEEDS = (1, 2)
+HOLDOUT_SEEDS = (3, 4, 5)
+ATTACKS = (
+    "flood",
+    "device_farm",
+    "replay_duplicate",
+    "brushing_slow",
+    "self_rating",
+    "coerced",
+    "bombing",
+)
+
+
+def changed_world(seed: int) -> WorldConfig:
+    """A world unlike the tuning ones: more halls, fewer windows each, more traffic,
+    stronger and more frequent attacks, lower participation, a public holiday."""
+    from datetime import date
+
+    return WorldConfig(
+        seed=seed,
+        halls=5,
+        windows_per_hall=4,
+        honest_ratings=40_000,
+        participation=0.7,
+        two_staff_share=0.6,
+        closed_dates=(date(2026, 10, 5), date(2026, 10, 6)),
+        flood=1.5,
+        device_farm=2.0,
+        brushing_slow=2.0,
+        self_rating=1.5,
+        coerced=1.5,
+        bombing=2.0,
+        replay=1.5,
+    )
+
+
+@dataclass
+class Built:
+    """A simulated world run through the hook: where its instance is, and its truth."""
+
+    name: str
+    home: Path
+    kinds: np.ndarray  # per input line: label kind
+    rating_ids: np.ndarray  # per input line: the rating id its decision names
+    windows: np.ndarray  # per input line: window id
+    composites: np.ndarray  # per input line
+    targets: list[str | None]  # per input line: attack's target window
+    honest_truth: dict[str, float]
+    coerced_windows: set[str]
+
+
+def build(name: str, cfg: WorldConfig, base: Path, *, fresh: bool = False) -> Built:
+    """Simulate ``cfg`` and ingest it through the hook into ``base/name`` (cached)."""
+    home = base / name
+    meta = home / "truth.npz"
+    world = simulate(cfg)
+    if fresh and home.exists():
+        shutil.rmtree(home)
+    if not meta.exists():
+        if home.exists():
+            shutil.rmtree(home)
+        settings = Settings.resolve(home=home, env={})
+        init_instance(settings)
+        with open_app(settings) as app:
+            pv = pseudonymise_venues(world.venues, app.pseudonymiser)
+            app.ledger.replace_venues(pv.venues, pv.addresses, pv.kiosks, app.clock.now(), "eval")
+            app.reload_venues()
+            ids = []
+            for item in app.hook.validate_stream(world.ratings, replay=True, chunk=2000):
+                assert item.decision is not None
+                ids.append(item.decision.rating_id)
+        np.savez(meta, rating_ids=np.array(ids, dtype=np.int64))
+    ids = np.load(meta)["rating_ids"]
+    kinds = np.array([lb.kind for lb in world.truth])
+    targets = [lb.target_window for lb in world.truth]
+    windows = np.array([r["window_id"] for r in world.ratings])
+    return Built(
+        name,
+        home,
+        kinds,
+        ids,
+        windows,
+        world.composites(),
+        targets,
+        world.honest_window_scores(),
+        set(world.coerced_windows),
+    )
+
+
+def open_built(b: Built, rules_text: str | None = None) -> App:
+    """Open a built world's instance with ``rules_text`` (default: the built-in rule set) active."""
+    from rules.ruleset import default_ruleset_text
+
+    settings = Settings.resolve(home=b.home, env={})
+    init_instance(settings, rules_text=rules_text or default_ruleset_text())
+    return open_app(settings)
+
+
+def reset_detection(app: App) -> None:
+    """Undo a previous detect run on a cached instance (eval only: never on a real ledger)."""
+    from rules import tables as rt
+
+    with app.ledger.engine.begin() as conn:
+        ev = t.events
+        held = conn.execute(
+            sa.select(ev.c.rating_id).where(ev.c.actor == "detector", ev.c.rating_id.is_not(None))
+        ).all()
+        ids = [r[0] for r in held]
+        for tbl in rt.metadata_tables():
+            conn.execute(tbl.delete())
+        if hasattr(t, "risk_scores"):
+            conn.execute(t.risk_scores.delete())
+        conn.execute(
+            ev.delete().where(sa.or_(ev.c.actor == "detector", ev.c.kind == "risk.scored"))
+        )
+        for lo in range(0, len(ids), 500):
+            part = ids[lo : lo + 500]
+            # back to the decision event's status
+            rows = conn.execute(
+                sa.select(ev.c.rating_id, ev.c.status, ev.c.reasons, ev.c.event_id).where(
+                    ev.c.rating_id.in_(part), ev.c.kind == "decision"
+                )
+            ).all()
+            for rid, status, reasons, eid in rows:
+                conn.execute(
+                    t.rating_status.update()
+                    .where(t.rating_status.c.rating_id == rid)
+                    .values(
+                        status=status,
+                        reasons=";".join(json.loads(reasons)),
+                        last_event_id=eid,
+                        version=1,
+                    )
+                )
+        conn.execute(t.rating_status.update().values(risk=0.0))
+
+
+def evaluate(b: Built, app: App) -> dict[str, Any]:
+    """Metrics for one world after detection (statuses read from the ledger)."""
+    with app.ledger.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                t.rating_status.c.rating_id, t.rating_status.c.status, t.rating_status.c.reasons
+            )
+        ).all()
+        cases = {
+            r[0].split(":", 2)[2]
+            for r in conn.execute(
+                sa.select(t.events.c.subject).where(t.events.c.subject.like("case:window:%"))
+            ).all()
+        }
+        venue = Counter()
+    status = {rid: st for rid, st, _ in rows}
+    reasons = {rid: rs for rid, _, rs in rows}
+    counted = np.array([status[int(r)] == "accepted" for r in b.rating_ids])
+    by_kind: dict[str, dict[str, Any]] = {}
+    why: dict[str, Counter[str]] = defaultdict(Counter)
+    for kind in sorted(set(b.kinds.tolist())):
+        m = b.kinds == kind
+        by_kind[kind] = {"ratings": int(m.sum()), "not_counted": float((~counted[m]).mean())}
+        for rid in b.rating_ids[m & ~counted].tolist():
+            for code in (reasons[int(rid)] or "").split(";"):
+                if code:
+                    why[kind][code] += 1
+    honest = b.kinds == "honest"
+    # Honest ratings via hall Wi-Fi / kiosks: read the crowd flags from the ledger rows.
+    with app.ledger.engine.connect() as conn:
+        reg = app.ledger.venue_registry()
+        rws = conn.execute(
+            sa.select(
+                t.ratings.c.rating_id,
+                t.ratings.c.ip_hash,
+                t.ratings.c.prefix_hash,
+                t.ratings.c.device_hash,
+            )
+        ).all()
+    wifi = {
+        rid for rid, ip, pf, dev in rws if reg.venue_of_address(ip, pf) and reg.kiosk(dev) is None
+    }
+    kio = {rid for rid, _, _, dev in rws if reg.kiosk(dev) is not None}
+    is_wifi = np.array([int(r) in wifi for r in b.rating_ids])
+    is_kiosk = np.array([int(r) in kio for r in b.rating_ids])
+    excluded = ~counted
+    attack = ~np.isin(b.kinds, ["honest", "identical_retry"])
+    precision = float((excluded & attack).sum() / max(1, excluded.sum()))
+    # Distortion: window means of counted ratings vs honest truth, vs all counted.
+    comp = b.composites
+    mae_c, mae_all = [], []
+    for w, truth in b.honest_truth.items():
+        m = b.windows == w
+        uniq = m & (b.kinds != "identical_retry")
+        allv = comp[uniq]
+        cv = comp[uniq & counted]
+        if len(allv):
+            mae_all.append(abs(allv.mean() - truth))
+        mae_c.append(abs(cv.mean() - truth) if len(cv) else abs(truth))
+    removed = 1 - float(np.mean(mae_c)) / max(1e-12, float(np.mean(mae_all)))
+    return {
+        "world": b.name,
+        "by_kind": by_kind,
+        "reasons": {k: dict(v.most_common(4)) for k, v in why.items()},
+        "honest_not_counted": float(excluded[honest].mean()),
+        "honest_not_counted_wifi": float(excluded[honest & is_wifi].mean()),
+        "honest_not_counted_kiosk": float(excluded[honest & is_kiosk].mean()),
+        "precision": precision,
+        "coerced_windows": sorted(b.coerced_windows),
+        "coerced_flagged": sorted(b.coerced_windows & cases),
+        "cases": sorted(cases),
+        "all_coerced_flagged": b.coerced_windows <= cases,
+        "distortion_removed": removed,
+        "mae_counted": float(np.mean(mae_c)),
+        "mae_all": float(np.mean(mae_all)),
+        "_venue": dict(venue),
+    }
+
+
+def run_detect(app: App) -> dict[str, Any]:
+    from rules.detectors.service import DetectService
+
+    svc = DetectService.from_app(app)
+    t0 = time.perf_counter()
+    report = svc.run()
+    return {"seconds": time.perf_counter() - t0, "held": report.held, "flags": report.flag_counts}
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    kinds = ("honest", *ATTACKS, "identical_retry")
+    lines = []
+    head = f"{'world':<12}" + "".join(f"{k[:10]:>11}" for k in kinds)
+    head += f"{'hon.wifi':>9}{'hon.kiosk':>10}{'precision':>10}{'coerced':>8}{'distort.':>9}"
+    lines.append(head)
+    for r in results:
+        row = f"{r['world']:<12}"
+        for k in kinds:
+            v = r["by_kind"].get(k)
+            row += f"{(v['not_counted'] * 100):>10.1f}%" if v else f"{'-':>11}"
+        row += f"{r['honest_not_counted_wifi'] * 100:>8.2f}%{r['honest_not_counted_kiosk'] * 100:>9.2f}%"
+        row += f"{r['precision'] * 100:>9.1f}%"
+        row += f"{'yes' if r['all_coerced_flagged'] else 'NO':>8}"
+        row += f"{r['distortion_removed'] * 100:>8.1f}%"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--base", type=Path, default=Path("/tmp/eval_detect"))
+    p.add_argument("--seeds", type=int, nargs="*", help="seeds of default worlds (default: split)")
+    p.add_argument("--no-changed", action="store_true", help="skip the changed-parameter world")
+    p.add_argument("--fresh", action="store_true", help="rebuild cached ledgers")
+    p.add_argument("--build-only", action="store_true")
+    p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--rules", type=Path, help="rule set TOML to detect with (default: the built-in one)"
+    )
+    args = p.parse_args(argv)
+    worlds: list[tuple[str, WorldConfig]] = []
+    if args.seeds:
+        worlds += [(f"seed{s}", WorldConfig(seed=s)) for s in args.seeds]
+    else:
+        worlds += [(f"tune{s}", WorldConfig(seed=s)) for s in TUNE_SEEDS]
+        worlds += [(f"hold{s}", WorldConfig(seed=s)) for s in HOLDOUT_SEEDS]
+    if not args.no_changed:
+        worlds.append(("changed9", changed_world(9)))
+    results = []
+    for name, cfg in worlds:
+        t0 = time.perf_counter()
+        b = build(name, cfg, args.base, fresh=args.fresh)
+        print(f"{name}: built in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        if args.build_only:
+            continue
+        rules = args.rules.read_text(encoding="utf-8") if args.rules else None
+        with open_built(b, rules) as app:
+            reset_detection(app)
+            info = run_detect(app)
+            res = evaluate(b, app)
+        res["detect"] = info
+        results.append(res)
+        print(
+            f"{name}: detect {info['seconds']:.1f} s, held {info['held']}, flags {info['flags']}",
+            file=sys.stderr,
+        )
+    if results:
+        print(table(results))
+        for r in results:
+            print(f"\n{r['world']}: cases {r['cases']} (coerced {r['coerced_windows']})")
+            for k, v in r["reasons"].items():
+                print(f"  {k}: {v}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
