@@ -78,7 +78,7 @@ def load_frame(
     until: datetime | None = None,
     context_days: int = 35,
     partition_days: int = 7,
-    chunk: int = 200_000,
+    chunk: int = 100_000,
     on_progress: Callable[[int], None] | None = None,
 ) -> Frame:
     """Ratings whose ``occurred_at`` is in ``[since - context_days, until)``, as a :class:`Frame`.
@@ -109,20 +109,11 @@ def load_frame(
         sa.case((s.reasons.like("%duplicate_ticket%"), 1), else_=0).label("dup"),
     ]
     base = sa.select(*cols).select_from(t.ratings.join(t.rating_status, s.rating_id == r.rating_id))
-    parts: list[dict[str, np.ndarray]] = []
     dictionaries = {c: _Dictionary() for c in _STRINGS}
     with translate_errors(), ledger.engine.connect() as conn:
-        for q in _partitions(conn, base, since, until, context_days, partition_days, chunk):
-            result = conn.execute(q)
-            cur = result.cursor  # plain DBAPI tuples: no per-row SQLAlchemy processing
-            while True:
-                rows = cur.fetchmany(50_000) if cur is not None else []
-                if not rows:
-                    break
-                parts.append(_columns(rows, dictionaries))
-                if on_progress is not None:
-                    on_progress(len(rows))
-            result.close()
+        queries = _partitions(conn, base, since, until, context_days, partition_days, chunk)
+    with translate_errors(), ledger.engine.connect() as conn:
+        parts = _read(conn, queries, dictionaries, on_progress)
     raw = _concat(parts, dictionaries)
     del parts
     since_s = since.timestamp() if since else -np.inf
@@ -130,6 +121,27 @@ def load_frame(
     return prepare(
         raw, rubric=rubric, tz=tz, registry=registry, scope=(since_s, until_s), copy=False
     )
+
+
+def _read(
+    conn: sa.Connection,
+    queries: list[sa.Select[Any]],
+    dictionaries: dict[str, _Dictionary],
+    on_progress: Callable[[int], None] | None,
+) -> list[dict[str, np.ndarray]]:
+    parts: list[dict[str, np.ndarray]] = []
+    for q in queries:
+        result = conn.execute(q)
+        cur = result.cursor  # plain DBAPI tuples: no per-row SQLAlchemy processing
+        while True:
+            rows = cur.fetchmany(50_000) if cur is not None else []
+            if not rows:
+                break
+            parts.append(_columns(rows, dictionaries))
+            if on_progress is not None:
+                on_progress(len(rows))
+        result.close()
+    return parts
 
 
 def _partitions(
@@ -184,27 +196,27 @@ _STRINGS = ("window_id", "staff_id", "service_type", "ip_hash", "prefix_hash", "
 
 
 class _Dictionary:
-    """Incremental dictionary encoding: a partition's strings become global integer codes,
-    so no partition's per-row string objects outlive it."""
+    """Dictionary encoding in two steps: each partition chunk is factorised on its own
+    (its per-row string objects die with the chunk), and the chunks' distinct values are
+    factorised once at the end into global codes (:meth:`finish`)."""
 
     def __init__(self) -> None:
-        self.index: dict[Any, int] = {}
+        self.uniques: list[np.ndarray] = []
 
     def encode(self, values: np.ndarray) -> np.ndarray:
+        """Chunk-local codes, offset so that they index the concatenated uniques."""
         codes, uniq = pd.factorize(values, use_na_sentinel=True)
-        index = self.index
-        glob = np.fromiter(
-            (index.setdefault(u, len(index)) for u in uniq.tolist()),
-            dtype=np.int64,
-            count=len(uniq),
-        )
-        out = np.full(len(codes), -1, dtype=np.int64)
-        ok = codes >= 0
-        out[ok] = glob[codes[ok]]
-        return out
+        offset = sum(len(u) for u in self.uniques)
+        self.uniques.append(np.asarray(uniq, dtype=object))
+        return np.where(codes >= 0, codes + offset, -1).astype(np.int64)
 
-    def categories(self) -> np.ndarray:
-        return np.array(list(self.index), dtype=object)
+    def finish(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Global codes for ``codes`` (from :meth:`encode`) and the categories they index."""
+        if not self.uniques:
+            return codes, np.array([], dtype=object)
+        glob, cats = pd.factorize(np.concatenate(self.uniques), use_na_sentinel=True)
+        out = np.where(codes >= 0, glob[np.maximum(codes, 0)], -1)
+        return out.astype(np.int64), np.asarray(cats, dtype=object)
 
 
 def _columns(rows: Sequence[Any], dictionaries: dict[str, _Dictionary]) -> dict[str, np.ndarray]:
@@ -232,7 +244,9 @@ def _concat(
     for c in RAW_COLUMNS:
         values = np.concatenate([p[c] for p in parts])
         if c in dictionaries:
-            data[c] = pd.Categorical.from_codes(values, categories=dictionaries[c].categories())
+            codes, cats = dictionaries[c].finish(values)
+            dtype = pd.CategoricalDtype(pd.Index(cats, dtype=object))
+            data[c] = pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
         elif c in _NUMERIC:
             data[c] = values
         else:
