@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         f"integrity detect, second run (idempotent, holds nothing new: {second['held'] == 0}): "
         f"{second['seconds']:.1f} s, peak RSS {second['peak_rss_mb']:.0f} MB"
     )
+    print(f"  stages (s): {second['timings']}")
     ratio = first["seconds"] / max(floor["seconds"], 1e-9)
     ok = first["seconds"] <= 20 and first["peak_rss_mb"] <= 2048
     print(

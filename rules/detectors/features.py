@@ -40,6 +40,7 @@ RAW_COLUMNS = (
     "device_hash",
     "counted",  # 1 when the current status is accepted
     "dup",  # 1 when rejected as a repeated ticket
+    "risk",  # the combined risk stored by the last run (0 when none)
 )
 
 
@@ -107,6 +108,7 @@ def load_frame(
         r.device_hash,
         sa.case((s.status == "accepted", 1), else_=0).label("counted"),
         sa.case((s.reasons.like("%duplicate_ticket%"), 1), else_=0).label("dup"),
+        s.risk,
     ]
     base = sa.select(*cols).select_from(t.ratings.join(t.rating_status, s.rating_id == r.rating_id))
     dictionaries = {c: _Dictionary() for c in _STRINGS}
@@ -188,6 +190,7 @@ _NUMERIC = {
     "composite": float,
     "counted": np.int64,
     "dup": np.int64,
+    "risk": float,
 }
 
 
@@ -284,6 +287,7 @@ def prepare(
     df["rating_id"] = pd.to_numeric(df["rating_id"]).astype(np.int64)
     for col in ("served_s", "submitted_s", "composite"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    df["risk"] = pd.to_numeric(df["risk"], errors="coerce").fillna(0.0) if "risk" in df else 0.0
     df = df.reset_index(drop=True)
     df["delay_s"] = df["submitted_s"] - df["served_s"]
     # integer codes first: every later test works on them, never on the strings

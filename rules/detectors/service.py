@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
 from integrity.adapters import tables as t
@@ -261,6 +262,7 @@ class DetectService:
         run_id = self._start_run(started, since, until, len(frame))
         held, by_reason = self._hold(verdicts, frame, run_id)
         cases = self._cases(flags, verdicts, run_id)
+        timings["write_holds"] = time.perf_counter() - t1
         risk_updates = self._risks(verdicts, frame)
         self._finish_run(run_id, len([f for f in flags if f.strength >= 1]), held, len(cases))
         timings["write"] = time.perf_counter() - t1
@@ -522,22 +524,14 @@ class DetectService:
         return opened
 
     def _risks(self, verdicts: Verdicts, frame: Frame) -> int:
-        """Store the combined risk of every rating in scope; the ledger writes only changes."""
+        """Store the combined risk of every rating in scope that changed since it was read."""
         df = frame.frame
-        scope = df.loc[df["in_scope"], "rating_id"].to_numpy()
-        changes = {rid: round(float(r), 6) for rid, r in verdicts.risk.items()}
-        with self.ledger.begin() as conn:
-            scored = [
-                int(r)
-                for (r,) in conn.execute(
-                    sa.select(t.rating_status.c.rating_id).where(t.rating_status.c.risk > 0)
-                )
-            ]
-        for rid in scored:
-            changes.setdefault(rid, 0.0)  # scored before, nothing now: back to 0
-        keep = np.isin(np.fromiter(changes, dtype=np.int64, count=len(changes)), scope)
-        changes = {
-            rid: v for rid, k in zip(changes, keep, strict=True) if k for v in (changes[rid],)
-        }
+        scope = df.loc[df["in_scope"], ["rating_id", "risk"]]
+        new = pd.Series(verdicts.risk, dtype=float).round(6)
+        now = new.reindex(scope["rating_id"].to_numpy()).fillna(0.0).to_numpy()
+        moved = np.abs(now - scope["risk"].to_numpy()) > 1e-6
+        changes = dict(
+            zip(scope["rating_id"].to_numpy()[moved].tolist(), now[moved].tolist(), strict=True)
+        )
         # the ledger records only real changes, under one sealed risk.scored event
         return int(self.ledger.set_risk(changes, at=self.clock.now(), actor=ACTOR) or 0)
