@@ -148,13 +148,10 @@ class SelfRatingDetector(Detector):
     name = "self_rating"
     reason = "outlier.self_rating"
 
-    def __init__(
-        self, *, fast_s: float = 900.0, session_gap_s: float = 1800.0, min_fast: int = 3, **kw: Any
-    ) -> None:
+    def __init__(self, *, fast_s: float = 900.0, session_gap_s: float = 1800.0, **kw: Any) -> None:
         super().__init__(**kw)
         self.fast_s = fast_s
         self.session_gap_s = session_gap_s
-        self.min_fast = min_fast
 
     def _score(self, X: Frame) -> pd.DataFrame:
         df = X.frame
@@ -185,7 +182,7 @@ class SelfRatingDetector(Detector):
         )
         self.mean_, self.q_ = float(u["sessions"].mean()), q
         p = stats.binom.sf(u["multi_days"] - 1, u["active_days"], q)
-        u["p"] = np.where(u["multi_days"] >= self.min_fast - 1, np.minimum(1.0, p), 1.0)
+        u["p"] = np.where(u["multi_days"] >= 1, np.minimum(1.0, p), 1.0)
         u = u[u["in_scope"]].reset_index(drop=True)
         u["score"] = neglog10(u["p"].to_numpy())
         u["weight"] = u["n"]
