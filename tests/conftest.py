@@ -13,7 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-PG_ADMIN_URL = os.environ.get("INTEGRITY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "INTEGRITY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("INTEGRITY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -32,7 +34,7 @@ def redis_url() -> str:
 
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except Exception as err:  # noqa: BLE001 - any failure means the server is not there
+    except Exception as err:
         _missing("Redis", err)
     return REDIS_URL
 
@@ -60,7 +62,7 @@ def pg_server_url() -> str:
         with engine.connect() as conn:
             conn.execute(sa.text("select 1"))
         engine.dispose()
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         _missing("PostgreSQL", err)
     return PG_ADMIN_URL
 
