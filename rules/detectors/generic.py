@@ -10,6 +10,7 @@ hold line), so the signal says "among the most unusual", never more.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -90,7 +91,10 @@ def _pyod_scores(features: pd.DataFrame, method: str) -> np.ndarray:
         model = IForest(random_state=0, n_estimators=100)
     else:
         model = ECOD()
-    model.fit(x)
+    with warnings.catch_warnings():
+        # ECOD's skewness of a constant feature (e.g. no night ratings at all) warns; harmless
+        warnings.simplefilter("ignore", RuntimeWarning)
+        model.fit(x)
     return np.asarray(model.decision_scores_, dtype=float)
 
 
