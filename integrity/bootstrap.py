@@ -91,6 +91,12 @@ class App:
             close()
         self.ledger.engine.dispose()
 
+    def detector(self) -> Any:
+        """The batch detection service (``rules.detectors``) wired to this instance."""
+        from rules.detectors.service import DetectService
+
+        return DetectService.from_app(self)
+
     def reload_venues(self) -> None:
         """Rebuild the rate-limit gate after the venue registry changed."""
         self.hook.gates = [

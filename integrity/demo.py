@@ -69,11 +69,9 @@ def run_demo(
         after_hook = _statuses(app)
 
         t0 = time.perf_counter()
-        from rules.detectors.service import DetectService
-
         with warnings.catch_warnings():  # pyod's ECOD warns on constant features; harmless here
             warnings.simplefilter("ignore", RuntimeWarning)
-            run = DetectService.from_app(app).run(None, None)
+            run = app.detector().run(None, None)
         t_det = time.perf_counter() - t0
         head = app.log.checkpoint(app.clock.now())
         echo(
