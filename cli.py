@@ -290,23 +290,45 @@ def ledger_prove(
 @instance_options
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes."
+)
 @handled
 def serve(
-    home: str | None, db_url: str | None, redis_url: str | None, host: str, port: int
+    home: str | None, db_url: str | None, redis_url: str | None, host: str, port: int, workers: int
 ) -> None:
-    """Serve the HTTP API (POST /v1/ratings, POST /v1/ratings:batch, GET /healthz).
+    """Serve the HTTP API (POST /v1/ratings, POST /v1/ratings:batch, GET /healthz, and the
+    auditors' /v1/audit/batches).
 
-    The OpenAPI schema is at /openapi.json, interactive docs at /docs.
+    The OpenAPI schema is at /openapi.json, interactive docs at /docs. With --workers N,
+    N processes share the ledger and the limiter; use PostgreSQL and Redis for that (the
+    embedded SQLite file and in-process limiter are for one process).
     """
+    import os
+
     import uvicorn
 
-    from audit_sampling.context import AuditContext
-    from audit_sampling.http import audit_router
-    from integrity.http import create_app
+    from integrity.bootstrap import asgi_app
 
+    settings = settings_from(home, db_url, redis_url)
+    if workers > 1:
+        if settings.embedded_db or settings.limiter_url.startswith("memory"):
+            raise EngineError(
+                "--workers needs --db postgresql://... and --redis redis://... (shared state)"
+            )
+        os.environ.update(
+            INTEGRITY_HOME=str(settings.home),
+            INTEGRITY_DB=settings.db_url,
+            INTEGRITY_REDIS=settings.limiter_url,
+            INTEGRITY_SECRET_FILE=str(settings.secret_file),
+            INTEGRITY_NAMESPACE=settings.namespace,
+        )
+        uvicorn.run(
+            "integrity.bootstrap:asgi_app", factory=True, host=host, port=port, workers=workers
+        )
+        return
     with opened(home, db_url, redis_url) as app:
-        routers = [audit_router(AuditContext.from_app(app))]
-        uvicorn.run(create_app(app, routers=routers), host=host, port=port, log_level="info")
+        uvicorn.run(asgi_app(app), host=host, port=port, log_level="info")
 
 
 @main.command()

@@ -184,3 +184,18 @@ def connect(
     settings = Settings.resolve(home=home, db=db, redis=redis)
     init_instance(settings, clock=clock)
     return open_app(settings, clock=clock)
+
+
+def asgi_app(app: App | None = None) -> Any:
+    """The full HTTP application (intake + auditor API) over ``app``.
+
+    With no ``app`` one is opened from the environment (``INTEGRITY_HOME``,
+    ``INTEGRITY_DB``, ``INTEGRITY_REDIS``) and lives as long as the process: the
+    factory uvicorn calls in each worker process of ``integrity serve --workers N``.
+    """
+    from audit_sampling.context import AuditContext
+    from audit_sampling.http import audit_router
+    from integrity.http import create_app
+
+    app = app or open_app(Settings.resolve())
+    return create_app(app, routers=[audit_router(AuditContext.from_app(app))])

@@ -25,8 +25,14 @@ def free_port() -> int:
 
 
 @pytest.fixture
+def workers() -> int:
+    """Worker processes of the server under test (tests override by parametrising)."""
+    return 1
+
+
+@pytest.fixture
 def server(
-    tmp_path: Path, pg_url: str, redis_url: str, redis_namespace: str
+    tmp_path: Path, pg_url: str, redis_url: str, redis_namespace: str, workers: int
 ) -> Iterator[tuple[str, dict[str, str]]]:
     env = dict(os.environ)
     env.update(
@@ -39,7 +45,7 @@ def server(
     subprocess.run([*cli, "init"], env=env, check=True, capture_output=True, cwd=tmp_path)
     port = free_port()
     proc = subprocess.Popen(
-        [*cli, "serve", "--port", str(port)],
+        [*cli, "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -129,3 +135,24 @@ def test_running_server_picks_up_a_new_venue_registry(
         ]
     # an ordinary address holds ratings past 20 in ten minutes (ip.burst); a hall's does not
     assert statuses == ["accepted"] * 25
+
+
+@pytest.mark.parametrize("workers", [2])
+def test_two_worker_processes_share_one_ledger_and_limiter(
+    server: tuple[str, dict[str, str]],
+) -> None:
+    base, _ = server
+    device = "one-phone-many-tickets"
+    with httpx.Client(base_url=base, timeout=10) as client:
+        # new connections spread over both workers; the device limit (3 per 10 minutes)
+        # is one limit across them, and every rating gets its own id
+        bodies = [
+            client.post("/v1/ratings", json=rating(device_id=device, window_id=f"W{i}")).json()
+            for i in range(5)
+        ]
+        doc = rating()
+        first = client.post("/v1/ratings", json=doc).json()
+        again = httpx.post(f"{base}/v1/ratings", json=doc, timeout=10).json()
+    assert [b["status"] for b in bodies] == ["accepted"] * 3 + ["rejected"] * 2
+    assert len({b["rating_id"] for b in bodies}) == 5
+    assert again["rating_id"] == first["rating_id"] and again.get("replayed") is True
