@@ -9,6 +9,7 @@ and the performance report next to the honest truth.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -145,12 +146,25 @@ def run_demo(
                 "table",
             )
         )
+        prog = _program()
         echo("Explore it:")
-        echo(f"  integrity review list --home {home}              # held ratings and window cases")
-        echo(f"  integrity report --home {home} --by staff")
-        echo(f"  integrity export ratings --home {home} -o ratings.csv")
-        echo(f"  integrity ledger verify --home {home}")
+        echo(f"  {prog} review list --home {home}              # held ratings and window cases")
+        echo(f"  {prog} report --home {home} --by staff")
+        echo(f"  {prog} export ratings --home {home} -o ratings.csv")
+        echo(f"  {prog} ledger verify --home {home}")
         return {"summary": summary.as_dict(), "traffic": rows, "report": report}
+
+
+def _program() -> str:
+    """How to call the CLI from here: ``integrity`` if it is on PATH, else its path."""
+    argv0 = Path(sys.argv[0])
+    if (
+        argv0.name == "integrity"
+        and shutil.which("integrity") != str(argv0.resolve())
+        and argv0.exists()
+    ):
+        return str(argv0)
+    return "integrity"
 
 
 def _statuses(app: Any) -> dict[int, tuple[str, list[str]]]:
