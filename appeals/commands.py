@@ -22,14 +22,6 @@ from appeals.model import Appeal, State, allowed_commands
 from appeals.policy import GROUND_CODES, GROUNDS, NOT_GROUNDS, AppealPolicy
 from appeals.repository import AppealFilter
 from appeals.service import AppealService
-from appeals.staff import (
-    STAFF_COLUMNS,
-    StaffRecord,
-    StaffRegistry,
-    guess_format,
-    parse_staff_file,
-    people_rows,
-)
 from appeals.stats import (
     GROUP_KEYS,
     LIST_COLUMNS,
@@ -39,7 +31,7 @@ from appeals.stats import (
     summarise,
     summarise_by,
 )
-from integrity.bootstrap import App
+from integrity.app import App
 from integrity.cliutil import (
     actor_option,
     current_actor,
@@ -80,19 +72,7 @@ def evidence_option(help_text: str) -> Callable[[F], F]:
 
 
 def build_service(app: App) -> AppealService:
-    """Wire the appeal service from an opened instance (composition for the CLI)."""
-    policy = AppealPolicy.from_section(app.ruleset.section("appeals"), app.core.rubric)
-    service = AppealService(
-        app.ledger,
-        People(app.ledger),
-        app.clock,
-        policy,
-        timezone=app.core.timezone,
-        rule_set_id=app.core.rule_set_id,
-        evidence=EvidenceStore(app.settings.home / "evidence", policy.max_evidence_bytes),
-    )
-    service.check_schema()
-    return service
+    return app.get(AppealService)
 
 
 @contextmanager
@@ -843,151 +823,3 @@ def appeal_verify(
         sys.exit(1)
     if fmt != "json":
         click.echo("ok: every appeal agrees with its ledger events")
-
-
-# -- staff ------------------------------------------------------------------------------
-
-
-@click.group("staff")
-def staff_group() -> None:
-    """The staff registry: people, units, windows and roles.
-
-    Changing it needs --as an admin. To start an instance, the first admin may be
-    added without --as while the registry has no admin:
-
-        integrity staff add A1 --role admin --unit HQ
-    """
-
-
-def _registry(app: App) -> StaffRegistry:
-    return StaffRegistry(People(app.ledger), app.ledger, app.clock)
-
-
-@staff_group.command("add")
-@instance_options
-@actor_option
-@click.argument("person_id")
-@click.option("--name", default="", help="Display name.")
-@click.option(
-    "--unit", default="", help="Organisational unit (reviewers never review their own unit)."
-)
-@click.option(
-    "--window", "windows", multiple=True, help="A service window the person serves at (repeatable)."
-)
-@click.option(
-    "--role",
-    "roles",
-    multiple=True,
-    type=click.Choice(ROLES),
-    help="A role (repeatable; default: staff).",
-)
-@click.option(
-    "--inactive", is_flag=True, help="Register as inactive (holds no role until reactivated)."
-)
-@click.option("--update", is_flag=True, help="Replace an existing person's record.")
-@format_option()
-@handled
-def staff_add(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
-    actor: str | None,
-    person_id: str,
-    name: str,
-    unit: str,
-    windows: tuple[str, ...],
-    roles: tuple[str, ...],
-    inactive: bool,
-    update: bool,
-    fmt: str,
-) -> None:
-    """Add PERSON_ID to the registry (admins; or anyone while there is no admin yet, if
-    the person added is an admin)."""
-    rec = StaffRecord(
-        person_id=person_id,
-        roles=frozenset(roles or ("staff",)),
-        name=name,
-        unit=unit,
-        windows=tuple(windows),
-        active=not inactive,
-    )
-    with opened(home, db_url, redis_url) as app:
-        p = _registry(app).add(current_actor(actor), rec, update=update)
-        _seal(app)
-    if fmt == "table":
-        click.echo(f"{'updated' if update else 'added'} {p.person_id}")
-    render(people_rows([p]), STAFF_COLUMNS, fmt, _out())
-
-
-@staff_group.command("import")
-@instance_options
-@actor_option
-@click.argument("file", type=click.File("r", encoding="utf-8"))
-@click.option(
-    "--input-format",
-    type=click.Choice(["csv", "jsonl"]),
-    help="Format of FILE (default: from its extension .csv / .jsonl).",
-)
-@format_option()
-@handled
-def staff_import(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
-    actor: str | None,
-    file: Any,
-    input_format: str | None,
-    fmt: str,
-) -> None:
-    """Add or update people from FILE (- for stdin): CSV with a header
-    person_id,name,unit,roles,windows,active (lists ';'-separated) or JSON Lines.
-    All or nothing: one bad line and nothing is written."""
-    kind = input_format or guess_format(getattr(file, "name", "") or "")
-    if kind is None:
-        raise click.UsageError("cannot tell the file's format; say --input-format csv|jsonl")
-    records = parse_staff_file(file.read(), kind)
-    with opened(home, db_url, redis_url) as app:
-        res = _registry(app).import_records(current_actor(actor), records)
-        _seal(app)
-    rows = (
-        [{"person_id": p, "change": "added"} for p in res.added]
-        + [{"person_id": p, "change": "updated"} for p in res.updated]
-        + [{"person_id": p, "change": "unchanged"} for p in res.unchanged]
-    )
-    if fmt == "table":
-        click.echo(
-            f"{len(res.added)} added, {len(res.updated)} updated, {len(res.unchanged)} unchanged"
-        )
-    render(rows, ["person_id", "change"], fmt, _out())
-
-
-@staff_group.command("list")
-@instance_options
-@actor_option
-@click.option("--role", type=click.Choice(ROLES), help="Only people holding this role.")
-@click.option("--unit", help="Only people of this unit.")
-@click.option("--window", help="Only people serving at this window.")
-@click.option("--all", "include_inactive", is_flag=True, help="Include inactive people.")
-@format_option()
-@handled
-def staff_list(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
-    actor: str | None,
-    role: str | None,
-    unit: str | None,
-    window: str | None,
-    include_inactive: bool,
-    fmt: str,
-) -> None:
-    """List the registry (admins, reviewers and auditors)."""
-    with opened(home, db_url, redis_url) as app:
-        people = _registry(app).list(
-            current_actor(actor),
-            role=role,
-            unit=unit,
-            window=window,
-            include_inactive=include_inactive,
-        )
-    render(people_rows(people), STAFF_COLUMNS, fmt, _out())

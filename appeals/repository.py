@@ -21,7 +21,8 @@ from appeals import tables as at
 from appeals.evidence import StoredFile
 from appeals.model import FINAL_STATES, Appeal, EvidenceFile, State, Vote
 from integrity.adapters import tables as t
-from integrity.adapters.sql import SqlLedger, translate_errors
+from integrity.adapters.sql import SqlLedger
+from integrity.sqlkit import translate_errors
 from integrity.errors import Conflict, NotFound
 
 

@@ -45,8 +45,9 @@ from appeals.policy import (
     written_reason,
 )
 from appeals.repository import AppealFilter, AppealRepository
-from appeals.staff import require_any
+from integrity.people import require_any
 from integrity.adapters.sql import SqlLedger
+from integrity.app import App
 from integrity.clock import Clock
 from integrity.errors import (
     ConfigError,
@@ -106,6 +107,22 @@ class AppealService:
         self.rule_set_id = rule_set_id
         self.evidence = evidence
         self.repo = repo or AppealRepository(ledger)
+
+    @classmethod
+    def from_app(cls, app: App) -> AppealService:
+        """Wire from an opened instance (the composition root's factory)."""
+        policy = AppealPolicy.from_section(app.core.section("appeals"), app.core.rubric)
+        service = cls(
+            app.ledger,
+            app.people,
+            app.clock,
+            policy,
+            timezone=app.core.timezone,
+            rule_set_id=app.core.rule_set_id,
+            evidence=EvidenceStore(app.settings.home / "evidence", policy.max_evidence_bytes),
+        )
+        service.check_schema()
+        return service
 
     def check_schema(self) -> None:
         if not self.repo.schema_ready():

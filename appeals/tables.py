@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from integrity.adapters.tables import UTCDateTime, metadata
+from integrity.sqlkit import UTCDateTime, metadata
 
 appeals = sa.Table(
     "appeals",

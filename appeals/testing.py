@@ -15,7 +15,8 @@ from typing import Any
 from appeals.commands import build_service
 from appeals.service import AppealService
 from appeals.staff import StaffRecord, StaffRegistry
-from integrity.bootstrap import App, Settings, init_instance, open_app
+from integrity.app import App, Settings
+from bootstrap import init_instance, open_app
 from integrity.clock import FrozenClock
 from integrity.people import People
 

@@ -32,7 +32,7 @@ from audit_sampling.context import (
 from audit_sampling.draws import item_order
 from audit_sampling.verify import PULL_FORMAT
 from integrity.adapters import tables as t
-from integrity.adapters.sql import translate_errors
+from integrity.sqlkit import translate_errors
 from integrity.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
 from integrity.model import Event
 

@@ -21,14 +21,15 @@ import sqlalchemy as sa
 from audit_sampling import tables as at
 from audit_sampling.config import AUDITOR_ROLE, SUPERVISOR_ROLE, AuditConfig
 from audit_sampling.frames import CHUNK
-from integrity.adapters.sql import SqlLedger, translate_errors
+from integrity.adapters.sql import SqlLedger
+from integrity.sqlkit import translate_errors
 from integrity.clock import Clock
 from integrity.errors import FieldError, InvalidInput, NotFound
 from integrity.log import MerkleLog
 from integrity.people import People, Person
 
 if TYPE_CHECKING:
-    from integrity.bootstrap import App
+    from integrity.app import App
 
 
 def frame_subject(frame_id: int) -> str:
@@ -60,7 +61,7 @@ class AuditContext:
             log=app.log,
             people=People(app.ledger),
             clock=app.clock,
-            config=AuditConfig.from_section(app.ruleset.section("audit")),
+            config=AuditConfig.from_section(app.core.section("audit")),
             timezone=app.core.timezone,
             home=app.settings.home,
         )

@@ -53,7 +53,7 @@ from audit_sampling.parallel import draw_frame
 from audit_sampling.stats import estimate
 from audit_sampling.verify import SAMPLE_FORMAT
 from integrity.adapters import tables as t
-from integrity.adapters.sql import translate_errors
+from integrity.sqlkit import translate_errors
 from integrity.errors import Conflict, EngineError, FieldError, InvalidInput, PolicyViolation
 from integrity.model import Event, Status
 from integrity.reports import Period

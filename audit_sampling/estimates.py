@@ -21,7 +21,7 @@ from audit_sampling.context import AuditContext, load_frame, load_sample, strata
 from audit_sampling.draws import DEVIATIONS, NOT_APPLICABLE
 from audit_sampling.findings import CODES, VOIDING
 from audit_sampling.stats import clopper_pearson, estimate, stratified
-from integrity.adapters.sql import translate_errors
+from integrity.sqlkit import translate_errors
 
 METHOD = (
     "exact one-sided bounds at the stated confidence: per window hypergeometric "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from integrity.adapters.tables import Hash, UTCDateTime, metadata
+from integrity.sqlkit import Hash, UTCDateTime, metadata
 
 Id = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 

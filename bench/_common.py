@@ -13,7 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from integrity.bootstrap import App, Settings, init_instance, open_app
+from integrity.app import App, Settings
+
+from bootstrap import init_instance, open_app
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REDIS = "redis://127.0.0.1:6379/0"

@@ -32,8 +32,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from integrity.adapters.sql import Pending  # noqa: E402
-from integrity.bootstrap import Settings, init_instance, open_app  # noqa: E402
-from integrity.model import Reason, Status  # noqa: E402
+from integrity.app import Settings  # noqa: E402
+from bootstrap import init_instance, open_app  # noqa: E402
+from integrity.catalogue import Reason  # noqa: E402
+from integrity.model import Status  # noqa: E402
 from integrity.simulation import WorldConfig, simulate  # noqa: E402
 from integrity.venues import pseudonymise_venues  # noqa: E402
 

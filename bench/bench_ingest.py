@@ -65,7 +65,7 @@ def engine_run(db_url: str, limiter_url: str, world) -> tuple[float, float, dict
         app.ledger.replace_venues(
             pv.venues, pv.addresses, pv.kiosks, app.clock.now(), actor="bench"
         )
-        app.reload_venues()
+        app.hook.reload()
         t0 = time.perf_counter()
         summary = ingest(app.hook, world.ratings, replay=True)
         t_ingest = time.perf_counter() - t0

@@ -36,7 +36,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from integrity.adapters import tables as t  # noqa: E402
-from integrity.bootstrap import App, Settings, init_instance, open_app  # noqa: E402
+from integrity.app import App, Settings  # noqa: E402
+from bootstrap import init_instance, open_app  # noqa: E402
 from integrity.simulation import WorldConfig, simulate  # noqa: E402
 from integrity.venues import pseudonymise_venues  # noqa: E402
 
@@ -106,7 +107,7 @@ def build(name: str, cfg: WorldConfig, base: Path, *, fresh: bool = False) -> Bu
         with open_app(settings) as app:
             pv = pseudonymise_venues(world.venues, app.pseudonymiser)
             app.ledger.replace_venues(pv.venues, pv.addresses, pv.kiosks, app.clock.now(), "eval")
-            app.reload_venues()
+            app.hook.reload()
             ids = []
             for item in app.hook.validate_stream(world.ratings, replay=True, chunk=2000):
                 assert item.decision is not None

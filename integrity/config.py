@@ -1,25 +1,27 @@
-"""The parts of a rule set the core reads itself: rubric, time zone, intake tolerances.
+"""The rule set as the core reads it: id, name, time zone, rubric, intake tolerances.
 
 A rule set is one versioned TOML text (see ``rules/default_ruleset.toml``); its id is
 derived from the text, so the id names exactly the configuration that decided. The
-core parses only the sections it owns; ``rules`` parses the rest.
+text is parsed once, here; :func:`rules.ruleset.load_ruleset` builds on the result
+and validates the sections ``rules`` owns (limits, detection, ...).
 """
 
 from __future__ import annotations
 
 import hashlib
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from integrity.errors import ConfigError
-from integrity.model import Rubric
+from integrity.model import DEFAULT_RUBRIC, Rubric
 
 
 def rule_set_id(text: str) -> str:
-    """``rs-`` and the first 12 hex digits of the SHA-256 of the rule set's text."""
-    return "rs-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    """``rs-`` and the first 12 hex digits of the SHA-256 of the rule set's UTF-8 text."""
+    return "rs-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -29,38 +31,70 @@ class CoreConfig:
     timezone: ZoneInfo
     rubric: Rubric
     max_clock_skew_s: float
-    raw: dict[str, Any]
+    text: str = field(repr=False)
+    raw: Mapping[str, Any] = field(repr=False, hash=False)
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """A top-level table (``intake``, ``detect`` ...), or ``{}`` when absent."""
+        value = self.raw.get(name, {})
+        return value if isinstance(value, Mapping) else {}
 
 
-def parse_core_config(text: str) -> CoreConfig:
-    """Read rubric, time zone and intake settings; raise ``ConfigError`` naming the field."""
+def read_toml(text: str) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"rule set is not valid TOML: {err}") from None
+
+
+def parse_core_config(text: str, doc: Mapping[str, Any] | None = None) -> CoreConfig:
+    """Read name, time zone, rubric and intake settings; ``ConfigError`` names the field.
+
+    ``doc`` is the text's parsed TOML when the caller has it already. A rule set
+    without a ``[rubric]`` table uses the default rubric.
+    """
+    raw = read_toml(text) if doc is None else doc
+    name = raw.get("name", "unnamed")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("rule set field 'name' must be a non-empty string")
+    tz_name = raw.get("timezone", "UTC")
+    if not isinstance(tz_name, str) or not tz_name:
+        raise ConfigError("rule set field 'timezone' must be an IANA zone, e.g. 'Asia/Shanghai'")
     try:
-        tz = ZoneInfo(str(raw.get("timezone", "UTC")))
+        tz = ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"timezone: unknown time zone {raw.get('timezone')!r}") from None
-    rub = raw.get("rubric", {})
+        raise ConfigError(f"rule set field 'timezone': unknown time zone {tz_name!r}") from None
+    rubric = _rubric(raw.get("rubric"))
+    intake = raw.get("intake", {})
+    try:
+        skew = float(intake.get("max_clock_skew_s", 300))
+    except (TypeError, ValueError, AttributeError):
+        raise ConfigError("[intake] max_clock_skew_s: expected a number of seconds") from None
+    return CoreConfig(
+        rule_set_id=rule_set_id(text),
+        name=name,
+        timezone=tz,
+        rubric=rubric,
+        max_clock_skew_s=skew,
+        text=text,
+        raw=raw,
+    )
+
+
+def _rubric(rub: Any) -> Rubric:
+    if rub is None:
+        return DEFAULT_RUBRIC
+    if not isinstance(rub, Mapping):
+        raise ConfigError("rule set field 'rubric' must be a table")
     try:
         lo, hi = rub.get("scale", [1, 5])
-        rubric = Rubric(
-            weights={str(k): float(v) for k, v in rub["weights"].items()},
+        return Rubric(
+            weights={str(k): float(v) for k, v in dict(rub["weights"]).items()},
             scale_min=int(lo),
             scale_max=int(hi),
             low_score_below=float(rub.get("low_score_below", 3.0)),
         )
     except KeyError:
-        raise ConfigError("rubric.weights: missing") from None
+        raise ConfigError("rule set [rubric]: field 'weights' is missing") from None
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"rubric: {err}") from None
-    intake = raw.get("intake", {})
-    return CoreConfig(
-        rule_set_id=rule_set_id(text),
-        name=str(raw.get("name", "unnamed")),
-        timezone=tz,
-        rubric=rubric,
-        max_clock_skew_s=float(intake.get("max_clock_skew_s", 300)),
-        raw=raw,
-    )
+        raise ConfigError(f"rule set [rubric]: {err}") from None

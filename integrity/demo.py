@@ -17,7 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from integrity.bootstrap import Settings, init_instance, open_app
+from integrity.app import Settings
+
+from bootstrap import init_instance, open_app
 from integrity.ingest import IngestSummary
 from integrity.render import render_to_string
 from integrity.reports import performance
@@ -48,7 +50,7 @@ def run_demo(
     with open_app(settings) as app:
         pv = pseudonymise_venues(world.venues, app.pseudonymiser)
         app.ledger.replace_venues(pv.venues, pv.addresses, pv.kiosks, app.clock.now(), actor="demo")
-        app.reload_venues()
+        app.hook.reload()
         echo(
             f"Registered {len(pv.venues)} venues (halls; the SMS/phone gateway when present): "
             f"{len(pv.addresses)} shared-address entries, {len(pv.kiosks)} kiosk pads."

@@ -46,6 +46,10 @@ class Conflict(EngineError):
     """A concurrent or repeated change lost: the caller should re-read and decide again."""
 
 
+class AlreadyExists(Conflict):
+    """A unique key was already taken (a record made twice, or a race another writer won)."""
+
+
 class PermissionDenied(EngineError):
     """The acting person may not do this."""
 

@@ -1,7 +1,8 @@
 """The validation hook: one pipeline behind the Python API, ``ingest`` and HTTP.
 
 parse → pseudonymise → identical retry? → duplicate ticket? → gates (rate limits,
-real-time checks) → decision → ledger (rating + decision event, one transaction).
+real-time checks: ``rules`` supplies them) → decision → ledger (rating + decision
+event, one transaction).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from integrity.catalogue import Reason
 from integrity.clock import Clock
 from integrity.config import CoreConfig
 from integrity.errors import BackendUnavailable, InvalidInput
-from integrity.model import Decision, Rating, Reason, Status, Verdict
+from integrity.model import Decision, Rating, Status, Verdict
 from integrity.parsing import parse_rating
 from integrity.ports import Gate, GateContext, Pending, RatingLedger
 from integrity.pseudonym import Pseudonymiser
@@ -23,7 +25,6 @@ from integrity.pseudonym import Pseudonymiser
 log = logging.getLogger("integrity.hook")
 
 SEVERITY = {Status.ACCEPTED: 0, Status.HELD: 1, Status.REJECTED: 2}
-SERVED_TOLERANCE_S = 60.0  # clocks of intake and service systems may disagree a little
 
 
 @dataclass(frozen=True)
@@ -49,23 +50,6 @@ def combine(verdicts: Iterable[Verdict | None]) -> Verdict | None:
     return Verdict(status, reasons, evidence, max(retry) if retry else None)
 
 
-def time_checks(rating: Rating, max_skew_s: float) -> Verdict | None:
-    """Real-time checks on the rating's own times; need no history."""
-    reasons = []
-    evidence: dict[str, Any] = {}
-    delay = rating.seconds_after_service
-    if delay is not None and delay < -SERVED_TOLERANCE_S:
-        reasons.append(Reason.SUBMITTED_BEFORE_SERVED)
-        evidence["seconds_after_service"] = delay
-    ahead = (rating.submitted_at - rating.received_at).total_seconds()
-    if ahead > max_skew_s:
-        reasons.append(Reason.SUBMITTED_IN_FUTURE)
-        evidence["seconds_ahead_of_receipt"] = ahead
-    if not reasons:
-        return None
-    return Verdict(Status.HELD, tuple(reasons), evidence)
-
-
 class ValidationHook:
     """Judge ratings and write every one that parses to the ledger."""
 
@@ -82,6 +66,11 @@ class ValidationHook:
         self.gates = list(gates)
         self.pseudonymiser = pseudonymiser
         self.clock = clock
+
+    def reload(self) -> None:
+        """Let every gate pick up configuration it keeps from the ledger (venues)."""
+        for gate in self.gates:
+            gate.reload()
 
     # -- one rating -------------------------------------------------------------------------
 
@@ -142,7 +131,6 @@ class ValidationHook:
                 verdicts.append(gate.check(rating, ctx))
             except BackendUnavailable as err:
                 verdicts.append(_unavailable(gate, err))
-        verdicts.append(time_checks(rating, self.config.max_clock_skew_s))
         return self._pending(rating, combine(verdicts))
 
     def _pending(self, rating: Rating, verdict: Verdict | None) -> Pending:
@@ -235,8 +223,7 @@ class ValidationHook:
                     self._pending(r, Verdict(Status.REJECTED, (Reason.DUPLICATE_TICKET,)))
                 )
             else:
-                vs = gate_verdicts[i] + [time_checks(r, self.config.max_clock_skew_s)]
-                pending.append(self._pending(r, combine(vs)))
+                pending.append(self._pending(r, combine(gate_verdicts[i])))
             slots.append(i)
         for i, d in zip(slots, self.ledger.record_many(pending), strict=True):
             out[i] = d
@@ -261,4 +248,4 @@ def _unavailable(gate: Gate, err: BackendUnavailable) -> Verdict:
     return Verdict(Status.HELD, (gate.unavailable_reason,), {"unavailable": f"{gate.name}: {err}"})
 
 
-__all__ = ["IngestItem", "Reason", "ValidationHook", "combine", "time_checks"]
+__all__ = ["IngestItem", "ValidationHook", "combine"]

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Body, FastAPI
 from fastapi.responses import JSONResponse
 
-from integrity.bootstrap import App
+from integrity.app import App
 from integrity.errors import BackendUnavailable, EngineError, InvalidInput
 from integrity.hook import IngestItem
 from integrity.parsing import RatingIn
@@ -58,25 +58,14 @@ class _Sealer:
         self.thread = threading.Thread(target=self._run, name="integrity-sealer", daemon=True)
 
     def _run(self) -> None:
-        venues_seen = self._venues_version()
         while not self.stop.wait(self.every):
             try:
                 self.app.log.seal(self.app.clock.now())
-                version = self._venues_version()
-                if version != venues_seen:
-                    self.app.reload_venues()
-                    venues_seen = version
-                    log.info("venue registry reloaded")
+                self.app.hook.reload()
             except EngineError as err:  # keep serving; the next round retries
                 log.warning("sealer round failed: %s", err)
             except Exception:  # a background thread must not die silently
                 log.exception("sealer round failed unexpectedly; retrying next round")
-
-    def _venues_version(self) -> int | None:
-        try:
-            return self.app.ledger.last_event_id("venues.loaded")
-        except EngineError:
-            return None
 
     def __enter__(self) -> _Sealer:
         self.thread.start()

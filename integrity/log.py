@@ -21,7 +21,8 @@ from sqlalchemy.engine import Connection
 
 from integrity import merkle
 from integrity.adapters import tables as t
-from integrity.adapters.sql import SqlLedger, risk_digest, translate_errors
+from integrity.adapters.sql import SqlLedger, risk_digest
+from integrity.sqlkit import translate_errors
 
 EVENT_FIELDS = (
     "event_id",

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from integrity.catalogue import Reason
+
 CHANNELS = ("kiosk", "qr", "app", "sms", "web", "phone")
 
 # The five verbal levels used nationally, mapped to the 1..5 scale.
@@ -34,15 +36,6 @@ class Status(enum.StrEnum):
     @property
     def counted(self) -> bool:
         return self is Status.ACCEPTED
-
-
-class Reason:
-    """Reason codes used by the core. Rules and detectors add their own (``outlier.burst``)."""
-
-    DUPLICATE_TICKET = "duplicate_ticket"
-    LIMITER_UNAVAILABLE = "limiter_unavailable"
-    SUBMITTED_BEFORE_SERVED = "time.submitted_before_served"
-    SUBMITTED_IN_FUTURE = "time.submitted_in_future"
 
 
 @dataclass(frozen=True)
@@ -188,6 +181,47 @@ class Event:
     evidence: Mapping[str, Any] = field(default_factory=dict)
     subject: str | None = None  # what a non-rating event is about: "appeal:12", "audit:batch:3"
     event_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RatingState:
+    """A rating's current status as the ledger holds it; ``version`` moves with every change."""
+
+    status: Status
+    version: int
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoredRating:
+    """A rating as stored (pseudonymised), with its current status and detector risk."""
+
+    rating_id: int
+    ticket_id: str
+    window_id: str
+    staff_id: str | None
+    service_type: str
+    channel: str
+    served_at: datetime | None
+    submitted_at: datetime
+    received_at: datetime
+    occurred_at: datetime
+    scores: Mapping[str, int]
+    composite: float
+    comment: str | None
+    ip_hash: str
+    prefix_hash: str
+    device_hash: str
+    rule_set_id: str
+    status: Status
+    reasons: tuple[str, ...]
+    risk: float
+    version: int
+    last_event_id: int  # the event that set the current status
+
+    @property
+    def counted(self) -> bool:
+        return self.status.counted
 
 
 @dataclass(frozen=True)

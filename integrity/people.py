@@ -1,24 +1,48 @@
-"""The registry of people who act on the ledger, and their roles.
+"""The registry of people who act on the ledger, their roles, and changes to it.
 
 Roles: ``staff`` (serves at windows; may appeal ratings about themselves),
 ``reviewer`` (decides appeals and held ratings), ``admin`` (manages the registry and
 rule sets), ``auditor`` (third-party auditor: pulls sample batches, records
 findings). A person may hold several. API tokens are stored as SHA-256 only.
+
+:class:`People` reads and writes the registry rows; :class:`StaffRegistry` is how
+people change it: managing the registry needs the ``admin`` role, with one exception
+so an instance can start: while no active admin exists, anyone may add people,
+provided the change creates an admin (bootstrap). No change may leave the registry
+without an active admin once it has one. Each change is a ledger event
+(``staff.added``, ``staff.updated``, ``staff.imported``) in the same transaction as
+the rows it changes.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import json
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from integrity.adapters import tables as t
-from integrity.adapters.sql import SqlLedger, translate_errors
-from integrity.errors import FieldError, InvalidInput, NotFound, PermissionDenied
+from integrity.adapters.sql import SqlLedger
+from integrity.catalogue import Kind
+from integrity.clock import Clock
+from integrity.errors import (
+    Conflict,
+    FieldError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    PolicyViolation,
+)
+from integrity.model import Event
+from integrity.ports import UnitOfWork
+from integrity.sqlkit import translate_errors
 
 ROLES = ("staff", "reviewer", "admin", "auditor")
 
@@ -70,8 +94,9 @@ class People:
         unit: str = "",
         windows: Sequence[str] = (),
         active: bool = True,
+        uow: UnitOfWork | None = None,
     ) -> Person:
-        """Add a person or replace their record (token kept)."""
+        """Add a person or replace their record (token kept), in ``uow`` when given."""
         roles = frozenset(roles)
         errors = _validate(person_id, roles)
         if errors:
@@ -83,14 +108,18 @@ class People:
             "windows": ";".join(windows),
             "active": active,
         }
-        with translate_errors(), self.ledger.engine.begin() as conn:
-            res = conn.execute(
-                t.people.update().where(t.people.c.person_id == person_id).values(**values)
-            )
-            if res.rowcount == 0:
-                conn.execute(
-                    t.people.insert(), {"person_id": person_id, "created_at": at, **values}
-                )
+        if uow is None:
+            with self.ledger.unit_of_work() as own:
+                return self.upsert(
+                    person_id, roles=roles, at=at, name=name, unit=unit, windows=windows,
+                    active=active, uow=own,
+                )  # fmt: skip
+        conn = uow.connection
+        res = conn.execute(
+            t.people.update().where(t.people.c.person_id == person_id).values(**values)
+        )
+        if res.rowcount == 0:
+            conn.execute(t.people.insert(), {"person_id": person_id, "created_at": at, **values})
         return Person(person_id, name, unit, roles, tuple(windows), active)
 
     def get(self, person_id: str) -> Person:
@@ -102,12 +131,12 @@ class People:
             )
         if row is None:
             raise NotFound(f"no person {person_id!r} in the registry")
-        return _person(row)
+        return _person_of_row(row)
 
     def all(self) -> list[Person]:
         with translate_errors(), self.ledger.engine.connect() as conn:
             rows = conn.execute(sa.select(t.people).order_by(t.people.c.person_id)).mappings().all()
-        return [_person(r) for r in rows]
+        return [_person_of_row(r) for r in rows]
 
     def require(self, person_id: str | None, role: str) -> Person:
         """The acting person, if registered, active and holding ``role``; else ``PermissionDenied``."""
@@ -125,8 +154,8 @@ class People:
         """A new API token for a person (shown once; only its hash is stored)."""
         self.get(person_id)
         token = secrets.token_urlsafe(32)
-        with translate_errors(), self.ledger.engine.begin() as conn:
-            conn.execute(
+        with self.ledger.unit_of_work() as uow:
+            uow.connection.execute(
                 t.people.update()
                 .where(t.people.c.person_id == person_id)
                 .values(token_hash=token_hash(token))
@@ -142,10 +171,10 @@ class People:
             )
         if row is None or not row["active"]:
             raise PermissionDenied("unknown or revoked token")
-        return _person(row)
+        return _person_of_row(row)
 
 
-def _person(row: sa.RowMapping) -> Person:
+def _person_of_row(row: sa.RowMapping) -> Person:
     return Person(
         person_id=row["person_id"],
         name=row["name"],
@@ -154,3 +183,359 @@ def _person(row: sa.RowMapping) -> Person:
         windows=tuple(filter(None, row["windows"].split(";"))),
         active=bool(row["active"]),
     )
+
+
+STAFF_COLUMNS = ("person_id", "name", "unit", "roles", "windows", "active")
+BOOTSTRAP_ACTOR = "bootstrap"
+_TRUE = {"1", "true", "yes", "y", "t"}
+_FALSE = {"0", "false", "no", "n", "f"}
+
+
+@dataclass(frozen=True)
+class StaffRecord:
+    """One person as given on the command line or in an import file."""
+
+    person_id: str
+    roles: frozenset[str]
+    name: str = ""
+    unit: str = ""
+    windows: tuple[str, ...] = ()
+    active: bool = True
+
+    def errors(self, where: str = "") -> list[FieldError]:
+        p = f"{where}." if where else ""
+        out = []
+        if (
+            not self.person_id
+            or len(self.person_id) > 64
+            or self.person_id != self.person_id.strip()
+        ):
+            out.append(FieldError(f"{p}person_id", "1-64 characters, no surrounding spaces"))
+        bad = sorted(self.roles - set(ROLES))
+        if bad:
+            out.append(
+                FieldError(
+                    f"{p}roles", f"unknown role(s) {', '.join(bad)}; roles: {', '.join(ROLES)}"
+                )
+            )
+        if not self.roles:
+            out.append(FieldError(f"{p}roles", "at least one role is required"))
+        if len(self.name) > 128:
+            out.append(FieldError(f"{p}name", "at most 128 characters"))
+        if len(self.unit) > 64:
+            out.append(FieldError(f"{p}unit", "at most 64 characters"))
+        for w in self.windows:
+            if not w or len(w) > 64 or ";" in w:
+                out.append(
+                    FieldError(f"{p}windows", f"bad window id {w!r} (1-64 characters, no ';')")
+                )
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "person_id": self.person_id,
+            "name": self.name,
+            "unit": self.unit,
+            "roles": sorted(self.roles),
+            "windows": list(self.windows),
+            "active": self.active,
+        }
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    added: tuple[str, ...]
+    updated: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+
+def person_row(p: Person) -> dict[str, Any]:
+    return {
+        "person_id": p.person_id,
+        "name": p.name,
+        "unit": p.unit,
+        "roles": sorted(p.roles),
+        "windows": list(p.windows),
+        "active": p.active,
+    }
+
+
+class StaffRegistry:
+    """Registry changes with role checks and ledger events."""
+
+    def __init__(self, people: People, clock: Clock) -> None:
+        self.people = people
+        self.ledger = people.ledger
+        self.clock = clock
+
+    def admins(self) -> set[str]:
+        return {p.person_id for p in self.people.all() if p.has("admin")}
+
+    def _authorise(self, actor: str | None, result: dict[str, Person]) -> str:
+        """The id to record as actor; ``PermissionDenied`` unless admin or bootstrap."""
+        before = self.admins()
+        if before:
+            person = self.people.require(actor, "admin")
+            after = {pid for pid in before if pid not in result} | {
+                pid for pid, p in result.items() if p.has("admin")
+            }
+            if not after:
+                raise PolicyViolation("this would leave no active admin; add another admin first")
+            return person.person_id
+        if not any(p.has("admin") for p in result.values()):
+            raise PermissionDenied(
+                "the registry has no admin yet: the first change must add an active admin "
+                "(--role admin); after that, managing staff needs --as an admin"
+            )
+        return actor or BOOTSTRAP_ACTOR
+
+    def add(self, actor: str | None, record: StaffRecord, *, update: bool = False) -> Person:
+        """Add one person (or, with ``update``, replace their record)."""
+        errors = record.errors()
+        if errors:
+            raise InvalidInput(errors, what="person")
+        exists = self._exists(record.person_id)
+        if exists and not update:
+            raise Conflict(f"{record.person_id} is already registered; use --update to change them")
+        if not exists and update:
+            raise NotFound(f"no person {record.person_id!r} to update")
+        person = _person(record)
+        by = self._authorise(actor, {record.person_id: person})
+        now = self.clock.now()
+        with self.ledger.unit_of_work() as uow:
+            saved = self.people.upsert(
+                record.person_id,
+                roles=record.roles,
+                at=now,
+                name=record.name,
+                unit=record.unit,
+                windows=record.windows,
+                active=record.active,
+                uow=uow,
+            )
+            uow.append(
+                Event(
+                    kind=Kind.STAFF_UPDATED if exists else Kind.STAFF_ADDED,
+                    actor=by,
+                    at=now,
+                    subject=f"person:{record.person_id}",
+                    evidence=record.as_dict(),
+                )
+            )
+        return saved
+
+    def import_records(self, actor: str | None, records: Sequence[StaffRecord]) -> ImportSummary:
+        """Add or update many people; nothing is written unless every record is valid."""
+        errors: list[FieldError] = []
+        seen: set[str] = set()
+        for i, rec in enumerate(records, start=1):
+            errors.extend(rec.errors(f"record {i}"))
+            if rec.person_id in seen:
+                errors.append(FieldError(f"record {i}.person_id", f"{rec.person_id} appears twice"))
+            seen.add(rec.person_id)
+        if errors:
+            raise InvalidInput(errors, what="staff file")
+        if not records:
+            return ImportSummary((), (), ())
+        existing = {p.person_id: p for p in self.people.all()}
+        by = self._authorise(actor, {r.person_id: _person(r) for r in records})
+        now = self.clock.now()
+        added: list[str] = []
+        updated: list[str] = []
+        unchanged: list[str] = []
+        with self.ledger.unit_of_work() as uow:
+            for rec in records:
+                old = existing.get(rec.person_id)
+                new = _person(rec)
+                if old is not None and old == new:
+                    unchanged.append(rec.person_id)
+                    continue
+                self.people.upsert(
+                    rec.person_id,
+                    roles=rec.roles,
+                    at=now,
+                    name=rec.name,
+                    unit=rec.unit,
+                    windows=rec.windows,
+                    active=rec.active,
+                    uow=uow,
+                )
+                (updated if old is not None else added).append(rec.person_id)
+            changed = set(added) | set(updated)
+            uow.append(
+                Event(
+                    kind=Kind.STAFF_IMPORTED,
+                    actor=by,
+                    at=now,
+                    subject="staff",
+                    evidence={
+                        "added": added,
+                        "updated": updated,
+                        "records": [r.as_dict() for r in records if r.person_id in changed],
+                    },
+                )
+            )
+        return ImportSummary(tuple(added), tuple(updated), tuple(unchanged))
+
+    def list(
+        self,
+        actor: str | None,
+        *,
+        role: str | None = None,
+        unit: str | None = None,
+        window: str | None = None,
+        include_inactive: bool = False,
+    ) -> list[Person]:
+        """People in the registry; readable by admins, reviewers and auditors (by anyone
+        while no admin exists yet)."""
+        if self.admins():
+            require_any(self.people, actor, ("admin", "reviewer", "auditor"))
+        out = []
+        for p in self.people.all():
+            if not include_inactive and not p.active:
+                continue
+            if role and role not in p.roles:
+                continue
+            if unit is not None and p.unit != unit:
+                continue
+            if window and window not in p.windows:
+                continue
+            out.append(p)
+        return out
+
+    def _exists(self, person_id: str) -> bool:
+        try:
+            self.people.get(person_id)
+        except NotFound:
+            return False
+        return True
+
+
+def _person(r: StaffRecord) -> Person:
+    return Person(r.person_id, r.name, r.unit, frozenset(r.roles), tuple(r.windows), r.active)
+
+
+def require_any(people: People, actor: str | None, roles: Sequence[str]) -> Person:
+    """The acting person if registered, active and holding one of ``roles`` (the role
+    itself is checked through ``People.require``); else ``PermissionDenied``."""
+    if not actor:
+        return people.require(actor, roles[0])  # raises: say who is acting
+    try:
+        person = people.get(actor)
+    except NotFound:
+        raise PermissionDenied(f"{actor!r} is not in the registry") from None
+    for role in roles:
+        if person.has(role):
+            return people.require(actor, role)
+    if not person.active:
+        raise PermissionDenied(f"{actor!r} is not active")
+    if len(roles) == 1:
+        raise PermissionDenied(f"{actor!r} does not hold the {roles[0]} role")
+    raise PermissionDenied(f"{actor!r} holds none of the roles {', '.join(roles)}")
+
+
+# -- import files ------------------------------------------------------------------------
+
+
+def _split(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    return tuple(v.strip() for v in str(value).replace(",", ";").split(";") if v.strip())
+
+
+def _flag(value: Any, where: str, errors: list[FieldError]) -> bool:
+    if value is None or value == "":
+        return True
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    errors.append(FieldError(f"{where}.active", f"expected true or false, got {value!r}"))
+    return True
+
+
+def _record(doc: Any, where: str, errors: list[FieldError]) -> StaffRecord | None:
+    if not isinstance(doc, dict):
+        errors.append(FieldError(where, "expected an object"))
+        return None
+    unknown = sorted(set(doc) - set(STAFF_COLUMNS))
+    if unknown:
+        errors.append(
+            FieldError(
+                where, f"unknown field(s) {', '.join(unknown)}; fields: {', '.join(STAFF_COLUMNS)}"
+            )
+        )
+    rec = StaffRecord(
+        person_id=str(doc.get("person_id") or "").strip(),
+        roles=frozenset(_split(doc.get("roles")) or ("staff",)),
+        name=str(doc.get("name") or "").strip(),
+        unit=str(doc.get("unit") or "").strip(),
+        windows=_split(doc.get("windows")),
+        active=_flag(doc.get("active"), where, errors),
+    )
+    errors.extend(rec.errors(where))
+    return rec
+
+
+def parse_staff_file(text: str, fmt: str) -> list[StaffRecord]:
+    """Records from CSV (header: person_id,name,unit,roles,windows,active; lists
+    ``;``-separated) or JSON Lines (one object per line; lists as arrays or strings).
+    Missing roles default to ``staff``. ``InvalidInput`` names every bad line."""
+    errors: list[FieldError] = []
+    out: list[StaffRecord] = []
+    if fmt == "csv":
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames or "person_id" not in reader.fieldnames:
+            raise InvalidInput(
+                [
+                    FieldError(
+                        "header",
+                        f"a header row with person_id is required ({','.join(STAFF_COLUMNS)})",
+                    )
+                ],
+                what="staff file",
+            )
+        for row in reader:
+            where = f"line {reader.line_num}"
+            if None in row:
+                errors.append(FieldError(where, "more cells than header columns"))
+                row.pop(None)
+            rec = _record(dict(row), where, errors)
+            if rec is not None:
+                out.append(rec)
+    elif fmt == "jsonl":
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"line {n}"
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError as err:
+                errors.append(FieldError(where, f"not valid JSON: {err.msg}"))
+                continue
+            rec = _record(doc, where, errors)
+            if rec is not None:
+                out.append(rec)
+    else:
+        raise InvalidInput([FieldError("format", "expected csv or jsonl")], what="staff file")
+    if errors:
+        raise InvalidInput(errors, what="staff file")
+    return out
+
+
+def guess_format(name: str) -> str | None:
+    lower = name.lower()
+    if lower.endswith(".csv"):
+        return "csv"
+    if lower.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    return None
+
+
+def people_rows(people: Iterable[Person]) -> list[dict[str, Any]]:
+    return [person_row(p) for p in people]

@@ -1,16 +1,29 @@
-"""Ports: the small interfaces the core needs from the outside world.
+"""Ports: the small interfaces between the core and the rest.
 
-Adapters implement them (``integrity/adapters``, ``rules/``); the composition root
-(:mod:`integrity.bootstrap`) picks one of each by URL.
+The core's adapters implement the ledger ports (``integrity/adapters``); ``rules``
+implements the gates and the limiter stores; the composition root (``bootstrap.py``,
+beside ``cli.py``) picks one of each by URL. Packages reach the ledger only through
+:class:`Ledger` and its :class:`UnitOfWork`: they never write its tables themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
-from integrity.model import Decision, Rating, Status, Verdict
+from integrity.model import (
+    Decision,
+    Event,
+    Rating,
+    RatingState,
+    Status,
+    StoredRating,
+    VenueRegistry,
+    Verdict,
+)
 
 # --- rate limiting -------------------------------------------------------------------
 
@@ -144,3 +157,157 @@ class Gate(Protocol):
     def release(self, rating: Rating, ctx: GateContext) -> None:
         """Undo what ``check`` recorded for ``rating`` (it turned out to be a duplicate)."""
         ...
+
+    def reload(self) -> None:
+        """Pick up configuration the gate keeps from the ledger if it changed (venues)."""
+        ...
+
+
+# --- the ledger, as packages need it ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RatingQuery:
+    """Which stored ratings to read (every filter optional; all given ones must hold).
+
+    ``staff_id`` ``""`` means "names no staff member". Times are UTC, ranges half-open.
+    ``order``: ``rating_id`` (as received), ``risk`` (riskiest first), ``submitted_at``.
+    """
+
+    ids: Sequence[int] | None = None
+    statuses: tuple[Status, ...] = ()
+    reason: str | None = None  # a code among the current status's reasons
+    window_id: str | None = None
+    staff_id: str | None = None
+    composite_below: float | None = None
+    submitted_from: datetime | None = None
+    submitted_to: datetime | None = None
+    occurred_from: datetime | None = None
+    occurred_to: datetime | None = None
+    order: Literal["rating_id", "risk", "submitted_at"] = "rating_id"
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    """The detection read model: which ratings, in which slices (see ``Ledger.scan``).
+
+    Over the whole ledger (no ``since``/``until``): slices of ``chunk`` rating ids;
+    with a range: slices of ``partition_days`` of ``occurred_at`` from
+    ``since - context_days`` to ``until``. ``low_below`` keeps comments of low
+    ratings only (the others are never needed).
+    """
+
+    low_below: float
+    since: datetime | None = None
+    until: datetime | None = None
+    context_days: int = 35
+    partition_days: int = 7
+    chunk: int = 100_000
+
+
+#: The columns of every row ``Ledger.scan`` yields, in order.
+SCAN_COLUMNS = (
+    "rating_id",
+    "window_id",
+    "staff_id",
+    "service_type",
+    "served_s",  # epoch seconds, None when served_at is absent
+    "submitted_s",  # epoch seconds
+    "composite",
+    "comment",  # only of low ratings
+    "ip_hash",
+    "prefix_hash",
+    "device_hash",
+    "counted",  # 1 when the current status is accepted
+    "dup",  # 1 when rejected as a repeated ticket
+    "risk",  # the combined risk stored by the last detection run (0 when none)
+)
+
+
+class UnitOfWork(Protocol):
+    """One transaction on the ledger's database: ledger events and a package's own rows
+    commit together or not at all.
+
+    ``connection`` is for the package's own tables (declared on
+    :data:`integrity.sqlkit.metadata`); the ledger's own tables are written only by
+    the methods here. A unique key already taken anywhere in the transaction surfaces
+    as ``AlreadyExists`` when the unit of work ends (everything is rolled back).
+    """
+
+    connection: Any  # a SQLAlchemy Connection
+    dialect: str
+
+    def append(self, ev: Event, expect_version: int | None = None) -> Event:
+        """Append one event; a status event also moves the rating's current status.
+
+        ``expect_version``: apply only at that version of the rating's status, else
+        ``Conflict`` (optimistic concurrency). ``NotFound`` for an unknown rating.
+        """
+        ...
+
+    def change_many(
+        self, events: Sequence[Event], only_if: Callable[[RatingState], bool]
+    ) -> list[Event]:
+        """Many status events at once; each applies only if its rating's current state
+        (read under lock) passes ``only_if``. Returns the events written, with ids."""
+        ...
+
+    def states(self, rating_ids: Sequence[int]) -> dict[int, RatingState]:
+        """Current status, version and reasons of these ratings, read in this transaction."""
+        ...
+
+    def lock(self, key: str) -> None:
+        """Serialise writers that lock the same ``key`` until this unit of work ends."""
+        ...
+
+
+class Ledger(RatingLedger, Protocol):
+    """The score ledger as packages use it: reads, read models, and units of work."""
+
+    dialect: str
+
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
+
+    def reading(self) -> AbstractContextManager[Any]:
+        """A connection for reading (a package's own tables too); errors translated."""
+        ...
+
+    def append(self, ev: Event, expect_version: int | None = None) -> Event:
+        """:meth:`UnitOfWork.append` in a unit of work of its own."""
+        ...
+
+    def has_tables(self, *names: str) -> bool: ...
+
+    def rating(self, rating_id: int) -> StoredRating: ...
+
+    def current(self, rating_id: int) -> tuple[Status, int]: ...
+
+    def find_ratings(self, query: RatingQuery) -> list[StoredRating]: ...
+
+    def events_of(self, rating_id: int) -> list[Event]: ...
+
+    def events_about(self, subject: str) -> list[Event]: ...
+
+    def events(self, event_ids: Sequence[int]) -> dict[int, Event]: ...
+
+    def count_events(self, kind: str, subjects: Sequence[str]) -> dict[str, int]: ...
+
+    def last_event_id(self, kind: str) -> int | None: ...
+
+    def set_risk(
+        self,
+        risks: Mapping[int, float],
+        *,
+        at: datetime | None = None,
+        actor: str = "detector",
+        subject: str = "risk",
+    ) -> int: ...
+
+    def scan(
+        self, spec: ScanSpec, on_progress: Callable[[int], None] | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows of :data:`SCAN_COLUMNS` in slices (see :class:`ScanSpec`), as plain tuples."""
+        ...
+
+    def venue_registry(self) -> VenueRegistry: ...

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import enum
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
 from typing import Any, TextIO
 
 FORMATS = ("table", "csv", "json")
@@ -53,6 +56,34 @@ def render(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], fmt: str, 
             out.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n")
         return len(cells)
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: dataclasses and mappings as objects, times as ISO 8601,
+    enums as their values, sets and tuples as lists, floats to 6 decimals."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, float):
+        return round(value, 6) if value == value and abs(value) != float("inf") else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def dump_json(value: Any, out: TextIO) -> None:
+    """Write ``value`` (see :func:`jsonable`) as indented JSON and a newline."""
+    json.dump(jsonable(value), out, ensure_ascii=False, indent=2)
+    out.write("\n")
 
 
 def _json_value(value: Any) -> Any:

@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from integrity.adapters import tables as t
-from integrity.adapters.sql import SqlLedger, translate_errors
+from integrity.adapters.sql import SqlLedger
+from integrity.sqlkit import translate_errors
 from integrity.errors import FieldError, InvalidInput
 from integrity.model import Rubric, Status
 

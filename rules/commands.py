@@ -1,38 +1,35 @@
-"""``integrity detect`` and ``integrity review ...`` (issue: outlier detection).
+"""``integrity detect`` and ``integrity review ...``: outlier detection and its review.
 
 Thin: each command parses, calls :class:`~rules.detectors.service.DetectService` or
-:class:`~rules.detectors.review.ReviewService`, and renders. Writes are sealed into
-the Merkle log at once.
+:class:`~rules.detectors.review.ReviewService`, and renders.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
 from datetime import datetime, time
-from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
-from integrity.bootstrap import App
 from integrity.cliutil import (
     actor_option,
     current_actor,
     format_option,
-    handled,
     instance_options,
-    opened,
+    pass_service,
     progress,
 )
 from integrity.errors import FieldError, InvalidInput
-from integrity.people import People
-from integrity.render import render
+from integrity.render import dump_json, jsonable, render
+from rules.detectors.review import CASE_COLUMNS, LIST_COLUMNS, ReviewService
+from rules.detectors.service import DetectService
 
 DOC_FORMATS = ("table", "json")
 
 
-def _when(value: str | None, name: str, app: App) -> datetime | None:
+def _when(value: str | None, name: str, tz: ZoneInfo) -> datetime | None:
     """``YYYY-MM-DD`` (local midnight in the rule set's time zone) or an RFC 3339 time."""
     if value is None:
         return None
@@ -40,7 +37,7 @@ def _when(value: str | None, name: str, app: App) -> datetime | None:
     try:
         if len(text) == 10:
             d = datetime.strptime(text, "%Y-%m-%d").date()
-            return datetime.combine(d, time(0), tzinfo=app.core.timezone)
+            return datetime.combine(d, time(0), tzinfo=tz)
         at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         at = None
@@ -56,18 +53,6 @@ def _when(value: str | None, name: str, app: App) -> datetime | None:
     return at
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "value") and not isinstance(value, (int, float, str)):
-        return value.value
-    return value
-
-
 @click.command("detect")
 @instance_options
 @click.option(
@@ -78,12 +63,10 @@ def _jsonable(value: Any) -> Any:
 @click.option(
     "--show", default=15, show_default=True, type=click.IntRange(min=0), help="Findings to print."
 )
-@click.option("--format", "fmt", type=click.Choice(DOC_FORMATS), default="table", show_default=True)
-@handled
+@format_option(choices=DOC_FORMATS)
+@pass_service(DetectService)
 def detect_command(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
+    svc: DetectService,
     since: str | None,
     until: str | None,
     dry_run: bool,
@@ -101,15 +84,9 @@ def detect_command(
     Idempotent: a second run holds nothing new; evidence a reviewer cleared never
     holds that rating again. Prints what it held and why.
     """
-    from rules.detectors.service import DetectService
-
-    with opened(home, db_url, redis_url) as app:
-        svc = DetectService.from_app(app)
-        lo, hi = _when(since, "since", app), _when(until, "until", app)
-        with progress("detect: reading") as tick:
-            rep = svc.run(lo, hi, on_progress=tick, dry_run=dry_run)
-        if not dry_run:
-            app.log.seal(app.clock.now())
+    lo, hi = _when(since, "since", svc.tz), _when(until, "until", svc.tz)
+    with progress("detect: reading") as tick:
+        rep = svc.run(lo, hi, on_progress=tick, dry_run=dry_run)
     strong = sorted((f for f in rep.flags if f.strength >= 1), key=lambda f: -f.strength)
     if fmt == "json":
         doc = {
@@ -126,7 +103,7 @@ def detect_command(
             "seconds": round(rep.seconds, 3),
             "dry_run": dry_run,
         }
-        click.echo(json.dumps(_jsonable(doc), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(jsonable(doc), indent=2, ensure_ascii=False))
         return
     verb = "would hold" if dry_run else "held"
     click.echo(
@@ -160,12 +137,6 @@ def review_group() -> None:
     """
 
 
-def _service(app: App) -> Any:
-    from rules.detectors.review import ReviewService
-
-    return ReviewService(app.ledger, People(app.ledger), app.clock, app.core.rule_set_id)
-
-
 @review_group.command("list")
 @instance_options
 @actor_option
@@ -174,11 +145,9 @@ def _service(app: App) -> Any:
 @click.option("--cases", is_flag=True, help="List window cases (coerced high scores) instead.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
 @format_option()
-@handled
+@pass_service(ReviewService)
 def review_list(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
+    svc: ReviewService,
     actor: str | None,
     reason: str | None,
     window_id: str | None,
@@ -187,20 +156,14 @@ def review_list(
     fmt: str,
 ) -> None:
     """Held ratings, riskiest first (or window cases with --cases)."""
-    from rules.detectors.review import CASE_COLUMNS, LIST_COLUMNS
-
-    with opened(home, db_url, redis_url) as app:
-        svc = _service(app)
-        cols: tuple[str, ...]
-        if cases:
-            rows, cols = svc.cases(current_actor(actor)), CASE_COLUMNS
-        else:
-            rows = svc.list_held(
-                current_actor(actor), reason=reason, window_id=window_id, limit=limit
-            )
-            cols = LIST_COLUMNS
+    cols: tuple[str, ...]
+    if cases:
+        rows, cols = svc.cases(current_actor(actor)), CASE_COLUMNS
+    else:
+        rows = svc.list_held(current_actor(actor), reason=reason, window_id=window_id, limit=limit)
+        cols = LIST_COLUMNS
     if fmt == "json":
-        click.echo(json.dumps(_jsonable(rows), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(jsonable(rows), indent=2, ensure_ascii=False))
         return
     render(rows, cols, fmt, sys.stdout)
 
@@ -209,30 +172,27 @@ def review_list(
 @instance_options
 @actor_option
 @click.argument("rating_id", type=int)
-@click.option("--format", "fmt", type=click.Choice(DOC_FORMATS), default="table", show_default=True)
-@handled
+@format_option(choices=DOC_FORMATS)
+@pass_service(ReviewService)
 def review_show(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
+    svc: ReviewService,
     actor: str | None,
     rating_id: int,
     fmt: str,
 ) -> None:
     """A held rating with its events and the evidence behind each hold."""
-    with opened(home, db_url, redis_url) as app:
-        doc = _service(app).show(current_actor(actor), rating_id)
+    doc = svc.show(current_actor(actor), rating_id)
     if fmt == "json":
-        click.echo(json.dumps(_jsonable(doc), indent=2, ensure_ascii=False))
+        dump_json(doc, sys.stdout)
         return
     r = doc["rating"]
     click.echo(
-        f"rating {r['rating_id']}: ticket {r['ticket_id']}, window {r['window_id']}, staff "
-        f"{r['staff_id'] or '-'}, {r['channel']}, composite {r['composite']:.2f}, status {r['status']}, "
-        f"risk {float(r['risk'] or 0):.3f}"
+        f"rating {r.rating_id}: ticket {r.ticket_id}, window {r.window_id}, staff "
+        f"{r.staff_id or '-'}, {r.channel}, composite {r.composite:.2f}, status {r.status}, "
+        f"risk {r.risk:.3f}"
     )
     click.echo(
-        f"submitted {r['submitted_at'].isoformat()}, served {r['served_at'].isoformat() if r['served_at'] else '-'}"
+        f"submitted {r.submitted_at.isoformat()}, served {r.served_at.isoformat() if r.served_at else '-'}"
     )
     click.echo("")
     events = [
@@ -260,9 +220,7 @@ def review_show(
 
 
 def _decide(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
+    svc: ReviewService,
     actor: str | None,
     rating_id: int,
     reason: str,
@@ -270,11 +228,8 @@ def _decide(
     clear: bool,
     fmt: str,
 ) -> None:
-    with opened(home, db_url, redis_url) as app:
-        svc = _service(app)
-        fn = svc.clear if clear else svc.confirm
-        out = fn(current_actor(actor), rating_id, reason)
-        app.log.seal(app.clock.now())
+    fn = svc.clear if clear else svc.confirm
+    out = fn(current_actor(actor), rating_id, reason)
     if fmt == "json":
         click.echo(
             json.dumps(
@@ -297,19 +252,17 @@ def _decide(
 @actor_option
 @click.argument("rating_id", type=int)
 @click.option("--reason", required=True, help="Why the hold was wrong (at least 5 characters).")
-@click.option("--format", "fmt", type=click.Choice(DOC_FORMATS), default="table", show_default=True)
-@handled
+@format_option(choices=DOC_FORMATS)
+@pass_service(ReviewService)
 def review_clear(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
+    svc: ReviewService,
     actor: str | None,
     rating_id: int,
     reason: str,
     fmt: str,
 ) -> None:
     """Clear a held rating: back to accepted; its evidence never holds it again."""
-    _decide(home, db_url, redis_url, actor, rating_id, reason, clear=True, fmt=fmt)
+    _decide(svc, actor, rating_id, reason, clear=True, fmt=fmt)
 
 
 @review_group.command("confirm")
@@ -317,16 +270,14 @@ def review_clear(
 @actor_option
 @click.argument("rating_id", type=int)
 @click.option("--reason", required=True, help="Why the hold stands (at least 5 characters).")
-@click.option("--format", "fmt", type=click.Choice(DOC_FORMATS), default="table", show_default=True)
-@handled
+@format_option(choices=DOC_FORMATS)
+@pass_service(ReviewService)
 def review_confirm(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
+    svc: ReviewService,
     actor: str | None,
     rating_id: int,
     reason: str,
     fmt: str,
 ) -> None:
     """Confirm a held rating: rejected; it does not count."""
-    _decide(home, db_url, redis_url, actor, rating_id, reason, clear=False, fmt=fmt)
+    _decide(svc, actor, rating_id, reason, clear=False, fmt=fmt)

@@ -1,25 +1,24 @@
 """The rule set: versioned TOML configuration of gates and detectors.
 
-:func:`load_ruleset` parses and validates the text into frozen dataclasses. The rule
-set's id is derived from a hash of the raw text, so every edit is a new version and
-every decision can name the version that made it. Sections this module does not know
-(``[intake]``, ``[detect]`` ...) are kept, unvalidated, in :attr:`RuleSet.extra` for the
-modules that own them.
+:func:`load_ruleset` parses the text once: the core's part (id, name, time zone,
+rubric) by :func:`integrity.config.parse_core_config`, the limits here. The id is
+derived from a hash of the raw text, so every edit is a new version and every
+decision can name the version that made it. Sections this module does not know
+(``[intake]``, ``[detect]`` ...) are kept, unvalidated, for the modules that own them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import re
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
+from integrity.catalogue import rate_limit_reason
+from integrity.config import CoreConfig, parse_core_config, read_toml
 from integrity.errors import ConfigError
-from integrity.model import Rubric
 
 LIMIT_KEYS = ("device", "ip", "prefix", "device_window")
 LIMIT_SCOPES = ("default", "venue", "kiosk", "any")
@@ -62,24 +61,42 @@ class LimitRule:
     @property
     def reason(self) -> str:
         """The reason code a broken rule gives: ``rate_limit.<key>``."""
-        return f"rate_limit.{self.key}"
+        return rate_limit_reason(self.key)
 
 
 @dataclass(frozen=True)
 class RuleSet:
-    """A parsed rule set. ``id`` is ``rs-`` + the first 12 hex digits of sha256(raw text)."""
+    """A parsed rule set: the core's part (:class:`~integrity.config.CoreConfig`: id,
+    name, time zone, rubric) and what ``rules`` owns (limits, and the other sections)."""
 
-    id: str
-    name: str
-    timezone: str
-    rubric: Mapping[str, Any] = field(hash=False)
+    core: CoreConfig
     limits: tuple[LimitRule, ...]
-    raw_text: str = field(repr=False)
-    extra: Mapping[str, Any] = field(hash=False, default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """``rs-`` + the first 12 hex digits of sha256(raw text)."""
+        return self.core.rule_set_id
+
+    @property
+    def name(self) -> str:
+        return self.core.name
 
     @property
     def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
+        return self.core.timezone
+
+    @property
+    def timezone(self) -> str:
+        return str(self.core.timezone)
+
+    @property
+    def raw_text(self) -> str:
+        return self.core.text
+
+    @property
+    def extra(self) -> Mapping[str, Any]:
+        """Top-level tables other than name, time zone, rubric and limits."""
+        return {k: v for k, v in self.core.raw.items() if k not in _KNOWN_TOP_LEVEL}
 
     def limit(self, rule_id: str) -> LimitRule:
         """The limit rule with this id; ``KeyError`` if there is none."""
@@ -90,28 +107,7 @@ class RuleSet:
 
     def section(self, name: str) -> Mapping[str, Any]:
         """A top-level table this module does not interpret (``intake``), or ``{}``."""
-        value = self.extra.get(name, {})
-        return value if isinstance(value, Mapping) else {}
-
-    def build_rubric(self) -> Rubric:
-        """The ``[rubric]`` table as a :class:`~integrity.model.Rubric` (default scale 1–5)."""
-        raw = self.rubric
-        try:
-            scale = raw.get("scale", [1, 5])
-            lo, hi = (int(scale[0]), int(scale[1]))
-            return Rubric(
-                weights={str(k): float(v) for k, v in dict(raw["weights"]).items()},
-                scale_min=lo,
-                scale_max=hi,
-                low_score_below=float(raw.get("low_score_below", 3.0)),
-            )
-        except (KeyError, TypeError, ValueError, IndexError) as err:
-            raise ConfigError(f"rule set {self.name!r}: bad [rubric]: {err}") from err
-
-
-def ruleset_id(raw_text: str) -> str:
-    """``rs-`` + the first 12 hex digits of the sha256 of the UTF-8 text."""
-    return "rs-" + hashlib.sha256(raw_text.encode("utf-8")).hexdigest()[:12]
+        return self.core.section(name)
 
 
 def default_ruleset_text() -> str:
@@ -125,27 +121,7 @@ def default_ruleset() -> RuleSet:
 
 def load_ruleset(text: str) -> RuleSet:
     """Parse and validate a rule set; :class:`ConfigError` names the rule and field at fault."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"rule set is not valid TOML: {err}") from err
-
-    name = doc.get("name", "unnamed")
-    if not isinstance(name, str) or not name:
-        raise ConfigError("rule set field 'name' must be a non-empty string")
-
-    tz = doc.get("timezone", "UTC")  # the core (integrity.config) defaults to UTC too
-    if not isinstance(tz, str) or not tz:
-        raise ConfigError("rule set field 'timezone' must be an IANA zone, e.g. 'Asia/Shanghai'")
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        raise ConfigError(f"rule set field 'timezone': unknown time zone {tz!r}") from err
-
-    rubric = doc.get("rubric", {})
-    if not isinstance(rubric, dict):
-        raise ConfigError("rule set field 'rubric' must be a table")
-
+    doc = read_toml(text)
     raw_limits = doc.get("limits", [])
     if not isinstance(raw_limits, list):
         raise ConfigError("rule set field 'limits' must be an array of tables ([[limits]])")
@@ -155,17 +131,7 @@ def load_ruleset(text: str) -> RuleSet:
         if rule.id in seen:
             raise ConfigError(f"limit rule {rule.id!r}: field 'id': duplicate rule id")
         seen.add(rule.id)
-
-    extra = {k: v for k, v in doc.items() if k not in _KNOWN_TOP_LEVEL}
-    return RuleSet(
-        id=ruleset_id(text),
-        name=name,
-        timezone=tz,
-        rubric=rubric,
-        limits=limits,
-        raw_text=text,
-        extra=extra,
-    )
+    return RuleSet(core=parse_core_config(text, doc), limits=limits)
 
 
 def _parse_limit(index: int, raw: Any) -> LimitRule:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from integrity.adapters.tables import UTCDateTime, metadata
+from integrity.sqlkit import UTCDateTime, metadata
 
 detect_runs = sa.Table(
     "detect_runs",

@@ -28,7 +28,8 @@ import sqlalchemy as sa
 from hypothesis import strategies as st
 
 from integrity.adapters import tables as t
-from integrity.bootstrap import App, Settings, init_instance, open_app
+from integrity.app import App, Settings
+from bootstrap import init_instance, open_app
 from integrity.clock import FrozenClock
 from integrity.model import CHANNELS, DEFAULT_RUBRIC, VERBAL_LEVELS
 

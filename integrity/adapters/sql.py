@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg  # the PostgreSQL driver: bulk loads use its COPY directly
@@ -20,13 +21,20 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 
 from integrity.adapters import tables as t
-from integrity.errors import BackendUnavailable, Conflict, NotFound
-from integrity.model import Decision, Event, Kiosk, Rating, Reason, Status, VenueRegistry
-from integrity.ports import Lookup, Pending
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+from integrity.catalogue import Reason
+from integrity.errors import Conflict, NotFound
+from integrity.model import (
+    Decision,
+    Event,
+    Kiosk,
+    Rating,
+    RatingState,
+    Status,
+    StoredRating,
+    VenueRegistry,
+)
+from integrity.ports import Lookup, Pending, RatingQuery, ScanSpec
+from integrity.sqlkit import canonical_json, translate_errors
 
 
 def make_engine(url: str) -> Engine:
@@ -59,15 +67,6 @@ def make_engine(url: str) -> Engine:
     # that died with its server fails one request (BackendUnavailable, HTTP 503) and
     # SQLAlchemy then discards the whole pool, so the next request reconnects.
     return sa.create_engine(url, pool_size=10, max_overflow=20, connect_args={"connect_timeout": 5})
-
-
-@contextmanager
-def translate_errors() -> Iterator[None]:
-    """Driver-level failures (server gone, disk full) surface as ``BackendUnavailable``."""
-    try:
-        yield
-    except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
-        raise BackendUnavailable(f"database unavailable: {err.orig or err}") from err
 
 
 def rating_row(r: Rating, rule_set_id: str, claims_ticket: bool) -> dict[str, Any]:
@@ -200,6 +199,7 @@ class SqlLedger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.written = False  # set by every committed write: the log has events to seal
         # Single-statement reads need no transaction: on PostgreSQL that saves the
         # BEGIN/ROLLBACK round trips.
         self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -282,24 +282,190 @@ class SqlLedger:
             raise NotFound(f"no rating {rating_id}")
         return Status(row.status), int(row.version)
 
-    def rating(self, rating_id: int) -> dict[str, Any]:
-        """The stored rating row with its current status (``NotFound`` if none)."""
-        q = (
-            sa.select(
-                t.ratings,
-                t.rating_status.c.status,
-                t.rating_status.c.reasons.label("current_reasons"),
-                t.rating_status.c.risk,
+    def rating(self, rating_id: int) -> StoredRating:
+        """The stored rating with its current status (``NotFound`` if none)."""
+        found = self.find_ratings(RatingQuery(ids=[rating_id]))
+        if not found:
+            raise NotFound(f"no rating {rating_id}")
+        return found[0]
+
+    def find_ratings(self, query: RatingQuery) -> list[StoredRating]:
+        """Stored ratings matching ``query`` (see :class:`~integrity.ports.RatingQuery`)."""
+        r, s = t.ratings.c, t.rating_status.c
+        conds: list[Any] = []
+        if query.statuses:
+            conds.append(s.status.in_([st.value for st in query.statuses]))
+        if query.reason:
+            conds.append(
+                sa.or_(
+                    s.reasons == query.reason,
+                    s.reasons.startswith(query.reason + ";"),
+                    s.reasons.endswith(";" + query.reason),
+                    s.reasons.contains(";" + query.reason + ";"),
+                )
             )
-            .join(t.rating_status, t.rating_status.c.rating_id == t.ratings.c.rating_id)
-            .where(t.ratings.c.rating_id == rating_id)
+        if query.window_id is not None:
+            conds.append(r.window_id == query.window_id)
+        if query.staff_id is not None:
+            conds.append(
+                r.staff_id.is_(None) if query.staff_id == "" else r.staff_id == query.staff_id
+            )
+        if query.composite_below is not None:
+            conds.append(r.composite < query.composite_below)
+        for col, lo, hi in (
+            (r.submitted_at, query.submitted_from, query.submitted_to),
+            (r.occurred_at, query.occurred_from, query.occurred_to),
+        ):
+            if lo is not None:
+                conds.append(col >= lo)
+            if hi is not None:
+                conds.append(col < hi)
+        order = {
+            "rating_id": [r.rating_id],
+            "risk": [s.risk.desc(), r.rating_id],
+            "submitted_at": [r.submitted_at, r.rating_id],
+        }[query.order]
+        base = (
+            sa.select(*_STORED_COLS)
+            .select_from(t.ratings.join(t.rating_status, s.rating_id == r.rating_id))
+            .where(*conds)
+            .order_by(*order)
+        )
+        if query.limit is not None:
+            base = base.limit(query.limit)
+        out: list[StoredRating] = []
+        with translate_errors(), self.engine.connect() as conn:
+            if query.ids is None:
+                out = [_stored(row) for row in conn.execute(base).mappings()]
+            else:
+                for part in _chunks(sorted({int(i) for i in query.ids}), 900):
+                    q = base.where(r.rating_id.in_(part))
+                    out.extend(_stored(row) for row in conn.execute(q).mappings())
+                if len(query.ids) > 900:
+                    out.sort(key=_SORT_KEYS[query.order])
+                    if query.limit is not None:
+                        out = out[: query.limit]
+        return out
+
+    def events(self, event_ids: Sequence[int]) -> dict[int, Event]:
+        """Events by id (those that exist)."""
+        out: dict[int, Event] = {}
+        wanted = sorted({int(i) for i in event_ids})
+        with translate_errors(), self.engine.connect() as conn:
+            for part in _chunks(wanted, 900):
+                for row in conn.execute(
+                    sa.select(t.events).where(t.events.c.event_id.in_(part))
+                ).mappings():
+                    ev = _event_from_row(row)
+                    out[int(row["event_id"])] = ev
+        return out
+
+    def count_events(self, kind: str, subjects: Sequence[str]) -> dict[str, int]:
+        """How many events of ``kind`` each subject has (subjects without any: 0)."""
+        out = dict.fromkeys(subjects, 0)
+        with translate_errors(), self.engine.connect() as conn:
+            for part in _chunks(sorted(set(subjects)), 900):
+                q = (
+                    sa.select(t.events.c.subject, sa.func.count())
+                    .where(t.events.c.kind == kind, t.events.c.subject.in_(part))
+                    .group_by(t.events.c.subject)
+                )
+                out.update({str(subj): int(n) for subj, n in conn.execute(q)})
+        return out
+
+    def has_tables(self, *names: str) -> bool:
+        """Whether the schema has these tables (a package's migrations ran)."""
+        with translate_errors():
+            inspector = sa.inspect(self.engine)
+            return all(inspector.has_table(n) for n in names)
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads (no transaction kept open longer than the block)."""
+        with translate_errors(), self.engine.connect() as conn:
+            yield conn
+
+    def scan(
+        self, spec: ScanSpec, on_progress: Callable[[int], None] | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows of :data:`~integrity.ports.SCAN_COLUMNS` in slices, straight from the DBAPI
+        cursor as plain tuples (no per-row SQLAlchemy processing); see ``ScanSpec``."""
+        r, s = t.ratings.c, t.rating_status.c
+        cols = [
+            r.rating_id,
+            r.window_id,
+            r.staff_id,
+            r.service_type,
+            self._epoch(r.served_at).label("served_s"),
+            self._epoch(r.submitted_at).label("submitted_s"),
+            r.composite,
+            sa.case((r.composite < spec.low_below, r.comment), else_=None).label("comment"),
+            r.ip_hash,
+            r.prefix_hash,
+            r.device_hash,
+            sa.case((s.status == Status.ACCEPTED.value, 1), else_=0).label("counted"),
+            sa.case((s.reasons.like(f"%{Reason.DUPLICATE_TICKET.value}%"), 1), else_=0).label(
+                "dup"
+            ),
+            s.risk,
+        ]
+        base = sa.select(*cols).select_from(
+            t.ratings.join(t.rating_status, s.rating_id == r.rating_id)
         )
         with translate_errors(), self.engine.connect() as conn:
-            row = conn.execute(q).mappings().first()
-        if row is None:
-            raise NotFound(f"no rating {rating_id}")
-        out = dict(row)
-        out["scores"] = json.loads(out["scores"])
+            queries = self._scan_slices(conn, base, spec)
+        with translate_errors(), self.engine.connect() as conn:
+            for q in queries:
+                result = conn.execute(q)
+                cur = result.cursor
+                while cur is not None:
+                    rows = cur.fetchmany(50_000)
+                    if not rows:
+                        break
+                    if on_progress is not None:
+                        on_progress(len(rows))
+                    yield rows
+                result.close()
+
+    def _epoch(self, col: Any) -> Any:
+        """Epoch seconds of a timestamp column, computed by the database."""
+        if self.dialect == "postgresql":
+            return sa.extract("epoch", col)
+        return (sa.func.julianday(col) - 2440587.5) * 86400.0
+
+    @staticmethod
+    def _scan_slices(
+        conn: Connection, base: sa.Select[Any], spec: ScanSpec
+    ) -> list[sa.Select[Any]]:
+        r = t.ratings.c
+        if spec.since is None and spec.until is None:
+            lo, hi = conn.execute(
+                sa.select(sa.func.min(r.rating_id), sa.func.max(r.rating_id))
+            ).one()
+            if lo is None:
+                return []
+            return [
+                base.where(r.rating_id >= a, r.rating_id < min(a + spec.chunk, int(hi) + 1))
+                for a in range(int(lo), int(hi) + 1, spec.chunk)
+            ]
+        lo, hi = conn.execute(
+            sa.select(sa.func.min(r.occurred_at), sa.func.max(r.occurred_at))
+        ).one()
+        if lo is None:
+            return []
+        start = _aware(lo)
+        end = _aware(hi) + timedelta(seconds=1)
+        if spec.since is not None:
+            start = max(start, spec.since - timedelta(days=spec.context_days))
+        if spec.until is not None:
+            end = min(end, spec.until)
+        out = []
+        step = timedelta(days=spec.partition_days)
+        cur = start
+        while cur < end:
+            nxt = min(end, cur + step)
+            out.append(base.where(r.occurred_at >= cur, r.occurred_at < nxt))
+            cur = nxt
         return out
 
     def last_event_id(self, kind: str) -> int | None:
@@ -340,7 +506,7 @@ class SqlLedger:
         (``ON CONFLICT DO NOTHING`` on the fingerprint and the ticket claim).
         """
         claims = Reason.DUPLICATE_TICKET not in p.reasons
-        with translate_errors(), self.engine.begin() as conn:
+        with self._writing() as conn:
             for _ in range(3):
                 rid = self._insert_all(conn, p, claims, actor)
                 if rid is not None:
@@ -384,7 +550,7 @@ class SqlLedger:
             return []
         with translate_errors():
             try:
-                with self.engine.begin() as conn:
+                with self._writing() as conn:
                     rids = self._allocate(conn, t.ratings.c.rating_id, len(pending))
                     eids = self._allocate(conn, t.events.c.event_id, len(pending))
                     self._load(
@@ -459,33 +625,25 @@ class SqlLedger:
         return list(range(int(start) + 1, int(start) + 1 + n))
 
     def append(self, ev: Event, expect_version: int | None = None) -> Event:
-        """Append one event; a status event also moves the rating's current status.
-
-        ``expect_version`` (optimistic concurrency): the status change applies only if
-        the rating's status row still has that version, otherwise ``Conflict``.
-        """
-        with translate_errors(), self.engine.begin() as conn:
-            return self._append(conn, ev, expect_version)
+        """Append one event in a unit of work of its own (see :meth:`SqlUnitOfWork.append`)."""
+        with self.unit_of_work() as uow:
+            return uow.append(ev, expect_version)
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """One transaction on the ledger's database (unit of work).
+    def unit_of_work(self) -> Iterator[SqlUnitOfWork]:
+        """One transaction: ledger events and a package's own rows commit together.
 
-        For packages whose own rows must change together with ledger events: write
-        them on the yielded connection and add events with :meth:`append_in`; all
-        commit or roll back together.
+        Every committed unit of work marks the ledger as written, so whoever owns the
+        process (the composition root) knows to seal the new events into the log.
         """
+        with self._writing() as conn:
+            yield SqlUnitOfWork(self, conn)
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
         with translate_errors(), self.engine.begin() as conn:
             yield conn
-
-    def append_in(self, conn: Connection, ev: Event, expect_version: int | None = None) -> Event:
-        """:meth:`append` inside a transaction the caller holds (see :meth:`begin`)."""
-        return self._append(conn, ev, expect_version)
-
-    def append_many(self, evs: Sequence[tuple[Event, int | None]]) -> list[Event]:
-        """Several events in one transaction; any conflict rolls back all of them."""
-        with translate_errors(), self.engine.begin() as conn:
-            return [self._append(conn, ev, v) for ev, v in evs]
+        self.written = True
 
     def _append(self, conn: Connection, ev: Event, expect_version: int | None) -> Event:
         if ev.status is not None:
@@ -518,18 +676,7 @@ class SqlLedger:
                     f"expected {expect_version}); re-read and decide again"
                 )
         eid = conn.execute(
-            t.events.insert().returning(t.events.c.event_id),
-            {
-                "rating_id": ev.rating_id,
-                "subject": ev.subject,
-                "kind": ev.kind,
-                "actor": ev.actor,
-                "status": ev.status.value if ev.status else None,
-                "reasons": canonical_json(list(ev.reasons)),
-                "rule_set_id": ev.rule_set_id,
-                "evidence": canonical_json(dict(ev.evidence)),
-                "at": ev.at,
-            },
+            t.events.insert().returning(t.events.c.event_id), _event_row(ev)
         ).scalar_one()
         if ev.status is not None:
             conn.execute(
@@ -537,7 +684,7 @@ class SqlLedger:
                 .where(t.rating_status.c.rating_id == ev.rating_id)
                 .values(last_event_id=eid)
             )
-        return Event(**{**ev.__dict__, "event_id": eid})
+        return replace(ev, event_id=int(eid))
 
     def set_risk(
         self,
@@ -556,7 +703,7 @@ class SqlLedger:
         """
         if not risks:
             return 0
-        with translate_errors(), self.engine.begin() as conn:
+        with self._writing() as conn:
             current: dict[int, float] = {}
             ids = sorted(int(k) for k in risks)
             for part in _chunks(ids, 900):
@@ -608,7 +755,7 @@ class SqlLedger:
         actor: str,
     ) -> None:
         """Replace the venue registry (already pseudonymised) and log it as an event."""
-        with translate_errors(), self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(t.kiosks.delete())
             conn.execute(t.venue_addresses.delete())
             conn.execute(t.venues.delete())
@@ -671,7 +818,7 @@ class SqlLedger:
 
     def activate_rule_set(self, rule_set_id: str, name: str, text: str, at: datetime) -> None:
         """Store a rule set (content-addressed) and make it the active one."""
-        with translate_errors(), self.engine.begin() as conn:
+        with self._writing() as conn:
             exists = conn.execute(
                 sa.select(t.rule_sets.c.rule_set_id).where(t.rule_sets.c.rule_set_id == rule_set_id)
             ).first()
@@ -736,3 +883,160 @@ def _event_from_row(r: Mapping[Any, Any]) -> Event:
 def _chunks(items: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
+
+
+class SqlUnitOfWork:
+    """A :class:`~integrity.ports.UnitOfWork` on one open transaction of a :class:`SqlLedger`."""
+
+    def __init__(self, ledger: SqlLedger, connection: Connection) -> None:
+        self.ledger = ledger
+        self.connection = connection
+        self.dialect = ledger.dialect
+
+    def append(self, ev: Event, expect_version: int | None = None) -> Event:
+        return self.ledger._append(self.connection, ev, expect_version)
+
+    def lock(self, key: str) -> None:
+        """PostgreSQL: a transaction-scoped advisory lock on ``key``. SQLite: the
+        database's write lock, taken at once (before anything is read)."""
+        if self.dialect == "postgresql":
+            self.connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}
+            )
+        else:
+            self.connection.exec_driver_sql("UPDATE meta SET key = key WHERE 0")
+
+    def states(self, rating_ids: Sequence[int]) -> dict[int, RatingState]:
+        s = t.rating_status.c
+        out: dict[int, RatingState] = {}
+        for part in _chunks(sorted({int(i) for i in rating_ids}), 900):
+            q = sa.select(s.rating_id, s.status, s.version, s.reasons).where(s.rating_id.in_(part))
+            if self.dialect == "postgresql":
+                q = q.with_for_update()
+            for rid, st, version, reasons in self.connection.execute(q):
+                out[int(rid)] = RatingState(
+                    Status(st), int(version), tuple(x for x in str(reasons).split(";") if x)
+                )
+        return out
+
+    def change_many(
+        self, events: Sequence[Event], only_if: Callable[[RatingState], bool]
+    ) -> list[Event]:
+        """Status events in bulk: the rows :meth:`append` writes, in three statements.
+
+        The ratings' status rows are locked first (``FOR UPDATE`` on PostgreSQL; the
+        database's write lock on SQLite), so nothing can move them between the check
+        and the write.
+        """
+        if not events:
+            return []
+        if any(ev.status is None or ev.rating_id is None for ev in events):
+            raise ValueError("change_many takes status events on ratings only")
+        if self.dialect != "postgresql":
+            self.lock("rating_status")
+        current = self.states([int(ev.rating_id or 0) for ev in events])
+        todo = [
+            ev
+            for ev in events
+            if (st := current.get(int(ev.rating_id or 0))) is not None and only_if(st)
+        ]
+        if len({ev.rating_id for ev in todo}) != len(todo):
+            raise ValueError("change_many takes at most one event per rating")
+        if not todo:
+            return []
+        eids = (
+            self.connection.execute(
+                t.events.insert().returning(t.events.c.event_id, sort_by_parameter_order=True),
+                [_event_row(ev) for ev in todo],
+            )
+            .scalars()
+            .all()
+        )
+        st = t.rating_status
+        self.connection.execute(
+            st.update()
+            .where(st.c.rating_id == sa.bindparam("b_rid"))
+            .values(
+                status=sa.bindparam("b_status"),
+                reasons=sa.bindparam("b_reasons"),
+                version=st.c.version + 1,
+                last_event_id=sa.bindparam("b_eid"),
+            ),
+            [
+                {
+                    "b_rid": ev.rating_id,
+                    "b_status": (ev.status or Status.HELD).value,
+                    "b_reasons": ";".join(ev.reasons),
+                    "b_eid": eid,
+                }
+                for ev, eid in zip(todo, eids, strict=True)
+            ],
+        )
+        return [replace(ev, event_id=int(eid)) for ev, eid in zip(todo, eids, strict=True)]
+
+
+def _event_row(ev: Event) -> dict[str, Any]:
+    return {
+        "rating_id": ev.rating_id,
+        "subject": ev.subject,
+        "kind": str(ev.kind),
+        "actor": ev.actor,
+        "status": ev.status.value if ev.status else None,
+        "reasons": canonical_json([str(r) for r in ev.reasons]),
+        "rule_set_id": ev.rule_set_id,
+        "evidence": canonical_json(dict(ev.evidence)),
+        "at": ev.at,
+    }
+
+
+_STORED_COLS = (
+    *[
+        c
+        for c in t.ratings.c
+        if c.name not in ("fingerprint", "claims_ticket", "submitted_at_given")
+    ],
+    t.rating_status.c.status,
+    t.rating_status.c.reasons.label("current_reasons"),
+    t.rating_status.c.risk,
+    t.rating_status.c.version,
+    t.rating_status.c.last_event_id,
+)
+
+_SORT_KEYS: dict[str, Callable[[StoredRating], Any]] = {
+    "rating_id": lambda r: r.rating_id,
+    "risk": lambda r: (-r.risk, r.rating_id),
+    "submitted_at": lambda r: (r.submitted_at, r.rating_id),
+}
+
+
+def _stored(row: Mapping[str, Any]) -> StoredRating:
+    return StoredRating(
+        rating_id=int(row["rating_id"]),
+        ticket_id=row["ticket_id"],
+        window_id=row["window_id"],
+        staff_id=row["staff_id"],
+        service_type=row["service_type"],
+        channel=row["channel"],
+        served_at=row["served_at"],
+        submitted_at=row["submitted_at"],
+        received_at=row["received_at"],
+        occurred_at=row["occurred_at"],
+        scores=json.loads(row["scores"]),
+        composite=float(row["composite"]),
+        comment=row["comment"],
+        ip_hash=row["ip_hash"],
+        prefix_hash=row["prefix_hash"],
+        device_hash=row["device_hash"],
+        rule_set_id=row["rule_set_id"],
+        status=Status(row["status"]),
+        reasons=tuple(x for x in str(row["current_reasons"] or "").split(";") if x),
+        risk=float(row["risk"] or 0.0),
+        version=int(row["version"]),
+        last_event_id=int(row["last_event_id"]),
+    )
+
+
+def _aware(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -9,49 +9,9 @@ are the RFC 9162 Merkle log that seals events after the fact.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect
 
-metadata = sa.MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-
-class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """Aware UTC datetimes everywhere: ``timestamptz`` on PostgreSQL, naive UTC on SQLite."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the ledger")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-Hash = sa.String(64)
-Pseudonym = sa.String(32)
+from integrity.sqlkit import Hash, Id, Pseudonym, UTCDateTime, metadata
 
 meta = sa.Table(
     "meta",
@@ -74,7 +34,7 @@ ratings = sa.Table(
     metadata,
     sa.Column(
         "rating_id",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        Id,
         primary_key=True,
         autoincrement=True,
     ),
@@ -114,7 +74,7 @@ events = sa.Table(
     metadata,
     sa.Column(
         "event_id",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        Id,
         primary_key=True,
         autoincrement=True,
     ),

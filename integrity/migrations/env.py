@@ -5,12 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, engine_from_config, pool
 
-# Packages that own tables register them on the shared metadata when imported; the
-# migration environment is composition, so it may import them all.
-import appeals.tables  # noqa: F401
-import audit_sampling.tables  # noqa: F401
-import rules.tables  # noqa: F401
-from integrity.adapters.tables import metadata
+# Revisions create tables with explicit operations; the shared metadata (packages add
+# their tables to it when imported) only serves autogenerate.
+from integrity.sqlkit import metadata
 
 config = context.config
 target_metadata = metadata

@@ -18,30 +18,14 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
-from integrity.adapters import tables as t
-from integrity.adapters.sql import SqlLedger, translate_errors
 from integrity.model import Rubric, VenueRegistry
+from integrity.ports import SCAN_COLUMNS, Ledger, ScanSpec
 
-#: Columns :func:`load_frame` reads. A raw frame for :func:`prepare` may carry
-#: ``status`` and ``reasons`` (as stored) instead of ``counted`` and ``dup``.
-RAW_COLUMNS = (
-    "rating_id",
-    "window_id",
-    "staff_id",
-    "service_type",
-    "served_s",  # epoch seconds, NaN when served_at is absent
-    "submitted_s",  # epoch seconds
-    "composite",
-    "comment",  # only of low ratings (others are not needed)
-    "ip_hash",
-    "prefix_hash",
-    "device_hash",
-    "counted",  # 1 when the current status is accepted
-    "dup",  # 1 when rejected as a repeated ticket
-    "risk",  # the combined risk stored by the last run (0 when none)
-)
+#: Columns :func:`load_frame` reads (the ledger's scan read model). A raw frame for
+#: :func:`prepare` may carry ``status`` and ``reasons`` (as stored) instead of
+#: ``counted`` and ``dup``.
+RAW_COLUMNS = SCAN_COLUMNS
 
 
 @dataclass
@@ -62,15 +46,8 @@ class Frame:
         return len(self.frame)
 
 
-def _epoch(col: Any, dialect: str) -> Any:
-    """Epoch seconds of a timestamp column, computed by the database."""
-    if dialect == "postgresql":
-        return sa.extract("epoch", col)
-    return (sa.func.julianday(col) - 2440587.5) * 86400.0
-
-
 def load_frame(
-    ledger: SqlLedger,
+    ledger: Ledger,
     *,
     rubric: Rubric,
     tz: ZoneInfo,
@@ -84,38 +61,22 @@ def load_frame(
 ) -> Frame:
     """Ratings whose ``occurred_at`` is in ``[since - context_days, until)``, as a :class:`Frame`.
 
-    Ratings before ``since`` are context only (``in_scope`` false). With a range, one
-    query per ``partition_days`` slice of ``occurred_at`` (indexed); over the whole
-    ledger, one query per ``chunk`` of rating ids (a primary-key range scan, cheaper
-    than walking the time index). Rows come from the DBAPI cursor as plain tuples and
-    are turned into numpy columns per partition: no per-row Python objects survive.
+    Ratings before ``since`` are context only (``in_scope`` false). The ledger's scan
+    read model yields plain tuples per slice (time partitions with a range, rating-id
+    chunks over the whole ledger); they become numpy columns per slice, so no per-row
+    Python objects survive.
     """
     registry = registry if registry is not None else ledger.venue_registry()
-    dialect = ledger.engine.dialect.name
-    r, s = t.ratings.c, t.rating_status.c
-    low = rubric.low_score_below
-    cols = [
-        r.rating_id,
-        r.window_id,
-        r.staff_id,
-        r.service_type,
-        _epoch(r.served_at, dialect).label("served_s"),
-        _epoch(r.submitted_at, dialect).label("submitted_s"),
-        r.composite,
-        sa.case((r.composite < low, r.comment), else_=None).label("comment"),
-        r.ip_hash,
-        r.prefix_hash,
-        r.device_hash,
-        sa.case((s.status == "accepted", 1), else_=0).label("counted"),
-        sa.case((s.reasons.like("%duplicate_ticket%"), 1), else_=0).label("dup"),
-        s.risk,
-    ]
-    base = sa.select(*cols).select_from(t.ratings.join(t.rating_status, s.rating_id == r.rating_id))
+    spec = ScanSpec(
+        low_below=rubric.low_score_below,
+        since=since,
+        until=until,
+        context_days=context_days,
+        partition_days=partition_days,
+        chunk=chunk,
+    )
     dictionaries = {c: _Dictionary() for c in _STRINGS}
-    with translate_errors(), ledger.engine.connect() as conn:
-        queries = _partitions(conn, base, since, until, context_days, partition_days, chunk)
-    with translate_errors(), ledger.engine.connect() as conn:
-        parts = _read(conn, queries, dictionaries, on_progress)
+    parts = [_columns(rows, dictionaries) for rows in ledger.scan(spec, on_progress)]
     raw = _concat(parts, dictionaries)
     del parts
     since_s = since.timestamp() if since else -np.inf
@@ -123,64 +84,6 @@ def load_frame(
     return prepare(
         raw, rubric=rubric, tz=tz, registry=registry, scope=(since_s, until_s), copy=False
     )
-
-
-def _read(
-    conn: sa.Connection,
-    queries: list[sa.Select[Any]],
-    dictionaries: dict[str, _Dictionary],
-    on_progress: Callable[[int], None] | None,
-) -> list[dict[str, np.ndarray]]:
-    parts: list[dict[str, np.ndarray]] = []
-    for q in queries:
-        result = conn.execute(q)
-        cur = result.cursor  # plain DBAPI tuples: no per-row SQLAlchemy processing
-        while True:
-            rows = cur.fetchmany(50_000) if cur is not None else []
-            if not rows:
-                break
-            parts.append(_columns(rows, dictionaries))
-            if on_progress is not None:
-                on_progress(len(rows))
-        result.close()
-    return parts
-
-
-def _partitions(
-    conn: sa.Connection,
-    base: sa.Select[Any],
-    since: datetime | None,
-    until: datetime | None,
-    context_days: int,
-    partition_days: int,
-    chunk: int,
-) -> list[sa.Select[Any]]:
-    r = t.ratings.c
-    if since is None and until is None:
-        lo, hi = conn.execute(sa.select(sa.func.min(r.rating_id), sa.func.max(r.rating_id))).one()
-        if lo is None:
-            return []
-        return [
-            base.where(r.rating_id >= a, r.rating_id < min(a + chunk, int(hi) + 1))
-            for a in range(int(lo), int(hi) + 1, chunk)
-        ]
-    lo, hi = conn.execute(sa.select(sa.func.min(r.occurred_at), sa.func.max(r.occurred_at))).one()
-    if lo is None:
-        return []
-    start = _aware(lo)
-    end = _aware(hi) + timedelta(seconds=1)
-    if since is not None:
-        start = max(start, since - timedelta(days=context_days))
-    if until is not None:
-        end = min(end, until)
-    out = []
-    step = timedelta(days=partition_days)
-    cur = start
-    while cur < end:
-        nxt = min(end, cur + step)
-        out.append(base.where(r.occurred_at >= cur, r.occurred_at < nxt))
-        cur = nxt
-    return out
 
 
 _NUMERIC = {

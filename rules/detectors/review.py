@@ -9,19 +9,17 @@ holds it again; new evidence still can.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from integrity.adapters import tables as t
-from integrity.adapters.sql import SqlLedger, translate_errors
+from integrity.catalogue import Kind, Reason
 from integrity.clock import Clock
-from integrity.errors import FieldError, InvalidInput, NotFound, PolicyViolation
+from integrity.errors import FieldError, InvalidInput, PolicyViolation
 from integrity.model import Event, Status
 from integrity.people import People, Person
+from integrity.ports import Ledger, RatingQuery
 from rules import tables as rt
 
 ROLE = "reviewer"
@@ -52,7 +50,7 @@ class ReviewOutcome:
 class ReviewService:
     """Review operations on the ledger, as a person holding the ``reviewer`` role."""
 
-    def __init__(self, ledger: SqlLedger, people: People, clock: Clock, rule_set_id: str) -> None:
+    def __init__(self, ledger: Ledger, people: People, clock: Clock, rule_set_id: str) -> None:
         self.ledger = ledger
         self.people = people
         self.clock = clock
@@ -73,38 +71,29 @@ class ReviewService:
     ) -> list[dict[str, Any]]:
         """Held ratings, riskiest first, with the finding that held each (if a detector did)."""
         self._reviewer(actor)
-        r, s = t.ratings.c, t.rating_status.c
-        q = (
-            sa.select(
-                r.rating_id,
-                r.window_id,
-                r.staff_id,
-                r.submitted_at,
-                r.composite,
-                s.risk,
-                s.reasons,
-                s.last_event_id,
+        found = self.ledger.find_ratings(
+            RatingQuery(
+                statuses=(Status.HELD,), reason=reason, window_id=window_id, order="risk",
+                limit=limit,
             )
-            .select_from(t.ratings.join(t.rating_status, s.rating_id == r.rating_id))
-            .where(s.status == Status.HELD.value)
-            .order_by(s.risk.desc(), r.rating_id)
-            .limit(limit)
-        )
-        if reason:
-            q = q.where(s.reasons.like(f"%{reason}%"))
-        if window_id:
-            q = q.where(r.window_id == window_id)
-        with translate_errors(), self.ledger.engine.connect() as conn:
-            rows = [dict(x) for x in conn.execute(q).mappings()]
-            events = _events_by_id(conn, [x["last_event_id"] for x in rows])
+        )  # fmt: skip
+        events = self.ledger.events([r.last_event_id for r in found])
         out = []
-        for row in rows:
-            ev = events.get(row.pop("last_event_id"))
-            evidence = json.loads(ev["evidence"]) if ev else {}
-            row["reasons"] = [c for c in (row["reasons"] or "").split(";") if c]
-            row["held_by"] = ev["actor"] if ev else ""
-            row["explanation"] = evidence.get("explanation", "")
-            out.append(row)
+        for r in found:
+            ev = events.get(r.last_event_id)
+            out.append(
+                {
+                    "rating_id": r.rating_id,
+                    "window_id": r.window_id,
+                    "staff_id": r.staff_id,
+                    "submitted_at": r.submitted_at,
+                    "composite": r.composite,
+                    "risk": r.risk,
+                    "reasons": list(r.reasons),
+                    "held_by": ev.actor if ev else "",
+                    "explanation": ev.evidence.get("explanation", "") if ev else "",
+                }
+            )
         return out
 
     def show(self, actor: str | None, rating_id: int) -> dict[str, Any]:
@@ -112,7 +101,7 @@ class ReviewService:
         self._reviewer(actor)
         rating = self.ledger.rating(rating_id)
         events = self.ledger.events_of(rating_id)
-        with translate_errors(), self.ledger.engine.connect() as conn:
+        with self.ledger.reading() as conn:
             holds = [
                 dict(x)
                 for x in conn.execute(
@@ -128,7 +117,7 @@ class ReviewService:
         flags = [
             f
             for e in events
-            if e.kind == "hold"
+            if e.kind == Kind.HOLD
             for f in [dict(e.evidence), *e.evidence.get("also", [])]
         ]
         return {
@@ -142,17 +131,17 @@ class ReviewService:
     def cases(self, actor: str | None) -> list[dict[str, Any]]:
         """Window-level findings (coerced high scores) opened for review."""
         self._reviewer(actor)
-        with translate_errors(), self.ledger.engine.connect() as conn:
+        with self.ledger.reading() as conn:
             rows = [
                 dict(x)
                 for x in conn.execute(
                     sa.select(rt.detect_cases).order_by(rt.detect_cases.c.opened_at)
                 ).mappings()
             ]
-            events = _events_by_id(conn, [x["event_id"] for x in rows])
+        events = self.ledger.events([x["event_id"] for x in rows])
         for row in rows:
             ev = events.get(row["event_id"])
-            row["explanation"] = json.loads(ev["evidence"]).get("explanation", "") if ev else ""
+            row["explanation"] = ev.evidence.get("explanation", "") if ev else ""
         return rows
 
     # -- deciding -----------------------------------------------------------------------------
@@ -180,10 +169,11 @@ class ReviewService:
             raise PolicyViolation(
                 f"rating {rating_id} is {status.value}, not held: nothing to review"
             )
-        with self.ledger.begin() as conn:
-            current = conn.execute(
-                sa.select(t.rating_status.c.reasons).where(t.rating_status.c.rating_id == rating_id)
-            ).scalar_one()
+        now = self.clock.now()
+        with self.ledger.unit_of_work() as uow:
+            conn = uow.connection
+            state = uow.states([rating_id]).get(rating_id)
+            codes = list(state.reasons) if state else []
             fps = [
                 str(f)
                 for (f,) in conn.execute(
@@ -192,14 +182,13 @@ class ReviewService:
                     )
                 )
             ]
-            codes = [c for c in (current or "").split(";") if c]
             ev = Event(
-                kind="clear" if clear else "confirm",
+                kind=Kind.CLEAR if clear else Kind.CONFIRM,
                 actor=person.person_id,
-                at=self.clock.now(),
+                at=now,
                 rating_id=rating_id,
                 status=Status.ACCEPTED if clear else Status.REJECTED,
-                reasons=("review.cleared",) if clear else (*codes, "review.confirmed"),
+                reasons=(Reason.REVIEW_CLEARED,) if clear else (*codes, Reason.REVIEW_CONFIRMED),
                 rule_set_id=self.rule_set_id,
                 evidence={
                     "reason": reason,
@@ -207,7 +196,7 @@ class ReviewService:
                     "fingerprints": fps,
                 },
             )
-            written = self.ledger.append_in(conn, ev, version)
+            written = uow.append(ev, version)
             if clear and fps:
                 done = {
                     str(f)
@@ -222,7 +211,7 @@ class ReviewService:
                         "rating_id": rating_id,
                         "fingerprint": f,
                         "cleared_by": person.person_id,
-                        "cleared_at": ev.at,
+                        "cleared_at": now,
                         "event_id": written.event_id,
                     }
                     for f in fps
@@ -236,24 +225,3 @@ class ReviewService:
             int(written.event_id or 0),
             tuple(fps) if clear else (),
         )
-
-
-def _events_by_id(conn: sa.Connection, ids: Iterable[int | None]) -> dict[int, dict[str, Any]]:
-    wanted = sorted({int(i) for i in ids if i is not None and i > 0})
-    out: dict[int, dict[str, Any]] = {}
-    for lo in range(0, len(wanted), 900):
-        part = wanted[lo : lo + 900]
-        for row in conn.execute(
-            sa.select(t.events.c.event_id, t.events.c.actor, t.events.c.evidence).where(
-                t.events.c.event_id.in_(part)
-            )
-        ).mappings():
-            out[int(row["event_id"])] = dict(row)
-    return out
-
-
-def require_rating(ledger: SqlLedger, rating_id: int) -> None:
-    try:
-        ledger.current(rating_id)
-    except NotFound:
-        raise NotFound(f"no rating {rating_id}") from None

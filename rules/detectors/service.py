@@ -24,11 +24,12 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from integrity.adapters import tables as t
-from integrity.adapters.sql import SqlLedger, canonical_json
+from integrity.app import App
+from integrity.catalogue import Kind, Reason
 from integrity.clock import Clock
-from integrity.errors import ConfigError, Conflict
+from integrity.errors import ConfigError
 from integrity.model import Event, Rubric, Status
+from integrity.ports import Ledger
 from rules import tables as rt
 from rules.detectors.base import Detector, Flag, Signal
 from rules.detectors.bombing import (
@@ -44,8 +45,6 @@ from rules.detectors.generic import SoftSignals
 from rules.detectors.repeat import DeviceRepeatDetector, SelfRatingDetector
 
 ACTOR = "detector"
-HOLD_KIND = "hold"
-CASE_KIND = "case.opened"
 
 #: Detector name -> (class, default share of the honest-hold budget).
 DETECTORS: dict[str, tuple[type[Detector], float]] = {
@@ -152,16 +151,12 @@ class DetectReport:
         return dict(c)
 
 
-class _Stale(Exception):
-    """A rating changed between reading and holding it: redo the chunk one by one."""
-
-
 class DetectService:
     """Runs detection over a ledger and writes its holds, cases and risks."""
 
     def __init__(
         self,
-        ledger: SqlLedger,
+        ledger: Ledger,
         config: DetectConfig,
         *,
         rubric: Rubric,
@@ -177,12 +172,12 @@ class DetectService:
         self.rule_set_id = rule_set_id
 
     @classmethod
-    def from_app(cls, app: Any) -> DetectService:
-        """Wire from an opened instance (composition: CLI, bench)."""
+    def from_app(cls, app: App) -> DetectService:
+        """Wire from an opened instance (the composition root's factory)."""
         cls.check_schema(app.ledger)
         return cls(
             app.ledger,
-            DetectConfig.from_section(app.ruleset.section("detect")),
+            DetectConfig.from_section(app.core.section("detect")),
             rubric=app.core.rubric,
             tz=app.core.timezone,
             clock=app.clock,
@@ -190,8 +185,8 @@ class DetectService:
         )
 
     @staticmethod
-    def check_schema(ledger: SqlLedger) -> None:
-        if not sa.inspect(ledger.engine).has_table("detect_holds"):
+    def check_schema(ledger: Ledger) -> None:
+        if not ledger.has_tables("detect_holds"):
             raise ConfigError(
                 "the ledger has no detection tables; run `integrity init` to upgrade it"
             )
@@ -274,8 +269,8 @@ class DetectService:
     def _start_run(
         self, at: datetime, since: datetime | None, until: datetime | None, n: int
     ) -> int:
-        with self.ledger.begin() as conn:
-            rid = conn.execute(
+        with self.ledger.unit_of_work() as uow:
+            rid = uow.connection.execute(
                 rt.detect_runs.insert().returning(rt.detect_runs.c.run_id),
                 {
                     "started_at": at,
@@ -288,8 +283,8 @@ class DetectService:
         return int(rid)
 
     def _finish_run(self, run_id: int, flags: int, held: int, cases: int) -> None:
-        with self.ledger.begin() as conn:
-            conn.execute(
+        with self.ledger.unit_of_work() as uow:
+            uow.connection.execute(
                 rt.detect_runs.update()
                 .where(rt.detect_runs.c.run_id == run_id)
                 .values(
@@ -299,7 +294,7 @@ class DetectService:
 
     def _known(self, table: sa.Table, ids: list[int]) -> set[tuple[int, str]]:
         out: set[tuple[int, str]] = set()
-        with self.ledger.begin() as conn:
+        with self.ledger.reading() as conn:
             for lo in range(0, len(ids), 900):
                 part = ids[lo : lo + 900]
                 rows = conn.execute(
@@ -324,16 +319,26 @@ class DetectService:
             if fl:
                 todo.append((rid, fl))
         for lo in range(0, len(todo), 2000):
-            chunk = [
-                (rid, self._hold_event(rid, fl, verdicts, run_id, now), fl)
+            chunk = {
+                rid: (self._hold_event(rid, fl, verdicts, run_id, now), fl)
                 for rid, fl in todo[lo : lo + 2000]
-            ]
-            try:
-                with self.ledger.begin() as conn:
-                    written = self._write_bulk(conn, chunk, run_id)
-            except _Stale:
-                with self.ledger.begin() as conn:
-                    written = self._write_one_by_one(conn, chunk, run_id)
+            }
+            with self.ledger.unit_of_work() as uow:
+                # only ratings that still count: a reviewer or an appeal may have moved one
+                written = uow.change_many(
+                    [ev for ev, _ in chunk.values()],
+                    only_if=lambda st: st.status is Status.ACCEPTED,
+                )
+                holds = [
+                    row
+                    for ev in written
+                    for row in self._hold_rows(
+                        int(ev.rating_id or 0), chunk[int(ev.rating_id or 0)][1],
+                        int(ev.event_id or 0), run_id,
+                    )
+                ]  # fmt: skip
+                if holds:
+                    uow.connection.execute(rt.detect_holds.insert(), holds)
             for ev in written:
                 held += 1
                 by_reason.update(ev.reasons)
@@ -357,9 +362,9 @@ class DetectService:
         if soft:
             evidence["signals"] = {k: round(v, 4) for k, v in soft.items()}
             if all(f.strength < 1 for f in fl):
-                reasons = tuple(sorted({*reasons, "outlier.pyod"}))
+                reasons = tuple(sorted({*reasons, Reason.OUTLIER_PYOD}))
         return Event(
-            kind=HOLD_KIND,
+            kind=Kind.HOLD,
             actor=ACTOR,
             at=now,
             rating_id=rid,
@@ -383,119 +388,21 @@ class DetectService:
             for f in {f.fingerprint: f for f in fl}.values()
         ]
 
-    def _current(self, conn: sa.Connection, ids: list[int]) -> dict[int, tuple[str, int]]:
-        out: dict[int, tuple[str, int]] = {}
-        s = t.rating_status.c
-        for lo in range(0, len(ids), 900):
-            rows = conn.execute(
-                sa.select(s.rating_id, s.status, s.version).where(
-                    s.rating_id.in_(ids[lo : lo + 900])
-                )
-            )
-            out.update({int(r): (str(st), int(v)) for r, st, v in rows})
-        return out
-
-    def _write_bulk(
-        self, conn: sa.Connection, chunk: list[tuple[int, Event, list[Flag]]], run_id: int
-    ) -> list[Event]:
-        """Many hold events in one transaction: the same rows :meth:`SqlLedger.append_in`
-        writes (event, then the status row moved under its version), in three
-        statements. Raises :class:`_Stale` if any rating changed since it was read."""
-        if not conn.dialect.supports_sane_multi_rowcount:
-            raise _Stale
-        current = self._current(conn, [rid for rid, _, _ in chunk])
-        chunk = [c for c in chunk if current.get(c[0], ("", 0))[0] == Status.ACCEPTED.value]
-        if not chunk:
-            return []
-        rows = [
-            {
-                "rating_id": ev.rating_id,
-                "subject": None,
-                "kind": ev.kind,
-                "actor": ev.actor,
-                "status": Status.HELD.value,
-                "reasons": canonical_json(list(ev.reasons)),
-                "rule_set_id": ev.rule_set_id,
-                "evidence": canonical_json(dict(ev.evidence)),
-                "at": ev.at,
-            }
-            for _, ev, _ in chunk
-        ]
-        eids = (
-            conn.execute(
-                t.events.insert().returning(t.events.c.event_id, sort_by_parameter_order=True), rows
-            )
-            .scalars()
-            .all()
-        )
-        s = t.rating_status
-        res = conn.execute(
-            s.update()
-            .where(s.c.rating_id == sa.bindparam("b_rid"), s.c.version == sa.bindparam("b_ver"))
-            .values(
-                status=Status.HELD.value,
-                reasons=sa.bindparam("b_reasons"),
-                version=s.c.version + 1,
-                last_event_id=sa.bindparam("b_eid"),
-            ),
-            [
-                {
-                    "b_rid": rid,
-                    "b_ver": current[rid][1],
-                    "b_reasons": ";".join(ev.reasons),
-                    "b_eid": eid,
-                }
-                for (rid, ev, _), eid in zip(chunk, eids, strict=True)
-            ],
-        )
-        if res.rowcount != len(chunk):
-            raise _Stale  # rolls the whole chunk back; it is redone one by one
-        holds = [
-            row
-            for (rid, _, fl), eid in zip(chunk, eids, strict=True)
-            for row in self._hold_rows(rid, fl, int(eid), run_id)
-        ]
-        conn.execute(rt.detect_holds.insert(), holds)
-        return [
-            Event(**{**ev.__dict__, "event_id": int(eid)})
-            for (_, ev, _), eid in zip(chunk, eids, strict=True)
-        ]
-
-    def _write_one_by_one(
-        self, conn: sa.Connection, chunk: list[tuple[int, Event, list[Flag]]], run_id: int
-    ) -> list[Event]:
-        current = self._current(conn, [rid for rid, _, _ in chunk])
-        out = []
-        for rid, ev, fl in chunk:
-            st, version = current.get(rid, ("", 0))
-            if st != Status.ACCEPTED.value:
-                continue
-            try:
-                written = self.ledger.append_in(conn, ev, version)
-            except Conflict:
-                continue  # changed since we read it (a reviewer, an appeal): next run decides
-            conn.execute(
-                rt.detect_holds.insert(),
-                self._hold_rows(rid, fl, int(written.event_id or 0), run_id),
-            )
-            out.append(written)
-        return out
-
     def _cases(self, flags: list[Flag], verdicts: Verdicts, run_id: int) -> list[str]:
         opened: list[str] = []
         for f in flags:
             if f.case is None or f.strength < 1:
                 continue
-            with self.ledger.begin() as conn:
+            with self.ledger.unit_of_work() as uow:
+                conn = uow.connection
                 exists = conn.execute(
                     sa.select(rt.detect_cases.c.subject).where(rt.detect_cases.c.subject == f.case)
                 ).first()
                 if exists is not None:
                     continue
-                ev = self.ledger.append_in(
-                    conn,
+                ev = uow.append(
                     Event(
-                        kind=CASE_KIND,
+                        kind=Kind.CASE_OPENED,
                         actor=ACTOR,
                         at=self.clock.now(),
                         subject=f.case,

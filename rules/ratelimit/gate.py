@@ -3,8 +3,8 @@
 Which rules apply depends on the venue registry: ip/prefix rules of scope ``venue`` when
 the rater's address is a registered hall network, of scope ``default`` otherwise;
 device/device_window rules of scope ``kiosk`` when the device is a registered rating
-pad, of scope ``default`` otherwise; scope ``any`` always. The same gate also checks
-that a registered pad rates only its own window (``kiosk.wrong_window``).
+pad, of scope ``default`` otherwise; scope ``any`` always. (A pad used at another
+window is a real-time check: :class:`rules.realtime.KioskGate`.)
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from integrity.model import Kiosk, Rating, Status, VenueRegistry, Verdict
+from integrity.catalogue import Reason
+from integrity.model import Rating, Status, VenueRegistry, Verdict
 from integrity.ports import GateContext, LimitCheck, Limiter, LimitOutcome
 from rules.ratelimit.memory import epoch_ms
+from rules.realtime import VenueSource
 from rules.ruleset import LimitRule, RuleSet
 
 KEY_SCHEMA = "v1"
-WRONG_WINDOW = "kiosk.wrong_window"
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,6 @@ class _Plan:
     day_end_ms: int  # epoch ms of the next local midnight after the rating's day time
     day_time_ms: int  # epoch ms of the time the calendar day was judged by
     at_ms: int | None
-    kiosk: Kiosk | None
 
 
 class RateLimitGate:
@@ -44,23 +44,33 @@ class RateLimitGate:
     """
 
     name = "rate_limit"
-    unavailable_reason = "limiter_unavailable"
+    unavailable_reason = Reason.LIMITER_UNAVAILABLE
 
     def __init__(
         self,
         ruleset: RuleSet,
         limiter: Limiter,
-        registry: VenueRegistry | None = None,
+        venues: VenueSource | VenueRegistry | None = None,
         namespace: str = "integrity",
     ) -> None:
         self.ruleset = ruleset
         self.limiter = limiter
-        self.registry = registry or VenueRegistry()
+        if not isinstance(venues, VenueSource):
+            venues = VenueSource.fixed(venues or VenueRegistry())
+        self.venues = venues
         self.namespace = namespace
         self._tz = ruleset.tz
         self._days: dict[date, tuple[str, int, int]] = {}
 
+    @property
+    def registry(self) -> VenueRegistry:
+        return self.venues.registry
+
     # --- Gate port ---------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Pick up a venue registry that was replaced since it was read."""
+        self.venues.reload()
 
     def check(self, rating: Rating, ctx: GateContext) -> Verdict | None:
         plan = self.plan(rating, ctx)
@@ -144,7 +154,6 @@ class RateLimitGate:
             day_end_ms=day_end_ms,
             day_time_ms=day_time_ms,
             at_ms=at_ms,
-            kiosk=self.registry.kiosk(rating.device_hash),
         )
 
     # --- verdict -----------------------------------------------------------------------
@@ -177,16 +186,6 @@ class RateLimitGate:
                 retry_after_s = retry_s if retry_after_s is None else max(retry_after_s, retry_s)
                 status = _worse(status, Status.REJECTED if rule.action == "reject" else Status.HELD)
             evidence["rules"] = entries
-
-        kiosk = plan.kiosk
-        if kiosk is not None and rating.window_id != kiosk.window_id:
-            reasons.add(WRONG_WINDOW)
-            evidence["kiosk"] = {
-                "venue_id": kiosk.venue_id,
-                "registered_window_id": kiosk.window_id,
-                "rated_window_id": rating.window_id,
-            }
-            status = _worse(status, Status.HELD)
 
         if status is None:
             return None

@@ -47,7 +47,7 @@ AU,,AUD,auditor,,true
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
     frozen = FrozenClock(T0)
-    monkeypatch.setattr("integrity.bootstrap.SystemClock", lambda: frozen)
+    monkeypatch.setattr("bootstrap.SystemClock", lambda: frozen)
     for var in ("INTEGRITY_DB", "INTEGRITY_REDIS", "INTEGRITY_ACTOR", "INTEGRITY_SECRET_FILE"):
         monkeypatch.delenv(var, raising=False)
     return frozen
@@ -106,7 +106,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """An instance with six ratings and the staff registry, built through the CLI."""
     mp = pytest.MonkeyPatch()
     frozen = FrozenClock(T0)
-    mp.setattr("integrity.bootstrap.SystemClock", lambda: frozen)
+    mp.setattr("bootstrap.SystemClock", lambda: frozen)
     for var in ("INTEGRITY_DB", "INTEGRITY_REDIS", "INTEGRITY_ACTOR", "INTEGRITY_SECRET_FILE"):
         mp.delenv(var, raising=False)
     base = tmp_path_factory.mktemp("appeals-cli")

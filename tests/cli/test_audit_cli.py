@@ -17,7 +17,8 @@ from click.testing import CliRunner
 
 from audit_sampling.testing import rating_doc
 from cli import main
-from integrity.bootstrap import Settings, open_app
+from integrity.app import Settings
+from bootstrap import open_app
 from integrity.people import People
 
 SEED = "31415926535897932384"

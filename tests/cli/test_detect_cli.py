@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from factories import T0
 
 from cli import main
-from integrity.bootstrap import Settings, open_app
+from integrity.app import Settings
+from bootstrap import open_app
 from integrity.people import People
 from integrity.simulation import WorldConfig, simulate
 from rules.ruleset import default_ruleset_text

@@ -30,10 +30,11 @@ from hypothesis import HealthCheck, given, settings
 
 from integrity.adapters import tables as t
 from integrity.adapters.sql import Pending
-from integrity.bootstrap import App
+from integrity.app import App
 from integrity.errors import Conflict, InvalidInput, NotFound
 from integrity.hook import IngestItem
-from integrity.model import Event, Reason, Status
+from integrity.catalogue import Reason
+from integrity.model import Event, Status
 from integrity.venues import pseudonymise_venues
 
 
@@ -468,7 +469,7 @@ def test_venue_registry_replace_and_lookup(app: App) -> None:
 
 def test_registered_hall_address_gets_the_venue_limits(app: App) -> None:
     load(app, REGISTRY)
-    app.reload_venues()
+    app.hook.reload()
     hall = [app.validate(rating(ip="198.51.100.7")) for _ in range(25)]
     street = [app.validate(rating(ip="198.51.100.99")) for _ in range(25)]
     assert all(d.status is Status.ACCEPTED for d in hall)

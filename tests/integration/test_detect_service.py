@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from factories import T0, backend_url, make_app
 
 from integrity.adapters import tables as t
-from integrity.bootstrap import App
+from integrity.app import App
 from integrity.errors import PermissionDenied, PolicyViolation
 from integrity.model import Status
 from integrity.people import People
@@ -43,7 +43,7 @@ def _world_app(home: Path, url: str | None) -> App:
     world = simulate(WORLD)
     pv = pseudonymise_venues(world.venues, a.pseudonymiser)
     a.ledger.replace_venues(pv.venues, pv.addresses, pv.kiosks, T0, actor="test")
-    a.reload_venues()
+    a.hook.reload()
     for item in a.hook.validate_stream(world.ratings, replay=True, chunk=1000):
         assert item.decision is not None
     People(a.ledger).upsert("rev1", roles=["reviewer"], at=T0)

@@ -16,8 +16,9 @@ import sqlalchemy as sa
 from factories import backend_url, make_app, rating
 
 from integrity.adapters import tables as t
-from integrity.bootstrap import App
-from integrity.model import Decision, Reason, Status
+from integrity.app import App
+from integrity.catalogue import Reason
+from integrity.model import Decision, Status
 
 THREADS = 16
 T = TypeVar("T")

@@ -26,12 +26,13 @@ from factories import T0, backend_url, make_app, rating, rating_counts
 from fastapi.testclient import TestClient
 
 from integrity.adapters.sql import SqlLedger, make_engine
-from integrity.bootstrap import App
+from integrity.app import App
 from integrity.clock import FrozenClock
 from integrity.errors import BackendUnavailable
 from integrity.hook import ValidationHook
 from integrity.http import create_app
-from integrity.model import Reason, Status
+from integrity.catalogue import Reason
+from integrity.model import Status
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
 DEAD_PG = "postgresql://postgres@127.0.0.1:1/nowhere"

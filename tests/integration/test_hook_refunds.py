@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from integrity.bootstrap import App
+from integrity.app import App
 from integrity.model import Status
 from tests.factories import make_app, rating
 

@@ -27,7 +27,7 @@ from factories import T0, backend_url, make_app, pg_ledger, rating, sqlite_url
 
 from integrity import merkle
 from integrity.adapters import tables as t
-from integrity.bootstrap import App
+from integrity.app import App
 from integrity.log import VerifyReport
 from integrity.model import Event, Status
 from integrity.venues import pseudonymise_venues

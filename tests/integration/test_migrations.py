@@ -22,7 +22,7 @@ from factories import make_settings, sqlite_url
 from integrity import migrate
 from integrity.adapters import tables
 from integrity.adapters.sql import SqlLedger, make_engine
-from integrity.bootstrap import init_instance
+from bootstrap import init_instance
 
 # The ledger's own tables, as declared in integrity/adapters/tables.py (other packages
 # register theirs on the same metadata when imported).

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from factories import SCORES, T0, make_app, pg_ledger, sqlite_url
 from fastapi.testclient import TestClient
 
-from integrity.bootstrap import App
+from integrity.app import App
 from integrity.http import create_app
 from integrity.model import Status
 from integrity.venues import pseudonymise_venues
@@ -113,7 +113,7 @@ def ratings_for(i: int) -> dict[str, Any]:
 def ingest_everything(app: App) -> list[Any]:
     pv = pseudonymise_venues(REGISTRY, app.pseudonymiser)
     app.ledger.replace_venues(pv.venues, pv.addresses, pv.kiosks, T0, actor="test")
-    app.reload_venues()
+    app.hook.reload()
     docs = [ratings_for(i) for i in range(320)]
     decisions = [app.validate(d) for d in docs[:60]]
     decisions += [i.decision for i in app.hook.validate_stream(docs[60:270], replay=True)]

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from integrity.adapters import tables as t
-from integrity.bootstrap import App
+from integrity.app import App
 from tests.factories import backend_url, make_app, rating
 
 

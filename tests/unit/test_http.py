@@ -11,7 +11,7 @@ import pytest
 from factories import SCORES, T0, make_app, rating, rating_counts
 from fastapi.testclient import TestClient
 
-from integrity.bootstrap import App
+from integrity.app import App
 from integrity.http import MAX_BATCH, create_app
 
 DECISION_KEYS = {"rating_id", "status", "counted", "reasons"}

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from factories import backend_url, make_app, rating
 
-from integrity.bootstrap import App
+from integrity.app import App
 from integrity.clock import FrozenClock
 from integrity.errors import InvalidInput
 from integrity.model import DEFAULT_RUBRIC, Event, Status

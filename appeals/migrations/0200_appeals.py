@@ -10,14 +10,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import integrity.adapters.tables
+import integrity.sqlkit
 
 revision = "0200_appeals"
 down_revision = "0002"
 branch_labels = ("appeals",)
 depends_on = None
 
-UTC = integrity.adapters.tables.UTCDateTime
+UTC = integrity.sqlkit.UTCDateTime
 
 
 def upgrade() -> None:

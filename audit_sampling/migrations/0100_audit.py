@@ -10,14 +10,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import integrity.adapters.tables
+import integrity.sqlkit
 
 revision = "0100_audit"
 down_revision = "0002"
 branch_labels = ("audit",)
 depends_on = None
 
-UTC = integrity.adapters.tables.UTCDateTime
+UTC = integrity.sqlkit.UTCDateTime
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 

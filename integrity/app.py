@@ -1,0 +1,121 @@
+"""An opened instance: the core's parts, wired once, and the services packages add.
+
+An *instance* is a home folder (``INTEGRITY_HOME``, default ``./.integrity``)
+holding the secret key for pseudonymisation and, on embedded defaults, the SQLite
+ledger and the in-process limiter's counters. Production points ``--db`` at
+PostgreSQL and ``--redis`` at Redis; the secret key file stays off the database.
+
+The composition root (``bootstrap.py``, beside ``cli.py``) builds an :class:`App`
+and registers a factory for each package's service; commands, HTTP routers and
+scripts ask for a service by its type (``app.get(AppealService)``) and never build
+one themselves. Services are built on first use, once per App.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from integrity.adapters.sql import SqlLedger
+from integrity.clock import Clock
+from integrity.config import CoreConfig
+from integrity.hook import ValidationHook
+from integrity.log import MerkleLog
+from integrity.model import Decision
+from integrity.people import People
+from integrity.ports import Limiter
+from integrity.pseudonym import Pseudonymiser
+
+DEFAULT_HOME = ".integrity"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where an instance lives. Built from options and environment by the CLI only."""
+
+    home: Path
+    db_url: str
+    limiter_url: str
+    secret_file: Path
+    namespace: str = "integrity"
+
+    @classmethod
+    def resolve(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        db: str | None = None,
+        redis: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Settings:
+        env = dict(os.environ) if env is None else env
+        h = Path(home or env.get("INTEGRITY_HOME") or DEFAULT_HOME).absolute()
+        db_url = db or env.get("INTEGRITY_DB") or f"sqlite:///{h / 'ledger.db'}"
+        limiter = redis or env.get("INTEGRITY_REDIS") or f"memory://{h / 'limiter.json'}"
+        secret = Path(env.get("INTEGRITY_SECRET_FILE") or h / "secret.key")
+        return cls(h, db_url, limiter, secret, env.get("INTEGRITY_NAMESPACE", "integrity"))
+
+    @property
+    def embedded_db(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    @property
+    def embedded_limiter(self) -> bool:
+        return self.limiter_url.startswith("memory")
+
+
+@dataclass
+class App:
+    """Everything one process needs, wired once by the composition root.
+
+    Sealing is a policy of the process, not of each command: when the App closes,
+    every event its units of work committed is sealed into the Merkle log (``serve``
+    also seals every few seconds in the background).
+    """
+
+    settings: Settings
+    ledger: SqlLedger
+    log: MerkleLog
+    core: CoreConfig
+    limiter: Limiter
+    hook: ValidationHook
+    pseudonymiser: Pseudonymiser
+    people: People
+    clock: Clock
+    rules: Any  # the parsed rule set (``rules.ruleset.RuleSet``); the core reads ``core``
+    factories: dict[type, Callable[[App], Any]] = field(default_factory=dict)
+    _built: dict[type, Any] = field(default_factory=dict)
+    on_close: list[Callable[[], None]] = field(default_factory=list)
+
+    def get(self, kind: type[T]) -> T:
+        """The service of type ``kind``, built on first use by its registered factory."""
+        if kind not in self._built:
+            try:
+                factory = self.factories[kind]
+            except KeyError:
+                raise LookupError(f"no service {kind.__name__} is wired") from None
+            self._built[kind] = factory(self)
+        return cast(T, self._built[kind])
+
+    def validate(self, rating: Any, *, replay: bool = False) -> Decision:
+        """The Python API of the validation hook: judge and record one rating."""
+        return self.hook.validate(rating, replay=replay)
+
+    def close(self) -> None:
+        """Seal what this process wrote, run the close hooks, release connections."""
+        try:
+            if self.ledger.written:
+                self.log.seal(self.clock.now())
+        finally:
+            for hook in reversed(self.on_close):
+                hook()
+            self.ledger.engine.dispose()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

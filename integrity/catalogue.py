@@ -1,0 +1,186 @@
+"""The one catalogue of ledger event kinds and reason codes, with what each means.
+
+Every event the engine writes has a ``kind`` from :class:`Kind`; every reason code a
+decision, hold, void or filing carries is in :data:`REASONS`. Packages build their
+codes from here instead of writing string literals, ``tests/unit/test_catalogue.py``
+checks that the README's tables list exactly these, and ``integrity explain CODE``
+prints the sentence behind a code.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+
+class Kind(enum.StrEnum):
+    """What happened, as written in ``events.kind``."""
+
+    # A rating's status: the first is the hook's decision; the others move it later.
+    DECISION = "decision"
+    HOLD = "hold"
+    CLEAR = "clear"
+    CONFIRM = "confirm"
+    VOID = "void"
+    REINSTATE = "reinstate"
+    # Records about the ledger itself and its configuration.
+    RISK_SCORED = "risk.scored"
+    RULE_SET_ACTIVATED = "rule_set.activated"
+    VENUES_LOADED = "venues.loaded"
+    STAFF_ADDED = "staff.added"
+    STAFF_UPDATED = "staff.updated"
+    STAFF_IMPORTED = "staff.imported"
+    # Detection.
+    CASE_OPENED = "case.opened"
+    # Appeals: one kind per action.
+    APPEAL_FILED = "appeal.filed"
+    APPEAL_ASSIGNED = "appeal.assigned"
+    APPEAL_INFO_REQUESTED = "appeal.info_requested"
+    APPEAL_RESPONDED = "appeal.responded"
+    APPEAL_UPHOLD_VOTE = "appeal.uphold_vote"
+    APPEAL_UPHELD = "appeal.upheld"
+    APPEAL_REJECTED = "appeal.rejected"
+    APPEAL_WITHDRAWN = "appeal.withdrawn"
+    APPEAL_ESCALATED = "appeal.escalated"
+    APPEAL_REOPENED = "appeal.reopened"
+    # Audit sampling.
+    AUDIT_FRAME = "audit.frame"
+    AUDIT_DRAW = "audit.draw"
+    AUDIT_EXPAND = "audit.expand"
+    AUDIT_BATCHES = "audit.batches"
+    AUDIT_ASSIGN = "audit.assign"
+    AUDIT_PULL = "audit.pull"
+    AUDIT_FINDING = "audit.finding"
+    AUDIT_TOKEN = "audit.token"
+
+
+KINDS: Mapping[Kind, str] = {
+    Kind.DECISION: "the validation hook's decision on a new rating (its leaf covers the rating row)",
+    Kind.HOLD: "detection held a counted rating for review",
+    Kind.CLEAR: "a reviewer cleared a held rating: it counts again",
+    Kind.CONFIRM: "a reviewer confirmed a hold: the rating is rejected",
+    Kind.VOID: "the rating stops counting: an upheld appeal or an audit finding",
+    Kind.REINSTATE: "a reversed appeal gives a voided rating back its earlier status",
+    Kind.RISK_SCORED: "a detection run changed ratings' risk (SHA-256 of the new values)",
+    Kind.RULE_SET_ACTIVATED: "a rule set became the active one",
+    Kind.VENUES_LOADED: "the venue registry (hall networks, kiosk pads) was replaced",
+    Kind.STAFF_ADDED: "a person was added to the registry",
+    Kind.STAFF_UPDATED: "one person's registry record was changed",
+    Kind.STAFF_IMPORTED: "people were imported into the registry from a file",
+    Kind.CASE_OPENED: "detection opened a window case (coerced high scores) for review",
+    Kind.APPEAL_FILED: "a staff member filed an appeal (admitted, or ineligible with reasons)",
+    Kind.APPEAL_ASSIGNED: "reviewers were assigned to an appeal",
+    Kind.APPEAL_INFO_REQUESTED: "a reviewer asked the appellant for more information",
+    Kind.APPEAL_RESPONDED: "the appellant answered a request for information",
+    Kind.APPEAL_UPHOLD_VOTE: "one reviewer voted to uphold (more votes are needed)",
+    Kind.APPEAL_UPHELD: "the appeal was upheld; the rating is voided",
+    Kind.APPEAL_REJECTED: "the appeal was rejected; the rating stands",
+    Kind.APPEAL_WITHDRAWN: "the appellant withdrew the appeal",
+    Kind.APPEAL_ESCALATED: "the appeal went to a higher reviewer (overdue or asked)",
+    Kind.APPEAL_REOPENED: "a decided appeal was reopened with new evidence",
+    Kind.AUDIT_FRAME: "an audit frame (a period's counted ratings at a checkpoint) was fixed",
+    Kind.AUDIT_DRAW: "the audit sample was drawn from a frame with a public seed",
+    Kind.AUDIT_EXPAND: "a window's audit sample was expanded with the same seed",
+    Kind.AUDIT_BATCHES: "audit batches were cut from a sample",
+    Kind.AUDIT_ASSIGN: "an audit batch was assigned to an auditor",
+    Kind.AUDIT_PULL: "an auditor pulled a batch (file SHA-256 recorded)",
+    Kind.AUDIT_FINDING: "an auditor's finding on one sampled rating",
+    Kind.AUDIT_TOKEN: "an auditor was issued an API token",
+}
+
+#: Kinds that move a rating's current status (each carries ``status``).
+STATUS_KINDS = frozenset(
+    {Kind.DECISION, Kind.HOLD, Kind.CLEAR, Kind.CONFIRM, Kind.VOID, Kind.REINSTATE}
+)
+
+
+class Reason(enum.StrEnum):
+    """Machine-readable reason codes, as written in decisions and events."""
+
+    # Hard rules and real-time checks at intake.
+    DUPLICATE_TICKET = "duplicate_ticket"
+    LIMITER_UNAVAILABLE = "limiter_unavailable"
+    RATE_LIMIT_DEVICE = "rate_limit.device"
+    RATE_LIMIT_IP = "rate_limit.ip"
+    RATE_LIMIT_PREFIX = "rate_limit.prefix"
+    RATE_LIMIT_DEVICE_WINDOW = "rate_limit.device_window"
+    KIOSK_WRONG_WINDOW = "kiosk.wrong_window"
+    SUBMITTED_BEFORE_SERVED = "time.submitted_before_served"
+    SUBMITTED_IN_FUTURE = "time.submitted_in_future"
+    # Detection.
+    OUTLIER_BURST = "outlier.burst"
+    OUTLIER_LOCKSTEP = "outlier.lockstep"
+    OUTLIER_DEVICE_REPEAT = "outlier.device_repeat"
+    OUTLIER_SELF_RATING = "outlier.self_rating"
+    OUTLIER_COERCED = "outlier.coerced"
+    OUTLIER_BOMBING = "outlier.bombing"
+    OUTLIER_PYOD = "outlier.pyod"
+    # Review of held ratings.
+    REVIEW_CLEARED = "review.cleared"
+    REVIEW_CONFIRMED = "review.confirmed"
+    # Appeals: outcomes on the rating, and why a filing was not admitted.
+    APPEAL_UPHELD = "appeal.upheld"
+    APPEAL_REVERSED = "appeal.reversed"
+    GROUND_NOT_ADMISSIBLE = "ground_not_admissible"
+    NOT_OWN_RATING = "not_own_rating"
+    RATING_NOT_COUNTED = "rating_not_counted"
+    NOT_LOW_SCORE = "not_low_score"
+    FILING_WINDOW_CLOSED = "filing_window_closed"
+    ALREADY_APPEALED = "already_appealed"
+    MONTHLY_QUOTA_EXCEEDED = "monthly_quota_exceeded"
+    # Audit findings that void a rating.
+    AUDIT_FABRICATED = "audit.fabricated"
+    AUDIT_COERCED = "audit.coerced"
+    AUDIT_DUPLICATE = "audit.duplicate"
+
+
+REASONS: Mapping[Reason, str] = {
+    Reason.DUPLICATE_TICKET: "another rating already holds this ticket (one service, one rating)",
+    Reason.LIMITER_UNAVAILABLE: "the rate limiter did not answer; held instead of accepted unchecked",
+    Reason.RATE_LIMIT_DEVICE: "too many ratings from this device in the rule's window",
+    Reason.RATE_LIMIT_IP: "too many ratings from this address in the rule's window",
+    Reason.RATE_LIMIT_PREFIX: "too many ratings from this /24 or /64 in the rule's window",
+    Reason.RATE_LIMIT_DEVICE_WINDOW: "too many ratings from this device for this window",
+    Reason.KIOSK_WRONG_WINDOW: "a registered rating pad was used for another window than its own",
+    Reason.SUBMITTED_BEFORE_SERVED: "submitted before the service was completed",
+    Reason.SUBMITTED_IN_FUTURE: "submitted_at is later than the time of receipt",
+    Reason.OUTLIER_BURST: "a window's ratings in a time bucket far above its own baseline",
+    Reason.OUTLIER_LOCKSTEP: "devices or one address block rating one window in the same short slots",
+    Reason.OUTLIER_DEVICE_REPEAT: "one device rating one window across many tickets with skewed scores",
+    Reason.OUTLIER_SELF_RATING: "a non-kiosk device rating many tickets at one window just after service",
+    Reason.OUTLIER_COERCED: "a window's fast, straight-lined top scores far above its own baseline and peers",
+    Reason.OUTLIER_BOMBING: "low scores concentrated on few sources, near-duplicate comments, or a shift",
+    Reason.OUTLIER_PYOD: "held on combined soft signals (ECOD, rater fairness) beside a weaker finding",
+    Reason.REVIEW_CLEARED: "a reviewer cleared the hold",
+    Reason.REVIEW_CONFIRMED: "a reviewer confirmed the hold",
+    Reason.APPEAL_UPHELD: "voided by an upheld appeal",
+    Reason.APPEAL_REVERSED: "an appeal that voided it was reversed",
+    Reason.GROUND_NOT_ADMISSIBLE: "appeal filing: the ground is not one of the admissible grounds",
+    Reason.NOT_OWN_RATING: "appeal filing: the rating is not about the appellant",
+    Reason.RATING_NOT_COUNTED: "appeal filing: the rating does not count; nothing to appeal",
+    Reason.NOT_LOW_SCORE: "appeal filing: the rating is not a low score",
+    Reason.FILING_WINDOW_CLOSED: "appeal filing: filed after the filing window",
+    Reason.ALREADY_APPEALED: "appeal filing: another appeal already contests the rating",
+    Reason.MONTHLY_QUOTA_EXCEEDED: "appeal filing: the appellant's monthly quota is used up",
+    Reason.AUDIT_FABRICATED: "voided: an auditor found the rating fabricated",
+    Reason.AUDIT_COERCED: "voided: an auditor found the rating coerced",
+    Reason.AUDIT_DUPLICATE: "voided: an auditor found the rating a duplicate",
+}
+
+
+def describe(code: str) -> str:
+    """The sentence behind a reason code or event kind; ``KeyError`` for an unknown one."""
+    if code in Reason.__members__.values():
+        return REASONS[Reason(code)]
+    if code in Kind.__members__.values():
+        return KINDS[Kind(code)]
+    raise KeyError(code)
+
+
+def is_reason(code: str) -> bool:
+    return code in REASONS
+
+
+def rate_limit_reason(key: str) -> Reason:
+    """The reason a broken rate-limit rule on ``key`` (device, ip, ...) gives."""
+    return Reason(f"rate_limit.{key}")

@@ -1,0 +1,389 @@
+"""The core's commands: intake, venues, export, reports, the ledger, the people registry.
+
+Each command parses its options, calls one service of the opened instance, renders.
+``cli.py`` assembles these with the packages' groups.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from integrity.app import App
+from integrity.cliutil import (
+    actor_option,
+    current_actor,
+    format_option,
+    instance_options,
+    pass_app,
+    progress,
+)
+from integrity.errors import EngineError, FieldError, InvalidInput
+from integrity.people import (
+    ROLES,
+    STAFF_COLUMNS,
+    StaffRecord,
+    StaffRegistry,
+    guess_format,
+    parse_staff_file,
+    people_rows,
+)
+from integrity.render import render
+
+
+def _out() -> Any:
+    return sys.stdout
+
+
+@click.command()
+@instance_options
+@pass_app
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Judge at the time of receipt instead of each rating's submitted_at.",
+)
+@format_option()
+def ingest(app: App, file: Any, live: bool, fmt: str) -> None:
+    """Run every rating in a JSON Lines FILE (- for stdin) through the validation hook.
+
+    Ratings are judged in order, each at its own submitted_at (replay), so a month of
+    history is decided as if it had arrived live. Lines that do not parse are refused
+    with field-level errors on stderr and written nowhere; the exit status is then 1.
+    """
+    from integrity.ingest import ingest as run_ingest
+    from integrity.ingest import read_jsonl
+
+    with progress("ingest") as tick:
+        summary = run_ingest(app.hook, read_jsonl(file), replay=not live, on_progress=tick)
+    for line, err in summary.errors:
+        click.echo(f"line {line}: {err.summary()}", err=True)
+    doc = summary.as_dict()
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        rows = [{"status": k, "ratings": v} for k, v in doc["statuses"].items()]
+        click.echo(
+            f"{doc['lines']} lines: {doc['written']} written, {doc['identical_retries']} identical retries, "
+            f"{doc['refused']} refused"
+        )
+        render(rows, ["status", "ratings"], fmt, sys.stdout)
+        if doc["reasons"]:
+            click.echo("")
+            render(
+                [{"reason": k, "ratings": v} for k, v in doc["reasons"].items()],
+                ["reason", "ratings"],
+                fmt,
+                sys.stdout,
+            )
+    if summary.refused:
+        click.echo(
+            f"error: {summary.refused} line(s) refused; nothing was written for them", err=True
+        )
+        sys.exit(1)
+
+
+@click.group()
+def venues() -> None:
+    """The registry of service halls (shared Wi-Fi addresses, kiosk rating pads)."""
+
+
+@venues.command("load")
+@instance_options
+@pass_app
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+def venues_load(app: App, file: Any) -> None:
+    """Replace the venue registry with FILE (JSON); addresses and devices are pseudonymised."""
+    from integrity.venues import pseudonymise_venues
+
+    try:
+        doc = json.load(file)
+    except json.JSONDecodeError as err:
+        raise InvalidInput(
+            [FieldError("(file)", f"not valid JSON: {err}")], what="venue registry"
+        ) from None
+    pv = pseudonymise_venues(doc, app.pseudonymiser)
+    app.ledger.replace_venues(pv.venues, pv.addresses, pv.kiosks, app.clock.now(), actor="cli")
+    click.echo(
+        f"{len(pv.venues)} venues, {len(pv.addresses)} address entries, {len(pv.kiosks)} kiosks loaded"
+    )
+
+
+@click.group()
+def export() -> None:
+    """Export ledger contents."""
+
+
+@export.command("ratings")
+@instance_options
+@pass_app
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.File("w", encoding="utf-8"),
+    default="-",
+    help="Output file (default: stdout).",
+)
+def export_ratings(app: App, fmt: str, output: Any) -> None:
+    """One row per rating in the order received, with status, counted, reasons and risk."""
+    from integrity.reports import EXPORT_COLUMNS
+    from integrity.reports import export_ratings as rows
+
+    render(rows(app.ledger), EXPORT_COLUMNS, fmt, output)
+
+
+@click.command()
+@instance_options
+@pass_app
+@click.option(
+    "--by",
+    type=click.Choice(["window", "staff", "service_type"]),
+    default="window",
+    show_default=True,
+)
+@click.option(
+    "--period",
+    metavar="YYYY-MM",
+    help="Calendar month in the rule set's time zone (default: all time).",
+)
+@format_option()
+def report(
+    app: App,
+    by: str,
+    period: str | None,
+    fmt: str,
+) -> None:
+    """Performance per window, staff member or service type, from counted ratings only.
+
+    score is the mean weighted composite of counted ratings; low_score_rate the share
+    of counted ratings below the rubric's low mark. Groups with ratings but none
+    counted appear with counted 0 and an empty score.
+    """
+    from integrity.reports import GROUPS, REPORT_COLUMNS, Period, performance
+
+    p = Period.month(period, app.core.timezone) if period else None
+    rows = performance(app.ledger, by, app.core.rubric, p)
+    render(rows, [GROUPS[by], *REPORT_COLUMNS], fmt, sys.stdout)
+
+
+@click.group()
+def ledger() -> None:
+    """Tamper evidence: seal events into the Merkle log, checkpoint, verify."""
+
+
+@ledger.command("seal")
+@instance_options
+@pass_app
+def ledger_seal(app: App) -> None:
+    """Seal every event not yet in the log."""
+    n = app.log.seal(app.clock.now())
+    click.echo(f"sealed {n} event(s); {app.log.head().checkpoint()}")
+
+
+@ledger.command("checkpoint")
+@instance_options
+@pass_app
+def ledger_checkpoint(app: App) -> None:
+    """Seal, then print the log's size and root hash for auditors to keep."""
+    click.echo(app.log.checkpoint(app.clock.now()).checkpoint())
+
+
+@ledger.command("verify")
+@instance_options
+@pass_app
+@click.option(
+    "--checkpoint",
+    "checkpoint",
+    metavar="TEXT",
+    help="A checkpoint printed earlier: prove the ledger still extends it.",
+)
+def ledger_verify(app: App, checkpoint: str | None) -> None:
+    """Recompute the log from the ledger's rows; report any edited, inserted or deleted row."""
+    try:
+        rep = app.log.verify(app.clock.now(), checkpoint=checkpoint)
+    except ValueError as err:
+        raise EngineError(f"bad checkpoint: {err}") from None
+    from integrity.merkle import format_checkpoint
+
+    for w in rep.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if not rep.ok:
+        for p in rep.problems:
+            click.echo(f"TAMPERED: {p}")
+        click.echo(f"error: ledger verification failed ({len(rep.problems)} problem(s))", err=True)
+        sys.exit(1)
+    click.echo(
+        f"ok: {format_checkpoint(rep.size, rep.root)} ({rep.unsealed} event(s) not yet sealed)"
+    )
+
+
+@ledger.command("prove")
+@instance_options
+@pass_app
+@click.option(
+    "--from",
+    "old_size",
+    type=click.IntRange(min=0),
+    required=True,
+    help="Size of the earlier checkpoint.",
+)
+def ledger_prove(app: App, old_size: int) -> None:
+    """Print an RFC 9162 consistency proof from an earlier size to the current head (JSON)."""
+    head = app.log.head()
+    if old_size > head.size:
+        raise EngineError(f"the log holds {head.size} leaves, fewer than {old_size}")
+    proof = app.log.consistency_proof(old_size)
+    click.echo(
+        json.dumps(
+            {"old_size": old_size, "new": head.checkpoint(), "proof": [h.hex() for h in proof]},
+            indent=2,
+        )
+    )
+
+
+# -- staff ------------------------------------------------------------------------------
+
+
+@click.group("staff")
+def staff() -> None:
+    """The staff registry: people, units, windows and roles.
+
+    Changing it needs --as an admin. To start an instance, the first admin may be
+    added without --as while the registry has no admin:
+
+        integrity staff add A1 --role admin --unit HQ
+    """
+
+
+def _registry(app: App) -> StaffRegistry:
+    return app.get(StaffRegistry)
+
+
+@staff.command("add")
+@instance_options
+@pass_app
+@actor_option
+@click.argument("person_id")
+@click.option("--name", default="", help="Display name.")
+@click.option(
+    "--unit", default="", help="Organisational unit (reviewers never review their own unit)."
+)
+@click.option(
+    "--window", "windows", multiple=True, help="A service window the person serves at (repeatable)."
+)
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    type=click.Choice(ROLES),
+    help="A role (repeatable; default: staff).",
+)
+@click.option(
+    "--inactive", is_flag=True, help="Register as inactive (holds no role until reactivated)."
+)
+@click.option("--update", is_flag=True, help="Replace an existing person's record.")
+@format_option()
+def staff_add(
+    app: App,
+    actor: str | None,
+    person_id: str,
+    name: str,
+    unit: str,
+    windows: tuple[str, ...],
+    roles: tuple[str, ...],
+    inactive: bool,
+    update: bool,
+    fmt: str,
+) -> None:
+    """Add PERSON_ID to the registry (admins; or anyone while there is no admin yet, if
+    the person added is an admin)."""
+    rec = StaffRecord(
+        person_id=person_id,
+        roles=frozenset(roles or ("staff",)),
+        name=name,
+        unit=unit,
+        windows=tuple(windows),
+        active=not inactive,
+    )
+    p = _registry(app).add(current_actor(actor), rec, update=update)
+    if fmt == "table":
+        click.echo(f"{'updated' if update else 'added'} {p.person_id}")
+    render(people_rows([p]), STAFF_COLUMNS, fmt, _out())
+
+
+@staff.command("import")
+@instance_options
+@pass_app
+@actor_option
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option(
+    "--input-format",
+    type=click.Choice(["csv", "jsonl"]),
+    help="Format of FILE (default: from its extension .csv / .jsonl).",
+)
+@format_option()
+def staff_import(
+    app: App,
+    actor: str | None,
+    file: Any,
+    input_format: str | None,
+    fmt: str,
+) -> None:
+    """Add or update people from FILE (- for stdin): CSV with a header
+    person_id,name,unit,roles,windows,active (lists ';'-separated) or JSON Lines.
+    All or nothing: one bad line and nothing is written."""
+    kind = input_format or guess_format(getattr(file, "name", "") or "")
+    if kind is None:
+        raise click.UsageError("cannot tell the file's format; say --input-format csv|jsonl")
+    records = parse_staff_file(file.read(), kind)
+    res = _registry(app).import_records(current_actor(actor), records)
+    rows = (
+        [{"person_id": p, "change": "added"} for p in res.added]
+        + [{"person_id": p, "change": "updated"} for p in res.updated]
+        + [{"person_id": p, "change": "unchanged"} for p in res.unchanged]
+    )
+    if fmt == "table":
+        click.echo(
+            f"{len(res.added)} added, {len(res.updated)} updated, {len(res.unchanged)} unchanged"
+        )
+    render(rows, ["person_id", "change"], fmt, _out())
+
+
+@staff.command("list")
+@instance_options
+@pass_app
+@actor_option
+@click.option("--role", type=click.Choice(ROLES), help="Only people holding this role.")
+@click.option("--unit", help="Only people of this unit.")
+@click.option("--window", help="Only people serving at this window.")
+@click.option("--all", "include_inactive", is_flag=True, help="Include inactive people.")
+@format_option()
+def staff_list(
+    app: App,
+    actor: str | None,
+    role: str | None,
+    unit: str | None,
+    window: str | None,
+    include_inactive: bool,
+    fmt: str,
+) -> None:
+    """List the registry (admins, reviewers and auditors)."""
+    people = _registry(app).list(
+        current_actor(actor),
+        role=role,
+        unit=unit,
+        window=window,
+        include_inactive=include_inactive,
+    )
+    render(people_rows(people), STAFF_COLUMNS, fmt, _out())
+
+
+#: The core's top-level commands and groups, in the order ``integrity --help`` lists them.
+COMMANDS: tuple[click.Command, ...] = (ingest, venues, export, report, ledger, staff)

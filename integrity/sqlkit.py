@@ -1,0 +1,108 @@
+"""What a package needs to keep its own tables beside the ledger, and nothing more.
+
+Packages (``appeals``, ``audit_sampling``, ``rules``) own tables for their own
+records (appeals, audit frames, detection runs). They declare them on the one shared
+:data:`metadata` (one schema, one Alembic history per package branch), write them on
+the connection of a :class:`~integrity.ports.UnitOfWork` so their rows commit with
+the ledger events that record them, and read them on :meth:`Ledger.reading`. They
+never touch the ledger's own tables (ratings, events, status): the core's ports do.
+
+Driver errors are translated here, once: a server that is gone becomes
+``BackendUnavailable``, a unique key already taken becomes ``AlreadyExists``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+from integrity.errors import AlreadyExists, BackendUnavailable, Conflict
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes everywhere: ``timestamptz`` on PostgreSQL, naive UTC on SQLite."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+#: A SHA-256 in hex.
+Hash = sa.String(64)
+#: A keyed-hash pseudonym of an address or device.
+Pseudonym = sa.String(32)
+#: An autoincrementing id: BIGINT on PostgreSQL, INTEGER (the rowid) on SQLite.
+Id = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 text: the same value always gives the same bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Driver failures as engine errors: server gone or disk full -> ``BackendUnavailable``;
+    a unique key already taken -> ``AlreadyExists`` (the transaction is rolled back)."""
+    try:
+        yield
+    except sa.exc.IntegrityError as err:
+        if _unique_violation(err):
+            raise AlreadyExists(f"already recorded: {_first_line(err.orig or err)}") from err
+        raise Conflict(f"refused by the database: {_first_line(err.orig or err)}") from err
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
+        raise BackendUnavailable(f"database unavailable: {err.orig or err}") from err
+
+
+def _unique_violation(err: sa.exc.IntegrityError) -> bool:
+    code = getattr(err.orig, "sqlstate", None)  # psycopg
+    if code is not None:
+        return str(code) == "23505"
+    return "UNIQUE constraint failed" in str(err.orig)  # sqlite3
+
+
+def _first_line(err: object) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def insert_or_ignore(dialect: str, table: sa.Table, row: Mapping[str, Any]) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL alike (add ``returning``)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).values(dict(row)).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).values(dict(row)).on_conflict_do_nothing()
