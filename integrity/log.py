@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy.engine import Connection
 from integrity import merkle
 from integrity.adapters import tables as t
 from integrity.adapters.sql import SqlLedger, risk_digest
+from integrity.model import Status
 from integrity.sqlkit import translate_errors
 
 EVENT_FIELDS = (
@@ -219,6 +221,25 @@ class MerkleLog:
             )
         )
         return len(rows)
+
+    @contextmanager
+    def counted_at(
+        self, size: int, start: datetime, end: datetime
+    ) -> Iterator[tuple[dict[str, int], Iterator[tuple[int, str, float]]]]:
+        """The ratings that counted as the log stood at ``size`` leaves, by ``occurred_at``
+        in ``[start, end)``: ratings whose last sealed status event (leaf < ``size``)
+        is ``accepted``. Yields ``(ratings per window, rows)``; rows are ``(rating_id,
+        window_id, risk)`` in ascending id, streamed while the block is open."""
+        rows_q, counts_q = _population(size, start, end)
+        with translate_errors(), self.ledger.engine.connect() as conn:
+            counts = {str(w): int(n) for w, n in conn.execute(counts_q)}
+
+            def rows() -> Iterator[tuple[int, str, float]]:
+                result = conn.execution_options(yield_per=20000).execute(rows_q)
+                for rid, win, risk in result:
+                    yield int(rid), str(win), min(1.0, max(0.0, float(risk or 0.0)))
+
+            yield counts, rows()
 
     def checkpoint(self, now: datetime) -> Head:
         """Seal everything, record the head as a checkpoint and return it."""
@@ -441,6 +462,65 @@ class MerkleLog:
         )
         for rid in rows:
             report.fail(f"rating {rid} has no decision event (inserted outside the hook?)")
+
+
+def _population(size: int, start: datetime, end: datetime) -> tuple[sa.Select[Any], Any]:
+    """Ratings of the period whose last sealed status event (leaf < size) is ``accepted``."""
+    ev, leaves, r = t.events, t.log_leaves, t.ratings
+    last = (
+        sa.select(ev.c.rating_id.label("rid"), sa.func.max(ev.c.event_id).label("eid"))
+        .select_from(
+            ev.join(leaves, leaves.c.event_id == ev.c.event_id).join(
+                r, r.c.rating_id == ev.c.rating_id
+            )
+        )
+        .where(
+            leaves.c.leaf_index < size,
+            ev.c.status.is_not(None),
+            r.c.occurred_at >= start,
+            r.c.occurred_at < end,
+        )
+        .group_by(ev.c.rating_id)
+        .subquery("last_status")
+    )
+    st = ev.alias("st")
+    joined = (
+        r.join(last, last.c.rid == r.c.rating_id)
+        .join(st, st.c.event_id == last.c.eid)
+        .outerjoin(t.rating_status, t.rating_status.c.rating_id == r.c.rating_id)
+    )
+    rows = (
+        sa.select(
+            r.c.rating_id,
+            r.c.window_id,
+            sa.func.coalesce(t.rating_status.c.risk, 0.0).label("risk"),
+        )
+        .select_from(joined)
+        .where(st.c.status == Status.ACCEPTED.value)
+        .order_by(r.c.rating_id)
+    )
+    counts = (
+        sa.select(r.c.window_id, sa.func.count())
+        .select_from(joined)
+        .where(st.c.status == Status.ACCEPTED.value)
+        .group_by(r.c.window_id)
+    )
+    return rows, counts
+
+
+def population_at(
+    conn: Connection, size: int, start: datetime, end: datetime
+) -> tuple[dict[str, int], Iterator[tuple[int, str, float]]]:
+    """Stratum sizes and the rows (ascending id) of a period's population at log size ``size``."""
+    rows_q, counts_q = _population(size, start, end)
+    counts = {str(w): int(n) for w, n in conn.execute(counts_q)}
+
+    def rows() -> Iterator[tuple[int, str, float]]:
+        result = conn.execution_options(yield_per=20000).execute(rows_q)
+        for rid, win, risk in result:
+            yield int(rid), str(win), min(1.0, max(0.0, float(risk or 0.0)))
+
+    return counts, rows()
 
 
 @dataclass
