@@ -128,6 +128,9 @@ class Reason(enum.StrEnum):
     FILING_WINDOW_CLOSED = "filing_window_closed"
     ALREADY_APPEALED = "already_appealed"
     MONTHLY_QUOTA_EXCEEDED = "monthly_quota_exceeded"
+    # Appeals: why an appeal went to supervisors.
+    ESCALATION_REQUESTED = "escalated"
+    DEADLINE_MISSED = "deadline.missed"
     # Audit findings that void a rating.
     AUDIT_FABRICATED = "audit.fabricated"
     AUDIT_COERCED = "audit.coerced"
@@ -162,6 +165,8 @@ REASONS: Mapping[Reason, str] = {
     Reason.FILING_WINDOW_CLOSED: "appeal filing: filed after the filing window",
     Reason.ALREADY_APPEALED: "appeal filing: another appeal already contests the rating",
     Reason.MONTHLY_QUOTA_EXCEEDED: "appeal filing: the appellant's monthly quota is used up",
+    Reason.ESCALATION_REQUESTED: "appeal escalated: a person asked supervisors to look at it",
+    Reason.DEADLINE_MISSED: "appeal escalated: its decision deadline passed undecided",
     Reason.AUDIT_FABRICATED: "voided: an auditor found the rating fabricated",
     Reason.AUDIT_COERCED: "voided: an auditor found the rating coerced",
     Reason.AUDIT_DUPLICATE: "voided: an auditor found the rating a duplicate",
@@ -170,11 +175,9 @@ REASONS: Mapping[Reason, str] = {
 
 def describe(code: str) -> str:
     """The sentence behind a reason code or event kind; ``KeyError`` for an unknown one."""
-    if code in Reason.__members__.values():
+    if code in REASONS:
         return REASONS[Reason(code)]
-    if code in Kind.__members__.values():
-        return KINDS[Kind(code)]
-    raise KeyError(code)
+    return KINDS[Kind(code)]
 
 
 def is_reason(code: str) -> bool:

@@ -197,7 +197,9 @@ class StoredRating:
     """A rating as stored (pseudonymised), with its current status and detector risk."""
 
     rating_id: int
+    fingerprint: str  # identifies the submission's content (an identical retry shares it)
     ticket_id: str
+    claims_ticket: bool  # the ticket's one rating (False: a later one, rejected as duplicate)
     window_id: str
     staff_id: str | None
     service_type: str

@@ -21,8 +21,8 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 
 from integrity.adapters import tables as t
-from integrity.catalogue import Reason
-from integrity.errors import Conflict, NotFound
+from integrity.catalogue import KINDS, REASONS, Kind, Reason
+from integrity.errors import AlreadyExists, Conflict, NotFound
 from integrity.model import (
     Decision,
     Event,
@@ -166,9 +166,11 @@ def risk_digest(rows: Sequence[tuple[int, float]]) -> str:
 
 def _decision_event(p: Pending, actor: str) -> dict[str, Any]:
     """The decision event's columns (without ``rating_id``)."""
+    if any(r not in REASONS for r in p.reasons):
+        raise ValueError(f"reasons not in integrity.catalogue: {list(p.reasons)}")
     return {
         "subject": None,
-        "kind": "decision",
+        "kind": Kind.DECISION.value,
         "actor": actor,
         "status": p.status.value,
         "reasons": canonical_json(list(p.reasons)),
@@ -584,7 +586,7 @@ class SqlLedger:
                             for rid, eid, p in zip(rids, eids, pending, strict=True)
                         ],
                     )
-            except sa.exc.IntegrityError:
+            except AlreadyExists:  # a concurrent writer took a ticket or a fingerprint
                 return [self.record(p, actor) for p in pending]
         return [
             Decision(rid, p.status, p.reasons, p.rule_set_id, p.retry_after_s)
@@ -976,6 +978,11 @@ class SqlUnitOfWork:
 
 
 def _event_row(ev: Event) -> dict[str, Any]:
+    """The event's columns. Its kind and reasons must be in the catalogue: a code nobody
+    documented never reaches the ledger (``ValueError``: a programming error)."""
+    unknown = [r for r in ev.reasons if r not in REASONS]
+    if ev.kind not in KINDS or unknown:
+        raise ValueError(f"not in integrity.catalogue: kind {ev.kind!r}, reasons {unknown}")
     return {
         "rating_id": ev.rating_id,
         "subject": ev.subject,
@@ -990,11 +997,7 @@ def _event_row(ev: Event) -> dict[str, Any]:
 
 
 _STORED_COLS = (
-    *[
-        c
-        for c in t.ratings.c
-        if c.name not in ("fingerprint", "claims_ticket", "submitted_at_given")
-    ],
+    *[c for c in t.ratings.c if c.name != "submitted_at_given"],
     t.rating_status.c.status,
     t.rating_status.c.reasons.label("current_reasons"),
     t.rating_status.c.risk,
@@ -1012,7 +1015,9 @@ _SORT_KEYS: dict[str, Callable[[StoredRating], Any]] = {
 def _stored(row: Mapping[str, Any]) -> StoredRating:
     return StoredRating(
         rating_id=int(row["rating_id"]),
+        fingerprint=row["fingerprint"],
         ticket_id=row["ticket_id"],
+        claims_ticket=bool(row["claims_ticket"]),
         window_id=row["window_id"],
         staff_id=row["staff_id"],
         service_type=row["service_type"],

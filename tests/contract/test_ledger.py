@@ -31,9 +31,9 @@ from hypothesis import HealthCheck, given, settings
 from integrity.adapters import tables as t
 from integrity.adapters.sql import Pending
 from integrity.app import App
+from integrity.catalogue import Reason
 from integrity.errors import Conflict, InvalidInput, NotFound
 from integrity.hook import IngestItem
-from integrity.catalogue import Reason
 from integrity.model import Event, Status
 from integrity.venues import pseudonymise_venues
 
@@ -80,12 +80,12 @@ def test_record_writes_rating_decision_event_and_status_row(app: App) -> None:
     assert app.ledger.current(d.rating_id) == (Status.ACCEPTED, 1)
 
     row = app.ledger.rating(d.rating_id)
-    assert row["ticket_id"] == doc["ticket_id"] and row["claims_ticket"] is True
-    assert row["scores"] == SCORES and row["status"] == "accepted"
-    assert row["composite"] == pytest.approx(4.55)
-    assert row["comment"] == "fine" and row["risk"] == 0.0
-    assert row["submitted_at"] == T0 and row["received_at"] == T0
-    assert row["occurred_at"] == row["served_at"] == T0 - timedelta(minutes=10)
+    assert row.ticket_id == doc["ticket_id"] and row.claims_ticket is True
+    assert row.scores == SCORES and row.status == "accepted"
+    assert row.composite == pytest.approx(4.55)
+    assert row.comment == "fine" and row.risk == 0.0
+    assert row.submitted_at == T0 and row.received_at == T0
+    assert row.occurred_at == row.served_at == T0 - timedelta(minutes=10)
     assert rating_counts(app.ledger.engine) == {"ratings": 1, "events": 1, "rating_status": 1}
 
 
@@ -117,7 +117,7 @@ def test_different_rating_for_the_same_ticket_is_rejected_duplicate(app: App) ->
     assert second.status is Status.REJECTED and not second.counted
     assert second.reasons == (Reason.DUPLICATE_TICKET,) and second.duplicate_ticket
     assert second.rating_id != first.rating_id and not second.replayed
-    assert app.ledger.rating(second.rating_id)["claims_ticket"] is False
+    assert app.ledger.rating(second.rating_id).claims_ticket is False
     assert app.ledger.current(first.rating_id) == (Status.ACCEPTED, 1)
     # a third version is a duplicate too; an identical retry of the duplicate replays it
     third = app.validate({**doc, "comment": "again"})
@@ -156,10 +156,10 @@ def test_any_rating_that_parses_is_stored_as_given(app: App, doc: dict[str, Any]
     d = app.validate(doc, replay=True)
     row = app.ledger.rating(d.rating_id)
     for name in ("ticket_id", "window_id", "staff_id", "service_type", "channel", "comment"):
-        assert row[name] == getattr(parsed, name), name
+        assert getattr(row, name) == getattr(parsed, name), name
     for name in ("served_at", "submitted_at", "composite", "fingerprint", "ip_hash"):
-        assert row[name] == getattr(parsed, name), name
-    assert row["scores"] == dict(parsed.scores)
+        assert getattr(row, name) == getattr(parsed, name), name
+    assert row.scores == dict(parsed.scores)
     assert app.validate(doc, replay=True).rating_id == d.rating_id
     app.log.seal(app.clock.now())
     report = app.log.verify(app.clock.now())
@@ -181,7 +181,7 @@ def test_record_after_a_lost_race(app: App) -> None:
     d = app.ledger.record(Pending(other, Status.ACCEPTED, (), {}, app.core.rule_set_id))
     assert d.status is Status.REJECTED and d.reasons == (Reason.DUPLICATE_TICKET,)
     assert app.ledger.events_of(d.rating_id)[0].reasons == (Reason.DUPLICATE_TICKET,)
-    assert app.ledger.rating(d.rating_id)["claims_ticket"] is False
+    assert app.ledger.rating(d.rating_id).claims_ticket is False
 
 
 def test_record_many_falls_back_one_by_one_on_a_lost_race(app: App) -> None:
@@ -333,28 +333,24 @@ def test_append_with_a_stale_version_raises_conflict_and_changes_nothing(app: Ap
         app.ledger.append(status_event(d.rating_id, Status.HELD, "outlier.burst"), version + 1)
     assert app.ledger.current(d.rating_id) == (status, version)
     assert rating_counts(app.ledger.engine) == before
-    assert app.ledger.rating(d.rating_id)["current_reasons"] == ""
+    assert app.ledger.rating(d.rating_id).reasons == ()
 
     ev = app.ledger.append(status_event(d.rating_id, Status.HELD, "outlier.burst"), version)
     assert ev.event_id is not None
     assert app.ledger.current(d.rating_id) == (Status.HELD, version + 1)
-    assert app.ledger.rating(d.rating_id)["current_reasons"] == "outlier.burst"
+    assert app.ledger.rating(d.rating_id).reasons == ("outlier.burst",)
     # a second reviewer who read the old version loses
     with pytest.raises(Conflict):
         app.ledger.append(status_event(d.rating_id, Status.ACCEPTED, "cleared"), version)
     assert app.ledger.current(d.rating_id) == (Status.HELD, version + 1)
 
 
-def test_append_many_rolls_back_every_event_on_a_conflict(app: App) -> None:
+def test_a_unit_of_work_rolls_back_every_event_on_a_conflict(app: App) -> None:
     a, b = app.validate(rating()), app.validate(rating())
     before = rating_counts(app.ledger.engine)
-    with pytest.raises(Conflict):
-        app.ledger.append_many(
-            [
-                (status_event(a.rating_id, Status.VOIDED, "appeal.upheld"), 1),
-                (status_event(b.rating_id, Status.VOIDED, "appeal.upheld"), 7),
-            ]
-        )
+    with pytest.raises(Conflict), app.ledger.unit_of_work() as uow:
+        uow.append(status_event(a.rating_id, Status.VOIDED, "appeal.upheld"), 1)
+        uow.append(status_event(b.rating_id, Status.VOIDED, "appeal.upheld"), 7)
     assert app.ledger.current(a.rating_id) == (Status.ACCEPTED, 1)
     assert rating_counts(app.ledger.engine) == before
 
@@ -397,8 +393,8 @@ def test_status_derived_from_events_equals_rating_status(app: App) -> None:
         last = status_events[-1]
         assert app.ledger.current(rid) == (last.status, len(status_events))
         row = app.ledger.rating(rid)
-        assert row["status"] == last.status.value
-        assert row["current_reasons"] == ";".join(last.reasons)
+        assert row.status == last.status
+        assert row.reasons == tuple(last.reasons)
         with app.ledger.engine.connect() as conn:
             last_id = conn.execute(
                 sa.select(t.rating_status.c.last_event_id).where(t.rating_status.c.rating_id == rid)

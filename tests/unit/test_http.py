@@ -43,7 +43,7 @@ def test_one_rating_gets_its_decision(app: App, client: TestClient) -> None:
     assert isinstance(body["rating_id"], int)
     assert (body["status"], body["counted"], body["reasons"]) == ("accepted", True, [])
     assert body["rule_set_id"] == app.core.rule_set_id
-    assert app.ledger.rating(body["rating_id"])["ticket_id"] == doc["ticket_id"]
+    assert app.ledger.rating(body["rating_id"]).ticket_id == doc["ticket_id"]
     assert written(app) == 1
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from integrity.clock import FrozenClock
 from integrity.errors import BackendUnavailable
+from integrity.hook import combine
 from integrity.model import Kiosk, Rating, Status, VenueRegistry, Verdict
 from integrity.ports import GateContext, LimitCheck, LimitOutcome
 from rules.ratelimit import MemoryLimiter, RateLimitGate
 from rules.ratelimit.memory import epoch_ms
+from rules.realtime import KioskGate
 from rules.ruleset import default_ruleset, load_ruleset
 
 REPLAY = GateContext(replay=True, rule_set_id="rs-test")
@@ -249,9 +251,15 @@ def test_kiosk_on_its_own_window_passes() -> None:
     assert gate.check(rating(device="dev-pad", window="H1-W01"), REPLAY) is None
 
 
+def gates_with_kiosk(registry: VenueRegistry) -> Callable[[Rating], Verdict | None]:
+    """The rate-limit gate and the kiosk gate over one registry, combined as the hook does."""
+    gate, _ = make_gate(registry=registry)
+    kiosk = KioskGate(gate.venues)
+    return lambda r: combine([gate.check(r, REPLAY), kiosk.check(r, REPLAY)])
+
+
 def test_kiosk_on_another_window_is_held() -> None:
-    gate, _ = make_gate(registry=VENUE_REGISTRY)
-    v = gate.check(rating(device="dev-pad", window="H1-W02"), REPLAY)
+    v = gates_with_kiosk(VENUE_REGISTRY)(rating(device="dev-pad", window="H1-W02"))
     assert v is not None and v.status is Status.HELD
     assert v.reasons == ("kiosk.wrong_window",)
     assert v.evidence["kiosk"] == {
@@ -263,11 +271,11 @@ def test_kiosk_on_another_window_is_held() -> None:
 
 
 def test_kiosk_wrong_window_combines_with_a_rejecting_limit() -> None:
-    gate, _ = make_gate(registry=VENUE_REGISTRY)
+    check = gates_with_kiosk(VENUE_REGISTRY)
     # kiosk.burst: 2 per minute, reject
-    assert gate.check(rating(T, device="dev-pad", window="H1-W01"), REPLAY) is None
-    assert gate.check(rating(T, device="dev-pad", window="H1-W01"), REPLAY) is None
-    v = gate.check(rating(T + timedelta(seconds=10), device="dev-pad", window="H1-W02"), REPLAY)
+    assert check(rating(T, device="dev-pad", window="H1-W01")) is None
+    assert check(rating(T, device="dev-pad", window="H1-W01")) is None
+    v = check(rating(T + timedelta(seconds=10), device="dev-pad", window="H1-W02"))
     assert v is not None and v.status is Status.REJECTED
     assert v.reasons == ("kiosk.wrong_window", "rate_limit.device")
     assert v.retry_after_s == 50.0

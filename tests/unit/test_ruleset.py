@@ -45,7 +45,7 @@ def test_default_ruleset_parses() -> None:
     assert rs.limit("venue.ip.burst").reason == "rate_limit.ip"
     assert rs.section("intake") == {"max_clock_skew_s": 300}
     assert rs.section("no_such_section") == {}
-    assert rs.build_rubric() == DEFAULT_RUBRIC
+    assert rs.core.rubric == DEFAULT_RUBRIC
 
 
 def test_id_changes_with_every_edit() -> None:
@@ -112,6 +112,5 @@ def test_every_key_scope_pair_that_can_apply_parses() -> None:
 
 
 def test_bad_rubric_is_a_config_error() -> None:
-    rs = load_ruleset(HEAD + "[rubric]\nscale = [5, 1]\nweights = { a = 1 }\n")
     with pytest.raises(ConfigError, match="rubric"):
-        rs.build_rubric()
+        load_ruleset(HEAD + "[rubric]\nscale = [5, 1]\nweights = { a = 1 }\n")
