@@ -34,8 +34,8 @@ if str(ROOT) not in sys.path:
 from integrity.adapters.sql import Pending  # noqa: E402
 from integrity.bootstrap import Settings, init_instance, open_app  # noqa: E402
 from integrity.model import Reason, Status  # noqa: E402
-from integrity.simulation import WorldConfig, simulate  # noqa: E402
 from integrity.venues import pseudonymise_venues  # noqa: E402
+from simulation import WorldConfig, simulate  # noqa: E402
 
 
 def build(home: Path, ratings: int, seed: int) -> int:

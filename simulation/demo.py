@@ -21,8 +21,8 @@ from integrity.bootstrap import Settings, init_instance, open_app
 from integrity.ingest import IngestSummary
 from integrity.render import render_to_string
 from integrity.reports import performance
-from integrity.simulation import WorldConfig, simulate
 from integrity.venues import pseudonymise_venues
+from simulation import WorldConfig, simulate
 
 
 def run_demo(
