@@ -1,4 +1,5 @@
-"""Dependencies point inwards: the core imports none of rules, audit_sampling, appeals.
+"""Dependencies point inwards: the core imports none of the outer packages (rules,
+audit_sampling, appeals, simulation).
 
 Only the composition root (``integrity/bootstrap.py``) and the migration environment
 (which must see every package's tables) may; ``cli.py`` assembles the command groups.
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTER = {"rules", "audit_sampling", "appeals", "cli"}
+OUTER = {"rules", "audit_sampling", "appeals", "simulation", "cli"}
 ALLOWED = {"integrity/bootstrap.py", "integrity/migrations/env.py"}
 
 
@@ -40,7 +41,7 @@ def test_core_module_does_not_import_outer_packages(path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("package", ["rules", "audit_sampling", "appeals"])
+@pytest.mark.parametrize("package", ["rules", "audit_sampling", "appeals", "simulation"])
 def test_outer_packages_do_not_import_each_other_or_the_cli(package: str) -> None:
     for path in sorted((ROOT / package).rglob("*.py")):
         bad = imported_packages(path) & (OUTER - {package})
