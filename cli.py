@@ -111,7 +111,7 @@ def demo(demo_home: str, seed: int, days: int) -> None:
 
     Runs on embedded defaults (SQLite, in-process limiter) in a fresh instance folder.
     """
-    from integrity.demo import run_demo
+    from simulation.demo import run_demo
 
     run_demo(demo_home, seed=seed, days=days, echo=click.echo)
 

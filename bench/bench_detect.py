@@ -36,8 +36,8 @@ from integrity.app import Settings  # noqa: E402
 from bootstrap import init_instance, open_app  # noqa: E402
 from integrity.catalogue import Reason  # noqa: E402
 from integrity.model import Status  # noqa: E402
-from integrity.simulation import WorldConfig, simulate  # noqa: E402
 from integrity.venues import pseudonymise_venues  # noqa: E402
+from simulation import WorldConfig, simulate  # noqa: E402
 
 
 def build(home: Path, ratings: int, seed: int) -> int:

@@ -22,8 +22,8 @@ from integrity.migrate import upgrade
 from integrity.model import DEFAULT_RUBRIC
 from integrity.parsing import parse_rating
 from integrity.pseudonym import Pseudonymiser, new_secret
-from integrity.simulation import WorldConfig, simulate
 from integrity.venues import pseudonymise_venues
+from simulation import WorldConfig, simulate
 
 
 def floor(db_url: str, objs: list[dict]) -> float:

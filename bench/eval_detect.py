@@ -38,8 +38,8 @@ if str(ROOT) not in sys.path:
 from integrity.adapters import tables as t  # noqa: E402
 from integrity.app import App, Settings  # noqa: E402
 from bootstrap import init_instance, open_app  # noqa: E402
-from integrity.simulation import WorldConfig, simulate  # noqa: E402
 from integrity.venues import pseudonymise_venues  # noqa: E402
+from simulation import WorldConfig, simulate  # noqa: E402
 
 TUNE_SEEDS = (1, 2)
 HOLDOUT_SEEDS = (3, 4, 5)

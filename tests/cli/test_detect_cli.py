@@ -21,8 +21,8 @@ from cli import main
 from integrity.app import Settings
 from bootstrap import open_app
 from integrity.people import People
-from integrity.simulation import WorldConfig, simulate
 from rules.ruleset import default_ruleset_text
+from simulation import WorldConfig, simulate
 
 
 def _invoke(home: Path, *args: str, actor: str | None = None) -> tuple[int, str, str]:

@@ -20,11 +20,11 @@ from integrity.errors import PermissionDenied, PolicyViolation
 from integrity.model import Status
 from integrity.people import People
 from integrity.reports import export_ratings
-from integrity.simulation import WorldConfig, simulate
 from integrity.venues import pseudonymise_venues
 from rules import tables as rt
 from rules.detectors.review import ReviewService
 from rules.detectors.service import DetectService
+from simulation import WorldConfig, simulate
 
 WORLD = WorldConfig(seed=4, halls=1, windows_per_hall=5, honest_ratings=3000, days=14)
 

@@ -1,4 +1,4 @@
-"""Tests for integrity.simulation: determinism, CONTRACT §1 conformance, ground truth,
+"""Tests for the simulation package: determinism, CONTRACT §1 conformance, ground truth,
 attack switches, and the honest crowds that must look suspicious without being so."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from integrity.model import CHANNELS, DEFAULT_RUBRIC
-from integrity.simulation import ATTACK_KINDS, KINDS, World, WorldConfig, main, simulate
+from simulation import ATTACK_KINDS, KINDS, World, WorldConfig, main, simulate
 
 DOC_NETS = [
     ipaddress.ip_network(n)
@@ -425,7 +425,7 @@ def test_time_formatting_matches_isoformat(zone: str) -> None:
 
     import numpy as np
 
-    from integrity.simulation import _format_times
+    from simulation.output import _format_times
 
     tz = ZoneInfo(zone)
     # random instants, plus St John's 2005 transition at 00:01 local (inside a 15-min bucket)
@@ -437,7 +437,7 @@ def test_time_formatting_matches_isoformat(zone: str) -> None:
 def test_address_and_id_formatting() -> None:
     import numpy as np
 
-    from integrity.simulation import _format_ids, _format_ips
+    from simulation.output import _format_ids, _format_ips
 
     rng = np.random.default_rng(2)
     n = 2000

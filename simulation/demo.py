@@ -17,14 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from integrity.app import Settings
-
 from bootstrap import init_instance, open_app
+from integrity.app import Settings
 from integrity.ingest import IngestSummary
+from integrity.ports import RatingQuery
 from integrity.render import render_to_string
 from integrity.reports import performance
-from integrity.simulation import WorldConfig, simulate
 from integrity.venues import pseudonymise_venues
+from rules.detectors.service import DetectService
+from simulation import WorldConfig, simulate
 
 
 def run_demo(
@@ -74,7 +75,7 @@ def run_demo(
         t0 = time.perf_counter()
         with warnings.catch_warnings():  # pyod's ECOD warns on constant features; harmless here
             warnings.simplefilter("ignore", RuntimeWarning)
-            run = app.detector().run(None, None)
+            run = app.get(DetectService).run(None, None)
         t_det = time.perf_counter() - t0
         head = app.log.checkpoint(app.clock.now())
         echo(
@@ -171,17 +172,10 @@ def _program() -> str:
 
 def _statuses(app: Any) -> dict[int, tuple[str, list[str]]]:
     """Current status and reason codes of every rating."""
-    import sqlalchemy as sa
-
-    from integrity.adapters import tables as t
-
-    with app.ledger.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(
-                t.rating_status.c.rating_id, t.rating_status.c.status, t.rating_status.c.reasons
-            )
-        )
-        return {int(r): (st, [x for x in rs.split(";") if x]) for r, st, rs in rows}
+    return {
+        r.rating_id: (r.status.value, list(r.reasons))
+        for r in app.ledger.find_ratings(RatingQuery())
+    }
 
 
 def _naive_scores(world: Any, rubric: Any) -> dict[str, float]:
