@@ -19,7 +19,7 @@ demo: setup
 services:
 	bash scripts/services.sh
 
-test: setup services
+test: setup services lint
 	$(BIN)/python -m pytest -q
 
 lint: setup
@@ -28,4 +28,4 @@ lint: setup
 	$(BIN)/mypy
 
 bench: setup services
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python -m bench.run_all

@@ -30,6 +30,7 @@ from integrity.errors import ConfigError
 from integrity.hook import ValidationHook
 from integrity.log import MerkleLog
 from integrity.people import People, StaffRegistry
+from integrity.ports import Gate
 from integrity.pseudonym import Pseudonymiser, write_secret
 from integrity.sqlkit import translate_errors
 from rules.detectors.review import ReviewService
@@ -91,7 +92,7 @@ def open_app(settings: Settings, clock: Clock | None = None) -> App:
     ruleset = load_ruleset(active[1])
     limiter = limiter_from_url(settings.limiter_url, namespace=settings.namespace, clock=clock)
     venues = VenueSource(ledger.venue_registry, lambda: ledger.last_event_id("venues.loaded"))
-    gates = [
+    gates: list[Gate] = [
         RateLimitGate(ruleset, limiter, venues, settings.namespace),
         KioskGate(venues),
         TimeGate(ruleset.core.max_clock_skew_s),

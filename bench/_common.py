@@ -13,9 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from integrity.app import App, Settings
-
 from bootstrap import init_instance, open_app
+from integrity.app import App, Settings
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REDIS = "redis://127.0.0.1:6379/0"

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from audit_sampling import sampler
-from audit_sampling.frames import FrameHeader, FrameReader, FrameWriter, chunks_of
+from audit_sampling.formats import FrameHeader, FrameReader, FrameWriter, chunks_of
 from audit_sampling.parallel import draw_frame
 
 SEED = "31415926535897932384626433"

@@ -26,14 +26,15 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bootstrap import init_instance, open_app  # noqa: E402
 from integrity.adapters.sql import Pending  # noqa: E402
 from integrity.app import Settings  # noqa: E402
-from bootstrap import init_instance, open_app  # noqa: E402
 from integrity.catalogue import Reason  # noqa: E402
 from integrity.model import Status  # noqa: E402
 from integrity.venues import pseudonymise_venues  # noqa: E402
@@ -83,6 +84,7 @@ def _child(home: Path, what: str) -> None:
     """Run in a fresh process: detect (or the floor read) and print JSON with peak RSS."""
     settings = Settings.resolve(home=home, env={})
     t0 = time.perf_counter()
+    out: dict[str, Any]
     with open_app(settings) as app:
         if what == "floor":
             from rules.detectors.features import load_frame
@@ -92,7 +94,7 @@ def _child(home: Path, what: str) -> None:
         else:
             from rules.detectors.service import DetectService
 
-            rep = DetectService.from_app(app).run()
+            rep = app.get(DetectService).run()
             out = {
                 "rows": rep.ratings,
                 "held": rep.held,

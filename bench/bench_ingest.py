@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from bench._common import REDIS, fresh_database, instance
 from integrity.adapters import tables as t
@@ -59,7 +60,7 @@ def floor(db_url: str, objs: list[dict]) -> float:
     return elapsed
 
 
-def engine_run(db_url: str, limiter_url: str, world) -> tuple[float, float, dict]:  # type: ignore[no-untyped-def]
+def engine_run(db_url: str, limiter_url: str, world: Any) -> tuple[float, float, dict[str, Any]]:
     with instance(db_url, limiter_url) as app:
         pv = pseudonymise_venues(world.venues, app.pseudonymiser)
         app.ledger.replace_venues(

@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bootstrap import init_instance, open_app  # noqa: E402
 from integrity.adapters import tables as t  # noqa: E402
 from integrity.app import App, Settings  # noqa: E402
-from bootstrap import init_instance, open_app  # noqa: E402
 from integrity.venues import pseudonymise_venues  # noqa: E402
 from simulation import WorldConfig, simulate  # noqa: E402
 
@@ -192,7 +192,7 @@ def evaluate(b: Built, app: App) -> dict[str, Any]:
                 sa.select(t.events.c.subject).where(t.events.c.subject.like("case:window:%"))
             ).all()
         }
-        venue = Counter()
+        venue: Counter[str] = Counter()
     status = {rid: st for rid, st, _ in rows}
     reasons = {rid: rs for rid, _, rs in rows}
     counted = np.array([status[int(r)] == "accepted" for r in b.rating_ids])

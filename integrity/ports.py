@@ -306,7 +306,7 @@ class Ledger(RatingLedger, Protocol):
 
     def scan(
         self, spec: ScanSpec, on_progress: Callable[[int], None] | None = None
-    ) -> Iterator[list[tuple[Any, ...]]]:
+    ) -> Iterator[Sequence[Any]]:
         """Rows of :data:`SCAN_COLUMNS` in slices (see :class:`ScanSpec`), as plain tuples."""
         ...
 

@@ -322,11 +322,12 @@ class SqlLedger:
                 conds.append(col >= lo)
             if hi is not None:
                 conds.append(col < hi)
-        order = {
+        orders: dict[str, list[Any]] = {
             "rating_id": [r.rating_id],
             "risk": [s.risk.desc(), r.rating_id],
             "submitted_at": [r.submitted_at, r.rating_id],
-        }[query.order]
+        }
+        order = orders[query.order]
         base = (
             sa.select(*_STORED_COLS)
             .select_from(t.ratings.join(t.rating_status, s.rating_id == r.rating_id))
@@ -338,11 +339,11 @@ class SqlLedger:
         out: list[StoredRating] = []
         with translate_errors(), self.engine.connect() as conn:
             if query.ids is None:
-                out = [_stored(row) for row in conn.execute(base).mappings()]
+                out = [_stored(dict(row)) for row in conn.execute(base).mappings()]
             else:
                 for part in _chunks(sorted({int(i) for i in query.ids}), 900):
                     q = base.where(r.rating_id.in_(part))
-                    out.extend(_stored(row) for row in conn.execute(q).mappings())
+                    out.extend(_stored(dict(row)) for row in conn.execute(q).mappings())
                 if len(query.ids) > 900:
                     out.sort(key=_SORT_KEYS[query.order])
                     if query.limit is not None:
@@ -389,7 +390,7 @@ class SqlLedger:
 
     def scan(
         self, spec: ScanSpec, on_progress: Callable[[int], None] | None = None
-    ) -> Iterator[list[tuple[Any, ...]]]:
+    ) -> Iterator[Sequence[Any]]:
         """Rows of :data:`~integrity.ports.SCAN_COLUMNS` in slices, straight from the DBAPI
         cursor as plain tuples (no per-row SQLAlchemy processing); see ``ScanSpec``."""
         r, s = t.ratings.c, t.rating_status.c
@@ -954,14 +955,14 @@ class SqlUnitOfWork:
             .scalars()
             .all()
         )
-        st = t.rating_status
+        rs = t.rating_status
         self.connection.execute(
-            st.update()
-            .where(st.c.rating_id == sa.bindparam("b_rid"))
+            rs.update()
+            .where(rs.c.rating_id == sa.bindparam("b_rid"))
             .values(
                 status=sa.bindparam("b_status"),
                 reasons=sa.bindparam("b_reasons"),
-                version=st.c.version + 1,
+                version=rs.c.version + 1,
                 last_event_id=sa.bindparam("b_eid"),
             ),
             [

@@ -44,7 +44,7 @@ class RateLimitGate:
     """
 
     name = "rate_limit"
-    unavailable_reason = Reason.LIMITER_UNAVAILABLE
+    unavailable_reason: str = Reason.LIMITER_UNAVAILABLE
 
     def __init__(
         self,
