@@ -77,6 +77,8 @@ def serve(host: str, port: int, workers: int) -> None:
 
     import uvicorn
 
+    from integrity.http import log_config
+
     settings = instance().settings
     if workers > 1:
         if settings.embedded_db or settings.embedded_limiter:
@@ -90,9 +92,16 @@ def serve(host: str, port: int, workers: int) -> None:
             INTEGRITY_SECRET_FILE=str(settings.secret_file),
             INTEGRITY_NAMESPACE=settings.namespace,
         )
-        uvicorn.run("bootstrap:asgi_app", factory=True, host=host, port=port, workers=workers)
+        uvicorn.run(
+            "bootstrap:asgi_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=log_config(),
+        )
         return
-    uvicorn.run(bootstrap.asgi_app(instance().app()), host=host, port=port, log_level="info")
+    uvicorn.run(bootstrap.asgi_app(instance().app()), host=host, port=port, log_config=log_config())
 
 
 @main.command()

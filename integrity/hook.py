@@ -67,10 +67,10 @@ class ValidationHook:
         self.pseudonymiser = pseudonymiser
         self.clock = clock
 
-    def reload(self) -> None:
-        """Let every gate pick up configuration it keeps from the ledger (venues)."""
-        for gate in self.gates:
-            gate.reload()
+    def reload(self) -> bool:
+        """Let every gate pick up configuration it keeps from the ledger (venues); returns
+        whether any gate found a change."""
+        return any([gate.reload() for gate in self.gates])
 
     # -- one rating -------------------------------------------------------------------------
 

@@ -46,34 +46,62 @@ def _item(item: IngestItem) -> dict[str, Any]:
     return {"index": item.line - 1, **item.decision.as_dict()}
 
 
-class _Sealer:
-    """Every ``every`` seconds, until stopped: seal new events into the Merkle log, and
-    pick up a venue registry that ``integrity venues load`` replaced meanwhile (one
-    thread per process; a failed round is logged and the next one retries)."""
+def log_config() -> dict[str, Any]:
+    """Logging for ``serve``: uvicorn's own, the engine's loggers (``integrity.*``) beside
+    it, and an access log that never shows the client's address (raw addresses are
+    personal data and never reach a log)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg: dict[str, Any] = {
+        k: (dict(v) if isinstance(v, dict) else v) for k, v in LOGGING_CONFIG.items()
+    }
+    cfg["formatters"] = {k: dict(v) for k, v in LOGGING_CONFIG["formatters"].items()}
+    cfg["formatters"]["access"]["fmt"] = '%(levelprefix)s "%(request_line)s" %(status_code)s'
+    cfg["loggers"] = {
+        **LOGGING_CONFIG["loggers"],
+        "integrity": {"handlers": ["default"], "level": "INFO", "propagate": False},
+    }
+    return cfg
+
+
+class Background:
+    """The server's background round, every ``every`` seconds until stopped: seal new events
+    into the Merkle log, and pick up a venue registry that ``integrity venues load``
+    replaced meanwhile (one thread per process; a failed round is logged and the next
+    one retries). When it stops it runs one last round, so what the process wrote is
+    sealed by the time it exits."""
 
     def __init__(self, app: App, every: float) -> None:
         self.app = app
         self.every = every
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="integrity-sealer", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="integrity-background", daemon=True)
+
+    def round(self) -> None:
+        """One round: seal, reload; never raises (logs instead)."""
+        try:
+            sealed = self.app.log.seal(self.app.clock.now())
+            if sealed:
+                log.debug("sealed %d event(s)", sealed)
+            if self.app.hook.reload():
+                log.info("venue registry reloaded")
+        except EngineError as err:  # keep serving; the next round retries
+            log.warning("background round failed: %s", err)
+        except Exception:  # a background thread must not die silently
+            log.exception("background round failed unexpectedly; retrying next round")
 
     def _run(self) -> None:
         while not self.stop.wait(self.every):
-            try:
-                self.app.log.seal(self.app.clock.now())
-                self.app.hook.reload()
-            except EngineError as err:  # keep serving; the next round retries
-                log.warning("sealer round failed: %s", err)
-            except Exception:  # a background thread must not die silently
-                log.exception("sealer round failed unexpectedly; retrying next round")
+            self.round()
+        self.round()
 
-    def __enter__(self) -> _Sealer:
+    def __enter__(self) -> Background:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=30)
 
 
 def create_app(
@@ -91,7 +119,7 @@ def create_app(
         if seal_every_s is None:
             yield
             return
-        with _Sealer(app, seal_every_s):
+        with Background(app, seal_every_s):
             yield
 
     api = FastAPI(

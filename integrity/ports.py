@@ -158,8 +158,9 @@ class Gate(Protocol):
         """Undo what ``check`` recorded for ``rating`` (it turned out to be a duplicate)."""
         ...
 
-    def reload(self) -> None:
-        """Pick up configuration the gate keeps from the ledger if it changed (venues)."""
+    def reload(self) -> bool:
+        """Pick up configuration the gate keeps from the ledger if it changed (venues);
+        returns whether it changed."""
         ...
 
 

@@ -61,8 +61,9 @@ class _NoStateGate:
     def release(self, rating: Rating, ctx: GateContext) -> None:
         """Nothing to give back: these gates record nothing."""
 
-    def reload(self) -> None:
+    def reload(self) -> bool:
         """Nothing cached from the ledger."""
+        return False
 
 
 class TimeGate(_NoStateGate):
@@ -113,5 +114,5 @@ class KioskGate(_NoStateGate):
             },
         )
 
-    def reload(self) -> None:
-        self.venues.reload()
+    def reload(self) -> bool:
+        return self.venues.reload()

@@ -68,9 +68,9 @@ class RateLimitGate:
 
     # --- Gate port ---------------------------------------------------------------------
 
-    def reload(self) -> None:
+    def reload(self) -> bool:
         """Pick up a venue registry that was replaced since it was read."""
-        self.venues.reload()
+        return self.venues.reload()
 
     def check(self, rating: Rating, ctx: GateContext) -> Verdict | None:
         plan = self.plan(rating, ctx)

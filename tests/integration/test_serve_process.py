@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -30,10 +32,47 @@ def workers() -> int:
     return 1
 
 
+@dataclass
+class Server:
+    """A running ``integrity serve`` process and the lines it logs, as they come."""
+
+    base: str
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+    lines: queue.Queue[str | None]
+
+    def wait_for(self, text: str, times: int = 1) -> None:
+        """Read the server's log until ``text`` appeared ``times`` times (no polling: each
+        line is awaited as the server writes it); fail if the server exits first."""
+        seen: list[str] = []
+        while times > 0:
+            try:
+                line = self.lines.get(timeout=60)
+            except queue.Empty:
+                pytest.fail(f"server never logged {text!r}:\n" + "".join(seen))
+            if line is None:
+                pytest.fail(f"server exited before logging {text!r}:\n" + "".join(seen))
+            seen.append(line)
+            times -= text in line
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
+    for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
+        lines.put(raw.decode(errors="replace"))
+    lines.put(None)
+
+
 @pytest.fixture
 def server(
     tmp_path: Path, pg_url: str, redis_url: str, redis_namespace: str, workers: int
-) -> Iterator[tuple[str, dict[str, str]]]:
+) -> Iterator[Server]:
     env = dict(os.environ)
     env.update(
         INTEGRITY_HOME=str(tmp_path / "home"),
@@ -51,30 +90,18 @@ def server(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    base = f"http://127.0.0.1:{port}"
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+    srv = Server(f"http://127.0.0.1:{port}", env, proc, lines)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                pytest.fail(f"server did not come up:\n{out}")
-            time.sleep(0.1)
-        yield base, env
+        srv.wait_for("Application startup complete", times=workers)
+        yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        srv.stop()
 
 
-def test_serve_over_real_http(server: tuple[str, dict[str, str]], tmp_path: Path) -> None:
-    base, env = server
+def test_serve_over_real_http(server: Server, tmp_path: Path) -> None:
+    base, env = server.base, server.env
     doc = rating()
     with httpx.Client(base_url=base, timeout=10) as client:
         first = client.post("/v1/ratings", json=doc)
@@ -102,24 +129,18 @@ def test_serve_over_real_http(server: tuple[str, dict[str, str]], tmp_path: Path
         health = client.get("/healthz").json()
         assert health == {**health, "status": "ok", "ledger": "ok", "limiter": "ok"}
 
-    # the background sealer seals what was written, within a few seconds
+    # a server that stops has sealed everything it wrote (its background's last round)
+    server.stop()
     cli = [sys.executable, str(ROOT / "cli.py")]
-    deadline = time.monotonic() + 20
-    while True:
-        res = subprocess.run(
-            [*cli, "ledger", "verify"], env=env, capture_output=True, text=True, cwd=tmp_path
-        )
-        assert res.returncode == 0, res.stdout + res.stderr
-        if "(0 event(s) not yet sealed)" in res.stdout or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    res = subprocess.run(
+        [*cli, "ledger", "verify"], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
     assert "(0 event(s) not yet sealed)" in res.stdout, res.stdout
 
 
-def test_running_server_picks_up_a_new_venue_registry(
-    server: tuple[str, dict[str, str]], tmp_path: Path
-) -> None:
-    base, env = server
+def test_running_server_picks_up_a_new_venue_registry(server: Server, tmp_path: Path) -> None:
+    base, env = server.base, server.env
     hall_ip = "198.51.100.77"
     venues = tmp_path / "venues.json"
     venues.write_text('{"venues": [{"venue_id": "H1", "networks": ["198.51.100.77/32"]}]}')
@@ -128,7 +149,7 @@ def test_running_server_picks_up_a_new_venue_registry(
         [*cli, "venues", "load", str(venues)], env=env, capture_output=True, text=True, cwd=tmp_path
     )
     assert res.returncode == 0, res.stderr
-    time.sleep(5)  # the server's background round (every 2 s) reloads the registry
+    server.wait_for("venue registry reloaded")  # the server's background round
     with httpx.Client(base_url=base, timeout=10) as client:
         statuses = [
             client.post("/v1/ratings", json=rating(ip=hall_ip)).json()["status"] for _ in range(25)
@@ -138,10 +159,8 @@ def test_running_server_picks_up_a_new_venue_registry(
 
 
 @pytest.mark.parametrize("workers", [2])
-def test_two_worker_processes_share_one_ledger_and_limiter(
-    server: tuple[str, dict[str, str]],
-) -> None:
-    base, _ = server
+def test_two_worker_processes_share_one_ledger_and_limiter(server: Server) -> None:
+    base = server.base
     device = "one-phone-many-tickets"
     with httpx.Client(base_url=base, timeout=10) as client:
         # new connections spread over both workers; the device limit (3 per 10 minutes)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,8 @@ from factories import SCORES, T0, make_app, rating, rating_counts
 from fastapi.testclient import TestClient
 
 from integrity.app import App
-from integrity.http import MAX_BATCH, create_app
+from integrity.http import MAX_BATCH, Background, create_app
+from integrity.venues import pseudonymise_venues
 
 DECISION_KEYS = {"rating_id", "status", "counted", "reasons"}
 
@@ -248,13 +248,37 @@ def test_openapi_describes_both_intake_paths_and_the_rating(client: TestClient) 
     assert batch["schema"]["items"]["properties"] == props
 
 
-def test_background_sealer_seals_what_http_wrote(app: App) -> None:
-    with TestClient(create_app(app, seal_every_s=0.05)) as c:
+def test_a_background_round_seals_what_http_wrote(app: App) -> None:
+    with TestClient(create_app(app, seal_every_s=None)) as c:
         rid = c.post("/v1/ratings", json=rating()).json()["rating_id"]
-        [ev] = app.ledger.events_of(rid)
-        deadline = time.monotonic() + 5
-        while app.log.head().size < (ev.event_id or 0) and time.monotonic() < deadline:
-            time.sleep(0.02)
+    [ev] = app.ledger.events_of(rid)
+    assert app.log.head().size < (ev.event_id or 0)
+    Background(app, every=3600).round()
     assert app.log.head().size >= (ev.event_id or 0)
     report = app.log.verify(app.clock.now())
     assert report.ok and report.unsealed == 0, report.problems
+
+
+def test_the_server_seals_what_it_wrote_when_it_stops(app: App) -> None:
+    # an interval far longer than the test: only the last round, at shutdown, can seal
+    with TestClient(create_app(app, seal_every_s=3600)) as c:
+        rid = c.post("/v1/ratings", json=rating()).json()["rating_id"]
+    [ev] = app.ledger.events_of(rid)
+    assert app.log.head().size >= (ev.event_id or 0)
+    assert app.log.verify(app.clock.now()).unsealed == 0
+
+
+def test_a_background_round_picks_up_a_replaced_venue_registry(app: App) -> None:
+    background = Background(app, every=3600)
+    background.round()  # nothing changed yet
+    hall = "198.51.100.77"
+    with TestClient(create_app(app, seal_every_s=None)) as c:
+        pv = pseudonymise_venues(
+            {"venues": [{"venue_id": "H1", "networks": [f"{hall}/32"]}]}, app.pseudonymiser
+        )
+        app.ledger.replace_venues(pv.venues, pv.addresses, pv.kiosks, app.clock.now(), "test")
+        assert app.hook.reload() is True  # what the background round does
+        assert app.hook.reload() is False  # and only once per change
+        statuses = [c.post("/v1/ratings", json=rating(ip=hall)).json()["status"] for _ in range(25)]
+    # an ordinary address holds ratings past 20 in ten minutes (ip.burst); a hall's does not
+    assert statuses == ["accepted"] * 25
