@@ -1,60 +1,50 @@
-"""``integrity appeal ...`` and ``integrity staff ...`` (issue: staff appeal workflow).
+"""``integrity appeal ...``: staff appeals from the command line.
 
-Thin: each command parses, calls one :class:`~appeals.service.AppealService` (or
-:class:`~appeals.staff.StaffRegistry`) method as the person given by ``--as`` /
-``INTEGRITY_ACTOR``, and renders. Writes are sealed into the Merkle log at once.
+Thin: each command parses its options, calls one :class:`~appeals.service.AppealService`
+method as the person given by ``--as`` / ``INTEGRITY_ACTOR``, and renders the answer
+with :mod:`appeals.views`. The root group opens the instance, maps engine errors to
+exit 1 with one line on stderr, and seals what the command wrote when it ends.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 
-from appeals.evidence import EvidenceStore
-from appeals.model import Appeal, State, allowed_commands
-from appeals.policy import GROUND_CODES, GROUNDS, NOT_GROUNDS, AppealPolicy
+from appeals import views
+from appeals.model import Appeal, State
+from appeals.policy import GROUND_CODES, GROUNDS, NOT_GROUNDS
 from appeals.repository import AppealFilter
 from appeals.service import AppealService
-from appeals.stats import (
-    GROUP_KEYS,
-    LIST_COLUMNS,
-    STAT_COLUMNS,
-    appeal_row,
-    local,
-    summarise,
-    summarise_by,
-)
-from integrity.app import App
+from appeals.stats import GROUP_KEYS
 from integrity.cliutil import (
     actor_option,
     current_actor,
     format_option,
-    handled,
     instance_options,
-    opened,
+    pass_service,
 )
-from integrity.errors import FieldError, InvalidInput
-from integrity.model import Event
-from integrity.people import ROLES, People
-from integrity.render import render
+from integrity.errors import EngineError, FieldError, InvalidInput
+from integrity.render import dump_json, render
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DOC_FORMATS = ("table", "json")
+
+def _out() -> TextIO:
+    return sys.stdout
 
 
 def doc_format_option(func: F) -> F:
     return click.option(
         "--format",
         "fmt",
-        type=click.Choice(DOC_FORMATS),
+        type=click.Choice(views.DOC_FORMATS),
         default="table",
         show_default=True,
         help="Output format.",
@@ -71,59 +61,8 @@ def evidence_option(help_text: str) -> Callable[[F], F]:
     )
 
 
-def build_service(app: App) -> AppealService:
-    return app.get(AppealService)
-
-
-@contextmanager
-def appeals_app(
-    home: str | None, db_url: str | None, redis_url: str | None
-) -> Iterator[tuple[App, AppealService]]:
-    with opened(home, db_url, redis_url) as app:
-        yield app, build_service(app)
-
-
-def _out() -> Any:
-    return sys.stdout
-
-
-def _emit_appeal(svc: AppealService, appeal: Appeal, fmt: str, message: str) -> None:
-    row = appeal_row(appeal, svc.clock.now(), svc.tz)
-    if fmt == "json":
-        click.echo(json.dumps({**_jsonable(row), "message": message}, indent=2, ensure_ascii=False))
-        return
-    click.echo(message)
-    _kv(row, _out())
-
-
-# Machine-only fields: JSON carries them, tables show their readable twins (filed, due).
-_TABLE_HIDDEN = frozenset({"filed_at", "due_at", "decided_at"})
-
-
-def _kv(doc: Mapping[str, Any], out: Any, fields: Sequence[str] | None = None) -> None:
-    """A one-record table of field/value rows; empty and machine-only fields left out."""
-    keys = fields or [
-        k for k in doc if k not in _TABLE_HIDDEN and doc[k] not in (None, "", [], {}, ())
-    ]
-    render([{"field": k, "value": doc[k]} for k in keys], ["field", "value"], "table", out)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _seal(app: App) -> None:
-    app.log.seal(app.clock.now())
-
-
-def _state_word(a: Appeal) -> str:
-    return a.state.value.replace("_", " ")
+def _print_appeal(svc: AppealService, a: Appeal, fmt: str, message: str, **extra: Any) -> None:
+    views.print_appeal(a, fmt, message, _out(), now=svc.clock.now(), tz=svc.tz, extra=extra)
 
 
 # -- appeal -----------------------------------------------------------------------------
@@ -143,6 +82,7 @@ def appeal_group() -> None:
 
 @appeal_group.command("file")
 @instance_options
+@pass_service(AppealService)
 @actor_option
 @click.argument("rating_id", type=int)
 @click.option(
@@ -158,11 +98,8 @@ def appeal_group() -> None:
 @click.option("--reason", required=True, help="What happened, in your words.")
 @evidence_option("A file supporting the appeal (repeatable); stored by SHA-256.")
 @doc_format_option
-@handled
 def appeal_file(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
+    svc: AppealService,
     actor: str | None,
     rating_id: int,
     ground: str,
@@ -177,26 +114,19 @@ def appeal_file(
     monthly quota and on a listed ground. A filing that is not admitted is still
     recorded, as ineligible, with every reason.
     """
-    with appeals_app(home, db_url, redis_url) as (app, svc):
-        res = svc.file(current_actor(actor), rating_id, ground, reason, evidence)
-        _seal(app)
-    a = res.appeal
-    if res.admitted:
-        msg = f"appeal {a.appeal_id} filed about rating {a.rating_id}; a decision is due by {appeal_row(a, svc.clock.now(), svc.tz)['due']}"
-    else:
-        why = "; ".join(f"{p.code}: {p.message}" for p in res.ineligible)
-        msg = f"appeal {a.appeal_id} recorded as ineligible: {why}"
-    if fmt == "json":
-        row = appeal_row(a, svc.clock.now(), svc.tz)
-        row["ineligible"] = [{"code": p.code, "message": p.message} for p in res.ineligible]
-        click.echo(json.dumps({**_jsonable(row), "message": msg}, indent=2, ensure_ascii=False))
-        return
-    click.echo(msg)
-    _kv(appeal_row(a, svc.clock.now(), svc.tz), _out())
+    res = svc.file(current_actor(actor), rating_id, ground, reason, evidence)
+    _print_appeal(
+        svc,
+        res.appeal,
+        fmt,
+        views.filing_message(res, svc.tz),
+        ineligible=views.ineligible_rows(res.ineligible),
+    )
 
 
 @appeal_group.command("assign")
 @instance_options
+@pass_service(AppealService)
 @actor_option
 @click.argument("appeal_id", type=int)
 @click.option(
@@ -205,58 +135,39 @@ def appeal_file(
     help="Who reviews (admins only; default: yourself, if you are a reviewer).",
 )
 @doc_format_option
-@handled
 def appeal_assign(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
-    actor: str | None,
-    appeal_id: int,
-    reviewer: str | None,
-    fmt: str,
+    svc: AppealService, actor: str | None, appeal_id: int, reviewer: str | None, fmt: str
 ) -> None:
     """Assign a reviewer to APPEAL_ID (not the appellant, not from the appellant's unit)."""
-    with appeals_app(home, db_url, redis_url) as (app, svc):
-        a = svc.assign(current_actor(actor), appeal_id, reviewer)
-        _seal(app)
-    _emit_appeal(svc, a, fmt, f"appeal {a.appeal_id}: {', '.join(a.reviewers)} reviewing")
+    a = svc.assign(current_actor(actor), appeal_id, reviewer)
+    _print_appeal(svc, a, fmt, f"appeal {a.appeal_id}: {', '.join(a.reviewers)} reviewing")
 
 
 @appeal_group.command("request-info")
 @instance_options
+@pass_service(AppealService)
 @actor_option
 @click.argument("appeal_id", type=int)
 @click.option("--message", required=True, help="What the appellant should provide.")
 @doc_format_option
-@handled
 def appeal_request_info(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
-    actor: str | None,
-    appeal_id: int,
-    message: str,
-    fmt: str,
+    svc: AppealService, actor: str | None, appeal_id: int, message: str, fmt: str
 ) -> None:
     """Ask the appellant of APPEAL_ID for more information (assigned reviewers)."""
-    with appeals_app(home, db_url, redis_url) as (app, svc):
-        a = svc.request_info(current_actor(actor), appeal_id, message)
-        _seal(app)
-    _emit_appeal(svc, a, fmt, f"appeal {a.appeal_id}: waiting for {a.appellant_id}")
+    a = svc.request_info(current_actor(actor), appeal_id, message)
+    _print_appeal(svc, a, fmt, f"appeal {a.appeal_id}: waiting for {a.appellant_id}")
 
 
 @appeal_group.command("respond")
 @instance_options
+@pass_service(AppealService)
 @actor_option
 @click.argument("appeal_id", type=int)
 @click.option("--message", required=True, help="Your answer to the reviewer.")
 @evidence_option("A further file (repeatable).")
 @doc_format_option
-@handled
 def appeal_respond(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
+    svc: AppealService,
     actor: str | None,
     appeal_id: int,
     message: str,
@@ -264,14 +175,13 @@ def appeal_respond(
     fmt: str,
 ) -> None:
     """Answer a request for information on your APPEAL_ID."""
-    with appeals_app(home, db_url, redis_url) as (app, svc):
-        a = svc.respond(current_actor(actor), appeal_id, message, evidence)
-        _seal(app)
-    _emit_appeal(svc, a, fmt, f"appeal {a.appeal_id}: back under review")
+    a = svc.respond(current_actor(actor), appeal_id, message, evidence)
+    _print_appeal(svc, a, fmt, f"appeal {a.appeal_id}: back under review")
 
 
 @appeal_group.command("decide")
 @instance_options
+@pass_service(AppealService)
 @actor_option
 @click.argument("appeal_id", type=int)
 @click.option(
@@ -285,14 +195,12 @@ def appeal_respond(
     "--used-automated-evidence/--no-automated-evidence",
     "used_automated",
     default=None,
-    help="Whether detector flags or risk scores informed the decision. Required.",
+    help="Whether automated evidence (detection holds, holds at intake, window cases, "
+    "risk scores) informed the decision. Required.",
 )
 @doc_format_option
-@handled
 def appeal_decide(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
+    svc: AppealService,
     actor: str | None,
     appeal_id: int,
     uphold: bool | None,
@@ -309,117 +217,71 @@ def appeal_decide(
         raise click.UsageError("say --uphold or --reject")
     if used_automated is None:
         raise click.UsageError("say --used-automated-evidence or --no-automated-evidence")
-    with appeals_app(home, db_url, redis_url) as (app, svc):
-        a = svc.decide(
-            current_actor(actor),
-            appeal_id,
-            uphold=uphold,
-            reason=reason,
-            used_automated_evidence=used_automated,
-        )
-        _seal(app)
-    if a.state is State.UPHELD:
-        msg = f"appeal {a.appeal_id} upheld: rating {a.rating_id} is voided"
-    elif a.state is State.REJECTED:
-        msg = f"appeal {a.appeal_id} rejected: rating {a.rating_id} stands"
-    else:
-        msg = (
-            f"appeal {a.appeal_id}: uphold vote {len(a.uphold_voters)} of "
-            f"{svc.policy.uphold_reviewers} recorded; another reviewer must agree"
-        )
-    _emit_appeal(svc, a, fmt, msg)
+    a = svc.decide(
+        current_actor(actor),
+        appeal_id,
+        uphold=uphold,
+        reason=reason,
+        used_automated_evidence=used_automated,
+    )
+    _print_appeal(svc, a, fmt, views.decision_message(a, svc.policy.uphold_reviewers))
 
 
 @appeal_group.command("withdraw")
 @instance_options
+@pass_service(AppealService)
 @actor_option
 @click.argument("appeal_id", type=int)
 @click.option("--reason", default="", help="Why (optional).")
 @doc_format_option
-@handled
 def appeal_withdraw(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
-    actor: str | None,
-    appeal_id: int,
-    reason: str,
-    fmt: str,
+    svc: AppealService, actor: str | None, appeal_id: int, reason: str, fmt: str
 ) -> None:
     """Withdraw your APPEAL_ID."""
-    with appeals_app(home, db_url, redis_url) as (app, svc):
-        a = svc.withdraw(current_actor(actor), appeal_id, reason)
-        _seal(app)
-    _emit_appeal(svc, a, fmt, f"appeal {a.appeal_id} withdrawn")
+    a = svc.withdraw(current_actor(actor), appeal_id, reason)
+    _print_appeal(svc, a, fmt, f"appeal {a.appeal_id} withdrawn")
 
 
 @appeal_group.command("escalate")
 @instance_options
+@pass_service(AppealService)
 @actor_option
 @click.argument("appeal_id", type=int)
 @click.option("--reason", required=True, help="Why supervisors should look at it.")
 @doc_format_option
-@handled
 def appeal_escalate(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
-    actor: str | None,
-    appeal_id: int,
-    reason: str,
-    fmt: str,
+    svc: AppealService, actor: str | None, appeal_id: int, reason: str, fmt: str
 ) -> None:
     """Escalate APPEAL_ID to supervisors (admins, its reviewers, or its appellant once
     overdue). Escalation never decides."""
-    with appeals_app(home, db_url, redis_url) as (app, svc):
-        a = svc.escalate(current_actor(actor), appeal_id, reason)
-        _seal(app)
-    _emit_appeal(svc, a, fmt, f"appeal {a.appeal_id} escalated")
+    a = svc.escalate(current_actor(actor), appeal_id, reason)
+    _print_appeal(svc, a, fmt, f"appeal {a.appeal_id} escalated")
 
 
 @appeal_group.command("escalate-overdue")
 @instance_options
+@pass_service(AppealService)
 @actor_option
 @doc_format_option
-@handled
-def appeal_escalate_overdue(
-    home: str | None, db_url: str | None, redis_url: str | None, actor: str | None, fmt: str
-) -> None:
+def appeal_escalate_overdue(svc: AppealService, actor: str | None, fmt: str) -> None:
     """Escalate every open appeal whose decision deadline has passed (run it daily).
 
     A missed deadline escalates; it never upholds or rejects by itself.
     """
-    with appeals_app(home, db_url, redis_url) as (app, svc):
-        run = svc.escalate_overdue(current_actor(actor))
-        _seal(app)
-        now = svc.clock.now()
-    rows = [appeal_row(a, now, svc.tz) for a in run.escalated]
-    if fmt == "json":
-        doc = {
-            "escalated": _jsonable(rows),
-            "skipped": [{"appeal_id": i, "why": w} for i, w in run.skipped],
-        }
-        click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
-        return
-    click.echo(f"{len(rows)} overdue appeal(s) escalated")
-    if rows:
-        render(rows, LIST_COLUMNS, "table", _out())
-    for i, why in run.skipped:
-        click.echo(f"skipped appeal {i}: {why}", err=True)
+    run = svc.escalate_overdue(current_actor(actor))
+    views.print_escalation_run(run, fmt, _out(), now=svc.clock.now(), tz=svc.tz)
 
 
 @appeal_group.command("reopen")
 @instance_options
+@pass_service(AppealService)
 @actor_option
 @click.argument("appeal_id", type=int)
 @click.option("--reason", required=True, help="What the new evidence shows.")
 @evidence_option("New evidence (at least one file not attached before; repeatable).")
 @doc_format_option
-@handled
 def appeal_reopen(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
+    svc: AppealService,
     actor: str | None,
     appeal_id: int,
     reason: str,
@@ -434,33 +296,11 @@ def appeal_reopen(
     """
     if not evidence:
         raise click.UsageError("reopening needs new evidence: --evidence FILE")
-    with appeals_app(home, db_url, redis_url) as (app, svc):
-        a = svc.reopen(current_actor(actor), appeal_id, reason, evidence)
-        _seal(app)
-    _emit_appeal(svc, a, fmt, f"appeal {a.appeal_id} reopened (round {a.round})")
+    a = svc.reopen(current_actor(actor), appeal_id, reason, evidence)
+    _print_appeal(svc, a, fmt, f"appeal {a.appeal_id} reopened (round {a.round})")
 
 
-def _period_bounds(
-    period: str | None, svc: AppealService
-) -> tuple[datetime | None, datetime | None]:
-    if not period:
-        return None, None
-    from integrity.reports import Period
-
-    p = Period.month(period, svc.tz)
-    return p.start, p.end
-
-
-def _parse_at(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(
-            [FieldError("at", f"expected an ISO date or date-time, got {text!r}")], what="option"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+# -- reading ------------------------------------------------------------------------------
 
 
 def filter_options(func: F) -> F:
@@ -491,7 +331,7 @@ def filter_options(func: F) -> F:
 
 
 def _filter(
-    svc: AppealService,
+    tz: ZoneInfo,
     states: Sequence[str],
     person: str | None,
     unit: str | None,
@@ -501,7 +341,12 @@ def _filter(
     overdue_at: datetime | None = None,
     limit: int | None = None,
 ) -> AppealFilter:
-    start, end = _period_bounds(period, svc)
+    start = end = None
+    if period:
+        from integrity.reports import Period
+
+        p = Period.month(period, tz)
+        start, end = p.start, p.end
     return AppealFilter(
         states=tuple(State(s) for s in states),
         appellant_id=person,
@@ -515,8 +360,21 @@ def _filter(
     )
 
 
+def _parse_at(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            [FieldError("at", f"expected an ISO date or date-time, got {text!r}")], what="option"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 @appeal_group.command("list")
 @instance_options
+@pass_service(AppealService)
 @actor_option
 @filter_options
 @click.option("--overdue", is_flag=True, help="Only open appeals past their decision deadline.")
@@ -528,11 +386,8 @@ def _filter(
 )
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many appeals.")
 @format_option()
-@handled
 def appeal_list(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
+    svc: AppealService,
     actor: str | None,
     states: tuple[str, ...],
     person: str | None,
@@ -547,203 +402,51 @@ def appeal_list(
 ) -> None:
     """List appeals, oldest first. Staff without a reviewer, admin or auditor role see
     only their own."""
-    with appeals_app(home, db_url, redis_url) as (_app, svc):
-        now = _parse_at(at_text) or svc.clock.now()
-        f = _filter(
-            svc, states, person, unit, reviewer, rating_id, period, now if overdue else None, limit
-        )
-        rows = [appeal_row(a, now, svc.tz) for a in svc.find(current_actor(actor), f)]
-    if fmt == "json":
-        render(rows, list(rows[0]) if rows else LIST_COLUMNS, "json", _out())
-    else:
-        render(rows, LIST_COLUMNS, fmt, _out())
-
-
-def _event_row(e: Event, svc: AppealService) -> dict[str, Any]:
-    ev = dict(e.evidence)
-    note = next((str(ev[k]) for k in ("reason", "message") if ev.get(k)), "")
-    if "vote" in ev:
-        auto = (
-            "automated evidence used"
-            if ev.get("used_automated_evidence")
-            else "no automated evidence"
-        )
-        note = f"{ev['vote']} ({auto}): {note}"
-    if "reviewer" in ev:
-        note = f"reviewer {ev['reviewer']}"
-    if ev.get("ineligible"):
-        note = "; ".join(f"{p['code']}: {p['message']}" for p in ev["ineligible"])
-    if e.status is not None:
-        why = f" ({', '.join(e.reasons)})" if e.reasons else ""
-        note = f"rating -> {e.status.value}{why}"
-    return {
-        "event_id": e.event_id,
-        "at": local(e.at, svc.tz),
-        "kind": e.kind,
-        "actor": e.actor,
-        "from": ev.get("from"),
-        "to": ev.get("to") or (e.status.value if e.status else None),
-        "note": note,
-    }
+    now = _parse_at(at_text) or svc.clock.now()
+    f = _filter(
+        svc.tz, states, person, unit, reviewer, rating_id, period, now if overdue else None, limit
+    )
+    appeals = svc.find(current_actor(actor), f)
+    views.print_list(appeals, fmt, _out(), now=now, tz=svc.tz)
 
 
 @appeal_group.command("show")
 @instance_options
+@pass_service(AppealService)
 @actor_option
 @click.argument("appeal_id", type=int)
 @doc_format_option
-@handled
-def appeal_show(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
-    actor: str | None,
-    appeal_id: int,
-    fmt: str,
-) -> None:
+def appeal_show(svc: AppealService, actor: str | None, appeal_id: int, fmt: str) -> None:
     """Show APPEAL_ID: state, evidence, votes, its history on the ledger and, for
-    reviewers, the rating's context (its events, detector flags, and other low ratings
-    on the same staff member nearby from the same device or network prefix)."""
-    who = current_actor(actor)
-    with appeals_app(home, db_url, redis_url) as (_app, svc):
-        a = svc.get(who, appeal_id)
-        now = svc.clock.now()
-        reader = svc.require_any(who, ("reviewer", "admin", "auditor", "staff"))
-        reviewer_view = any(reader.has(r) for r in ("reviewer", "admin", "auditor"))
-        history = [_event_row(e, svc) for e in svc.history(a)]
-        files = svc.evidence_files(a)
-        votes = [
-            {
-                "reviewer": v.reviewer_id,
-                "vote": v.vote,
-                "used_automated_evidence": v.used_automated_evidence,
-                "at": local(v.at, svc.tz),
-                "reason": v.reason,
-            }
-            for v in a.votes
-        ]
-        ctx = svc.context(a) if reviewer_view else None
-    doc: dict[str, Any] = {
-        "appeal": appeal_row(a, now, svc.tz),
-        "reason": a.reason,
-        "evidence": files,
-        "votes": votes,
-        "history": history,
-        "allowed_next": _allowed(a),
-    }
-    if ctx is not None:
-        r = ctx["rating"]
-        doc["rating"] = {
-            k: r.get(k)
-            for k in (
-                "rating_id",
-                "ticket_id",
-                "window_id",
-                "staff_id",
-                "service_type",
-                "channel",
-                "submitted_at",
-                "composite",
-                "scores",
-                "status",
-                "current_reasons",
-                "risk",
-                "comment",
-            )
-        }
-        doc["rating_events"] = [_event_row(e, svc) for e in ctx["events"]]
-        doc["flags"] = [
-            {
-                "event_id": e.event_id,
-                "at": local(e.at, svc.tz),
-                "kind": e.kind,
-                "actor": e.actor,
-                "reasons": list(e.reasons),
-                "evidence": dict(e.evidence),
-            }
-            for e in ctx["flags"]
-        ]
-        doc["cluster"] = {"days": svc.policy.cluster_days, **ctx["cluster"]}
-    if fmt == "json":
-        click.echo(json.dumps(_jsonable(doc), indent=2, ensure_ascii=False))
-        return
-    out = _out()
-    click.echo(f"Appeal {a.appeal_id}: {_state_word(a)}")
-    _kv({**doc["appeal"], "reason": a.reason}, out)
-    click.echo(f"\nAllowed next: {', '.join(doc['allowed_next']) or 'nothing (final)'}")
-    if files:
-        click.echo("\nEvidence")
-        render(files, ["sha256", "name", "bytes", "round", "added_by", "on_disk"], "table", out)
-    if votes:
-        click.echo("\nVotes this round")
-        render(votes, ["reviewer", "vote", "used_automated_evidence", "at", "reason"], "table", out)
-    click.echo("\nHistory (ledger)")
-    render(history, ["event_id", "at", "kind", "actor", "from", "to", "note"], "table", out)
-    if ctx is None:
-        return
-    rt = dict(doc["rating"])
-    rt["scores"] = ", ".join(f"{k} {v}" for k, v in rt["scores"].items())
-    click.echo(f"\nRating {a.rating_id}")
-    _kv(rt, out, [k for k in rt if rt[k] not in (None, "")])
-    click.echo("\nRating events")
-    render(doc["rating_events"], ["event_id", "at", "kind", "actor", "to", "note"], "table", out)
-    click.echo("\nDetector flags")
-    if doc["flags"]:
-        flag_rows = [
-            {**f, "evidence": json.dumps(f["evidence"], sort_keys=True, ensure_ascii=False)}
-            for f in doc["flags"]
-        ]
-        render(flag_rows, ["event_id", "at", "kind", "actor", "reasons", "evidence"], "table", out)
-    else:
-        click.echo("none")
-    c = doc["cluster"]
-    click.echo(
-        f"\nLow ratings on the same staff member within {c['days']:g} days: "
-        f"{c['low_ratings_nearby']} other(s); same device: {c['same_device']}; "
-        f"same network prefix: {c['same_prefix']}"
+    reviewers, the rating's context (its events, the automated evidence about it, and
+    other low ratings on the same staff member nearby from the same device or network
+    prefix)."""
+    detail = svc.show(current_actor(actor), appeal_id)
+    doc = views.show_doc(
+        detail, now=svc.clock.now(), tz=svc.tz, cluster_days=svc.policy.cluster_days
     )
-    if c["groups"]:
-        render(
-            c["groups"],
-            ["by", "pseudonym", "ratings", "includes_this", "statuses", "rating_ids"],
-            "table",
-            out,
-        )
-
-
-def _allowed(a: Appeal) -> list[str]:
-    """The commands that may act on the appeal now, in the table's order."""
-    return list(allowed_commands(a.state))
+    if fmt == "json":
+        dump_json(doc, _out())
+    else:
+        views.print_show(doc, _out())
 
 
 @appeal_group.command("evidence")
 @instance_options
+@pass_service(AppealService)
 @actor_option
 @click.argument("appeal_id", type=int)
 @format_option()
-@handled
-def appeal_evidence(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
-    actor: str | None,
-    appeal_id: int,
-    fmt: str,
-) -> None:
+def appeal_evidence(svc: AppealService, actor: str | None, appeal_id: int, fmt: str) -> None:
     """List APPEAL_ID's evidence files: SHA-256, name, size, and whether the stored file
     is still intact (ok, missing, altered)."""
-    with appeals_app(home, db_url, redis_url) as (_app, svc):
-        rows = svc.evidence_files(svc.get(current_actor(actor), appeal_id))
-    render(
-        rows,
-        ["sha256", "name", "bytes", "round", "added_by", "added_at", "on_disk", "path"],
-        fmt,
-        _out(),
-    )
+    rows = svc.list_evidence(current_actor(actor), appeal_id)
+    render(rows, views.EVIDENCE_COLUMNS, fmt, _out())
 
 
 @appeal_group.command("stats")
 @instance_options
+@pass_service(AppealService)
 @actor_option
 @filter_options
 @click.option(
@@ -752,11 +455,8 @@ def appeal_evidence(
     help="One row per ground, unit, appellant or window instead of one summary.",
 )
 @format_option()
-@handled
 def appeal_stats(
-    home: str | None,
-    db_url: str | None,
-    redis_url: str | None,
+    svc: AppealService,
     actor: str | None,
     states: tuple[str, ...],
     person: str | None,
@@ -769,57 +469,21 @@ def appeal_stats(
 ) -> None:
     """Counts by state, uphold rate, median days to decision, overdue, escalations,
     reopens and reversals (reopened appeals whose outcome changed)."""
-    who = current_actor(actor)
-    with appeals_app(home, db_url, redis_url) as (_app, svc):
-        svc.require_any(who, ("reviewer", "admin", "auditor"))
-        f = _filter(svc, states, person, unit, reviewer, rating_id, period)
-        appeals = svc.find(who, f)
-        now = svc.clock.now()
-    if by:
-        rows = summarise_by(appeals, by, now)
-        cols = [by, *STAT_COLUMNS]
-        if fmt == "json":
-            render(rows, [*cols, "by_state"], fmt, _out())
-        else:
-            render(rows, cols, fmt, _out())
-        return
-    doc = summarise(appeals, now)
-    if fmt == "json":
-        click.echo(json.dumps(doc, indent=2))
-        return
-    if fmt == "csv":
-        render([doc], STAT_COLUMNS, "csv", _out())
-        return
-    _kv(doc, _out(), list(STAT_COLUMNS))
-    click.echo("")
-    render(
-        [{"state": k, "appeals": v} for k, v in doc["by_state"].items()],
-        ["state", "appeals"],
-        "table",
-        _out(),
-    )
+    f = _filter(svc.tz, states, person, unit, reviewer, rating_id, period)
+    rows = svc.stats(current_actor(actor), f, by)
+    views.print_stats(rows, by, fmt, _out())
 
 
 @appeal_group.command("verify")
 @instance_options
+@pass_service(AppealService)
 @actor_option
 @doc_format_option
-@handled
-def appeal_verify(
-    home: str | None, db_url: str | None, redis_url: str | None, actor: str | None, fmt: str
-) -> None:
+def appeal_verify(svc: AppealService, actor: str | None, fmt: str) -> None:
     """Replay every appeal's ledger events through the transition table and compare with
     its stored state and version; check upheld appeals voided their rating and evidence
     files are intact. Exit 1 if anything disagrees (auditors, admins)."""
-    with appeals_app(home, db_url, redis_url) as (_app, svc):
-        problems = svc.verify(current_actor(actor))
-    if fmt == "json":
-        click.echo(json.dumps({"ok": not problems, "problems": problems}, indent=2))
-    else:
-        for p in problems:
-            click.echo(f"MISMATCH: {p}")
+    problems = svc.verify(current_actor(actor))
+    views.print_verification(problems, fmt, _out())
     if problems:
-        click.echo(f"error: appeal verification found {len(problems)} problem(s)", err=True)
-        sys.exit(1)
-    if fmt != "json":
-        click.echo("ok: every appeal agrees with its ledger events")
+        raise EngineError(f"appeal verification found {len(problems)} problem(s)")

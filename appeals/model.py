@@ -3,9 +3,10 @@
 Pure: no SQL, no click. The transition table is the whole state machine; the service
 asks :func:`transition` before every change and writes the answer to the ledger.
 
-States (issue 5): ``filed``, ``ineligible``, ``under_review``, ``needs_info``,
-``upheld``, ``rejected``, ``withdrawn``, ``escalated``, ``reopened``. ``upheld``,
-``rejected``, ``withdrawn`` and ``ineligible`` are final except through ``reopen``.
+States: ``filed``, ``ineligible``, ``under_review``, ``needs_info``, ``upheld``,
+``rejected``, ``withdrawn``, ``escalated``, ``reopened``. ``upheld``, ``rejected``,
+``withdrawn`` and ``ineligible`` are final except through ``reopen``. Every action is
+one ledger event kind from :class:`~integrity.catalogue.Kind`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from integrity.catalogue import Kind
 from integrity.errors import PolicyViolation
 
 
@@ -91,20 +93,22 @@ TRANSITIONS: Mapping[tuple[State, Action], State] = {
     (S.INELIGIBLE, A.REOPEN): S.REOPENED,
 }
 
-# Ledger event kinds, one per action; filing is "appeal.filed" (to filed or ineligible).
-FILED_KIND = "appeal.filed"
-EVENT_KINDS: Mapping[Action, str] = {
-    A.ASSIGN: "appeal.assigned",
-    A.REQUEST_INFO: "appeal.info_requested",
-    A.RESPOND: "appeal.responded",
-    A.VOTE_UPHOLD: "appeal.uphold_vote",
-    A.UPHOLD: "appeal.upheld",
-    A.REJECT: "appeal.rejected",
-    A.WITHDRAW: "appeal.withdrawn",
-    A.ESCALATE: "appeal.escalated",
-    A.REOPEN: "appeal.reopened",
+# Ledger event kinds, one per action; filing is its own kind (to filed or ineligible).
+FILED_KIND = Kind.APPEAL_FILED
+EVENT_KINDS: Mapping[Action, Kind] = {
+    A.ASSIGN: Kind.APPEAL_ASSIGNED,
+    A.REQUEST_INFO: Kind.APPEAL_INFO_REQUESTED,
+    A.RESPOND: Kind.APPEAL_RESPONDED,
+    A.VOTE_UPHOLD: Kind.APPEAL_UPHOLD_VOTE,
+    A.UPHOLD: Kind.APPEAL_UPHELD,
+    A.REJECT: Kind.APPEAL_REJECTED,
+    A.WITHDRAW: Kind.APPEAL_WITHDRAWN,
+    A.ESCALATE: Kind.APPEAL_ESCALATED,
+    A.REOPEN: Kind.APPEAL_REOPENED,
 }
-ACTION_OF_KIND: Mapping[str, Action] = {k: a for a, k in EVENT_KINDS.items()}
+ACTION_OF_KIND: Mapping[str, Action] = {str(k): a for a, k in EVENT_KINDS.items()}
+#: Every ledger event kind an appeal's history may hold.
+APPEAL_KINDS = frozenset({FILED_KIND, *EVENT_KINDS.values()})
 
 
 # What people call each action: the command that performs it (three are `decide`).

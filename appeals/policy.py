@@ -14,10 +14,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from integrity.catalogue import Reason
 from integrity.errors import ConfigError, FieldError, InvalidInput
 from integrity.model import Rubric, Status
 
-# The closed list of grounds (issue 5). Disagreeing with the score is not one.
+# The closed list of grounds. Disagreeing with the score is not one.
 GROUNDS: Mapping[str, str] = {
     "abusive_or_unrelated": "abusive, or unrelated to the service given",
     "wrong_staff_or_window": "names the wrong staff member or window",
@@ -204,7 +205,7 @@ def check_filing(policy: AppealPolicy, f: FilingFacts) -> tuple[Ineligibility, .
     if f.ground not in GROUNDS:
         msg = NOT_GROUNDS.get(f.ground, f"{f.ground!r} is not a ground")
         out.append(
-            Ineligibility("ground_not_admissible", f"{msg}; grounds are: {', '.join(GROUNDS)}")
+            Ineligibility(Reason.GROUND_NOT_ADMISSIBLE, f"{msg}; grounds are: {', '.join(GROUNDS)}")
         )
     own = f.rating_staff_id == f.appellant_id or (
         policy.allow_window_ratings
@@ -217,18 +218,18 @@ def check_filing(policy: AppealPolicy, f: FilingFacts) -> tuple[Ineligibility, .
             if f.rating_staff_id
             else f"window {f.rating_window_id} (no staff named)"
         )
-        out.append(Ineligibility("not_own_rating", f"the rating is about {about}, not you"))
+        out.append(Ineligibility(Reason.NOT_OWN_RATING, f"the rating is about {about}, not you"))
     if f.rating_status in (Status.REJECTED, Status.VOIDED):
         out.append(
             Ineligibility(
-                "rating_not_counted",
+                Reason.RATING_NOT_COUNTED,
                 f"the rating is {f.rating_status.value} and does not count; nothing to appeal",
             )
         )
     if not policy.is_low_score(f.composite, f.scores):
         out.append(
             Ineligibility(
-                "not_low_score",
+                Reason.NOT_LOW_SCORE,
                 f"composite {f.composite:.2f} is not below {policy.low_composite_below:g} "
                 f"and no dimension is at most {policy.low_dimension_at_most}",
             )
@@ -237,7 +238,7 @@ def check_filing(policy: AppealPolicy, f: FilingFacts) -> tuple[Ineligibility, .
         days = (f.filed_at - f.submitted_at).total_seconds() / 86400
         out.append(
             Ineligibility(
-                "filing_window_closed",
+                Reason.FILING_WINDOW_CLOSED,
                 f"filed {days:.1f} days after the rating; appeals are accepted for "
                 f"{policy.filing_window_days:g} days",
             )
@@ -245,14 +246,14 @@ def check_filing(policy: AppealPolicy, f: FilingFacts) -> tuple[Ineligibility, .
     if f.existing_appeal is not None:
         out.append(
             Ineligibility(
-                "already_appealed",
+                Reason.ALREADY_APPEALED,
                 f"appeal {f.existing_appeal} already contests this rating (one per rating)",
             )
         )
     if f.admitted_this_month >= policy.monthly_quota:
         out.append(
             Ineligibility(
-                "monthly_quota_exceeded",
+                Reason.MONTHLY_QUOTA_EXCEEDED,
                 f"{f.admitted_this_month} appeals admitted this month; the quota is "
                 f"{policy.monthly_quota}",
             )

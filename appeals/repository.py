@@ -1,9 +1,11 @@
 """Appeal rows on the ledger's database (SQLAlchemy Core): the adapter behind the service.
 
-Reads open their own connection; writes take the caller's connection, so one
-:meth:`~integrity.adapters.sql.SqlLedger.begin` transaction holds the appeal's row,
-its side rows and its ledger events together. ``update`` is optimistic: it applies
-only at the version the caller read, otherwise :class:`~integrity.errors.Conflict`.
+The appeals' own tables only (:mod:`appeals.tables`); the ledger's tables are reached
+through :class:`~integrity.ports.Ledger`. Reads open a connection with
+:meth:`Ledger.reading` unless given one; writes take the caller's
+:class:`~integrity.ports.UnitOfWork`, so one transaction holds the appeal's row, its
+side rows and its ledger events together. ``update`` is optimistic: it applies only at
+the version the caller read, otherwise :class:`~integrity.errors.Conflict`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,10 +22,12 @@ from sqlalchemy.engine import Connection
 from appeals import tables as at
 from appeals.evidence import StoredFile
 from appeals.model import FINAL_STATES, Appeal, EvidenceFile, State, Vote
-from integrity.adapters import tables as t
-from integrity.adapters.sql import SqlLedger
-from integrity.sqlkit import translate_errors
-from integrity.errors import Conflict, NotFound
+from integrity.errors import AlreadyExists, Conflict, NotFound
+from integrity.ports import Ledger, UnitOfWork
+from integrity.sqlkit import insert_or_ignore, translate_errors
+
+#: The tables the appeals migration creates.
+TABLES = ("appeals", "appeal_reviewers", "appeal_votes", "appeal_evidence")
 
 
 @dataclass(frozen=True)
@@ -44,13 +48,11 @@ class AppealFilter:
 class AppealRepository:
     """Appeals, their reviewers, votes and evidence rows."""
 
-    def __init__(self, ledger: SqlLedger) -> None:
+    def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
-        self.engine = ledger.engine
 
     def schema_ready(self) -> bool:
-        with translate_errors():
-            return sa.inspect(self.engine).has_table("appeals")
+        return self.ledger.has_tables(*TABLES)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -100,11 +102,10 @@ class AppealRepository:
             )
         if f.limit:
             q = q.limit(f.limit)
-        with translate_errors():
-            if conn is not None:
-                return self._load(conn, q)
-            with self.engine.connect() as c:
-                return self._load(c, q)
+        if conn is not None:
+            return self._load(conn, q)
+        with self.ledger.reading() as c:
+            return self._load(c, q)
 
     def _load(self, conn: Connection, q: sa.Select[Any]) -> list[Appeal]:
         rows = conn.execute(q).mappings().all()
@@ -165,11 +166,10 @@ class AppealRepository:
         q = sa.select(at.appeals.c.appeal_id).where(
             at.appeals.c.rating_id == rating_id, at.appeals.c.claims_rating.is_(True)
         )
-        with translate_errors():
-            if conn is not None:
-                return conn.execute(q).scalar()
-            with self.engine.connect() as c:
-                return c.execute(q).scalar()
+        if conn is not None:
+            return conn.execute(q).scalar()
+        with self.ledger.reading() as c:
+            return c.execute(q).scalar()
 
     def admitted_between(
         self, conn: Connection, appellant_id: str, start: datetime, end: datetime
@@ -189,49 +189,39 @@ class AppealRepository:
 
     # -- writes (inside the caller's transaction) -------------------------------------------
 
-    def lock_person(self, conn: Connection, person_id: str) -> None:
-        """Serialise one person's filings (quota, one claim per rating) from here on.
+    def lock_person(self, uow: UnitOfWork, person_id: str) -> None:
+        """Serialise one person's filings (quota, one claim per rating) until ``uow`` ends.
 
-        PostgreSQL: a row lock on the person. SQLite: a no-op write, which takes the
-        database's write lock at once, before anything is read (a transaction that read
-        first and wrote later would fail with "database is locked" under contention).
+        Taken before anything is read in the unit of work: on SQLite it is the
+        database's write lock, and a transaction that read first and wrote later would
+        fail with "database is locked" under contention.
         """
-        p = t.people
-        if self.ledger.dialect == "sqlite":
-            conn.execute(
-                p.update().where(p.c.person_id == person_id).values(person_id=p.c.person_id)
-            )
-            return
-        conn.execute(sa.select(p.c.person_id).where(p.c.person_id == person_id).with_for_update())
+        uow.lock(f"person:{person_id}")
 
-    def insert(self, conn: Connection, row: Mapping[str, Any]) -> int | None:
+    def insert(self, uow: UnitOfWork, row: Mapping[str, Any]) -> int | None:
         """Insert an appeal; ``None`` when it claims a rating another appeal already claims."""
         a = at.appeals
+        conn = uow.connection
         if row.get("claims_rating"):
-            if self.ledger.dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-                stmt: Any = pg_insert(a).values(dict(row)).on_conflict_do_nothing()
-            else:
-                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-                stmt = sqlite_insert(a).values(dict(row)).on_conflict_do_nothing()
-            rid = conn.execute(stmt.returning(a.c.appeal_id)).scalar()
+            stmt = insert_or_ignore(uow.dialect, a, row).returning(a.c.appeal_id)
+            rid = conn.execute(stmt).scalar()
             return int(rid) if rid is not None else None
         return int(conn.execute(a.insert().returning(a.c.appeal_id), dict(row)).scalar_one())
 
     def update(
-        self, conn: Connection, appeal_id: int, expect_version: int, values: Mapping[str, Any]
+        self, uow: UnitOfWork, appeal_id: int, expect_version: int, values: Mapping[str, Any]
     ) -> int:
         """Apply ``values`` at ``expect_version`` and bump it; returns the new version."""
         a = at.appeals
+        conn = uow.connection
         try:
-            res = conn.execute(
-                a.update()
-                .where(a.c.appeal_id == appeal_id, a.c.version == expect_version)
-                .values(**values, version=a.c.version + 1)
-            )
-        except sa.exc.IntegrityError:
+            with translate_errors():
+                res = conn.execute(
+                    a.update()
+                    .where(a.c.appeal_id == appeal_id, a.c.version == expect_version)
+                    .values(**values, version=a.c.version + 1)
+                )
+        except AlreadyExists:
             # Only the claim index can clash: another appeal took the rating meanwhile.
             raise Conflict(
                 f"appeal {appeal_id}: another appeal contests the same rating now"
@@ -251,14 +241,14 @@ class AppealRepository:
 
     def add_reviewer(
         self,
-        conn: Connection,
+        uow: UnitOfWork,
         appeal_id: int,
         round_: int,
         reviewer_id: str,
         by: str,
         at_: datetime,
     ) -> None:
-        conn.execute(
+        uow.connection.execute(
             at.appeal_reviewers.insert(),
             {
                 "appeal_id": appeal_id,
@@ -269,30 +259,31 @@ class AppealRepository:
             },
         )
 
-    def add_vote(self, conn: Connection, appeal_id: int, vote: Vote) -> None:
+    def add_vote(self, uow: UnitOfWork, appeal_id: int, vote: Vote) -> None:
         # The version check before it makes a clash unlikely; if one happens, the
         # whole transaction rolls back as a Conflict.
         try:
-            conn.execute(
-                at.appeal_votes.insert(),
-                {
-                    "appeal_id": appeal_id,
-                    "round": vote.round,
-                    "reviewer_id": vote.reviewer_id,
-                    "vote": vote.vote,
-                    "reason": vote.reason,
-                    "used_automated_evidence": vote.used_automated_evidence,
-                    "at": vote.at,
-                },
-            )
-        except sa.exc.IntegrityError:
+            with translate_errors():
+                uow.connection.execute(
+                    at.appeal_votes.insert(),
+                    {
+                        "appeal_id": appeal_id,
+                        "round": vote.round,
+                        "reviewer_id": vote.reviewer_id,
+                        "vote": vote.vote,
+                        "reason": vote.reason,
+                        "used_automated_evidence": vote.used_automated_evidence,
+                        "at": vote.at,
+                    },
+                )
+        except AlreadyExists:
             raise Conflict(
                 f"{vote.reviewer_id} already voted on appeal {appeal_id} in round {vote.round}"
             ) from None
 
     def add_evidence(
         self,
-        conn: Connection,
+        uow: UnitOfWork,
         appeal_id: int,
         files: Iterable[StoredFile],
         round_: int,
@@ -312,47 +303,7 @@ class AppealRepository:
             for f in files
         ]
         if rows:
-            conn.execute(at.appeal_evidence.insert(), rows)
-
-    # -- rating context ------------------------------------------------------------------
-
-    def low_ratings_near(
-        self,
-        rating: Mapping[str, Any],
-        low_below: float,
-        days: float,
-    ) -> list[dict[str, Any]]:
-        """Low ratings (composite below ``low_below``) on the same staff member (or, when
-        the rating names none, the same window) within ``days`` of its submitted_at,
-        this one included, with device and prefix pseudonyms and current status."""
-        r, st = t.ratings, t.rating_status
-        who = (
-            r.c.staff_id == rating["staff_id"]
-            if rating.get("staff_id")
-            else sa.and_(r.c.staff_id.is_(None), r.c.window_id == rating["window_id"])
-        )
-        span = timedelta(days=days)
-        q = (
-            sa.select(
-                r.c.rating_id,
-                r.c.device_hash,
-                r.c.prefix_hash,
-                r.c.submitted_at,
-                r.c.composite,
-                r.c.channel,
-                st.c.status,
-            )
-            .select_from(r.join(st, st.c.rating_id == r.c.rating_id))
-            .where(
-                who,
-                r.c.composite < low_below,
-                r.c.submitted_at >= rating["submitted_at"] - span,
-                r.c.submitted_at <= rating["submitted_at"] + span,
-            )
-            .order_by(r.c.submitted_at, r.c.rating_id)
-        )
-        with translate_errors(), self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(q).mappings()]
+            uow.connection.execute(at.appeal_evidence.insert(), rows)
 
 
 def _appeal(

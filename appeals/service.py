@@ -13,22 +13,29 @@ import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.engine import Connection
-
+from appeals.context import (
+    WINDOW_CASE,
+    RatingContext,
+    cluster_summary,
+    findings_of,
+    is_automated_evidence,
+)
 from appeals.evidence import EvidenceStore, StoredFile
 from appeals.model import (
     ACTION_OF_KIND,
+    APPEAL_KINDS,
     EVENT_KINDS,
     FILED_KIND,
     Action,
     Appeal,
     State,
     Vote,
+    allowed_commands,
     initial_state,
     transition,
 )
@@ -45,9 +52,9 @@ from appeals.policy import (
     written_reason,
 )
 from appeals.repository import AppealFilter, AppealRepository
-from integrity.people import require_any
-from integrity.adapters.sql import SqlLedger
+from appeals.stats import summarise, summarise_by
 from integrity.app import App
+from integrity.catalogue import Kind, Reason
 from integrity.clock import Clock
 from integrity.errors import (
     ConfigError,
@@ -58,12 +65,11 @@ from integrity.errors import (
     PermissionDenied,
     PolicyViolation,
 )
-from integrity.model import Event, Status
-from integrity.people import People, Person
+from integrity.model import Event, Status, StoredRating
+from integrity.people import People, Person, require_any
+from integrity.ports import Ledger, RatingQuery, UnitOfWork
 
 READ_ROLES = ("reviewer", "admin", "auditor")  # may read every appeal
-VOID_REASON = "appeal.upheld"
-REINSTATE_REASON = "appeal.reversed"
 
 
 @dataclass(frozen=True)
@@ -84,12 +90,25 @@ class EscalationRun:
     skipped: tuple[tuple[int, str], ...]  # (appeal id, why) for appeals that changed meanwhile
 
 
+@dataclass(frozen=True)
+class AppealDetail:
+    """Everything ``appeal show`` presents: the appeal, its ledger history, its files with
+    their state on disk, what may happen next and, for people who read every appeal
+    (reviewers, admins, auditors), the rating's context."""
+
+    appeal: Appeal
+    history: tuple[Event, ...]
+    evidence: tuple[dict[str, Any], ...]
+    allowed_next: tuple[str, ...]
+    context: RatingContext | None
+
+
 class AppealService:
     """Staff appeals against low scores, and their review."""
 
     def __init__(
         self,
-        ledger: SqlLedger,
+        ledger: Ledger,
         people: People,
         clock: Clock,
         policy: AppealPolicy,
@@ -199,17 +218,18 @@ class AppealService:
         stored = self._store(evidence)
         now = self.clock.now()
         start, end = month_bounds(now, self.tz)
-        with self.ledger.begin() as conn:
-            self.repo.lock_person(conn, person.person_id)
+        with self.ledger.unit_of_work() as uow:
+            self.repo.lock_person(uow, person.person_id)
+            conn = uow.connection
             facts = FilingFacts(
                 appellant_id=person.person_id,
                 appellant_windows=person.windows,
-                rating_staff_id=rating["staff_id"],
-                rating_window_id=rating["window_id"],
-                rating_status=Status(rating["status"]),
-                composite=float(rating["composite"]),
-                scores=rating["scores"],
-                submitted_at=rating["submitted_at"],
+                rating_staff_id=rating.staff_id,
+                rating_window_id=rating.window_id,
+                rating_status=rating.status,
+                composite=rating.composite,
+                scores=rating.scores,
+                submitted_at=rating.submitted_at,
                 filed_at=now,
                 ground=ground,
                 admitted_this_month=self.repo.admitted_between(conn, person.person_id, start, end),
@@ -217,23 +237,22 @@ class AppealService:
             )
             problems = check_filing(self.policy, facts)
             row = self._filing_row(person, rating, ground, reason, now, problems)
-            appeal_id = self.repo.insert(conn, row)
+            appeal_id = self.repo.insert(uow, row)
             if appeal_id is None:  # another filing claimed the rating a moment ago
                 other = self.repo.claim_of(rating_id, conn)
                 problems = (
                     *problems,
                     Ineligibility(
-                        "already_appealed",
+                        Reason.ALREADY_APPEALED,
                         f"appeal {other} already contests this rating (one per rating)",
                     ),
                 )
                 row = self._filing_row(person, rating, ground, reason, now, problems)
-                appeal_id = self.repo.insert(conn, row)
+                appeal_id = self.repo.insert(uow, row)
                 assert appeal_id is not None
-            self.repo.add_evidence(conn, appeal_id, stored, 1, person.person_id, now)
+            self.repo.add_evidence(uow, appeal_id, stored, 1, person.person_id, now)
             state = State(row["state"])
-            self.ledger.append_in(
-                conn,
+            uow.append(
                 Event(
                     kind=FILED_KIND,
                     actor=person.person_id,
@@ -261,7 +280,7 @@ class AppealService:
     def _filing_row(
         self,
         person: Person,
-        rating: Mapping[str, Any],
+        rating: StoredRating,
         ground: str,
         reason: str,
         now: datetime,
@@ -269,11 +288,11 @@ class AppealService:
     ) -> dict[str, Any]:
         admitted = not problems
         return {
-            "rating_id": rating["rating_id"],
+            "rating_id": rating.rating_id,
             "claims_rating": admitted,
             "appellant_id": person.person_id,
             "appellant_unit": person.unit,
-            "window_id": rating["window_id"],
+            "window_id": rating.window_id,
             "ground": ground,
             "reason": reason,
             "state": initial_state(admitted).value,
@@ -320,8 +339,8 @@ class AppealService:
             raise PolicyViolation(f"{target_id} is already assigned to appeal {appeal_id}")
         now = self.clock.now()
 
-        def writes(conn: Connection) -> None:
-            self.repo.add_reviewer(conn, appeal_id, appeal.round, target_id, acting.person_id, now)
+        def writes(uow: UnitOfWork) -> None:
+            self.repo.add_reviewer(uow, appeal_id, appeal.round, target_id, acting.person_id, now)
 
         return self._apply(
             appeal,
@@ -358,8 +377,8 @@ class AppealService:
         stored = [f for f in self._store(evidence) if f.sha256 not in _hashes(appeal)]
         now = self.clock.now()
 
-        def writes(conn: Connection) -> None:
-            self.repo.add_evidence(conn, appeal_id, stored, appeal.round, person.person_id, now)
+        def writes(uow: UnitOfWork) -> None:
+            self.repo.add_evidence(uow, appeal_id, stored, appeal.round, person.person_id, now)
 
         return self._apply(
             appeal,
@@ -382,7 +401,7 @@ class AppealService:
         """An assigned reviewer's decision. A reject decides; an uphold is a vote until
         ``uphold_reviewers`` distinct reviewers have upheld, and the last one voids the
         rating. Every vote has a written reason and says whether automated evidence
-        (detector flags, risk scores) was used."""
+        (detection holds, holds at intake, window cases, risk scores) was used."""
         person = self.people.require(actor, "reviewer")
         appeal = self.repo.get(appeal_id)
         if uphold:
@@ -420,8 +439,8 @@ class AppealService:
             )
             rating_event = self._rating_effect(appeal, to, person.person_id, now, votes)
 
-        def writes(conn: Connection) -> None:
-            self.repo.add_vote(conn, appeal_id, vote)
+        def writes(uow: UnitOfWork) -> None:
+            self.repo.add_vote(uow, appeal_id, vote)
 
         return self._apply(
             appeal,
@@ -487,7 +506,7 @@ class AppealService:
             person.person_id,
             now,
             values={"escalations": appeal.escalations + 1},
-            reasons=("escalated",),
+            reasons=(Reason.ESCALATION_REQUESTED,),
             extra={"reason": reason, "overdue": appeal.overdue(now)},
         )
 
@@ -513,7 +532,7 @@ class AppealService:
                         person.person_id,
                         now,
                         values={"escalations": appeal.escalations + 1},
-                        reasons=("deadline.missed",),
+                        reasons=(Reason.DEADLINE_MISSED,),
                         extra={
                             "reason": "decision deadline missed",
                             "due_at": appeal.due_at.isoformat() if appeal.due_at else None,
@@ -588,8 +607,8 @@ class AppealService:
             "reopens": appeal.reopens + 1,
         }
 
-        def writes(conn: Connection) -> None:
-            self.repo.add_evidence(conn, appeal_id, stored, round_, person.person_id, now)
+        def writes(uow: UnitOfWork) -> None:
+            self.repo.add_evidence(uow, appeal_id, stored, round_, person.person_id, now)
 
         assert to is State.REOPENED
         return self._apply(
@@ -628,12 +647,12 @@ class AppealService:
                 return None
             return (
                 Event(
-                    kind="void",
+                    kind=Kind.VOID,
                     actor=actor,
                     at=now,
                     rating_id=appeal.rating_id,
                     status=Status.VOIDED,
-                    reasons=(VOID_REASON,),
+                    reasons=(Reason.APPEAL_UPHELD,),
                     rule_set_id=self.rule_set_id,
                     subject=appeal.subject,
                     evidence={
@@ -649,17 +668,17 @@ class AppealService:
         if status is not Status.VOIDED:
             return None
         last = [e for e in self.ledger.events_of(appeal.rating_id) if e.status is not None][-1]
-        if last.kind != "void" or last.evidence.get("appeal_id") != appeal.appeal_id:
+        if last.kind != Kind.VOID or last.evidence.get("appeal_id") != appeal.appeal_id:
             return None
         previous = Status(str(last.evidence.get("previous_status", Status.ACCEPTED.value)))
         return (
             Event(
-                kind="reinstate",
+                kind=Kind.REINSTATE,
                 actor=actor,
                 at=now,
                 rating_id=appeal.rating_id,
                 status=previous,
-                reasons=(REINSTATE_REASON,),
+                reasons=(Reason.APPEAL_REVERSED,),
                 rule_set_id=self.rule_set_id,
                 subject=appeal.subject,
                 evidence={
@@ -680,7 +699,7 @@ class AppealService:
         now: datetime,
         *,
         values: Mapping[str, Any] | None = None,
-        writes: Callable[[Connection], None] | None = None,
+        writes: Callable[[UnitOfWork], None] | None = None,
         rating_event: tuple[Event, int] | None = None,
         reasons: tuple[str, ...] = (),
         extra: Mapping[str, Any] | None = None,
@@ -690,12 +709,11 @@ class AppealService:
         (and the rating's status event) in one transaction; ``Conflict`` if it changed."""
         to = transition(appeal.state, action, appeal.appeal_id)
         row = {"state": to.value, "updated_at": now, **(values or {})}
-        with self.ledger.begin() as conn:
-            version = self.repo.update(conn, appeal.appeal_id, appeal.version, row)
+        with self.ledger.unit_of_work() as uow:
+            version = self.repo.update(uow, appeal.appeal_id, appeal.version, row)
             if writes is not None:
-                writes(conn)
-            self.ledger.append_in(
-                conn,
+                writes(uow)
+            uow.append(
                 Event(
                     kind=EVENT_KINDS[action],
                     actor=actor,
@@ -715,7 +733,7 @@ class AppealService:
                 ),
             )
             if rating_event is not None:
-                self.ledger.append_in(conn, *rating_event)
+                uow.append(*rating_event)
         return self.repo.get(appeal.appeal_id)
 
     # -- reading --------------------------------------------------------------------------
@@ -738,29 +756,78 @@ class AppealService:
         return self.repo.find(f)
 
     def history(self, appeal: Appeal) -> list[Event]:
+        """The appeal's events on the ledger (every action, and the rating's status
+        events it caused), oldest first."""
         return self.ledger.events_about(appeal.subject)
 
-    def context(self, appeal: Appeal) -> dict[str, Any]:
-        """What a reviewer needs next to the appeal: the rating, its events, detector
-        flags, and the low ratings around it on the same staff member grouped by device
-        and network prefix (a bombing cluster)."""
+    def show(self, actor: str | None, appeal_id: int) -> AppealDetail:
+        """One appeal in full for its appellant or a reader; the rating's context only
+        for those who read every appeal (the appellant sees their own appeal)."""
+        person = self.require_any(actor, (*READ_ROLES, "staff"))
+        appeal = self.repo.get(appeal_id)
+        reads_all = _reads_all(person)
+        if not reads_all and person.person_id != appeal.appellant_id:
+            raise PermissionDenied(f"{person.person_id} may not read appeal {appeal_id}")
+        return AppealDetail(
+            appeal=appeal,
+            history=tuple(self.history(appeal)),
+            evidence=tuple(self.evidence_files(appeal)),
+            allowed_next=allowed_commands(appeal.state),
+            context=self.context(appeal) if reads_all else None,
+        )
+
+    def list_evidence(self, actor: str | None, appeal_id: int) -> list[dict[str, Any]]:
+        """The files of one appeal (see :meth:`evidence_files`), for whoever may read it."""
+        return self.evidence_files(self.get(actor, appeal_id))
+
+    def stats(
+        self, actor: str | None, f: AppealFilter, by: str | None = None
+    ) -> list[dict[str, Any]]:
+        """:func:`~appeals.stats.summarise` of the appeals matching ``f`` (one row), or
+        one row per group ``by`` (ground, unit, appellant, window). For reviewers,
+        admins and auditors."""
+        self.require_any(actor, READ_ROLES)
+        appeals = self.find(actor, f)
+        now = self.clock.now()
+        return summarise_by(appeals, by, now) if by else [summarise(appeals, now)]
+
+    def context(self, appeal: Appeal) -> RatingContext:
+        """What a reviewer needs next to the appeal: the rating, its events, the automated
+        evidence about it (detection holds with every finding, a hold at intake, a case
+        opened on its window), and the low ratings around it on the same staff member
+        grouped by device and network prefix (a bombing cluster)."""
         rating = self.ledger.rating(appeal.rating_id)
         events = self.ledger.events_of(appeal.rating_id)
-        flags = [
-            e
-            for e in events
-            if e.kind.startswith(("flag", "hold"))
-            or (e.kind == "decision" and e.status is Status.HELD)
-        ]
-        near = self.repo.low_ratings_near(
-            rating, self.policy.low_composite_below, self.policy.cluster_days
+        cases = self.ledger.events_about(WINDOW_CASE.format(window_id=rating.window_id))
+        flags = sorted(
+            (e for e in (*events, *cases) if is_automated_evidence(e, rating.window_id)),
+            key=lambda e: e.event_id or 0,
         )
-        return {
-            "rating": rating,
-            "events": [e for e in events if not e.kind.startswith("appeal.")],
-            "flags": flags,
-            "cluster": cluster_summary(rating, near),
-        }
+        near = self.low_ratings_near(rating)
+        return RatingContext(
+            rating=rating,
+            events=tuple(e for e in events if e.kind not in APPEAL_KINDS),
+            flags=tuple(flags),
+            findings=tuple(findings_of(flags)),
+            cluster=cluster_summary(rating, near),
+        )
+
+    def low_ratings_near(self, rating: StoredRating) -> list[StoredRating]:
+        """Low ratings (composite below the appeals' mark) on the same staff member (or,
+        when the rating names none, the same window) submitted within ``cluster_days``
+        either side of it, this one included, oldest first."""
+        span = timedelta(days=self.policy.cluster_days)
+        return self.ledger.find_ratings(
+            RatingQuery(
+                staff_id=rating.staff_id or "",
+                window_id=None if rating.staff_id else rating.window_id,
+                composite_below=self.policy.low_composite_below,
+                submitted_from=rating.submitted_at - span,
+                # the span is closed at both ends; the query's upper bound is exclusive
+                submitted_to=rating.submitted_at + span + timedelta(microseconds=1),
+                order="submitted_at",
+            )
+        )
 
     def verify(self, actor: str | None) -> list[str]:
         """Replay every appeal's ledger events through the transition table and compare
@@ -775,7 +842,7 @@ class AppealService:
     def _verify_one(self, appeal: Appeal) -> list[str]:
         out: list[str] = []
         name = f"appeal {appeal.appeal_id}"
-        events = [e for e in self.history(appeal) if e.kind.startswith("appeal.")]
+        events = [e for e in self.history(appeal) if e.kind in APPEAL_KINDS]
         if not events or events[0].kind != FILED_KIND:
             return [f"{name}: no appeal.filed event on the ledger"]
         state = State(str(events[0].evidence.get("to")))
@@ -835,41 +902,3 @@ def _reads_all(person: Person) -> bool:
 
 def _hashes(appeal: Appeal) -> set[str]:
     return {f.sha256 for f in appeal.evidence}
-
-
-def cluster_summary(rating: Mapping[str, Any], near: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Group the low ratings around ``rating`` by device and by network prefix.
-
-    ``groups`` lists every device or prefix with at least two low ratings in the span
-    (largest first), marking the one this rating belongs to; pseudonyms are shortened.
-    """
-    others = [r for r in near if r["rating_id"] != rating["rating_id"]]
-    groups: list[dict[str, Any]] = []
-    for key, label in (("device_hash", "device"), ("prefix_hash", "prefix")):
-        by: dict[str, list[Mapping[str, Any]]] = {}
-        for r in near:
-            by.setdefault(r[key], []).append(r)
-        for h, rows in by.items():
-            if len(rows) < 2:
-                continue
-            groups.append(
-                {
-                    "by": label,
-                    "pseudonym": h[:8],
-                    "ratings": len(rows),
-                    "includes_this": h == rating[key],
-                    "rating_ids": [int(r["rating_id"]) for r in rows],
-                    "statuses": sorted({str(r["status"]) for r in rows}),
-                }
-            )
-    groups.sort(key=lambda g: (-g["ratings"], not g["includes_this"], g["by"]))
-    same_device = [r for r in others if r["device_hash"] == rating["device_hash"]]
-    same_prefix = [r for r in others if r["prefix_hash"] == rating["prefix_hash"]]
-    return {
-        "low_ratings_nearby": len(others),
-        "same_device": len(same_device),
-        "same_prefix": len(same_prefix),
-        "same_device_ids": [int(r["rating_id"]) for r in same_device],
-        "same_prefix_ids": [int(r["rating_id"]) for r in same_prefix],
-        "groups": groups,
-    }

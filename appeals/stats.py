@@ -1,12 +1,12 @@
-"""Appeal statistics and display rows: pure functions over :class:`~appeals.model.Appeal`."""
+"""Appeal statistics: pure functions over :class:`~appeals.model.Appeal` (display rows are
+in :mod:`appeals.views`)."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from appeals.model import Appeal, State
 
@@ -23,21 +23,6 @@ STAT_COLUMNS = (
     "escalations",
     "reopens",
     "reversals",
-)
-LIST_COLUMNS = (
-    "appeal_id",
-    "rating_id",
-    "appellant",
-    "unit",
-    "ground",
-    "state",
-    "round",
-    "reviewers",
-    "uphold_votes",
-    "filed",
-    "due",
-    "overdue",
-    "version",
 )
 GROUP_KEYS: dict[str, Callable[[Appeal], str]] = {
     "ground": lambda a: a.ground,
@@ -89,48 +74,3 @@ def summarise_by(appeals: Iterable[Appeal], by: str, now: datetime) -> list[dict
     for a in appeals:
         groups.setdefault(key(a), []).append(a)
     return [{by: k, **summarise(v, now)} for k, v in sorted(groups.items())]
-
-
-def local(at: datetime | None, tz: ZoneInfo) -> str | None:
-    """``YYYY-MM-DD HH:MM+hhmm`` in the rule set's time zone."""
-    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M%z") if at else None
-
-
-def due_day(due_at: datetime | None, tz: ZoneInfo) -> str | None:
-    """The last local day on which a decision is on time (``due_at`` is exclusive)."""
-    if due_at is None:
-        return None
-    return (due_at.astimezone(tz) - timedelta(microseconds=1)).date().isoformat()
-
-
-def appeal_row(a: Appeal, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
-    """One appeal as a list row (``LIST_COLUMNS``) plus machine fields for JSON."""
-    return {
-        "appeal_id": a.appeal_id,
-        "rating_id": a.rating_id,
-        "appellant": a.appellant_id,
-        "unit": a.appellant_unit,
-        "window_id": a.window_id,
-        "ground": a.ground,
-        "state": a.state.value,
-        "ineligible_reasons": list(a.ineligible_reasons),
-        "round": a.round,
-        "reviewers": list(a.reviewers),
-        "uphold_votes": len(a.uphold_voters),
-        "filed": local(a.filed_at, tz),
-        "filed_at": a.filed_at,
-        "due": due_day(a.due_at, tz),
-        "due_at": a.due_at,
-        "overdue": a.overdue(now),
-        "decided": local(a.decided_at, tz),
-        "decided_at": a.decided_at,
-        "decided_by": a.decided_by,
-        "decision_reason": a.decision_reason,
-        "used_automated_evidence": a.used_automated_evidence,
-        "prior_outcome": a.prior_outcome.value if a.prior_outcome else None,
-        "escalations": a.escalations,
-        "reopens": a.reopens,
-        "reversals": a.reversals,
-        "evidence": [f.sha256 for f in a.evidence],
-        "version": a.version,
-    }

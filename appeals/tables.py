@@ -1,10 +1,11 @@
-"""SQL tables owned by `appeals`, on the ledger's shared metadata (see integrity/adapters/tables.py).
+"""SQL tables owned by ``appeals``, on the shared metadata of :mod:`integrity.sqlkit`.
 
 ``appeals`` holds each appeal's current state, materialised like ``rating_status``:
 its history is the ledger's events about ``appeal:<id>`` (sealed in the Merkle log),
 and ``integrity appeal verify`` replays them through the transition table. Rows of
 ``appeal_reviewers``, ``appeal_votes`` and ``appeal_evidence`` are only ever inserted.
-Migration: ``integrity/migrations/versions/0200_appeals.py``.
+Written on a unit of work's connection only, so each row commits with the ledger
+events that record it. Migration: ``appeals/migrations/0200_appeals.py``.
 """
 
 from __future__ import annotations

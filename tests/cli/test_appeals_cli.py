@@ -18,11 +18,14 @@ from typing import Any
 
 import click
 import pytest
+import sqlalchemy as sa
+from appeals_factories import HIGH, LOW
 from click.testing import CliRunner, Result
 
-from appeals.commands import appeal_group, staff_group
-from appeals.testing import HIGH, LOW
+from appeals import tables as at
+from appeals.commands import appeal_group
 from integrity.clock import FrozenClock
+from integrity.commands import staff as staff_group
 
 # `tests/cli` is a folder named like the root module: under a bare `pytest` (not
 # `python -m pytest`) it would shadow `cli.py` as a namespace package.
@@ -186,6 +189,7 @@ def test_file_assign_decide_uphold_end_to_end(run: Cli, tmp_path: Path, clock: F
     assert [v["reviewer"] for v in show["votes"]] == ["R1", "R2"]
     assert show["evidence"][0]["on_disk"] == "ok"
     assert "cluster" in show and "flags" in show
+    assert show["findings"] == []  # nothing automated held rating 4
 
     mine = run("appeal", "show", "1", "--as", "S1").stdout
     assert "Appeal 1: upheld" in mine and "History (ledger)" in mine
@@ -261,6 +265,19 @@ def test_deadlines_escalate_overdue(run: Cli, clock: FrozenClock) -> None:
     assert [a["state"] for a in doc["escalated"]] == ["escalated"]
     stats = run.json("appeal", "stats", "--as", "A1")
     assert (stats["overdue"], stats["escalations"], stats["upheld"]) == (1, 1, 0)
+
+
+def test_verify_exits_1_when_an_appeal_row_disagrees_with_the_ledger(run: Cli) -> None:
+    run("appeal", "file", "4", "--ground", "system_error", "--reason", REASON, "--as", "S1")
+    engine = sa.create_engine(f"sqlite:///{run.home / 'ledger.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.update(at.appeals).values(state="rejected"))
+    engine.dispose()
+    res = run("appeal", "verify", "--as", "AU", code=1)
+    assert "MISMATCH: appeal 1: stored state rejected, ledger replay gives filed" in res.stdout
+    assert "appeal verification found 1 problem(s)" in res.stderr
+    doc = json.loads(run("appeal", "verify", "--as", "AU", "--format", "json", code=1).stdout)
+    assert doc["ok"] is False and len(doc["problems"]) == 1
 
 
 def test_withdraw_and_reopen_with_new_evidence(run: Cli, tmp_path: Path) -> None:

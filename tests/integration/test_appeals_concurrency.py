@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from appeals_factories import AppealWorld
 from factories import backend_url
 
-from appeals.commands import build_service
 from appeals.model import State
 from appeals.service import AppealService
-from appeals.testing import AppealWorld
 from integrity.errors import Conflict
 from integrity.model import Status
 
@@ -94,7 +93,7 @@ def test_two_reviewers_deciding_at_once_one_wins_the_other_gets_a_conflict(
         w.service.decide("R1", aid, uphold=True, reason=REASON, used_automated_evidence=False)
 
         barrier = threading.Barrier(2)
-        upholder, rejecter = build_service(w.app), build_service(w.app)
+        upholder, rejecter = w.fresh_service(), w.fresh_service()
         gate(upholder, "get", barrier)
         gate(rejecter, "get", barrier)
         results = race(
@@ -145,7 +144,7 @@ def test_two_staff_filing_about_one_rating_at_once_one_is_admitted(bw: AppealWor
     w = bw
     rid = w.rating(staff=None, window="W01")  # both S1 and S3 serve W01
     barrier = threading.Barrier(2)
-    first, second = build_service(w.app), build_service(w.app)
+    first, second = w.fresh_service(), w.fresh_service()
     pg = w.app.ledger.dialect == "postgresql"
     for svc in (first, second):
         if pg:

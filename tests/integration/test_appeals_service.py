@@ -10,18 +10,18 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from appeals_factories import HIGH, LOW, AppealWorld
 from factories import backend_url
 
 from appeals import tables as at
 from appeals.model import TRANSITIONS, Action, Appeal, State, TransitionNotAllowed
 from appeals.repository import AppealFilter
-from appeals.staff import StaffRecord
-from appeals.testing import HIGH, LOW, AppealWorld
+from integrity.catalogue import Kind, Reason, describe
 from integrity.errors import (
     Conflict,
     InvalidInput,
@@ -30,6 +30,7 @@ from integrity.errors import (
     PolicyViolation,
 )
 from integrity.model import Event, Status
+from integrity.people import StaffRecord
 from integrity.reports import performance
 
 REASON = "The comment is abuse about parking, not my service"
@@ -198,13 +199,42 @@ def test_a_held_rating_is_voided_from_held(w: AppealWorld) -> None:
     low = w.rating()
     _, v = w.app.ledger.current(low)
     w.app.ledger.append(
-        Event("hold", "detector", w.clock.now(), low, Status.HELD, ("outlier.burst",)), v
+        Event(Kind.HOLD, "detector", w.clock.now(), low, Status.HELD, (Reason.OUTLIER_BURST,)), v
     )
     aid = file_and_assign(w, low, "R1", "R2")
     decide(w, "R1", aid, uphold=True)
     decide(w, "R2", aid, uphold=True)
     void = w.app.ledger.events_of(low)[-1]
     assert void.evidence["previous_status"] == "held"
+
+
+def test_a_unique_key_taken_meanwhile_is_a_clear_conflict(bw: AppealWorld) -> None:
+    """The races the version check cannot see (a second claim on the rating, a second
+    vote in a round) end on the database's unique keys: a Conflict saying what
+    happened, and nothing of the unit of work is written."""
+    w = bw
+    rid = w.rating()
+    first = w.service.file("S1", rid, "system_error", REASON).appeal
+    second = w.service.file("S1", rid, "system_error", REASON).appeal
+    assert (first.claims_rating, second.claims_rating) == (True, False)
+    repo = w.service.repo
+    with (
+        pytest.raises(Conflict, match="another appeal contests the same rating now"),
+        w.app.ledger.unit_of_work() as uow,
+    ):
+        repo.update(uow, second.appeal_id, second.version, {"claims_rating": True})
+    assert repo.get(second.appeal_id) == second
+
+    aid = file_and_assign(w, w.rating(), "R1")
+    vote = w.service.decide(
+        "R1", aid, uphold=False, reason=REASON, used_automated_evidence=False
+    ).votes[0]
+    with (
+        pytest.raises(Conflict, match=f"R1 already voted on appeal {aid} in round 1"),
+        w.app.ledger.unit_of_work() as uow,
+    ):
+        repo.add_vote(uow, aid, vote)
+    assert len(repo.get(aid).votes) == 1
 
 
 def test_a_concurrent_status_change_fails_the_decision_cleanly(w: AppealWorld) -> None:
@@ -217,7 +247,15 @@ def test_a_concurrent_status_change_fails_the_decision_cleanly(w: AppealWorld) -
     def stale(rating_id: int) -> tuple[Status, int]:
         status, version = real_current(rating_id)
         w.app.ledger.append(
-            Event("hold", "detector", w.clock.now(), rating_id, Status.HELD, ("x",)), version
+            Event(
+                Kind.HOLD,
+                "detector",
+                w.clock.now(),
+                rating_id,
+                Status.HELD,
+                (Reason.OUTLIER_BURST,),
+            ),
+            version,
         )
         return status, version
 
@@ -570,8 +608,8 @@ def test_verify_finds_an_appeal_row_edited_behind_the_ledger(w: AppealWorld) -> 
     aid = file_and_assign(w, w.rating(), "R1")
     with pytest.raises(PermissionDenied):
         w.service.verify("R1")
-    with w.app.ledger.engine.begin() as conn:
-        conn.execute(
+    with w.app.ledger.unit_of_work() as uow:
+        uow.connection.execute(
             sa.update(at.appeals).where(at.appeals.c.appeal_id == aid).values(state="upheld")
         )
     problems = w.service.verify("AU")
@@ -588,28 +626,110 @@ def test_reviewers_see_flags_and_the_bombing_cluster(w: AppealWorld) -> None:
     w.rating(device="pad-X", ip="203.0.113.5", window="W04", at=now - timedelta(days=5))
     w.rating(device="pad-X", ip="203.0.113.5", scores=HIGH, at=now - timedelta(hours=5))
     w.rating(staff="S2", device="pad-X", ip="203.0.113.5", at=now - timedelta(hours=3))
-    w.app.ledger.append(
-        Event(
-            "flag.burst",
-            "detector",
-            now,
-            target,
-            reasons=("outlier.burst",),
-            evidence={"score": 0.97, "threshold": 0.9, "why": "4 low scores from one device"},
-        )
-    )
+    hold(w, target, now)
     aid = w.service.file("S1", target, "abusive_or_unrelated", REASON).appeal.appeal_id
     ctx = w.service.context(w.service.repo.get(aid))
-    assert [f.kind for f in ctx["flags"]] == ["flag.burst"]
-    assert ctx["flags"][0].evidence["score"] == 0.97
-    c = ctx["cluster"]
+    assert [f.kind for f in ctx.flags] == ["hold"]
+    assert ctx.flags[0].evidence["score"] == 0.97
+    c = ctx.cluster
     assert c["low_ratings_nearby"] == 3  # within 3 days, low, on S1
     assert c["same_device"] == 2
     assert c["same_prefix"] == 3
     top = c["groups"][0]
     assert (top["by"], top["ratings"], top["includes_this"]) == ("prefix", 4, True)
-    assert ctx["rating"]["rating_id"] == target
-    assert not any(e.kind.startswith("appeal.") for e in ctx["events"])
+    assert ctx.rating.rating_id == target
+    assert not any(e.kind.startswith("appeal.") for e in ctx.events)
+
+
+def hold(w: AppealWorld, rating_id: int, at: datetime) -> Event:
+    """A detection hold as the detector writes it: the strongest finding in full, the
+    others under ``also``."""
+    return w.app.ledger.append(
+        Event(
+            Kind.HOLD,
+            "detector",
+            at,
+            rating_id,
+            Status.HELD,
+            (Reason.OUTLIER_BOMBING, Reason.OUTLIER_BURST),
+            evidence={
+                "detector": "bombing",
+                "reason": Reason.OUTLIER_BOMBING,
+                "score": 0.97,
+                "threshold": 0.9,
+                "explanation": "4 low scores from one device",
+                "also": [
+                    {
+                        "detector": "burst",
+                        "reason": Reason.OUTLIER_BURST,
+                        "score": 5.5,
+                        "threshold": 4.0,
+                        "explanation": "a burst of ratings at W01",
+                    }
+                ],
+            },
+        )
+    )
+
+
+def test_reviewers_see_every_automated_finding(w: AppealWorld) -> None:
+    """Detection's holds (every finding, the ones under ``also`` too) and a case opened
+    on the rating's window are the automated evidence a reviewer must weigh; a
+    reviewer's clearing, another rating's hold and a case on another window are not."""
+    now = w.clock.now()
+    target = w.rating(window="W01")
+    other = w.rating(window="W01")
+    hold(w, target, now)
+    hold(w, other, now)  # another rating's hold is not this one's evidence
+    _, v = w.app.ledger.current(target)
+    w.app.ledger.append(
+        Event(Kind.CLEAR, "R9", now, target, Status.ACCEPTED, (Reason.REVIEW_CLEARED,)), v
+    )
+    for window, score in (("W01", 3.2), ("W02", 9.9)):
+        w.app.ledger.append(
+            Event(
+                Kind.CASE_OPENED,
+                "detector",
+                now,
+                subject=f"case:window:{window}",
+                reasons=(Reason.OUTLIER_COERCED,),
+                evidence={
+                    "detector": "coerced",
+                    "reason": Reason.OUTLIER_COERCED,
+                    "score": score,
+                    "threshold": 3.0,
+                    "explanation": f"fast straight-lined top scores at {window}",
+                },
+            )
+        )
+    aid = w.service.file("S1", target, "abusive_or_unrelated", REASON).appeal.appeal_id
+    ctx = w.service.context(w.service.repo.get(aid))
+
+    assert [(e.kind, e.subject) for e in ctx.flags] == [
+        ("hold", None),
+        ("case.opened", "case:window:W01"),
+    ]
+    assert [(f.kind, f.detector, f.reason, f.score, f.threshold) for f in ctx.findings] == [
+        ("hold", "bombing", "outlier.bombing", 0.97, 0.9),
+        ("hold", "burst", "outlier.burst", 5.5, 4.0),
+        ("case.opened", "coerced", "outlier.coerced", 3.2, 3.0),
+    ]
+    assert ctx.findings[1].explanation == "a burst of ratings at W01"
+    assert ctx.findings[0].event_id == ctx.flags[0].event_id
+    assert [e.kind for e in ctx.events] == ["decision", "hold", "clear"]
+
+
+def test_a_hold_at_intake_is_automated_evidence(w: AppealWorld) -> None:
+    """A rating the hook held (a real-time check) shows each reason as a finding."""
+    rid = w.rating(at=w.clock.now() + timedelta(hours=2))  # submitted in the future
+    assert w.app.ledger.current(rid)[0] is Status.HELD
+    aid = w.service.file("S1", rid, "system_error", REASON).appeal.appeal_id
+    ctx = w.service.context(w.service.repo.get(aid))
+    assert [e.kind for e in ctx.flags] == ["decision"]
+    assert [(f.kind, f.detector, f.reason) for f in ctx.findings] == [
+        ("decision", "intake", "time.submitted_in_future")
+    ]
+    assert ctx.findings[0].explanation == describe(Reason.SUBMITTED_IN_FUTURE)
 
 
 # -- the staff registry --------------------------------------------------------------------

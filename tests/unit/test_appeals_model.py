@@ -1,4 +1,9 @@
-"""The appeal state machine: every allowed and every forbidden transition, from the table."""
+"""The appeal state machine: every allowed and every forbidden transition.
+
+The allowed moves are written out here, one literal triple each, and compared with
+``appeals.model.TRANSITIONS``: a change to the table must be made twice, on purpose.
+Every other (state, action) pair is forbidden.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +28,58 @@ from appeals.model import (
 )
 from integrity.errors import PolicyViolation
 
-ALLOWED = sorted((s, a, t) for (s, a), t in TRANSITIONS.items())
-FORBIDDEN = sorted((s, a) for s, a in itertools.product(State, Action) if (s, a) not in TRANSITIONS)
+S, A = State, Action
+
+#: (state, action) -> next state, as the appeal workflow is specified: 27 allowed moves.
+ALLOWED = [
+    # filed: admitted, waiting for a reviewer
+    (S.FILED, A.ASSIGN, S.UNDER_REVIEW),
+    (S.FILED, A.WITHDRAW, S.WITHDRAWN),
+    (S.FILED, A.ESCALATE, S.ESCALATED),
+    # under_review
+    (S.UNDER_REVIEW, A.ASSIGN, S.UNDER_REVIEW),
+    (S.UNDER_REVIEW, A.REQUEST_INFO, S.NEEDS_INFO),
+    (S.UNDER_REVIEW, A.VOTE_UPHOLD, S.UNDER_REVIEW),
+    (S.UNDER_REVIEW, A.UPHOLD, S.UPHELD),
+    (S.UNDER_REVIEW, A.REJECT, S.REJECTED),
+    (S.UNDER_REVIEW, A.WITHDRAW, S.WITHDRAWN),
+    (S.UNDER_REVIEW, A.ESCALATE, S.ESCALATED),
+    # needs_info: waiting for the appellant
+    (S.NEEDS_INFO, A.ASSIGN, S.NEEDS_INFO),
+    (S.NEEDS_INFO, A.RESPOND, S.UNDER_REVIEW),
+    (S.NEEDS_INFO, A.WITHDRAW, S.WITHDRAWN),
+    (S.NEEDS_INFO, A.ESCALATE, S.ESCALATED),
+    # escalated: supervisors look at it; never escalated again
+    (S.ESCALATED, A.ASSIGN, S.UNDER_REVIEW),
+    (S.ESCALATED, A.REQUEST_INFO, S.NEEDS_INFO),
+    (S.ESCALATED, A.VOTE_UPHOLD, S.ESCALATED),
+    (S.ESCALATED, A.UPHOLD, S.UPHELD),
+    (S.ESCALATED, A.REJECT, S.REJECTED),
+    (S.ESCALATED, A.WITHDRAW, S.WITHDRAWN),
+    # reopened: a new round, waiting for fresh reviewers
+    (S.REOPENED, A.ASSIGN, S.UNDER_REVIEW),
+    (S.REOPENED, A.WITHDRAW, S.WITHDRAWN),
+    (S.REOPENED, A.ESCALATE, S.ESCALATED),
+    # final states: only a reopen leaves them
+    (S.UPHELD, A.REOPEN, S.REOPENED),
+    (S.REJECTED, A.REOPEN, S.REOPENED),
+    (S.WITHDRAWN, A.REOPEN, S.REOPENED),
+    (S.INELIGIBLE, A.REOPEN, S.REOPENED),
+]
+FORBIDDEN = sorted(
+    (s, a)
+    for s, a in itertools.product(State, Action)
+    if (s, a) not in {(x, y) for x, y, _ in ALLOWED}
+)
 
 
-def test_the_issue_names_exactly_these_states() -> None:
+def test_the_table_is_exactly_the_written_out_moves() -> None:
+    assert len(ALLOWED) == 27
+    assert len({(s, a) for s, a, _ in ALLOWED}) == 27  # no pair listed twice
+    assert dict(TRANSITIONS) == {(s, a): t for s, a, t in ALLOWED}
+
+
+def test_the_workflow_names_exactly_these_states() -> None:
     assert {s.value for s in State} == {
         "filed",
         "ineligible",
@@ -44,6 +96,7 @@ def test_the_issue_names_exactly_these_states() -> None:
 
 @pytest.mark.parametrize(("state", "action", "target"), ALLOWED, ids=str)
 def test_allowed_transition(state: State, action: Action, target: State) -> None:
+    assert TRANSITIONS[(state, action)] is target
     assert transition(state, action) is target
     assert action in allowed_actions(state)
 
@@ -62,6 +115,7 @@ def test_forbidden_transition(state: State, action: Action) -> None:
 def test_the_table_is_complete_and_forbidden_is_its_complement() -> None:
     assert len(ALLOWED) + len(FORBIDDEN) == len(State) * len(Action)
     assert len(ALLOWED) == 27
+    assert not set(FORBIDDEN) & set(TRANSITIONS)
 
 
 @pytest.mark.parametrize("state", sorted(FINAL_STATES))

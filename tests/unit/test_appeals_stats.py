@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from appeals.model import Appeal, State, Vote
-from appeals.staff import StaffRecord, guess_format, parse_staff_file
-from appeals.stats import appeal_row, due_day, summarise, summarise_by
+from appeals.stats import summarise, summarise_by
+from appeals.views import appeal_row, due_day
 from integrity.errors import InvalidInput
+from integrity.people import StaffRecord, guess_format, parse_staff_file
 
 T = datetime(2026, 10, 12, 2, 0, tzinfo=UTC)
 TZ = ZoneInfo("Asia/Shanghai")

@@ -1,7 +1,7 @@
-"""A small wired world for tests and demos: an instance on a frozen clock, people, ratings.
+"""A small wired world for the appeals tests: an instance on a frozen clock, people, ratings.
 
-Composition, like :mod:`appeals.commands`: it may import the bootstrap. Nothing in the
-engine imports it.
+Composition: it opens the instance through the composition root (``bootstrap``), as
+only tests and ``cli.py`` may.
 """
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from appeals.commands import build_service
 from appeals.service import AppealService
-from appeals.staff import StaffRecord, StaffRegistry
-from integrity.app import App, Settings
 from bootstrap import init_instance, open_app
+from integrity.app import App, Settings
 from integrity.clock import FrozenClock
-from integrity.people import People
+from integrity.people import People, StaffRecord, StaffRegistry
 
 # Monday 2026-10-12 10:00 in Shanghai (the default rule set's time zone).
 MONDAY = datetime(2026, 10, 12, 2, 0, tzinfo=UTC)
@@ -53,9 +51,13 @@ class AppealWorld:
         if init:
             init_instance(self.settings, rules_text=rules_text, clock=self.clock)
         self.app: App = open_app(self.settings, clock=self.clock)
-        self.people = People(self.app.ledger)
-        self.registry = StaffRegistry(self.people, self.app.ledger, self.clock)
-        self.service: AppealService = build_service(self.app)
+        self.people: People = self.app.people
+        self.registry: StaffRegistry = self.app.get(StaffRegistry)
+        self.service: AppealService = self.app.get(AppealService)
+
+    def fresh_service(self) -> AppealService:
+        """Another service on the same App (for races: each thread its own instance)."""
+        return AppealService.from_app(self.app)
 
     def close(self) -> None:
         self.app.close()
