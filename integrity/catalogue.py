@@ -177,7 +177,9 @@ def describe(code: str) -> str:
     """The sentence behind a reason code or event kind; ``KeyError`` for an unknown one."""
     if code in REASONS:
         return REASONS[Reason(code)]
-    return KINDS[Kind(code)]
+    if code in KINDS:
+        return KINDS[Kind(code)]
+    raise KeyError(code)
 
 
 def is_reason(code: str) -> bool:
