@@ -1,4 +1,4 @@
-"""HTTP intake (CONTRACT §4) on FastAPI: the same hook as the CLI and the Python API.
+"""HTTP intake (docs/reference.md, HTTP) on FastAPI: the same hook as the CLI and the Python API.
 
 Live intake judges each rating at the time of receipt. A background thread seals
 new ledger events into the Merkle log every few seconds, off the request path.

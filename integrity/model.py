@@ -130,7 +130,7 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Decision:
-    """The hook's answer for one rating (CONTRACT §2)."""
+    """The hook's answer for one rating (docs/reference.md, Decisions)."""
 
     rating_id: int
     status: Status

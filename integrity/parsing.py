@@ -1,4 +1,4 @@
-"""Parse an intake object (CONTRACT §1) into a pseudonymised :class:`Rating`.
+"""Parse an intake object (docs/reference.md, Ratings) into a pseudonymised :class:`Rating`.
 
 Structure is checked by a pydantic model (also the HTTP schema); the rubric
 (dimensions, scale) is checked against the active rule set. Every problem is
@@ -45,7 +45,7 @@ def _text(lo: int, hi: int) -> Any:
 
 
 class RatingIn(BaseModel):
-    """A rating as intake services send it (CONTRACT §1)."""
+    """A rating as intake services send it (docs/reference.md, Ratings)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
@@ -249,7 +249,7 @@ def parse_rating(
         received_at=received,
         scores=scores,
         # Rounded: weights like 0.3 are not exact in binary, and a mean that is exactly
-        # 3.0 in decimals came out 2.9999999999999996, a low score (CONTRACT §1: < 3.0).
+        # 3.0 in decimals came out 2.9999999999999996, a low score (a low score is < 3.0).
         composite=round(rubric.composite(scores), COMPOSITE_DECIMALS),
         comment=model.comment,
         ip_hash=ip_hash,

@@ -29,7 +29,7 @@ def _cell(value: Any, digits: int) -> str:
 def render(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], fmt: str, out: TextIO) -> int:
     """Write ``rows`` to ``out`` as ``table`` (aligned text), ``csv`` or ``json``.
 
-    Machine formats keep 6 decimals (CONTRACT asks for at least 4); the table shows 3.
+    Machine formats keep 6 decimals (the reference promises at least 4); the table shows 3.
     Returns the number of rows written. CSV streams; table and JSON buffer.
     """
     n = 0

@@ -1,6 +1,6 @@
 """The venue registry: halls whose shared addresses and rating pads honest citizens use.
 
-Loaded from JSON (CONTRACT §3, ``integrity venues load``) and pseudonymised on load:
+Loaded from JSON (``integrity venues load``) and pseudonymised on load:
 a network is stored as the keyed hashes of what a rating's address is matched by,
 its single addresses (networks of /24 or longer in IPv4, exactly /128 in IPv6) or
 its /24 (IPv4) or /64 (IPv6) prefixes (networks from /16 to /24, from /48 to /64).

@@ -3,7 +3,7 @@
 ``simulate(WorldConfig(seed=7))`` builds a few service halls (windows, staff on
 shifts, one kiosk rating pad per window), serves a month of tickets through
 queues with realistic opening hours and seasonality, has citizens rate a share of
-them through every channel of CONTRACT §1, and then runs attack campaigns on top:
+them through every channel of the rating format, and then runs attack campaigns on top:
 
 =================  ==============================================================
 ``flood``          one ordinary address pushes hundreds of ratings in minutes

@@ -44,7 +44,7 @@ from simulation.output import _format_ids, _format_ips, _format_times
 
 
 class World:
-    """A simulated month: ratings (CONTRACT §1 dicts), aligned truth, venues.
+    """A simulated month: ratings (intake dicts), aligned truth, venues.
 
     ``ratings`` and ``truth`` are built on first access from columnar arrays, so
     :meth:`to_jsonl` on a million-rating world can stream without holding a
@@ -86,7 +86,7 @@ class World:
     _CHUNK = 100_000
 
     def iter_ratings(self) -> Iterator[dict[str, Any]]:
-        """Yield the ratings as CONTRACT §1 dicts, in ``submitted_at`` order."""
+        """Yield the ratings as intake dicts, in ``submitted_at`` order."""
         for lo in range(0, len(self), self._CHUNK):
             t = self._text(lo, min(len(self), lo + self._CHUNK))
             for i in range(len(t["ticket"])):
@@ -156,7 +156,7 @@ class World:
 
     @cached_property
     def ratings(self) -> list[dict[str, Any]]:
-        """Every rating as a CONTRACT §1 dict, sorted by ``submitted_at``."""
+        """Every rating as an intake dict, sorted by ``submitted_at``."""
         with _gc_paused():
             return list(self.iter_ratings())
 

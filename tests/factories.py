@@ -47,7 +47,7 @@ def serial() -> int:
 
 
 def rating(*, omit: Iterable[str] = (), **overrides: Any) -> dict[str, Any]:
-    """A valid intake object (CONTRACT §1) with a fresh ticket, address and device.
+    """A valid intake object (docs/reference.md, Ratings) with a fresh ticket, address and device.
 
     Each call gets its own ticket, its own /24 and its own device, so rate limits never
     trip unless a test shares them on purpose. ``overrides`` replace fields; ``omit``
@@ -354,7 +354,7 @@ def rfc3339(at: datetime, off: timedelta) -> str:
 
 @st.composite
 def valid_ratings(draw: st.DrawFn) -> dict[str, Any]:
-    """Any intake object CONTRACT §1 allows, optional fields present or not."""
+    """Any intake object the rating format allows, optional fields present or not."""
     doc: dict[str, Any] = {
         "ticket_id": draw(st.text(_chars, min_size=1, max_size=128)),
         "window_id": draw(_text),

@@ -1,4 +1,4 @@
-"""The command line as a user meets it: CONTRACT §3 end to end on a fresh instance."""
+"""The command line as a user meets it: the reference's commands end to end on a fresh instance."""
 
 from __future__ import annotations
 

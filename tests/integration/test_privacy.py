@@ -1,4 +1,4 @@
-"""Raw IP addresses and device ids are never stored and never logged (CONTRACT §1).
+"""Raw IP addresses and device ids are never stored and never logged (docs/reference.md, Ratings).
 
 A few hundred ratings with distinctive addresses (IPv4, IPv6, IPv4-mapped) and device
 ids go in through every intake path (Python API, ingest, HTTP single and batch) over a

@@ -1,4 +1,4 @@
-"""HTTP intake (CONTRACT §4) over the embedded SQLite ledger and in-memory limiter."""
+"""HTTP intake (docs/reference.md, HTTP) over the embedded SQLite ledger and in-memory limiter."""
 
 from __future__ import annotations
 

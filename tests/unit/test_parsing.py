@@ -1,4 +1,4 @@
-"""Parsing intake objects (CONTRACT §1): field-level refusals, defaults, fingerprints, composite."""
+"""Parsing intake objects (docs/reference.md, Ratings): field-level refusals, defaults, fingerprints, composite."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def scores(**changes: Any) -> dict[str, Any]:
     return {**SCORES, **changes}
 
 
-# -- every CONTRACT §1 rule is refused with an error naming the field ----------------------
+# -- every rule of the rating format is refused with an error naming the field ----------------------
 
 REFUSED = [
     pytest.param({"ticket_id": ""}, "ticket_id", id="ticket_id-empty"),

@@ -1,4 +1,4 @@
-"""Performance reports and the ratings export (CONTRACT §3), on SQLite and PostgreSQL.
+"""Performance reports and the ratings export (docs/reference.md, Command line), on SQLite and PostgreSQL.
 
 Only counted (accepted) ratings make a score; every group with any rating in the period
 appears; a rating belongs to the month of its served_at (else submitted_at) in the rule

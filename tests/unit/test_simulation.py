@@ -1,4 +1,4 @@
-"""Tests for the simulation package: determinism, CONTRACT §1 conformance, ground truth,
+"""Tests for the simulation package: determinism, conformance to the rating format, ground truth,
 attack switches, and the honest crowds that must look suspicious without being so."""
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def test_jsonl_lines_are_the_ratings(small: World, tmp_path: Path) -> None:
     assert [json.loads(x) for x in lines] == small.ratings
 
 
-# ---- CONTRACT §1 ------------------------------------------------------------------------
+# ---- the rating format ------------------------------------------------------------------------
 
 
 def test_every_rating_satisfies_the_contract(world: World) -> None:
