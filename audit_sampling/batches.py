@@ -3,60 +3,42 @@
 A pull exports pseudonymised fields only (the ledger holds nothing else: raw
 addresses and device ids were never stored) and a manifest that ties the file to
 the sample: algorithm, seed, frame SHA-256 and checkpoint, rate, every item's
-ticket number, and the file's own SHA-256. Every pull is a ledger event
-(``audit.pull``: who, which batch, which bytes, when).
+ticket number, and the file's own SHA-256 (both formats: :mod:`audit_sampling.formats`).
+Every pull is a ledger event (``audit.pull``: who, which batch, which bytes, when).
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from audit_sampling import tables as at
-from audit_sampling.context import (
-    AuditContext,
-    BatchRecord,
-    batch_subject,
-    load_batch,
-    load_frame,
-    load_sample,
-    sample_subject,
+from audit_sampling.context import AuditContext, batch_subject, sample_subject
+from audit_sampling.formats import (
+    check_pull_format,
+    export_row,
+    item_order,
+    pull_manifest,
+    render_rows,
 )
-from audit_sampling.draws import item_order
-from audit_sampling.verify import PULL_FORMAT
-from integrity.adapters import tables as t
-from integrity.sqlkit import translate_errors
-from integrity.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
+from audit_sampling.records import BatchRecord, load_batch, load_frame, load_sample
+from integrity.catalogue import Kind
+from integrity.errors import (
+    AlreadyExists,
+    Conflict,
+    FieldError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from integrity.model import Event
+from integrity.ports import RatingQuery
 
-PULL_FORMATS = ("csv", "jsonl")
-EXPORT_COLUMNS = (
-    "rating_id",
-    "ticket_id",
-    "window_id",
-    "staff_id",
-    "service_type",
-    "channel",
-    "served_at",
-    "submitted_at",
-    "received_at",
-    "scores",
-    "composite",
-    "ip_hash",
-    "prefix_hash",
-    "device_hash",
-    "stratum",
-    "rank",
-    "risk_rank",
-    "ticket",
-)
+BATCH_COLUMNS = ("batch_id", "sample_id", "seq", "auditor_id", "items", "findings", "pulls")
 
 
 @dataclass(frozen=True)
@@ -95,7 +77,8 @@ def split(
     now = ctx.now()
     created: list[tuple[int, int, str | None, int]] = []
     try:
-        with ctx.ledger.begin() as conn:
+        with ctx.ledger.unit_of_work() as uow:
+            conn = uow.connection
             rows = [
                 dict(r)
                 for r in conn.execute(
@@ -135,10 +118,9 @@ def split(
                 )
                 created.append((int(bid), seq, auditor, len(chunk)))
             if created:
-                ctx.ledger.append_in(
-                    conn,
+                uow.append(
                     Event(
-                        kind="audit.batches",
+                        kind=Kind.AUDIT_BATCHES,
                         actor=person.person_id,
                         at=now,
                         subject=sample_subject(sample.sample_id),
@@ -149,11 +131,45 @@ def split(
                                 for bid, s, a, n in created
                             ],
                         },
-                    ),
+                    )
                 )
-    except sa.exc.IntegrityError:
+    except AlreadyExists:
         raise Conflict("another split of this sample committed first; run again") from None
     return [BatchSummary(bid, sample.sample_id, s, a, n, 0, 0) for bid, s, a, n in created]
+
+
+@dataclass(frozen=True)
+class Batching:
+    """What ``audit batches SAMPLE`` did: the new batches, and every batch of the sample."""
+
+    made: list[BatchSummary]
+    batches: list[BatchSummary]
+
+    @property
+    def items(self) -> int:
+        """Items put into the new batches."""
+        return sum(b.items for b in self.made)
+
+
+def batch_sample(
+    ctx: AuditContext,
+    sample_ref: int | str | None,
+    actor: str | None,
+    size: int | None = None,
+    auditors: Sequence[str] = (),
+) -> Batching:
+    """Split a sample's unbatched items into new batches (if it has any), then list its
+    batches. Listing alone needs no role; splitting needs a supervisor."""
+    sample = load_sample(ctx, sample_ref)
+    it = at.audit_items
+    with ctx.ledger.reading() as conn:
+        unbatched = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(it)
+            .where(it.c.sample_id == sample.sample_id, it.c.batch_id.is_(None))
+        ).scalar_one()
+    made = split(ctx, sample.sample_id, actor, size, auditors) if unbatched else []
+    return Batching(made, list_batches(ctx, sample.sample_id))
 
 
 def assign(
@@ -164,7 +180,8 @@ def assign(
     ctx.auditor(auditor_id)
     batch = load_batch(ctx, batch_id)
     now = ctx.now()
-    with ctx.ledger.begin() as conn:
+    with ctx.ledger.unit_of_work() as uow:
+        conn = uow.connection
         has_findings = conn.execute(
             sa.select(sa.func.count())
             .select_from(at.audit_findings)
@@ -180,15 +197,14 @@ def assign(
             .where(at.audit_batches.c.batch_id == batch.batch_id)
             .values(auditor_id=auditor_id, assigned_at=now)
         )
-        ctx.ledger.append_in(
-            conn,
+        uow.append(
             Event(
-                kind="audit.assign",
+                kind=Kind.AUDIT_ASSIGN,
                 actor=person.person_id,
                 at=now,
                 subject=batch_subject(batch.batch_id),
                 evidence={"auditor": auditor_id, "previous": batch.auditor_id},
-            ),
+            )
         )
     return load_batch(ctx, batch.batch_id)
 
@@ -210,34 +226,27 @@ def list_batches(
         .where(fi.c.batch_id == b.c.batch_id)
         .scalar_subquery()
     )
-    pulls = (
-        sa.select(sa.func.count())
-        .select_from(t.events)
-        .where(
-            t.events.c.kind == "audit.pull",
-            t.events.c.subject == sa.literal("audit:batch:") + sa.cast(b.c.batch_id, sa.String),
-        )
-        .scalar_subquery()
-    )
-    q = sa.select(b, items.label("items"), found.label("findings"), pulls.label("pulls"))
+    q = sa.select(b, items.label("items"), found.label("findings"))
     if sample_ref is not None:
         q = q.where(b.c.sample_id == load_sample(ctx, sample_ref).sample_id)
     if auditor_id is not None:
         q = q.where(b.c.auditor_id == auditor_id)
     q = q.order_by(b.c.sample_id, b.c.seq)
-    with translate_errors(), ctx.ledger.engine.connect() as conn:
-        return [
-            BatchSummary(
-                int(r.batch_id),
-                int(r.sample_id),
-                int(r.seq),
-                r.auditor_id,
-                int(r.items),
-                int(r.findings),
-                int(r.pulls),
-            )
-            for r in conn.execute(q)
-        ]
+    with ctx.ledger.reading() as conn:
+        rows = conn.execute(q).all()
+    pulls = ctx.ledger.count_events(Kind.AUDIT_PULL, [batch_subject(int(r.batch_id)) for r in rows])
+    return [
+        BatchSummary(
+            int(r.batch_id),
+            int(r.sample_id),
+            int(r.seq),
+            r.auditor_id,
+            int(r.items),
+            int(r.findings),
+            pulls.get(batch_subject(int(r.batch_id)), 0),
+        )
+        for r in rows
+    ]
 
 
 def own_batch(ctx: AuditContext, batch_id: int | str, auditor_id: str | None) -> BatchRecord:
@@ -254,66 +263,29 @@ def own_batch(ctx: AuditContext, batch_id: int | str, auditor_id: str | None) ->
 
 
 def batch_rows(ctx: AuditContext, batch_id: int) -> list[dict[str, Any]]:
-    """The export rows of a batch, in sample order."""
-    it, r = at.audit_items, t.ratings
-    q = (
-        sa.select(
-            r.c.rating_id,
-            r.c.ticket_id,
-            r.c.window_id,
-            r.c.staff_id,
-            r.c.service_type,
-            r.c.channel,
-            r.c.served_at,
-            r.c.submitted_at,
-            r.c.received_at,
-            r.c.scores,
-            r.c.composite,
-            r.c.ip_hash,
-            r.c.prefix_hash,
-            r.c.device_hash,
-            it.c.rank,
-            it.c.risk_rank,
-            it.c.ticket,
-        )
-        .select_from(it.join(r, r.c.rating_id == it.c.rating_id))
-        .where(it.c.batch_id == batch_id)
+    """The export rows of a batch, in sample order: its items joined with their ratings."""
+    it = at.audit_items
+    with ctx.ledger.reading() as conn:
+        items = [
+            dict(r)
+            for r in conn.execute(
+                sa.select(
+                    it.c.rating_id, it.c.window_id, it.c.rank, it.c.risk_rank, it.c.ticket
+                ).where(it.c.batch_id == batch_id)
+            ).mappings()
+        ]
+    ratings = (
+        {
+            r.rating_id: r
+            for r in ctx.ledger.find_ratings(RatingQuery(ids=[int(i["rating_id"]) for i in items]))
+        }
+        if items
+        else {}
     )
-    with translate_errors(), ctx.ledger.engine.connect() as conn:
-        rows = [dict(x) for x in conn.execute(q).mappings()]
-    out = []
-    for row in sorted(rows, key=item_order):
-        row["stratum"] = "uniform" if row["rank"] is not None else "risk"
-        row["scores"] = json.loads(row["scores"])
-        for k in ("served_at", "submitted_at", "received_at"):
-            row[k] = row[k].isoformat() if row[k] is not None else None
-        out.append({k: row[k] for k in EXPORT_COLUMNS})
-    return out
-
-
-def render_rows(rows: Sequence[dict[str, Any]], fmt: str) -> bytes:
-    """Canonical bytes of an export: CSV (scores as JSON text) or JSON Lines."""
-    if fmt == "jsonl":
-        return "".join(
-            json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
-            for r in rows
-        ).encode("utf-8")
-    if fmt != "csv":
-        raise InvalidInput(
-            [FieldError("format", f"expected one of {', '.join(PULL_FORMATS)}")], what="pull"
-        )
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(EXPORT_COLUMNS)
-    for r in rows:
-        cells = []
-        for c in EXPORT_COLUMNS:
-            v = r[c]
-            if c == "scores":
-                v = json.dumps(v, sort_keys=True, separators=(",", ":"))
-            cells.append("" if v is None else (repr(v) if isinstance(v, float) else str(v)))
-        w.writerow(cells)
-    return buf.getvalue().encode("utf-8")
+    missing = sorted(int(i["rating_id"]) for i in items if int(i["rating_id"]) not in ratings)
+    if missing:
+        raise NotFound(f"batch {batch_id} names rating(s) the ledger does not hold: {missing[:10]}")
+    return [export_row(ratings[int(i["rating_id"])], i) for i in sorted(items, key=item_order)]
 
 
 @dataclass(frozen=True)
@@ -333,10 +305,7 @@ def pull(
     via: str = "cli",
 ) -> Pull:
     """Export a batch for its auditor, log the pull on the ledger, return data and manifest."""
-    if fmt not in PULL_FORMATS:
-        raise InvalidInput(
-            [FieldError("format", f"expected one of {', '.join(PULL_FORMATS)}")], what="pull"
-        )
+    check_pull_format(fmt)
     batch = own_batch(ctx, batch_id, auditor_id)
     sample = load_sample(ctx, batch.sample_id)
     frame = load_frame(ctx, sample.frame_id)
@@ -344,56 +313,72 @@ def pull(
     if not rows:
         raise NotFound(f"batch {batch.batch_id} has no items")
     data = render_rows(rows, fmt)
-    digest = hashlib.sha256(data).hexdigest()
     now = ctx.now()
+    auditor = str(auditor_id)
+    manifest = pull_manifest(
+        batch=batch,
+        sample=sample,
+        frame=frame,
+        auditor=auditor,
+        pulled_at=now,
+        event_id=None,
+        rows=rows,
+        data=data,
+        fmt=fmt,
+        file_name=file_name,
+    )
     ev = ctx.ledger.append(
         Event(
-            kind="audit.pull",
-            actor=str(auditor_id),
+            kind=Kind.AUDIT_PULL,
+            actor=auditor,
             at=now,
             subject=batch_subject(batch.batch_id),
             evidence={
                 "sample_id": sample.sample_id,
                 "format": fmt,
-                "file_sha256": digest,
+                "file_sha256": manifest["file"]["sha256"],
                 "items": len(rows),
                 "rating_ids": [r["rating_id"] for r in rows],
                 "via": via,
             },
         )
     )
-    manifest = {
-        "format": PULL_FORMAT,
-        "batch_id": batch.batch_id,
-        "batch_seq": batch.seq,
-        "sample_id": sample.sample_id,
-        "auditor": auditor_id,
-        "pulled_at": now.isoformat(),
-        "pull_event_id": ev.event_id,
-        "algorithm": sample.algorithm,
-        "seed": sample.seed,
-        "rate": sample.rate,
-        "min_per_stratum": sample.min_per_stratum,
-        "frame_sha256": frame.frame_hash,
-        "period": frame.period,
-        "checkpoint": frame.checkpoint,
-        "items": [
-            {
-                "rating_id": r["rating_id"],
-                "window_id": r["window_id"],
-                "stratum": r["stratum"],
-                "rank": r["rank"],
-                "risk_rank": r["risk_rank"],
-                "ticket": r["ticket"],
-            }
-            for r in rows
-        ],
-        "file": {
-            "name": file_name,
-            "format": fmt,
-            "rows": len(rows),
-            "bytes": len(data),
-            "sha256": digest,
-        },
-    }
+    manifest["pull_event_id"] = ev.event_id
     return Pull(batch, rows, data, manifest)
+
+
+@dataclass(frozen=True)
+class PullRecord:
+    """One logged pull of a batch."""
+
+    event_id: int | None
+    at: datetime
+    auditor: str
+    via: str | None
+    format: str | None
+    items: int | None
+    sha256: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+PULL_COLUMNS = ("event_id", "at", "auditor", "via", "format", "items", "sha256")
+
+
+def pulls_of(ctx: AuditContext, batch_id: int | str) -> list[PullRecord]:
+    """Who pulled a batch, when, how, and which bytes (from the ledger's events)."""
+    batch = load_batch(ctx, batch_id)
+    return [
+        PullRecord(
+            event_id=e.event_id,
+            at=e.at,
+            auditor=e.actor,
+            via=e.evidence.get("via"),
+            format=e.evidence.get("format"),
+            items=e.evidence.get("items"),
+            sha256=e.evidence.get("file_sha256"),
+        )
+        for e in ctx.ledger.events_about(batch_subject(batch.batch_id))
+        if e.kind == Kind.AUDIT_PULL
+    ]

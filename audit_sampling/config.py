@@ -1,7 +1,7 @@
 """The ``[audit]`` table of the rule set: sampling rate, minimums, tolerances.
 
-Every field is optional; defaults are the issue's (10 % per window, 95 %
-confidence, 5 % tolerable deviation rate). A draw records the values it used, so a
+Every field is optional; the defaults are 10 % per window (at least 5), 95 %
+confidence and a 5 % tolerable deviation rate. A draw records the values it used, so a
 later rule set never changes an existing sample.
 """
 

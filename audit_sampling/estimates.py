@@ -17,11 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from audit_sampling import tables as at
-from audit_sampling.context import AuditContext, load_frame, load_sample, strata
-from audit_sampling.draws import DEVIATIONS, NOT_APPLICABLE
-from audit_sampling.findings import CODES, VOIDING
+from audit_sampling.context import CODES, DEVIATIONS, NOT_APPLICABLE, VOIDING, AuditContext
+from audit_sampling.records import load_frame, load_sample, strata
 from audit_sampling.stats import clopper_pearson, estimate, stratified
-from integrity.sqlkit import translate_errors
 
 METHOD = (
     "exact one-sided bounds at the stated confidence: per window hypergeometric "
@@ -47,6 +45,24 @@ COLUMNS = (
     "projected_upper",
     "escalate",
 )
+#: What each column of the report says (printed under the table).
+LEGEND = {
+    "window_id": "the stratum; (all) is the random sample over every window, (risk) the "
+    "targeted items",
+    "population": "counted ratings of the window in the frame",
+    "sampled": "items drawn (with expansions and replacements)",
+    "audited": "items with a finding other than not_applicable",
+    "pending": "items without a finding yet",
+    "deviations": "findings of fabricated, coerced, duplicate, wrong_staff or cannot_verify",
+    "voided": "ratings voided by a finding (fabricated, coerced, duplicate)",
+    "rate": "deviations / audited",
+    "lower": "exact lower bound of the deviation rate at the confidence",
+    "upper": "exact upper bound of the deviation rate (hypergeometric, finite population)",
+    "cp_upper": "plain Clopper-Pearson upper bound, without the finite-population correction",
+    "projected": "invalid ratings expected in the window: population x rate",
+    "projected_upper": "upper bound on the invalid ratings in the window",
+    "escalate": "true when the audit is complete and the upper bound exceeds the tolerable rate",
+}
 
 
 @dataclass
@@ -90,7 +106,7 @@ def _codes(ctx: AuditContext, sample_id: int) -> list[tuple[str, bool, bool, str
         )
         .where(it.c.sample_id == sample_id)
     )
-    with translate_errors(), ctx.ledger.engine.connect() as conn:
+    with ctx.ledger.reading() as conn:
         return [
             (w, rank is not None, rr is not None, code) for w, rank, rr, code in conn.execute(q)
         ]

@@ -20,41 +20,31 @@ import io
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from audit_sampling import tables as at
-from audit_sampling.batches import EXPORT_COLUMNS, own_batch
+from audit_sampling.batches import own_batch
 from audit_sampling.context import (
+    CODES,
+    NOT_APPLICABLE,
+    VOID_REASONS,
+    VOIDING,
     AuditContext,
     batch_subject,
-    dumps,
-    load_frame,
-    load_sample,
-    strata,
 )
-from audit_sampling.draws import (
-    NOT_APPLICABLE,
-    add_uniform_item,
-    existing_items,
-    item_row,
-    move_take,
-    stream_frame,
-)
-from integrity.errors import Conflict, FieldError, InvalidInput
+from audit_sampling.draw import item_row, stream_frame
+from audit_sampling.expand import add_uniform_item, existing_items, move_take
+from audit_sampling.formats import EXPORT_COLUMNS
+from audit_sampling.records import SampleRecord, StratumRecord, load_frame, load_sample, strata
+from integrity.catalogue import Kind
+from integrity.errors import AlreadyExists, Conflict, FieldError, InvalidInput
 from integrity.model import Event, Status
+from integrity.sqlkit import canonical_json
 
-CODES = (
-    "genuine",
-    "fabricated",
-    "coerced",
-    "duplicate",
-    "wrong_staff",
-    "cannot_verify",
-    "not_applicable",
-)
-VOIDING = ("fabricated", "coerced", "duplicate")
 NOTE_MAX = 2000
 FINDING_COLUMNS = ("rating_id", "code", "note")
 
@@ -211,7 +201,7 @@ def record(
     batch = own_batch(ctx, batch_id, auditor_id)
     sample = load_sample(ctx, batch.sample_id)
     it, fi = at.audit_items, at.audit_findings
-    with ctx.ledger.engine.connect() as conn:
+    with ctx.ledger.reading() as conn:
         items = {
             int(r.rating_id): r
             for r in conn.execute(
@@ -230,7 +220,10 @@ def record(
         }
     findings = validate(entries, items, already, batch.batch_id)
     out = Recorded(batch.batch_id)
+    auditor = str(auditor_id)
 
+    # Statuses as read now: a rating whose status moves before the write below makes
+    # the whole file fail (optimistic concurrency), so nothing is voided on stale facts.
     versions = {f.rating_id: ctx.ledger.current(f.rating_id) for f in findings if f.code in VOIDING}
     replacements = _replacements(
         ctx, sample, [f for f in findings if f.code == NOT_APPLICABLE], items
@@ -239,10 +232,11 @@ def record(
     st = strata(ctx, sample.sample_id)
     subject = batch_subject(batch.batch_id)
     try:
-        with ctx.ledger.begin() as conn:
+        with ctx.ledger.unit_of_work() as uow:
+            conn = uow.connection
             existing = existing_items(conn, sample.sample_id)
             for f in findings:
-                evidence = {
+                evidence: dict[str, Any] = {
                     "sample_id": sample.sample_id,
                     "batch_id": batch.batch_id,
                     "code": f.code,
@@ -252,16 +246,15 @@ def record(
                 repl = replacements.get(f.rating_id)
                 if f.code == NOT_APPLICABLE:
                     evidence["replacement"] = repl[0] if repl else None
-                ev = ctx.ledger.append_in(
-                    conn,
+                ev = uow.append(
                     Event(
-                        kind="audit.finding",
-                        actor=str(auditor_id),
+                        kind=Kind.AUDIT_FINDING,
+                        actor=auditor,
                         at=now,
                         rating_id=f.rating_id,
                         subject=subject,
                         evidence=evidence,
-                    ),
+                    )
                 )
                 void_id = None
                 if f.code in VOIDING:
@@ -269,23 +262,17 @@ def record(
                     if status is Status.VOIDED:
                         out.already_void.append(f.rating_id)
                     else:
-                        void = ctx.ledger.append_in(
-                            conn,
-                            Event(
-                                kind="void",
-                                actor=str(auditor_id),
+                        void = uow.append(
+                            void_event(
+                                f.rating_id,
+                                f.code,
+                                actor=auditor,
                                 at=now,
-                                rating_id=f.rating_id,
-                                status=Status.VOIDED,
-                                reasons=(f"audit.{f.code}",),
                                 subject=subject,
-                                evidence={
-                                    "finding_event_id": ev.event_id,
-                                    "sample_id": sample.sample_id,
-                                    "batch_id": batch.batch_id,
-                                    "code": f.code,
-                                    "note": f.note,
-                                },
+                                finding_event_id=ev.event_id,
+                                sample_id=sample.sample_id,
+                                batch_id=batch.batch_id,
+                                note=f.note,
                             ),
                             expect_version=version,
                         )
@@ -299,7 +286,7 @@ def record(
                         "batch_id": batch.batch_id,
                         "code": f.code,
                         "note": f.note,
-                        "auditor_id": str(auditor_id),
+                        "auditor_id": auditor,
                         "recorded_at": now,
                         "event_id": ev.event_id,
                         "void_event_id": void_id,
@@ -311,13 +298,13 @@ def record(
                 if f.code == NOT_APPLICABLE:
                     out.replacements.append((f.rating_id, repl[0] if repl else None))
             _apply_replacements(
-                ctx, conn, sample, st, replacements, existing, batch.batch_id, now, str(auditor_id)
+                conn, sample, st, replacements, existing, batch.batch_id, now, auditor
             )
-    except sa.exc.IntegrityError:
+    except AlreadyExists:
         raise Conflict(
             f"findings for batch {batch.batch_id} were recorded concurrently; nothing changed, run again"
         ) from None
-    with ctx.ledger.engine.connect() as conn:
+    with ctx.ledger.reading() as conn:
         out.remaining = int(
             conn.execute(
                 sa.select(sa.func.count())
@@ -333,12 +320,44 @@ def record(
     return out
 
 
+def void_event(
+    rating_id: int,
+    code: str,
+    *,
+    actor: str,
+    at: datetime,
+    subject: str,
+    finding_event_id: int | None,
+    sample_id: int,
+    batch_id: int,
+    note: str,
+) -> Event:
+    """The status event that voids a rating an auditor found ``code`` (a voiding code),
+    citing the finding event."""
+    return Event(
+        kind=Kind.VOID,
+        actor=actor,
+        at=at,
+        rating_id=rating_id,
+        status=Status.VOIDED,
+        reasons=(VOID_REASONS[code],),
+        subject=subject,
+        evidence={
+            "finding_event_id": finding_event_id,
+            "sample_id": sample_id,
+            "batch_id": batch_id,
+            "code": code,
+            "note": note,
+        },
+    )
+
+
 # A replacement: (new rating id, window, 'uniform' | 'risk', rank in that order, ticket, risk)
 Replacement = tuple[int, str, str, int, str, float]
 
 
 def _replacements(
-    ctx: AuditContext, sample: Any, nas: Sequence[Finding], items: Mapping[int, Any]
+    ctx: AuditContext, sample: SampleRecord, nas: Sequence[Finding], items: Mapping[int, Any]
 ) -> dict[int, Replacement]:
     """For each not_applicable finding, the next item in its order (if any is left)."""
     if not nas:
@@ -387,14 +406,13 @@ def _replacements(
 
 
 def _apply_replacements(
-    ctx: AuditContext,
-    conn: sa.Connection,
-    sample: Any,
-    st: Mapping[str, Any],
+    conn: Connection,
+    sample: SampleRecord,
+    st: Mapping[str, StratumRecord],
     replacements: Mapping[int, Replacement],
     existing: dict[int, tuple[int | None, int | None]],
     batch_id: int,
-    now: Any,
+    now: datetime,
     actor: str,
 ) -> None:
     it, s = at.audit_items, at.audit_samples
@@ -452,7 +470,7 @@ def _apply_replacements(
         res = conn.execute(
             s.update()
             .where(s.c.sample_id == sample.sample_id, s.c.risk_take == sample.risk_take)
-            .values(risk_take=take, risk_history=dumps(history))
+            .values(risk_take=take, risk_history=canonical_json(history))
         )
         if res.rowcount != 1:
             raise Conflict(f"sample {sample.sample_id} changed meanwhile; run again")

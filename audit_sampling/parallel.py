@@ -1,7 +1,7 @@
 """Drawing from a frame on several processes (consistent sampling is mergeable).
 
 The parent reads the frame once, hashing every byte in order, and hands chunks to
-worker processes; each worker checks its chunks (:func:`~audit_sampling.frames.parse_block`)
+worker processes; each worker checks its chunks (:func:`~audit_sampling.formats.parse_block`)
 and draws from them (:class:`~audit_sampling.sampler.Sampling`); the parent checks
 the order across chunks and the stratum counts, and merges the workers' states.
 The result is exactly :func:`~audit_sampling.sampler.draw`'s; memory stays bounded
@@ -16,7 +16,7 @@ import queue
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from audit_sampling.frames import FrameDigest, FrameError, FrameReader, parse_block
+from audit_sampling.formats import FrameDigest, FrameError, FrameReader, parse_block
 from audit_sampling.sampler import Draw, Sampling, Shortfall
 
 

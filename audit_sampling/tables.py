@@ -1,17 +1,16 @@
-"""SQL tables owned by `audit_sampling`, on the ledger's shared metadata (see integrity/adapters/tables.py).
+"""SQL tables owned by ``audit_sampling``, declared on the shared :data:`integrity.sqlkit.metadata`.
 
-Migration ``0100_audit`` mirrors them. Every change to these rows is made in the
-same transaction as the ledger event that records it (``SqlLedger.begin`` /
-``append_in``), so the ledger's Merkle log covers what the audit did.
+Migration ``0100_audit`` mirrors them. Every change to these rows is made on the
+connection of a ledger unit of work, in the same transaction as the ledger event
+that records it, so the ledger's Merkle log covers what the audit did. Reads go
+through the ledger's reading connection.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from integrity.sqlkit import Hash, UTCDateTime, metadata
-
-Id = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+from integrity.sqlkit import Hash, Id, UTCDateTime, metadata
 
 # A frame: the population of one period as of a ledger checkpoint. ``content`` is the
 # published frame file, byte-exact, zlib-compressed; ``frame_hash`` its SHA-256.

@@ -1,9 +1,8 @@
 """``audit verify``: anyone re-derives a sample from the published frame, seed and manifest.
 
-A bundle is a folder (``sample.json``, the frame file it names, and optionally pull
-manifests ``*.manifest.json`` with their export files) or one JSON document
-``{"format": "integrity-audit-bundle/v1", "frame": "<frame text>", "sample": {...},
-"pulls": [{"manifest": {...}, "data": "<export text>"}]}``.
+A bundle (:mod:`audit_sampling.formats`) is a folder (``sample.json``, the frame file
+it names, and optionally pull manifests ``*.manifest.json`` with their export files)
+or one JSON document holding the same.
 
 The re-derivation needs no database: the frame's bytes must hash to the SHA-256 the
 manifest names; every window's take must follow from the rate and minimum (and its
@@ -18,8 +17,7 @@ Every problem says where it is.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import zip_longest
@@ -27,12 +25,21 @@ from pathlib import Path
 from typing import Any
 
 from audit_sampling import sampler
-from audit_sampling.frames import CHUNK, FrameError, FrameReader, chunks_of
+from audit_sampling.context import AuditContext
+from audit_sampling.formats import (
+    PULL_FORMAT,
+    SAMPLE_FORMAT,
+    Bundle,
+    FrameError,
+    FrameReader,
+    PullDoc,
+    export_ids,
+    load_bundle,
+)
 from audit_sampling.parallel import draw_frame
-
-SAMPLE_FORMAT = "integrity-audit-sample/v1"
-PULL_FORMAT = "integrity-audit-pull/v1"
-BUNDLE_FORMAT = "integrity-audit-bundle/v1"
+from integrity import merkle
+from integrity.errors import EngineError
+from integrity.log import MerkleLog
 
 
 @dataclass
@@ -52,94 +59,6 @@ class Verification:
     def fail(self, msg: str) -> None:
         if len(self.problems) < 200:
             self.problems.append(msg)
-
-
-@dataclass
-class PullDoc:
-    name: str
-    manifest: Mapping[str, Any]
-    data: bytes | None
-
-
-@dataclass
-class Bundle:
-    """A loaded bundle; ``frame`` opens the frame's bytes afresh each call."""
-
-    frame: Callable[[], Iterator[bytes]]
-    frame_name: str
-    sample: Mapping[str, Any]
-    pulls: list[PullDoc] = field(default_factory=list)
-
-
-def load_bundle(path: Path) -> Bundle:
-    """Read a bundle folder or single JSON file; ``ValueError`` says what is missing."""
-    if path.is_dir():
-        sample_path = path / "sample.json"
-        if not sample_path.is_file():
-            raise ValueError(f"{path}: no sample.json in the bundle folder")
-        sample = _json(sample_path)
-        name = str((sample.get("frame") or {}).get("file") or "frame.csv")
-        frame_path = path / Path(name).name
-        if not frame_path.is_file():
-            raise ValueError(f"{path}: the frame file {frame_path.name} is missing")
-
-        def frame() -> Iterator[bytes]:
-            with open(frame_path, "rb") as f:
-                yield from chunks_of(f)
-
-        pulls = []
-        for mpath in sorted(path.glob("*.manifest.json")):
-            doc = _json(mpath)
-            fname = (doc.get("file") or {}).get("name")
-            data_path = path / Path(str(fname)).name if fname else None
-            data = data_path.read_bytes() if data_path and data_path.is_file() else None
-            pulls.append(PullDoc(mpath.name, doc, data))
-        return Bundle(frame, frame_path.name, sample, pulls)
-    doc = _json(path)
-    if doc.get("format") != BUNDLE_FORMAT:
-        raise ValueError(f"{path}: not a {BUNDLE_FORMAT} document nor a bundle folder")
-    text = doc.get("frame")
-    if not isinstance(text, str):
-        raise ValueError(f"{path}: 'frame' must hold the frame file's text")
-    raw = text.encode("utf-8")
-
-    def frame_bytes() -> Iterator[bytes]:
-        for i in range(0, len(raw), CHUNK):
-            yield raw[i : i + CHUNK]
-
-    pulls = [
-        PullDoc(
-            f"pulls[{i}]",
-            p.get("manifest") or {},
-            p["data"].encode("utf-8") if isinstance(p.get("data"), str) else None,
-        )
-        for i, p in enumerate(doc.get("pulls") or [])
-    ]
-    return Bundle(frame_bytes, "frame", doc.get("sample") or {}, pulls)
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: {err}") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return doc
-
-
-def bundle_document(
-    frame_text: str,
-    sample: Mapping[str, Any],
-    pulls: Iterable[tuple[Mapping[str, Any], str | None]] = (),
-) -> dict[str, Any]:
-    """A single-file bundle."""
-    return {
-        "format": BUNDLE_FORMAT,
-        "frame": frame_text,
-        "sample": dict(sample),
-        "pulls": [{"manifest": dict(m), "data": d} for m, d in pulls],
-    }
 
 
 # -- re-derivation -------------------------------------------------------------------------
@@ -456,43 +375,20 @@ def _check_pull(
             f"{where}: export file {file.get('name')!r} has SHA-256 {digest}, the manifest says {file.get('sha256')}"
         )
         return
-    ids = _export_ids(p.data, str(file.get("format")))
+    ids = export_ids(p.data, str(file.get("format")))
     listed = [it.get("rating_id") for it in m.get("items") or []]
     if ids is not None and ids != listed:
         v.fail(f"{where}: the export file's rating ids differ from the manifest's items")
     v.notes.append(f"{where}: export {file.get('name')!r} matches its SHA-256 and the sample")
 
 
-def _export_ids(data: bytes, fmt: str) -> list[int] | None:
-    import csv
-    import io
-
-    text = data.decode("utf-8", errors="replace")
-    try:
-        if fmt == "jsonl":
-            return [
-                int(json.loads(line)["rating_id"]) for line in text.splitlines() if line.strip()
-            ]
-        if fmt == "csv":
-            return [int(r["rating_id"]) for r in csv.DictReader(io.StringIO(text))]
-    except (ValueError, KeyError, TypeError):
-        return []
-    return None
-
-
 # -- the ledger side (needs the database) ------------------------------------------------
 
 
 def verify_frame_on_ledger(
-    log: Any, engine: Any, frame: Callable[[], Iterator[bytes]], now: datetime, v: Verification
+    log: MerkleLog, frame: Callable[[], Iterator[bytes]], now: datetime, v: Verification
 ) -> None:
-    """Check that the ledger extends the frame's checkpoint and yields the frame's population.
-
-    ``log``: a :class:`~integrity.log.MerkleLog`; ``engine`` its SQLAlchemy engine.
-    """
-    from audit_sampling.draws import population_at
-    from integrity import merkle
-
+    """Check that the ledger extends the frame's checkpoint and yields the frame's population."""
     reader = FrameReader(frame())
     header = reader.header
     try:
@@ -507,8 +403,7 @@ def verify_frame_on_ledger(
         return
     start = datetime.fromisoformat(header.start)
     end = datetime.fromisoformat(header.end)
-    with engine.connect() as conn:
-        counts, rows = population_at(conn, size, start, end)
+    with log.counted_at(size, start, end) as (counts, rows):
         line = 2
         for mine, theirs in zip_longest(reader, rows):
             line += 1
@@ -537,3 +432,18 @@ def verify_frame_on_ledger(
         v.fail("frame: stratum sizes differ from the ledger's at the checkpoint")
         return
     v.notes.append(f"ledger extends {header.checkpoint} and yields exactly the frame's population")
+
+
+def verify_published(path: Path, workers: int = 1, ctx: AuditContext | None = None) -> Verification:
+    """Verify a bundle folder or file; with ``ctx``, also against that instance's ledger."""
+    try:
+        bundle = load_bundle(path)
+    except ValueError as err:
+        raise EngineError(f"cannot read the bundle: {err}") from None
+    v = verify_bundle(bundle, workers=workers)
+    if ctx is not None:
+        try:
+            verify_frame_on_ledger(ctx.log, bundle.frame, ctx.now(), v)
+        except ValueError as err:  # a frame file that does not parse
+            v.fail(f"frame: {err}")
+    return v

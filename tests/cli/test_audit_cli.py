@@ -13,13 +13,13 @@ from pathlib import Path
 
 import click
 import pytest
+from audit_factories import rating_doc
 from click.testing import CliRunner
 
-from audit_sampling.testing import rating_doc
+from audit_sampling.estimates import COLUMNS
+from bootstrap import open_app
 from cli import main
 from integrity.app import Settings
-from bootstrap import open_app
-from integrity.people import People
 
 SEED = "31415926535897932384"
 
@@ -46,7 +46,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     res = run("ingest", "ratings.jsonl")
     assert res.exit_code == 0, res.output
     with open_app(Settings.resolve(home=h)) as app:
-        people = People(app.ledger)
+        people = app.people
         now = datetime.now(UTC)
         people.upsert("boss", roles=["admin"], at=now)
         people.upsert("aud1", roles=["auditor"], at=now, name="A. Auditor")
@@ -199,7 +199,32 @@ def test_seeds_and_tokens(home: Path) -> None:
     assert res.exit_code == 1 and "at least 20 characters" in res.stderr
     res = run("audit", "token", "--auditor", "aud1", "--as", "boss")
     assert res.exit_code == 0 and len(res.output.strip()) >= 40
-    res = run("audit", "auditors", "--format", "json")
+    res = run("audit", "auditors", "--format", "json", "--as", "boss")
     assert [a["person_id"] for a in json.loads(res.stdout)] == ["aud1", "aud2"]
     res = run("audit", "frames", "--format", "csv")
     assert res.stdout.splitlines()[1].startswith("1,2026-10,48,3,")
+
+
+def test_auditors_need_a_supervisor_like_the_other_supervisor_commands(home: Path) -> None:
+    res = run("audit", "auditors")
+    assert res.exit_code == 1 and "say who is acting" in res.stderr
+    res = run("audit", "auditors", "--as", "aud1")
+    assert res.exit_code == 1 and "does not hold the admin role" in res.stderr
+    res = run("audit", "auditors", "--as", "boss", "--format", "csv")
+    assert res.exit_code == 0
+    assert [r["person_id"] for r in csv.DictReader(io.StringIO(res.stdout))] == ["aud1", "aud2"]
+
+
+def test_the_report_table_explains_its_columns_and_the_help_names_the_token(home: Path) -> None:
+    drawn()
+    table = run("audit", "report")
+    assert table.exit_code == 0, table.output
+    legend = {line.split()[0]: line for line in table.stdout.splitlines() if line.startswith("  ")}
+    assert list(legend) == list(COLUMNS)  # every column, in order, with a sentence
+    assert "hypergeometric" in legend["upper"] and "Clopper-Pearson" in legend["cp_upper"]
+    machine = run("audit", "report", "--format", "csv").stdout
+    assert "Clopper-Pearson" not in machine  # the legend is for people reading the table
+    res = run("audit", "--help")
+    assert res.exit_code == 0 and "integrity audit token --auditor" in res.output
+    res = run("audit", "token", "--help")
+    assert "Authorization: Bearer" in res.output

@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from audit_factories import populate, register
 from factories import make_app
 from fastapi.testclient import TestClient
 
-from audit_sampling import batches, draws
+from audit_sampling import batches, formats
 from audit_sampling.context import AuditContext
+from audit_sampling.draw import draw_sample
+from audit_sampling.frame import make_frame
 from audit_sampling.http import audit_router
-from audit_sampling.testing import populate, register
 from integrity.clock import FrozenClock
 from integrity.http import create_app
 from integrity.model import Status
@@ -32,8 +34,8 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     people = register(app, NOW, auditors=("aud1", "aud2"))
     people.upsert("clerk", roles=["staff"], at=NOW)
     ctx = AuditContext.from_app(app)
-    frame = draws.make_frame(ctx, "2026-10", "boss").frame
-    sample = draws.draw_sample(ctx, frame.frame_id, SEED, "boss").sample
+    frame = make_frame(ctx, "2026-10", "boss").frame
+    sample = draw_sample(ctx, frame.frame_id, SEED, "boss").sample
     made = batches.split(ctx, sample.sample_id, "boss", 5, ["aud1", "aud2"])
     client = TestClient(create_app(app, seal_every_s=None, routers=[audit_router(ctx)]))
     tokens = {p: people.issue_token(p) for p in ("aud1", "aud2", "clerk")}
@@ -88,11 +90,11 @@ def test_a_pull_over_http_is_the_cli_export_and_is_logged(world: dict[str, Any])
     m, items = doc["manifest"], doc["items"]
     assert m["seed"] == SEED and m["batch_id"] == b.batch_id and m["auditor"] == "aud1"
     assert [i["rating_id"] for i in items] == [i["rating_id"] for i in m["items"]]
-    assert set(items[0]) == set(batches.EXPORT_COLUMNS)
+    assert set(items[0]) == set(formats.EXPORT_COLUMNS)
     text = r.text
     assert "audit-device-" not in text and "10.0." not in text  # raw values never leave
     # the manifest's hash is the JSON Lines export's, byte for byte
-    jsonl = batches.render_rows(items, "jsonl")
+    jsonl = formats.render_rows(items, "jsonl")
     assert hashlib.sha256(jsonl).hexdigest() == m["file"]["sha256"]
     cli = batches.pull(ctx, b.batch_id, "aud1", "jsonl")
     assert cli.data == jsonl

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audit_sampling.frames import FrameError, FrameHeader, FrameReader, FrameWriter, frame_sha256
+from audit_sampling.formats import FrameError, FrameHeader, FrameReader, FrameWriter, frame_sha256
 
 
 def header(strata: dict[str, int]) -> FrameHeader:

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from audit_sampling import sampler
-from audit_sampling.frames import FrameError, FrameHeader, FrameReader, FrameWriter
+from audit_sampling.formats import FrameError, FrameHeader, FrameReader, FrameWriter
 from audit_sampling.parallel import draw_frame
 
 SEED = "parallel-seed-12345678901"

@@ -13,8 +13,14 @@ from typing import Any
 import pytest
 
 from audit_sampling import sampler
-from audit_sampling.frames import FrameHeader, FrameReader, FrameWriter
-from audit_sampling.verify import bundle_document, load_bundle, verify_bundle
+from audit_sampling.formats import (
+    FrameHeader,
+    FrameReader,
+    FrameWriter,
+    bundle_document,
+    load_bundle,
+)
+from audit_sampling.verify import verify_bundle
 
 SEED = "80714259113406219878"
 WINDOWS = {"H1-W01": 60, "H1-W02": 25, "H2-W01": 4}

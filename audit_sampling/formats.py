@@ -1,6 +1,10 @@
-"""The sampling frame: the audited population, fixed and published before any seed exists.
+"""Every file the audit publishes, byte for byte, and how to read each back.
 
-A frame is a UTF-8 text file, hashed byte for byte (its SHA-256 names it)::
+The steps write these and ``audit verify`` reads them; nothing else defines them.
+
+**The frame file** (``integrity-audit-frame/v1``): the audited population, fixed and
+published before any seed exists. A UTF-8 text file, hashed byte for byte (its
+SHA-256 names it)::
 
     #{"checkpoint": "integrity-ledger/v1 size=57 root=...", "end": "...", "format": "integrity-audit-frame/v1", ...}
     rating_id,window_id,risk
@@ -13,29 +17,56 @@ number of ratings and the size of every stratum (window). Then one row per ratin
 in canonical order (ascending rating id, each once), the window id percent-encoded
 (``urllib.parse.quote(w, safe="")``, so commas and newlines cannot break a row) and
 the detector risk at framing time with 6 decimals. Every line ends with ``\\n``.
-
 :class:`FrameReader` streams a frame from byte chunks, hashing as it goes, and
 checks the rows against the header; memory does not grow with the frame.
+
+**The sample manifest** (``sample.json``, ``integrity-audit-sample/v1``): seed,
+algorithm, rate and minimum, the frame's SHA-256 and checkpoint, every stratum with
+its take history, the risk stratum, and every item with its ranks and ticket.
+
+**A pull**: the export of one batch (``csv`` or ``jsonl``, pseudonymised fields only,
+:data:`EXPORT_COLUMNS`, canonical bytes from :func:`render_rows`) and its manifest
+(``integrity-audit-pull/v1``) naming the export's SHA-256.
+
+**A bundle**: a folder (``sample.json``, the frame file it names, pull manifests
+``*.manifest.json`` with their exports) or one JSON document
+(``integrity-audit-bundle/v1``) holding the same.
 """
 
 from __future__ import annotations
 
 import codecs
+import csv
 import hashlib
+import io
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import chain, islice
 from operator import lt
-from typing import Any, BinaryIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
+from integrity.errors import FieldError, InvalidInput
+from integrity.model import StoredRating
+
+if TYPE_CHECKING:
+    from audit_sampling.records import BatchRecord, FrameRecord, SampleRecord, StratumRecord
+
 FRAME_FORMAT = "integrity-audit-frame/v1"
+SAMPLE_FORMAT = "integrity-audit-sample/v1"
+PULL_FORMAT = "integrity-audit-pull/v1"
+BUNDLE_FORMAT = "integrity-audit-bundle/v1"
 COLUMNS_LINE = "rating_id,window_id,risk"
 POPULATION = "counted (accepted) ratings whose service falls in the period, as of the checkpoint"
 CHUNK = 1 << 20
+
+
+# -- the frame file ------------------------------------------------------------------------
 
 
 class FrameError(ValueError):
@@ -405,3 +436,329 @@ def frame_sha256(chunks: Iterable[bytes]) -> str:
     for c in chunks:
         h.update(c)
     return h.hexdigest()
+
+
+# -- the sample manifest -------------------------------------------------------------------
+
+TICKET_RULE = (
+    "consistent_sampler first_fraction(str(rating_id), 'integrity-audit/v1|' + seed); "
+    "per window the take smallest tickets"
+)
+#: The file name the manifest gives the frame inside a bundle folder.
+FRAME_FILE = "frame.csv"
+SAMPLE_FILE = "sample.json"
+
+
+def item_order(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Sample order: uniform items by window and rank, then risk-only items by risk rank."""
+    if row["rank"] is not None:
+        return (0, row["window_id"], row["rank"], 0)
+    return (1, "", row["risk_rank"] or 0, 0)
+
+
+def sample_manifest(
+    sample: SampleRecord,
+    frame: FrameRecord,
+    strata: Mapping[str, StratumRecord],
+    items: Sequence[Mapping[str, Any]],
+    not_applicable: str,
+) -> dict[str, Any]:
+    """The public record of a sample: everything ``audit verify`` needs besides the frame.
+
+    ``items`` in sample order (:func:`item_order`), each with its finding ``code``; an
+    item found ``not_applicable`` is marked ``replaced``.
+    """
+    return {
+        "format": SAMPLE_FORMAT,
+        "algorithm": sample.algorithm,
+        "ticket_rule": TICKET_RULE,
+        "sample_id": sample.sample_id,
+        "seed": sample.seed,
+        "seed_note": sample.seed_note,
+        "drawn_at": sample.drawn_at.isoformat(),
+        "drawn_by": sample.drawn_by,
+        "frame": {
+            "frame_id": frame.frame_id,
+            "sha256": frame.frame_hash,
+            "period": frame.period,
+            "checkpoint": frame.checkpoint,
+            "ratings": frame.ratings,
+            "created_at": frame.created_at.isoformat(),
+            "created_by": frame.created_by,
+            "file": FRAME_FILE,
+        },
+        "rate": sample.rate,
+        "min_per_stratum": sample.min_per_stratum,
+        "strata": [
+            {
+                "window_id": s.window_id,
+                "population": s.population,
+                "base_take": s.base_take,
+                "take": s.take,
+                "history": s.history,
+            }
+            for s in strata.values()
+        ],
+        "risk": {
+            "extra": sample.risk_extra,
+            "min": sample.risk_min,
+            "take": sample.risk_take,
+            "history": sample.risk_history,
+        },
+        "items": [
+            {
+                "rating_id": int(r["rating_id"]),
+                "window_id": r["window_id"],
+                "rank": r["rank"],
+                "risk_rank": r["risk_rank"],
+                "ticket": r["ticket"],
+                "added": r["added"],
+                "replaced": r["code"] == not_applicable,
+            }
+            for r in items
+        ],
+    }
+
+
+def manifest_text(doc: Mapping[str, Any]) -> str:
+    """A manifest as it is written to a file (indented JSON, UTF-8, final newline)."""
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+# -- pulls: the export and its manifest ----------------------------------------------------
+
+PULL_FORMATS = ("csv", "jsonl")
+EXPORT_COLUMNS = (
+    "rating_id",
+    "ticket_id",
+    "window_id",
+    "staff_id",
+    "service_type",
+    "channel",
+    "served_at",
+    "submitted_at",
+    "received_at",
+    "scores",
+    "composite",
+    "ip_hash",
+    "prefix_hash",
+    "device_hash",
+    "stratum",
+    "rank",
+    "risk_rank",
+    "ticket",
+)
+
+
+def check_pull_format(fmt: str) -> None:
+    if fmt not in PULL_FORMATS:
+        raise InvalidInput(
+            [FieldError("format", f"expected one of {', '.join(PULL_FORMATS)}")], what="pull"
+        )
+
+
+def export_row(rating: StoredRating, item: Mapping[str, Any]) -> dict[str, Any]:
+    """One export row: the stored (pseudonymised) rating and its place in the sample."""
+
+    def iso(at: datetime | None) -> str | None:
+        return at.isoformat() if at is not None else None
+
+    row = {
+        "rating_id": rating.rating_id,
+        "ticket_id": rating.ticket_id,
+        "window_id": rating.window_id,
+        "staff_id": rating.staff_id,
+        "service_type": rating.service_type,
+        "channel": rating.channel,
+        "served_at": iso(rating.served_at),
+        "submitted_at": iso(rating.submitted_at),
+        "received_at": iso(rating.received_at),
+        "scores": dict(rating.scores),
+        "composite": rating.composite,
+        "ip_hash": rating.ip_hash,
+        "prefix_hash": rating.prefix_hash,
+        "device_hash": rating.device_hash,
+        "stratum": "uniform" if item["rank"] is not None else "risk",
+        "rank": item["rank"],
+        "risk_rank": item["risk_rank"],
+        "ticket": item["ticket"],
+    }
+    return {k: row[k] for k in EXPORT_COLUMNS}
+
+
+def render_rows(rows: Sequence[Mapping[str, Any]], fmt: str) -> bytes:
+    """Canonical bytes of an export: CSV (scores as JSON text) or JSON Lines."""
+    check_pull_format(fmt)
+    if fmt == "jsonl":
+        return "".join(
+            json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+            for r in rows
+        ).encode("utf-8")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(EXPORT_COLUMNS)
+    for r in rows:
+        cells = []
+        for c in EXPORT_COLUMNS:
+            v = r[c]
+            if c == "scores":
+                v = json.dumps(v, sort_keys=True, separators=(",", ":"))
+            cells.append("" if v is None else (repr(v) if isinstance(v, float) else str(v)))
+        w.writerow(cells)
+    return buf.getvalue().encode("utf-8")
+
+
+def export_ids(data: bytes, fmt: str) -> list[int] | None:
+    """The rating ids of an export, in order; ``[]`` if unreadable, ``None`` for an unknown format."""
+    text = data.decode("utf-8", errors="replace")
+    try:
+        if fmt == "jsonl":
+            return [
+                int(json.loads(line)["rating_id"]) for line in text.splitlines() if line.strip()
+            ]
+        if fmt == "csv":
+            return [int(r["rating_id"]) for r in csv.DictReader(io.StringIO(text))]
+    except (ValueError, KeyError, TypeError):
+        return []
+    return None
+
+
+def pull_manifest(
+    *,
+    batch: BatchRecord,
+    sample: SampleRecord,
+    frame: FrameRecord,
+    auditor: str,
+    pulled_at: datetime,
+    event_id: int | None,
+    rows: Sequence[Mapping[str, Any]],
+    data: bytes,
+    fmt: str,
+    file_name: str | None,
+) -> dict[str, Any]:
+    """The manifest of a pull: it ties the export's bytes to the sample and the frame."""
+    return {
+        "format": PULL_FORMAT,
+        "batch_id": batch.batch_id,
+        "batch_seq": batch.seq,
+        "sample_id": sample.sample_id,
+        "auditor": auditor,
+        "pulled_at": pulled_at.isoformat(),
+        "pull_event_id": event_id,
+        "algorithm": sample.algorithm,
+        "seed": sample.seed,
+        "rate": sample.rate,
+        "min_per_stratum": sample.min_per_stratum,
+        "frame_sha256": frame.frame_hash,
+        "period": frame.period,
+        "checkpoint": frame.checkpoint,
+        "items": [
+            {
+                "rating_id": r["rating_id"],
+                "window_id": r["window_id"],
+                "stratum": r["stratum"],
+                "rank": r["rank"],
+                "risk_rank": r["risk_rank"],
+                "ticket": r["ticket"],
+            }
+            for r in rows
+        ],
+        "file": {
+            "name": file_name,
+            "format": fmt,
+            "rows": len(rows),
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        },
+    }
+
+
+# -- bundles -------------------------------------------------------------------------------
+
+
+@dataclass
+class PullDoc:
+    name: str
+    manifest: Mapping[str, Any]
+    data: bytes | None
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle; ``frame`` opens the frame's bytes afresh each call."""
+
+    frame: Callable[[], Iterator[bytes]]
+    frame_name: str
+    sample: Mapping[str, Any]
+    pulls: list[PullDoc] = field(default_factory=list)
+
+
+def bundle_document(
+    frame_text: str,
+    sample: Mapping[str, Any],
+    pulls: Iterable[tuple[Mapping[str, Any], str | None]] = (),
+) -> dict[str, Any]:
+    """A single-file bundle."""
+    return {
+        "format": BUNDLE_FORMAT,
+        "frame": frame_text,
+        "sample": dict(sample),
+        "pulls": [{"manifest": dict(m), "data": d} for m, d in pulls],
+    }
+
+
+def load_bundle(path: Path) -> Bundle:
+    """Read a bundle folder or single JSON file; ``ValueError`` says what is missing."""
+    if path.is_dir():
+        sample_path = path / SAMPLE_FILE
+        if not sample_path.is_file():
+            raise ValueError(f"{path}: no {SAMPLE_FILE} in the bundle folder")
+        sample = _json_file(sample_path)
+        name = str((sample.get("frame") or {}).get("file") or FRAME_FILE)
+        frame_path = path / Path(name).name
+        if not frame_path.is_file():
+            raise ValueError(f"{path}: the frame file {frame_path.name} is missing")
+
+        def frame() -> Iterator[bytes]:
+            with open(frame_path, "rb") as f:
+                yield from chunks_of(f)
+
+        pulls = []
+        for mpath in sorted(path.glob("*.manifest.json")):
+            doc = _json_file(mpath)
+            fname = (doc.get("file") or {}).get("name")
+            data_path = path / Path(str(fname)).name if fname else None
+            data = data_path.read_bytes() if data_path and data_path.is_file() else None
+            pulls.append(PullDoc(mpath.name, doc, data))
+        return Bundle(frame, frame_path.name, sample, pulls)
+    doc = _json_file(path)
+    if doc.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f"{path}: not a {BUNDLE_FORMAT} document nor a bundle folder")
+    text = doc.get("frame")
+    if not isinstance(text, str):
+        raise ValueError(f"{path}: 'frame' must hold the frame file's text")
+    raw = text.encode("utf-8")
+
+    def frame_bytes() -> Iterator[bytes]:
+        for i in range(0, len(raw), CHUNK):
+            yield raw[i : i + CHUNK]
+
+    pulls = [
+        PullDoc(
+            f"pulls[{i}]",
+            p.get("manifest") or {},
+            p["data"].encode("utf-8") if isinstance(p.get("data"), str) else None,
+        )
+        for i, p in enumerate(doc.get("pulls") or [])
+    ]
+    return Bundle(frame_bytes, "frame", doc.get("sample") or {}, pulls)
+
+
+def _json_file(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: {err}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return doc

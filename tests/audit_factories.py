@@ -1,4 +1,4 @@
-"""Helpers for tests and demos of the audit: a populated ledger and the people who act.
+"""Test factories for the audit: a populated ledger and the people who act.
 
 Ratings go through the real validation hook (``validate_stream``, replay), each
 with its own ticket, address and device so no rate limit trips.
@@ -19,7 +19,7 @@ SCORES = {"attitude": 5, "efficiency": 4, "compliance": 5, "environment": 4, "ov
 
 
 def rating_doc(window_id: str, served_at: datetime, **overrides: Any) -> dict[str, Any]:
-    """One valid intake object (CONTRACT §1) with a fresh ticket, address and device."""
+    """One valid intake object with a fresh ticket, address and device."""
     n = next(_serial)
     doc: dict[str, Any] = {
         "ticket_id": f"AUD-{n:08d}",
@@ -66,7 +66,7 @@ def register(
     auditors: Sequence[str] = ("aud1", "aud2"),
 ) -> People:
     """Register supervisors (role admin) and auditors (role auditor)."""
-    people = People(app.ledger)
+    people: People = app.people
     for p in supervisors:
         people.upsert(p, roles=["admin"], at=at, name=f"Supervisor {p}")
     for p in auditors:
