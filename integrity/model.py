@@ -17,13 +17,18 @@ from integrity.catalogue import Reason
 
 CHANNELS = ("kiosk", "qr", "app", "sms", "web", "phone")
 
-# The five verbal levels used nationally, mapped to the 1..5 scale.
+# The five verbal levels used nationally, in English and in Chinese, mapped to 1..5.
 VERBAL_LEVELS = {
     "very satisfied": 5,
     "satisfied": 4,
     "basically satisfied": 3,
     "dissatisfied": 2,
     "very dissatisfied": 1,
+    "非常满意": 5,
+    "满意": 4,
+    "基本满意": 3,
+    "不满意": 2,
+    "非常不满意": 1,
 }
 
 

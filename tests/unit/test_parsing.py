@@ -218,11 +218,23 @@ def test_verbal_levels_map_to_five_down_to_one() -> None:
         "basically satisfied": 3,
         "dissatisfied": 2,
         "very dissatisfied": 1,
+        "非常满意": 5,
+        "满意": 4,
+        "基本满意": 3,
+        "不满意": 2,
+        "非常不满意": 1,
     }
     for text, value in VERBAL_LEVELS.items():
         r = parse(rating(scores=dict.fromkeys(SCORES, text)))
         assert dict(r.scores) == dict.fromkeys(SCORES, value)
         assert r.composite == pytest.approx(value, abs=1e-12)
+
+
+def test_chinese_verbal_levels_parse_with_surrounding_spaces() -> None:
+    r = parse(rating(scores=scores(attitude=" 非常满意 ", overall="不满意")))
+    assert r.scores["attitude"] == 5 and r.scores["overall"] == 2
+    with pytest.raises(InvalidInput, match="scores.attitude"):
+        parse(rating(scores=scores(attitude="很满意")))  # not one of the five levels
 
 
 def test_verbal_levels_tolerate_case_and_spaces_and_mix_with_integers() -> None:
