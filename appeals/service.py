@@ -65,7 +65,7 @@ from integrity.errors import (
     PermissionDenied,
     PolicyViolation,
 )
-from integrity.model import Event, Status, StoredRating
+from integrity.model import Event, Status, StoredRating, void_event
 from integrity.people import People, Person, require_any
 from integrity.ports import Ledger, RatingQuery, UnitOfWork
 
@@ -646,12 +646,10 @@ class AppealService:
             if status is Status.VOIDED:
                 return None
             return (
-                Event(
-                    kind=Kind.VOID,
+                void_event(
+                    appeal.rating_id,
                     actor=actor,
                     at=now,
-                    rating_id=appeal.rating_id,
-                    status=Status.VOIDED,
                     reasons=(Reason.APPEAL_UPHELD,),
                     rule_set_id=self.rule_set_id,
                     subject=appeal.subject,

@@ -43,6 +43,7 @@ from audit_sampling.records import SampleRecord, StratumRecord, load_frame, load
 from integrity.catalogue import Kind
 from integrity.errors import AlreadyExists, Conflict, FieldError, InvalidInput
 from integrity.model import Event, Status
+from integrity.model import void_event as model_void_event
 from integrity.sqlkit import canonical_json
 
 NOTE_MAX = 2000
@@ -334,12 +335,10 @@ def void_event(
 ) -> Event:
     """The status event that voids a rating an auditor found ``code`` (a voiding code),
     citing the finding event."""
-    return Event(
-        kind=Kind.VOID,
+    return model_void_event(
+        rating_id,
         actor=actor,
         at=at,
-        rating_id=rating_id,
-        status=Status.VOIDED,
         reasons=(VOID_REASONS[code],),
         subject=subject,
         evidence={

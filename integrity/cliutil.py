@@ -190,21 +190,3 @@ def actor_option(func: F) -> F:
 
 def current_actor(actor: str | None) -> str | None:
     return actor or os.environ.get("INTEGRITY_ACTOR")
-
-
-# --- TEMPORARY shims while appeals/ and audit_sampling/ move to pass_app/pass_service ------
-# (removed once no command uses them)
-
-
-def handled(func: F) -> F:
-    return func
-
-
-@contextmanager
-def opened(home: str | None, db_url: str | None, redis_url: str | None) -> Iterator[App]:
-    inst = instance()
-    yield inst.app()
-
-
-def settings_from(home: str | None, db_url: str | None, redis_url: str | None) -> Settings:
-    return instance().settings

@@ -508,21 +508,6 @@ def _population(size: int, start: datetime, end: datetime) -> tuple[sa.Select[An
     return rows, counts
 
 
-def population_at(
-    conn: Connection, size: int, start: datetime, end: datetime
-) -> tuple[dict[str, int], Iterator[tuple[int, str, float]]]:
-    """Stratum sizes and the rows (ascending id) of a period's population at log size ``size``."""
-    rows_q, counts_q = _population(size, start, end)
-    counts = {str(w): int(n) for w, n in conn.execute(counts_q)}
-
-    def rows() -> Iterator[tuple[int, str, float]]:
-        result = conn.execution_options(yield_per=20000).execute(rows_q)
-        for rid, win, risk in result:
-            yield int(rid), str(win), min(1.0, max(0.0, float(risk or 0.0)))
-
-    return counts, rows()
-
-
 @dataclass
 class VerifyReport:
     """``ok`` when nothing failed; ``problems`` say where; ``warnings`` need a look."""

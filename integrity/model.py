@@ -188,6 +188,33 @@ class Event:
     event_id: int | None = None
 
 
+def void_event(
+    rating_id: int,
+    *,
+    actor: str,
+    at: datetime,
+    reasons: tuple[str, ...],
+    subject: str,
+    evidence: Mapping[str, Any],
+    rule_set_id: str | None = None,
+) -> Event:
+    """The status event that excludes a rating for good (an upheld appeal, an audit
+    finding): kind ``void``, status ``voided``, citing what voided it in ``subject``."""
+    from integrity.catalogue import Kind
+
+    return Event(
+        kind=Kind.VOID,
+        actor=actor,
+        at=at,
+        rating_id=rating_id,
+        status=Status.VOIDED,
+        reasons=reasons,
+        rule_set_id=rule_set_id,
+        subject=subject,
+        evidence=evidence,
+    )
+
+
 @dataclass(frozen=True)
 class RatingState:
     """A rating's current status as the ledger holds it; ``version`` moves with every change."""
