@@ -23,8 +23,10 @@ from typing import Any
 from appeals.service import AppealService
 from audit_sampling.context import AuditContext
 from integrity import migrate
+from integrity.adapters.registry import SqlRegistryStore
 from integrity.adapters.sql import SqlLedger, make_engine
 from integrity.app import App, Settings
+from integrity.catalogue import Kind
 from integrity.clock import Clock, SystemClock
 from integrity.errors import ConfigError
 from integrity.hook import ValidationHook
@@ -32,11 +34,12 @@ from integrity.log import MerkleLog
 from integrity.people import People, StaffRegistry
 from integrity.ports import Gate
 from integrity.pseudonym import Pseudonymiser, write_secret
+from integrity.registry import RegistryService
 from integrity.sqlkit import translate_errors
 from rules.detectors.review import ReviewService
 from rules.detectors.service import DetectService
 from rules.ratelimit import RateLimitGate, limiter_from_url
-from rules.realtime import KioskGate, TimeGate, VenueSource
+from rules.realtime import KioskGate, RegistryGate, Snapshot, TimeGate
 from rules.ruleset import default_ruleset_text, load_ruleset
 
 #: Each package's own migration branch (the core's revisions come first).
@@ -91,11 +94,14 @@ def open_app(settings: Settings, clock: Clock | None = None) -> App:
         raise ConfigError("no active rule set; run `integrity init` first")
     ruleset = load_ruleset(active[1])
     limiter = limiter_from_url(settings.limiter_url, namespace=settings.namespace, clock=clock)
-    venues = VenueSource(ledger.venue_registry, lambda: ledger.last_event_id("venues.loaded"))
+    venues = Snapshot(ledger.venue_registry, lambda: ledger.last_event_id(Kind.VENUES_LOADED))
+    registry_store = SqlRegistryStore(ledger)
+    registry = Snapshot(registry_store.load, registry_store.version)
     gates: list[Gate] = [
         RateLimitGate(ruleset, limiter, venues, settings.namespace),
         KioskGate(venues),
         TimeGate(ruleset.core.max_clock_skew_s),
+        RegistryGate.from_section(registry, ruleset.tz, ruleset.section("registry")),
     ]
     hook = ValidationHook(
         ledger, ruleset.core, gates, Pseudonymiser.from_file(settings.secret_file), clock
@@ -116,6 +122,9 @@ def open_app(settings: Settings, clock: Clock | None = None) -> App:
     app.factories.update(
         {
             StaffRegistry: lambda a: StaffRegistry(a.people, a.clock),
+            RegistryService: lambda a: RegistryService(
+                SqlRegistryStore(a.ledger), a.people, a.clock
+            ),
             DetectService: DetectService.from_app,
             ReviewService: lambda a: ReviewService(a.ledger, a.people, a.clock, a.core.rule_set_id),
             AppealService: AppealService.from_app,

@@ -27,6 +27,7 @@ class Kind(enum.StrEnum):
     RISK_SCORED = "risk.scored"
     RULE_SET_ACTIVATED = "rule_set.activated"
     VENUES_LOADED = "venues.loaded"
+    REGISTRY_LOADED = "registry.loaded"
     STAFF_ADDED = "staff.added"
     STAFF_UPDATED = "staff.updated"
     STAFF_IMPORTED = "staff.imported"
@@ -64,6 +65,7 @@ KINDS: Mapping[Kind, str] = {
     Kind.RISK_SCORED: "a detection run changed ratings' risk (SHA-256 of the new values)",
     Kind.RULE_SET_ACTIVATED: "a rule set became the active one",
     Kind.VENUES_LOADED: "the venue registry (hall networks, kiosk pads) was replaced",
+    Kind.REGISTRY_LOADED: "the service registry (halls, windows, heads, roster) was replaced",
     Kind.STAFF_ADDED: "a person was added to the registry",
     Kind.STAFF_UPDATED: "one person's registry record was changed",
     Kind.STAFF_IMPORTED: "people were imported into the registry from a file",
@@ -105,6 +107,8 @@ class Reason(enum.StrEnum):
     RATE_LIMIT_PREFIX = "rate_limit.prefix"
     RATE_LIMIT_DEVICE_WINDOW = "rate_limit.device_window"
     KIOSK_WRONG_WINDOW = "kiosk.wrong_window"
+    UNKNOWN_WINDOW = "unknown_window"
+    STAFF_NOT_ON_ROSTER = "staff_not_on_roster"
     SUBMITTED_BEFORE_SERVED = "time.submitted_before_served"
     SUBMITTED_IN_FUTURE = "time.submitted_in_future"
     # Detection.
@@ -145,6 +149,8 @@ REASONS: Mapping[Reason, str] = {
     Reason.RATE_LIMIT_PREFIX: "too many ratings from this /24 or /64 in the rule's window",
     Reason.RATE_LIMIT_DEVICE_WINDOW: "too many ratings from this device for this window",
     Reason.KIOSK_WRONG_WINDOW: "a registered rating pad was used for another window than its own",
+    Reason.UNKNOWN_WINDOW: "the window is not in the service registry (a typo or a phantom window)",
+    Reason.STAFF_NOT_ON_ROSTER: "the staff member named is not on the window's roster that day",
     Reason.SUBMITTED_BEFORE_SERVED: "submitted before the service was completed",
     Reason.SUBMITTED_IN_FUTURE: "submitted_at is later than the time of receipt",
     Reason.OUTLIER_BURST: "a window's ratings in a time bucket far above its own baseline",

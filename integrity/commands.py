@@ -19,6 +19,7 @@ from integrity.cliutil import (
     format_option,
     instance_options,
     pass_app,
+    pass_service,
     progress,
 )
 from integrity.errors import EngineError, FieldError, InvalidInput
@@ -30,6 +31,13 @@ from integrity.people import (
     guess_format,
     parse_staff_file,
     people_rows,
+)
+from integrity.registry import (
+    REGISTRY_COLUMNS,
+    RegistryService,
+    read_registry_csv,
+    read_registry_json,
+    registry_rows,
 )
 from integrity.render import render
 
@@ -111,6 +119,75 @@ def venues_load(app: App, file: Any) -> None:
     click.echo(
         f"{len(pv.venues)} venues, {len(pv.addresses)} address entries, {len(pv.kiosks)} kiosks loaded"
     )
+
+
+@click.group()
+def registry() -> None:
+    """The service registry: halls (with a supervisor), windows (hall, head, service
+    types) and the staff roster (who works at which window, from and to which date)."""
+
+
+@registry.command("load")
+@instance_options
+@click.argument("file", type=click.File("r", encoding="utf-8"), required=False)
+@click.option(
+    "--halls", type=click.File("r", encoding="utf-8"), help="CSV: hall_id,name,supervisor"
+)
+@click.option(
+    "--windows",
+    type=click.File("r", encoding="utf-8"),
+    help="CSV: window_id,hall_id,name,head,service_types (';'-separated)",
+)
+@click.option(
+    "--roster", type=click.File("r", encoding="utf-8"), help="CSV: staff_id,window_id,from,to"
+)
+@pass_service(RegistryService)
+def registry_load(svc: RegistryService, file: Any, halls: Any, windows: Any, roster: Any) -> None:
+    """Replace the registry with FILE (JSON: {"halls": [...], "windows": [...], "roster":
+    [...]}) or with CSV files (--halls, --windows, --roster). All or nothing: every
+    problem is listed and nothing changes.
+
+    Once a registry is loaded, a rating at a window it does not know is held
+    (unknown_window), and one naming staff not on that window's roster that day is
+    flagged (staff_not_on_roster); the rule set's [registry] table sets both actions.
+    """
+    if file is not None and (halls or windows or roster):
+        raise click.UsageError(
+            "give FILE (JSON) or CSV files (--halls/--windows/--roster), not both"
+        )
+    if file is not None:
+        reg = read_registry_json(file.read())
+    elif halls or windows or roster:
+        reg = read_registry_csv(
+            halls.read() if halls else None,
+            windows.read() if windows else None,
+            roster.read() if roster else None,
+        )
+    else:
+        raise click.UsageError("give FILE (JSON) or CSV files (--halls/--windows/--roster)")
+    event_id, missing = svc.load(reg, actor="operator")
+    click.echo(
+        f"{len(reg.halls)} halls, {len(reg.windows)} windows, {len(reg.roster)} roster "
+        f"entries loaded (event {event_id})"
+    )
+    if missing:
+        click.echo(
+            "note: not in the people registry yet (they cannot act until added with "
+            f"`integrity staff add`): {', '.join(missing)}",
+            err=True,
+        )
+
+
+@registry.command("show")
+@instance_options
+@format_option()
+@pass_service(RegistryService)
+def registry_show(svc: RegistryService, fmt: str) -> None:
+    """One row per window: its hall and supervisor, head, service types and roster."""
+    reg = svc.current()
+    if not reg.loaded:
+        click.echo("no registry loaded (`integrity registry load FILE`)", err=True)
+    render(registry_rows(reg), REGISTRY_COLUMNS, fmt, sys.stdout)
 
 
 @click.group()
@@ -386,4 +463,4 @@ def staff_list(
 
 
 #: The core's top-level commands and groups, in the order ``integrity --help`` lists them.
-COMMANDS: tuple[click.Command, ...] = (ingest, venues, export, report, ledger, staff)
+COMMANDS: tuple[click.Command, ...] = (ingest, venues, registry, export, report, ledger, staff)

@@ -24,6 +24,7 @@ from integrity.model import (
     VenueRegistry,
     Verdict,
 )
+from integrity.registry import ServiceRegistry
 
 # --- rate limiting -------------------------------------------------------------------
 
@@ -312,3 +313,19 @@ class Ledger(RatingLedger, Protocol):
         ...
 
     def venue_registry(self) -> VenueRegistry: ...
+
+
+class RegistryStore(Protocol):
+    """Where the service registry is kept (halls, windows, roster)."""
+
+    def replace(self, reg: ServiceRegistry, at: datetime, actor: str) -> int:
+        """Replace it whole; returns the id of the ``registry.loaded`` event."""
+        ...
+
+    def load(self) -> ServiceRegistry:
+        """The current registry (empty, ``loaded`` false, when none was ever loaded)."""
+        ...
+
+    def version(self) -> int | None:
+        """The id of the event that loaded the current registry (cheap; for reloads)."""
+        ...

@@ -1,43 +1,47 @@
-"""Real-time checks: gates that judge a rating from its own fields and the venue registry.
+"""Real-time checks: gates that judge a rating from its own fields and the registries.
 
 They need no history, so they never touch the limiter: the rating's own times
-(``time.submitted_before_served``, ``time.submitted_in_future``) and a registered rating
-pad used at another window than its own (``kiosk.wrong_window``). Each holds.
+(``time.submitted_before_served``, ``time.submitted_in_future``), a registered rating
+pad used at another window than its own (``kiosk.wrong_window``), and, once a service
+registry is loaded, a window it does not know (``unknown_window``) or staff not on
+that window's roster that day (``staff_not_on_roster``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+from zoneinfo import ZoneInfo
 
 from integrity.catalogue import Reason
+from integrity.errors import ConfigError
 from integrity.model import Rating, Status, VenueRegistry, Verdict
 from integrity.ports import GateContext
+from integrity.registry import ServiceRegistry
+
+T = TypeVar("T")
 
 #: Clocks of intake and service systems may disagree a little (seconds).
 SERVED_TOLERANCE_S = 60.0
 
 
-class VenueSource:
-    """The venue registry as gates see it, shared by them: read from the ledger, and read
-    again by ``reload`` when its version (the last ``venues.loaded`` event) moved."""
+class Snapshot(Generic[T]):
+    """Configuration the gates keep from the ledger (a registry), shared by them: read
+    once, and read again by ``reload`` when its version (the id of the event that
+    loaded it) moved."""
 
-    def __init__(
-        self,
-        read: Callable[[], VenueRegistry],
-        version: Callable[[], int | None] = lambda: None,
-    ) -> None:
+    def __init__(self, read: Callable[[], T], version: Callable[[], int | None] = lambda: None):
         self._read = read
         self._version = version
         self.seen = version()
         self.registry = read()
 
     @classmethod
-    def fixed(cls, registry: VenueRegistry) -> VenueSource:
-        return cls(lambda: registry)
+    def fixed(cls, value: T) -> Snapshot[T]:
+        return cls(lambda: value)
 
     def reload(self) -> bool:
-        """Re-read the registry if it changed; returns whether it did."""
+        """Re-read if it changed; returns whether it did."""
         now = self._version()
         if now == self.seen:
             return False
@@ -95,7 +99,7 @@ class KioskGate(_NoStateGate):
 
     name = "kiosk"
 
-    def __init__(self, venues: VenueSource) -> None:
+    def __init__(self, venues: Snapshot[VenueRegistry]) -> None:
         self.venues = venues
 
     def check(self, rating: Rating, ctx: GateContext) -> Verdict | None:
@@ -116,3 +120,63 @@ class KioskGate(_NoStateGate):
 
     def reload(self) -> bool:
         return self.venues.reload()
+
+
+ACTIONS = {"hold": Status.HELD, "reject": Status.REJECTED, "note": Status.ACCEPTED}
+
+
+class RegistryGate(_NoStateGate):
+    """Once a service registry is loaded: the window must be in it, and named staff on
+    its roster on the day of service (``served_at``, else ``submitted_at``, in the rule
+    set's time zone). What each costs is the rule set's ``[registry]`` table: ``hold``
+    (default), ``reject``, or ``note`` (counted, with the reason recorded)."""
+
+    name = "registry"
+
+    def __init__(
+        self,
+        registry: Snapshot[ServiceRegistry],
+        tz: ZoneInfo,
+        unknown_window: str = "hold",
+        staff_not_on_roster: str = "hold",
+    ) -> None:
+        self.snapshot = registry
+        self.tz = tz
+        self.actions = {
+            Reason.UNKNOWN_WINDOW: ACTIONS[unknown_window],
+            Reason.STAFF_NOT_ON_ROSTER: ACTIONS[staff_not_on_roster],
+        }
+
+    @classmethod
+    def from_section(
+        cls, registry: Snapshot[ServiceRegistry], tz: ZoneInfo, section: Mapping[str, Any]
+    ) -> RegistryGate:
+        """The gate as the rule set's ``[registry]`` table configures it."""
+        opts = {}
+        for key in ("unknown_window", "staff_not_on_roster"):
+            value = section.get(key, "hold")
+            if value not in ACTIONS:
+                raise ConfigError(f"[registry] {key}: {value!r} is not one of {', '.join(ACTIONS)}")
+            opts[key] = str(value)
+        return cls(registry, tz, **opts)
+
+    def check(self, rating: Rating, ctx: GateContext) -> Verdict | None:
+        reg = self.snapshot.registry
+        if not reg.loaded:
+            return None
+        if reg.window(rating.window_id) is None:
+            return self._verdict(Reason.UNKNOWN_WINDOW, {"window_id": rating.window_id})
+        if rating.staff_id is not None:
+            day = rating.occurred_at.astimezone(self.tz).date()
+            if not reg.on_roster(rating.staff_id, rating.window_id, day):
+                return self._verdict(
+                    Reason.STAFF_NOT_ON_ROSTER,
+                    {"staff_id": rating.staff_id, "window_id": rating.window_id, "day": str(day)},
+                )
+        return None
+
+    def _verdict(self, reason: Reason, evidence: dict[str, Any]) -> Verdict:
+        return Verdict(self.actions[reason], (reason,), {"registry": evidence})
+
+    def reload(self) -> bool:
+        return self.snapshot.reload()

@@ -189,3 +189,33 @@ risk_scores = sa.Table(
     sa.Column("risk", sa.Float, nullable=False),
     sa.Index("ix_risk_scores_rating_event", "rating_id", "event_id"),
 )
+
+# The service registry: halls, windows, roster (replaced whole by `registry load`; the
+# `registry.loaded` event carries the digest of the whole registry).
+halls = sa.Table(
+    "halls",
+    metadata,
+    sa.Column("hall_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, server_default=""),
+    sa.Column("supervisor", sa.String(64)),
+)
+
+windows = sa.Table(
+    "windows",
+    metadata,
+    sa.Column("window_id", sa.String(64), primary_key=True),
+    sa.Column("hall_id", sa.String(64), sa.ForeignKey("halls.hall_id"), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False, server_default=""),
+    sa.Column("head", sa.String(64)),
+    sa.Column("service_types", sa.Text, nullable=False, server_default=""),  # ';'-joined
+)
+
+roster = sa.Table(
+    "roster",
+    metadata,
+    sa.Column("entry_id", Id, primary_key=True, autoincrement=True),
+    sa.Column("staff_id", sa.String(64), nullable=False, index=True),
+    sa.Column("window_id", sa.String(64), sa.ForeignKey("windows.window_id"), nullable=False),
+    sa.Column("start_date", sa.Date, nullable=False),
+    sa.Column("end_date", sa.Date),
+)

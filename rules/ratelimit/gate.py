@@ -19,7 +19,7 @@ from integrity.catalogue import Reason
 from integrity.model import Rating, Status, VenueRegistry, Verdict
 from integrity.ports import GateContext, LimitCheck, Limiter, LimitOutcome
 from rules.ratelimit.memory import epoch_ms
-from rules.realtime import VenueSource
+from rules.realtime import Snapshot
 from rules.ruleset import LimitRule, RuleSet
 
 KEY_SCHEMA = "v1"
@@ -50,13 +50,13 @@ class RateLimitGate:
         self,
         ruleset: RuleSet,
         limiter: Limiter,
-        venues: VenueSource | VenueRegistry | None = None,
+        venues: Snapshot[VenueRegistry] | VenueRegistry | None = None,
         namespace: str = "integrity",
     ) -> None:
         self.ruleset = ruleset
         self.limiter = limiter
-        if not isinstance(venues, VenueSource):
-            venues = VenueSource.fixed(venues or VenueRegistry())
+        if not isinstance(venues, Snapshot):
+            venues = Snapshot.fixed(venues or VenueRegistry())
         self.venues = venues
         self.namespace = namespace
         self._tz = ruleset.tz
