@@ -17,9 +17,9 @@ import sqlalchemy as sa
 
 from integrity.adapters import tables as t
 from integrity.adapters.sql import SqlLedger
-from integrity.sqlkit import translate_errors
 from integrity.errors import FieldError, InvalidInput
 from integrity.model import Rubric, Status
+from integrity.sqlkit import translate_errors
 
 GROUPS = {"window": "window_id", "staff": "staff_id", "service_type": "service_type"}
 REPORT_COLUMNS = (
