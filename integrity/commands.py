@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from integrity.app import App
+from integrity.catalogue import describe
 from integrity.cliutil import (
     actor_option,
     current_actor,
@@ -462,5 +463,25 @@ def staff_list(
     render(people_rows(people), STAFF_COLUMNS, fmt, _out())
 
 
+@click.command()
+@click.argument("code")
+def explain(code: str) -> None:
+    """Print what a reason code (duplicate_ticket, outlier.burst ...) or an event kind
+    (decision, void, appeal.upheld ...) means."""
+    try:
+        click.echo(f"{code}: {describe(code)}")
+    except KeyError:
+        raise EngineError(f"{code!r} is neither a reason code nor an event kind") from None
+
+
 #: The core's top-level commands and groups, in the order ``integrity --help`` lists them.
-COMMANDS: tuple[click.Command, ...] = (ingest, venues, registry, export, report, ledger, staff)
+COMMANDS: tuple[click.Command, ...] = (
+    ingest,
+    venues,
+    registry,
+    export,
+    report,
+    ledger,
+    staff,
+    explain,
+)
