@@ -14,6 +14,13 @@ of the honest-hold budget divided by the share of ratings its units cover, so th
 the expected honest ratings held under the null are at most the budget; and at most
 the Benjamini-Hochberg cut-off at ``fdr`` across all units tested, so that the flags
 are mostly real. The stricter of the two wins. Nothing is hand-picked per attack.
+
+Findings (:meth:`Detector.flags`) share one skeleton: units scoring at least ``soft``
+times the threshold are candidates (below 1 they are soft evidence that holds only
+with agreeing signals, see :mod:`rules.detectors.combine`); each candidate that holds
+ratings (or opens a case) becomes a :class:`Flag` with the detector's fingerprint,
+score, threshold, parameters and sentence. A detector writes only what differs: which
+ratings a unit holds and how its finding reads.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+
+from integrity.catalogue import Reason
 
 #: Floor for p-values so that -log10 stays finite (scores are capped at 300).
 P_FLOOR = 1e-300
@@ -98,7 +107,7 @@ class Flag:
     """
 
     detector: str
-    reason: str
+    reason: str  # a code of integrity.catalogue.REASONS
     unit: str
     rating_ids: tuple[int, ...]
     score: float
@@ -137,16 +146,28 @@ class Signal:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: A candidate unit as the flag hooks see it: its row of ``units_`` and whatever the
+#: detector attached in :meth:`Detector._unit_ratings` (window id, device hash, dates).
+Unit = Mapping[str, Any]
+
+
 class Detector:
     """Base class: ``fit`` / ``decision_function`` / ``threshold_`` / ``labels_`` as in pyod.
 
     Subclasses implement :meth:`_score` (a frame of units -> scores, higher is more
     suspicious, plus the p-values and the ratings each unit covers) and may override
-    :meth:`_threshold`. ``fit`` keeps the unit frame in ``units_`` for :meth:`flags`.
+    :meth:`_threshold`. ``fit`` keeps the unit frame in ``units_`` for :meth:`flags`,
+    whose skeleton is shared; subclasses implement its hooks :meth:`_unit_ratings`,
+    :meth:`_unit`, :meth:`_key` and :meth:`_explain`, and may override :meth:`_reason`,
+    :meth:`_unit_params` and :meth:`_case`.
     """
 
-    name = "detector"
-    reason = "outlier"
+    #: The detector's name: its key in the registry, ``[detect]`` tables and evidence.
+    name: ClassVar[str] = "detector"
+    #: The reason code its flags carry (:data:`integrity.catalogue.REASONS`).
+    reason: ClassVar[Reason]
+    #: Units scoring at least this share of the threshold are flagged (soft below 1).
+    soft: ClassVar[float] = 0.5
 
     def __init__(self, *, budget: float = 0.001, fdr: float = 0.05) -> None:
         self.budget = budget
@@ -170,8 +191,18 @@ class Detector:
         return self
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """Scores for the units of ``X`` (higher is more suspicious); threshold unchanged."""
-        units = self._score(X)
+        """Scores for the units of ``X`` (higher is more suspicious); the fit is unchanged.
+
+        :meth:`_score` also estimates what the fit keeps (dispersions, the family size,
+        the frame the units come from); those of the last ``fit`` are restored, so the
+        threshold and :meth:`flags` still describe the fitted frame.
+        """
+        fitted = dict(self.__dict__)
+        try:
+            units = self._score(X)
+        finally:
+            self.__dict__.clear()
+            self.__dict__.update(fitted)
         return units["score"].to_numpy(dtype=float) if len(units) else np.zeros(0)
 
     def predict(self, X: Any) -> np.ndarray:
@@ -202,9 +233,75 @@ class Detector:
             return math.inf
         return float(neglog10(alpha))
 
-    def flags(self, X: Any) -> list[Flag]:  # pragma: no cover - each detector implements
-        """The findings of the last ``fit`` on ``X``, with the ratings to hold."""
+    # -- findings -----------------------------------------------------------------------------
+
+    def flags(self, X: Any) -> list[Flag]:
+        """The findings of the last ``fit`` on ``X``, with the ratings to hold.
+
+        Candidates are the units scoring at least :attr:`soft` times the threshold; a
+        candidate whose unit holds no rating gives no flag unless it opens a case.
+        """
+        u = self.units_
+        if u.empty or not np.isfinite(self.threshold_):
+            return []
+        cand = u[u["score"] >= self.soft * self.threshold_]
+        if cand.empty:
+            return []
+        out = []
+        for unit, ratings in self._unit_ratings(X, cand):
+            rating_ids = as_ids(ratings)
+            case = self._case(unit)
+            if not rating_ids and case is None:
+                continue
+            out.append(
+                Flag(
+                    detector=self.name,
+                    reason=self._reason(unit),
+                    unit=self._unit(unit),
+                    rating_ids=rating_ids,
+                    score=float(unit["score"]),
+                    threshold=self.threshold_,
+                    params={**self.params(), **self._unit_params(unit)},
+                    explanation=self._explain(unit),
+                    fingerprint=fingerprint(self.name, *self._key(unit)),
+                    case=case,
+                )
+            )
+        return out
+
+    def _unit_ratings(
+        self, X: Any, cand: pd.DataFrame
+    ) -> Iterable[tuple[Unit, Sequence[Any] | pd.Series]]:
+        """Each candidate unit (rows of ``units_``) with the rating ids of ``X`` it holds.
+
+        The order given is the order of the flags. A unit may carry extra fields its
+        sentence and key need (looked up once for all candidates, not per unit).
+        """
         raise NotImplementedError
+
+    def _unit(self, unit: Unit) -> str:
+        """The unit as a reviewer reads it (``window:W1:bucket:123``)."""
+        raise NotImplementedError
+
+    def _key(self, unit: Unit) -> tuple[Any, ...]:
+        """What identifies the evidence besides the detector (hashed into the fingerprint)."""
+        raise NotImplementedError
+
+    def _explain(self, unit: Unit) -> str:
+        """The sentence a reviewer can check against the ledger."""
+        raise NotImplementedError
+
+    def _reason(self, unit: Unit) -> str:
+        """The reason code of the unit's flag (the detector's, unless it has two sides)."""
+        return self.reason
+
+    def _unit_params(self, unit: Unit) -> dict[str, Any]:
+        """The detector's own parameters recorded with a flag, next to :meth:`params`."""
+        return {}
+
+    def _case(self, unit: Unit) -> str | None:
+        """The case the unit opens for review (``case:window:<id>``), if any."""
+        return None
 
     def params(self) -> dict[str, Any]:
         """The parameters that, with the data, reproduce this detector's decisions."""

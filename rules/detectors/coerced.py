@@ -19,22 +19,29 @@ of the pressed ratings, and more honest ones with them); ``"none"`` only opens t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
-from rules.detectors.base import Detector, Flag, as_ids, fingerprint, fmt_p, neglog10
+from integrity.catalogue import Reason
+from rules.detectors.base import Detector, Unit, fmt_p, neglog10
 from rules.detectors.features import Frame
 from rules.detectors.stats import rho_median, scan_matrix
 
 
 class CoercedDetector(Detector):
-    """Units: windows; score ``-log10`` of the onset-scanned p-value."""
+    """Units: windows; score ``-log10`` of the onset-scanned p-value.
+
+    Gives ``outlier.coerced``: each flagged window opens a case, and holds its suspect
+    ratings from the onset on (see ``hold``). Only units at the threshold are flagged.
+    """
 
     name = "coerced"
-    reason = "outlier.coerced"
+    reason = Reason.OUTLIER_COERCED
+    soft = 1.0
 
     def __init__(
         self,
@@ -133,16 +140,9 @@ class CoercedDetector(Detector):
         self.beta_ = beta_all
         return units
 
-    def _threshold(self, units: pd.DataFrame, total_ratings: int) -> float:
-        return super()._threshold(units, total_ratings)
-
-    def flags(self, X: Frame) -> list[Flag]:
-        u = self.units_
-        if u.empty or not np.isfinite(self.threshold_):
-            return []
+    def _unit_ratings(self, X: Frame, cand: pd.DataFrame) -> Iterator[tuple[Unit, pd.Series]]:
         d = self._cells(X)
-        out = []
-        for _, r in u[u["score"] >= self.threshold_].iterrows():
+        for _, r in cand.iterrows():
             g = d[
                 (d["win"] == r["win"])
                 & (d["day"] >= r["onset_day"])
@@ -151,30 +151,34 @@ class CoercedDetector(Detector):
                 & (self.hold != "none")
                 & d["in_scope"]
             ]
-            window = str(r["window_id"])
-            onset = pd.Timestamp(int(r["onset_day"]) * 86400, unit="s").date()
-            out.append(
-                Flag(
-                    detector=self.name,
-                    reason=self.reason,
-                    unit=f"window:{window}",
-                    rating_ids=as_ids(g["rating_id"]),
-                    score=float(r["score"]),
-                    threshold=self.threshold_,
-                    params={
-                        **self.params(),
-                        "fast_s": self.fast_s,
-                        "rho": round(self.rho_, 4),
-                        "peer_log_odds_ratio": round(self.beta_, 4),
-                    },
-                    explanation=(
-                        f"From {onset}, {int(r['k'])} of {int(r['n'])} ratings given within "
-                        f"{self.fast_s:.0f} s of service at window {window} were straight-lined at (or one "
-                        f"step below) the maximum, where its later ratings ({r['p_slow']:.0%} straight-lined) and its peers "
-                        f"predict {r['p_exp']:.0%} ({fmt_p(r['score'])}): pressure at the counter is likely."
-                    ),
-                    fingerprint=fingerprint(self.name, window),
-                    case=f"case:window:{window}",
-                )
-            )
-        return out
+            unit = {
+                **r,
+                "window": str(r["window_id"]),
+                "onset": pd.Timestamp(int(r["onset_day"]) * 86400, unit="s").date(),
+            }
+            yield unit, g["rating_id"]
+
+    def _unit(self, unit: Unit) -> str:
+        return f"window:{unit['window']}"
+
+    def _key(self, unit: Unit) -> tuple[Any, ...]:
+        return (unit["window"],)
+
+    def _case(self, unit: Unit) -> str:
+        return f"case:window:{unit['window']}"
+
+    def _unit_params(self, unit: Unit) -> dict[str, Any]:
+        return {
+            "fast_s": self.fast_s,
+            "rho": round(self.rho_, 4),
+            "peer_log_odds_ratio": round(self.beta_, 4),
+        }
+
+    def _explain(self, unit: Unit) -> str:
+        return (
+            f"From {unit['onset']}, {int(unit['k'])} of {int(unit['n'])} ratings given within "
+            f"{self.fast_s:.0f} s of service at window {unit['window']} were straight-lined at (or one "
+            f"step below) the maximum, where its later ratings ({unit['p_slow']:.0%} straight-lined) "
+            f"and its peers predict {unit['p_exp']:.0%} ({fmt_p(unit['score'])}): pressure at the "
+            f"counter is likely."
+        )

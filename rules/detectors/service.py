@@ -32,32 +32,12 @@ from integrity.model import Event, Rubric, Status
 from integrity.ports import Ledger
 from rules import tables as rt
 from rules.detectors.base import Detector, Flag, Signal
-from rules.detectors.bombing import (
-    CommentDuplicateDetector,
-    LowConcentrationDetector,
-    LowShiftDetector,
-)
-from rules.detectors.burst import BurstDetector, CoRatingDetector, LockstepDetector
-from rules.detectors.coerced import CoercedDetector
 from rules.detectors.combine import Verdicts, combine
 from rules.detectors.features import Frame, load_frame
 from rules.detectors.generic import SoftSignals
-from rules.detectors.repeat import DeviceRepeatDetector, SelfRatingDetector
+from rules.detectors.registry import DETECTORS
 
 ACTOR = "detector"
-
-#: Detector name -> (class, default share of the honest-hold budget).
-DETECTORS: dict[str, tuple[type[Detector], float]] = {
-    "burst": (BurstDetector, 1.0),
-    "lockstep": (LockstepDetector, 1.0),
-    "corating": (CoRatingDetector, 1.0),
-    "device_repeat": (DeviceRepeatDetector, 1.0),
-    "self_rating": (SelfRatingDetector, 1.0),
-    "coerced": (CoercedDetector, 1.0),
-    "low_concentration": (LowConcentrationDetector, 0.5),
-    "comment_duplicate": (CommentDuplicateDetector, 0.5),
-    "low_shift": (LowShiftDetector, 0.5),
-}
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,17 @@
 """Each detector fires on its pattern and stays quiet on the honest look-alike.
 
 Frames are synthetic (:func:`rules.detectors.features.prepare` on hand-made rows): a
-population of ordinary raters at a few windows over two weeks, plus one pattern.
+population of ordinary raters at a few windows over two weeks, plus one pattern. Every
+registered detector is also held to the pyod-like contract, on a frame where it has
+something to find, on an empty frame and on a one-rating frame.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+import json
+import re
+from collections.abc import Callable, Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,21 +19,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from integrity.catalogue import REASONS
 from integrity.model import DEFAULT_RUBRIC, Kiosk, VenueRegistry
 from rules.detectors.base import Detector, Flag, Signal, bh_cutoff, calibrated_alpha
-from rules.detectors.bombing import (
-    CommentDuplicateDetector,
-    LowConcentrationDetector,
-    LowShiftDetector,
-    jaccard,
-    shingles,
-)
-from rules.detectors.burst import BurstDetector, CoRatingDetector, LockstepDetector
+from rules.detectors.burst import BurstDetector
 from rules.detectors.coerced import CoercedDetector
 from rules.detectors.combine import combine
+from rules.detectors.comment_duplicate import CommentDuplicateDetector, jaccard, shingles
+from rules.detectors.corating import CoRatingDetector
+from rules.detectors.device_repeat import DeviceRepeatDetector
 from rules.detectors.features import Frame, prepare
 from rules.detectors.generic import pyod_signal
-from rules.detectors.repeat import DeviceRepeatDetector, SelfRatingDetector
+from rules.detectors.lockstep import LockstepDetector
+from rules.detectors.low_concentration import LowConcentrationDetector
+from rules.detectors.low_shift import LowShiftDetector
+from rules.detectors.registry import DETECTORS
+from rules.detectors.self_rating import SelfRatingDetector
 
 TZ = ZoneInfo("Asia/Shanghai")
 DAY0 = 1_790_000_000 - (1_790_000_000 + 8 * 3600) % 86400  # a local midnight (epoch s)
@@ -138,20 +143,213 @@ def ids(rows: list[dict[str, Any]]) -> set[int]:
     return {r["rating_id"] for r in rows}
 
 
+# -- the patterns ------------------------------------------------------------------------
+
+
+def flood() -> list[dict[str, Any]]:
+    """Fifteen 5s on one window at 20:00, when nobody rates, from one outside address."""
+    t0 = DAY0 + 3 * 86400 + 20 * 3600
+    return [row(window="W2", ip="ip-x", t=t0 + 30 * i, delay=7200, score=5.0) for i in range(15)]
+
+
+def device_farm() -> list[dict[str, Any]]:
+    """Twelve devices behind one data-centre address rate one window within an hour."""
+    return [
+        row(
+            window="W3",
+            device=f"farm-{i}",
+            ip="ip-idc",
+            prefix="pfx-idc",
+            t=DAY0 + 5 * 86400 + 13 * 3600 + 200 * i,
+            score=5.0,
+        )
+        for i in range(12)
+    ]
+
+
+def crew() -> list[dict[str, Any]]:
+    """Three devices rate one window with 5s in the same evenings for twelve days."""
+    return [
+        row(
+            window="W4",
+            device=f"crew-{k}",
+            t=DAY0 + d * 86400 + 20 * 3600 + 600 * k,
+            delay=30000,
+            score=5.0,
+        )
+        for d in range(12)
+        for k in range(3)
+    ]
+
+
+def slow_brusher() -> list[dict[str, Any]]:
+    """One device rates one window with 5s every night for thirteen days."""
+    return [
+        row(window="W5", device="brusher", t=DAY0 + d * 86400 + 21 * 3600, delay=30000, score=5.0)
+        for d in range(13)
+    ]
+
+
+def staff_phone() -> list[dict[str, Any]]:
+    """A phone on the hall Wi-Fi rates its window's tickets on the spot four times a day."""
+    return [
+        row(
+            window="W1",
+            device="staff-phone",
+            ip="ip-hall",
+            t=DAY0 + d * 86400 + h * 3600,
+            delay=240,
+            score=5.0,
+        )
+        for d in range(10)
+        for h in (9.5, 11.5, 14.5, 16.0)
+    ]
+
+
+def household() -> list[dict[str, Any]]:
+    """Three devices of one home prefix give one staff member nine 1s in a week."""
+    return [
+        row(
+            window="W2",
+            staff="S-W2",
+            device=f"fam-{i % 3}",
+            ip=f"ip-home-{i}",
+            prefix="pfx-home",
+            t=DAY0 + (i % 7) * 86400 + 21 * 3600 + i,
+            score=1.0,
+        )
+        for i in range(9)
+    ]
+
+
+def comment_bomb() -> list[dict[str, Any]]:
+    """Five devices give one staff member 1s with the same complaint, lightly varied."""
+    text = "投诉07号工作人员服务态度极差拖延办理"
+    return [
+        row(
+            window="W3",
+            staff="S-W3",
+            device=f"b-{i}",
+            t=DAY0 + i * 86400 + 20 * 3600,
+            score=1.0,
+            comment=text + "!" * (i % 3),
+        )
+        for i in range(5)
+    ]
+
+
+def generic_complaints() -> list[dict[str, Any]]:
+    """The same honest complaint (the queue) about every window."""
+    return [
+        row(
+            window=WINDOWS[i % 6],
+            staff=f"S-{WINDOWS[i % 6]}",
+            device=f"g-{i}",
+            t=DAY0 + (i % 14) * 86400 + 15 * 3600,
+            score=2.0,
+            comment="排队时间太长了等了一个多小时",
+        )
+        for i in range(30)
+    ]
+
+
+def grudge() -> list[dict[str, Any]]:
+    """Two devices give one staff member fourteen 1s from the ninth day on."""
+    return [
+        row(
+            window="W4",
+            staff="S-W4",
+            device=f"grudge-{i % 2}",
+            t=DAY0 + (8 + i % 5) * 86400 + 20 * 3600 + i,
+            score=1.0,
+        )
+        for i in range(14)
+    ]
+
+
 # -- the contract -------------------------------------------------------------------------
 
 
-def test_detector_contract_like_pyod() -> None:
-    fr = frame(population())
-    det = DeviceRepeatDetector(budget=0.001, fdr=0.05)
+def _coerced_frame() -> Frame:
+    rows, pressed = _coerced_world(0.7)
+    return frame(rows + pressed)
+
+
+#: For each registered detector, a frame where it has something to find.
+FINDS: dict[str, Callable[[], Frame]] = {
+    "burst": lambda: frame(population() + flood()),
+    "lockstep": lambda: frame(population() + device_farm()),
+    "corating": lambda: frame(population() + crew()),
+    "device_repeat": lambda: frame(population() + slow_brusher()),
+    "self_rating": lambda: frame(population() + staff_phone()),
+    "coerced": _coerced_frame,
+    "low_concentration": lambda: frame(population() + household()),
+    "comment_duplicate": lambda: frame(population() + comment_bomb() + generic_complaints()),
+    "low_shift": lambda: frame(population() + grudge()),
+}
+
+
+def test_every_registered_detector_has_a_frame_to_find_something_in() -> None:
+    assert set(FINDS) == set(DETECTORS)
+    for name, (cls, share) in DETECTORS.items():
+        assert cls.name == name and share > 0
+        assert cls.reason in REASONS, f"{name}: {cls.reason!r} is not in the catalogue"
+
+
+@pytest.mark.parametrize("name", list(DETECTORS))
+def test_detector_contract_like_pyod(name: str) -> None:
+    cls, _ = DETECTORS[name]
+    fr = FINDS[name]()
+    det = cls(budget=0.001, fdr=0.05)
     assert det.fit(fr) is det
-    assert len(det.labels_) == len(det.decision_scores_)
-    before = det.threshold_
-    scores = det.decision_function(fr)
-    np.testing.assert_allclose(scores, det.decision_scores_)
-    assert det.threshold_ == before
+    assert len(det.labels_) == len(det.decision_scores_) == len(det.units_)
     assert set(np.unique(det.labels_)) <= {0, 1}
     assert (det.labels_ == (det.decision_scores_ >= det.threshold_)).all()
+    assert det.labels_.any(), "nothing found on the frame made for it"
+    before = det.threshold_
+    flags = det.flags(fr)
+    np.testing.assert_allclose(det.decision_function(fr), det.decision_scores_)
+    assert det.threshold_ == before
+
+    assert any(f.strength >= 1 for f in flags)
+    rating_ids = set(fr.frame["rating_id"].tolist())
+    scores = det.decision_scores_
+    for f in flags:
+        assert f.detector == name
+        assert f.reason in REASONS
+        assert f.threshold == det.threshold_
+        assert f.score >= det.soft * det.threshold_  # strength >= soft (1 = at the threshold)
+        assert np.isclose(scores, f.score).any()  # the score of one of its units
+        assert f.rating_ids or f.case, "a flag holds ratings or opens a case"
+        assert set(f.rating_ids) <= rating_ids
+        assert len(set(f.rating_ids)) == len(f.rating_ids)
+        assert re.fullmatch(r"[0-9a-f]{16}", f.fingerprint)
+        assert f.explanation.endswith((".", ")"))
+        json.dumps(f.as_evidence())  # goes into a ledger event as it is
+    assert len({f.fingerprint for f in flags}) == len(flags)
+    # scoring another frame leaves the fit alone: same threshold, same findings
+    det.decision_function(frame(population(seed=1, days=3)))
+    assert det.threshold_ == before
+    assert det.flags(fr) == flags
+
+
+def _tiny(n: int) -> Frame:
+    """The first ``n`` ratings of one (a low score with a comment), columns kept when empty."""
+    raw = pd.DataFrame([row(t=DAY0 + 10 * 3600, score=1.0, comment="waited two hours, rude staff")])
+    return prepare(raw.iloc[:n], rubric=DEFAULT_RUBRIC, tz=TZ, registry=REGISTRY)
+
+
+@pytest.mark.parametrize("n", [0, 1], ids=["empty", "one-rating"])
+@pytest.mark.parametrize("name", list(DETECTORS))
+def test_detector_finds_nothing_in_an_empty_or_one_rating_frame(name: str, n: int) -> None:
+    cls, _ = DETECTORS[name]
+    fr = _tiny(n)
+    det = cls(budget=0.001, fdr=0.05)
+    assert det.fit(fr) is det
+    assert len(det.labels_) == len(det.decision_scores_)
+    assert not det.labels_.any()
+    np.testing.assert_allclose(det.decision_function(fr), det.decision_scores_)
+    assert det.flags(fr) == []
 
 
 def test_bh_cutoff_is_the_line_at_the_last_rejection() -> None:
@@ -176,10 +374,8 @@ def test_calibration_holds_about_the_budget_under_the_null() -> None:
 
 
 def test_burst_fires_on_a_flood_from_outside_the_hall() -> None:
-    rows = population()
-    t0 = DAY0 + 3 * 86400 + 20 * 3600  # 20:00, when nobody rates
-    flood = [row(window="W2", ip="ip-x", t=t0 + 30 * i, delay=7200, score=5.0) for i in range(15)]
-    assert ids(flood) <= held(BurstDetector(budget=0.001), frame(rows + flood))
+    rows, attack = population(), flood()
+    assert ids(attack) <= held(BurstDetector(budget=0.001), frame(rows + attack))
 
 
 def test_burst_ignores_the_same_crowd_on_hall_wifi_and_kiosks() -> None:
@@ -194,18 +390,7 @@ def test_burst_ignores_the_same_crowd_on_hall_wifi_and_kiosks() -> None:
 
 
 def test_lockstep_fires_on_many_devices_behind_one_address_on_one_window() -> None:
-    rows = population()
-    farm = [
-        row(
-            window="W3",
-            device=f"farm-{i}",
-            ip="ip-idc",
-            prefix="pfx-idc",
-            t=DAY0 + 5 * 86400 + 13 * 3600 + 200 * i,
-            score=5.0,
-        )
-        for i in range(12)
-    ]
+    rows, farm = population(), device_farm()
     assert ids(farm) <= held(LockstepDetector(budget=0.001), frame(rows + farm))
 
 
@@ -227,20 +412,8 @@ def test_lockstep_ignores_a_carrier_nat_address_spread_over_windows() -> None:
 
 
 def test_corating_fires_on_devices_rating_one_window_in_the_same_evenings() -> None:
-    rows = population()
-    crew = []
-    for d in range(12):
-        for k in range(3):
-            crew.append(
-                row(
-                    window="W4",
-                    device=f"crew-{k}",
-                    t=DAY0 + d * 86400 + 20 * 3600 + 600 * k,
-                    delay=30000,
-                    score=5.0,
-                )
-            )
-    assert ids(crew) <= held(CoRatingDetector(budget=0.001), frame(rows + crew))
+    rows, attack = population(), crew()
+    assert ids(attack) <= held(CoRatingDetector(budget=0.001), frame(rows + attack))
 
 
 def test_corating_ignores_regulars_on_their_own_schedules() -> None:
@@ -265,11 +438,7 @@ def test_corating_ignores_regulars_on_their_own_schedules() -> None:
 
 
 def test_device_repeat_fires_on_a_slow_brusher() -> None:
-    rows = population()
-    brush = [
-        row(window="W5", device="brusher", t=DAY0 + d * 86400 + 21 * 3600, delay=30000, score=5.0)
-        for d in range(13)
-    ]
+    rows, brush = population(), slow_brusher()
     assert ids(brush) <= held(DeviceRepeatDetector(budget=0.001), frame(rows + brush))
 
 
@@ -302,20 +471,7 @@ def test_device_repeat_low_side_is_bombing() -> None:
 
 
 def test_self_rating_fires_on_a_phone_on_the_spot_all_day() -> None:
-    rows = population()
-    own = []
-    for d in range(10):
-        for h in (9.5, 11.5, 14.5, 16.0):
-            own.append(
-                row(
-                    window="W1",
-                    device="staff-phone",
-                    ip="ip-hall",
-                    t=DAY0 + d * 86400 + h * 3600,
-                    delay=240,
-                    score=5.0,
-                )
-            )
+    rows, own = population(), staff_phone()
     assert ids(own) <= held(SelfRatingDetector(budget=0.001), frame(rows + own))
 
 
@@ -419,19 +575,7 @@ def test_coerced_ignores_a_genuinely_excellent_window() -> None:
 
 
 def test_low_concentration_fires_on_a_household_prefix() -> None:
-    rows = population()
-    bomb = [
-        row(
-            window="W2",
-            staff="S-W2",
-            device=f"fam-{i % 3}",
-            ip=f"ip-home-{i}",
-            prefix="pfx-home",
-            t=DAY0 + (i % 7) * 86400 + 21 * 3600 + i,
-            score=1.0,
-        )
-        for i in range(9)
-    ]
+    rows, bomb = population(), household()
     assert ids(bomb) <= held(LowConcentrationDetector(budget=0.001), frame(rows + bomb))
 
 
@@ -443,47 +587,14 @@ def test_near_duplicate_comments_on_one_staff_member() -> None:
         )
         >= 0.5
     )
-    rows = population()
-    text = "投诉07号工作人员服务态度极差拖延办理"
-    bomb = [
-        row(
-            window="W3",
-            staff="S-W3",
-            device=f"b-{i}",
-            t=DAY0 + i * 86400 + 20 * 3600,
-            score=1.0,
-            comment=text + "!" * (i % 3),
-        )
-        for i in range(5)
-    ]
-    generic = [
-        row(
-            window=WINDOWS[i % 6],
-            staff=f"S-{WINDOWS[i % 6]}",
-            device=f"g-{i}",
-            t=DAY0 + (i % 14) * 86400 + 15 * 3600,
-            score=2.0,
-            comment="排队时间太长了等了一个多小时",
-        )
-        for i in range(30)
-    ]
+    rows, bomb, generic = population(), comment_bomb(), generic_complaints()
     hits = held(CommentDuplicateDetector(budget=0.001), frame(rows + bomb + generic))
     assert ids(bomb) <= hits
     assert not (hits & ids(generic))
 
 
 def test_low_shift_holds_repeated_sources_after_the_onset() -> None:
-    rows = population()
-    bomb = [
-        row(
-            window="W4",
-            staff="S-W4",
-            device=f"grudge-{i % 2}",
-            t=DAY0 + (8 + i % 5) * 86400 + 20 * 3600 + i,
-            score=1.0,
-        )
-        for i in range(14)
-    ]
+    rows, bomb = population(), grudge()
     hits = held(LowShiftDetector(budget=0.001), frame(rows + bomb))
     assert ids(bomb) <= hits
 

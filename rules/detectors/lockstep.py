@@ -1,0 +1,104 @@
+"""Dense address blocks: many devices behind one address on one window in one day.
+
+One address or prefix (never a registered hall network) whose distinct devices on one
+day concentrate on one window far beyond the window's share of that address's traffic
+(CopyCatch / CrossSpot in spirit: a dense block of key x window x day).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from integrity.catalogue import Reason
+from rules.detectors.base import Detector, Unit, fmt_p, neglog10
+from rules.detectors.features import Frame, nunique_by, rows_of
+from rules.detectors.stats import betabinom_sf, rho_mom
+
+#: The two keys a block can sit behind: kind -> (code column, hash column).
+KEYS = {"ip": ("ipc", "ip_hash"), "prefix": ("pfx", "prefix_hash")}
+
+
+class LockstepDetector(Detector):
+    """Units: address or prefix x window x local day, for keys that are not hall networks.
+
+    Gives ``outlier.lockstep``; holds the block's in-scope ratings from outside the crowd.
+    """
+
+    name = "lockstep"
+    reason = Reason.OUTLIER_LOCKSTEP
+
+    def __init__(self, *, min_devices: int = 3, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.min_devices = min_devices
+
+    def _score(self, X: Frame) -> pd.DataFrame:
+        df = X.frame
+        base = df.loc[
+            ~df["crowd"] & ~df["dup"], ["ipc", "pfx", "win", "day", "dev", "rating_id", "in_scope"]
+        ]
+        frames = []
+        self.family_ = 0
+        win_share = base.groupby("win").size() / max(len(base), 1)
+        for kind, (col, _) in KEYS.items():
+            # distinct devices per key-day, and per key-window-day
+            kd = nunique_by(base, [col, "day"], "dev").rename("key_devices")
+            kwd = base.groupby([col, "win", "day"]).agg(
+                n=("rating_id", "size"), in_scope=("in_scope", "any")
+            )
+            kwd["devices"] = nunique_by(base, [col, "win", "day"], "dev")
+            self.family_ += len(kwd)
+            kwd = kwd[kwd["devices"] >= self.min_devices]
+            kwd = kwd.join(kd, on=[col, "day"]).reset_index().rename(columns={col: "key"})
+            kwd["kind"] = kind
+            frames.append(kwd)
+        units = pd.concat(frames, ignore_index=True)
+        p_w = np.clip(win_share.reindex(units["win"]).to_numpy(), 1e-6, 1)
+        # Under the null each device of the key that day picks windows by popularity;
+        # keys differ in where their crowd goes (regions, carriers): beta-binomial.
+        self.rho_ = rho_mom(units["devices"], units["key_devices"], p_w, trim=0.05, cap=0.2)
+        units["p"] = betabinom_sf(units["devices"], units["key_devices"], p_w, self.rho_)
+        units.loc[units["devices"] < self.min_devices, "p"] = 1.0
+        units["score"] = neglog10(units["p"].to_numpy())
+        units["weight"] = units["n"]
+        return units[units["in_scope"]].reset_index(drop=True)
+
+    def _unit_ratings(self, X: Frame, cand: pd.DataFrame) -> Iterator[tuple[Unit, pd.Series]]:
+        df = X.frame
+        wid = df.drop_duplicates("win").set_index("win")["window_id"]
+        for kind, (col, hash_col) in KEYS.items():
+            c = cand[cand["kind"] == kind]
+            if c.empty:
+                continue
+            d = df.loc[df["in_scope"] & ~df["crowd"], [col, "win", "day", "rating_id", hash_col]]
+            d = rows_of(d, c.rename(columns={"key": col}), [col, "win", "day"])
+            rows = c.set_index(["key", "win", "day"])
+            for (k, w, day), g in d.groupby([col, "win", "day"]):
+                unit = {
+                    **rows.loc[(k, w, day)],
+                    "day": day,
+                    "window": str(wid[w]),
+                    "hash": str(g[hash_col].iloc[0]),
+                    "date": pd.Timestamp(int(day) * 86400, unit="s").date(),
+                }
+                yield unit, g["rating_id"]
+
+    def _unit(self, unit: Unit) -> str:
+        return f"{unit['kind']}:{unit['hash']}:window:{unit['window']}:day:{unit['date']}"
+
+    def _key(self, unit: Unit) -> tuple[Any, ...]:
+        return unit["kind"], unit["hash"], unit["window"], int(unit["day"])
+
+    def _unit_params(self, unit: Unit) -> dict[str, Any]:
+        return {"key": unit["kind"], "min_devices": self.min_devices, "rho": round(self.rho_, 4)}
+
+    def _explain(self, unit: Unit) -> str:
+        kind = unit["kind"]
+        return (
+            f"On {unit['date']}, {int(unit['devices'])} of the {int(unit['key_devices'])} devices seen "
+            f"behind {kind} {unit['hash'][:8]} rated window {unit['window']}, far above that window's share "
+            f"of traffic ({fmt_p(unit['score'])}); the {kind} is not a registered hall network."
+        )
