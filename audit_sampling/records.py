@@ -81,8 +81,10 @@ def load_frame(ctx: AuditContext, ref: str | int) -> FrameRecord:
     """A frame by id, by SHA-256 (or a prefix of 8+ hex digits), or by the path of its file."""
     text = str(ref).strip()
     col = at.audit_frames.c
-    if text.isdigit():
+    if text.isdigit() and len(text) < 8:
         cond = col.frame_id == int(text)
+    elif text.isdigit():  # a long number may be an id or a hash prefix of digits only
+        cond = sa.or_(col.frame_id == int(text), col.frame_hash.startswith(text))
     elif len(text) >= 8 and all(c in "0123456789abcdef" for c in text.lower()):
         cond = col.frame_hash.startswith(text.lower())
     elif Path(text).is_file():

@@ -178,7 +178,7 @@ class RatingQuery:
 
     ids: Sequence[int] | None = None
     statuses: tuple[Status, ...] = ()
-    reason: str | None = None  # a code among the current status's reasons
+    reason: str | None = None  # a code among the current reasons ("outlier.": any outlier code)
     window_id: str | None = None
     staff_id: str | None = None
     composite_below: float | None = None

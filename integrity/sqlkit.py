@@ -7,8 +7,9 @@ the connection of a :class:`~integrity.ports.UnitOfWork` so their rows commit wi
 the ledger events that record them, and read them on :meth:`Ledger.reading`. They
 never touch the ledger's own tables (ratings, events, status): the core's ports do.
 
-Driver errors are translated here, once: a server that is gone becomes
-``BackendUnavailable``, a unique key already taken becomes ``AlreadyExists``.
+Driver errors are translated here, once: a unique key already taken becomes
+``AlreadyExists``; a server that is gone, or any other refusal of a write, becomes
+``BackendUnavailable`` (nothing was written).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from integrity.errors import AlreadyExists, BackendUnavailable, Conflict
+from integrity.errors import AlreadyExists, BackendUnavailable
 
 metadata = sa.MetaData(
     naming_convention={
@@ -74,14 +75,18 @@ def canonical_json(value: Any) -> str:
 
 @contextmanager
 def translate_errors() -> Iterator[None]:
-    """Driver failures as engine errors: server gone or disk full -> ``BackendUnavailable``;
-    a unique key already taken -> ``AlreadyExists`` (the transaction is rolled back)."""
+    """Driver failures as engine errors: a unique key already taken -> ``AlreadyExists``;
+    server gone, disk full, any other refusal -> ``BackendUnavailable``. Either way the
+    transaction is rolled back."""
     try:
         yield
     except sa.exc.IntegrityError as err:
         if _unique_violation(err):
             raise AlreadyExists(f"already recorded: {_first_line(err.orig or err)}") from err
-        raise Conflict(f"refused by the database: {_first_line(err.orig or err)}") from err
+        # any other refusal (a foreign key, a trigger) is the backend failing the write
+        raise BackendUnavailable(
+            f"the database refused the write: {_first_line(err.orig or err)}"
+        ) from err
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
         raise BackendUnavailable(f"database unavailable: {err.orig or err}") from err
 

@@ -35,8 +35,13 @@ def commands(
 
 def help_text(path: str, cmd: click.Command) -> str:
     """The ``--help`` output of ``integrity PATH``, as a user sees it (80 columns)."""
-    parent = click.Context(click.Group("integrity"), info_name="integrity")
-    ctx = click.Context(cmd, info_name=path, parent=parent, terminal_width=80, max_content_width=80)
+    ctx = click.Context(
+        cmd,
+        info_name=f"integrity {path}",
+        terminal_width=80,
+        max_content_width=80,
+        help_option_names=["-h", "--help"],  # as the root group sets for every command
+    )
     return cmd.get_help(ctx)
 
 

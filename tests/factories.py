@@ -27,9 +27,9 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import strategies as st
 
+from bootstrap import init_instance, open_app
 from integrity.adapters import tables as t
 from integrity.app import App, Settings
-from bootstrap import init_instance, open_app
 from integrity.clock import FrozenClock
 from integrity.model import CHANNELS, DEFAULT_RUBRIC, VERBAL_LEVELS
 

@@ -297,13 +297,20 @@ class SqlLedger:
         conds: list[Any] = []
         if query.statuses:
             conds.append(s.status.in_([st.value for st in query.statuses]))
-        if query.reason:
+        if query.reason and query.reason.endswith("."):  # a family: "outlier." ...
+            conds.append(
+                sa.or_(
+                    s.reasons.startswith(query.reason, autoescape=True),
+                    s.reasons.contains(";" + query.reason, autoescape=True),
+                )
+            )
+        elif query.reason:
             conds.append(
                 sa.or_(
                     s.reasons == query.reason,
-                    s.reasons.startswith(query.reason + ";"),
-                    s.reasons.endswith(";" + query.reason),
-                    s.reasons.contains(";" + query.reason + ";"),
+                    s.reasons.startswith(query.reason + ";", autoescape=True),
+                    s.reasons.endswith(";" + query.reason, autoescape=True),
+                    s.reasons.contains(";" + query.reason + ";", autoescape=True),
                 )
             )
         if query.window_id is not None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, engine_from_config, pool
 
-# Revisions create tables with explicit operations; the shared metadata (packages add
-# their tables to it when imported) only serves autogenerate.
+# Revisions create tables with explicit operations; the shared metadata only serves
+# autogenerate and `alembic check`: the core's tables are on it, and each package adds
+# its own when the composition root imports it.
+import integrity.adapters.tables  # noqa: F401
 from integrity.sqlkit import metadata
 
 config = context.config

@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 from factories import T0
 
+from bootstrap import open_app
 from cli import main
 from integrity.app import Settings
-from bootstrap import open_app
 from integrity.people import People
 from rules.ruleset import default_ruleset_text
 from simulation import WorldConfig, simulate

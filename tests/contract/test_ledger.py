@@ -387,7 +387,13 @@ def test_status_derived_from_events_equals_rating_status(app: App) -> None:
     ]
     for i, status in plan:
         _, v = app.ledger.current(ids[i])
-        app.ledger.append(status_event(ids[i], status, f"reason.{status.value}"), v)
+        reason = {
+            Status.HELD: "outlier.burst",
+            Status.ACCEPTED: "review.cleared",
+            Status.REJECTED: "review.confirmed",
+            Status.VOIDED: "appeal.upheld",
+        }[status]
+        app.ledger.append(status_event(ids[i], status, reason), v)
     for rid in ids:
         status_events = [e for e in app.ledger.events_of(rid) if e.status is not None]
         last = status_events[-1]

@@ -27,11 +27,11 @@ from fastapi.testclient import TestClient
 
 from integrity.adapters.sql import SqlLedger, make_engine
 from integrity.app import App
+from integrity.catalogue import Reason
 from integrity.clock import FrozenClock
 from integrity.errors import BackendUnavailable
 from integrity.hook import ValidationHook
 from integrity.http import create_app
-from integrity.catalogue import Reason
 from integrity.model import Status
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
@@ -67,7 +67,7 @@ def test_dead_redis_holds_every_rating_and_loses_none(db_url: str, tmp_path: Pat
         [ev] = app.ledger.events_of(live[0].rating_id)
         assert "rate_limit" in ev.evidence["unavailable"]
         # a duplicate ticket is still caught: that check needs only the ledger
-        dup = app.validate(rating(ticket_id=app.ledger.rating(live[0].rating_id)["ticket_id"]))
+        dup = app.validate(rating(ticket_id=app.ledger.rating(live[0].rating_id).ticket_id))
         assert dup.status is Status.REJECTED and dup.reasons == (Reason.DUPLICATE_TICKET,)
     finally:
         app.close()

@@ -67,7 +67,7 @@ def fill(app: App) -> Ledger:
     held = decisions[3].rating_id
     app.ledger.append(status_hold(held, Status.HELD), 1)
     app.ledger.append(status_hold(decisions[4].rating_id, Status.VOIDED), 1)
-    hold = app.ledger.append(status_hold(held, Status.HELD, "outlier.time"), 2)
+    hold = app.ledger.append(status_hold(held, Status.HELD, "outlier.burst"), 2)
     head = app.log.checkpoint(app.clock.now())
     rid = decisions[6].rating_id
     [decision] = app.ledger.events_of(rid)

@@ -19,10 +19,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from factories import make_settings, sqlite_url
 
+from bootstrap import MIGRATION_LOCATIONS, init_instance
 from integrity import migrate
 from integrity.adapters import tables
 from integrity.adapters.sql import SqlLedger, make_engine
-from bootstrap import init_instance
 
 # The ledger's own tables, as declared in integrity/adapters/tables.py (other packages
 # register theirs on the same metadata when imported).
@@ -66,17 +66,17 @@ def heads(engine: sa.Engine) -> set[str]:
 
 def test_upgrade_builds_exactly_the_modelled_schema(engine: sa.Engine) -> None:
     assert table_names(engine) == set()
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, MIGRATION_LOCATIONS)
     assert table_names(engine) >= CORE_TABLES
     assert "alembic_version" in table_names(engine)
-    script = ScriptDirectory.from_config(migrate.alembic_config(engine))
+    script = ScriptDirectory.from_config(migrate.alembic_config(engine, MIGRATION_LOCATIONS))
     assert heads(engine) == set(script.get_heads())
 
     assert core_diff(engine) == []
 
     # every package's migrations against every table on the shared metadata, the way
     # `alembic check` sees it through the migration environment
-    cfg = migrate.alembic_config(engine)
+    cfg = migrate.alembic_config(engine, MIGRATION_LOCATIONS)
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn
         command.check(cfg)
@@ -98,12 +98,12 @@ def test_upgrade_builds_exactly_the_modelled_schema(engine: sa.Engine) -> None:
 
 
 def test_downgrade_to_base_removes_every_table(engine: sa.Engine) -> None:
-    migrate.upgrade(engine)
-    migrate.downgrade(engine, "base")
+    migrate.upgrade(engine, MIGRATION_LOCATIONS)
+    migrate.downgrade(engine, "base", MIGRATION_LOCATIONS)
     assert table_names(engine) - {"alembic_version"} == set()
     assert heads(engine) == set()
     # and up again from nothing: the round trip is clean
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, MIGRATION_LOCATIONS)
     assert core_diff(engine) == []
 
 
@@ -120,7 +120,7 @@ def test_upgrade_and_init_twice_are_idempotent(db_url: str, tmp_path: Path) -> N
         secret = settings.secret_file.read_bytes()
 
         assert init_instance(settings) == first
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, MIGRATION_LOCATIONS)
         assert heads(engine) == before_heads
         with engine.connect() as conn:
             assert (

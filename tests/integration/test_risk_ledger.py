@@ -34,8 +34,8 @@ def test_risk_round_trip_and_tamper(app: App) -> None:
     assert app.ledger.set_risk({ids[0]: 0.4, ids[3]: 1.7}, at=app.clock.now()) == 2
     app.log.seal(app.clock.now())
     assert verify_problems(app) == []
-    assert app.ledger.rating(ids[0])["risk"] == pytest.approx(0.4)
-    assert app.ledger.rating(ids[3])["risk"] == 1.0  # clipped to [0, 1]
+    assert app.ledger.rating(ids[0]).risk == pytest.approx(0.4)
+    assert app.ledger.rating(ids[3]).risk == 1.0  # clipped to [0, 1]
     assert [e.kind for e in app.ledger.events_about("risk")] == ["risk.scored", "risk.scored"]
 
     with app.ledger.engine.begin() as conn:  # someone lowers a rating's risk by hand

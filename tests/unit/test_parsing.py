@@ -233,7 +233,7 @@ def test_verbal_levels_map_to_five_down_to_one() -> None:
 def test_chinese_verbal_levels_parse_with_surrounding_spaces() -> None:
     r = parse(rating(scores=scores(attitude=" 非常满意 ", overall="不满意")))
     assert r.scores["attitude"] == 5 and r.scores["overall"] == 2
-    with pytest.raises(InvalidInput, match="scores.attitude"):
+    with pytest.raises(InvalidInput, match=r"scores\.attitude"):
         parse(rating(scores=scores(attitude="很满意")))  # not one of the five levels
 
 

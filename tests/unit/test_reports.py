@@ -19,6 +19,7 @@ import pytest
 from factories import backend_url, make_app, rating
 
 from integrity.app import App
+from integrity.catalogue import Kind
 from integrity.clock import FrozenClock
 from integrity.errors import InvalidInput
 from integrity.model import DEFAULT_RUBRIC, Event, Status
@@ -54,7 +55,11 @@ def move(app: App, rid: int, status: Status, reason: str) -> None:
     _, version = app.ledger.current(rid)
     app.ledger.append(
         Event(
-            kind=status.value,
+            kind={
+                Status.HELD: Kind.HOLD,
+                Status.VOIDED: Kind.VOID,
+                Status.ACCEPTED: Kind.CLEAR,
+            }.get(status, Kind.CONFIRM),
             actor="reviewer",
             at=NOW,
             rating_id=rid,
@@ -210,7 +215,7 @@ def test_export_rows_in_order_received(app: App) -> None:
     kept = app.validate(dup, replay=True).rating_id
     rejected = app.validate({**dup, "comment": "again"}, replay=True).rating_id
     voided = add(app, window_id="C", served_at="2026-09-01T09:00:00+08:00")  # earlier month
-    move(app, voided, Status.VOIDED, "audit.finding")
+    move(app, voided, Status.VOIDED, "audit.fabricated")
     app.ledger.set_risk({late: 0.875})
 
     rows = list(export_ratings(app.ledger))
@@ -222,7 +227,7 @@ def test_export_rows_in_order_received(app: App) -> None:
         late: ("held", False, "time.submitted_before_served", 0.875),
         kept: ("accepted", True, "", 0.0),
         rejected: ("rejected", False, "duplicate_ticket", 0.0),
-        voided: ("voided", False, "audit.finding", 0.0),
+        voided: ("voided", False, "audit.fabricated", 0.0),
     }
 
     text = render_to_string(export_ratings(app.ledger), EXPORT_COLUMNS, "csv")
