@@ -13,17 +13,16 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-import redis
 import sqlalchemy as sa
 from factories import T0, backend_url, make_app, rating, rating_counts
 from fastapi.testclient import TestClient
+from processes import start
 
 from integrity.adapters.sql import SqlLedger, make_engine
 from integrity.app import App
@@ -88,7 +87,7 @@ class RedisProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
+        self.proc, out = start(
             [
                 "redis-server",
                 "--port",
@@ -101,22 +100,9 @@ class RedisProcess:
                 "no",
                 "--daemonize",
                 "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            ]
         )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
-                time.sleep(0.02)
-            finally:
-                client.close()
+        out.wait_for("Ready to accept connections", what="redis-server")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

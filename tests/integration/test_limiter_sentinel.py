@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from processes import start
 
 from integrity.clock import FrozenClock
 from integrity.ports import LimitCheck
@@ -36,20 +35,9 @@ def sentinel_url(redis_url: str, tmp_path: Path) -> Iterator[str]:
         f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
         f"sentinel monitor itest {master.get('host', '127.0.0.1')} {master.get('port', 6379)} 1\n"
     )
-    proc = subprocess.Popen(
-        [server, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc, out = start([server, str(conf), "--sentinel"])
     try:
-        client = redis.Redis(port=port, socket_timeout=0.5)
-        for _ in range(100):
-            try:
-                if client.sentinel_get_master_addr_by_name("itest"):
-                    break
-            except redis.RedisError:
-                pass
-            time.sleep(0.05)
-        else:
-            pytest.fail("sentinel did not come up")
+        out.wait_for("+monitor master itest", what="redis sentinel")
         yield f"redis+sentinel://127.0.0.1:{port}/itest/0"
     finally:
         proc.terminate()

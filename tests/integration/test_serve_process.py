@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import queue
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from processes import Output, start
 
 from tests.factories import rating
 
@@ -39,21 +38,10 @@ class Server:
     base: str
     env: dict[str, str]
     proc: subprocess.Popen[bytes]
-    lines: queue.Queue[str | None]
+    out: Output
 
     def wait_for(self, text: str, times: int = 1) -> None:
-        """Read the server's log until ``text`` appeared ``times`` times (no polling: each
-        line is awaited as the server writes it); fail if the server exits first."""
-        seen: list[str] = []
-        while times > 0:
-            try:
-                line = self.lines.get(timeout=60)
-            except queue.Empty:
-                pytest.fail(f"server never logged {text!r}:\n" + "".join(seen))
-            if line is None:
-                pytest.fail(f"server exited before logging {text!r}:\n" + "".join(seen))
-            seen.append(line)
-            times -= text in line
+        self.out.wait_for(text, times, what="integrity serve")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -61,12 +49,6 @@ class Server:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-
-
-def _pump(stream: object, lines: queue.Queue[str | None]) -> None:
-    for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
-        lines.put(raw.decode(errors="replace"))
-    lines.put(None)
 
 
 @pytest.fixture
@@ -83,16 +65,10 @@ def server(
     cli = [sys.executable, str(ROOT / "cli.py")]
     subprocess.run([*cli, "init"], env=env, check=True, capture_output=True, cwd=tmp_path)
     port = free_port()
-    proc = subprocess.Popen(
-        [*cli, "serve", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    proc, out = start(
+        [*cli, "serve", "--port", str(port), "--workers", str(workers)], env=env, cwd=tmp_path
     )
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
-    srv = Server(f"http://127.0.0.1:{port}", env, proc, lines)
+    srv = Server(f"http://127.0.0.1:{port}", env, proc, out)
     try:
         srv.wait_for("Application startup complete", times=workers)
         yield srv
