@@ -558,13 +558,15 @@ class ReviewService:
                 and (st := states.get(rid)) is not None
                 and st.status is Status.HELD
             ]
-            todo = [rid for rid in picked if rid in set(open_ids)]
+            open_set = set(open_ids)
+            todo = [rid for rid in picked if rid in open_set]
             if not todo:
                 raise PolicyViolation(
                     f"{subject}: no held rating of the case matches the selection "
                     f"({len(open_ids)} still held in the case)"
                 )
             other = tuple(rid for rid in todo if clear and live[rid] - {case.fingerprint})
+            left = set(other)
             events = [
                 _review_event(
                     rid, states[rid].reasons, clear=clear, actor=person.person_id, at=now,
@@ -577,7 +579,7 @@ class ReviewService:
                     },
                 )
                 for rid in todo
-                if rid not in set(other)
+                if rid not in left
             ]  # fmt: skip
             written = uow.change_many(events, only_if=lambda st: st.status is Status.HELD)
             changed = tuple(sorted(int(ev.rating_id or 0) for ev in written))
@@ -641,7 +643,8 @@ class ReviewService:
             and stored[rid].status is Status.HELD
             and case.fingerprint in live.get(rid, set())
         ]
-        todo = [rid for rid in picked if rid in set(open_ids)]
+        open_set = set(open_ids)
+        todo = [rid for rid in picked if rid in open_set]
         return CaseOutcome(
             subject=case.subject,
             decision="preview",
