@@ -126,7 +126,7 @@ def open_app(settings: Settings, clock: Clock | None = None) -> App:
                 SqlRegistryStore(a.ledger), a.people, a.clock
             ),
             DetectService: DetectService.from_app,
-            ReviewService: lambda a: ReviewService(a.ledger, a.people, a.clock, a.core.rule_set_id),
+            ReviewService: ReviewService.from_app,
             AppealService: AppealService.from_app,
             AuditContext: AuditContext.from_app,
         }

@@ -1,7 +1,8 @@
 """Appeal policy: the ``[appeals]`` knobs of the rule set and the pure rules that use them.
 
 Who may appeal which rating (eligibility), when a decision is due (working days in
-the rule set's time zone), who may review (separation of duties), and when an uphold
+the rule set's time zone, counted by the core's :class:`~integrity.calendar.WorkingCalendar`),
+who may review (separation of duties), and when an uphold
 is complete. Pure functions over plain values: unit-tested without a database.
 """
 
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from integrity.calendar import WorkingCalendar, parse_dates
 from integrity.catalogue import Reason
 from integrity.errors import ConfigError, FieldError, InvalidInput
 from integrity.model import Rubric, Status
@@ -36,8 +39,9 @@ GROUND_CODES = (*GROUNDS, *NOT_GROUNDS)
 class AppealPolicy:
     """The ``[appeals]`` table of the rule set; every field has a default.
 
-    Days are calendar days unless named working days; working days are Mon-Fri in
-    the rule set's time zone, minus ``holidays``, plus ``working_weekends``.
+    Days are calendar days unless named working days; working days are those of the
+    rule set's ``[calendar]`` (Mon-Fri in its time zone, minus holidays, plus make-up
+    weekend days), with this table's ``holidays`` and ``working_weekends`` added.
     """
 
     filing_window_days: float = 7.0  # after the rating's submitted_at
@@ -55,11 +59,19 @@ class AppealPolicy:
     max_reopens: int = 2  # reopens the appellant may ask for (admins are not limited)
     cluster_days: float = 3.0  # context: other low ratings within +/- this many days
     max_evidence_bytes: int = 20_000_000
+    # the rule set's shared [calendar] (not a key of [appeals])
+    calendar: WorkingCalendar = field(default_factory=WorkingCalendar)
 
     @classmethod
-    def from_section(cls, section: Mapping[str, Any], rubric: Rubric | None = None) -> AppealPolicy:
-        """Read ``[appeals]``; unknown keys and bad values are a :class:`ConfigError`."""
-        known = {f.name for f in fields(cls)}
+    def from_section(
+        cls,
+        section: Mapping[str, Any],
+        rubric: Rubric | None = None,
+        calendar: WorkingCalendar | None = None,
+    ) -> AppealPolicy:
+        """Read ``[appeals]``; unknown keys and bad values are a :class:`ConfigError`.
+        ``calendar`` is the rule set's ``[calendar]`` (:attr:`CoreConfig.calendar`)."""
+        known = {f.name for f in fields(cls)} - {"calendar"}
         unknown = sorted(set(section) - known)
         if unknown:
             raise ConfigError(
@@ -70,6 +82,8 @@ class AppealPolicy:
             values["low_composite_below"] = rubric.low_score_below
         for name, raw in section.items():
             values[name] = _coerce(name, raw)
+        if calendar is not None:
+            values["calendar"] = calendar
         policy = cls(**values)
         policy._check()
         return policy
@@ -92,38 +106,34 @@ class AppealPolicy:
                 raise ConfigError(f"[appeals].{name}: must not be negative")
         if self.holidays & self.working_weekends:
             raise ConfigError("[appeals]: a date is both a holiday and a working weekend")
+        try:
+            _ = self.working_calendar
+        except ConfigError as err:
+            raise ConfigError(f"[appeals] with [calendar]: {err}") from None
 
-    # -- working days -------------------------------------------------------------------
+    # -- working days (the core's calendar, with this table's extra days) -------------------
+
+    @cached_property
+    def working_calendar(self) -> WorkingCalendar:
+        """The rule set's ``[calendar]`` plus this table's own ``holidays`` and
+        ``working_weekends`` (kept for rule sets written before ``[calendar]``)."""
+        return self.calendar.merged(self.holidays, self.working_weekends)
 
     def is_working_day(self, d: date) -> bool:
-        if d in self.holidays:
-            return False
-        return d.weekday() < 5 or d in self.working_weekends
+        return self.working_calendar.is_working_day(d)
 
     def add_working_days(self, start: date, n: int) -> date:
         """The ``n``-th working day after ``start`` (``start`` itself not counted)."""
-        d = start
-        left = n
-        while left > 0:
-            d += timedelta(days=1)
-            if self.is_working_day(d):
-                left -= 1
-        return d
+        return self.working_calendar.add_working_days(start, n)
 
     def working_days_between(self, start: date, end: date) -> int:
         """Working days in ``(start, end]``; 0 when ``end <= start``."""
-        n, d = 0, start
-        while d < end:
-            d += timedelta(days=1)
-            n += self.is_working_day(d)
-        return n
+        return self.working_calendar.working_days_between(start, end)
 
     def due_at(self, started_at: datetime, tz: ZoneInfo) -> datetime:
         """When a decision is due: the end of the N-th working day after the local day
         the review round started (UTC, exclusive: overdue from this instant on)."""
-        local_day = started_at.astimezone(tz).date()
-        due_day = self.add_working_days(local_day, self.decision_due_working_days)
-        return datetime.combine(due_day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+        return self.working_calendar.due_at(started_at, tz, self.decision_due_working_days)
 
     # -- scores -------------------------------------------------------------------------
 
@@ -137,18 +147,7 @@ class AppealPolicy:
 def _coerce(name: str, raw: Any) -> Any:
     where = f"[appeals].{name}"
     if name in ("holidays", "working_weekends"):
-        if not isinstance(raw, list):
-            raise ConfigError(f"{where}: expected a list of dates (YYYY-MM-DD)")
-        out = set()
-        for item in raw:
-            if isinstance(item, date) and not isinstance(item, datetime):
-                out.add(item)
-                continue
-            try:
-                out.add(date.fromisoformat(str(item)))
-            except ValueError:
-                raise ConfigError(f"{where}: {item!r} is not a date (YYYY-MM-DD)") from None
-        return frozenset(out)
+        return parse_dates(raw, where)
     if name in ("allow_window_ratings", "fresh_reviewers_on_reopen"):
         if not isinstance(raw, bool):
             raise ConfigError(f"{where}: expected true or false")

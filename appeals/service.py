@@ -130,7 +130,9 @@ class AppealService:
     @classmethod
     def from_app(cls, app: App) -> AppealService:
         """Wire from an opened instance (the composition root's factory)."""
-        policy = AppealPolicy.from_section(app.core.section("appeals"), app.core.rubric)
+        policy = AppealPolicy.from_section(
+            app.core.section("appeals"), app.core.rubric, app.core.calendar
+        )
         service = cls(
             app.ledger,
             app.people,

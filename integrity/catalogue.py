@@ -33,6 +33,9 @@ class Kind(enum.StrEnum):
     STAFF_IMPORTED = "staff.imported"
     # Detection.
     CASE_OPENED = "case.opened"
+    # Review of held ratings (the status changes are clear / confirm).
+    CASE_REVIEWED = "case.reviewed"
+    REVIEW_ESCALATED = "review.escalated"
     # Appeals: one kind per action.
     APPEAL_FILED = "appeal.filed"
     APPEAL_ASSIGNED = "appeal.assigned"
@@ -70,6 +73,8 @@ KINDS: Mapping[Kind, str] = {
     Kind.STAFF_UPDATED: "one person's registry record was changed",
     Kind.STAFF_IMPORTED: "people were imported into the registry from a file",
     Kind.CASE_OPENED: "detection opened a window case (coerced high scores) for review",
+    Kind.CASE_REVIEWED: "a reviewer decided a window case's held ratings at once (selector, counts, reason)",
+    Kind.REVIEW_ESCALATED: "an overdue held rating or window case was escalated to the admins",
     Kind.APPEAL_FILED: "a staff member filed an appeal (admitted, or ineligible with reasons)",
     Kind.APPEAL_ASSIGNED: "reviewers were assigned to an appeal",
     Kind.APPEAL_INFO_REQUESTED: "a reviewer asked the appellant for more information",
@@ -122,6 +127,7 @@ class Reason(enum.StrEnum):
     # Review of held ratings.
     REVIEW_CLEARED = "review.cleared"
     REVIEW_CONFIRMED = "review.confirmed"
+    REVIEW_OVERDUE = "review.overdue"
     # Appeals: outcomes on the rating, and why a filing was not admitted.
     APPEAL_UPHELD = "appeal.upheld"
     APPEAL_REVERSED = "appeal.reversed"
@@ -162,6 +168,7 @@ REASONS: Mapping[Reason, str] = {
     Reason.OUTLIER_PYOD: "held on combined soft signals (ECOD, rater fairness) beside a weaker finding",
     Reason.REVIEW_CLEARED: "a reviewer cleared the hold",
     Reason.REVIEW_CONFIRMED: "a reviewer confirmed the hold",
+    Reason.REVIEW_OVERDUE: "review escalated: held past its review deadline undecided",
     Reason.APPEAL_UPHELD: "voided by an upheld appeal",
     Reason.APPEAL_REVERSED: "an appeal that voided it was reversed",
     Reason.GROUND_NOT_ADMISSIBLE: "appeal filing: the ground is not one of the admissible grounds",

@@ -1,4 +1,5 @@
-"""The rule set as the core reads it: id, name, time zone, rubric, intake tolerances.
+"""The rule set as the core reads it: id, name, time zone, rubric, intake tolerances,
+and the working-day calendar (``[calendar]``, see :mod:`integrity.calendar`).
 
 A rule set is one versioned TOML text (see ``rules/default_ruleset.toml``); its id is
 derived from the text, so the id names exactly the configuration that decided. The
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from integrity.calendar import WorkingCalendar
 from integrity.errors import ConfigError
 from integrity.model import DEFAULT_RUBRIC, Rubric
 
@@ -33,6 +35,7 @@ class CoreConfig:
     max_clock_skew_s: float
     text: str = field(repr=False)
     raw: Mapping[str, Any] = field(repr=False, hash=False)
+    calendar: WorkingCalendar = field(default_factory=WorkingCalendar)
 
     def section(self, name: str) -> Mapping[str, Any]:
         """A top-level table (``intake``, ``detect`` ...), or ``{}`` when absent."""
@@ -48,7 +51,8 @@ def read_toml(text: str) -> dict[str, Any]:
 
 
 def parse_core_config(text: str, doc: Mapping[str, Any] | None = None) -> CoreConfig:
-    """Read name, time zone, rubric and intake settings; ``ConfigError`` names the field.
+    """Read name, time zone, rubric, intake settings and the calendar; ``ConfigError``
+    names the field.
 
     ``doc`` is the text's parsed TOML when the caller has it already. A rule set
     without a ``[rubric]`` table uses the default rubric.
@@ -70,6 +74,9 @@ def parse_core_config(text: str, doc: Mapping[str, Any] | None = None) -> CoreCo
         skew = float(intake.get("max_clock_skew_s", 300))
     except (TypeError, ValueError, AttributeError):
         raise ConfigError("[intake] max_clock_skew_s: expected a number of seconds") from None
+    cal = raw.get("calendar", {})
+    if not isinstance(cal, Mapping):
+        raise ConfigError("rule set field 'calendar' must be a table")
     return CoreConfig(
         rule_set_id=rule_set_id(text),
         name=name,
@@ -78,6 +85,7 @@ def parse_core_config(text: str, doc: Mapping[str, Any] | None = None) -> CoreCo
         max_clock_skew_s=skew,
         text=text,
         raw=raw,
+        calendar=WorkingCalendar.from_section(cal),
     )
 
 

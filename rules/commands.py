@@ -22,8 +22,15 @@ from integrity.cliutil import (
     progress,
 )
 from integrity.errors import FieldError, InvalidInput
+from integrity.model import CHANNELS
 from integrity.render import dump_json, jsonable, render
-from rules.detectors.review import CASE_COLUMNS, LIST_COLUMNS, ReviewService
+from rules.detectors.review import (
+    CASE_COLUMNS,
+    LIST_COLUMNS,
+    OVERDUE_COLUMNS,
+    CaseSelector,
+    ReviewService,
+)
 from rules.detectors.service import DetectService
 
 DOC_FORMATS = ("table", "json")
@@ -129,11 +136,14 @@ def detect_command(
 
 @click.group("review")
 def review_group() -> None:
-    """Review held ratings: list, show, clear (accept) or confirm (reject).
+    """Review held ratings: list, show, clear (accept) or confirm (reject), decide a
+    window case as a unit, and escalate what is past its deadline.
 
     Act as a registered person holding the reviewer role (--as PERSON_ID or
     INTEGRITY_ACTOR). Each decision is a ledger event with your id and reason; a
-    cleared rating is not held again for the same evidence.
+    cleared rating is not held again for the same evidence. A held rating is due
+    [review] deadline_working_days working days (rule set [calendar], its time zone)
+    after the day it was held.
     """
 
 
@@ -142,7 +152,17 @@ def review_group() -> None:
 @actor_option
 @click.option("--reason", help="Only ratings held with this reason code (e.g. outlier.burst).")
 @click.option("--window", "window_id", help="Only ratings of this window.")
-@click.option("--cases", is_flag=True, help="List window cases (coerced high scores) instead.")
+@click.option(
+    "--cases",
+    is_flag=True,
+    help="List window cases instead: ratings held, cleared, confirmed, still open, opened at, due.",
+)
+@click.option(
+    "--overdue",
+    is_flag=True,
+    help="List held ratings and cases past their review deadline instead, oldest due "
+    "first (a case's ratings are listed as their case). Reviewer or admin role.",
+)
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
 @format_option()
 @pass_service(ReviewService)
@@ -152,18 +172,24 @@ def review_list(
     reason: str | None,
     window_id: str | None,
     cases: bool,
+    overdue: bool,
     limit: int,
     fmt: str,
 ) -> None:
-    """Held ratings, riskiest first (or window cases with --cases)."""
+    """Held ratings, riskiest first, with their review deadline (or window cases with
+    --cases, or overdue items with --overdue)."""
+    if cases and overdue:
+        raise click.UsageError("--cases and --overdue list different things: give one")
     cols: tuple[str, ...]
     if cases:
-        rows, cols = svc.cases(current_actor(actor)), CASE_COLUMNS
+        rows, cols = svc.case_rows(current_actor(actor)), CASE_COLUMNS
+    elif overdue:
+        rows, cols = svc.overdue(current_actor(actor)), OVERDUE_COLUMNS
     else:
         rows = svc.list_held(current_actor(actor), reason=reason, window_id=window_id, limit=limit)
         cols = LIST_COLUMNS
     if fmt == "json":
-        click.echo(json.dumps(jsonable(rows), indent=2, ensure_ascii=False))
+        dump_json(rows, sys.stdout)
         return
     render(rows, cols, fmt, sys.stdout)
 
@@ -180,7 +206,7 @@ def review_show(
     rating_id: int,
     fmt: str,
 ) -> None:
-    """A held rating with its events and the evidence behind each hold."""
+    """A held rating with its events, the evidence behind each hold, and its deadline."""
     doc = svc.show(current_actor(actor), rating_id)
     if fmt == "json":
         dump_json(doc, sys.stdout)
@@ -194,6 +220,8 @@ def review_show(
     click.echo(
         f"submitted {r.submitted_at.isoformat()}, served {r.served_at.isoformat() if r.served_at else '-'}"
     )
+    if doc["due"]:
+        click.echo(f"held {doc['held_at'].isoformat()}; review due by the end of {doc['due']}")
     click.echo("")
     events = [
         {
@@ -231,16 +259,14 @@ def _decide(
     fn = svc.clear if clear else svc.confirm
     out = fn(current_actor(actor), rating_id, reason)
     if fmt == "json":
-        click.echo(
-            json.dumps(
-                {
-                    "rating_id": out.rating_id,
-                    "status": out.status.value,
-                    "event_id": out.event_id,
-                    "cleared_fingerprints": list(out.cleared_fingerprints),
-                },
-                indent=2,
-            )
+        dump_json(
+            {
+                "rating_id": out.rating_id,
+                "status": out.status.value,
+                "event_id": out.event_id,
+                "cleared_fingerprints": list(out.cleared_fingerprints),
+            },
+            sys.stdout,
         )
         return
     word = "cleared: accepted, counts again" if clear else "confirmed: rejected, does not count"
@@ -281,3 +307,126 @@ def review_confirm(
 ) -> None:
     """Confirm a held rating: rejected; it does not count."""
     _decide(svc, actor, rating_id, reason, clear=False, fmt=fmt)
+
+
+@review_group.command("case")
+@instance_options
+@actor_option
+@click.argument("subject")
+@click.option(
+    "--clear", "decision", flag_value="clear", help="Clear the selected ratings: accepted."
+)
+@click.option(
+    "--confirm", "decision", flag_value="confirm", help="Confirm the selected ratings: rejected."
+)
+@click.option("--reason", help="Why (at least 5 characters); required with --clear / --confirm.")
+@click.option(
+    "--channel",
+    "channels",
+    multiple=True,
+    type=click.Choice(CHANNELS),
+    help="Selector: only ratings given through this channel (repeatable: any of them).",
+)
+@click.option(
+    "--staff",
+    "staff_ids",
+    multiple=True,
+    metavar="STAFF_ID",
+    help="Selector: only ratings naming this staff member (repeatable: any of them).",
+)
+@click.option(
+    "--from",
+    "from_",
+    metavar="TIME",
+    help="Selector: only ratings submitted from then (YYYY-MM-DD: local midnight, or RFC 3339).",
+)
+@click.option("--to", metavar="TIME", help="Selector: only ratings submitted before then.")
+@format_option(choices=DOC_FORMATS)
+@pass_service(ReviewService)
+def review_case(
+    svc: ReviewService,
+    actor: str | None,
+    subject: str,
+    decision: str | None,
+    reason: str | None,
+    channels: tuple[str, ...],
+    staff_ids: tuple[str, ...],
+    from_: str | None,
+    to: str | None,
+    fmt: str,
+) -> None:
+    """Decide a window case as a unit: clear or confirm all its held ratings, or those
+    the selectors pick, in one ledger transaction with one reason.
+
+    SUBJECT is case:window:<id> (or the window id). Selectors (all given must hold):
+    --channel, --staff, --from / --to (submitted time, end exclusive). Without --clear
+    or --confirm, shows what the selection would cover and writes nothing. Clearing
+    leaves held the ratings that other, uncleared evidence holds too (reported).
+    """
+    selector = CaseSelector(
+        channels=channels,
+        staff_ids=staff_ids,
+        submitted_from=_when(from_, "from", svc.tz),
+        submitted_to=_when(to, "to", svc.tz),
+    )
+    if decision is not None and not reason:
+        raise click.UsageError("--reason is required with --clear / --confirm")
+    clear = None if decision is None else decision == "clear"
+    out = svc.decide_case(
+        current_actor(actor), subject, clear=clear, reason=reason or "", selector=selector
+    )
+    if fmt == "json":
+        dump_json(out, sys.stdout)
+        return
+    what = "all held ratings" if selector.everything else "the selected held ratings"
+    if out.event_id is None:
+        click.echo(
+            f"{out.subject}: {out.still_held} rating(s) held; {what}: {out.selected}"
+            + (
+                f" ({len(out.left_other_evidence)} also held by other evidence: a case "
+                "clear leaves them held)"
+                if out.left_other_evidence
+                else ""
+            )
+        )
+        click.echo("nothing written: add --clear or --confirm with --reason to decide")
+        return
+    verb = "cleared (accepted, count again)" if out.decision == "clear" else "confirmed (rejected)"
+    click.echo(
+        f"{out.subject}: {len(out.changed)} rating(s) {verb} (event {out.event_id}); "
+        f"{out.still_held} still held in the case"
+    )
+    if out.left_other_evidence:
+        click.echo(
+            "left held, other evidence holds them too (review one by one): "
+            + ", ".join(str(r) for r in out.left_other_evidence)
+        )
+    if out.skipped:
+        click.echo(f"{out.skipped} rating(s) were decided meanwhile and left as they are")
+
+
+@review_group.command("escalate-overdue")
+@instance_options
+@actor_option
+@format_option()
+@pass_service(ReviewService)
+def review_escalate_overdue(svc: ReviewService, actor: str | None, fmt: str) -> None:
+    """Escalate every held rating and case past its review deadline to the admins.
+
+    One review.escalated ledger event per item (a case's ratings go with their case),
+    once per deadline: running it again escalates nothing new until a deadline moves.
+    Needs the reviewer or admin role.
+    """
+    run = svc.escalate_overdue(current_actor(actor))
+    if fmt == "json":
+        dump_json(run, sys.stdout)
+        return
+    if fmt == "csv":
+        render(run.escalated, (*OVERDUE_COLUMNS, "event_id"), fmt, sys.stdout)
+        return
+    click.echo(
+        f"escalated {len(run.escalated)} overdue item(s) to the admins; "
+        f"{len(run.already)} already escalated at their deadline"
+    )
+    if run.escalated:
+        render(run.escalated, (*OVERDUE_COLUMNS, "event_id"), "table", sys.stdout)

@@ -8,9 +8,13 @@ ledger event (``hold``, ``clear``, ``confirm``). Rows are only ever inserted.
   a run skips a (rating, fingerprint) it has already acted on, so running twice
   changes nothing.
 * ``detect_cleared``: evidence a reviewer cleared a rating of; never held again for it.
-* ``detect_cases``: window-level findings (coerced high scores) opened for review.
+* ``detect_cases``: window-level findings (coerced high scores) opened for review; a
+  case's ratings are those ``detect_holds`` names with the case's fingerprint.
+* ``review_escalations``: overdue held ratings (``rating:<id>``) and window cases
+  (``case:window:<id>``) escalated to the admins, one row per item and deadline, so an
+  item is escalated again only once its deadline moved.
 
-Migration: ``integrity/migrations/versions/0300_detect.py``.
+Migrations: ``rules/migrations/0300_detect.py``, ``0301_review.py``.
 """
 
 from __future__ import annotations
@@ -74,6 +78,19 @@ detect_cases = sa.Table(
 )
 
 
+review_escalations = sa.Table(
+    "review_escalations",
+    metadata,
+    sa.Column("item", sa.String(128), primary_key=True),  # rating:<id> | case:window:<id>
+    sa.Column("due_at", UTCDateTime, primary_key=True),
+    sa.Column("window_id", sa.String(64), nullable=False),
+    sa.Column("ratings", sa.Integer, nullable=False),  # held ratings overdue when escalated
+    sa.Column("escalated_at", UTCDateTime, nullable=False),
+    sa.Column("escalated_by", sa.String(64), nullable=False),
+    sa.Column("event_id", sa.BigInteger, nullable=False),
+)
+
+
 def metadata_tables() -> tuple[sa.Table, ...]:
     """Every table detection owns (children first: safe order to empty them)."""
-    return (detect_holds, detect_cleared, detect_cases, detect_runs)
+    return (review_escalations, detect_holds, detect_cleared, detect_cases, detect_runs)

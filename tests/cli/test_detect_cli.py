@@ -169,6 +169,8 @@ def test_every_command_has_help() -> None:
         ["review", "show"],
         ["review", "clear"],
         ["review", "confirm"],
+        ["review", "case"],
+        ["review", "escalate-overdue"],
     ):
         res = CliRunner().invoke(main, [*args, "--help"])
         assert res.exit_code == 0 and len(res.output) > 100
