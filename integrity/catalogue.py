@@ -31,6 +31,8 @@ class Kind(enum.StrEnum):
     STAFF_ADDED = "staff.added"
     STAFF_UPDATED = "staff.updated"
     STAFF_IMPORTED = "staff.imported"
+    CONFIG_SEALED = "config.sealed"
+    LEDGER_CHECKPOINT = "ledger.checkpoint"
     # Detection.
     CASE_OPENED = "case.opened"
     # Appeals: one kind per action.
@@ -69,6 +71,8 @@ KINDS: Mapping[Kind, str] = {
     Kind.STAFF_ADDED: "a person was added to the registry",
     Kind.STAFF_UPDATED: "one person's registry record was changed",
     Kind.STAFF_IMPORTED: "people were imported into the registry from a file",
+    Kind.CONFIG_SEALED: "a configuration table changed: SHA-256 and row count of its whole content",
+    Kind.LEDGER_CHECKPOINT: "a checkpoint (log size and root hash) was recorded",
     Kind.CASE_OPENED: "detection opened a window case (coerced high scores) for review",
     Kind.APPEAL_FILED: "a staff member filed an appeal (admitted, or ineligible with reasons)",
     Kind.APPEAL_ASSIGNED: "reviewers were assigned to an appeal",
