@@ -133,7 +133,7 @@ def split(
                         },
                     )
                 )
-                uow.seal_tables(at=now, actor=person.person_id)  # batches, items
+                uow.seal_tables(at=now, actor=person.person_id)  # batches
     except AlreadyExists:
         raise Conflict("another split of this sample committed first; run again") from None
     return [BatchSummary(bid, sample.sample_id, s, a, n, 0, 0) for bid, s, a, n in created]

@@ -6,8 +6,8 @@ that records it, so the ledger's Merkle log covers what the audit did. The table
 :data:`CONFIG_TABLES` (what was sampled and who audits which batch) are configuration
 tables: the composition root registers them with the ledger, and every unit of work
 that changes them ends with ``uow.seal_tables(...)``, so ``ledger verify`` names an
-edit made behind the engine's back. Findings are not among them: each finding is a
-ledger event of its own. Reads go through the ledger's reading connection.
+edit made behind the engine's back. Findings are not among them (each finding is a
+ledger event of its own), nor are the items (see :data:`CONFIG_TABLES`). Reads go through the ledger's reading connection.
 """
 
 from __future__ import annotations
@@ -134,10 +134,12 @@ audit_findings = sa.Table(
 
 
 #: The audit's configuration tables (sealed on every change; checked by ``ledger verify``).
+#: Not ``audit_items``: a sample's items follow from its frame and seed (``audit verify
+#: --ledger`` recomputes them), and the table grows by a tenth of every month's ratings,
+#: too large to digest whole on every finding.
 CONFIG_TABLES: tuple[str, ...] = (
     audit_frames.name,
     audit_samples.name,
     audit_strata.name,
-    audit_items.name,
     audit_batches.name,
 )

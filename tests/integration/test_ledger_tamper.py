@@ -393,7 +393,9 @@ def test_a_rebuilt_log_is_caught_only_by_a_checkpoint_kept_outside(fresh: Ledger
     app.log.checkpoint(app.clock.now())
     assert verify(lg).ok  # nothing inside the database gives it away ...
     size, _ = merkle.parse_checkpoint(lg.checkpoint)
-    assert_reported(verify(lg, lg.checkpoint), f"does not extend the given checkpoint (size {size})")
+    assert_reported(
+        verify(lg, lg.checkpoint), f"does not extend the given checkpoint (size {size})"
+    )
 
 
 def test_a_checkpoint_from_another_history_is_refused(fresh: Ledger) -> None:
