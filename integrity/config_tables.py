@@ -13,7 +13,10 @@ behind the engine's back is named by table.
 The list lives here: :data:`CORE_CONFIG_TABLES` for the core's own tables, and
 :meth:`ConfigTables.register` for a package's (the composition root registers them).
 A unit of work that writes a registered table and ends without sealing it refuses to
-commit, so a writer cannot forget.
+commit, so a writer cannot forget; and before its first write to a table it takes the
+one configuration lock and checks the table against its latest seal, refusing
+(``ConfigError``) to change a table edited behind the engine's back, so an honest
+change never seals over such an edit.
 
 Canonical content (format v1): the JSON header ``["config-table/v1", name, [columns]]``
 and a newline, then one JSON array of the rows, sorted by primary key in Python (so

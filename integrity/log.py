@@ -32,7 +32,7 @@ from integrity.adapters import tables as t
 from integrity.adapters.sql import SqlLedger, risk_digest
 from integrity.catalogue import Kind
 from integrity.config import rule_set_id
-from integrity.config_tables import current_columns, table_digest
+from integrity.config_tables import current_columns
 from integrity.errors import AlreadyExists
 from integrity.model import Event, Status
 from integrity.sqlkit import translate_errors
@@ -495,35 +495,17 @@ class MerkleLog:
             if name not in present:
                 continue
             seal = seals.get(name)
-            if seal is None:
-                rows = table_digest(conn, name).rows
-                if rows:
-                    report.fail(
-                        f"table {name} has {rows} row(s) but no config.sealed event covers it "
-                        "(written behind the engine's back?)"
+            problem = self.ledger.config_problem(conn, name, seal)
+            if problem is not None:
+                report.fail(problem)
+            elif seal is not None:
+                cols = set(seal[1].get("columns") or ())
+                new_cols = [c for c in current_columns(name) if c not in cols]
+                if new_cols:
+                    report.warn(
+                        f"table {name}: column(s) {', '.join(new_cols)} are not covered by its "
+                        f"last seal (event {seal[0]}); `integrity init` seals them"
                     )
-                continue
-            eid, sealed = seal
-            cols = tuple(sealed.get("columns") or ())
-            now_cols = current_columns(name)
-            gone = [c for c in cols if c not in now_cols]
-            if gone:
-                report.fail(
-                    f"table {name}: column(s) {', '.join(gone)} sealed by event {eid} no longer exist"
-                )
-                continue
-            got = table_digest(conn, name, cols)
-            if got.sha256 != sealed.get("sha256"):
-                report.fail(
-                    f"table {name} differs from what event {eid} sealed "
-                    f"({got.rows} row(s) now, {sealed.get('rows')} sealed)"
-                )
-            new_cols = [c for c in now_cols if c not in cols]
-            if new_cols:
-                report.warn(
-                    f"table {name}: column(s) {', '.join(new_cols)} are not covered by its last "
-                    f"seal (event {eid}); `integrity init` seals them"
-                )
 
     def _check_status(self, conn: Connection, report: VerifyReport) -> None:
         last = (

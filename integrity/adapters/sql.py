@@ -30,7 +30,7 @@ from integrity.config_tables import (
     current_columns,
     table_digest,
 )
-from integrity.errors import AlreadyExists, Conflict, NotFound
+from integrity.errors import AlreadyExists, ConfigError, Conflict, NotFound
 from integrity.model import (
     Decision,
     Event,
@@ -95,25 +95,56 @@ def _create_private_file(url: str) -> None:
 _TRACKER = "integrity.config_writes"
 
 
-class _ConfigWrites:
-    """The configuration tables a unit of work wrote since it last sealed them."""
+#: The lock every change of configuration holds from its first write until it commits.
+CONFIG_LOCK = "config"
 
-    def __init__(self, tables: ConfigTables) -> None:
-        self.tables = tables
+
+class _ConfigWrites:
+    """A unit of work's configuration writes: the tables checked against their seal
+    before the first write, and those written since they were last sealed."""
+
+    def __init__(self, ledger: SqlLedger) -> None:
+        self.ledger = ledger
+        self.tables = ledger.config_tables
+        self.checked: set[str] = set()
         self.changed: set[str] = set()
 
 
 def _track_config_writes(
     conn: Connection, clauseelement: Any, multiparams: Any, params: Any, options: Any
 ) -> None:
-    """``before_execute``: note every INSERT/UPDATE/DELETE on a configuration table made
-    inside a unit of work (other connections carry no tracker and are not watched)."""
+    """``before_execute``: watch every INSERT/UPDATE/DELETE on a configuration table made
+    inside a unit of work (other connections carry no tracker and are not watched).
+
+    Before the first such write to a table, the unit of work takes the configuration
+    lock and checks the table against its latest seal (``ConfigError`` if it differs:
+    a change through the engine never seals over an edit made behind its back)."""
     tracker = conn.info.get(_TRACKER)
     if tracker is None or not isinstance(clauseelement, sa.sql.dml.UpdateBase):
         return
     name = getattr(clauseelement.table, "name", None)
-    if name in tracker.tables:
-        tracker.changed.add(name)
+    if name not in tracker.tables:
+        return
+    if name not in tracker.checked:
+        tracker.checked.add(name)
+        _lock(conn, tracker.ledger.dialect, CONFIG_LOCK)
+        ledger = tracker.ledger
+        problem = ledger.config_problem(conn, name, ledger.latest_config_seal(conn, name))
+        if problem is not None:
+            raise ConfigError(
+                f"{problem}; refusing to change it (that would seal over the edit). Run "
+                "`integrity ledger verify`, and restore the table"
+            )
+    tracker.changed.add(name)
+
+
+def _lock(conn: Connection, dialect: str, key: str) -> None:
+    """PostgreSQL: a transaction-scoped advisory lock on ``key``. SQLite: the
+    database's write lock, taken at once."""
+    if dialect == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+    else:
+        conn.exec_driver_sql("UPDATE meta SET key = key WHERE 0")
 
 
 def rating_row(r: Rating, rule_set_id: str, claims_ticket: bool) -> dict[str, Any]:
@@ -706,7 +737,7 @@ class SqlLedger:
         """One write transaction. It refuses to commit (``ValueError``, everything rolled
         back) if it changed a configuration table after that table's last seal."""
         with translate_errors(), self.engine.begin() as conn:
-            tracker = _ConfigWrites(self.config_tables)
+            tracker = _ConfigWrites(self)
             conn.info[_TRACKER] = tracker
             try:
                 yield conn
@@ -966,6 +997,46 @@ class SqlLedger:
             out[name] = (int(eid), json.loads(evidence))
         return out
 
+    def latest_config_seal(self, conn: Connection, name: str) -> tuple[int, dict[str, Any]] | None:
+        """Table ``name``'s newest ``config.sealed`` event: (event id, evidence), or ``None``."""
+        ev = t.events.c
+        row = conn.execute(
+            sa.select(ev.event_id, ev.evidence)
+            .where(ev.kind == Kind.CONFIG_SEALED.value, ev.subject == config_subject(name))
+            .order_by(ev.event_id.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else (int(row[0]), json.loads(row[1]))
+
+    def config_problem(
+        self, conn: Connection, name: str, seal: tuple[int, dict[str, Any]] | None
+    ) -> str | None:
+        """What is wrong with configuration table ``name`` (read on ``conn``) against its
+        latest ``seal``, or ``None``: "table people differs from what event 123 sealed ..."."""
+        if seal is None:
+            rows = table_digest(conn, name).rows
+            if rows:
+                return (
+                    f"table {name} has {rows} row(s) but no config.sealed event covers it "
+                    "(written behind the engine's back, or an instance from before seals: "
+                    "`integrity init` seals those)"
+                )
+            return None
+        eid, sealed = seal
+        cols = tuple(sealed.get("columns") or ())
+        gone = [c for c in cols if c not in current_columns(name)]
+        if gone:
+            return (
+                f"table {name}: column(s) {', '.join(gone)} sealed by event {eid} no longer exist"
+            )
+        got = table_digest(conn, name, cols)
+        if got.sha256 != sealed.get("sha256"):
+            return (
+                f"table {name} differs from what event {eid} sealed "
+                f"({got.rows} row(s) now, {sealed.get('rows')} sealed)"
+            )
+        return None
+
     def adopt_config(self, at: datetime, actor: str = "init") -> list[str]:
         """Seal the configuration tables an upgrade brings under the seal; returns them.
 
@@ -1042,19 +1113,15 @@ class SqlUnitOfWork:
     def lock(self, key: str) -> None:
         """PostgreSQL: a transaction-scoped advisory lock on ``key``. SQLite: the
         database's write lock, taken at once (before anything is read)."""
-        if self.dialect == "postgresql":
-            self.connection.execute(
-                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}
-            )
-        else:
-            self.connection.exec_driver_sql("UPDATE meta SET key = key WHERE 0")
+        _lock(self.connection, self.dialect, key)
 
     def seal_tables(self, *names: str, at: datetime, actor: str) -> list[Event]:
         """See :meth:`integrity.ports.UnitOfWork.seal_tables`.
 
-        Tables are sealed in sorted order, each under a lock on ``config:<name>`` (an
-        advisory lock on PostgreSQL, the write lock on SQLite) so the seal of the unit
-        of work that commits last is the newest seal and covers every committed change.
+        Every change of configuration holds one lock (:data:`CONFIG_LOCK`: an advisory
+        lock on PostgreSQL, the write lock on SQLite) from its first write (or from
+        here) until it commits, so changes of configuration are serialised and the
+        newest seal of a table covers every committed change.
         """
         tracker: _ConfigWrites | None = self.connection.info.get(_TRACKER)
         todo = sorted(set(names)) if names else sorted(tracker.changed if tracker else ())
@@ -1065,8 +1132,9 @@ class SqlUnitOfWork:
                 "(register them with ledger.config_tables.register in the composition root)"
             )
         out = []
+        if todo:
+            self.lock(CONFIG_LOCK)
         for name in todo:
-            self.lock(f"config:{name}")
             digest = table_digest(self.connection, name)
             out.append(
                 self.append(

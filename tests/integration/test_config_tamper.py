@@ -317,6 +317,22 @@ def test_a_stolen_token_hash_is_named(w: World) -> None:
         assert_reported(verify(w), "table people differs")
 
 
+def test_a_change_through_the_engine_never_seals_over_an_edit(w: World) -> None:
+    """After an edit behind its back, the engine refuses to change the table (its seal
+    would cover the edit): verify keeps naming it until the table is restored."""
+    seal = last_seal(w, "people")
+    staff = w.app.get(StaffRegistry)
+    with tampered(w, *edit(t.people, {"person_id": "aud1"}, roles="admin;auditor")):
+        events_before = w.app.ledger.last_event_id("staff.added")
+        with pytest.raises(ConfigError, match=f"table people differs from what event {seal}"):
+            staff.add("A1", StaffRecord("P-new", frozenset({"staff"})))
+        with pytest.raises(ConfigError, match="refusing to change it"):
+            issue_token(w.ctx, "aud2", "A1")
+        assert w.app.ledger.last_event_id("staff.added") == events_before
+        assert last_seal(w, "people") == seal
+        assert_reported(verify(w), f"table people differs from what event {seal} sealed")
+
+
 # -- checkpoints --------------------------------------------------------------------------------
 
 
