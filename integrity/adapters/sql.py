@@ -123,19 +123,23 @@ def _track_config_writes(
     if tracker is None or not isinstance(clauseelement, sa.sql.dml.UpdateBase):
         return
     name = getattr(clauseelement.table, "name", None)
-    if name not in tracker.tables:
+    if not isinstance(name, str) or name not in tracker.tables:
         return
     if name not in tracker.checked:
         tracker.checked.add(name)
         _lock(conn, tracker.ledger.dialect, CONFIG_LOCK)
-        ledger = tracker.ledger
-        problem = ledger.config_problem(conn, name, ledger.latest_config_seal(conn, name))
-        if problem is not None:
-            raise ConfigError(
-                f"{problem}; refusing to change it (that would seal over the edit). Run "
-                "`integrity ledger verify`, and restore the table"
-            )
+        _refuse_if_edited(tracker.ledger, conn, name)
     tracker.changed.add(name)
+
+
+def _refuse_if_edited(ledger: SqlLedger, conn: Connection, name: str) -> None:
+    """``ConfigError`` if table ``name`` no longer matches its latest seal."""
+    problem = ledger.config_problem(conn, name, ledger.latest_config_seal(conn, name))
+    if problem is not None:
+        raise ConfigError(
+            f"{problem}; refusing to change or seal it (that would seal over the edit). "
+            "Run `integrity ledger verify`, and restore the table"
+        )
 
 
 def _lock(conn: Connection, dialect: str, key: str) -> None:
@@ -1066,7 +1070,8 @@ class SqlLedger:
                 if table_digest(conn, name, cols).sha256 == sealed.get("sha256"):
                     adopted.append(name)
             if adopted:
-                uow.seal_tables(*adopted, at=at, actor=actor)
+                uow.lock(CONFIG_LOCK)
+                uow._seal(adopted, at, actor)
         return adopted
 
     def rule_set_text(self, rule_set_id: str) -> str:
@@ -1131,10 +1136,19 @@ class SqlUnitOfWork:
                 f"not registered configuration tables: {', '.join(unknown)} "
                 "(register them with ledger.config_tables.register in the composition root)"
             )
-        out = []
         if todo:
             self.lock(CONFIG_LOCK)
-        for name in todo:
+        for name in todo:  # a table sealed without a write here is checked first too
+            if tracker is not None and name not in tracker.checked:
+                tracker.checked.add(name)
+                _refuse_if_edited(self.ledger, self.connection, name)
+        return self._seal(todo, at, actor)
+
+    def _seal(self, names: Sequence[str], at: datetime, actor: str) -> list[Event]:
+        """Append one ``config.sealed`` event per table (no checks: see ``seal_tables``)."""
+        tracker: _ConfigWrites | None = self.connection.info.get(_TRACKER)
+        out = []
+        for name in names:
             digest = table_digest(self.connection, name)
             out.append(
                 self.append(

@@ -326,7 +326,7 @@ def test_a_change_through_the_engine_never_seals_over_an_edit(w: World) -> None:
         events_before = w.app.ledger.last_event_id("staff.added")
         with pytest.raises(ConfigError, match=f"table people differs from what event {seal}"):
             staff.add("A1", StaffRecord("P-new", frozenset({"staff"})))
-        with pytest.raises(ConfigError, match="refusing to change it"):
+        with pytest.raises(ConfigError, match="refusing to change or seal it"):
             issue_token(w.ctx, "aud2", "A1")
         assert w.app.ledger.last_event_id("staff.added") == events_before
         assert last_seal(w, "people") == seal
@@ -553,3 +553,14 @@ def test_concurrent_changes_on_postgresql_end_with_a_seal_of_the_final_content(
         finally:
             for a in apps:
                 a.close()
+
+
+def test_sealing_an_edited_table_without_changing_it_is_refused_too(w: World) -> None:
+    seal = last_seal(w, "halls")
+    with tampered(w, *edit(t.halls, {"hall_id": "H1"}, name="Hall zero")):
+        with (
+            pytest.raises(ConfigError, match=f"table halls differs from what event {seal}"),
+            w.app.ledger.unit_of_work() as uow,
+        ):
+            uow.seal_tables("halls", at=NOW, actor="A1")
+        assert last_seal(w, "halls") == seal
