@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from appeals.service import AppealService
+from audit_sampling import tables as audit_tables
 from audit_sampling.context import AuditContext
 from integrity import migrate
 from integrity.adapters.registry import SqlRegistryStore
@@ -28,6 +29,7 @@ from integrity.adapters.sql import SqlLedger, make_engine
 from integrity.app import App, Settings
 from integrity.catalogue import Kind
 from integrity.clock import Clock, SystemClock
+from integrity.config import rule_set_id
 from integrity.errors import ConfigError
 from integrity.hook import ValidationHook
 from integrity.log import MerkleLog
@@ -48,6 +50,17 @@ MIGRATION_LOCATIONS = tuple(
     for pkg in ("audit_sampling", "appeals", "rules")
 )
 
+#: Each package's configuration tables, registered with every ledger this root opens
+#: (the core's own are in ``integrity.config_tables.CORE_CONFIG_TABLES``).
+PACKAGE_CONFIG_TABLES: tuple[str, ...] = (*audit_tables.CONFIG_TABLES,)
+
+
+def open_ledger(db_url: str) -> SqlLedger:
+    """The ledger on ``db_url``, with every package's configuration tables registered."""
+    ledger = SqlLedger(make_engine(db_url))
+    ledger.config_tables.register(*PACKAGE_CONFIG_TABLES)
+    return ledger
+
 
 def init_instance(
     settings: Settings, rules_text: str | None = None, clock: Clock | None = None
@@ -55,17 +68,20 @@ def init_instance(
     """Create (or upgrade) an instance: home, secret key, schema, rule set. Idempotent.
 
     Returns the active rule set id. A given ``rules_text`` becomes the active rule set;
-    otherwise the default is activated only when none is active yet.
+    otherwise the default is activated only when none is active yet. A new home folder
+    is created 0700, the secret key and the SQLite ledger file 0600. Configuration
+    tables that have rows but were never sealed (an instance from before seals) are
+    sealed as they stand (``SqlLedger.adopt_config``).
     """
     clock = clock or SystemClock()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not settings.secret_file.exists():
         write_secret(settings.secret_file)
-    engine = make_engine(settings.db_url)
+    ledger = open_ledger(settings.db_url)
     try:
         with translate_errors():
-            migrate.upgrade(engine, MIGRATION_LOCATIONS)
-        ledger = SqlLedger(engine)
+            migrate.upgrade(ledger.engine, MIGRATION_LOCATIONS)
+        ledger.adopt_config(clock.now())
         active = ledger.active_rule_set()
         if rules_text is None and active is not None:
             return active[0]
@@ -73,18 +89,23 @@ def init_instance(
         ledger.activate_rule_set(rs.id, rs.name, rs.raw_text, clock.now())
         return rs.id
     finally:
-        engine.dispose()
+        ledger.engine.dispose()
 
 
-def open_app(settings: Settings, clock: Clock | None = None) -> App:
-    """Wire an initialised instance; ``ConfigError`` tells how to create one."""
+def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = False) -> App:
+    """Wire an initialised instance; ``ConfigError`` tells how to create one.
+
+    Refuses (``ConfigError``) a stored rule set whose text does not hash to its id,
+    unless ``inspect``: the ledger's own commands (verify, seal, checkpoint, prove)
+    open it anyway, so the operator can see what was changed.
+    """
     clock = clock or SystemClock()
     if not settings.secret_file.exists():
         raise ConfigError(
             f"no instance at {settings.home} (no secret key {settings.secret_file}); "
             "run `integrity init` first"
         )
-    ledger = SqlLedger(make_engine(settings.db_url))
+    ledger = open_ledger(settings.db_url)
     if not ledger.has_tables("rule_sets"):
         raise ConfigError(
             f"database {ledger.engine.url!r} has no ledger schema; run `integrity init` first"
@@ -92,6 +113,14 @@ def open_app(settings: Settings, clock: Clock | None = None) -> App:
     active = ledger.active_rule_set()
     if active is None:
         raise ConfigError("no active rule set; run `integrity init` first")
+    if rule_set_id(active[1]) != active[0] and not inspect:
+        ledger.engine.dispose()
+        raise ConfigError(
+            f"the stored text of the active rule set {active[0]} does not hash to its id "
+            f"(it hashes to {rule_set_id(active[1])}): it was edited in the database; "
+            "refusing to start. Run `integrity ledger verify` to see what changed, restore "
+            "the rule set, or activate a new one with `integrity init --rules FILE`"
+        )
     ruleset = load_ruleset(active[1])
     limiter = limiter_from_url(settings.limiter_url, namespace=settings.namespace, clock=clock)
     venues = Snapshot(ledger.venue_registry, lambda: ledger.last_event_id(Kind.VENUES_LOADED))

@@ -63,13 +63,15 @@ def issue_token(ctx: AuditContext, auditor_id: str, actor: str | None) -> str:
     """A new HTTP API token for an active auditor, issued by a supervisor; returns it."""
     person = ctx.supervisor(actor)
     ctx.auditor(auditor_id)
-    token = ctx.people.issue_token(auditor_id)
-    ctx.ledger.append(
-        Event(
-            kind=Kind.AUDIT_TOKEN,
-            actor=person.person_id,
-            at=ctx.now(),
-            subject=person_subject(auditor_id),
+    now = ctx.now()
+    with ctx.ledger.unit_of_work() as uow:
+        token = ctx.people.issue_token(auditor_id, at=now, actor=person.person_id, uow=uow)
+        uow.append(
+            Event(
+                kind=Kind.AUDIT_TOKEN,
+                actor=person.person_id,
+                at=now,
+                subject=person_subject(auditor_id),
+            )
         )
-    )
     return token

@@ -133,6 +133,7 @@ def split(
                         },
                     )
                 )
+                uow.seal_tables(at=now, actor=person.person_id)  # batches
     except AlreadyExists:
         raise Conflict("another split of this sample committed first; run again") from None
     return [BatchSummary(bid, sample.sample_id, s, a, n, 0, 0) for bid, s, a, n in created]
@@ -206,6 +207,7 @@ def assign(
                 evidence={"auditor": auditor_id, "previous": batch.auditor_id},
             )
         )
+        uow.seal_tables(at.audit_batches.name, at=now, actor=person.person_id)
     return load_batch(ctx, batch.batch_id)
 
 

@@ -229,6 +229,7 @@ def draw_sample(
                     },
                 )
             )
+            uow.seal_tables(at=now, actor=person.person_id)  # samples, strata
     except AlreadyExists:
         raise Conflict(
             "another draw on this frame or with this seed committed first; run the command again"

@@ -161,6 +161,7 @@ def expand(
                 },
             )
         )
+        uow.seal_tables(at=now, actor=person.person_id)  # strata
     return report
 
 

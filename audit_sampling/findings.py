@@ -301,6 +301,7 @@ def record(
             _apply_replacements(
                 conn, sample, st, replacements, existing, batch.batch_id, now, auditor
             )
+            uow.seal_tables(at=now, actor=auditor)  # what replacements changed, if any
     except AlreadyExists:
         raise Conflict(
             f"findings for batch {batch.batch_id} were recorded concurrently; nothing changed, run again"

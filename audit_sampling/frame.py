@@ -129,6 +129,7 @@ def make_frame(
                         },
                     )
                 )
+                uow.seal_tables(at.audit_frames.name, at=now, actor=person.person_id)
     except BaseException:
         if tmp is not None and tmp.exists():
             tmp.unlink()

@@ -2,8 +2,12 @@
 
 Migration ``0100_audit`` mirrors them. Every change to these rows is made on the
 connection of a ledger unit of work, in the same transaction as the ledger event
-that records it, so the ledger's Merkle log covers what the audit did. Reads go
-through the ledger's reading connection.
+that records it, so the ledger's Merkle log covers what the audit did. The tables in
+:data:`CONFIG_TABLES` (what was sampled and who audits which batch) are configuration
+tables: the composition root registers them with the ledger, and every unit of work
+that changes them ends with ``uow.seal_tables(...)``, so ``ledger verify`` names an
+edit made behind the engine's back. Findings are not among them (each finding is a
+ledger event of its own), nor are the items (see :data:`CONFIG_TABLES`). Reads go through the ledger's reading connection.
 """
 
 from __future__ import annotations
@@ -126,4 +130,16 @@ audit_findings = sa.Table(
     sa.Column("event_id", sa.BigInteger, nullable=False),
     sa.Column("void_event_id", sa.BigInteger),
     sa.Column("replacement_id", sa.BigInteger),
+)
+
+
+#: The audit's configuration tables (sealed on every change; checked by ``ledger verify``).
+#: Not ``audit_items``: a sample's items follow from its frame and seed (``audit verify
+#: --ledger`` recomputes them), and the table grows by a tenth of every month's ratings,
+#: too large to digest whole on every finding.
+CONFIG_TABLES: tuple[str, ...] = (
+    audit_frames.name,
+    audit_samples.name,
+    audit_strata.name,
+    audit_batches.name,
 )

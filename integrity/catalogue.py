@@ -31,6 +31,8 @@ class Kind(enum.StrEnum):
     STAFF_ADDED = "staff.added"
     STAFF_UPDATED = "staff.updated"
     STAFF_IMPORTED = "staff.imported"
+    CONFIG_SEALED = "config.sealed"
+    LEDGER_CHECKPOINT = "ledger.checkpoint"
     # Detection.
     CASE_OPENED = "case.opened"
     # Review of held ratings (the status changes are clear / confirm).
@@ -72,6 +74,8 @@ KINDS: Mapping[Kind, str] = {
     Kind.STAFF_ADDED: "a person was added to the registry",
     Kind.STAFF_UPDATED: "one person's registry record was changed",
     Kind.STAFF_IMPORTED: "people were imported into the registry from a file",
+    Kind.CONFIG_SEALED: "a configuration table changed: SHA-256 and row count of its whole content",
+    Kind.LEDGER_CHECKPOINT: "a checkpoint (log size and root hash) was recorded",
     Kind.CASE_OPENED: "detection opened a window case (coerced high scores) for review",
     Kind.CASE_REVIEWED: "a reviewer decided a window case's held ratings at once (selector, counts, reason)",
     Kind.REVIEW_ESCALATED: "an overdue held rating or window case was escalated to the admins",

@@ -36,7 +36,7 @@ class Instance:
     ``opener`` is the composition root's ``open_app``; commands never see it.
     """
 
-    def __init__(self, opener: Callable[[Settings], App]) -> None:
+    def __init__(self, opener: Callable[..., App]) -> None:
         self.opener = opener
         self.options: dict[str, str] = {}
         self._app: App | None = None
@@ -46,9 +46,14 @@ class Instance:
         o = self.options
         return Settings.resolve(home=o.get("home"), db=o.get("db"), redis=o.get("redis"))
 
-    def app(self) -> App:
+    def app(self, inspect: bool = False) -> App:
+        """The opened App; ``inspect`` opens it for the ledger's own commands (verify
+        ...), which must run even when the stored configuration was tampered with."""
         if self._app is None:
-            self._app = self.opener(self.settings)
+            if inspect:
+                self._app = self.opener(self.settings, inspect=True)
+            else:
+                self._app = self.opener(self.settings)
             click.get_current_context().call_on_close(self.close)
         return self._app
 
@@ -109,6 +114,17 @@ def pass_app(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def pass_inspecting_app(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Like :func:`pass_app`, for commands that inspect the ledger (``ledger verify``):
+    the App opens even when its rule set was edited in the database."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(instance().app(inspect=True), *args, **kwargs)
+
+    return wrapper
+
+
 def pass_service(kind: type[Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Call the command with the service of type ``kind`` as its first argument."""
 
@@ -137,7 +153,7 @@ class EngineGroup(click.Group):
     """The root group: it puts an :class:`Instance` (opened with ``opener``) on the
     context, and its commands' engine errors end as one line on stderr and exit 1."""
 
-    def __init__(self, *args: Any, opener: Callable[[Settings], App], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, opener: Callable[..., App], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.opener = opener
 

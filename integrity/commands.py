@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,6 +21,7 @@ from integrity.cliutil import (
     format_option,
     instance_options,
     pass_app,
+    pass_inspecting_app,
     pass_service,
     progress,
 )
@@ -258,7 +260,7 @@ def ledger() -> None:
 
 @ledger.command("seal")
 @instance_options
-@pass_app
+@pass_inspecting_app
 def ledger_seal(app: App) -> None:
     """Seal every event not yet in the log."""
     n = app.log.seal(app.clock.now())
@@ -267,29 +269,79 @@ def ledger_seal(app: App) -> None:
 
 @ledger.command("checkpoint")
 @instance_options
-@pass_app
-def ledger_checkpoint(app: App) -> None:
-    """Seal, then print the log's size and root hash for auditors to keep."""
-    click.echo(app.log.checkpoint(app.clock.now()).checkpoint())
+@pass_inspecting_app
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also append the checkpoint line (size, root, time) to FILE; keep it off the "
+    "database's host.",
+)
+@click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    metavar="URL",
+    help="Also POST the checkpoint as JSON to this HTTP endpoint (repeatable).",
+)
+def ledger_checkpoint(app: App, out: Path | None, witnesses: tuple[str, ...]) -> None:
+    """Seal, record and print the log's size and root hash for auditors to keep.
+
+    A checkpoint proves something only where a forger with write access to the
+    database cannot rewrite it: print it, append it to a file on another host (--out),
+    send it to a witness (--witness), or sign the file with your own tool (minisign,
+    gpg). `integrity ledger verify --checkpoints FILE` checks every line of such a file.
+    """
+    from integrity.checkpoints import checkpoint_and_keep
+
+    kept = checkpoint_and_keep(app.log, app.clock.now(), out, witnesses)
+    click.echo(kept.head.checkpoint())
+    if kept.file is not None:
+        click.echo(f"appended to {kept.file}", err=True)
+    for url, status in kept.witnesses:
+        click.echo(f"witness {url}: HTTP {status}", err=True)
 
 
 @ledger.command("verify")
 @instance_options
-@pass_app
+@pass_inspecting_app
 @click.option(
     "--checkpoint",
     "checkpoint",
     metavar="TEXT",
     help="A checkpoint printed earlier: prove the ledger still extends it.",
 )
-def ledger_verify(app: App, checkpoint: str | None) -> None:
-    """Recompute the log from the ledger's rows; report any edited, inserted or deleted row."""
-    try:
-        rep = app.log.verify(app.clock.now(), checkpoint=checkpoint)
-    except ValueError as err:
-        raise EngineError(f"bad checkpoint: {err}") from None
+@click.option(
+    "--checkpoints",
+    "checkpoint_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file of checkpoints (from `ledger checkpoint --out`): prove the ledger "
+    "extends every one.",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Also fail (exit 1) if any event is not sealed yet: for a scheduled verify right "
+    "after `ledger seal`.",
+)
+def ledger_verify(
+    app: App, checkpoint: str | None, checkpoint_file: Path | None, strict: bool
+) -> None:
+    """Recompute the log from the ledger's rows; report any edited, inserted or deleted
+    row, any configuration table (rule sets, people, venues, registry, audit batches)
+    that differs from its seal, and any recorded checkpoint that is gone.
+
+    Events not yet sealed are listed as a warning: they carry no tamper evidence until
+    sealed. With --strict they fail the verification.
+    """
+    from integrity.checkpoints import read_checkpoint_file
     from integrity.merkle import format_checkpoint
 
+    external = read_checkpoint_file(checkpoint_file) if checkpoint_file else []
+    try:
+        rep = app.log.verify(app.clock.now(), checkpoint=checkpoint, external=external)
+    except ValueError as err:
+        raise EngineError(f"bad checkpoint: {err}") from None
     for w in rep.warnings:
         click.echo(f"warning: {w}", err=True)
     if not rep.ok:
@@ -297,14 +349,23 @@ def ledger_verify(app: App, checkpoint: str | None) -> None:
             click.echo(f"TAMPERED: {p}")
         click.echo(f"error: ledger verification failed ({len(rep.problems)} problem(s))", err=True)
         sys.exit(1)
+    if strict and rep.unsealed:
+        click.echo(
+            f"error: {rep.unsealed} event(s) not sealed (--strict); run `integrity ledger seal` "
+            "first, or find out who inserted them",
+            err=True,
+        )
+        sys.exit(1)
+    checked = f"; {len(external)} checkpoint(s) from {checkpoint_file} hold" if external else ""
     click.echo(
-        f"ok: {format_checkpoint(rep.size, rep.root)} ({rep.unsealed} event(s) not yet sealed)"
+        f"ok: {format_checkpoint(rep.size, rep.root)} ({rep.unsealed} event(s) not yet "
+        f"sealed{checked})"
     )
 
 
 @ledger.command("prove")
 @instance_options
-@pass_app
+@pass_inspecting_app
 @click.option(
     "--from",
     "old_size",

@@ -6,15 +6,22 @@ covers its rating row) in small blocks under one lock on the log head; writers a
 never blocked by it. ``verify`` recomputes every leaf from the current rows and
 says where the ledger differs from what was sealed; a checkpoint (size and root
 hash) kept by an auditor proves that today's log still extends yesterday's.
+
+Verify also covers what is not a leaf: the status rows and risk against their
+events, every stored rule set against its id and its sealed SHA-256 (and every rule
+set a rating or event cites must be stored), each configuration table against its
+latest ``config.sealed`` event (:mod:`integrity.config_tables`), and each checkpoint a
+``ledger.checkpoint`` event recorded. Events not yet sealed are listed as a warning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,8 +30,15 @@ from sqlalchemy.engine import Connection
 from integrity import merkle
 from integrity.adapters import tables as t
 from integrity.adapters.sql import SqlLedger, risk_digest
-from integrity.model import Status
+from integrity.catalogue import Kind
+from integrity.config import rule_set_id
+from integrity.config_tables import current_columns
+from integrity.errors import AlreadyExists
+from integrity.model import Event, Status
 from integrity.sqlkit import translate_errors
+
+#: How many unsealed events verify lists by id.
+UNSEALED_SHOWN = 10
 
 EVENT_FIELDS = (
     "event_id",
@@ -241,18 +255,36 @@ class MerkleLog:
 
             yield counts, rows()
 
-    def checkpoint(self, now: datetime) -> Head:
-        """Seal everything, record the head as a checkpoint and return it."""
+    def checkpoint(self, now: datetime, actor: str = "operator") -> Head:
+        """Seal everything, record the head as a checkpoint and return it.
+
+        The checkpoint row is recorded with a ``ledger.checkpoint`` event (size and
+        root), sealed at once as the next leaf, so verify tells a deleted checkpoint row.
+        """
         self.seal(now)
         head = self.head()
-        with translate_errors(), self.ledger.engine.begin() as conn:
-            exists = conn.execute(
-                sa.select(t.checkpoints.c.size).where(t.checkpoints.c.size == head.size)
-            ).first()
-            if exists is None:
-                conn.execute(
-                    t.checkpoints.insert(), {"size": head.size, "root": head.root, "at": now}
-                )
+        try:
+            with self.ledger.unit_of_work() as uow:
+                conn = uow.connection
+                exists = conn.execute(
+                    sa.select(t.checkpoints.c.size).where(t.checkpoints.c.size == head.size)
+                ).first()
+                if exists is None:
+                    conn.execute(
+                        t.checkpoints.insert(), {"size": head.size, "root": head.root, "at": now}
+                    )
+                    uow.append(
+                        Event(
+                            kind=Kind.LEDGER_CHECKPOINT,
+                            actor=actor,
+                            at=now,
+                            subject=f"checkpoint:{head.size}",
+                            evidence={"size": head.size, "root": head.root.hex()},
+                        )
+                    )
+        except AlreadyExists:  # a concurrent checkpoint of the same head recorded it
+            pass
+        self.seal(now)
         return head
 
     def consistency_proof(self, old_size: int) -> list[bytes]:
@@ -269,11 +301,24 @@ class MerkleLog:
                 yield int(idx), int(eid), bytes(h)
 
     def verify(
-        self, now: datetime, checkpoint: str | None = None, grace: timedelta = timedelta(minutes=10)
+        self,
+        now: datetime,
+        checkpoint: str | None = None,
+        external: Sequence[tuple[str, str]] = (),
     ) -> VerifyReport:
-        """Check the ledger against its log; see :class:`VerifyReport`."""
+        """Check the ledger against its log; see :class:`VerifyReport`.
+
+        ``checkpoint``: one checkpoint printed earlier ("the given checkpoint");
+        ``external``: ``(label, checkpoint text)`` pairs kept outside the database (a
+        checkpoint file's lines), each checked the same way and named by its label.
+        ``ValueError`` for a malformed checkpoint.
+        """
         report = VerifyReport()
-        want: tuple[int, bytes] | None = merkle.parse_checkpoint(checkpoint) if checkpoint else None
+        wants: dict[int, list[tuple[bytes, str]]] = {}
+        given = [("the given checkpoint", checkpoint)] if checkpoint else []
+        for label, text in [*given, *external]:
+            size, root = merkle.parse_checkpoint(text)
+            wants.setdefault(size, []).append((root, label))
         head = self.head()
         stored = merkle.CompactRange()
         recomputed = merkle.CompactRange()
@@ -282,6 +327,11 @@ class MerkleLog:
                 int(s): bytes(r)
                 for s, r in conn.execute(sa.select(t.checkpoints.c.size, t.checkpoints.c.root))
             }
+            recorded = self._check_recorded_checkpoints(conn, report, saved)
+            if 0 in wants:
+                for root, label in wants[0]:
+                    if root != merkle.EMPTY_ROOT:
+                        report.fail(f"{label} of size 0 has a wrong root")
             q = _event_query(leaves=True).order_by(t.log_leaves.c.leaf_index)
             expected_index = 0
             for row in conn.execution_options(yield_per=20000).execute(q).mappings():
@@ -310,45 +360,152 @@ class MerkleLog:
                 size = stored.size
                 if size in saved and recomputed.root() != saved[size]:
                     report.fail(f"checkpoint at size {size} no longer matches the ledger")
-                if want is not None and size == want[0] and recomputed.root() != want[1]:
-                    report.fail(f"the ledger does not extend the given checkpoint (size {size})")
-            if want is not None and want[0] > stored.size:
-                report.fail(
-                    f"the given checkpoint has size {want[0]} but the log holds only {stored.size} leaves"
-                )
-            if want is not None and want[0] == 0 and want[1] != merkle.EMPTY_ROOT:
-                report.fail("the given checkpoint of size 0 has a wrong root")
+                if size in recorded and recomputed.root() != recorded[size][0]:
+                    report.fail(
+                        f"checkpoint at size {size} recorded by event {recorded[size][1]} "
+                        "no longer matches the ledger"
+                    )
+                for root, label in wants.get(size, ()):
+                    if recomputed.root() != root:
+                        report.fail(f"the ledger does not extend {label} (size {size})")
+            for size, roots in sorted(wants.items()):
+                if size > stored.size:
+                    for _, label in roots:
+                        report.fail(
+                            f"{label} has size {size} but the log holds only {stored.size} leaves"
+                        )
             if stored.size != head.size or stored.root() != head.root:
                 report.fail(
                     f"log head (size {head.size}) disagrees with its leaves (size {stored.size})"
                 )
-            self._check_unsealed(conn, report, now, grace)
+            self._check_unsealed(conn, report)
             self._check_risk(conn, report)
             self._check_status(conn, report)
             self._check_ratings_have_decisions(conn, report)
+            self._check_rule_sets(conn, report)
+            self._check_config_tables(conn, report)
         report.size = recomputed.size
         report.root = recomputed.root()
         return report
 
-    def _check_unsealed(
-        self, conn: Connection, report: VerifyReport, now: datetime, grace: timedelta
-    ) -> None:
+    def _check_recorded_checkpoints(
+        self, conn: Connection, report: VerifyReport, saved: Mapping[int, bytes]
+    ) -> dict[int, tuple[bytes, int]]:
+        """Every ``ledger.checkpoint`` event's checkpoint row is still stored, unchanged.
+
+        Returns size -> (root, event id) of the recorded checkpoints, which are checked
+        against the recomputed log as well."""
+        out: dict[int, tuple[bytes, int]] = {}
+        rows = conn.execute(
+            sa.select(t.events.c.event_id, t.events.c.evidence)
+            .where(t.events.c.kind == Kind.LEDGER_CHECKPOINT.value)
+            .order_by(t.events.c.event_id)
+        ).all()
+        for eid, evidence in rows:
+            doc = json.loads(evidence)
+            try:
+                size, root = int(doc["size"]), bytes.fromhex(doc["root"])
+            except (KeyError, TypeError, ValueError):
+                report.fail(f"event {eid} (ledger.checkpoint) does not name a size and root")
+                continue
+            out[size] = (root, int(eid))
+            if size not in saved:
+                report.fail(f"checkpoint at size {size} recorded by event {eid} is missing")
+            elif saved[size] != root:
+                report.fail(f"checkpoint at size {size} differs from what event {eid} recorded")
+        return out
+
+    def _check_unsealed(self, conn: Connection, report: VerifyReport) -> None:
+        """List the events not in the log, whatever their age: a warning (``--strict``
+        makes it a failure)."""
         sealed = sa.select(t.log_leaves.c.event_id).where(
             t.log_leaves.c.event_id == t.events.c.event_id
         )
+        unsealed = ~sa.exists(sealed)
+        report.unsealed = int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(t.events).where(unsealed)
+            ).scalar_one()
+        )
+        if not report.unsealed:
+            return
         rows = conn.execute(
-            sa.select(t.events.c.event_id, t.events.c.at)
-            .where(~sa.exists(sealed))
+            sa.select(t.events.c.event_id, t.events.c.kind, t.events.c.actor, t.events.c.at)
+            .where(unsealed)
+            .order_by(t.events.c.event_id)
+            .limit(UNSEALED_SHOWN)
+        ).all()
+        report.unsealed_events = [(int(e), str(k), str(a), at) for e, k, a, at in rows]
+        shown = "; ".join(f"{e} {k} by {a} at {_plain(at)}" for e, k, a, at in rows)
+        more = f" (first {len(rows)})" if report.unsealed > len(rows) else ""
+        report.warn(
+            f"{report.unsealed} event(s) not yet in the log: they carry no tamper evidence "
+            f"until sealed (`integrity ledger seal`), and one inserted behind the engine's "
+            f"back looks the same. Unsealed{more}: {shown}"
+        )
+
+    def _check_rule_sets(self, conn: Connection, report: VerifyReport) -> None:
+        """Each stored rule set hashes to its id and to what its activation sealed; every
+        rule set a rating or an event cites is stored."""
+        stored = {
+            str(rid): str(text)
+            for rid, text in conn.execute(sa.select(t.rule_sets.c.rule_set_id, t.rule_sets.c.text))
+        }
+        for rid, text in sorted(stored.items()):
+            actual = rule_set_id(text)
+            if actual != rid:
+                report.fail(
+                    f"rule set {rid}: its stored text hashes to {actual}, not to its id "
+                    "(the text was edited after it was stored)"
+                )
+        activations = conn.execute(
+            sa.select(t.events.c.event_id, t.events.c.rule_set_id, t.events.c.evidence)
+            .where(t.events.c.kind == Kind.RULE_SET_ACTIVATED.value)
             .order_by(t.events.c.event_id)
         ).all()
-        report.unsealed = len(rows)
-        stale = [eid for eid, at in rows if at < now - grace]
-        if stale:
-            shown = ", ".join(str(e) for e in stale[:10])
-            report.warn(
-                f"{len(stale)} event(s) older than {grace} were never sealed (first: {shown}); "
-                "run `integrity ledger seal` if the sealer was stopped, otherwise they were inserted after the fact"
+        for eid, rid, evidence in activations:
+            want = json.loads(evidence).get("sha256")
+            if rid not in stored:
+                continue  # reported below as a missing rule set
+            if want is not None and hashlib.sha256(stored[rid].encode()).hexdigest() != want:
+                report.fail(f"rule set {rid}: its text differs from what event {eid} sealed")
+        for table, key in ((t.events, t.events.c.event_id), (t.ratings, t.ratings.c.rating_id)):
+            cited = table.c.rule_set_id
+            missing = sa.and_(
+                cited.is_not(None),
+                ~sa.exists(
+                    sa.select(t.rule_sets.c.rule_set_id).where(t.rule_sets.c.rule_set_id == cited)
+                ),
             )
+            n = conn.execute(
+                sa.select(sa.func.count()).select_from(table).where(missing)
+            ).scalar_one()
+            if not n:
+                continue
+            first = conn.execute(sa.select(key, cited).where(missing).order_by(key).limit(5)).all()
+            what = "event" if table is t.events else "rating"
+            shown = ", ".join(f"{what} {i} cites {r}" for i, r in first)
+            report.fail(f"{n} {what}(s) cite a rule set that is not stored ({shown})")
+
+    def _check_config_tables(self, conn: Connection, report: VerifyReport) -> None:
+        """Each configuration table's content matches its latest ``config.sealed`` event."""
+        present = set(sa.inspect(conn).get_table_names())
+        seals = self.ledger.latest_config_seals(conn)
+        for name in self.ledger.config_tables:
+            if name not in present:
+                continue
+            seal = seals.get(name)
+            problem = self.ledger.config_problem(conn, name, seal)
+            if problem is not None:
+                report.fail(problem)
+            elif seal is not None:
+                cols = set(seal[1].get("columns") or ())
+                new_cols = [c for c in current_columns(name) if c not in cols]
+                if new_cols:
+                    report.warn(
+                        f"table {name}: column(s) {', '.join(new_cols)} are not covered by its "
+                        f"last seal (event {seal[0]}); `integrity init` seals them"
+                    )
 
     def _check_status(self, conn: Connection, report: VerifyReport) -> None:
         last = (
@@ -510,17 +667,27 @@ def _population(size: int, start: datetime, end: datetime) -> tuple[sa.Select[An
 
 @dataclass
 class VerifyReport:
-    """``ok`` when nothing failed; ``problems`` say where; ``warnings`` need a look."""
+    """``ok`` when nothing failed; ``problems`` say where; ``warnings`` need a look.
+
+    Unsealed events are a warning, not a problem (the sealer runs after the fact);
+    ``strict_ok`` also requires that there be none.
+    """
 
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     size: int = 0
     root: bytes = merkle.EMPTY_ROOT
     unsealed: int = 0
+    #: The first unsealed events: (event id, kind, actor, time).
+    unsealed_events: list[tuple[int, str, str, datetime]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def strict_ok(self) -> bool:
+        return self.ok and self.unsealed == 0
 
     def fail(self, msg: str) -> None:
         if len(self.problems) < 1000:

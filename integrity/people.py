@@ -11,7 +11,9 @@ so an instance can start: while no active admin exists, anyone may add people,
 provided the change creates an admin (bootstrap). No change may leave the registry
 without an active admin once it has one. Each change is a ledger event
 (``staff.added``, ``staff.updated``, ``staff.imported``) in the same transaction as
-the rows it changes.
+the rows it changes, and the ``people`` table (a configuration table) is sealed in
+that transaction too (``config.sealed``), so an edit behind the engine's back fails
+``ledger verify``.
 """
 
 from __future__ import annotations
@@ -95,8 +97,14 @@ class People:
         windows: Sequence[str] = (),
         active: bool = True,
         uow: UnitOfWork | None = None,
+        actor: str = "system",
     ) -> Person:
-        """Add a person or replace their record (token kept), in ``uow`` when given."""
+        """Add a person or replace their record (token kept).
+
+        In ``uow`` when given: the caller seals ``people`` (``uow.seal_tables``) after
+        its last change, once; without one, in a unit of work of its own that seals
+        the table with ``actor`` as the one who changed it.
+        """
         roles = frozenset(roles)
         errors = _validate(person_id, roles)
         if errors:
@@ -110,10 +118,12 @@ class People:
         }
         if uow is None:
             with self.ledger.unit_of_work() as own:
-                return self.upsert(
+                person = self.upsert(
                     person_id, roles=roles, at=at, name=name, unit=unit, windows=windows,
                     active=active, uow=own,
                 )  # fmt: skip
+                own.seal_tables("people", at=at, actor=actor)
+            return person
         conn = uow.connection
         res = conn.execute(
             t.people.update().where(t.people.c.person_id == person_id).values(**values)
@@ -150,17 +160,29 @@ class People:
             raise PermissionDenied(f"{person_id!r} does not hold the {role} role")
         return person
 
-    def issue_token(self, person_id: str) -> str:
-        """A new API token for a person (shown once; only its hash is stored)."""
+    def issue_token(
+        self, person_id: str, *, at: datetime, actor: str, uow: UnitOfWork | None = None
+    ) -> str:
+        """A new API token for a person (shown once; only its hash is stored).
+
+        Seals ``people`` in ``uow`` (or in a unit of work of its own)."""
         self.get(person_id)
         token = secrets.token_urlsafe(32)
-        with self.ledger.unit_of_work() as uow:
-            uow.connection.execute(
-                t.people.update()
-                .where(t.people.c.person_id == person_id)
-                .values(token_hash=token_hash(token))
-            )
+        if uow is None:
+            with self.ledger.unit_of_work() as own:
+                self._store_token(own, person_id, token, at, actor)
+        else:
+            self._store_token(uow, person_id, token, at, actor)
         return token
+
+    @staticmethod
+    def _store_token(uow: UnitOfWork, person_id: str, token: str, at: datetime, actor: str) -> None:
+        uow.connection.execute(
+            t.people.update()
+            .where(t.people.c.person_id == person_id)
+            .values(token_hash=token_hash(token))
+        )
+        uow.seal_tables("people", at=at, actor=actor)
 
     def by_token(self, token: str) -> Person:
         with translate_errors(), self.ledger.engine.connect() as conn:
@@ -322,6 +344,7 @@ class StaffRegistry:
                     evidence=record.as_dict(),
                 )
             )
+            uow.seal_tables("people", at=now, actor=by)
         return saved
 
     def import_records(self, actor: str | None, records: Sequence[StaffRecord]) -> ImportSummary:
@@ -375,6 +398,8 @@ class StaffRegistry:
                     },
                 )
             )
+            if changed:
+                uow.seal_tables("people", at=now, actor=by)
         return ImportSummary(tuple(added), tuple(updated), tuple(unchanged))
 
     def list(

@@ -263,6 +263,19 @@ class UnitOfWork(Protocol):
         """Serialise writers that lock the same ``key`` until this unit of work ends."""
         ...
 
+    def seal_tables(self, *names: str, at: datetime, actor: str) -> list[Event]:
+        """Seal configuration tables: one ``config.sealed`` event per table (subject
+        ``table:<name>``) with the SHA-256 and row count of its whole content as this
+        transaction sees it (see :mod:`integrity.config_tables`).
+
+        Call it after the last write to those tables in this unit of work. Without
+        ``names``: every configuration table this unit of work changed. A unit of work
+        that changed a configuration table after its last seal refuses to commit
+        (``ValueError``); ``ValueError`` too for a name that is not a registered
+        configuration table.
+        """
+        ...
+
 
 class Ledger(RatingLedger, Protocol):
     """The score ledger as packages use it: reads, read models, and units of work."""

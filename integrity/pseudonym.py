@@ -12,6 +12,7 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,8 +90,13 @@ def _address(key: bytes, text: str) -> tuple[str, str]:
 
 
 def write_secret(path: Path) -> None:
-    """Create a new secret key file readable by its owner only; never overwrite one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "x") as fh:
+    """Create a new secret key file readable by its owner only; never overwrite one.
+
+    The file is created with mode 0600 by the same call that creates it (``O_EXCL``),
+    so the key is never readable by others, not even for an instant; a missing folder
+    is created 0700. ``FileExistsError`` if the file exists.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
         fh.write(new_secret().hex() + "\n")
-    path.chmod(0o600)

@@ -6,15 +6,15 @@ from which date to which date (dates in the rule set's time zone, both ends incl
 Supervisors and heads are people in the people registry.
 
 Loaded whole (``integrity registry load``), replacing the previous one, as one ledger
-event (``registry.loaded``) carrying the SHA-256 of the registry's canonical form, so
-``ledger verify`` can tell if its rows were edited afterwards. With no registry loaded
+event (``registry.loaded``); its tables are configuration tables, sealed in the same
+unit of work (``config.sealed``, see :mod:`integrity.config_tables`), so ``ledger
+verify`` tells if their rows were edited afterwards. With no registry loaded
 the engine behaves as if every window existed (intake does not check windows).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from integrity.clock import Clock
 from integrity.errors import FieldError, InvalidInput
-from integrity.sqlkit import canonical_json
 
 if TYPE_CHECKING:
     from integrity.people import People
@@ -104,7 +103,7 @@ class ServiceRegistry:
         return out
 
     def canonical(self) -> dict[str, Any]:
-        """The registry as plain data in a fixed order (what its digest covers)."""
+        """The registry as plain data in a fixed order (for comparisons)."""
         return {
             "halls": [
                 {"hall_id": h.hall_id, "name": h.name, "supervisor": h.supervisor}
@@ -132,9 +131,6 @@ class ServiceRegistry:
                 )
             ],
         }
-
-    def digest(self) -> str:
-        return hashlib.sha256(canonical_json(self.canonical()).encode()).hexdigest()
 
 
 # -- parsing -----------------------------------------------------------------------------

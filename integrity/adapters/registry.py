@@ -20,7 +20,8 @@ class SqlRegistryStore:
         self.ledger = ledger
 
     def replace(self, reg: ServiceRegistry, at: datetime, actor: str) -> int:
-        """Replace the registry; returns the id of its ``registry.loaded`` event."""
+        """Replace the registry; returns the id of its ``registry.loaded`` event. Its
+        tables are sealed in the same unit of work (``config.sealed`` events)."""
         with self.ledger.unit_of_work() as uow:
             conn = uow.connection
             conn.execute(t.roster.delete())
@@ -71,10 +72,10 @@ class SqlRegistryStore:
                         "halls": len(reg.halls),
                         "windows": len(reg.windows),
                         "roster": len(reg.roster),
-                        "sha256": reg.digest(),
                     },
                 )
             )
+            uow.seal_tables("halls", "windows", "roster", at=at, actor=actor)
         return int(ev.event_id or 0)
 
     def version(self) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -22,7 +23,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from integrity.adapters import tables as t
 from integrity.catalogue import KINDS, REASONS, Kind, Reason
-from integrity.errors import AlreadyExists, Conflict, NotFound
+from integrity.config import rule_set_id as text_rule_set_id
+from integrity.config_tables import (
+    ConfigTables,
+    config_subject,
+    current_columns,
+    table_digest,
+)
+from integrity.errors import AlreadyExists, ConfigError, Conflict, NotFound
 from integrity.model import (
     Decision,
     Event,
@@ -46,6 +54,7 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite"):
+        _create_private_file(url)
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @sa_event.listens_for(engine, "connect")
@@ -67,6 +76,79 @@ def make_engine(url: str) -> Engine:
     # that died with its server fails one request (BackendUnavailable, HTTP 503) and
     # SQLAlchemy then discards the whole pool, so the next request reconnects.
     return sa.create_engine(url, pool_size=10, max_overflow=20, connect_args={"connect_timeout": 5})
+
+
+def _create_private_file(url: str) -> None:
+    """Create a SQLite ledger file readable by its owner only (0600), before SQLite
+    opens it: SQLite gives its ``-wal`` and ``-shm`` files the mode of the database
+    file. An existing file, an in-memory database or a missing folder is left alone."""
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except (FileExistsError, FileNotFoundError):
+        return
+    os.close(fd)
+
+
+_TRACKER = "integrity.config_writes"
+
+
+#: The lock every change of configuration holds from its first write until it commits.
+CONFIG_LOCK = "config"
+
+
+class _ConfigWrites:
+    """A unit of work's configuration writes: the tables checked against their seal
+    before the first write, and those written since they were last sealed."""
+
+    def __init__(self, ledger: SqlLedger) -> None:
+        self.ledger = ledger
+        self.tables = ledger.config_tables
+        self.checked: set[str] = set()
+        self.changed: set[str] = set()
+
+
+def _track_config_writes(
+    conn: Connection, clauseelement: Any, multiparams: Any, params: Any, options: Any
+) -> None:
+    """``before_execute``: watch every INSERT/UPDATE/DELETE on a configuration table made
+    inside a unit of work (other connections carry no tracker and are not watched).
+
+    Before the first such write to a table, the unit of work takes the configuration
+    lock and checks the table against its latest seal (``ConfigError`` if it differs:
+    a change through the engine never seals over an edit made behind its back)."""
+    tracker = conn.info.get(_TRACKER)
+    if tracker is None or not isinstance(clauseelement, sa.sql.dml.UpdateBase):
+        return
+    name = getattr(clauseelement.table, "name", None)
+    if not isinstance(name, str) or name not in tracker.tables:
+        return
+    if name not in tracker.checked:
+        tracker.checked.add(name)
+        _lock(conn, tracker.ledger.dialect, CONFIG_LOCK)
+        _refuse_if_edited(tracker.ledger, conn, name)
+    tracker.changed.add(name)
+
+
+def _refuse_if_edited(ledger: SqlLedger, conn: Connection, name: str) -> None:
+    """``ConfigError`` if table ``name`` no longer matches its latest seal."""
+    problem = ledger.config_problem(conn, name, ledger.latest_config_seal(conn, name))
+    if problem is not None:
+        raise ConfigError(
+            f"{problem}; refusing to change or seal it (that would seal over the edit). "
+            "Run `integrity ledger verify`, and restore the table"
+        )
+
+
+def _lock(conn: Connection, dialect: str, key: str) -> None:
+    """PostgreSQL: a transaction-scoped advisory lock on ``key``. SQLite: the
+    database's write lock, taken at once."""
+    if dialect == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+    else:
+        conn.exec_driver_sql("UPDATE meta SET key = key WHERE 0")
 
 
 def rating_row(r: Rating, rule_set_id: str, claims_ticket: bool) -> dict[str, Any]:
@@ -202,6 +284,11 @@ class SqlLedger:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.written = False  # set by every committed write: the log has events to seal
+        #: The configuration tables sealed on every change and checked by verify; the
+        #: composition root registers the packages' tables here.
+        self.config_tables = ConfigTables()
+        if not sa_event.contains(engine, "before_execute", _track_config_writes):
+            sa_event.listen(engine, "before_execute", _track_config_writes)
         # Single-statement reads need no transaction: on PostgreSQL that saves the
         # BEGIN/ROLLBACK round trips.
         self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -651,8 +738,21 @@ class SqlLedger:
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
+        """One write transaction. It refuses to commit (``ValueError``, everything rolled
+        back) if it changed a configuration table after that table's last seal."""
         with translate_errors(), self.engine.begin() as conn:
-            yield conn
+            tracker = _ConfigWrites(self)
+            conn.info[_TRACKER] = tracker
+            try:
+                yield conn
+                if tracker.changed:
+                    raise ValueError(
+                        "configuration table(s) "
+                        + ", ".join(sorted(tracker.changed))
+                        + " changed without a seal: call uow.seal_tables(...) after the last write"
+                    )
+            finally:
+                conn.info.pop(_TRACKER, None)
         self.written = True
 
     def _append(self, conn: Connection, ev: Event, expect_version: int | None) -> Event:
@@ -764,8 +864,10 @@ class SqlLedger:
         at: datetime,
         actor: str,
     ) -> None:
-        """Replace the venue registry (already pseudonymised) and log it as an event."""
-        with self._writing() as conn:
+        """Replace the venue registry (already pseudonymised), log it as an event and
+        seal its tables."""
+        with self.unit_of_work() as uow:
+            conn = uow.connection
             conn.execute(t.kiosks.delete())
             conn.execute(t.venue_addresses.delete())
             conn.execute(t.venues.delete())
@@ -803,6 +905,7 @@ class SqlLedger:
                 ),
                 None,
             )
+            uow.seal_tables("venues", "venue_addresses", "kiosks", at=at, actor=actor)
 
     def venue_registry(self) -> VenueRegistry:
         with translate_errors(), self.engine.connect() as conn:
@@ -826,9 +929,18 @@ class SqlLedger:
 
     # -- rule sets and meta ----------------------------------------------------------------
 
-    def activate_rule_set(self, rule_set_id: str, name: str, text: str, at: datetime) -> None:
-        """Store a rule set (content-addressed) and make it the active one."""
-        with self._writing() as conn:
+    def activate_rule_set(
+        self, rule_set_id: str, name: str, text: str, at: datetime, actor: str = "admin"
+    ) -> None:
+        """Store a rule set (content-addressed) and make it the active one.
+
+        The ``rule_set.activated`` event records the full SHA-256 of the text, so the
+        sealed log pins the exact text; the ``rule_sets`` table is sealed with it.
+        """
+        if text_rule_set_id(text) != rule_set_id:
+            raise ValueError(f"rule set id {rule_set_id} is not the id of its text")
+        with self.unit_of_work() as uow:
+            conn = uow.connection
             exists = conn.execute(
                 sa.select(t.rule_sets.c.rule_set_id).where(t.rule_sets.c.rule_set_id == rule_set_id)
             ).first()
@@ -847,13 +959,18 @@ class SqlLedger:
                 conn,
                 Event(
                     kind="rule_set.activated",
-                    actor="admin",
+                    actor=actor,
                     at=at,
                     subject=f"rule_set:{rule_set_id}",
                     rule_set_id=rule_set_id,
+                    evidence={
+                        "name": name,
+                        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                    },
                 ),
                 None,
             )
+            uow.seal_tables("rule_sets", at=at, actor=actor)
 
     def active_rule_set(self) -> tuple[str, str] | None:
         """``(rule_set_id, text)`` of the most recently activated rule set."""
@@ -864,6 +981,98 @@ class SqlLedger:
                 .limit(1)
             ).first()
         return (row[0], row[1]) if row else None
+
+    # -- configuration tables ------------------------------------------------------------
+
+    def latest_config_seals(self, conn: Connection) -> dict[str, tuple[int, dict[str, Any]]]:
+        """Each sealed table's newest ``config.sealed`` event: name -> (event id, evidence)."""
+        ev = t.events.c
+        last = (
+            sa.select(sa.func.max(ev.event_id))
+            .where(ev.kind == Kind.CONFIG_SEALED.value)
+            .group_by(ev.subject)
+        )
+        rows = conn.execute(
+            sa.select(ev.event_id, ev.subject, ev.evidence).where(ev.event_id.in_(last))
+        ).all()
+        out: dict[str, tuple[int, dict[str, Any]]] = {}
+        for eid, subject, evidence in rows:
+            name = str(subject).removeprefix("table:")
+            out[name] = (int(eid), json.loads(evidence))
+        return out
+
+    def latest_config_seal(self, conn: Connection, name: str) -> tuple[int, dict[str, Any]] | None:
+        """Table ``name``'s newest ``config.sealed`` event: (event id, evidence), or ``None``."""
+        ev = t.events.c
+        row = conn.execute(
+            sa.select(ev.event_id, ev.evidence)
+            .where(ev.kind == Kind.CONFIG_SEALED.value, ev.subject == config_subject(name))
+            .order_by(ev.event_id.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else (int(row[0]), json.loads(row[1]))
+
+    def config_problem(
+        self, conn: Connection, name: str, seal: tuple[int, dict[str, Any]] | None
+    ) -> str | None:
+        """What is wrong with configuration table ``name`` (read on ``conn``) against its
+        latest ``seal``, or ``None``: "table people differs from what event 123 sealed ..."."""
+        if seal is None:
+            rows = table_digest(conn, name).rows
+            if rows:
+                return (
+                    f"table {name} has {rows} row(s) but no config.sealed event covers it "
+                    "(written behind the engine's back, or an instance from before seals: "
+                    "`integrity init` seals those)"
+                )
+            return None
+        eid, sealed = seal
+        cols = tuple(sealed.get("columns") or ())
+        gone = [c for c in cols if c not in current_columns(name)]
+        if gone:
+            return (
+                f"table {name}: column(s) {', '.join(gone)} sealed by event {eid} no longer exist"
+            )
+        got = table_digest(conn, name, cols)
+        if got.sha256 != sealed.get("sha256"):
+            return (
+                f"table {name} differs from what event {eid} sealed "
+                f"({got.rows} row(s) now, {sealed.get('rows')} sealed)"
+            )
+        return None
+
+    def adopt_config(self, at: datetime, actor: str = "init") -> list[str]:
+        """Seal the configuration tables an upgrade brings under the seal; returns them.
+
+        A table with rows but no seal yet (an instance from before seals, a package
+        table registered since) is sealed as it stands; a table whose columns changed
+        since its last seal (a migration added one) is sealed again, but only if its
+        content over the sealed columns still matches that seal, so an upgrade never
+        launders an edit: ``ledger verify`` keeps reporting it.
+        """
+        adopted: list[str] = []
+        with self.unit_of_work() as uow:
+            conn = uow.connection
+            present = set(sa.inspect(conn).get_table_names())
+            seals = self.latest_config_seals(conn)
+            for name in self.config_tables:
+                if name not in present:
+                    continue
+                if name not in seals:
+                    if table_digest(conn, name).rows:
+                        adopted.append(name)
+                    continue
+                sealed = seals[name][1]
+                cols = tuple(sealed.get("columns") or ())
+                now_cols = current_columns(name)
+                if set(cols) == set(now_cols) or not set(cols) <= set(now_cols):
+                    continue
+                if table_digest(conn, name, cols).sha256 == sealed.get("sha256"):
+                    adopted.append(name)
+            if adopted:
+                uow.lock(CONFIG_LOCK)
+                uow._seal(adopted, at, actor)
+        return adopted
 
     def rule_set_text(self, rule_set_id: str) -> str:
         with translate_errors(), self.engine.connect() as conn:
@@ -909,12 +1118,52 @@ class SqlUnitOfWork:
     def lock(self, key: str) -> None:
         """PostgreSQL: a transaction-scoped advisory lock on ``key``. SQLite: the
         database's write lock, taken at once (before anything is read)."""
-        if self.dialect == "postgresql":
-            self.connection.execute(
-                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}
+        _lock(self.connection, self.dialect, key)
+
+    def seal_tables(self, *names: str, at: datetime, actor: str) -> list[Event]:
+        """See :meth:`integrity.ports.UnitOfWork.seal_tables`.
+
+        Every change of configuration holds one lock (:data:`CONFIG_LOCK`: an advisory
+        lock on PostgreSQL, the write lock on SQLite) from its first write (or from
+        here) until it commits, so changes of configuration are serialised and the
+        newest seal of a table covers every committed change.
+        """
+        tracker: _ConfigWrites | None = self.connection.info.get(_TRACKER)
+        todo = sorted(set(names)) if names else sorted(tracker.changed if tracker else ())
+        unknown = [n for n in todo if n not in self.ledger.config_tables]
+        if unknown:
+            raise ValueError(
+                f"not registered configuration tables: {', '.join(unknown)} "
+                "(register them with ledger.config_tables.register in the composition root)"
             )
-        else:
-            self.connection.exec_driver_sql("UPDATE meta SET key = key WHERE 0")
+        if todo:
+            self.lock(CONFIG_LOCK)
+        for name in todo:  # a table sealed without a write here is checked first too
+            if tracker is not None and name not in tracker.checked:
+                tracker.checked.add(name)
+                _refuse_if_edited(self.ledger, self.connection, name)
+        return self._seal(todo, at, actor)
+
+    def _seal(self, names: Sequence[str], at: datetime, actor: str) -> list[Event]:
+        """Append one ``config.sealed`` event per table (no checks: see ``seal_tables``)."""
+        tracker: _ConfigWrites | None = self.connection.info.get(_TRACKER)
+        out = []
+        for name in names:
+            digest = table_digest(self.connection, name)
+            out.append(
+                self.append(
+                    Event(
+                        kind=Kind.CONFIG_SEALED,
+                        actor=actor,
+                        at=at,
+                        subject=config_subject(name),
+                        evidence={"table": name, **digest.evidence()},
+                    )
+                )
+            )
+            if tracker is not None:
+                tracker.changed.discard(name)
+        return out
 
     def states(self, rating_ids: Sequence[int]) -> dict[int, RatingState]:
         s = t.rating_status.c

@@ -4,7 +4,10 @@ Append-only by design: ``ratings`` and ``events`` rows are inserted, never updat
 deleted. ``rating_status`` is the one materialised view (current status per rating),
 updated in the same transaction as the event that changes it and checked against the
 events by ``integrity ledger verify``. ``log_leaves`` / ``log_head`` / ``checkpoints``
-are the RFC 9162 Merkle log that seals events after the fact.
+are the RFC 9162 Merkle log that seals events after the fact (each checkpoint row is
+recorded by a ``ledger.checkpoint`` event too). Rule sets, people, venues and the
+service registry are configuration tables, edited in place and sealed whole with a
+``config.sealed`` event on every change (``integrity/config_tables.py``).
 """
 
 from __future__ import annotations
@@ -190,8 +193,8 @@ risk_scores = sa.Table(
     sa.Index("ix_risk_scores_rating_event", "rating_id", "event_id"),
 )
 
-# The service registry: halls, windows, roster (replaced whole by `registry load`; the
-# `registry.loaded` event carries the digest of the whole registry).
+# The service registry: halls, windows, roster (replaced whole by `registry load`, with
+# a `registry.loaded` event; configuration tables, sealed with `config.sealed` events).
 halls = sa.Table(
     "halls",
     metadata,

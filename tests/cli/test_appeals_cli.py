@@ -198,7 +198,7 @@ def test_file_assign_decide_uphold_end_to_end(run: Cli, tmp_path: Path, clock: F
     stats = run.json("appeal", "stats", "--as", "AU")
     assert (stats["upheld"], stats["uphold_rate"], stats["by_state"]["upheld"]) == (1, 1.0, 1)
     assert run("appeal", "verify", "--as", "AU").stdout.startswith("ok")
-    assert run("ledger", "verify").stdout.startswith("ok")
+    assert run("ledger", "verify", "--strict").stdout.startswith("ok")
     rows = run.json("appeal", "evidence", "1", "--as", "S1")
     assert rows[0]["name"] == "screenshot.txt"
 

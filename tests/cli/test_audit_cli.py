@@ -150,6 +150,9 @@ def test_the_whole_audit_from_the_command_line(home: Path, tmp_path: Path) -> No
     assert len(items) == 16  # 15 drawn + 1 replacement
     res = run("audit", "expand", "--dry-run", "--as", "boss")
     assert res.exit_code == 0 and "dry run" in res.output
+    # every audit step sealed what it changed: the untouched ledger verifies clean
+    res = run("ledger", "verify", "--strict")
+    assert res.exit_code == 0, res.output + res.stderr
 
     # publish, then anyone verifies; tampering is caught and located
     res = run("audit", "publish", "1", "-o", "bundle")
@@ -203,6 +206,8 @@ def test_seeds_and_tokens(home: Path) -> None:
     assert [a["person_id"] for a in json.loads(res.stdout)] == ["aud1", "aud2"]
     res = run("audit", "frames", "--format", "csv")
     assert res.stdout.splitlines()[1].startswith("1,2026-10,48,3,")
+    res = run("ledger", "verify", "--strict")
+    assert res.exit_code == 0, res.output + res.stderr
 
 
 def test_auditors_need_a_supervisor_like_the_other_supervisor_commands(home: Path) -> None:

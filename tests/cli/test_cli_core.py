@@ -144,6 +144,8 @@ def test_ingest_report_export_round_trip(home: Path, tmp_path: Path) -> None:
 
     res = run("report", "--by", "window", "--period", "2026-11", "--format", "json")
     assert res.exit_code == 0 and json.loads(res.output) == []
+    res = run("ledger", "verify", "--strict")
+    assert res.exit_code == 0, res.output
 
 
 def test_group_with_no_counted_rating_still_appears(home: Path, tmp_path: Path) -> None:

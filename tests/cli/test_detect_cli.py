@@ -136,6 +136,8 @@ def test_review_list_show_clear_confirm(home: Path) -> None:
     assert _invoke(home, "detect")[0] == 0
     status = {int(r["rating_id"]): r["status"] for r in _export(home)}
     assert status[a] == "accepted" and status[b] == "rejected"
+    code, out, err = _invoke(home, "ledger", "verify", "--strict")
+    assert code == 0, out + err
 
     # nothing left to review on a cleared rating; a reason is required; the role is checked
     code, _, err = _invoke(

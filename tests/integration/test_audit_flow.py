@@ -116,7 +116,8 @@ def test_frame_draw_and_the_seed_lock(audit_any: Any) -> None:
     assert b"".join(frame_chunks(ctx, f.frame_id)) == fr.path.read_bytes()  # stored byte-exact
     # it stands on a checkpoint the ledger recorded; the frame event came after it
     assert app.log.verify(NOW, checkpoint=f.checkpoint).ok
-    assert f.log_size == app.log.head().size  # the frame event itself is not sealed yet
+    # the checkpoint's own event is the leaf after it; the frame event is not sealed yet
+    assert f.log_size + 1 == app.log.head().size
     [frame_event] = app.ledger.events_about(f"audit:frame:{f.frame_id}")
     assert frame_event.evidence["frame_sha256"] == f.frame_hash
 

@@ -38,7 +38,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     sample = draw_sample(ctx, frame.frame_id, SEED, "boss").sample
     made = batches.split(ctx, sample.sample_id, "boss", 5, ["aud1", "aud2"])
     client = TestClient(create_app(app, seal_every_s=None, routers=[audit_router(ctx)]))
-    tokens = {p: people.issue_token(p) for p in ("aud1", "aud2", "clerk")}
+    tokens = {p: people.issue_token(p, at=NOW, actor="boss") for p in ("aud1", "aud2", "clerk")}
     yield {"app": app, "ctx": ctx, "client": client, "batches": made, "tokens": tokens}
     client.close()
     app.close()

@@ -183,8 +183,11 @@ def delete(table: sa.Table, **key: Any) -> tuple[Any, Any]:
 def test_clean_ledger_verifies(ledger: Ledger) -> None:
     report = verify(ledger, ledger.checkpoint)
     assert report.ok, report.problems
-    size, root = merkle.parse_checkpoint(ledger.checkpoint)
-    assert (report.size, report.root) == (size, root)
+    assert report.strict_ok and report.warnings == []
+    size, _ = merkle.parse_checkpoint(ledger.checkpoint)
+    head = ledger.app.log.head()
+    # the checkpoint's own ``ledger.checkpoint`` event is the leaf after it, sealed at once
+    assert (report.size, report.root) == (head.size, head.root) and head.size == size + 1
     assert report.unsealed == 0
 
 
@@ -245,13 +248,14 @@ def test_deleted_leaf_is_named(ledger: Ledger) -> None:
 
 def test_deleted_last_leaf_is_noticed(ledger: Ledger) -> None:
     lg = ledger
-    size, _ = merkle.parse_checkpoint(lg.checkpoint)
+    size = lg.app.log.head().size
     with tampered(lg, *delete(t.log_leaves, leaf_index=size - 1)):
         report = verify(lg)
         assert_reported(
             report, f"log head (size {size}) disagrees with its leaves (size {size - 1})"
         )
-        assert_reported(verify(lg, lg.checkpoint), f"has size {size} but the log holds only")
+        given = merkle.format_checkpoint(size, lg.app.log.head().root)
+        assert_reported(verify(lg, given), f"has size {size} but the log holds only")
 
 
 def test_rating_inserted_without_decision_event_is_named(ledger: Ledger) -> None:
@@ -340,14 +344,16 @@ def test_old_checkpoint_holds_after_appends_and_breaks_after_an_edit(fresh: Ledg
         lg.app.validate(rating())
     lg.app.clock.advance(60)  # type: ignore[attr-defined]
     new = lg.app.log.checkpoint(lg.app.clock.now())
-    assert new.size == old_size + 7
+    assert new.size == old_size + 1 + 7  # the old checkpoint's event, then the ratings
     report = verify(lg, lg.checkpoint)
     assert report.ok, report.problems
     assert verify(lg, new.checkpoint()).ok
 
+    head = lg.app.log.head()  # the new checkpoint's event is sealed after it
+    assert head.size == new.size + 1
     proof = lg.app.log.consistency_proof(old_size)
-    assert merkle.verify_consistency(old_size, new.size, old_root, new.root, proof)
-    assert not merkle.verify_consistency(old_size, new.size, b"\x01" * 32, new.root, proof)
+    assert merkle.verify_consistency(old_size, head.size, old_root, head.root, proof)
+    assert not merkle.verify_consistency(old_size, head.size, b"\x01" * 32, head.root, proof)
 
     # an edit of a row sealed before the old checkpoint breaks both checkpoints
     with lg.app.ledger.engine.begin() as conn:
@@ -359,17 +365,19 @@ def test_old_checkpoint_holds_after_appends_and_breaks_after_an_edit(fresh: Ledg
     # the stored leaves are untouched, so the proof between the heads still holds: it is
     # verify's recomputation from the rows that exposes the edit
     assert merkle.verify_consistency(
-        old_size, new.size, old_root, new.root, lg.app.log.consistency_proof(old_size)
+        old_size, head.size, old_root, head.root, lg.app.log.consistency_proof(old_size)
     )
 
 
 def test_a_rebuilt_log_is_caught_only_by_a_checkpoint_kept_outside(fresh: Ledger) -> None:
-    """A forger who deletes an event and re-seals everything leaves a self-consistent log;
-    the checkpoint an auditor kept is what catches it."""
+    """A forger who deletes an event and re-seals everything leaves a self-consistent log
+    (they delete the ``ledger.checkpoint`` events too, which would name the checkpoints
+    they wipe); the checkpoint an auditor kept is what catches it."""
     lg = fresh
     app = lg.app
     with app.ledger.engine.begin() as conn:
         conn.execute(t.events.delete().where(t.events.c.event_id == lg.hold_event))
+        conn.execute(t.events.delete().where(t.events.c.kind == "ledger.checkpoint"))
         conn.execute(
             t.rating_status.update()
             .where(t.rating_status.c.rating_id == lg.held_rating)
@@ -385,7 +393,9 @@ def test_a_rebuilt_log_is_caught_only_by_a_checkpoint_kept_outside(fresh: Ledger
     app.log.checkpoint(app.clock.now())
     assert verify(lg).ok  # nothing inside the database gives it away ...
     size, _ = merkle.parse_checkpoint(lg.checkpoint)
-    assert_reported(verify(lg, lg.checkpoint), f"has size {size} but the log holds only")
+    assert_reported(
+        verify(lg, lg.checkpoint), f"does not extend the given checkpoint (size {size})"
+    )
 
 
 def test_a_checkpoint_from_another_history_is_refused(fresh: Ledger) -> None:
@@ -421,16 +431,18 @@ def test_forged_append_is_a_new_entry_not_a_verify_failure(fresh: Ledger) -> Non
             .values(status="voided", reasons="forged", last_event_id=eid, version=2)
         )
     before_seal = verify(lg, lg.checkpoint)
-    assert before_seal.ok and before_seal.unsealed == 1
-    # backdated and unsealed: verify warns that it was never sealed
-    assert any(str(eid) in w and "never sealed" in w for w in before_seal.warnings)
+    assert before_seal.ok and before_seal.unsealed == 1 and not before_seal.strict_ok
+    # unsealed: verify lists it (id, kind, actor), whatever its time
+    assert any(
+        f"{eid} void by nobody" in w and "not yet in the log" in w for w in before_seal.warnings
+    )
 
     lg.app.log.seal(lg.app.clock.now())
     after = verify(lg, lg.checkpoint)
     assert after.ok, after.problems  # it extends the old checkpoint ...
-    assert after.size == old_size + 1 and after.unsealed == 0
+    assert after.size == old_size + 2 and after.unsealed == 0  # (after the checkpoint's event)
     head = lg.app.log.head()
     proof = lg.app.log.consistency_proof(old_size)
     assert merkle.verify_consistency(old_size, head.size, old_root, head.root, proof)
-    # ... and it is visible to an auditor as the entry after their checkpoint
-    assert leaf_of(lg.app, eid) == old_size
+    # ... and it is visible to an auditor among the entries after their checkpoint
+    assert leaf_of(lg.app, eid) == old_size + 1
