@@ -31,6 +31,9 @@ class Kind(enum.StrEnum):
     STAFF_ADDED = "staff.added"
     STAFF_UPDATED = "staff.updated"
     STAFF_IMPORTED = "staff.imported"
+    PERSON_OS_USER_MAPPED = "person.os_user_mapped"
+    CREDENTIAL_ISSUED = "credential.issued"
+    CREDENTIAL_REVOKED = "credential.revoked"
     # Detection.
     CASE_OPENED = "case.opened"
     # Appeals: one kind per action.
@@ -69,6 +72,9 @@ KINDS: Mapping[Kind, str] = {
     Kind.STAFF_ADDED: "a person was added to the registry",
     Kind.STAFF_UPDATED: "one person's registry record was changed",
     Kind.STAFF_IMPORTED: "people were imported into the registry from a file",
+    Kind.PERSON_OS_USER_MAPPED: "an OS account of a shared host was mapped to a person (or unmapped)",
+    Kind.CREDENTIAL_ISSUED: "a personal token was issued to a person (its id and expiry; never the token)",
+    Kind.CREDENTIAL_REVOKED: "a personal token was revoked: it no longer signs anyone in",
     Kind.CASE_OPENED: "detection opened a window case (coerced high scores) for review",
     Kind.APPEAL_FILED: "a staff member filed an appeal (admitted, or ineligible with reasons)",
     Kind.APPEAL_ASSIGNED: "reviewers were assigned to an appeal",
@@ -87,7 +93,7 @@ KINDS: Mapping[Kind, str] = {
     Kind.AUDIT_ASSIGN: "an audit batch was assigned to an auditor",
     Kind.AUDIT_PULL: "an auditor pulled a batch (file SHA-256 recorded)",
     Kind.AUDIT_FINDING: "an auditor's finding on one sampled rating",
-    Kind.AUDIT_TOKEN: "an auditor was issued an API token",
+    Kind.AUDIT_TOKEN: "an auditor was issued an API token (older ledgers; now credential.issued)",
 }
 
 #: Kinds that move a rating's current status (each carries ``status``).

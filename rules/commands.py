@@ -131,9 +131,10 @@ def detect_command(
 def review_group() -> None:
     """Review held ratings: list, show, clear (accept) or confirm (reject).
 
-    Act as a registered person holding the reviewer role (--as PERSON_ID or
-    INTEGRITY_ACTOR). Each decision is a ledger event with your id and reason; a
-    cleared rating is not held again for the same evidence.
+    Sign in as a person holding the reviewer role (a personal token, e.g.
+    integrity --server URL review ... with INTEGRITY_TOKEN, or a mapped OS account).
+    Each decision is a ledger event with your id and reason; a cleared rating is not
+    held again for the same evidence.
     """
 
 
