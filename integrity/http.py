@@ -315,8 +315,8 @@ def _command_endpoint(api: FastAPI, app: App, runner: CommandRunner) -> None:
     )
     async def post_command(request: Request) -> JSONResponse:
         size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > MAX_BODY:
-            return _too_large()
+        if size is not None and size.isdigit() and int(size) > runner.max_body:
+            return _too_large(runner.max_body)
         try:
             person = await run_in_threadpool(
                 bearer, credentials, request.headers.get("authorization")
@@ -326,8 +326,8 @@ def _command_endpoint(api: FastAPI, app: App, runner: CommandRunner) -> None:
         raw = bytearray()
         async for chunk in request.stream():
             raw += chunk
-            if len(raw) > MAX_BODY:
-                return _too_large()
+            if len(raw) > runner.max_body:
+                return _too_large(runner.max_body)
         try:
             doc = json.loads(raw or b"null")
         except ValueError:
@@ -342,9 +342,9 @@ def _command_endpoint(api: FastAPI, app: App, runner: CommandRunner) -> None:
         return JSONResponse(status_code=200, content=result.as_dict())
 
 
-def _too_large() -> JSONResponse:
+def _too_large(limit: int) -> JSONResponse:
     return JSONResponse(
-        status_code=413, content={"detail": f"the request is larger than {MAX_BODY} bytes"}
+        status_code=413, content={"detail": f"the request is larger than {limit} bytes"}
     )
 
 

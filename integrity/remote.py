@@ -236,9 +236,10 @@ class Result:
 class CommandRunner:
     """Runs person-facing commands of ``root`` (the CLI) on the server's ``app``."""
 
-    def __init__(self, root: click.Group, app: App) -> None:
+    def __init__(self, root: click.Group, app: App, max_body: int = MAX_BODY) -> None:
         self.root = root
         self.app = app
+        self.max_body = max_body  # bytes of request body the endpoint reads (HTTP 413 above)
 
     def run(self, person: Person, argv: Sequence[str], uploads: Mapping[int, bytes]) -> Result:
         """Run ``argv`` as ``person``: ``CommandNotAllowed`` for an operator command,

@@ -162,6 +162,8 @@ people = sa.Table(
     sa.Column("unit", sa.String(64), nullable=False, server_default=""),
     sa.Column("roles", sa.String(256), nullable=False),
     sa.Column("windows", sa.Text, nullable=False, server_default=""),  # ';'-joined window ids
+    # Retired (migration 0006_credentials moved tokens into `credentials`); always NULL.
+    sa.Column("token_hash", sa.String(64), unique=True),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_at", UTCDateTime, nullable=False),
 )

@@ -7,6 +7,10 @@ Create Date: 2026-12-10 10:00:00
 The single never-expiring token per person (``people.token_hash``) moves into
 ``credentials``: each one carried over expires 90 days after this upgrade and can be
 revoked like any other. ``os_users`` maps accounts of a shared host to people.
+
+``people.token_hash`` stays, retired and emptied: SQLite can drop a UNIQUE column only
+by copying the table, and ``people`` cannot be dropped and renamed inside a migration's
+transaction while other tables (audit batches) reference it.
 """
 
 from __future__ import annotations
@@ -37,12 +41,7 @@ def upgrade() -> None:
     old = conn.execute(
         sa.select(people.c.person_id, people.c.token_hash).where(people.c.token_hash.is_not(None))
     ).all()
-    if conn.dialect.name == "sqlite":
-        # the batch copy drops and renames `people`, which other tables reference
-        conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
-    with op.batch_alter_table("people", schema=None) as batch_op:
-        batch_op.drop_constraint("uq_people_token_hash", type_="unique")
-        batch_op.drop_column("token_hash")
+    conn.execute(people.update().values(token_hash=None))
 
     op.create_table(
         "credentials",
@@ -111,10 +110,4 @@ def downgrade() -> None:
     op.drop_table("os_users")
     with op.batch_alter_table("credentials", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_credentials_person_id"))
-    op.drop_table("credentials")
-    conn = op.get_bind()
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
-    with op.batch_alter_table("people", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("token_hash", sa.String(length=64), nullable=True))
-        batch_op.create_unique_constraint("uq_people_token_hash", ["token_hash"])
+    op.drop_table("credentials")  # tokens issued since the upgrade are lost
