@@ -65,8 +65,7 @@ acting_auditor_option = click.option(
     "--as",
     "auditor",
     metavar="PERSON_ID",
-    help="Assert you are this auditor: refused unless you are signed in as PERSON_ID "
-    "(you act as whom your token or OS account names).",
+    help="Only asserts who you are: refused unless you are signed in as PERSON_ID.",
 )
 
 

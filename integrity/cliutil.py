@@ -287,8 +287,7 @@ def actor_option(func: F) -> F:
         "--as",
         "actor",
         metavar="PERSON_ID",
-        help="Assert who you are: refused unless you are signed in as PERSON_ID (you "
-        "act as whom your token or OS account names, never as a typed name).",
+        help="Only asserts who you are: refused unless you are signed in as PERSON_ID.",
     )(func)
 
 

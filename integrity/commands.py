@@ -352,11 +352,17 @@ def staff() -> None:
 
     Changing it needs an admin signed in (a personal token or a mapped OS account).
     To start an instance, the first admin may be added while the registry has no
-    admin, and then be given a way to sign in while no admin has one:
+    admin, and be given a way to sign in while no admin has one; either sign in
+    as your OS account on this host:
 
     \b
         integrity staff add A1 --role admin --unit HQ --os-user "$(id -un)"
-        integrity staff token issue A1      # or: a token, shown once
+
+    or with a token (printed once):
+
+    \b
+        integrity staff add A1 --role admin --unit HQ
+        integrity staff token issue A1
     """
 
 
