@@ -55,6 +55,7 @@ from integrity.errors import (
 from integrity.model import Event
 from integrity.people import (
     BOOTSTRAP_ACTOR,
+    NOT_SIGNED_IN,
     People,
     Person,
     os_user_errors,
@@ -451,8 +452,7 @@ class Credentials:
     def _signed_in(self, actor: str | None) -> Person:
         """The acting person, registered and active (any role)."""
         if not actor:
-            self.people.require(actor, ADMIN)  # raises: nobody is signed in
-        assert actor is not None
+            raise PermissionDenied(NOT_SIGNED_IN)
         try:
             person = self.people.get(actor)
         except NotFound:
