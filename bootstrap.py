@@ -27,6 +27,7 @@ from integrity import migrate
 from integrity.adapters.registry import SqlRegistryStore
 from integrity.adapters.sql import SqlLedger, make_engine
 from integrity.app import App, Settings
+from integrity.auth import Credentials
 from integrity.catalogue import Kind
 from integrity.clock import Clock, SystemClock
 from integrity.config import rule_set_id
@@ -151,6 +152,7 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
     app.factories.update(
         {
             StaffRegistry: lambda a: StaffRegistry(a.people, a.clock),
+            Credentials: lambda a: Credentials(a.people, a.clock, a.core.timezone),
             RegistryService: lambda a: RegistryService(
                 SqlRegistryStore(a.ledger), a.people, a.clock
             ),
@@ -185,15 +187,24 @@ def connect(
     return open_app(settings, clock=clock)
 
 
-def asgi_app(app: App | None = None) -> Any:
-    """The full HTTP application (intake + auditor API) over ``app``.
+def asgi_app(app: App | None = None, cli_root: Any = None) -> Any:
+    """The full HTTP application (intake, auditor API, person commands) over ``app``.
 
     With no ``app`` one is opened from the environment (``INTEGRITY_HOME``,
     ``INTEGRITY_DB``, ``INTEGRITY_REDIS``) and lives as long as the process: the
     factory uvicorn calls in each worker process of ``integrity serve --workers N``.
+    ``cli_root``: the ``integrity`` click group whose person commands
+    ``POST /v1/commands`` runs (default: ``cli.main``).
     """
     from audit_sampling.http import audit_router
     from integrity.http import create_app
+    from integrity.remote import CommandRunner
 
+    if cli_root is None:
+        from cli import main as cli_root
     app = app or open_app(Settings.resolve())
-    return create_app(app, routers=[audit_router(app.get(AuditContext))])
+    return create_app(
+        app,
+        routers=[audit_router(app.get(AuditContext))],
+        commands=CommandRunner(cli_root, app),
+    )

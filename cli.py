@@ -66,8 +66,8 @@ def init(rules_file: Any) -> None:
     "--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes."
 )
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve the HTTP API (POST /v1/ratings, POST /v1/ratings:batch, GET /healthz, and the
-    auditors' /v1/audit/batches).
+    """Serve the HTTP API (POST /v1/ratings, POST /v1/ratings:batch, GET /healthz, the
+    auditors' /v1/audit/batches, and POST /v1/commands for `integrity --server URL`).
 
     The OpenAPI schema is at /openapi.json, interactive docs at /docs. With --workers N,
     N processes share the ledger and the limiter; use PostgreSQL and Redis for that (the
@@ -101,7 +101,13 @@ def serve(host: str, port: int, workers: int) -> None:
             log_config=log_config(),
         )
         return
-    uvicorn.run(bootstrap.asgi_app(instance().app()), host=host, port=port, log_config=log_config())
+    root = click.get_current_context().find_root().command
+    uvicorn.run(
+        bootstrap.asgi_app(instance().app(), cli_root=root),
+        host=host,
+        port=port,
+        log_config=log_config(),
+    )
 
 
 @main.command()

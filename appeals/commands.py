@@ -1,8 +1,8 @@
 """``integrity appeal ...``: staff appeals from the command line.
 
 Thin: each command parses its options, calls one :class:`~appeals.service.AppealService`
-method as the person given by ``--as`` / ``INTEGRITY_ACTOR``, and renders the answer
-with :mod:`appeals.views`. The root group opens the instance, maps engine errors to
+method as the person signed in (``current_actor``; ``--as`` only asserts it), and
+renders the answer with :mod:`appeals.views`. The root group opens the instance, maps engine errors to
 exit 1 with one line on stderr, and seals what the command wrote when it ends.
 """
 
@@ -75,8 +75,9 @@ def appeal_group() -> None:
     A staff member files about a low score on themselves; reviewers from another unit
     decide with written reasons. Upholding needs two independent reviewers (rule set
     [appeals] uphold_reviewers) and voids the rating; a rejection leaves it counting.
-    Every action is a ledger event. Act as a registered person with --as PERSON_ID
-    (or INTEGRITY_ACTOR).
+    Every action is a ledger event naming you: the person your token or OS account
+    signs in (--as only asserts who you are). From a laptop:
+    integrity --server URL appeal ... with your token in INTEGRITY_TOKEN.
     """
 
 

@@ -1,9 +1,11 @@
 """The auditors, as an audit supervisor sees and equips them.
 
 Auditors are people with the ``auditor`` role in the core's registry; this module
-only reads who they are with their batches, and issues their HTTP API tokens (the
-token is shown once; the registry keeps its SHA-256; an ``audit.token`` event
-records who issued it to whom). Both need the acting supervisor (role ``admin``).
+only reads who they are with their batches, and issues their personal tokens through
+the core's credentials (:mod:`integrity.auth`: shown once, stored as SHA-256, expiring,
+revocable with ``integrity staff token revoke``; a ``credential.issued`` event with
+purpose ``audit`` records who issued it to whom). Both need the acting supervisor
+(role ``admin``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ from typing import Any
 
 from audit_sampling.batches import list_batches
 from audit_sampling.config import AUDITOR_ROLE
-from audit_sampling.context import AuditContext, person_subject
-from integrity.catalogue import Kind
-from integrity.model import Event
+from audit_sampling.context import AuditContext
+from integrity.auth import Issued
 
 ROSTER_COLUMNS = ("person_id", "name", "unit", "active", "batches", "items", "findings")
 
@@ -59,19 +60,11 @@ def roster(ctx: AuditContext, actor: str | None) -> list[AuditorLoad]:
     return out
 
 
-def issue_token(ctx: AuditContext, auditor_id: str, actor: str | None) -> str:
-    """A new HTTP API token for an active auditor, issued by a supervisor; returns it."""
+def issue_token(
+    ctx: AuditContext, auditor_id: str, actor: str | None, expires: str | None = None
+) -> Issued:
+    """A new personal token for an active auditor, issued by a supervisor (one unit of
+    work with its ``credential.issued`` event); ``expires`` as ``staff token issue``."""
     person = ctx.supervisor(actor)
     ctx.auditor(auditor_id)
-    now = ctx.now()
-    with ctx.ledger.unit_of_work() as uow:
-        token = ctx.people.issue_token(auditor_id, at=now, actor=person.person_id, uow=uow)
-        uow.append(
-            Event(
-                kind=Kind.AUDIT_TOKEN,
-                actor=person.person_id,
-                at=now,
-                subject=person_subject(auditor_id),
-            )
-        )
-    return token
+    return ctx.signing().issue(person.person_id, auditor_id, expires=expires, purpose="audit")

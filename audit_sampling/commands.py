@@ -2,8 +2,11 @@
 
 The flow: ``frame`` (publish it) -> ``draw`` with a public seed -> ``batches`` ->
 ``pull`` / ``record`` by auditors -> ``report`` and ``expand`` -> ``publish`` so
-anyone can ``verify``. Supervisor commands act ``--as`` a person with the
-``admin`` role; auditor commands name the auditor with ``--auditor``.
+anyone can ``verify``. Everyone acts as the person they are signed in as
+(:meth:`~integrity.cliutil.Instance.actor`): supervisor commands need the ``admin``
+role, ``pull`` and ``record`` the ``auditor`` role (``--as`` / ``--auditor`` there
+only assert who you are). Through the server, the listings follow the read policy
+(:mod:`integrity.access`: ``audit``).
 
 Thin: each command parses its options, calls one step of the audit with the
 :class:`~audit_sampling.context.AuditContext` of the instance, and renders.
@@ -37,9 +40,11 @@ from audit_sampling.frame import make_frame
 from audit_sampling.publish import publish
 from audit_sampling.records import ITEM_COLUMNS, WINDOW_COLUMNS, frames, show_sample
 from audit_sampling.verify import verify_published
+from integrity.access import require_read
 from integrity.cliutil import (
     actor_option,
     current_actor,
+    current_reader,
     format_option,
     instance,
     instance_options,
@@ -53,8 +58,20 @@ auditor_option = click.option(
     "auditor",
     required=True,
     metavar="PERSON_ID",
-    help="The auditor acting (role auditor).",
+    help="The auditor (role auditor).",
 )
+acting_auditor_option = click.option(
+    "--auditor",
+    "--as",
+    "auditor",
+    metavar="PERSON_ID",
+    help="Only asserts who you are: refused unless you are signed in as PERSON_ID.",
+)
+
+
+def _audit_reader() -> None:
+    """Through the server, the audit's listings need a role the read policy allows."""
+    require_read(current_reader(), "audit")
 
 
 @click.group("audit")
@@ -62,14 +79,16 @@ def audit_group() -> None:
     """Verifiable random audit samples, auditor batches, findings and estimates.
 
     \b
-    1. integrity audit frame --period 2026-10 --as SUPERVISOR   (publish the file)
-    2. integrity audit draw FRAME --seed "<public random digits>" --as SUPERVISOR
-    3. integrity audit batches SAMPLE --size 25 --auditor A1 --as SUPERVISOR
-    4. integrity audit pull BATCH --auditor A1 --format csv -o batch.csv
-       (or over HTTP, GET /v1/audit/batches/BATCH, with a token from
-       integrity audit token --auditor A1 --as SUPERVISOR)
-    5. integrity audit record BATCH findings.csv --auditor A1
-    6. integrity audit report SAMPLE; integrity audit expand SAMPLE --as SUPERVISOR
+    Signed in as a supervisor (role admin):
+    1. integrity audit frame --period 2026-10            (publish the file)
+    2. integrity audit draw FRAME --seed "<public random digits>"
+    3. integrity audit batches SAMPLE --size 25 --auditor A1
+       integrity audit token --auditor A1   (A1's personal token; expires)
+    Signed in as auditor A1 (e.g. integrity --server URL ... with A1's token):
+    4. integrity audit pull BATCH --format csv -o batch.csv
+       (or GET /v1/audit/batches/BATCH with Authorization: Bearer TOKEN)
+    5. integrity audit record BATCH findings.csv
+    Then: integrity audit report SAMPLE; integrity audit expand SAMPLE
     7. integrity audit publish SAMPLE -o bundle/; anyone: integrity audit verify bundle/
     """
 
@@ -112,6 +131,7 @@ def frame_command(ctx: AuditContext, period: str, output: Path | None, actor: st
 @pass_service(AuditContext)
 def frames_command(ctx: AuditContext, period: str | None, fmt: str) -> None:
     """List frames (id, period, size, SHA-256, checkpoint)."""
+    _audit_reader()
     rows = [f.as_dict() for f in frames(ctx, period)]
     columns = [
         "frame_id",
@@ -236,6 +256,7 @@ def draw_command(
 @pass_service(AuditContext)
 def show_command(ctx: AuditContext, sample: str | None, show_items: bool, fmt: str) -> None:
     """A sample's windows (population, take, progress) or its items (default: latest sample)."""
+    _audit_reader()
     view = show_sample(ctx, sample, items=show_items)
     if show_items:
         render(view.rows, ITEM_COLUMNS, fmt, sys.stdout)
@@ -304,10 +325,15 @@ def batches_command(
 ) -> None:
     """Split a sample's unbatched items into batches, then list its batches.
 
-    Without SAMPLE: list every batch. Splitting needs --as a supervisor.
+    Without SAMPLE: list every batch (through the server, an auditor sees their own).
+    Splitting needs a supervisor signed in.
     """
     if sample is None and size is None and not auditors:
-        render([b.as_dict() for b in list_batches(ctx)], BATCH_COLUMNS, fmt, sys.stdout)
+        _audit_reader()
+        reader = current_reader()
+        mine = reader.person_id if reader is not None and not reader.has("admin") else None
+        rows = [b.as_dict() for b in list_batches(ctx, auditor_id=mine)]
+        render(rows, BATCH_COLUMNS, fmt, sys.stdout)
         return
     done = batch_sample(ctx, sample, current_actor(actor), size, auditors)
     if done.made:
@@ -330,7 +356,7 @@ def assign_command(ctx: AuditContext, batch: str, auditor: str, actor: str | Non
 @audit_group.command("pull")
 @instance_options
 @click.argument("batch")
-@auditor_option
+@acting_auditor_option
 @click.option("--format", "fmt", type=click.Choice(PULL_FORMATS), default="csv", show_default=True)
 @click.option(
     "-o",
@@ -346,10 +372,16 @@ def assign_command(ctx: AuditContext, batch: str, auditor: str, actor: str | Non
 )
 @pass_service(AuditContext)
 def pull_command(
-    ctx: AuditContext, batch: str, auditor: str, fmt: str, output: Path, manifest: Path | None
+    ctx: AuditContext,
+    batch: str,
+    auditor: str | None,
+    fmt: str,
+    output: Path,
+    manifest: Path | None,
 ) -> None:
-    """Export BATCH for its auditor (pseudonymised fields only) with a manifest; the pull is logged."""
-    p = pull(ctx, batch, auditor, fmt, file_name=output.name, via="cli")
+    """Export BATCH for its auditor, you (pseudonymised fields only), with a manifest; the
+    pull is logged."""
+    p = pull(ctx, batch, current_actor(auditor), fmt, file_name=output.name, via="cli")
     output.write_bytes(p.data)
     mpath = manifest or output.with_name(output.name + ".manifest.json")
     mpath.write_text(manifest_text(p.manifest), "utf-8")
@@ -367,6 +399,7 @@ def pull_command(
 @pass_service(AuditContext)
 def pulls_command(ctx: AuditContext, batch: str, fmt: str) -> None:
     """Who pulled BATCH, when, how, and which bytes (from the ledger)."""
+    _audit_reader()
     render([p.as_dict() for p in pulls_of(ctx, batch)], PULL_COLUMNS, fmt, sys.stdout)
 
 
@@ -374,11 +407,13 @@ def pulls_command(ctx: AuditContext, batch: str, fmt: str) -> None:
 @instance_options
 @click.argument("batch")
 @click.argument("findings", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@auditor_option
+@acting_auditor_option
 @format_option()
 @pass_service(AuditContext)
-def record_command(ctx: AuditContext, batch: str, findings: Path, auditor: str, fmt: str) -> None:
-    """Record FINDINGS (CSV: rating_id,code,note) for BATCH.
+def record_command(
+    ctx: AuditContext, batch: str, findings: Path, auditor: str | None, fmt: str
+) -> None:
+    """Record FINDINGS (CSV: rating_id,code,note) for BATCH, as its auditor (you).
 
     \b
     Codes: genuine, fabricated, coerced, duplicate, wrong_staff, cannot_verify,
@@ -393,7 +428,7 @@ def record_command(ctx: AuditContext, batch: str, findings: Path, auditor: str, 
             [FieldError("file", f"not UTF-8: {err}")], what="findings file"
         ) from None
     try:
-        res = record_csv(ctx, batch, auditor, text)
+        res = record_csv(ctx, batch, current_actor(auditor), text)
     except InvalidInput as err:
         for e in err.errors:
             click.echo(f"{e.field}: {e.message}", err=True)
@@ -452,6 +487,7 @@ def report_command(
     (Clopper-Pearson with the finite-population correction), Bonferroni over
     windows for the overall line. The risk stratum is shown apart, not projected.
     """
+    _audit_reader()
     rep = report(ctx, sample, confidence, tolerable)
     if fmt == "json":
         dump_json(rep.as_dict(), sys.stdout)
@@ -552,12 +588,27 @@ def auditors_command(ctx: AuditContext, fmt: str, actor: str | None) -> None:
     metavar="PERSON_ID",
     help="The auditor who gets the token (role auditor).",
 )
+@click.option(
+    "--expires",
+    metavar="WHEN",
+    help="90d, 12h, 2w, YYYY-MM-DD (valid through that day) or an RFC 3339 time "
+    "(default: 90 days; at most 366).",
+)
 @actor_option
 @pass_service(AuditContext)
-def token_command(ctx: AuditContext, auditor: str, actor: str | None) -> None:
-    """Issue an HTTP API token for an auditor (shown once; only its hash is stored).
+def token_command(ctx: AuditContext, auditor: str, expires: str | None, actor: str | None) -> None:
+    """Issue a personal token for an auditor (shown once, alone on the last line; only
+    its SHA-256 is stored).
 
-    The auditor sends it as `Authorization: Bearer TOKEN` to /v1/audit/batches.
-    Issuing a new token replaces the auditor's old one.
+    The auditor sends it as `Authorization: Bearer TOKEN` to /v1/audit/batches, or
+    uses it with `integrity --server URL audit pull ...`. It expires; an auditor may
+    hold several; `integrity staff token revoke ID` revokes one.
     """
-    click.echo(issue_token(ctx, auditor, current_actor(actor)))
+    issued = issue_token(ctx, auditor, current_actor(actor), expires)
+    c = issued.credential
+    click.echo(
+        f"token {c.credential_id} for {c.person_id}, expires {c.expires_at.isoformat()} "
+        "(shown once):",
+        err=True,
+    )
+    click.echo(issued.token)

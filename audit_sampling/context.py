@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from audit_sampling.config import AUDITOR_ROLE, SUPERVISOR_ROLE, AuditConfig
+from integrity.auth import Credentials
 from integrity.catalogue import Reason
 from integrity.clock import Clock
 from integrity.errors import ConfigError
@@ -89,6 +90,7 @@ class AuditContext:
     config: AuditConfig
     timezone: ZoneInfo
     home: Path | None = None
+    credentials: Credentials | None = None
 
     @classmethod
     def from_app(cls, app: App) -> AuditContext:
@@ -103,10 +105,17 @@ class AuditContext:
             config=AuditConfig.from_section(app.core.section("audit")),
             timezone=app.core.timezone,
             home=app.settings.home,
+            credentials=app.get(Credentials),
         )
 
     def now(self) -> datetime:
         return self.clock.now()
+
+    def signing(self) -> Credentials:
+        """The instance's credentials (tokens for auditors; bearer sign-in)."""
+        if self.credentials is None:
+            self.credentials = Credentials(self.people, self.clock, self.timezone)
+        return self.credentials
 
     def supervisor(self, actor: str | None) -> Person:
         """The acting audit supervisor (role ``admin``), else ``PermissionDenied``."""

@@ -1,7 +1,8 @@
 """Auditor endpoints: ``/v1/audit/...`` with ``Authorization: Bearer <token>``.
 
-An auditor sees only the batches assigned to them: ``401`` without a valid token,
-``403`` for someone else's batch or a person without the auditor role. A pull over
+The token is the auditor's personal token (the core's credentials: it expires and can
+be revoked). An auditor sees only the batches assigned to them: ``401`` without a
+live token, ``403`` for someone else's batch or a person without the auditor role. A pull over
 HTTP is the same export as ``integrity audit pull --format jsonl`` and is logged on
 the ledger the same way (``via: http``).
 """
@@ -17,38 +18,30 @@ from audit_sampling.batches import list_batches, pull
 from audit_sampling.config import AUDITOR_ROLE
 from audit_sampling.context import AuditContext
 from audit_sampling.findings import record
-from integrity.errors import Conflict, InvalidInput, NotFound, PermissionDenied, PolicyViolation
+from integrity.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    PolicyViolation,
+    Unauthenticated,
+)
+from integrity.http import bearer, unauthorized
 from integrity.people import Person
-
-
-class _Unauthorized(Exception):
-    pass
 
 
 def audit_router(ctx: AuditContext) -> APIRouter:
     """The router over one :class:`AuditContext` (include it with ``create_app(routers=...)``)."""
     router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
-    def who(authorization: str | None) -> Person:
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise _Unauthorized("send Authorization: Bearer <token>")
-        try:
-            return ctx.people.by_token(authorization[7:].strip())
-        except PermissionDenied as err:
-            raise _Unauthorized(str(err)) from None
-
     def guarded(fn: Any, authorization: str | None) -> JSONResponse:
         try:
-            person = who(authorization)
+            person = bearer(ctx.signing(), authorization)
             if not person.has(AUDITOR_ROLE):
                 raise PermissionDenied(f"{person.person_id!r} does not hold the auditor role")
             return fn(person)
-        except _Unauthorized as err:
-            return JSONResponse(
-                status_code=401,
-                content={"detail": str(err)},
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        except Unauthenticated as err:
+            return unauthorized(err)
         except PermissionDenied as err:
             return JSONResponse(status_code=403, content={"detail": str(err)})
         except NotFound as err:

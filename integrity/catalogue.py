@@ -33,6 +33,9 @@ class Kind(enum.StrEnum):
     STAFF_IMPORTED = "staff.imported"
     CONFIG_SEALED = "config.sealed"
     LEDGER_CHECKPOINT = "ledger.checkpoint"
+    PERSON_OS_USER_MAPPED = "person.os_user_mapped"
+    CREDENTIAL_ISSUED = "credential.issued"
+    CREDENTIAL_REVOKED = "credential.revoked"
     # Detection.
     CASE_OPENED = "case.opened"
     # Review of held ratings (the status changes are clear / confirm).
@@ -76,6 +79,9 @@ KINDS: Mapping[Kind, str] = {
     Kind.STAFF_IMPORTED: "people were imported into the registry from a file",
     Kind.CONFIG_SEALED: "a configuration table changed: SHA-256 and row count of its whole content",
     Kind.LEDGER_CHECKPOINT: "a checkpoint (log size and root hash) was recorded",
+    Kind.PERSON_OS_USER_MAPPED: "an OS account of a shared host was mapped to a person (or unmapped)",
+    Kind.CREDENTIAL_ISSUED: "a personal token was issued to a person (its id and expiry; never the token)",
+    Kind.CREDENTIAL_REVOKED: "a personal token was revoked: it no longer signs anyone in",
     Kind.CASE_OPENED: "detection opened a window case (coerced high scores) for review",
     Kind.CASE_REVIEWED: "a reviewer decided a window case's held ratings at once (selector, counts, reason)",
     Kind.REVIEW_ESCALATED: "an overdue held rating or window case was escalated to the admins",
@@ -96,7 +102,7 @@ KINDS: Mapping[Kind, str] = {
     Kind.AUDIT_ASSIGN: "an audit batch was assigned to an auditor",
     Kind.AUDIT_PULL: "an auditor pulled a batch (file SHA-256 recorded)",
     Kind.AUDIT_FINDING: "an auditor's finding on one sampled rating",
-    Kind.AUDIT_TOKEN: "an auditor was issued an API token",
+    Kind.AUDIT_TOKEN: "an auditor was issued an API token (older ledgers; now credential.issued)",
 }
 
 #: Kinds that move a rating's current status (each carries ``status``).

@@ -1,7 +1,10 @@
-"""The core's commands: intake, venues, export, reports, the ledger, the people registry.
+"""The core's commands: intake, venues, export, reports, the ledger, the people registry
+and its credentials.
 
 Each command parses its options, calls one service of the opened instance, renders.
-``cli.py`` assembles these with the packages' groups.
+``cli.py`` assembles these with the packages' groups. Reads that name staff or show
+comments follow the read policy (:mod:`integrity.access`) when a person reads through
+the server; the operator, directly on the database, reads everything.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from typing import Any
 
 import click
 
+from integrity.access import may_read, require_read
 from integrity.app import App
+from integrity.auth import CREDENTIAL_COLUMNS, OS_USER_COLUMNS, Credentials
 from integrity.catalogue import describe
 from integrity.cliutil import (
     actor_option,
     current_actor,
+    current_reader,
     format_option,
     instance_options,
     pass_app,
@@ -42,7 +48,7 @@ from integrity.registry import (
     read_registry_json,
     registry_rows,
 )
-from integrity.render import render
+from integrity.render import dump_json, render
 
 
 def _out() -> Any:
@@ -212,11 +218,20 @@ def export() -> None:
     help="Output file (default: stdout).",
 )
 def export_ratings(app: App, fmt: str, output: Any) -> None:
-    """One row per rating in the order received, with status, counted, reasons and risk."""
+    """One row per rating in the order received, with status, counted, reasons, risk and
+    comment.
+
+    Through the server it needs the admin, reviewer, auditor or supervisor role, and
+    the comment column is left out for those who may not read comments (auditors).
+    """
     from integrity.reports import EXPORT_COLUMNS
     from integrity.reports import export_ratings as rows
 
-    render(rows(app.ledger), EXPORT_COLUMNS, fmt, output)
+    reader = current_reader()
+    require_read(reader, "ratings")
+    comments = may_read(reader, "comments")
+    columns = (*EXPORT_COLUMNS, "comment") if comments else EXPORT_COLUMNS
+    render(rows(app.ledger, comments=comments), columns, fmt, output)
 
 
 @click.command()
@@ -244,10 +259,12 @@ def report(
 
     score is the mean weighted composite of counted ratings; low_score_rate the share
     of counted ratings below the rubric's low mark. Groups with ratings but none
-    counted appear with counted 0 and an empty score.
+    counted appear with counted 0 and an empty score. Through the server, --by staff
+    (it names staff) needs the admin, reviewer, auditor, supervisor or head role.
     """
     from integrity.reports import GROUPS, REPORT_COLUMNS, Period, performance
 
+    require_read(current_reader(), "staff_performance" if by == "staff" else "performance")
     p = Period.month(period, app.core.timezone) if period else None
     rows = performance(app.ledger, by, app.core.rubric, p)
     render(rows, [GROUPS[by], *REPORT_COLUMNS], fmt, sys.stdout)
@@ -392,12 +409,21 @@ def ledger_prove(app: App, old_size: int) -> None:
 
 @click.group("staff")
 def staff() -> None:
-    """The staff registry: people, units, windows and roles.
+    """The staff registry: people, units, windows and roles, and how they sign in.
 
-    Changing it needs --as an admin. To start an instance, the first admin may be
-    added without --as while the registry has no admin:
+    Changing it needs an admin signed in (a personal token or a mapped OS account).
+    To start an instance, the first admin may be added while the registry has no
+    admin, and be given a way to sign in while no admin has one; either sign in
+    as your OS account on this host:
 
+    \b
+        integrity staff add A1 --role admin --unit HQ --os-user "$(id -un)"
+
+    or with a token (printed once):
+
+    \b
         integrity staff add A1 --role admin --unit HQ
+        integrity staff token issue A1
     """
 
 
@@ -428,6 +454,13 @@ def _registry(app: App) -> StaffRegistry:
     "--inactive", is_flag=True, help="Register as inactive (holds no role until reactivated)."
 )
 @click.option("--update", is_flag=True, help="Replace an existing person's record.")
+@click.option(
+    "--os-user",
+    "os_users",
+    multiple=True,
+    metavar="ACCOUNT",
+    help="An OS account of this host that signs this person in (repeatable).",
+)
 @format_option()
 def staff_add(
     app: App,
@@ -439,6 +472,7 @@ def staff_add(
     roles: tuple[str, ...],
     inactive: bool,
     update: bool,
+    os_users: tuple[str, ...],
     fmt: str,
 ) -> None:
     """Add PERSON_ID to the registry (admins; or anyone while there is no admin yet, if
@@ -451,7 +485,7 @@ def staff_add(
         windows=tuple(windows),
         active=not inactive,
     )
-    p = _registry(app).add(current_actor(actor), rec, update=update)
+    p = _registry(app).add(current_actor(actor), rec, update=update, os_users=os_users)
     if fmt == "table":
         click.echo(f"{'updated' if update else 'added'} {p.person_id}")
     render(people_rows([p]), STAFF_COLUMNS, fmt, _out())
@@ -522,6 +556,127 @@ def staff_list(
         include_inactive=include_inactive,
     )
     render(people_rows(people), STAFF_COLUMNS, fmt, _out())
+
+
+@staff.command("map-os-user")
+@instance_options
+@actor_option
+@click.argument("account")
+@click.argument("person_id")
+@format_option()
+@pass_service(Credentials)
+def staff_map_os_user(
+    svc: Credentials, actor: str | None, account: str, person_id: str, fmt: str
+) -> None:
+    """Map the OS ACCOUNT of this host to PERSON_ID: on this host, the CLI signs them
+    in from the real uid (admins; while no admin can sign in, the operator may map an
+    admin's account)."""
+    changed = svc.map_os_user(current_actor(actor), account, person_id)
+    row = {"os_user": account, "person_id": person_id, "changed": changed}
+    render([row], ["os_user", "person_id", "changed"], fmt, _out())
+
+
+@staff.command("unmap-os-user")
+@instance_options
+@actor_option
+@click.argument("account")
+@format_option()
+@pass_service(Credentials)
+def staff_unmap_os_user(svc: Credentials, actor: str | None, account: str, fmt: str) -> None:
+    """Remove the mapping of the OS ACCOUNT (admins): it signs nobody in any more."""
+    was = svc.unmap_os_user(current_actor(actor), account)
+    render([{"os_user": account, "person_id": was}], ["os_user", "person_id"], fmt, _out())
+
+
+@staff.command("os-users")
+@instance_options
+@actor_option
+@format_option()
+@pass_service(Credentials)
+def staff_os_users(svc: Credentials, actor: str | None, fmt: str) -> None:
+    """OS accounts and the people they sign in (admins)."""
+    render(svc.os_users(current_actor(actor)), OS_USER_COLUMNS, fmt, _out())
+
+
+@staff.group("token")
+def staff_token() -> None:
+    """Personal tokens: issue (admins), list and revoke (admins, or your own).
+
+    A token signs its person in: INTEGRITY_TOKEN, a token file readable by its owner
+    alone (--token-file; default ~/.config/integrity/token), or
+    `Authorization: Bearer TOKEN` over HTTP and `integrity --server URL`.
+    """
+
+
+@staff_token.command("issue")
+@instance_options
+@actor_option
+@click.argument("person_id")
+@click.option(
+    "--expires",
+    metavar="WHEN",
+    help="90d, 12h, 2w, YYYY-MM-DD (valid through that day) or an RFC 3339 time "
+    "(default: 90 days; at most 366).",
+)
+@click.option("--note", default="", help="What the token is for (e.g. 'laptop').")
+@format_option(choices=("table", "json"))
+@pass_service(Credentials)
+def staff_token_issue(
+    svc: Credentials,
+    actor: str | None,
+    person_id: str,
+    expires: str | None,
+    note: str,
+    fmt: str,
+) -> None:
+    """Issue a token to PERSON_ID; it is printed once, alone on the last line of the
+    output (the rest goes to stderr), so
+
+    \b
+        (umask 077; integrity staff token issue P1 > token)
+
+    keeps it in a private file. Admins; while no admin can sign in, the operator may
+    issue one to an admin (bootstrap). Only its SHA-256 is kept.
+    """
+    issued = svc.issue(current_actor(actor), person_id, expires=expires, note=note)
+    c = issued.credential
+    if fmt == "json":
+        dump_json({**c.row(c.created_at), "token": issued.token}, _out())
+        return
+    click.echo(
+        f"token {c.credential_id} for {c.person_id}, expires {c.expires_at.isoformat()} "
+        "(shown once; keep it in ~/.config/integrity/token, mode 600):",
+        err=True,
+    )
+    click.echo(issued.token)
+
+
+@staff_token.command("list")
+@instance_options
+@actor_option
+@click.argument("person_id", required=False)
+@format_option()
+@pass_service(Credentials)
+def staff_token_list(svc: Credentials, actor: str | None, person_id: str | None, fmt: str) -> None:
+    """Tokens (of PERSON_ID) with their state: active, expired or revoked (admins see
+    everyone's; others their own). Never the tokens themselves."""
+    now = svc.clock.now()
+    rows = [c.row(now) for c in svc.tokens(current_actor(actor), person_id)]
+    render(rows, CREDENTIAL_COLUMNS, fmt, _out())
+
+
+@staff_token.command("revoke")
+@instance_options
+@actor_option
+@click.argument("token_id", type=int)
+@format_option()
+@pass_service(Credentials)
+def staff_token_revoke(svc: Credentials, actor: str | None, token_id: int, fmt: str) -> None:
+    """Revoke token TOKEN_ID (admins, or its owner): it signs nobody in any more."""
+    c = svc.revoke(current_actor(actor), token_id)
+    if fmt == "table":
+        click.echo(f"token {c.credential_id} of {c.person_id} revoked")
+    render([c.row(svc.clock.now())], CREDENTIAL_COLUMNS, fmt, _out())
 
 
 @click.command()

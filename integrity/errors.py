@@ -54,6 +54,11 @@ class PermissionDenied(EngineError):
     """The acting person may not do this."""
 
 
+class Unauthenticated(PermissionDenied):
+    """No valid credential: an unknown, expired or revoked token, or an unsafe token file
+    (HTTP 401; the CLI's exit 1)."""
+
+
 class PolicyViolation(EngineError):
     """The request is well-formed but a business rule forbids it."""
 

@@ -2,23 +2,37 @@
 
 Live intake judges each rating at the time of receipt. A background thread seals
 new ledger events into the Merkle log every few seconds, off the request path.
+``POST /v1/commands`` runs a person-facing command of the CLI for the person a
+bearer token names (:mod:`integrity.remote`; ``integrity --server URL ...`` is its
+client).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Body, FastAPI
+from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from integrity.app import App
-from integrity.errors import BackendUnavailable, EngineError, InvalidInput
+from integrity.auth import Credentials
+from integrity.errors import (
+    BackendUnavailable,
+    EngineError,
+    InvalidInput,
+    PermissionDenied,
+    Unauthenticated,
+)
 from integrity.hook import IngestItem
 from integrity.parsing import RatingIn
+from integrity.people import Person
+from integrity.remote import MAX_BODY, CommandNotAllowed, CommandRunner, parse_request
 
 log = logging.getLogger("integrity.http")
 
@@ -33,6 +47,46 @@ _DECISION_EXAMPLE = {
     "reasons": [],
     "rule_set_id": "rs-61015115e8cb",
 }
+
+
+_COMMAND_BODY = {
+    "type": "object",
+    "required": ["argv"],
+    "properties": {
+        "argv": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The command line after `integrity`, e.g. "
+            '["review", "clear", "42", "--reason", "known regular customer"]',
+        },
+        "files": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "contentEncoding": "base64"},
+            "description": "Content of each input file named on the command line, keyed by "
+            "its index in argv (base64)",
+        },
+    },
+}
+_COMMAND_RESULT = {
+    "exit_code": 0,
+    "stdout": "rating 42 cleared: accepted, counts again (event 9)\n",
+    "stderr": "",
+    "files": [{"slot": 4, "path": "batch.csv", "content": "cmF0aW5nX2lkLC4uLgo="}],
+}
+
+
+def bearer(credentials: Credentials, authorization: str | None) -> Person:
+    """The person an ``Authorization: Bearer <token>`` header signs in; else
+    :class:`Unauthenticated` (HTTP 401)."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthenticated("send Authorization: Bearer <your personal token>")
+    return credentials.authenticate(authorization[7:].strip())
+
+
+def unauthorized(err: Exception) -> JSONResponse:
+    return JSONResponse(
+        status_code=401, content={"detail": str(err)}, headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 def _errors(err: InvalidInput) -> dict[str, Any]:
@@ -108,10 +162,13 @@ def create_app(
     app: App,
     seal_every_s: float | None = SEAL_EVERY_S,
     routers: Sequence[APIRouter] = (),
+    commands: CommandRunner | None = None,
 ) -> FastAPI:
     """The ASGI application over a wired :class:`App`. ``seal_every_s=None`` disables sealing.
 
     ``routers``: packages' own endpoints (e.g. the audit router), included as given.
+    ``commands``: the runner of person-facing CLI commands behind ``POST /v1/commands``
+    (the composition root gives it the CLI); without it the endpoint is absent.
     """
 
     @asynccontextmanager
@@ -214,9 +271,81 @@ def create_app(
         }
         return JSONResponse(status_code=200 if db == "ok" else 503, content=body)
 
+    if commands is not None:
+        _command_endpoint(api, app, commands)
     for router in routers:
         api.include_router(router)
     return api
+
+
+def _command_endpoint(api: FastAPI, app: App, runner: CommandRunner) -> None:
+    credentials = app.get(Credentials)
+
+    @api.post(
+        "/v1/commands",
+        summary="Run a person-facing CLI command as the person the bearer token names",
+        description=(
+            "What `integrity --server URL ...` sends. The server runs the same click command "
+            "of the same CLI, acting as the token's person (`--as` is only checked against "
+            "it); roles are checked as on the command line. Person commands only: appeal, "
+            "review, audit pull/record/batches/report/show/pulls/assign/auditors/token, "
+            "report, export ratings, staff list, staff token, explain. Input files named "
+            "on the command line travel in `files`; output files (`-o FILE`) come back in "
+            "`files`. One command runs at a time per server process."
+        ),
+        responses={
+            200: {
+                "description": "The command ran; its exit code, output, and output files "
+                "(`slot`: the argv index of the path the client named; `path`: relative "
+                "to that path's folder; `content`: base64)",
+                "content": {"application/json": {"example": _COMMAND_RESULT}},
+            },
+            401: {"description": "No, unknown, expired or revoked token"},
+            403: {"description": "Not a command persons may run (an operator command)"},
+            413: {"description": f"Body larger than {MAX_BODY} bytes"},
+            422: {"description": "Malformed body, or an input file not uploaded"},
+            503: {"description": "The ledger is unavailable"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _COMMAND_BODY}},
+            }
+        },
+    )
+    async def post_command(request: Request) -> JSONResponse:
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > runner.max_body:
+            return _too_large(runner.max_body)
+        try:
+            person = await run_in_threadpool(
+                bearer, credentials, request.headers.get("authorization")
+            )
+        except Unauthenticated as err:
+            return unauthorized(err)
+        raw = bytearray()
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > runner.max_body:
+                return _too_large(runner.max_body)
+        try:
+            doc = json.loads(raw or b"null")
+        except ValueError:
+            return JSONResponse(status_code=422, content={"detail": "the body is not JSON"})
+        try:
+            argv, files = parse_request(doc)
+            result = await run_in_threadpool(runner.run, person, argv, files)
+        except InvalidInput as err:
+            return JSONResponse(status_code=422, content=_errors(err))
+        except (CommandNotAllowed, PermissionDenied) as err:
+            return JSONResponse(status_code=403, content={"detail": str(err)})
+        return JSONResponse(status_code=200, content=result.as_dict())
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return JSONResponse(
+        status_code=413, content={"detail": f"the request is larger than {limit} bytes"}
+    )
 
 
 def _safe_ping(ping: Any) -> bool:

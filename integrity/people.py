@@ -1,28 +1,30 @@
 """The registry of people who act on the ledger, their roles, and changes to it.
 
 Roles: ``staff`` (serves at windows; may appeal ratings about themselves),
-``reviewer`` (decides appeals and held ratings), ``admin`` (manages the registry and
-rule sets), ``auditor`` (third-party auditor: pulls sample batches, records
-findings). A person may hold several. API tokens are stored as SHA-256 only.
+``reviewer`` (decides appeals and held ratings), ``admin`` (manages the registry,
+credentials and rule sets), ``auditor`` (third-party auditor: pulls sample batches,
+records findings), ``head`` (heads a service window), ``supervisor`` (supervises a
+service hall). A person may hold several. How a person signs in (personal tokens,
+operating-system accounts) is :mod:`integrity.auth`; this module keeps the registry
+rows, including which OS accounts belong to whom.
 
 :class:`People` reads and writes the registry rows; :class:`StaffRegistry` is how
 people change it: managing the registry needs the ``admin`` role, with one exception
 so an instance can start: while no active admin exists, anyone may add people,
 provided the change creates an admin (bootstrap). No change may leave the registry
 without an active admin once it has one. Each change is a ledger event
-(``staff.added``, ``staff.updated``, ``staff.imported``) in the same transaction as
-the rows it changes, and the ``people`` table (a configuration table) is sealed in
-that transaction too (``config.sealed``), so an edit behind the engine's back fails
-``ledger verify``.
+(``staff.added``, ``staff.updated``, ``staff.imported``, ``person.os_user_mapped``)
+in the same transaction as the rows it changes, and the changed configuration tables
+(``people``, ``os_users``) are sealed in that transaction too (``config.sealed``), so
+an edit behind the engine's back fails ``ledger verify``.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
-import secrets
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,7 +48,15 @@ from integrity.model import Event
 from integrity.ports import UnitOfWork
 from integrity.sqlkit import translate_errors
 
-ROLES = ("staff", "reviewer", "admin", "auditor")
+ROLES = ("staff", "reviewer", "admin", "auditor", "head", "supervisor")
+#: What a person who is not signed in is told (every role check names it).
+NOT_SIGNED_IN = (
+    "nobody is signed in: set INTEGRITY_TOKEN, keep your token in "
+    "~/.config/integrity/token (mode 600), or have an admin map your OS user "
+    "(integrity staff map-os-user)"
+)
+#: An operating-system account name (POSIX portable user names, plus what LDAP adds).
+_OS_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -62,8 +72,12 @@ class Person:
         return self.active and role in self.roles
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def os_user_errors(os_user: str, where: str = "os_user") -> list[FieldError]:
+    if not _OS_USER.fullmatch(os_user or ""):
+        return [
+            FieldError(where, f"{os_user!r} is not an OS user name (1-64 of A-Z a-z 0-9 _ . @ -)")
+        ]
+    return []
 
 
 def _validate(person_id: str, roles: Iterable[str]) -> list[FieldError]:
@@ -99,7 +113,7 @@ class People:
         uow: UnitOfWork | None = None,
         actor: str = "system",
     ) -> Person:
-        """Add a person or replace their record (token kept).
+        """Add a person or replace their record (credentials kept).
 
         In ``uow`` when given: the caller seals ``people`` (``uow.seal_tables``) after
         its last change, once; without one, in a unit of work of its own that seals
@@ -151,7 +165,7 @@ class People:
     def require(self, person_id: str | None, role: str) -> Person:
         """The acting person, if registered, active and holding ``role``; else ``PermissionDenied``."""
         if not person_id:
-            raise PermissionDenied("say who is acting: --as PERSON_ID or INTEGRITY_ACTOR")
+            raise PermissionDenied(NOT_SIGNED_IN)
         try:
             person = self.get(person_id)
         except NotFound:
@@ -160,40 +174,49 @@ class People:
             raise PermissionDenied(f"{person_id!r} does not hold the {role} role")
         return person
 
-    def issue_token(
-        self, person_id: str, *, at: datetime, actor: str, uow: UnitOfWork | None = None
-    ) -> str:
-        """A new API token for a person (shown once; only its hash is stored).
-
-        Seals ``people`` in ``uow`` (or in a unit of work of its own)."""
-        self.get(person_id)
-        token = secrets.token_urlsafe(32)
-        if uow is None:
-            with self.ledger.unit_of_work() as own:
-                self._store_token(own, person_id, token, at, actor)
-        else:
-            self._store_token(uow, person_id, token, at, actor)
-        return token
-
-    @staticmethod
-    def _store_token(uow: UnitOfWork, person_id: str, token: str, at: datetime, actor: str) -> None:
-        uow.connection.execute(
-            t.people.update()
-            .where(t.people.c.person_id == person_id)
-            .values(token_hash=token_hash(token))
+    def map_os_user(
+        self, uow: UnitOfWork, os_user: str, person_id: str, by: str, at: datetime
+    ) -> bool:
+        """Map an OS account to ``person_id`` in ``uow`` (replacing an earlier mapping of
+        that account); ``False`` when it was already mapped to them (nothing written)."""
+        conn = uow.connection
+        current = conn.execute(
+            sa.select(t.os_users.c.person_id).where(t.os_users.c.os_user == os_user)
+        ).scalar_one_or_none()
+        if current == person_id:
+            return False
+        if current is not None:
+            conn.execute(t.os_users.delete().where(t.os_users.c.os_user == os_user))
+        conn.execute(
+            t.os_users.insert(),
+            {"os_user": os_user, "person_id": person_id, "mapped_at": at, "mapped_by": by},
         )
-        uow.seal_tables("people", at=at, actor=actor)
+        return True
 
-    def by_token(self, token: str) -> Person:
+    def unmap_os_user(self, uow: UnitOfWork, os_user: str) -> str | None:
+        """Remove an OS account's mapping in ``uow``; the person it named, if any."""
+        conn = uow.connection
+        current = conn.execute(
+            sa.select(t.os_users.c.person_id).where(t.os_users.c.os_user == os_user)
+        ).scalar_one_or_none()
+        if current is not None:
+            conn.execute(t.os_users.delete().where(t.os_users.c.os_user == os_user))
+        return current
+
+    def person_of_os_user(self, os_user: str) -> str | None:
+        """The person an OS account is mapped to, if any."""
         with translate_errors(), self.ledger.engine.connect() as conn:
-            row = (
-                conn.execute(sa.select(t.people).where(t.people.c.token_hash == token_hash(token)))
-                .mappings()
-                .first()
-            )
-        if row is None or not row["active"]:
-            raise PermissionDenied("unknown or revoked token")
-        return _person_of_row(row)
+            return conn.execute(
+                sa.select(t.os_users.c.person_id).where(t.os_users.c.os_user == os_user)
+            ).scalar_one_or_none()
+
+    def os_users(self, person_id: str | None = None) -> list[dict[str, Any]]:
+        """Every OS account mapping (of one person), by account name."""
+        q = sa.select(t.os_users).order_by(t.os_users.c.os_user)
+        if person_id is not None:
+            q = q.where(t.os_users.c.person_id == person_id)
+        with translate_errors(), self.ledger.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
 
 
 def _person_of_row(row: sa.RowMapping) -> Person:
@@ -307,13 +330,23 @@ class StaffRegistry:
         if not any(p.has("admin") for p in result.values()):
             raise PermissionDenied(
                 "the registry has no admin yet: the first change must add an active admin "
-                "(--role admin); after that, managing staff needs --as an admin"
+                "(--role admin); after that, managing staff needs an admin signed in"
             )
         return actor or BOOTSTRAP_ACTOR
 
-    def add(self, actor: str | None, record: StaffRecord, *, update: bool = False) -> Person:
-        """Add one person (or, with ``update``, replace their record)."""
+    def add(
+        self,
+        actor: str | None,
+        record: StaffRecord,
+        *,
+        update: bool = False,
+        os_users: Sequence[str] = (),
+    ) -> Person:
+        """Add one person (or, with ``update``, replace their record), mapping the OS
+        accounts ``os_users`` to them in the same unit of work."""
         errors = record.errors()
+        for name in os_users:
+            errors.extend(os_user_errors(name))
         if errors:
             raise InvalidInput(errors, what="person")
         exists = self._exists(record.person_id)
@@ -344,7 +377,10 @@ class StaffRegistry:
                     evidence=record.as_dict(),
                 )
             )
-            uow.seal_tables("people", at=now, actor=by)
+            for name in os_users:
+                if self.people.map_os_user(uow, name, record.person_id, by, now):
+                    uow.append(os_user_event(name, record.person_id, by, now))
+            uow.seal_tables(at=now, actor=by)
         return saved
 
     def import_records(self, actor: str | None, records: Sequence[StaffRecord]) -> ImportSummary:
@@ -434,6 +470,17 @@ class StaffRegistry:
         except NotFound:
             return False
         return True
+
+
+def os_user_event(os_user: str, person_id: str | None, by: str, at: datetime) -> Event:
+    """The ledger event of mapping (``person_id``) or unmapping (``None``) an OS account."""
+    return Event(
+        kind=Kind.PERSON_OS_USER_MAPPED,
+        actor=by,
+        at=at,
+        subject=f"os_user:{os_user}",
+        evidence={"os_user": os_user, "person_id": person_id},
+    )
 
 
 def _person(r: StaffRecord) -> Person:

@@ -131,8 +131,12 @@ def performance(
     return rows
 
 
-def export_ratings(ledger: SqlLedger, batch: int = 5000) -> Iterator[dict[str, Any]]:
-    """Every rating in the order received with its current status; streams."""
+def export_ratings(
+    ledger: SqlLedger, batch: int = 5000, *, comments: bool = True
+) -> Iterator[dict[str, Any]]:
+    """Every rating in the order received with its current status (and its ``comment``
+    unless ``comments`` is false); streams."""
+    extra = [t.ratings.c.comment] if comments else []
     q = (
         sa.select(
             t.ratings.c.rating_id,
@@ -147,6 +151,7 @@ def export_ratings(ledger: SqlLedger, batch: int = 5000) -> Iterator[dict[str, A
             t.rating_status.c.status,
             t.rating_status.c.reasons,
             t.rating_status.c.risk,
+            *extra,
         )
         .select_from(
             t.ratings.join(t.rating_status, t.rating_status.c.rating_id == t.ratings.c.rating_id)

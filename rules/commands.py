@@ -139,11 +139,12 @@ def review_group() -> None:
     """Review held ratings: list, show, clear (accept) or confirm (reject), decide a
     window case as a unit, and escalate what is past its deadline.
 
-    Act as a registered person holding the reviewer role (--as PERSON_ID or
-    INTEGRITY_ACTOR). Each decision is a ledger event with your id and reason; a
-    cleared rating is not held again for the same evidence. A held rating is due
-    [review] deadline_working_days working days (rule set [calendar], its time zone)
-    after the day it was held.
+    Sign in as a person holding the reviewer role (a personal token, e.g.
+    integrity --server URL review ... with INTEGRITY_TOKEN, or a mapped OS account).
+    Each decision is a ledger event with your id and reason; a cleared rating is not
+    held again for the same evidence. A held rating is due [review]
+    deadline_working_days working days (rule set [calendar], its time zone) after the
+    day it was held.
     """
 
 

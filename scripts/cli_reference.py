@@ -54,6 +54,8 @@ def render() -> str:
         "Generated from `--help` by `scripts/cli_reference.py`; do not edit by hand.",
         "Every command also takes `--home DIR`, `--db URL` and `--redis URL` (or",
         "`INTEGRITY_HOME`, `INTEGRITY_DB`, `INTEGRITY_REDIS`), before or after its name.",
+        "Before the command, `--server URL` (`INTEGRITY_SERVER`) runs a person command on a",
+        "running `integrity serve` with your personal token, and `--token-file FILE` names it.",
         "",
     ]
     for path, cmd in commands(main):

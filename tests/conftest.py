@@ -20,6 +20,18 @@ REDIS_URL = os.environ.get("INTEGRITY_TEST_REDIS", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_personal_credentials(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never sign in with the developer's own token or server: no INTEGRITY_TOKEN,
+    INTEGRITY_TOKEN_FILE or INTEGRITY_SERVER, and an empty config folder (so no
+    ``~/.config/integrity/token``). A test that signs in says so itself."""
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("INTEGRITY_TOKEN", "INTEGRITY_TOKEN_FILE", "INTEGRITY_SERVER"):
+            mp.delenv(var, raising=False)
+        mp.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+        yield
+
+
 def _missing(what: str, err: Exception) -> None:
     msg = f"{what} is not reachable: {err}"
     if IN_CI:

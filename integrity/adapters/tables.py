@@ -154,8 +154,9 @@ kiosks = sa.Table(
     sa.Column("window_id", sa.String(64), nullable=False),
 )
 
-# People who act on the ledger: staff, reviewers, admins, auditors. Roles are a
-# ';'-joined set; an API token is stored only as its SHA-256.
+# People who act on the ledger: staff, reviewers, admins, auditors, window heads, hall
+# supervisors. Roles are a ';'-joined set. How they sign in is in `credentials` and
+# `os_users`.
 people = sa.Table(
     "people",
     metadata,
@@ -164,9 +165,42 @@ people = sa.Table(
     sa.Column("unit", sa.String(64), nullable=False, server_default=""),
     sa.Column("roles", sa.String(256), nullable=False),
     sa.Column("windows", sa.Text, nullable=False, server_default=""),  # ';'-joined window ids
+    # Retired (migration 0006_credentials moved tokens into `credentials`); always NULL.
     sa.Column("token_hash", sa.String(64), unique=True),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Personal tokens: several per person, each with its own id, expiry and revocation. The
+# token itself is shown once when issued; only its SHA-256 is stored.
+credentials = sa.Table(
+    "credentials",
+    metadata,
+    sa.Column("credential_id", Id, primary_key=True, autoincrement=True),
+    sa.Column(
+        "person_id", sa.String(64), sa.ForeignKey("people.person_id"), nullable=False, index=True
+    ),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("note", sa.String(128), nullable=False, server_default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("last_used_at", UTCDateTime),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.Column("revoked_by", sa.String(64)),
+)
+
+# Operating-system accounts of a shared host, each mapped to the person who uses it: the
+# CLI in direct-database mode signs that person in from the real uid.
+os_users = sa.Table(
+    "os_users",
+    metadata,
+    sa.Column("os_user", sa.String(64), primary_key=True),
+    sa.Column(
+        "person_id", sa.String(64), sa.ForeignKey("people.person_id"), nullable=False, index=True
+    ),
+    sa.Column("mapped_at", UTCDateTime, nullable=False),
+    sa.Column("mapped_by", sa.String(64), nullable=False),
 )
 
 # Detector risk, append-only: one row per rating whose risk a scoring run changed. The

@@ -1,7 +1,9 @@
 """``integrity appeal ...`` and ``integrity staff ...`` end to end through ``cli.main``.
 
 A tmp SQLite instance: init -> ingest ratings through the hook -> staff add/import ->
-appeal file -> assign -> decide ... -> report, show, list, stats, verify. Exit codes:
+tokens for everyone -> appeal file -> assign -> decide ... -> report, show, list, stats,
+verify. Each invocation that says ``--as P`` runs signed in with P's personal token
+(``INTEGRITY_TOKEN``), so ``--as`` is the assertion it now is. Exit codes:
 0 success, 1 a handled error with one line on stderr, 2 bad usage. The clock is frozen
 (the composition root's SystemClock is replaced), so nothing depends on today's date.
 """
@@ -57,13 +59,29 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
 
 
 class Cli:
-    """Runs ``integrity`` on one instance home."""
+    """Runs ``integrity`` on one instance home, signed in as the person ``--as`` names (or
+    ``signed_in``) with their token from ``HOME/tokens.json``; nobody otherwise."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
         self.runner = CliRunner()
 
-    def __call__(self, *args: str, code: int = 0, env: dict[str, str] | None = None) -> Result:
+    @property
+    def tokens(self) -> dict[str, str]:
+        path = self.home / "tokens.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def __call__(
+        self,
+        *args: str,
+        code: int = 0,
+        env: dict[str, str] | None = None,
+        signed_in: str | None = None,
+    ) -> Result:
+        who = signed_in or (args[args.index("--as") + 1] if "--as" in args else None)
+        env = dict(env or {})
+        if who is not None and who in self.tokens:
+            env.setdefault("INTEGRITY_TOKEN", self.tokens[who])
         res = self.runner.invoke(cli.main, [*args, "--home", str(self.home)], env=env)
         assert res.exit_code == code, (args, res.exit_code, res.stdout, res.stderr, res.exception)
         if code == 1:
@@ -118,10 +136,16 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = run("ingest", str(ratings_file(base / "ratings.jsonl"))).stdout
     assert "6 written" in out
     (base / "staff.csv").write_text(STAFF_CSV)
-    res = run("staff", "add", "A1", "--role", "admin", "--unit", "HQ")  # bootstrap: no --as
+    # bootstrap: nobody signed in, no admin yet
+    res = run("staff", "add", "A1", "--role", "admin", "--unit", "HQ")
     assert "added A1" in res.stdout
+    tokens = {"A1": run("staff", "token", "issue", "A1").stdout.strip()}  # bootstrap too
+    (base / "home" / "tokens.json").write_text(json.dumps(tokens))
     res = run("staff", "import", str(base / "staff.csv"), "--as", "A1")
     assert "6 added, 0 updated, 0 unchanged" in res.stdout
+    for person in ("S1", "S2", "R1", "R2", "R3", "AU"):
+        tokens[person] = run("staff", "token", "issue", person, "--as", "A1").stdout.strip()
+    (base / "home" / "tokens.json").write_text(json.dumps(tokens))
     yield base / "home"
     mp.undo()
 
@@ -152,7 +176,7 @@ def test_file_assign_decide_uphold_end_to_end(run: Cli, tmp_path: Path, clock: F
 
     res = run("appeal", "assign", "1", "--reviewer", "R1", "--as", "A1")
     assert "R1 reviewing" in res.stdout
-    run("appeal", "assign", "1", env={"INTEGRITY_ACTOR": "R2"})  # self-assignment
+    run("appeal", "assign", "1", signed_in="R2")  # self-assignment
     res = run("appeal", "assign", "1", "--reviewer", "R3", "--as", "A1", code=1)
     assert "appellant's unit" in res.stderr
 
@@ -316,8 +340,8 @@ def test_bad_usage_exits_2(run: Cli, args: list[str], needle: str) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["appeal", "file", "4", "--ground", "system_error", "--reason", REASON], "--as PERSON_ID"),
-        (["appeal", "file", "4", "--ground", "system_error", "--reason", REASON, "--as", "ZZ"], "not in the registry"),
+        (["appeal", "file", "4", "--ground", "system_error", "--reason", REASON], "nobody is signed in"),
+        (["appeal", "file", "4", "--ground", "system_error", "--reason", REASON, "--as", "ZZ"], "--as ZZ only checks who you are"),
         (["appeal", "file", "4", "--ground", "system_error", "--reason", REASON, "--as", "R1"], "staff role"),
         (["appeal", "file", "99", "--ground", "system_error", "--reason", REASON, "--as", "S1"], "no rating 99"),
         (["appeal", "file", "4", "--ground", "system_error", "--reason", "short", "--as", "S1"], "at least 10"),
@@ -325,7 +349,7 @@ def test_bad_usage_exits_2(run: Cli, args: list[str], needle: str) -> None:
         (["appeal", "stats", "--as", "S1"], "holds none of the roles"),
         (["appeal", "list", "--period", "2026-13", "--as", "R1"], "expected YYYY-MM"),
         (["appeal", "verify", "--as", "R1"], "holds none of the roles auditor, admin"),
-        (["staff", "add", "S9"], "--as PERSON_ID"),
+        (["staff", "add", "S9"], "nobody is signed in"),
         (["staff", "add", "S9", "--as", "R1"], "admin role"),
         (["staff", "add", "S1", "--as", "A1"], "--update"),
         (["staff", "list", "--as", "S1"], "holds none of the roles"),
@@ -393,7 +417,14 @@ def test_staff_commands(run: Cli, tmp_path: Path) -> None:
 
 
 def _commands(group: click.Group) -> list[tuple[str, click.Command]]:
-    return sorted(group.commands.items())
+    """Every command under ``group`` (subgroups' commands as ``sub name``)."""
+    out: list[tuple[str, click.Command]] = []
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            out += [(f"{name} {n}", c) for n, c in _commands(cmd)]
+        else:
+            out.append((name, cmd))
+    return out
 
 
 @pytest.mark.parametrize(
@@ -414,4 +445,5 @@ def test_every_command_has_help_format_and_actor(name: str, command: click.Comma
 
 def test_staff_help_explains_the_bootstrap() -> None:
     res = CliRunner().invoke(cli.main, ["staff", "--help"])
-    assert "first admin" in res.stdout and "without --as" in res.stdout
+    assert "first admin" in res.stdout and "staff token issue A1" in res.stdout
+    assert "--os-user" in res.stdout

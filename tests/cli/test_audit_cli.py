@@ -1,5 +1,9 @@
 """`integrity audit ...` end to end on a fresh embedded instance, as a supervisor, an auditor
-and an outside verifier meet it."""
+and an outside verifier meet it.
+
+Each person signs in with a personal token: an invocation that says ``--as P`` (or, for
+``pull`` and ``record``, ``--auditor P``) runs with P's token in ``INTEGRITY_TOKEN``.
+"""
 
 from __future__ import annotations
 
@@ -20,12 +24,26 @@ from audit_sampling.estimates import COLUMNS
 from bootstrap import open_app
 from cli import main
 from integrity.app import Settings
+from integrity.auth import Credentials
 
 SEED = "31415926535897932384"
+#: The personal token of each registered person of the current test's instance.
+TOKENS: dict[str, str] = {}
 
 
-def run(*args: str) -> click.testing.Result:
-    return CliRunner().invoke(main, list(args))
+def _claimed(args: tuple[str, ...]) -> str | None:
+    if "--as" in args:
+        return args[args.index("--as") + 1]
+    if args[:2] in (("audit", "pull"), ("audit", "record")) and "--auditor" in args:
+        return args[args.index("--auditor") + 1]
+    return None
+
+
+def run(*args: str, signed_in: str | None = None) -> click.testing.Result:
+    """``integrity ARGS``, signed in as ``signed_in`` or the person the arguments claim."""
+    who = signed_in or _claimed(args)
+    env = {"INTEGRITY_TOKEN": TOKENS[who]} if who in TOKENS else {}
+    return CliRunner().invoke(main, list(args), env=env)
 
 
 @pytest.fixture
@@ -51,6 +69,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         people.upsert("boss", roles=["admin"], at=now)
         people.upsert("aud1", roles=["auditor"], at=now, name="A. Auditor")
         people.upsert("aud2", roles=["auditor"], at=now)
+        creds = app.get(Credentials)
+        TOKENS.clear()
+        TOKENS["boss"] = creds.issue(None, "boss").token  # bootstrap: no admin can sign in
+        for p in ("aud1", "aud2"):
+            TOKENS[p] = creds.issue("boss", p).token
     return h
 
 
@@ -212,7 +235,7 @@ def test_seeds_and_tokens(home: Path) -> None:
 
 def test_auditors_need_a_supervisor_like_the_other_supervisor_commands(home: Path) -> None:
     res = run("audit", "auditors")
-    assert res.exit_code == 1 and "say who is acting" in res.stderr
+    assert res.exit_code == 1 and "nobody is signed in" in res.stderr
     res = run("audit", "auditors", "--as", "aud1")
     assert res.exit_code == 1 and "does not hold the admin role" in res.stderr
     res = run("audit", "auditors", "--as", "boss", "--format", "csv")

@@ -20,15 +20,17 @@ from factories import T0
 from bootstrap import open_app
 from cli import main
 from integrity.app import Settings
+from integrity.auth import Credentials
 from integrity.people import People
 from rules.ruleset import default_ruleset_text
 from simulation import WorldConfig, simulate
 
 
 def _invoke(home: Path, *args: str, actor: str | None = None) -> tuple[int, str, str]:
+    """``integrity ARGS`` on ``home``, signed in as ``actor`` (their personal token)."""
     env = {"INTEGRITY_HOME": str(home)}
     if actor:
-        env["INTEGRITY_ACTOR"] = actor
+        env["INTEGRITY_TOKEN"] = json.loads((home / "tokens.json").read_text())[actor]
     res = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
     return res.exit_code, res.stdout, res.stderr
 
@@ -52,8 +54,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     code, _, err = _invoke(home, "ingest", str(base / "ratings.jsonl"))
     assert code == 0, err
     with open_app(Settings.resolve(home=home, env={})) as app:
+        People(app.ledger).upsert("admin1", roles=["admin"], at=T0)
         People(app.ledger).upsert("rev1", roles=["reviewer"], at=T0)
         People(app.ledger).upsert("staff1", roles=["staff"], at=T0)
+        creds = app.get(Credentials)
+        tokens = {"admin1": creds.issue(None, "admin1").token}  # bootstrap
+        tokens |= {p: creds.issue("admin1", p).token for p in ("rev1", "staff1")}
+    (home / "tokens.json").write_text(json.dumps(tokens))
     return home
 
 
@@ -152,7 +159,7 @@ def test_review_list_show_clear_confirm(home: Path) -> None:
     )
     assert code == 1 and "reviewer" in err
     code, _, err = _invoke(home, "review", "list")
-    assert code == 1 and "--as" in err
+    assert code == 1 and "nobody is signed in" in err
 
 
 def test_review_cases(home: Path) -> None:

@@ -316,7 +316,7 @@ def test_a_rating_naming_no_staff_can_be_appealed_by_its_windows_staff(w: Appeal
 @pytest.mark.parametrize(
     ("who", "rid", "ground", "reason", "error", "needle"),
     [
-        (None, 1, "system_error", REASON, PermissionDenied, "--as"),
+        (None, 1, "system_error", REASON, PermissionDenied, "nobody is signed in"),
         ("ZZ", 1, "system_error", REASON, PermissionDenied, "not in the registry"),
         ("R1", 1, "system_error", REASON, PermissionDenied, "staff role"),
         ("S1", 1, "bad_luck", REASON, InvalidInput, "unknown ground"),
@@ -743,7 +743,7 @@ def test_staff_registry_bootstrap_and_admin_rules(tmp_path: Path) -> None:
         reg.add(None, StaffRecord("A1", frozenset({"admin"}), unit="HQ"))
         ev = w.app.ledger.events_about("person:A1")[0]
         assert (ev.kind, ev.actor) == ("staff.added", "bootstrap")
-        with pytest.raises(PermissionDenied, match="--as"):
+        with pytest.raises(PermissionDenied, match="nobody is signed in"):
             reg.add(None, StaffRecord("A2", frozenset({"admin"})))
         reg.add("A1", StaffRecord("S1", frozenset({"staff"}), unit="U1", windows=("W01",)))
         with pytest.raises(Conflict, match="--update"):

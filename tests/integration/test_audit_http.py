@@ -19,6 +19,7 @@ from audit_sampling.context import AuditContext
 from audit_sampling.draw import draw_sample
 from audit_sampling.frame import make_frame
 from audit_sampling.http import audit_router
+from integrity.auth import Credentials
 from integrity.clock import FrozenClock
 from integrity.http import create_app
 from integrity.model import Status
@@ -38,7 +39,8 @@ def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
     sample = draw_sample(ctx, frame.frame_id, SEED, "boss").sample
     made = batches.split(ctx, sample.sample_id, "boss", 5, ["aud1", "aud2"])
     client = TestClient(create_app(app, seal_every_s=None, routers=[audit_router(ctx)]))
-    tokens = {p: people.issue_token(p, at=NOW, actor="boss") for p in ("aud1", "aud2", "clerk")}
+    creds = app.get(Credentials)
+    tokens = {p: creds.issue("boss", p).token for p in ("aud1", "aud2", "clerk")}
     yield {"app": app, "ctx": ctx, "client": client, "batches": made, "tokens": tokens}
     client.close()
     app.close()

@@ -19,6 +19,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from factories import make_settings, sqlite_url
 
+import appeals.tables  # noqa: F401 - every package's tables on the shared metadata, as
+import audit_sampling.tables  # noqa: F401 - `alembic check` sees them, whatever ran first
+import rules.tables  # noqa: F401
 from bootstrap import MIGRATION_LOCATIONS, init_instance
 from integrity import migrate
 from integrity.adapters import tables
@@ -135,3 +138,60 @@ def test_upgrade_and_init_twice_are_idempotent(db_url: str, tmp_path: Path) -> N
         assert core_diff(engine) == []
     finally:
         engine.dispose()
+
+
+def test_credentials_upgrade_carries_old_tokens_over_with_an_expiry(engine: sa.Engine) -> None:
+    """0006_credentials on a ledger with people, an old single token, and rows that
+    reference people (an audit batch): every row survives; the token moves into
+    ``credentials`` with an expiry; ``people.token_hash`` is emptied."""
+    from datetime import UTC, datetime
+
+    from integrity.auth import token_hash
+
+    migrate.upgrade(engine, MIGRATION_LOCATIONS, "0004")
+    migrate.upgrade(engine, MIGRATION_LOCATIONS, "0100_audit")
+    at = datetime(2026, 10, 1, tzinfo=UTC)
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    people, frames, samples, batches = (
+        meta.tables[n] for n in ("people", "audit_frames", "audit_samples", "audit_batches")
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            people.insert(),
+            [
+                {"person_id": "AU", "roles": "auditor", "token_hash": token_hash("itk_old"),
+                 "created_at": at},
+                {"person_id": "A1", "roles": "admin", "token_hash": None, "created_at": at},
+            ],
+        )  # fmt: skip
+        conn.execute(
+            frames.insert(),
+            {"frame_id": 1, "frame_hash": "f" * 64, "period": "2026-10", "timezone": "UTC",
+             "period_start": at, "period_end": at, "checkpoint": "c", "log_size": 0,
+             "ratings": 0, "strata": "{}", "content": b"", "created_at": at, "created_by": "A1"},
+        )  # fmt: skip
+        conn.execute(
+            samples.insert(),
+            {"sample_id": 1, "frame_id": 1, "seed": "s" * 20, "algorithm": "a", "rate": "0.1",
+             "min_per_stratum": 1, "drawn_at": at, "drawn_by": "A1"},
+        )  # fmt: skip
+        conn.execute(
+            batches.insert(),
+            {"batch_id": 1, "sample_id": 1, "seq": 1, "auditor_id": "AU", "created_at": at,
+             "created_by": "A1"},
+        )  # fmt: skip
+
+    migrate.upgrade(engine, MIGRATION_LOCATIONS)
+    assert core_diff(engine) == []
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(tables.people.c.token_hash)).scalars().all() == [None, None]
+        assert conn.execute(sa.select(sa.func.count()).select_from(tables.people)).scalar() == 2
+        assert conn.execute(sa.select(batches.c.auditor_id)).scalar() == "AU"
+        cred = conn.execute(sa.select(tables.credentials)).mappings().one()
+    assert (cred["person_id"], cred["token_hash"]) == ("AU", token_hash("itk_old"))
+    assert cred["created_by"] == "migration" and cred["revoked_at"] is None
+    assert (cred["expires_at"] - cred["created_at"]).days == 90
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
