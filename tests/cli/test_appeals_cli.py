@@ -16,13 +16,12 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import click
 import pytest
 import sqlalchemy as sa
 from appeals_factories import HIGH, LOW
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from appeals import tables as at
 from appeals.commands import appeal_group
@@ -56,41 +55,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
     for var in ("INTEGRITY_DB", "INTEGRITY_REDIS", "INTEGRITY_ACTOR", "INTEGRITY_SECRET_FILE"):
         monkeypatch.delenv(var, raising=False)
     return frozen
-
-
-class Cli:
-    """Runs ``integrity`` on one instance home, signed in as the person ``--as`` names (or
-    ``signed_in``) with their token from ``HOME/tokens.json``; nobody otherwise."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.runner = CliRunner()
-
-    @property
-    def tokens(self) -> dict[str, str]:
-        path = self.home / "tokens.json"
-        return json.loads(path.read_text()) if path.exists() else {}
-
-    def __call__(
-        self,
-        *args: str,
-        code: int = 0,
-        env: dict[str, str] | None = None,
-        signed_in: str | None = None,
-    ) -> Result:
-        who = signed_in or (args[args.index("--as") + 1] if "--as" in args else None)
-        env = dict(env or {})
-        if who is not None and who in self.tokens:
-            env.setdefault("INTEGRITY_TOKEN", self.tokens[who])
-        res = self.runner.invoke(cli.main, [*args, "--home", str(self.home)], env=env)
-        assert res.exit_code == code, (args, res.exit_code, res.stdout, res.stderr, res.exception)
-        if code == 1:
-            lines = res.stderr.strip().splitlines()
-            assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-        return res
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self(*args, "--format", "json").stdout)
 
 
 def ratings_file(path: Path) -> Path:
