@@ -21,6 +21,7 @@ import click
 import pytest
 import sqlalchemy as sa
 from appeals_factories import HIGH, LOW
+from cli_runner import Cli
 from click.testing import CliRunner
 
 from appeals import tables as at
