@@ -31,6 +31,7 @@ class Kind(enum.StrEnum):
     STAFF_ADDED = "staff.added"
     STAFF_UPDATED = "staff.updated"
     STAFF_IMPORTED = "staff.imported"
+    PERIOD_CLOSED = "period.closed"
     # Detection.
     CASE_OPENED = "case.opened"
     # Appeals: one kind per action.
@@ -69,6 +70,7 @@ KINDS: Mapping[Kind, str] = {
     Kind.STAFF_ADDED: "a person was added to the registry",
     Kind.STAFF_UPDATED: "one person's registry record was changed",
     Kind.STAFF_IMPORTED: "people were imported into the registry from a file",
+    Kind.PERIOD_CLOSED: "a reporting period (a month) was closed: ratings in it are held from then on",
     Kind.CASE_OPENED: "detection opened a window case (coerced high scores) for review",
     Kind.APPEAL_FILED: "a staff member filed an appeal (admitted, or ineligible with reasons)",
     Kind.APPEAL_ASSIGNED: "reviewers were assigned to an appeal",
@@ -111,6 +113,8 @@ class Reason(enum.StrEnum):
     STAFF_NOT_ON_ROSTER = "staff_not_on_roster"
     SUBMITTED_BEFORE_SERVED = "time.submitted_before_served"
     SUBMITTED_IN_FUTURE = "time.submitted_in_future"
+    TOO_OLD = "time.too_old"
+    PERIOD_CLOSED = "period.closed"
     # Detection.
     OUTLIER_BURST = "outlier.burst"
     OUTLIER_LOCKSTEP = "outlier.lockstep"
@@ -153,6 +157,8 @@ REASONS: Mapping[Reason, str] = {
     Reason.STAFF_NOT_ON_ROSTER: "the staff member named is not on the window's roster that day",
     Reason.SUBMITTED_BEFORE_SERVED: "submitted before the service was completed",
     Reason.SUBMITTED_IN_FUTURE: "submitted_at is later than the time of receipt",
+    Reason.TOO_OLD: "a live rating submitted or served longer ago than the rule set's [intake] max_age_s",
+    Reason.PERIOD_CLOSED: "the rating's period (month of served_at, else submitted_at) is closed",
     Reason.OUTLIER_BURST: "a window's ratings in a time bucket far above its own baseline",
     Reason.OUTLIER_LOCKSTEP: "devices or one address block rating one window in the same short slots",
     Reason.OUTLIER_DEVICE_REPEAT: "one device rating one window across many tickets with skewed scores",
