@@ -78,10 +78,11 @@ def log_config() -> dict[str, Any]:
 
 class Background:
     """The server's background round, every ``every`` seconds until stopped: seal new events
-    into the Merkle log, and pick up a venue registry that ``integrity venues load``
-    replaced meanwhile (one thread per process; a failed round is logged and the next
-    one retries). When it stops it runs one last round, so what the process wrote is
-    sealed by the time it exits."""
+    into the Merkle log, and pick up what changed meanwhile on the ledger (a venue
+    registry ``integrity venues load`` replaced, a new service registry, a period
+    closed). One thread per process; a failed round is logged and the next one retries.
+    When it stops it runs one last round, so what the process wrote is sealed by the
+    time it exits."""
 
     def __init__(self, app: App, every: float) -> None:
         self.app = app
@@ -96,7 +97,9 @@ class Background:
             if sealed:
                 log.debug("sealed %d event(s)", sealed)
             if self.app.hook.reload():
-                log.info("venue registry reloaded")
+                log.info(
+                    "configuration reloaded (venue registry, service registry, closed periods)"
+                )
         except EngineError as err:  # keep serving; the next round retries
             log.warning("background round failed: %s", err)
         except Exception:  # a background thread must not die silently
