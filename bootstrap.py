@@ -24,6 +24,7 @@ from appeals.service import AppealService
 from audit_sampling import tables as audit_tables
 from audit_sampling.context import AuditContext
 from integrity import migrate
+from integrity.adapters.periods import SqlPeriodStore
 from integrity.adapters.registry import SqlRegistryStore
 from integrity.adapters.sql import SqlLedger, make_engine
 from integrity.app import App, Settings
@@ -35,14 +36,16 @@ from integrity.errors import ConfigError
 from integrity.hook import ValidationHook
 from integrity.log import MerkleLog
 from integrity.people import People, StaffRegistry
+from integrity.periods import ClosedPeriods
 from integrity.ports import Gate
 from integrity.pseudonym import Pseudonymiser, write_secret
 from integrity.registry import RegistryService
 from integrity.sqlkit import translate_errors
 from rules.detectors.review import ReviewService
 from rules.detectors.service import DetectService
-from rules.ratelimit import RateLimitGate, limiter_from_url
-from rules.realtime import KioskGate, RegistryGate, Snapshot, TimeGate
+from rules.ratelimit import MemoryLimiter, RateLimitGate, limiter_from_url
+from rules.ratelimit.rebuild import rebuild
+from rules.realtime import KioskGate, PeriodGate, RegistryGate, Snapshot, TimeGate
 from rules.ruleset import default_ruleset_text, load_ruleset
 
 #: Each package's own migration branch (the core's revisions come first).
@@ -127,11 +130,18 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
     venues = Snapshot(ledger.venue_registry, lambda: ledger.last_event_id(Kind.VENUES_LOADED))
     registry_store = SqlRegistryStore(ledger)
     registry = Snapshot(registry_store.load, registry_store.version)
+    periods = ClosedPeriods(SqlPeriodStore(ledger), ruleset.tz)
+    rate_limit = RateLimitGate(ruleset, limiter, venues, settings.namespace)
+    if isinstance(limiter, MemoryLimiter):
+        # Nothing on disk: the counters are a function of the ledger, so a crash can
+        # never leave them disagreeing with the ratings written.
+        rebuild(ledger, rate_limit, limiter)
     gates: list[Gate] = [
-        RateLimitGate(ruleset, limiter, venues, settings.namespace),
+        rate_limit,
         KioskGate(venues),
-        TimeGate(ruleset.core.max_clock_skew_s),
+        TimeGate(ruleset.core.max_clock_skew_s, ruleset.core.max_age_s),
         RegistryGate.from_section(registry, ruleset.tz, ruleset.section("registry")),
+        PeriodGate(periods),
     ]
     hook = ValidationHook(
         ledger, ruleset.core, gates, Pseudonymiser.from_file(settings.secret_file), clock
@@ -151,6 +161,7 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
     app.on_close.append(lambda: _close_limiter(limiter))
     app.factories.update(
         {
+            ClosedPeriods: lambda a: periods,
             StaffRegistry: lambda a: StaffRegistry(a.people, a.clock),
             Credentials: lambda a: Credentials(a.people, a.clock, a.core.timezone),
             RegistryService: lambda a: RegistryService(
@@ -166,10 +177,7 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
 
 
 def _close_limiter(limiter: Any) -> None:
-    """Persist the embedded limiter's counters (when it keeps a file) and close it."""
-    snapshot = getattr(limiter, "snapshot", None)
-    if snapshot is not None and getattr(limiter, "path", None) is not None:
-        snapshot()
+    """Close the limiter's connections (the in-process one keeps nothing to save)."""
     close = getattr(limiter, "close", None)
     if close is not None:
         close()

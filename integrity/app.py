@@ -2,7 +2,8 @@
 
 An *instance* is a home folder (``INTEGRITY_HOME``, default ``./.integrity``)
 holding the secret key for pseudonymisation and, on embedded defaults, the SQLite
-ledger and the in-process limiter's counters. Production points ``--db`` at
+ledger (the in-process limiter keeps nothing on disk: its counters are rebuilt from
+the ledger when the instance opens). Production points ``--db`` at
 PostgreSQL and ``--redis`` at Redis; the secret key file stays off the database.
 
 The composition root (``bootstrap.py``, beside ``cli.py``) builds an :class:`App`
@@ -54,7 +55,7 @@ class Settings:
         env = dict(os.environ) if env is None else env
         h = Path(home or env.get("INTEGRITY_HOME") or DEFAULT_HOME).absolute()
         db_url = db or env.get("INTEGRITY_DB") or f"sqlite:///{h / 'ledger.db'}"
-        limiter = redis or env.get("INTEGRITY_REDIS") or f"memory://{h / 'limiter.json'}"
+        limiter = redis or env.get("INTEGRITY_REDIS") or "memory://"
         secret = Path(env.get("INTEGRITY_SECRET_FILE") or h / "secret.key")
         return cls(h, db_url, limiter, secret, env.get("INTEGRITY_NAMESPACE", "integrity"))
 

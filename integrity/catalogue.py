@@ -36,6 +36,7 @@ class Kind(enum.StrEnum):
     PERSON_OS_USER_MAPPED = "person.os_user_mapped"
     CREDENTIAL_ISSUED = "credential.issued"
     CREDENTIAL_REVOKED = "credential.revoked"
+    PERIOD_CLOSED = "period.closed"
     # Detection.
     CASE_OPENED = "case.opened"
     # Review of held ratings (the status changes are clear / confirm).
@@ -82,6 +83,7 @@ KINDS: Mapping[Kind, str] = {
     Kind.PERSON_OS_USER_MAPPED: "an OS account of a shared host was mapped to a person (or unmapped)",
     Kind.CREDENTIAL_ISSUED: "a personal token was issued to a person (its id and expiry; never the token)",
     Kind.CREDENTIAL_REVOKED: "a personal token was revoked: it no longer signs anyone in",
+    Kind.PERIOD_CLOSED: "a reporting period (a month) was closed: ratings in it are held from then on",
     Kind.CASE_OPENED: "detection opened a window case (coerced high scores) for review",
     Kind.CASE_REVIEWED: "a reviewer decided a window case's held ratings at once (selector, counts, reason)",
     Kind.REVIEW_ESCALATED: "an overdue held rating or window case was escalated to the admins",
@@ -126,6 +128,8 @@ class Reason(enum.StrEnum):
     STAFF_NOT_ON_ROSTER = "staff_not_on_roster"
     SUBMITTED_BEFORE_SERVED = "time.submitted_before_served"
     SUBMITTED_IN_FUTURE = "time.submitted_in_future"
+    TOO_OLD = "time.too_old"
+    PERIOD_CLOSED = "period.closed"
     # Detection.
     OUTLIER_BURST = "outlier.burst"
     OUTLIER_LOCKSTEP = "outlier.lockstep"
@@ -169,6 +173,8 @@ REASONS: Mapping[Reason, str] = {
     Reason.STAFF_NOT_ON_ROSTER: "the staff member named is not on the window's roster that day",
     Reason.SUBMITTED_BEFORE_SERVED: "submitted before the service was completed",
     Reason.SUBMITTED_IN_FUTURE: "submitted_at is later than the time of receipt",
+    Reason.TOO_OLD: "a live rating submitted or served longer ago than the rule set's [intake] max_age_s",
+    Reason.PERIOD_CLOSED: "the rating's period (month of served_at, else submitted_at) is closed",
     Reason.OUTLIER_BURST: "a window's ratings in a time bucket far above its own baseline",
     Reason.OUTLIER_LOCKSTEP: "devices or one address block rating one window in the same short slots",
     Reason.OUTLIER_DEVICE_REPEAT: "one device rating one window across many tickets with skewed scores",

@@ -283,8 +283,19 @@ class EngineGroup(click.Group):
 
 
 @contextmanager
-def progress(label: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr when it is a terminal; silent otherwise."""
+def progress(label: str, lines: bool = False) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr when it is a terminal; silent otherwise. With ``lines``,
+    one plain line per step instead (``{label}: {total} ratings committed``), for logs."""
+    if lines:
+        total = 0
+
+        def line(n: int) -> None:
+            nonlocal total
+            total += n
+            click.echo(f"{label}: {total} ratings committed", err=True)
+
+        yield line
+        return
     if not sys.stderr.isatty():
         yield lambda n: None
         return

@@ -64,18 +64,30 @@ def _out() -> Any:
     is_flag=True,
     help="Judge at the time of receipt instead of each rating's submitted_at.",
 )
+@click.option(
+    "--progress",
+    "progress_lines",
+    is_flag=True,
+    help="Write a line to stderr after every chunk written to the ledger (for logs), "
+    "instead of a progress bar on a terminal.",
+)
 @format_option()
-def ingest(app: App, file: Any, live: bool, fmt: str) -> None:
+def ingest(app: App, file: Any, live: bool, progress_lines: bool, fmt: str) -> None:
     """Run every rating in a JSON Lines FILE (- for stdin) through the validation hook.
 
     Ratings are judged in order, each at its own submitted_at (replay), so a month of
     history is decided as if it had arrived live. Lines that do not parse are refused
     with field-level errors on stderr and written nowhere; the exit status is then 1.
+
+    Ratings are written in chunks, one transaction each. After a crash or a kill, run
+    the same file again: what was written is answered as identical retries, and the
+    rest is decided exactly as an uninterrupted run would have (the in-process limiter
+    rebuilds its counters from the ledger).
     """
     from integrity.ingest import ingest as run_ingest
     from integrity.ingest import read_jsonl
 
-    with progress("ingest") as tick:
+    with progress("ingest", lines=progress_lines) as tick:
         summary = run_ingest(app.hook, read_jsonl(file), replay=not live, on_progress=tick)
     for line, err in summary.errors:
         click.echo(f"line {line}: {err.summary()}", err=True)

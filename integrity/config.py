@@ -1,5 +1,6 @@
-"""The rule set as the core reads it: id, name, time zone, rubric, intake tolerances,
-and the working-day calendar (``[calendar]``, see :mod:`integrity.calendar`).
+"""The rule set as the core reads it: id, name, time zone, rubric, intake tolerances
+(``[intake] max_clock_skew_s``, ``max_age_s``), and the working-day calendar
+(``[calendar]``, see :mod:`integrity.calendar`).
 
 A rule set is one versioned TOML text (see ``rules/default_ruleset.toml``); its id is
 derived from the text, so the id names exactly the configuration that decided. The
@@ -20,6 +21,9 @@ from integrity.calendar import WorkingCalendar
 from integrity.errors import ConfigError
 from integrity.model import DEFAULT_RUBRIC, Rubric
 
+#: ``[intake] max_age_s`` when the rule set does not say: seven days.
+DEFAULT_MAX_AGE_S = 7 * 86400
+
 
 def rule_set_id(text: str) -> str:
     """``rs-`` and the first 12 hex digits of the SHA-256 of the rule set's UTF-8 text."""
@@ -36,6 +40,8 @@ class CoreConfig:
     text: str = field(repr=False)
     raw: Mapping[str, Any] = field(repr=False, hash=False)
     calendar: WorkingCalendar = field(default_factory=WorkingCalendar)
+    #: A live rating submitted or served longer ago than this at receipt is held (s).
+    max_age_s: float = DEFAULT_MAX_AGE_S
 
     def section(self, name: str) -> Mapping[str, Any]:
         """A top-level table (``intake``, ``detect`` ...), or ``{}`` when absent."""
@@ -70,10 +76,12 @@ def parse_core_config(text: str, doc: Mapping[str, Any] | None = None) -> CoreCo
         raise ConfigError(f"rule set field 'timezone': unknown time zone {tz_name!r}") from None
     rubric = _rubric(raw.get("rubric"))
     intake = raw.get("intake", {})
-    try:
-        skew = float(intake.get("max_clock_skew_s", 300))
-    except (TypeError, ValueError, AttributeError):
-        raise ConfigError("[intake] max_clock_skew_s: expected a number of seconds") from None
+    if not isinstance(intake, Mapping):
+        raise ConfigError("rule set field 'intake' must be a table")
+    skew = _seconds(intake, "max_clock_skew_s", 300)
+    max_age = _seconds(intake, "max_age_s", DEFAULT_MAX_AGE_S)
+    if max_age <= 0:
+        raise ConfigError("[intake] max_age_s: expected a positive number of seconds")
     cal = raw.get("calendar", {})
     if not isinstance(cal, Mapping):
         raise ConfigError("rule set field 'calendar' must be a table")
@@ -86,7 +94,18 @@ def parse_core_config(text: str, doc: Mapping[str, Any] | None = None) -> CoreCo
         text=text,
         raw=raw,
         calendar=WorkingCalendar.from_section(cal),
+        max_age_s=max_age,
     )
+
+
+def _seconds(intake: Mapping[str, Any], key: str, default: float) -> float:
+    value = intake.get(key, default)
+    if isinstance(value, bool):
+        raise ConfigError(f"[intake] {key}: expected a number of seconds")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"[intake] {key}: expected a number of seconds") from None
 
 
 def _rubric(rub: Any) -> Rubric:

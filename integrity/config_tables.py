@@ -53,6 +53,7 @@ CORE_CONFIG_TABLES: tuple[str, ...] = (
     "roster",
     "credentials",
     "os_users",
+    "periods",
 )
 
 #: Columns a configuration table may change without a seal, because they record use,

@@ -17,7 +17,7 @@ from integrity.catalogue import Reason
 from integrity.clock import Clock
 from integrity.config import CoreConfig
 from integrity.errors import BackendUnavailable, InvalidInput
-from integrity.model import Decision, Rating, Status, Verdict
+from integrity.model import HOOK_ACTOR, REPLAY_ACTOR, Decision, Rating, Status, Verdict
 from integrity.parsing import parse_rating
 from integrity.ports import Gate, GateContext, Pending, RatingLedger
 from integrity.pseudonym import Pseudonymiser
@@ -87,44 +87,50 @@ class ValidationHook:
 
         ``replay`` judges it at its own ``submitted_at`` (ingest of history); live
         intake judges at the time of receipt. Raises ``InvalidInput`` (nothing
-        written) or ``BackendUnavailable`` (database down; nothing written).
+        written) or ``BackendUnavailable`` (database down; nothing written, and the
+        rate-limit slots the gates took for it given back).
 
         Optimistic: the gates run first and the ledger's write settles identical
         retries and duplicate tickets in the same round trip as the insert. When the
-        write says the rating was not new after all, the slots the gates took for it
-        are given back, so the limiter ends exactly as if the duplicate had been
-        caught first (which is what :meth:`validate_stream` does).
+        write says the rating was not new after all, or fails, the slots the gates
+        newly took for it are given back, so the limiter ends exactly as if the
+        duplicate had been caught first (which is what :meth:`validate_stream` does)
+        or as if the rating had never been sent.
         """
         rating = self.parse(obj)
-        pending = self._judge(rating, False, replay)
-        decision = self.ledger.record(pending)
-        if decision.replayed:
-            if _gates_missed(decision, self.gates):
-                self._release(rating, replay)
-        elif decision.duplicate_ticket and Reason.DUPLICATE_TICKET not in pending.reasons:
-            self._release(rating, replay)
+        ctx = self._context(replay)
+        pending = self._judge(rating, ctx)
+        try:
+            decision = self.ledger.record(pending, actor=decision_actor(replay))
+        except Exception:  # nothing was written (one transaction): give the slots back
+            self._release([rating], ctx)
+            raise
+        if decision.duplicate_ticket or (decision.replayed and _gates_missed(decision, self.gates)):
+            # A duplicate ticket holds no slots, nor does a retry whose stored original
+            # took none: give back what this submission newly took. (A retry of an
+            # original that holds slots gives nothing back: a concurrent identical
+            # submission may have been the one to record them.)
+            self._release([rating], ctx)
         return decision
 
-    def _release(self, rating: Rating, replay: bool) -> None:
-        ctx = self._context(replay)
+    def _release(self, ratings: Sequence[Rating], ctx: GateContext) -> None:
         for gate in self.gates:
-            try:
-                gate.release(rating, ctx)
-            except BackendUnavailable as err:  # the slot then expires with its window
-                log.warning(
-                    "could not release %s slots of rating %s: %s",
-                    gate.name,
-                    rating.fingerprint[:12],
-                    err,
-                )
+            for rating in ratings:
+                try:
+                    gate.release(rating, ctx)
+                except BackendUnavailable as err:  # the slot then expires with its window
+                    log.warning(
+                        "could not release %s slots of rating %s: %s",
+                        gate.name,
+                        rating.fingerprint[:12],
+                        err,
+                    )
+                    break
 
     def _context(self, replay: bool) -> GateContext:
         return GateContext(replay=replay, rule_set_id=self.config.rule_set_id)
 
-    def _judge(self, rating: Rating, ticket_taken: bool, replay: bool) -> Pending:
-        if ticket_taken:
-            return self._pending(rating, Verdict(Status.REJECTED, (Reason.DUPLICATE_TICKET,)))
-        ctx = self._context(replay)
+    def _judge(self, rating: Rating, ctx: GateContext) -> Pending:
         verdicts: list[Verdict | None] = []
         for gate in self.gates:
             try:
@@ -225,7 +231,12 @@ class ValidationHook:
             else:
                 pending.append(self._pending(r, combine(gate_verdicts[i])))
             slots.append(i)
-        for i, d in zip(slots, self.ledger.record_many(pending), strict=True):
+        try:
+            written = self.ledger.record_many(pending, actor=decision_actor(replay))
+        except Exception:  # the chunk is one transaction: none of it was written
+            self._release(checked, ctx)
+            raise
+        for i, d in zip(slots, written, strict=True):
             out[i] = d
         for (line, _), decided in zip(batch, out, strict=True):
             yield IngestItem(line, decision=decided)
@@ -244,8 +255,13 @@ def _gates_missed(first: Decision, gates: Sequence[Gate]) -> bool:
     return any(r in missed or r.startswith("rate_limit.") for r in first.reasons)
 
 
+def decision_actor(replay: bool) -> str:
+    """The actor of a decision event: which clock judged it (see :data:`REPLAY_ACTOR`)."""
+    return REPLAY_ACTOR if replay else HOOK_ACTOR
+
+
 def _unavailable(gate: Gate, err: BackendUnavailable) -> Verdict:
     return Verdict(Status.HELD, (gate.unavailable_reason,), {"unavailable": f"{gate.name}: {err}"})
 
 
-__all__ = ["IngestItem", "ValidationHook", "combine"]
+__all__ = ["IngestItem", "ValidationHook", "combine", "decision_actor"]

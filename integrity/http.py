@@ -89,6 +89,18 @@ def unauthorized(err: Exception) -> JSONResponse:
     )
 
 
+#: What a 503 on ``POST /v1/ratings:batch`` means (in its body, and docs/reference.md).
+BATCH_503 = (
+    "A batch is written in chunks, one transaction each. The first `completed` elements "
+    "are settled: each written element has its decision, and elements that do not parse "
+    "were refused. The chunk that failed and the ones after it were not written (unless "
+    "the database failed while confirming a commit: then that chunk may be written) and "
+    "the rate-limit slots taken for them were given back. Retrying the SAME batch is "
+    "always safe: identical elements return their first decision and write nothing, and "
+    "no slot is consumed twice."
+)
+
+
 def _errors(err: InvalidInput) -> dict[str, Any]:
     return {"detail": err.summary(), "errors": [e.as_dict() for e in err.errors]}
 
@@ -120,10 +132,11 @@ def log_config() -> dict[str, Any]:
 
 class Background:
     """The server's background round, every ``every`` seconds until stopped: seal new events
-    into the Merkle log, and pick up a venue registry that ``integrity venues load``
-    replaced meanwhile (one thread per process; a failed round is logged and the next
-    one retries). When it stops it runs one last round, so what the process wrote is
-    sealed by the time it exits."""
+    into the Merkle log, and pick up what changed meanwhile on the ledger (a venue
+    registry ``integrity venues load`` replaced, a new service registry, a period
+    closed). One thread per process; a failed round is logged and the next one retries.
+    When it stops it runs one last round, so what the process wrote is sealed by the
+    time it exits."""
 
     def __init__(self, app: App, every: float) -> None:
         self.app = app
@@ -138,7 +151,9 @@ class Background:
             if sealed:
                 log.debug("sealed %d event(s)", sealed)
             if self.app.hook.reload():
-                log.info("venue registry reloaded")
+                log.info(
+                    "configuration reloaded (venue registry, service registry, closed periods)"
+                )
         except EngineError as err:  # keep serving; the next round retries
             log.warning("background round failed: %s", err)
         except Exception:  # a background thread must not die silently
@@ -231,7 +246,10 @@ def create_app(
                 "description": "One result per element, in order: a decision, or field errors (status null)"
             },
             422: {"description": "The body is not a JSON array, or too long"},
-            503: {"description": "The ledger is unavailable"},
+            503: {
+                "description": "The ledger is unavailable: `completed` elements are settled; "
+                + BATCH_503
+            },
         },
         openapi_extra={
             "requestBody": {
@@ -251,7 +269,22 @@ def create_app(
             return JSONResponse(
                 status_code=422, content={"detail": f"at most {MAX_BATCH} ratings per batch"}
             )
-        items = [_item(i) for i in app.hook.validate_stream(body, replay=False)]
+        items: list[dict[str, Any]] = []
+        try:
+            for item in app.hook.validate_stream(body, replay=False):
+                items.append(_item(item))
+        except BackendUnavailable as err:
+            log.error(
+                "backend unavailable after %d of %d batch elements: %s", len(items), len(body), err
+            )
+            return JSONResponse(
+                status_code=503,
+                content={
+                    "detail": "service unavailable: the ledger did not answer; retry the same batch",
+                    "completed": len(items),
+                    "batch": BATCH_503,
+                },
+            )
         return JSONResponse(status_code=200, content={"results": items})
 
     @api.get("/healthz", summary="Liveness and backend health")

@@ -17,6 +17,13 @@ from integrity.catalogue import Reason
 
 CHANNELS = ("kiosk", "qr", "app", "sms", "web", "phone")
 
+#: The actor of a decision judged live, at the time of receipt (HTTP, ``validate``).
+HOOK_ACTOR = "hook"
+#: The actor of a decision judged on replay, at the rating's own ``submitted_at``
+#: (``ingest``). Which clock judged a rating is what rebuilding the in-process
+#: limiter's counters from the ledger needs to know.
+REPLAY_ACTOR = "hook.replay"
+
 # The five verbal levels used nationally, in English and in Chinese, mapped to 1..5.
 VERBAL_LEVELS = {
     "very satisfied": 5,

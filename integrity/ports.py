@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -24,6 +24,7 @@ from integrity.model import (
     VenueRegistry,
     Verdict,
 )
+from integrity.periods import ClosedPeriod
 from integrity.registry import ServiceRegistry
 
 # --- rate limiting -------------------------------------------------------------------
@@ -55,10 +56,17 @@ class LimitFailure:
 
 @dataclass(frozen=True)
 class LimitOutcome:
-    """All-or-nothing: ``allowed`` means every check passed and the hit was recorded in all."""
+    """All-or-nothing: ``allowed`` means every check passed and the hit was recorded in all.
+
+    ``added``: the indexes (into the checks) of the keys this hit newly recorded the
+    member in; a key that held the member already (a retry) is not among them. What a
+    refund (``Limiter.release``) must give back, and nothing more. Not part of equality:
+    two outcomes that decide alike are equal.
+    """
 
     allowed: bool
     failures: tuple[LimitFailure, ...] = ()
+    added: tuple[int, ...] = field(default=(), compare=False)
 
 
 class Limiter(Protocol):
@@ -131,10 +139,17 @@ class RatingLedger(Protocol):
 
 @dataclass(frozen=True)
 class GateContext:
-    """What a gate may know beyond the rating: whether this is replay (ingest) or live."""
+    """What a gate may know beyond the rating: whether this is replay (ingest) or live.
+
+    ``taken`` is the call's receipt book, owned by the hook: a gate that records
+    something for a rating (the rate limiter's slots) notes there, under its name and the
+    rating's fingerprint, exactly what it newly recorded, so that ``release`` with the
+    same context gives back that and nothing a retry found already recorded.
+    """
 
     replay: bool
     rule_set_id: str
+    taken: dict[tuple[str, str], Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Gate(Protocol):
@@ -156,7 +171,8 @@ class Gate(Protocol):
         ...
 
     def release(self, rating: Rating, ctx: GateContext) -> None:
-        """Undo what ``check`` recorded for ``rating`` (it turned out to be a duplicate)."""
+        """Undo what ``check`` (with this ``ctx``) recorded for ``rating``: it turned out
+        to be a duplicate or a retry, or the ledger did not write it."""
         ...
 
     def reload(self) -> bool:
@@ -225,6 +241,26 @@ SCAN_COLUMNS = (
     "dup",  # 1 when rejected as a repeated ticket
     "risk",  # the combined risk stored by the last detection run (0 when none)
 )
+
+
+@dataclass(frozen=True)
+class ClockTimes:
+    """A time on each of the hook's two clocks: replay judges a rating at its own
+    ``submitted_at``, live at its ``received_at``. ``None``: no such time."""
+
+    replay: datetime | None = None
+    live: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SlotHolder:
+    """A stored rating as its decision left it for the rate limiter (the read model an
+    in-process limiter is rebuilt from): the decision's reasons, and which clock judged
+    it (``replay``: its own ``submitted_at``; else its ``received_at``)."""
+
+    rating: Rating
+    reasons: tuple[str, ...]
+    replay: bool
 
 
 class UnitOfWork(Protocol):
@@ -327,6 +363,17 @@ class Ledger(RatingLedger, Protocol):
 
     def venue_registry(self) -> VenueRegistry: ...
 
+    def latest_decided(self) -> ClockTimes:
+        """The latest time, on each clock, of the ratings the hook judged on it: the
+        newest ``submitted_at`` of replayed ratings, the newest ``received_at`` of live ones."""
+        ...
+
+    def recent_slot_holders(self, since: ClockTimes) -> list[SlotHolder]:
+        """The ratings judged on replay with ``submitted_at >= since.replay`` and those
+        judged live with ``received_at >= since.live`` (a ``None`` bound: none of that
+        clock), with their decisions' reasons, in the order received."""
+        ...
+
 
 class RegistryStore(Protocol):
     """Where the service registry is kept (halls, windows, roster)."""
@@ -341,4 +388,29 @@ class RegistryStore(Protocol):
 
     def version(self) -> int | None:
         """The id of the event that loaded the current registry (cheap; for reloads)."""
+        ...
+
+
+class PeriodStore(Protocol):
+    """Where closed reporting periods are kept (``periods``, written with their events)."""
+
+    def close(
+        self,
+        uow: UnitOfWork,
+        period: str,
+        *,
+        at: datetime,
+        actor: str,
+        evidence: Mapping[str, Any],
+    ) -> ClosedPeriod:
+        """In ``uow``: the ``period.closed`` event and the period's row; ``AlreadyExists``
+        when the period is closed already."""
+        ...
+
+    def closed(self) -> list[ClosedPeriod]:
+        """Every closed period, oldest label first."""
+        ...
+
+    def version(self) -> int | None:
+        """The id of the newest ``period.closed`` event (cheap; for reloads)."""
         ...

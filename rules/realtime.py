@@ -1,10 +1,12 @@
 """Real-time checks: gates that judge a rating from its own fields and the registries.
 
 They need no history, so they never touch the limiter: the rating's own times
-(``time.submitted_before_served``, ``time.submitted_in_future``), a registered rating
-pad used at another window than its own (``kiosk.wrong_window``), and, once a service
-registry is loaded, a window it does not know (``unknown_window``) or staff not on
-that window's roster that day (``staff_not_on_roster``).
+(``time.submitted_before_served``, ``time.submitted_in_future``, and, live only,
+``time.too_old``), a registered rating pad used at another window than its own
+(``kiosk.wrong_window``), once a service registry is loaded a window it does not know
+(``unknown_window``) or staff not on that window's roster that day
+(``staff_not_on_roster``), and a rating whose reporting period is closed
+(``period.closed``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from zoneinfo import ZoneInfo
 from integrity.catalogue import Reason
 from integrity.errors import ConfigError
 from integrity.model import Rating, Status, VenueRegistry, Verdict
+from integrity.periods import ClosedPeriods
 from integrity.ports import GateContext
 from integrity.registry import ServiceRegistry
 
@@ -71,12 +74,16 @@ class _NoStateGate:
 
 
 class TimeGate(_NoStateGate):
-    """Submitted before the service was completed, or later than the time of receipt."""
+    """Submitted before the service was completed, or later than the time of receipt;
+    live only: submitted or served longer ago than ``max_age_s`` at receipt (a rating
+    dated years back must not count into a long-closed report). Replay (ingest) judges
+    history at its own time, so age is not held against it."""
 
     name = "time"
 
-    def __init__(self, max_clock_skew_s: float) -> None:
+    def __init__(self, max_clock_skew_s: float, max_age_s: float | None = None) -> None:
         self.max_clock_skew_s = max_clock_skew_s
+        self.max_age_s = max_age_s
 
     def check(self, rating: Rating, ctx: GateContext) -> Verdict | None:
         reasons = []
@@ -89,6 +96,19 @@ class TimeGate(_NoStateGate):
         if ahead > self.max_clock_skew_s:
             reasons.append(Reason.SUBMITTED_IN_FUTURE)
             evidence["seconds_ahead_of_receipt"] = ahead
+        if not ctx.replay and self.max_age_s is not None:
+            ages = {
+                field: (rating.received_at - at).total_seconds()
+                for field, at in (
+                    ("submitted_at", rating.submitted_at),
+                    ("served_at", rating.served_at),
+                )
+                if at is not None
+            }
+            old = {field: age for field, age in ages.items() if age > self.max_age_s}
+            if old:
+                reasons.append(Reason.TOO_OLD)
+                evidence["too_old"] = {"max_age_s": self.max_age_s, "seconds_before_receipt": old}
         if not reasons:
             return None
         return Verdict(Status.HELD, tuple(reasons), evidence)
@@ -180,3 +200,25 @@ class RegistryGate(_NoStateGate):
 
     def reload(self) -> bool:
         return self.snapshot.reload()
+
+
+class PeriodGate(_NoStateGate):
+    """Holds any rating, live or replayed, whose reporting period is closed: the month
+    (in the rule set's time zone) of its ``served_at``, else its ``submitted_at``. A
+    closed period's reports are final; a late rating waits for review instead of
+    changing them."""
+
+    name = "period"
+
+    def __init__(self, periods: ClosedPeriods) -> None:
+        self.periods = periods
+
+    def check(self, rating: Rating, ctx: GateContext) -> Verdict | None:
+        label = self.periods.is_closed(rating.occurred_at)
+        if label is None:
+            return None
+        return Verdict(Status.HELD, (Reason.PERIOD_CLOSED,), {"period": label})
+
+    def reload(self) -> bool:
+        """Pick up periods closed since they were read."""
+        return self.periods.reload()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import random
 import shutil
 import tempfile
 import uuid
@@ -375,3 +376,31 @@ def valid_ratings(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         doc["comment"] = draw(st.text(_chars, max_size=2000))
     return doc
+
+
+def history(start: datetime, n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` ratings in time order from ``start`` (a minute apart on average) by a few
+    devices on a few address blocks, so rate limits decide many of them; with some
+    identical retries and some second ratings of a ticket, as real feeds have."""
+    rng = random.Random(seed)
+    tag = serial()
+    docs: list[dict[str, Any]] = []
+    at = start
+    for i in range(n):
+        at += timedelta(seconds=rng.randint(1, 119))
+        d = rng.randrange(25)
+        doc = rating(
+            ticket_id=f"H{tag}-{i:06d}",
+            device_id=f"hd{tag}-{d}",
+            ip=f"10.{200 + d % 6}.{tag % 250}.{d + 1}",
+            window_id=f"W{rng.randrange(6)}",
+            submitted_at=at.isoformat(),
+            served_at=(at - timedelta(minutes=rng.randint(1, 30))).isoformat(),
+        )
+        roll = rng.random()
+        if docs and roll < 0.03:
+            doc = dict(docs[rng.randrange(len(docs))])  # an identical retry
+        elif docs and roll < 0.06:
+            doc["ticket_id"] = docs[-1]["ticket_id"]  # a second rating of a ticket
+        docs.append(doc)
+    return docs

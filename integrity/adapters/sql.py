@@ -32,6 +32,7 @@ from integrity.config_tables import (
 )
 from integrity.errors import AlreadyExists, ConfigError, Conflict, NotFound
 from integrity.model import (
+    REPLAY_ACTOR,
     Decision,
     Event,
     Kiosk,
@@ -41,7 +42,7 @@ from integrity.model import (
     StoredRating,
     VenueRegistry,
 )
-from integrity.ports import Lookup, Pending, RatingQuery, ScanSpec
+from integrity.ports import ClockTimes, Lookup, Pending, RatingQuery, ScanSpec, SlotHolder
 from integrity.sqlkit import canonical_json, translate_errors
 
 
@@ -565,6 +566,56 @@ class SqlLedger:
             cur = nxt
         return out
 
+    def latest_decided(self) -> ClockTimes:
+        """See :meth:`integrity.ports.Ledger.latest_decided` (one aggregate query)."""
+        r, e = t.ratings.c, t.events.c
+        replay = e.actor == REPLAY_ACTOR
+        q = sa.select(
+            sa.func.max(sa.case((replay, r.submitted_at), else_=None)),
+            sa.func.max(sa.case((replay, None), else_=r.received_at)),
+        ).select_from(
+            t.ratings.join(
+                t.events, sa.and_(e.rating_id == r.rating_id, e.kind == Kind.DECISION.value)
+            )
+        )
+        with translate_errors(), self.reader.connect() as conn:
+            latest_replay, latest_live = conn.execute(q).one()
+        return ClockTimes(
+            replay=None if latest_replay is None else _aware(latest_replay),
+            live=None if latest_live is None else _aware(latest_live),
+        )
+
+    def recent_slot_holders(self, since: ClockTimes) -> list[SlotHolder]:
+        """See :meth:`integrity.ports.Ledger.recent_slot_holders`."""
+        r, e = t.ratings.c, t.events.c
+        replay = e.actor == REPLAY_ACTOR
+        conds = []
+        if since.replay is not None:
+            conds.append(sa.and_(replay, r.submitted_at >= since.replay))
+        if since.live is not None:
+            conds.append(sa.and_(e.actor != REPLAY_ACTOR, r.received_at >= since.live))
+        if not conds:
+            return []
+        q = (
+            sa.select(t.ratings, e.reasons.label("decision_reasons"), e.actor.label("decided_by"))
+            .select_from(
+                t.ratings.join(
+                    t.events, sa.and_(e.rating_id == r.rating_id, e.kind == Kind.DECISION.value)
+                )
+            )
+            .where(sa.or_(*conds))
+            .order_by(r.rating_id)
+        )
+        with translate_errors(), self.reader.connect() as conn:
+            return [
+                SlotHolder(
+                    rating=_rating(row),
+                    reasons=tuple(json.loads(row["decision_reasons"])),
+                    replay=row["decided_by"] == REPLAY_ACTOR,
+                )
+                for row in conn.execute(q).mappings()
+            ]
+
     def last_event_id(self, kind: str) -> int | None:
         """Id of the newest event of ``kind`` (e.g. ``venues.loaded``), or ``None``."""
         with translate_errors(), self.reader.connect() as conn:
@@ -602,20 +653,23 @@ class SqlLedger:
         ``duplicate_ticket``. Races between workers resolve inside the transaction
         (``ON CONFLICT DO NOTHING`` on the fingerprint and the ticket claim).
         """
-        claims = Reason.DUPLICATE_TICKET not in p.reasons
         with self._writing() as conn:
-            for _ in range(3):
-                rid = self._insert_all(conn, p, claims, actor)
-                if rid is not None:
-                    return Decision(rid, p.status, p.reasons, p.rule_set_id, p.retry_after_s)
-                found = self._lookup(conn, p.rating.fingerprint, p.rating.ticket_id)
-                if found.existing is not None:
-                    return found.existing
-                # Another rating holds the ticket: this one is a duplicate.
-                p = Pending(
-                    p.rating, Status.REJECTED, (Reason.DUPLICATE_TICKET,), p.evidence, p.rule_set_id
-                )
-                claims = False
+            return self._record(conn, p, actor)
+
+    def _record(self, conn: Connection, p: Pending, actor: str) -> Decision:
+        claims = Reason.DUPLICATE_TICKET not in p.reasons
+        for _ in range(3):
+            rid = self._insert_all(conn, p, claims, actor)
+            if rid is not None:
+                return Decision(rid, p.status, p.reasons, p.rule_set_id, p.retry_after_s)
+            found = self._lookup(conn, p.rating.fingerprint, p.rating.ticket_id)
+            if found.existing is not None:
+                return found.existing
+            # Another rating holds the ticket: this one is a duplicate.
+            p = Pending(
+                p.rating, Status.REJECTED, (Reason.DUPLICATE_TICKET,), p.evidence, p.rule_set_id
+            )
+            claims = False
         raise Conflict(f"could not record rating for ticket {p.rating.ticket_id!r}; retry")
 
     def _insert_all(self, conn: Connection, p: Pending, claims: bool, actor: str) -> int | None:
@@ -636,7 +690,8 @@ class SqlLedger:
         return int(rid)
 
     def record_many(self, pending: Sequence[Pending], actor: str = "hook") -> list[Decision]:
-        """Write many ratings in one transaction (ingest). Falls back to one by one on a race.
+        """Write many ratings in one transaction (ingest): all of them or none. Falls back
+        to one by one (still one transaction) when a concurrent writer won a race.
 
         Ids are allocated up front (a sequence on PostgreSQL, under the write lock on
         SQLite) so the three tables load with plain ``executemany``, no RETURNING.
@@ -682,7 +737,9 @@ class SqlLedger:
                         ],
                     )
             except AlreadyExists:  # a concurrent writer took a ticket or a fingerprint
-                return [self.record(p, actor) for p in pending]
+                # one by one, settling each race, still in one transaction: all or nothing
+                with self._writing() as conn:
+                    return [self._record(conn, p, actor) for p in pending]
         return [
             Decision(rid, p.status, p.reasons, p.rule_set_id, p.retry_after_s)
             for rid, p in zip(rids, pending, strict=True)
@@ -1295,6 +1352,29 @@ def _stored(row: Mapping[str, Any]) -> StoredRating:
         risk=float(row["risk"] or 0.0),
         version=int(row["version"]),
         last_event_id=int(row["last_event_id"]),
+    )
+
+
+def _rating(row: Mapping[Any, Any]) -> Rating:
+    """A stored rating row as the domain's :class:`Rating` (with its id)."""
+    return Rating(
+        ticket_id=row["ticket_id"],
+        window_id=row["window_id"],
+        staff_id=row["staff_id"],
+        service_type=row["service_type"],
+        channel=row["channel"],
+        served_at=row["served_at"],
+        submitted_at=row["submitted_at"],
+        submitted_at_given=bool(row["submitted_at_given"]),
+        received_at=row["received_at"],
+        scores=json.loads(row["scores"]),
+        composite=float(row["composite"]),
+        comment=row["comment"],
+        ip_hash=row["ip_hash"],
+        prefix_hash=row["prefix_hash"],
+        device_hash=row["device_hash"],
+        fingerprint=row["fingerprint"],
+        rating_id=int(row["rating_id"]),
     )
 
 

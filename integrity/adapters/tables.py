@@ -256,3 +256,16 @@ roster = sa.Table(
     sa.Column("start_date", sa.Date, nullable=False),
     sa.Column("end_date", sa.Date),
 )
+
+# Closed reporting periods (months in the rule set's time zone): written with the
+# `period.closed` event that closed them, in one unit of work; never reopened here.
+periods = sa.Table(
+    "periods",
+    metadata,
+    sa.Column("period", sa.String(7), primary_key=True),  # YYYY-MM
+    sa.Column("closed_at", UTCDateTime, nullable=False),
+    sa.Column("closed_by", sa.String(128), nullable=False),
+    sa.Column(
+        "event_id", sa.BigInteger, sa.ForeignKey("events.event_id"), nullable=False, unique=True
+    ),
+)

@@ -28,8 +28,8 @@ def limiter_from_url(
 ) -> Limiter:
     """A limiter for ``url``.
 
-    ``memory://`` is an in-process :class:`MemoryLimiter`; ``memory:///path/counters.json``
-    also loads that snapshot file now and makes it the default of ``snapshot()``.
+    ``memory://`` is an in-process :class:`MemoryLimiter` (nothing on disk: an embedded
+    instance rebuilds its counters from the ledger when it opens).
     ``redis+sentinel://h1:26379,h2:26379/SERVICE[/DB]`` asks Redis Sentinel for the master.
     ``redis://``, ``rediss://`` and ``unix://`` give a
     :class:`~rules.ratelimit.redis_store.RedisLimiter` with short timeouts (0.1 s) and a
@@ -40,10 +40,12 @@ def limiter_from_url(
     if not sep:
         raise ConfigError(f"limiter URL {url!r} has no scheme (memory://, redis://, unix://)")
     if scheme == "memory":
-        limiter = MemoryLimiter(clock, namespace=namespace, path=rest or None)
-        if limiter.path is not None:
-            limiter.load()
-        return limiter
+        if rest:
+            raise ConfigError(
+                f"limiter URL {url!r}: the in-process limiter keeps no file (its counters "
+                "are rebuilt from the ledger when the instance opens); use memory://"
+            )
+        return MemoryLimiter(clock, namespace=namespace)
     if scheme == "redis+sentinel":
         from rules.ratelimit.redis_store import RedisLimiter
 

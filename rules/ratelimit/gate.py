@@ -75,11 +75,20 @@ class RateLimitGate:
     def check(self, rating: Rating, ctx: GateContext) -> Verdict | None:
         plan = self.plan(rating, ctx)
         outcome = self.limiter.hit(plan.checks, rating.fingerprint, plan.at_ms)
+        self._note(ctx, rating, plan, outcome)
         return self._verdict(rating, plan, outcome)
 
     def release(self, rating: Rating, ctx: GateContext) -> None:
-        """Refund the slots this rating took (the ledger kept it as a duplicate or a retry)."""
-        self.limiter.release(self.plan(rating, ctx).checks, rating.fingerprint)
+        """Refund the slots this rating took: the ledger kept it as a duplicate or a retry,
+        or did not write it at all.
+
+        Gives back exactly the keys the check with this ``ctx`` newly recorded it in
+        (none after a refusal or a limiter failure; none a retry found it in already,
+        which belong to the stored original).
+        """
+        taken = ctx.taken.pop((self.name, rating.fingerprint), ())
+        if taken:
+            self.limiter.release(taken, rating.fingerprint)
 
     def check_many(self, ratings: Sequence[Rating], ctx: GateContext) -> list[Verdict | None]:
         """:meth:`check` for several ratings in order, with one ``limiter.hit_many``."""
@@ -87,7 +96,13 @@ class RateLimitGate:
         outcomes = self.limiter.hit_many(
             [(p.checks, r.fingerprint, p.at_ms) for r, p in zip(ratings, plans, strict=True)]
         )
+        for r, p, o in zip(ratings, plans, outcomes, strict=True):
+            self._note(ctx, r, p, o)
         return [self._verdict(r, p, o) for r, p, o in zip(ratings, plans, outcomes, strict=True)]
+
+    def _note(self, ctx: GateContext, rating: Rating, plan: _Plan, outcome: LimitOutcome) -> None:
+        """Keep the receipt: the checks whose key newly got this rating (see ``release``)."""
+        ctx.taken[(self.name, rating.fingerprint)] = tuple(plan.checks[i] for i in outcome.added)
 
     # --- planning ----------------------------------------------------------------------
 

@@ -2,31 +2,24 @@
 
 :class:`MemoryLimiter` behaves exactly like :class:`~rules.ratelimit.redis_store.RedisLimiter`
 running ``hit.lua`` (the contract suite in ``tests/contract/test_limiter.py`` runs one set
-of tests against both). It holds one lock, so it is safe across threads of one process,
-and it can :meth:`~MemoryLimiter.snapshot` its counters to a JSON file and
-:meth:`~MemoryLimiter.load` them back, so the embedded instance keeps its counters
-between command-line runs.
+of tests against both). It holds one lock, so it is safe across threads of one process.
+It keeps nothing on disk: an embedded instance rebuilds its counters from the ledger when
+it opens (:meth:`~MemoryLimiter.restore`, driven by :mod:`rules.ratelimit.rebuild`), so a
+crash can never leave them disagreeing with the ratings written.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
-import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 from integrity.clock import Clock, SystemClock
-from integrity.errors import ConfigError
 from integrity.ports import LimitCheck, LimitFailure, LimitOutcome
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_SNAPSHOT_VERSION = 1
 _SWEEP_EVERY = 10_000  # hits between sweeps of expired keys
 
 
@@ -81,12 +74,13 @@ class _Bucket:
         if score is not None:
             self.entries.remove((score, member))
 
-    def add(self, score: int, member: str) -> None:
-        """Add ``member`` unless present (``ZADD NX``)."""
+    def add(self, score: int, member: str) -> bool:
+        """Add ``member`` unless present (``ZADD NX``); returns whether it was added."""
         if member in self.scores:
-            return
+            return False
         self.scores[member] = score
         bisect.insort(self.entries, (score, member))
+        return True
 
 
 def _score(entry: tuple[int, str]) -> int:
@@ -99,21 +93,13 @@ class MemoryLimiter:
     A hit at ``now`` counts the recorded hits in ``(now - window_ms, now]``: hits recorded
     later than ``now`` (replay out of time order) are not counted, so only a replay in
     time order is judged exactly as live. ``clock`` gives the time of a live hit
-    (``at_ms=None``) and the time key expiry is measured against (Redis: its own clock). ``namespace`` limits what :meth:`reset`
-    forgets to keys starting with ``namespace + ":"``. ``path`` is the default file of
-    :meth:`snapshot` and :meth:`load`.
+    (``at_ms=None``) and the time key expiry is measured against (Redis: its own clock).
+    ``namespace`` limits what :meth:`reset` forgets to keys starting with ``namespace + ":"``.
     """
 
-    def __init__(
-        self,
-        clock: Clock | None = None,
-        *,
-        namespace: str = "integrity",
-        path: str | os.PathLike[str] | None = None,
-    ) -> None:
+    def __init__(self, clock: Clock | None = None, *, namespace: str = "integrity") -> None:
         self.clock: Clock = clock or SystemClock()
         self.namespace = namespace
-        self.path = Path(path) if path is not None else None
         self._lock = threading.Lock()
         self._keys: dict[str, _Bucket] = {}
         self._hits_since_sweep = 0
@@ -150,61 +136,39 @@ class MemoryLimiter:
             for key in [k for k in self._keys if k.startswith(prefix)]:
                 del self._keys[key]
 
-    # --- persistence -------------------------------------------------------------------
+    def restore(self, calls: Sequence[tuple[Sequence[LimitCheck], str, int, int]]) -> int:
+        """Record members without checking any limit: counters rebuilt from the ratings a
+        ledger kept (see :mod:`rules.ratelimit.rebuild`).
 
-    def snapshot(self, path: str | os.PathLike[str] | None = None) -> Path:
-        """Write every live counter to a JSON file (atomically: temp file + rename)."""
-        target = self._target(path)
-        with self._lock:
-            now = self._clock_ms()
-            self._sweep(now)
-            doc = {
-                "version": _SNAPSHOT_VERSION,
-                "namespace": self.namespace,
-                "keys": {
-                    key: {"expires_at_ms": b.expires_at_ms, "entries": b.entries}
-                    for key, b in self._keys.items()
-                },
-            }
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(doc, fh, separators=(",", ":"))
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
-
-    def load(self, path: str | os.PathLike[str] | None = None) -> bool:
-        """Replace the counters with a snapshot's; ``False`` (and no change) if no file exists.
-
-        Keys that have expired since the snapshot are dropped. A file that is not a
-        snapshot raises :class:`ConfigError`.
+        Each call is ``(checks, member, at_ms, recorded_at_ms)``: the member goes into
+        every key at score ``at_ms`` (unless already there, like a hit), and the key lives
+        ``ttl_ms`` past ``recorded_at_ms``, the clock time of the original hit, so a key
+        that would have expired by now is dropped as it would have been. Returns how many
+        entries were added.
         """
-        source = self._target(path)
-        try:
-            text = source.read_text("utf-8")
-        except FileNotFoundError:
-            return False
-        try:
-            keys = _parse_snapshot(json.loads(text))
-        except (ValueError, TypeError, KeyError) as err:
-            raise ConfigError(f"{source}: not a rate-limit snapshot: {err}") from err
+        for checks, member, _, _ in calls:
+            validate_checks(checks, member)
+        added = 0
         with self._lock:
-            self._keys = keys
-            self._sweep(self._clock_ms())
-        return True
+            clock_ms = self._clock_ms()
+            for checks, member, at_ms, recorded_at_ms in calls:
+                for check in checks:
+                    bucket = self._live(check.key, clock_ms)
+                    if bucket is None:
+                        bucket = self._keys[check.key] = _Bucket()
+                    added += bucket.add(int(at_ms), member)
+                    expires = int(recorded_at_ms) + check.ttl_ms
+                    if bucket.expires_at_ms is None or bucket.expires_at_ms < expires:
+                        bucket.expires_at_ms = expires
+            self._sweep(clock_ms)
+        return added
+
+    def size(self) -> int:
+        """How many entries the counters hold, over every key (tests, benchmarks)."""
+        with self._lock:
+            return sum(len(b.entries) for b in self._keys.values())
 
     # --- internals ---------------------------------------------------------------------
-
-    def _target(self, path: str | os.PathLike[str] | None) -> Path:
-        if path is not None:
-            return Path(path)
-        if self.path is None:
-            raise ValueError("no snapshot path given and none configured")
-        return self.path
 
     def _clock_ms(self) -> int:
         return epoch_ms(self.clock.now())
@@ -254,32 +218,19 @@ class MemoryLimiter:
 
         if failures:
             return LimitOutcome(allowed=False, failures=tuple(failures))
-        for check in checks:
+        added = []
+        for i, check in enumerate(checks):
             bucket = self._live(check.key, clock_ms)
             if bucket is None:
                 bucket = self._keys[check.key] = _Bucket()
-            bucket.add(now, member)
+            if bucket.add(now, member):
+                added.append(i)
             expires = clock_ms + check.ttl_ms
             if bucket.expires_at_ms is None or bucket.expires_at_ms < expires:
                 bucket.expires_at_ms = expires
-        return LimitOutcome(allowed=True)
+        return LimitOutcome(allowed=True, added=tuple(added))
 
     def _sweep(self, clock_ms: int) -> None:
         self._hits_since_sweep = 0
         for key in list(self._keys):
             self._live(key, clock_ms)
-
-
-def _parse_snapshot(doc: Any) -> dict[str, _Bucket]:
-    if not isinstance(doc, dict) or doc.get("version") != _SNAPSHOT_VERSION:
-        raise ValueError(f"expected a snapshot of version {_SNAPSHOT_VERSION}")
-    out: dict[str, _Bucket] = {}
-    for key, raw in dict(doc["keys"]).items():
-        bucket = _Bucket(
-            expires_at_ms=None if raw["expires_at_ms"] is None else int(raw["expires_at_ms"])
-        )
-        for score, member in raw["entries"]:
-            bucket.add(int(score), str(member))
-        if bucket.entries:
-            out[str(key)] = bucket
-    return out

@@ -289,10 +289,11 @@ def _script_input(
 
 
 def _outcome(checks: Sequence[LimitCheck], reply: Any) -> LimitOutcome:
-    """Turn ``{now_ms, i1, retry1, ...}`` into a :class:`LimitOutcome`."""
+    """Turn ``{now_ms, i1, retry1, ...}`` (refused) or ``{now_ms, 0, a1, ...}`` (recorded;
+    the checks whose key newly got the member) into a :class:`LimitOutcome`."""
     values = [int(v) for v in reply]
-    if len(values) == 1:
-        return LimitOutcome(allowed=True)
+    if len(values) == 1 or values[1] == 0:
+        return LimitOutcome(allowed=True, added=tuple(v - 1 for v in values[2:]))
     failures = tuple(
         LimitFailure(rule_id=checks[values[k] - 1].rule_id, retry_after_ms=values[k + 1])
         for k in range(1, len(values), 2)

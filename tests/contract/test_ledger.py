@@ -29,12 +29,15 @@ from factories import (
 from hypothesis import HealthCheck, given, settings
 
 from integrity.adapters import tables as t
+from integrity.adapters.periods import SqlPeriodStore
 from integrity.adapters.sql import Pending
 from integrity.app import App
 from integrity.catalogue import Reason
-from integrity.errors import Conflict, InvalidInput, NotFound
+from integrity.errors import AlreadyExists, BackendUnavailable, Conflict, InvalidInput, NotFound
 from integrity.hook import IngestItem
 from integrity.model import Event, Status
+from integrity.periods import close_period
+from integrity.ports import ClockTimes
 from integrity.venues import pseudonymise_venues
 
 
@@ -203,6 +206,91 @@ def test_record_many_falls_back_one_by_one_on_a_lost_race(app: App) -> None:
     assert out[3].reasons == (Reason.DUPLICATE_TICKET,)
     assert len({d.rating_id for d in out}) == 5
     assert rating_counts(app.ledger.engine)["ratings"] == 5  # 1 before + 4 new
+
+
+def test_record_many_fallback_is_one_transaction(app: App) -> None:
+    """After a lost race the chunk is written one by one, still all or nothing."""
+    taken = rating()
+    app.validate(taken)
+    docs = [rating(), dict(taken), rating()]
+    pending = [
+        Pending(app.hook.parse(doc), Status.ACCEPTED, (), {}, app.core.rule_set_id) for doc in docs
+    ]
+    before = rating_counts(app.ledger.engine)
+    third = pending[2].rating.fingerprint
+
+    def fail_third_insert(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
+        # one by one (a single row's parameters), the third rating's insert fails
+        values = params.values() if isinstance(params, dict) else params
+        if not many and "INSERT INTO RATINGS" in statement.upper() and third in values:
+            raise sa.exc.OperationalError(statement, None, RuntimeError("simulated"))
+
+    sa.event.listen(app.ledger.engine, "before_cursor_execute", fail_third_insert)
+    try:
+        with pytest.raises(BackendUnavailable):
+            app.ledger.record_many(pending)
+    finally:
+        sa.event.remove(app.ledger.engine, "before_cursor_execute", fail_third_insert)
+    assert rating_counts(app.ledger.engine) == before
+
+
+def test_slot_holders_read_model(app: App) -> None:
+    assert app.ledger.latest_decided() == ClockTimes()
+    assert app.ledger.recent_slot_holders(ClockTimes(T0, T0)) == []
+    old = T0 - timedelta(days=3)
+    replayed = [
+        app.validate(rating(submitted_at=(old + timedelta(hours=h)).isoformat()), replay=True)
+        for h in range(3)
+    ]
+    live = [app.validate(rating(submitted_at=(old - timedelta(days=1)).isoformat()))]
+    live.append(app.validate(rating(ticket_id=app.ledger.rating(live[0].rating_id).ticket_id)))
+    assert live[1].reasons == (Reason.DUPLICATE_TICKET,)
+
+    latest = app.ledger.latest_decided()
+    assert latest == ClockTimes(replay=old + timedelta(hours=2), live=T0)
+    everything = app.ledger.recent_slot_holders(ClockTimes(old - timedelta(days=30), T0))
+    assert [h.rating.rating_id for h in everything] == [d.rating_id for d in replayed + live]
+    assert [h.replay for h in everything] == [True, True, True, False, False]
+    assert everything[4].reasons == (Reason.DUPLICATE_TICKET,)
+    stored = app.ledger.rating(replayed[0].rating_id)
+    got = everything[0].rating
+    assert (got.fingerprint, got.ticket_id, got.device_hash, got.submitted_at, got.received_at) == (
+        stored.fingerprint,
+        stored.ticket_id,
+        stored.device_hash,
+        stored.submitted_at,
+        stored.received_at,
+    )
+    # each clock by its own time: replayed by submitted_at, live by received_at
+    recent = app.ledger.recent_slot_holders(ClockTimes(replay=old + timedelta(hours=1)))
+    assert [h.rating.rating_id for h in recent] == [d.rating_id for d in replayed[1:]]
+    only_live = app.ledger.recent_slot_holders(ClockTimes(live=T0))
+    assert [h.rating.rating_id for h in only_live] == [d.rating_id for d in live]
+    assert app.ledger.recent_slot_holders(ClockTimes(live=T0 + timedelta(seconds=1))) == []
+
+
+def test_period_store(app: App) -> None:
+    store = SqlPeriodStore(app.ledger)
+    assert store.closed() == [] and store.version() is None
+    with app.ledger.unit_of_work() as uow:
+        first = store.close(uow, "2026-09", at=T0, actor="A1", evidence={"report": "abc"})
+    second = close_period(app.ledger, store, "2026-08", at=T0, actor="A2")
+    assert store.closed() == [second, first]  # oldest label first
+    assert store.version() == first.event_id + 1 == second.event_id
+    assert app.ledger.events([first.event_id])[first.event_id].evidence == {
+        "period": "2026-09",
+        "report": "abc",
+    }
+    with pytest.raises(AlreadyExists):
+        close_period(app.ledger, store, "2026-09", at=T0, actor="A3")
+    # a unit of work that fails leaves neither the row nor the event
+    with pytest.raises(RuntimeError), app.ledger.unit_of_work() as uow:
+        store.close(uow, "2026-07", at=T0, actor="A1", evidence={})
+        raise RuntimeError("the caller's own write failed")
+    assert [p.period for p in store.closed()] == ["2026-08", "2026-09"]
+    assert app.ledger.events_about("period:2026-07") == []
 
 
 # -- batch parity --------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -324,35 +323,61 @@ def test_memory_keys_expire_after_ttl_on_the_clock() -> None:
     assert limiter.hit([c], "b", T0) == ALLOWED
 
 
-def test_memory_snapshot_round_trip(tmp_path: Path) -> None:
+def test_hit_reports_the_keys_it_newly_recorded_the_member_in(backend: Backend) -> None:
+    """What a refund may give back: never a key a retry found the member in already."""
+    a = backend.check("a", window_ms=60_000, limit=2)
+    b = backend.check("b", window_ms=0, limit=2)
+    first = backend.limiter.hit([a], "m", T0)
+    assert first == ALLOWED and first.added == (0,)
+    again = backend.limiter.hit([a, b], "m", T0 + 1)
+    assert again == ALLOWED and again.added == (1,)  # already in a: only b is new
+    assert backend.limiter.hit([a, b], "m", T0 + 2).added == ()
+    assert backend.limiter.hit([a], "n", T0 + 3).added == (0,)
+    refused = backend.limiter.hit([b, a], "o", T0 + 4)
+    assert not refused.allowed and refused.added == ()
+    many = backend.limiter.hit_many([([a, b], "m", T0 + 5), ([b], "p", T0 + 5)])
+    assert [o.added for o in many] == [(), (0,)]
+
+
+def test_release_of_what_a_hit_added_leaves_the_rest(backend: Backend) -> None:
+    a = backend.check("a", window_ms=60_000, limit=1)
+    b = backend.check("b", window_ms=60_000, limit=1)
+    assert backend.limiter.hit([a], "m", T0) == ALLOWED
+    out = backend.limiter.hit([a, b], "m", T0 + 1)
+    backend.limiter.release([[a, b][i] for i in out.added], "m")
+    assert not backend.limiter.hit([a], "x", T0 + 2).allowed  # m still holds a
+    assert backend.limiter.hit([b], "x", T0 + 2) == ALLOWED  # b was given back
+
+
+def test_memory_restore_records_without_checking() -> None:
     clock = FrozenClock(START)
-    path = tmp_path / "counters.json"
-    first = limiter_from_url(f"memory://{path}", namespace="t", clock=clock)
-    assert isinstance(first, MemoryLimiter)
+    now = epoch_ms(START)
+    limiter = MemoryLimiter(clock, namespace="t")
     burst = LimitCheck("burst", "t:burst", 60_000, 2, 60_000)
     day = LimitCheck("day", "t:day", 0, 1, 10_000)
-    assert first.hit([burst], "a", T0) == ALLOWED
-    assert first.hit([burst, day], "b", T0 + 1) == ALLOWED
-    first.snapshot()
+    added = limiter.restore(
+        [
+            ([burst], "a", T0, now),
+            ([burst, day], "b", T0 + 1, now),
+            ([burst], "c", T0 + 2, now),  # over the limit: restored all the same
+            ([burst], "c", T0 + 3, now),  # already there: not twice
+        ]
+    )
+    assert added == 4 and limiter.size() == 4
+    assert limiter.hit([burst], "d", T0 + 4) == fail(("burst", 59_997))
+    assert limiter.hit([burst, day], "b", T0 + 5) == ALLOWED  # a retry is still a retry
+    assert not limiter.hit([day], "z", T0).allowed
+    clock.advance(10)  # the day key lives 10 s past the hit it was restored from
+    assert limiter.hit([day], "z", T0) == ALLOWED
+    # a key whose life ended before the restore is not restored at all
+    late = MemoryLimiter(clock, namespace="t")
+    assert late.restore([([day], "y", T0, now)]) == 1
+    assert late.size() == 0
 
-    second = limiter_from_url(f"memory://{path}", namespace="t", clock=clock)
-    assert second.hit([burst], "c", T0 + 2) == fail(("burst", 59_998))
-    assert second.hit([burst, day], "b", T0 + 3) == ALLOWED  # a retry is still a retry
 
-    clock.advance(10)  # the day key has expired; the burst key has not
-    third = MemoryLimiter(clock, namespace="t")
-    assert third.load(path)
-    assert third.hit([day], "z", T0) == ALLOWED
-    assert not third.hit([burst], "z", T0 + 4).allowed
-
-
-def test_memory_load_missing_and_corrupt_files(tmp_path: Path) -> None:
-    limiter = MemoryLimiter(FrozenClock(START))
-    assert limiter.load(tmp_path / "absent.json") is False
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"version": 99}')
-    with pytest.raises(ConfigError, match="not a rate-limit snapshot"):
-        limiter.load(bad)
+def test_memory_url_with_a_file_is_refused() -> None:
+    with pytest.raises(ConfigError, match="rebuilt from the ledger"):
+        limiter_from_url("memory:///tmp/limiter.json")
 
 
 def test_limiter_from_url_picks_backend_by_scheme() -> None:

@@ -9,7 +9,6 @@ process this module starts on a free port and kills.
 from __future__ import annotations
 
 import dataclasses
-import re
 import shutil
 import socket
 import subprocess
@@ -17,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from factories import T0, backend_url, make_app, rating, rating_counts
 from fastapi.testclient import TestClient
+from faults import DEAD_PG, DROP_TRIGGER, FAIL_TRIGGER, CrashOn, run_ddl
 from processes import start
 
 from integrity.adapters.sql import SqlLedger, make_engine
@@ -34,7 +33,6 @@ from integrity.http import create_app
 from integrity.model import Status
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
-DEAD_PG = "postgresql://postgres@127.0.0.1:1/nowhere"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -181,63 +179,6 @@ def test_unreachable_database_is_backend_unavailable_and_http_503(
 
 
 # -- a crash between the rating insert and the commit ----------------------------------------
-
-
-class CrashOn:
-    """Raise a driver-level error from every statement that matches ``pattern``.
-
-    Statements through SQLAlchemy are caught by its ``before_cursor_execute`` event; the
-    ledger's bulk ``COPY`` on PostgreSQL goes straight to psycopg, so its ``Cursor.copy``
-    is wrapped as well.
-    """
-
-    def __init__(self, engine: sa.Engine, pattern: str) -> None:
-        self.engine = engine
-        self.pattern = re.compile(pattern, re.IGNORECASE)
-        self.fired = 0
-        sa.event.listen(engine, "before_cursor_execute", self)
-        self._copy = psycopg.Cursor.copy
-        crash = self
-
-        def copy(cursor: Any, statement: Any, *args: Any, **kwargs: Any) -> Any:
-            if crash.pattern.search(str(statement)):
-                crash.fired += 1
-                raise psycopg.OperationalError("simulated crash")
-            return crash._copy(cursor, statement, *args, **kwargs)
-
-        psycopg.Cursor.copy = copy  # type: ignore[assignment,method-assign]
-
-    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if self.pattern.search(statement):
-            self.fired += 1
-            raise sa.exc.OperationalError(statement, None, RuntimeError("simulated crash"))
-
-    def remove(self) -> None:
-        sa.event.remove(self.engine, "before_cursor_execute", self)
-        psycopg.Cursor.copy = self._copy  # type: ignore[method-assign]
-
-
-FAIL_TRIGGER = {
-    "sqlite": [
-        "CREATE TRIGGER crash BEFORE INSERT ON {table} "
-        "BEGIN SELECT RAISE(ABORT, 'simulated crash'); END"
-    ],
-    "postgresql": [
-        "CREATE FUNCTION crash() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'simulated crash'; END $$",
-        "CREATE TRIGGER crash BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION crash()",
-    ],
-}
-DROP_TRIGGER = {
-    "sqlite": ["DROP TRIGGER crash"],
-    "postgresql": ["DROP TRIGGER crash ON {table}", "DROP FUNCTION crash()"],
-}
-
-
-def run_ddl(app: App, statements: list[str], table: str) -> None:
-    with app.ledger.engine.begin() as conn:
-        for s in statements:
-            conn.exec_driver_sql(s.format(table=table))
 
 
 @pytest.fixture

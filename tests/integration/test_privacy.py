@@ -193,18 +193,18 @@ def test_nothing_raw_is_stored_or_logged_on_sqlite(
     db = home / "ledger.db"
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.INFO, logger="sqlalchemy.engine")  # statements and parameters
-    app = make_app(home, sqlite_url(db), f"memory://{home / 'limiter.json'}")
+    app = make_app(home, sqlite_url(db), "memory://")
     try:
         decisions = ingest_everything(app)
     finally:
-        app.close()  # snapshots the embedded limiter's counters into the home
+        app.close()
     assert {d.status for d in decisions} >= {Status.ACCEPTED, Status.HELD, Status.REJECTED}
     assert any(rec.name.startswith("sqlalchemy.engine") for rec in caplog.records)
     problems = log_leaks(caplog)
     caplog.clear()
 
-    assert (home / "limiter.json").exists()
-    problems += scan_files(home)  # db, -wal, -shm, limiter snapshot, as left
+    assert not (home / "limiter.json").exists()  # the limiter keeps nothing on disk
+    problems += scan_files(home)  # db, -wal, -shm, as left
     engine = sa.create_engine(sqlite_url(db))
     with engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

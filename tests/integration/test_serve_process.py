@@ -125,7 +125,7 @@ def test_running_server_picks_up_a_new_venue_registry(server: Server, tmp_path: 
         [*cli, "venues", "load", str(venues)], env=env, capture_output=True, text=True, cwd=tmp_path
     )
     assert res.returncode == 0, res.stderr
-    server.wait_for("venue registry reloaded")  # the server's background round
+    server.wait_for("configuration reloaded")  # the server's background round
     with httpx.Client(base_url=base, timeout=10) as client:
         statuses = [
             client.post("/v1/ratings", json=rating(ip=hall_ip)).json()["status"] for _ in range(25)

@@ -340,3 +340,38 @@ def test_backend_unavailable_propagates() -> None:
         gate.check(rating(), LIVE)
     with pytest.raises(BackendUnavailable):
         gate.check_many([rating()], LIVE)
+
+
+# --- receipts: what a release gives back ---------------------------------------------
+
+
+def test_release_gives_back_exactly_what_the_check_took() -> None:
+    gate, limiter = make_gate()
+    first = rating(device="dev-r")
+    ctx = GateContext(replay=True, rule_set_id="rs-test")
+    assert gate.check(first, ctx) is None
+    assert ctx.taken[("rate_limit", first.fingerprint)]  # every key was new
+    held = limiter.size()
+
+    retry_ctx = GateContext(replay=True, rule_set_id="rs-test")
+    assert gate.check(first, retry_ctx) is None  # the member is there: a retry
+    assert retry_ctx.taken[("rate_limit", first.fingerprint)] == ()
+    gate.release(first, retry_ctx)
+    assert limiter.size() == held  # the original's slots stay
+
+    gate.release(first, ctx)
+    assert limiter.size() == 0
+    gate.release(first, ctx)  # a receipt is used once; without one nothing is released
+    assert limiter.size() == 0
+
+
+def test_a_refused_check_leaves_nothing_to_release() -> None:
+    gate, limiter = make_gate()
+    ctx = GateContext(replay=True, rule_set_id="rs-test")
+    rs = [rating(T + timedelta(seconds=i), device="dev-q", window=f"W{i}") for i in range(4)]
+    verdicts = gate.check_many(rs, ctx)
+    assert [v is None for v in verdicts] == [True, True, True, False]
+    assert ctx.taken[("rate_limit", rs[3].fingerprint)] == ()
+    before = limiter.size()
+    gate.release(rs[3], ctx)
+    assert limiter.size() == before

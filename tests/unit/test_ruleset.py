@@ -43,7 +43,8 @@ def test_default_ruleset_parses() -> None:
     )
     assert rs.limit("device.day").window_s is None and rs.limit("device.day").calendar_day
     assert rs.limit("venue.ip.burst").reason == "rate_limit.ip"
-    assert rs.section("intake") == {"max_clock_skew_s": 300}
+    assert rs.section("intake") == {"max_clock_skew_s": 300, "max_age_s": 604800}
+    assert (rs.core.max_clock_skew_s, rs.core.max_age_s) == (300, 7 * 86400)
     assert rs.section("no_such_section") == {}
     assert rs.core.rubric == DEFAULT_RUBRIC
 
@@ -58,6 +59,11 @@ def test_unknown_sections_are_kept_for_their_owners() -> None:
     rs = load_ruleset(HEAD + "[detect]\nburst_z = 4.0\n[intake]\nmax_clock_skew_s = 60\n")
     assert rs.extra == {"detect": {"burst_z": 4.0}, "intake": {"max_clock_skew_s": 60}}
     assert rs.limits == ()
+
+
+def test_intake_max_age_defaults_to_seven_days() -> None:
+    assert load_ruleset(HEAD).core.max_age_s == 7 * 86400
+    assert load_ruleset(HEAD + "[intake]\nmax_age_s = 3600\n").core.max_age_s == 3600
 
 
 def test_timezone_defaults_to_utc_like_the_core() -> None:
@@ -89,6 +95,10 @@ def test_timezone_defaults_to_utc_like_the_core() -> None:
         (HEAD + limit_block(windw=600), "limit rule 'r1': unknown field"),
         (HEAD + limit_block() + limit_block(), "limit rule 'r1': field 'id': duplicate"),
         (HEAD + "[[limits]]\n" + "id = 'x'\n" + "[rubric]\n", "field 'key' is required"),
+        (HEAD + "[intake]\nmax_age_s = 'week'\n", r"\[intake\] max_age_s: expected a number"),
+        (HEAD + "[intake]\nmax_age_s = 0\n", r"\[intake\] max_age_s: expected a positive"),
+        (HEAD + "[intake]\nmax_clock_skew_s = true\n", r"\[intake\] max_clock_skew_s"),
+        (HEAD + "intake = 3\n", "'intake' must be a table"),
     ],
 )
 def test_bad_rule_sets_name_the_rule_and_field(text: str, message: str) -> None:

@@ -10,8 +10,10 @@
 --
 -- Returns {now_ms, i1, retry_after_ms1, i2, retry_after_ms2, ...}: the time used, then
 -- each failing check (1-based index) with the ms until a retry could pass it (0 for a
--- fixed bucket: the caller knows when the bucket ends). Just {now_ms} means allowed
--- and recorded. A member already in a key passes that check and is not counted twice.
+-- fixed bucket: the caller knows when the bucket ends). Allowed and recorded:
+-- {now_ms, 0, a1, a2, ...}: a 0, then the (1-based) checks whose key newly got the
+-- member (a refund gives back exactly those). A member already in a key passes that
+-- check and is not counted twice.
 
 local member = ARGV[1]
 local now
@@ -61,10 +63,13 @@ for i = 1, #KEYS do
 end
 
 if #out == 1 then
+  out[2] = 0
   for i = 1, #KEYS do
     local key = KEYS[i]
     local ttl = spec[3 * i]
-    redis.call('ZADD', key, 'NX', num(now), member)
+    if redis.call('ZADD', key, 'NX', num(now), member) == 1 then
+      out[#out + 1] = i
+    end
     if redis.call('PTTL', key) < ttl then
       redis.call('PEXPIRE', key, ttl)
     end

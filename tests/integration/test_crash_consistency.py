@@ -1,0 +1,147 @@
+"""Killed processes (SIGKILL, no clean close) on the embedded defaults: SQLite and the
+in-process limiter, whose counters are rebuilt from the ledger when the instance opens.
+
+An ``integrity ingest`` killed after it has committed some chunks and run again decides
+exactly what an uninterrupted run decides; an ``integrity serve`` killed in the middle
+of a device's burst keeps limiting that burst once it is back. Real processes; the
+tests wait on the lines they write, never on time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from factories import history, make_app, rating, serial
+from processes import start
+
+from integrity.adapters.sql import make_engine
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, str(ROOT / "cli.py")]
+
+
+def embedded_env(home: Path) -> dict[str, str]:
+    """The environment of a process on the embedded defaults in ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTEGRITY_")}
+    env["INTEGRITY_HOME"] = str(home)
+    return env
+
+
+def new_home(path: Path, secret_from: Path | None = None) -> Path:
+    """An initialised embedded instance (sharing another's secret key if given)."""
+    path.mkdir(parents=True)
+    if secret_from is not None:
+        shutil.copyfile(secret_from / "secret.key", path / "secret.key")
+    make_app(path, namespace="integrity").close()
+    return path
+
+
+def decisions(home: Path) -> list[tuple[Any, ...]]:
+    engine = make_engine(f"sqlite:///{home / 'ledger.db'}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT r.rating_id, r.ticket_id, r.fingerprint, e.status, e.reasons "
+                "FROM ratings r JOIN events e ON e.rating_id = r.rating_id "
+                "AND e.kind = 'decision' ORDER BY r.rating_id"
+            ).all()
+    finally:
+        engine.dispose()
+    return [tuple(r) for r in rows]
+
+
+def ingest(home: Path, file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "ingest", *extra, str(file)],
+        env=embedded_env(home),
+        capture_output=True,
+        text=True,
+        cwd=home,
+        check=False,
+    )
+
+
+def test_ingest_killed_after_some_chunks_and_run_again_is_exact(tmp_path: Path) -> None:
+    # three thousand ratings over the last days (a replay must not be in the future)
+    now = datetime.now(UTC).replace(microsecond=0)
+    docs = history(now - timedelta(days=3), 3000, seed=23)
+    assert datetime.fromisoformat(docs[-1]["submitted_at"]) < now
+    file = tmp_path / "ratings.jsonl"
+    file.write_text("".join(json.dumps(d) + "\n" for d in docs))
+
+    whole = new_home(tmp_path / "whole")
+    killed = new_home(tmp_path / "killed", secret_from=whole)
+
+    done = ingest(whole, file)
+    assert done.returncode == 0, done.stderr
+    want = decisions(whole)
+    assert {d[3] for d in want} == {"accepted", "rejected"}
+
+    proc, out = start(
+        [*CLI, "ingest", "--progress", str(file)], env=embedded_env(killed), cwd=killed
+    )
+    try:
+        out.wait_for("ratings committed", times=2, what="integrity ingest")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    partial = decisions(killed)
+    assert 0 < len(partial) < len(want), "the kill came too late to prove anything"
+    assert partial == want[: len(partial)]
+
+    again = ingest(killed, file)
+    assert again.returncode == 0, again.stderr
+    assert decisions(killed) == want
+    summary = again.stdout.splitlines()[0]
+    assert summary.startswith(f"{len(docs)} lines: {len(want) - len(partial)} written"), summary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_server_killed_mid_burst_keeps_limiting_it(tmp_path: Path) -> None:
+    home = new_home(tmp_path / "home")
+    port = free_port()
+    device = f"burst-{serial()}"
+
+    def serve() -> subprocess.Popen[bytes]:
+        proc, out = start([*CLI, "serve", "--port", str(port)], env=embedded_env(home), cwd=home)
+        out.wait_for("Application startup complete", what="integrity serve")
+        return proc
+
+    def post(n: int) -> list[str]:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            return [
+                client.post(
+                    "/v1/ratings", json=rating(device_id=device, window_id=f"K{serial()}")
+                ).json()["status"]
+                for _ in range(n)
+            ]
+
+    proc = serve()
+    try:
+        assert post(2) == ["accepted", "accepted"]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    proc = serve()
+    try:
+        # device.burst allows 3 in 10 minutes: one more passes, then it is refused
+        assert post(2) == ["accepted", "rejected"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
