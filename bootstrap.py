@@ -17,11 +17,13 @@ Python API::
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from appeals.service import AppealService
 from audit_sampling.context import AuditContext
+from followup.webhooks import WebhookService
 from integrity import migrate
 from integrity.adapters.registry import SqlRegistryStore
 from integrity.adapters.sql import SqlLedger, make_engine
@@ -45,7 +47,7 @@ from rules.ruleset import default_ruleset_text, load_ruleset
 #: Each package's own migration branch (the core's revisions come first).
 MIGRATION_LOCATIONS = tuple(
     Path(__import__(pkg).__file__ or "").parent / "migrations"
-    for pkg in ("audit_sampling", "appeals", "rules")
+    for pkg in ("audit_sampling", "appeals", "rules", "followup")
 )
 
 
@@ -129,8 +131,15 @@ def open_app(settings: Settings, clock: Clock | None = None) -> App:
             ReviewService: lambda a: ReviewService(a.ledger, a.people, a.clock, a.core.rule_set_id),
             AppealService: AppealService.from_app,
             AuditContext: AuditContext.from_app,
+            WebhookService: WebhookService.from_app,
         }
     )
+
+    def webhook_outbox(now: datetime) -> object:
+        """The webhook outbox's round in ``serve``'s background thread."""
+        return app.get(WebhookService).round(now)
+
+    app.background.append(webhook_outbox)
     return app
 
 

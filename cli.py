@@ -4,7 +4,8 @@ The root group takes ``--home``, ``--db`` and ``--redis`` (every command takes t
 too) and puts an :class:`~integrity.cliutil.Instance` on click's context, opened on
 first use through the composition root (``bootstrap.open_app``). The commands live
 beside what they drive: the core's in ``integrity/commands.py``, the packages' in
-``rules/commands.py``, ``audit_sampling/commands.py``, ``appeals/commands.py``.
+``rules/commands.py``, ``audit_sampling/commands.py``, ``appeals/commands.py``,
+``followup/commands.py``.
 
 Exit status: 0 success, 1 a handled error (one line on stderr), 2 bad usage.
 """
@@ -18,6 +19,7 @@ import click
 import bootstrap
 from appeals.commands import appeal_group
 from audit_sampling.commands import audit_group
+from followup.commands import COMMANDS as FOLLOWUP_COMMANDS
 from integrity.cliutil import EngineGroup, instance, instance_options
 from integrity.commands import COMMANDS
 from integrity.errors import EngineError
@@ -140,6 +142,7 @@ for command in (
     review_group,
     audit_group,
     appeal_group,
+    *FOLLOWUP_COMMANDS,
 ):
     main.add_command(command)
 
