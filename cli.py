@@ -71,7 +71,8 @@ def serve(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API (POST /v1/ratings, POST /v1/ratings:batch, GET /healthz, and the
     auditors' /v1/audit/batches).
 
-    The OpenAPI schema is at /openapi.json, interactive docs at /docs. With --workers N,
+    The OpenAPI schema is at /openapi.json, interactive docs at /docs. Every 2 s a
+    background round seals new ledger events and runs the webhook outbox. With --workers N,
     N processes share the ledger and the limiter; use PostgreSQL and Redis for that (the
     embedded SQLite file and in-process limiter are for one process).
     """

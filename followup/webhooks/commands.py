@@ -178,13 +178,14 @@ def _endpoint_change(name: str, verb: str, doc: str) -> click.Command:
 _endpoint_change(
     "disable",
     "disabled",
-    "Pause ENDPOINT_ID: events are not queued for it until it is enabled again; what is "
-    "pending waits.",
+    "Pause ENDPOINT_ID: events written from now on are not queued for it, and nothing "
+    "is sent to it until it is enabled again (what was queued waits).",
 )
 _endpoint_change(
     "enable",
     "enabled",
-    "Resume ENDPOINT_ID: events written from now on are sent (not those of the pause).",
+    "Resume ENDPOINT_ID: what waited is sent, then events written from now on (not "
+    "those written while it was paused).",
 )
 _endpoint_change(
     "remove",

@@ -228,6 +228,8 @@ class WebhookService:
     def dispatch(self, now: datetime) -> int:
         """Queue deliveries for ledger events above the cursor (and for late ones in its
         gaps); returns how many were queued. Reads at most ``dispatch_rounds`` batches."""
+        if self._idle():
+            return 0
         queued = 0
         for i in range(self.policy.dispatch_rounds):
             n, more = self._dispatch_batch(now, recheck_gaps=i == 0)
@@ -235,6 +237,14 @@ class WebhookService:
             if not more:
                 break
         return queued
+
+    def _idle(self) -> bool:
+        """Nothing new and no gaps: a round need not take the outbox's write lock (on
+        SQLite that is the database's, which intake needs)."""
+        with self.ledger.reading() as conn:
+            cursor = self.store.cursor(conn)
+            gaps = self.store.gaps(conn)
+        return cursor is not None and not gaps and (self.ledger.last_event_id() or 0) <= cursor
 
     def _dispatch_batch(self, now: datetime, recheck_gaps: bool) -> tuple[int, bool]:
         grace = timedelta(seconds=self.policy.gap_grace_s)
