@@ -9,7 +9,7 @@ connection, so each change commits with the ledger event that records it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,7 @@ from followup.webhooks.model import (
     EndpointState,
 )
 from integrity.ports import Ledger
-from integrity.sqlkit import canonical_json, insert_or_ignore
+from integrity.sqlkit import canonical_json
 
 E, D, A = wt.webhook_endpoints, wt.webhook_deliveries, wt.webhook_attempts
 OUTBOX, GAPS = wt.webhook_outbox, wt.webhook_gaps
@@ -178,13 +178,17 @@ class WebhookStore:
 
     # -- deliveries ----------------------------------------------------------------------
 
-    def queue(self, conn: Connection, dialect: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Insert deliveries; one that exists already (same endpoint and event) is skipped."""
-        n = 0
-        for row in rows:
-            stmt = insert_or_ignore(dialect, D, row).returning(D.c.delivery_id)
-            n += conn.execute(stmt).first() is not None
-        return n
+    def queue(self, conn: Connection, dialect: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert deliveries; one that exists already (same endpoint and event) is skipped.
+        Returns how many were inserted."""
+        if not rows:
+            return 0
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        stmt = insert(D).on_conflict_do_nothing().returning(D.c.delivery_id)
+        return len(conn.execute(stmt, [dict(r) for r in rows]).all())
 
     def pending(self, endpoint_id: int, limit: int) -> list[Delivery]:
         """An endpoint's pending deliveries in event order (the first is the head)."""

@@ -420,6 +420,29 @@ def test_a_crash_after_the_receiver_answered_sends_again_with_the_same_key(
     assert (d.status, d.attempts) == (DeliveryStatus.DELIVERED, 1)
 
 
+def test_a_delivery_is_queued_once_per_endpoint_and_event_whatever_reads_it_twice(
+    app: App, svc: WebhookService, receiver: Receiver, clock: FrozenClock
+) -> None:
+    ep = svc.add(receiver.url, ["case.opened"]).endpoint
+    ev = case(app)
+    row = {
+        "endpoint_id": ep.endpoint_id,
+        "event_id": ev.event_id,
+        "kind": "case.opened",
+        "status": "pending",
+        "attempts": 0,
+        "queued_at": clock.now(),
+        "next_attempt_at": clock.now(),
+    }
+    for expected in (1, 0):
+        with app.ledger.unit_of_work() as uow:
+            assert svc.store.queue(uow.connection, uow.dialect, [row, row]) == expected
+    with app.ledger.unit_of_work() as uow:  # the cursor went back: the event is read again
+        svc.store.move_cursor(uow.connection, 0, clock.now())
+    assert svc.round(clock.now()).queued == 0
+    assert ids(receiver.received) == [ev.event_id]
+
+
 # -- endpoints -----------------------------------------------------------------------------
 
 
