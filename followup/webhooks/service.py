@@ -28,6 +28,7 @@ long an attempt took and how far a round has run.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -60,9 +61,18 @@ from followup.webhooks.store import WebhookStore
 from followup.webhooks.transport import HttpTransport, Response, Transport
 from integrity.catalogue import Kind
 from integrity.clock import Clock
-from integrity.errors import ConfigError, Conflict, FieldError, InvalidInput, NotFound
+from integrity.errors import (
+    ConfigError,
+    Conflict,
+    EngineError,
+    FieldError,
+    InvalidInput,
+    NotFound,
+)
 from integrity.model import Event
 from integrity.ports import Ledger
+
+log = logging.getLogger("integrity.webhooks")
 
 #: The lock that serialises dispatchers (several ``serve`` workers, a CLI round).
 OUTBOX_LOCK = "followup.webhooks.outbox"
@@ -303,6 +313,7 @@ class WebhookService:
         first failure; returns what happened."""
         start = self.timer()
         total = RoundSummary()
+        trouble: EngineError | None = None
         for ep in self.store.due_endpoints(now):
             held = self._lease_end(now, start)
             with self.ledger.unit_of_work() as uow:
@@ -312,9 +323,21 @@ class WebhookService:
             try:
                 summary, held = self._drain(ep, now, start, held)
                 total += summary
+            except ConfigError as err:  # this endpoint's secret is unreadable: the others go on
+                log.warning("webhook endpoint %d not sent to: %s", ep.endpoint_id, err)
+                trouble = trouble or err
             finally:
                 with self.ledger.unit_of_work() as uow:
                     self.store.release(uow.connection, ep.endpoint_id, held)
+        if total != RoundSummary():
+            log.info(
+                "webhooks: delivered %d, failed %d (will retry), dead letters %d",
+                total.delivered,
+                total.failed,
+                total.dead,
+            )
+        if trouble is not None:
+            raise trouble
         return total
 
     def _lease_end(self, now: datetime, start: float) -> datetime:

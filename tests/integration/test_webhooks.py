@@ -28,12 +28,12 @@ from followup.webhooks import tables as wt
 from followup.webhooks.model import DeliveryStatus, EndpointState
 from followup.webhooks.policy import WebhookPolicy
 from followup.webhooks.service import WebhookService
-from followup.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from followup.webhooks.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SecretBox, verify
 from followup.webhooks.transport import HttpTransport, Response
 from integrity.app import App
 from integrity.catalogue import Kind, Reason
 from integrity.clock import FrozenClock
-from integrity.errors import Conflict, InvalidInput, NotFound
+from integrity.errors import ConfigError, Conflict, InvalidInput, NotFound
 from integrity.http import Background
 from integrity.model import Event, Status
 
@@ -505,6 +505,28 @@ def test_the_secret_is_kept_encrypted_and_out_of_the_ledger(app: App, svc: Webho
     assert added.secret not in text and "receiver-token" not in text
     assert ev.evidence["origin"] == "https://hooks.example.org"
     assert ev.evidence["events"] == ["case.opened"] and ev.evidence["secret"] == "generated"
+
+
+def test_an_endpoint_whose_secret_cannot_be_read_does_not_hold_up_the_others(
+    app: App, svc: WebhookService, receiver: Receiver, clock: FrozenClock
+) -> None:
+    other = Receiver()
+    try:
+        broken = svc.add(other.url, ["case.opened"]).endpoint
+        svc.add(receiver.url, ["case.opened"])
+        with app.ledger.unit_of_work() as uow:  # as if the instance key had been replaced
+            uow.connection.execute(
+                wt.webhook_endpoints.update()
+                .where(wt.webhook_endpoints.c.endpoint_id == broken.endpoint_id)
+                .values(secret=SecretBox(b"another instance key").seal("x" * 32))
+            )
+        ev = case(app)
+        with pytest.raises(ConfigError, match="another instance secret key"):
+            svc.round(clock.now())
+        assert ids(receiver.received) == [ev.event_id]
+        assert other.received == []
+    finally:
+        other.close()
 
 
 def test_bad_endpoints_are_refused_with_field_errors_and_nothing_written(
