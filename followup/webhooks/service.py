@@ -439,9 +439,14 @@ class WebhookService:
     ) -> list[int]:
         """Re-queue dead letters (these, or every one, of one endpoint or all): each is
         pending again, due now, with a new maximum age. Returns the ids re-queued."""
-        if bool(delivery_ids) == all_dead:
+        if bool(delivery_ids) == all_dead or (delivery_ids and endpoint_id is not None):
             raise InvalidInput(
-                [FieldError("delivery_id", "give delivery ids, or --all-dead, not both")],
+                [
+                    FieldError(
+                        "delivery_id",
+                        "give delivery ids, or --all-dead (with --endpoint or not), not both",
+                    )
+                ],
                 what="replay",
             )
         now = self.clock.now()

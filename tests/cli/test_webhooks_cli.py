@@ -92,7 +92,14 @@ def test_bad_input_is_one_line_on_stderr_and_exit_1(home: Path) -> None:
     assert res.output.count("\n") == 1 and "invalid webhook endpoint" in res.output
     assert "url:" in res.output and "event:" in res.output
     assert run("webhooks", "add", "https://example.org/").exit_code == 2  # --event required
-    for args in (["disable", "9"], ["remove", "9"], ["replay", "9"], ["replay"]):
+    for args in (
+        ["disable", "9"],
+        ["remove", "9"],
+        ["replay", "9"],
+        ["replay"],
+        ["replay", "9", "--all-dead"],
+        ["replay", "9", "--endpoint", "1"],
+    ):
         res = run("webhooks", *args)
         assert res.exit_code == 1, (args, res.output)
         assert res.output.startswith("error: ")
