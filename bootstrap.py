@@ -17,12 +17,14 @@ Python API::
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from appeals.service import AppealService
 from audit_sampling import tables as audit_tables
 from audit_sampling.context import AuditContext
+from followup.webhooks import WebhookService
 from integrity import migrate
 from integrity.adapters.periods import SqlPeriodStore
 from integrity.adapters.registry import SqlRegistryStore
@@ -51,7 +53,7 @@ from rules.ruleset import default_ruleset_text, load_ruleset
 #: Each package's own migration branch (the core's revisions come first).
 MIGRATION_LOCATIONS = tuple(
     Path(__import__(pkg).__file__ or "").parent / "migrations"
-    for pkg in ("audit_sampling", "appeals", "rules")
+    for pkg in ("audit_sampling", "appeals", "rules", "followup")
 )
 
 #: Each package's configuration tables, registered with every ledger this root opens
@@ -171,8 +173,15 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
             ReviewService: ReviewService.from_app,
             AppealService: AppealService.from_app,
             AuditContext: AuditContext.from_app,
+            WebhookService: WebhookService.from_app,
         }
     )
+
+    def webhook_outbox(now: datetime) -> object:
+        """The webhook outbox's round in ``serve``'s background thread."""
+        return app.get(WebhookService).round(now)
+
+    app.background.append(webhook_outbox)
     return app
 
 

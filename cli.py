@@ -4,7 +4,8 @@ The root group takes ``--home``, ``--db`` and ``--redis`` (every command takes t
 too) and puts an :class:`~integrity.cliutil.Instance` on click's context, opened on
 first use through the composition root (``bootstrap.open_app``). The commands live
 beside what they drive: the core's in ``integrity/commands.py``, the packages' in
-``rules/commands.py``, ``audit_sampling/commands.py``, ``appeals/commands.py``.
+``rules/commands.py``, ``audit_sampling/commands.py``, ``appeals/commands.py``,
+``followup/commands.py``.
 
 Exit status: 0 success, 1 a handled error (one line on stderr), 2 bad usage.
 """
@@ -18,6 +19,7 @@ import click
 import bootstrap
 from appeals.commands import appeal_group
 from audit_sampling.commands import audit_group
+from followup.commands import COMMANDS as FOLLOWUP_COMMANDS
 from integrity.cliutil import EngineGroup, instance, instance_options
 from integrity.commands import COMMANDS
 from integrity.errors import EngineError
@@ -69,7 +71,8 @@ def serve(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API (POST /v1/ratings, POST /v1/ratings:batch, GET /healthz, the
     auditors' /v1/audit/batches, and POST /v1/commands for `integrity --server URL`).
 
-    The OpenAPI schema is at /openapi.json, interactive docs at /docs. With --workers N,
+    The OpenAPI schema is at /openapi.json, interactive docs at /docs. Every 2 s a
+    background round seals new ledger events and runs the webhook outbox. With --workers N,
     N processes share the ledger and the limiter; use PostgreSQL and Redis for that (the
     embedded SQLite file and in-process limiter are for one process).
     """
@@ -146,6 +149,7 @@ for command in (
     review_group,
     audit_group,
     appeal_group,
+    *FOLLOWUP_COMMANDS,
 ):
     main.add_command(command)
 

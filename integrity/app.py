@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -90,6 +91,9 @@ class App:
     factories: dict[type, Callable[[App], Any]] = field(default_factory=dict)
     _built: dict[type, Any] = field(default_factory=dict)
     on_close: list[Callable[[], None]] = field(default_factory=list)
+    #: Work the server's background round runs besides sealing (each called with the
+    #: round's time, e.g. the webhook outbox); registered by the composition root.
+    background: list[Callable[[datetime], object]] = field(default_factory=list)
 
     def get(self, kind: type[T]) -> T:
         """The service of type ``kind``, built on first use by its registered factory."""

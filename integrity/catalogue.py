@@ -62,6 +62,12 @@ class Kind(enum.StrEnum):
     AUDIT_PULL = "audit.pull"
     AUDIT_FINDING = "audit.finding"
     AUDIT_TOKEN = "audit.token"
+    # Telling people (followup/webhooks): outbound endpoints and their subscriptions.
+    WEBHOOK_ADDED = "webhook.added"
+    WEBHOOK_DISABLED = "webhook.disabled"
+    WEBHOOK_ENABLED = "webhook.enabled"
+    WEBHOOK_REMOVED = "webhook.removed"
+    WEBHOOK_REPLAYED = "webhook.replayed"
 
 
 KINDS: Mapping[Kind, str] = {
@@ -105,6 +111,11 @@ KINDS: Mapping[Kind, str] = {
     Kind.AUDIT_PULL: "an auditor pulled a batch (file SHA-256 recorded)",
     Kind.AUDIT_FINDING: "an auditor's finding on one sampled rating",
     Kind.AUDIT_TOKEN: "an auditor was issued an API token (older ledgers; now credential.issued)",
+    Kind.WEBHOOK_ADDED: "an operator added a webhook endpoint and the event kinds it receives",
+    Kind.WEBHOOK_DISABLED: "an operator paused a webhook endpoint (nothing is queued for it)",
+    Kind.WEBHOOK_ENABLED: "an operator resumed a paused webhook endpoint",
+    Kind.WEBHOOK_REMOVED: "an operator removed a webhook endpoint (its pending deliveries cancelled)",
+    Kind.WEBHOOK_REPLAYED: "an operator re-queued dead-lettered webhook deliveries",
 }
 
 #: Kinds that move a rating's current status (each carries ``status``).

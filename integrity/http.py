@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -132,9 +132,11 @@ def log_config() -> dict[str, Any]:
 
 class Background:
     """The server's background round, every ``every`` seconds until stopped: seal new events
-    into the Merkle log, and pick up what changed meanwhile on the ledger (a venue
-    registry ``integrity venues load`` replaced, a new service registry, a period
-    closed). One thread per process; a failed round is logged and the next one retries.
+    into the Merkle log, pick up what changed meanwhile on the ledger (a venue registry
+    ``integrity venues load`` replaced, a new service registry, a period closed), then
+    run each of the App's ``background`` tasks (registered by the composition root, e.g.
+    the webhook outbox) with the round's time. One thread per process; a failed step is
+    logged and the next round retries it, and one task failing never stops the others.
     When it stops it runs one last round, so what the process wrote is sealed by the
     time it exits."""
 
@@ -145,19 +147,26 @@ class Background:
         self.thread = threading.Thread(target=self._run, name="integrity-background", daemon=True)
 
     def round(self) -> None:
-        """One round: seal, reload; never raises (logs instead)."""
+        """One round: seal, reload, then the background tasks; never raises (logs instead)."""
+        self._step("background round", self._seal_and_reload)
+        for task in self.app.background:
+            self._step(getattr(task, "__name__", "background task"), task, self.app.clock.now())
+
+    def _seal_and_reload(self) -> None:
+        sealed = self.app.log.seal(self.app.clock.now())
+        if sealed:
+            log.debug("sealed %d event(s)", sealed)
+        if self.app.hook.reload():
+            log.info("configuration reloaded (venue registry, service registry, closed periods)")
+
+    @staticmethod
+    def _step(name: str, fn: Callable[..., object], *args: Any) -> None:
         try:
-            sealed = self.app.log.seal(self.app.clock.now())
-            if sealed:
-                log.debug("sealed %d event(s)", sealed)
-            if self.app.hook.reload():
-                log.info(
-                    "configuration reloaded (venue registry, service registry, closed periods)"
-                )
+            fn(*args)
         except EngineError as err:  # keep serving; the next round retries
-            log.warning("background round failed: %s", err)
+            log.warning("%s failed: %s", name, err)
         except Exception:  # a background thread must not die silently
-            log.exception("background round failed unexpectedly; retrying next round")
+            log.exception("%s failed unexpectedly; retrying next round", name)
 
     def _run(self) -> None:
         while not self.stop.wait(self.every):

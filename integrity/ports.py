@@ -344,7 +344,17 @@ class Ledger(RatingLedger, Protocol):
 
     def count_events(self, kind: str, subjects: Sequence[str]) -> dict[str, int]: ...
 
-    def last_event_id(self, kind: str) -> int | None: ...
+    def last_event_id(self, kind: str | None = None) -> int | None:
+        """Id of the newest event of ``kind`` (of any kind when ``None``), or ``None``."""
+        ...
+
+    def event_heads(
+        self, after: int, limit: int, until: int | None = None
+    ) -> list[tuple[int, str]]:
+        """``(event_id, kind)`` of committed events with ``after < event_id <= until``, in
+        id order, at most ``limit``: a cheap index for readers that follow the ledger
+        (the webhook outbox), which then read the events they want with :meth:`events`."""
+        ...
 
     def set_risk(
         self,

@@ -616,13 +616,27 @@ class SqlLedger:
                 for row in conn.execute(q).mappings()
             ]
 
-    def last_event_id(self, kind: str) -> int | None:
-        """Id of the newest event of ``kind`` (e.g. ``venues.loaded``), or ``None``."""
+    def last_event_id(self, kind: str | None = None) -> int | None:
+        """Id of the newest event of ``kind`` (e.g. ``venues.loaded``; any kind when
+        ``None``), or ``None``."""
+        q = sa.select(sa.func.max(t.events.c.event_id))
+        if kind is not None:
+            q = q.where(t.events.c.kind == kind)
         with translate_errors(), self.reader.connect() as conn:
-            value = conn.execute(
-                sa.select(sa.func.max(t.events.c.event_id)).where(t.events.c.kind == kind)
-            ).scalar()
+            value = conn.execute(q).scalar()
         return int(value) if value is not None else None
+
+    def event_heads(
+        self, after: int, limit: int, until: int | None = None
+    ) -> list[tuple[int, str]]:
+        """``(event_id, kind)`` of events above ``after`` (up to ``until``), in id order."""
+        e = t.events.c
+        q = sa.select(e.event_id, e.kind).where(e.event_id > after)
+        if until is not None:
+            q = q.where(e.event_id <= until)
+        q = q.order_by(e.event_id).limit(limit)
+        with translate_errors(), self.reader.connect() as conn:
+            return [(int(i), str(k)) for i, k in conn.execute(q)]
 
     def events_of(self, rating_id: int) -> list[Event]:
         with translate_errors(), self.engine.connect() as conn:

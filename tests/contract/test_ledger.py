@@ -461,6 +461,22 @@ def test_event_without_status_leaves_the_status_alone(app: App) -> None:
     assert [e.event_id for e in app.ledger.events_about("appeal:1")] == [ev.event_id]
 
 
+def test_event_heads_follow_the_ledger_in_id_order(app: App) -> None:
+    """What a reader that follows the ledger (the webhook outbox) gets: ids and kinds."""
+    start = app.ledger.last_event_id() or 0
+    d = app.validate(rating())
+    note = app.ledger.append(Event(kind="case.opened", actor="detector", at=T0, subject="w:1"))
+    held = app.ledger.append(status_event(d.rating_id, Status.HELD, "outlier.burst"))
+    heads = app.ledger.event_heads(start, 10)
+    assert [k for _, k in heads] == ["decision", "case.opened", "hold"]
+    assert [i for i, _ in heads][1:] == [note.event_id, held.event_id]
+    assert app.ledger.event_heads(start, 2) == heads[:2]
+    assert app.ledger.event_heads(heads[0][0], 10, until=note.event_id) == heads[1:2]
+    assert app.ledger.event_heads(held.event_id or 0, 10) == []
+    assert app.ledger.last_event_id() == held.event_id
+    assert app.ledger.last_event_id("case.opened") == note.event_id
+
+
 def test_status_derived_from_events_equals_rating_status(app: App) -> None:
     ids = [app.validate(rating()).rating_id for _ in range(6)]
     plan = [

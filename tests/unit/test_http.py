@@ -282,3 +282,17 @@ def test_a_background_round_picks_up_a_replaced_venue_registry(app: App) -> None
         statuses = [c.post("/v1/ratings", json=rating(ip=hall)).json()["status"] for _ in range(25)]
     # an ordinary address holds ratings past 20 in ten minutes (ip.burst); a hall's does not
     assert statuses == ["accepted"] * 25
+
+
+def test_a_background_round_runs_every_task_even_when_one_fails(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[object] = []
+
+    def broken(now: object) -> None:
+        raise RuntimeError("a task that fails")
+
+    app.background[:] = [broken, seen.append]
+    Background(app, every=3600).round()  # never raises
+    assert seen == [app.clock.now()]
+    assert "broken failed unexpectedly" in caplog.text

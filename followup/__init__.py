@@ -1,0 +1,13 @@
+"""The follow-up loop: what happens after a rating is judged (rate -> verify -> rectify ->
+feed back -> review -> supervise), and telling people when something needs them.
+
+``followup.webhooks`` is the outbound side: operators register HTTP endpoints for event
+kinds of the catalogue (``integrity webhooks add URL --event KIND``); an outbox derived
+from the ledger sends each new event of those kinds to each endpoint, signed, retried
+with backoff, with a delivery log and dead letters a person can replay. Other parts of
+the loop (low-score alerts, rectification cases) only add their event kinds to
+:mod:`integrity.catalogue` and write them to the ledger: the outbox picks them up.
+
+A package on the core's ports like the others: it imports the core only, keeps its own
+tables (``followup/migrations``, branch ``followup``) and is wired in ``bootstrap.py``.
+"""
