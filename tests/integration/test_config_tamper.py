@@ -32,6 +32,7 @@ from audit_sampling.draw import draw_sample
 from audit_sampling.frame import make_frame
 from bootstrap import init_instance, open_app
 from integrity.adapters import tables as t
+from integrity.adapters.periods import SqlPeriodStore
 from integrity.app import App
 from integrity.auth import Credentials
 from integrity.catalogue import Kind
@@ -40,6 +41,7 @@ from integrity.config import rule_set_id
 from integrity.errors import ConfigError
 from integrity.log import VerifyReport
 from integrity.people import StaffRecord, StaffRegistry
+from integrity.periods import close_period
 from integrity.registry import RegistryService, parse_registry
 from integrity.venues import pseudonymise_venues
 
@@ -79,6 +81,7 @@ def fill(app: App) -> World:
     )
     staff.add("A1", StaffRecord("S01", frozenset({"staff", "reviewer"})), update=True)
     app.get(Credentials).map_os_user("A1", "ops-alice", "A1")
+    close_period(app.ledger, SqlPeriodStore(app.ledger), "2026-08", at=NOW, actor="A1")
     pv = pseudonymise_venues(
         {
             "venues": [
