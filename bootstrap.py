@@ -23,10 +23,12 @@ from typing import Any
 from appeals.service import AppealService
 from audit_sampling.context import AuditContext
 from integrity import migrate
+from integrity.adapters.clients import SqlClientStore
 from integrity.adapters.registry import SqlRegistryStore
 from integrity.adapters.sql import SqlLedger, make_engine
 from integrity.app import App, Settings
 from integrity.catalogue import Kind
+from integrity.clients import IntakeClients
 from integrity.clock import Clock, SystemClock
 from integrity.errors import ConfigError
 from integrity.hook import ValidationHook
@@ -129,6 +131,10 @@ def open_app(settings: Settings, clock: Clock | None = None) -> App:
             ReviewService: lambda a: ReviewService(a.ledger, a.people, a.clock, a.core.rule_set_id),
             AppealService: AppealService.from_app,
             AuditContext: AuditContext.from_app,
+            # hall scopes resolve through the registry the gates keep (reloaded with them)
+            IntakeClients: lambda a: IntakeClients(
+                SqlClientStore(a.ledger), a.clock, a.core.timezone, lambda: registry.registry
+            ),
         }
     )
     return app
@@ -156,15 +162,19 @@ def connect(
     return open_app(settings, clock=clock)
 
 
-def asgi_app(app: App | None = None) -> Any:
+def asgi_app(app: App | None = None, *, open_intake: bool | None = None) -> Any:
     """The full HTTP application (intake + auditor API) over ``app``.
 
     With no ``app`` one is opened from the environment (``INTEGRITY_HOME``,
     ``INTEGRITY_DB``, ``INTEGRITY_REDIS``) and lives as long as the process: the
     factory uvicorn calls in each worker process of ``integrity serve --workers N``.
+    ``open_intake`` (default: ``INTEGRITY_OPEN_INTAKE=1``) accepts ratings without a
+    client key (``serve --open-intake``, local trials only).
     """
     from audit_sampling.http import audit_router
     from integrity.http import create_app
 
+    if open_intake is None:
+        open_intake = os.environ.get("INTEGRITY_OPEN_INTAKE") == "1"
     app = app or open_app(Settings.resolve())
-    return create_app(app, routers=[audit_router(app.get(AuditContext))])
+    return create_app(app, routers=[audit_router(app.get(AuditContext))], open_intake=open_intake)

@@ -50,6 +50,10 @@ class AlreadyExists(Conflict):
     """A unique key was already taken (a record made twice, or a race another writer won)."""
 
 
+class Unauthenticated(EngineError):
+    """No credentials, or credentials that are unknown, expired or revoked (HTTP 401)."""
+
+
 class PermissionDenied(EngineError):
     """The acting person may not do this."""
 

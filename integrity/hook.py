@@ -74,20 +74,25 @@ class ValidationHook:
 
     # -- one rating -------------------------------------------------------------------------
 
-    def parse(self, obj: Any, received_at: datetime | None = None) -> Rating:
+    def parse(
+        self, obj: Any, received_at: datetime | None = None, client_id: str | None = None
+    ) -> Rating:
         return parse_rating(
             obj,
             rubric=self.config.rubric,
             pseudonymiser=self.pseudonymiser,
             received_at=received_at or self.clock.now(),
+            client_id=client_id,
         )
 
-    def validate(self, obj: Any, *, replay: bool = False) -> Decision:
+    def validate(self, obj: Any, *, replay: bool = False, client_id: str | None = None) -> Decision:
         """Judge one rating (a decoded JSON object) and record it.
 
         ``replay`` judges it at its own ``submitted_at`` (ingest of history); live
-        intake judges at the time of receipt. Raises ``InvalidInput`` (nothing
-        written) or ``BackendUnavailable`` (database down; nothing written).
+        intake judges at the time of receipt. ``client_id`` names the intake client
+        that sent it (recorded with the rating and in its decision's evidence).
+        Raises ``InvalidInput`` (nothing written) or ``BackendUnavailable`` (database
+        down; nothing written).
 
         Optimistic: the gates run first and the ledger's write settles identical
         retries and duplicate tickets in the same round trip as the insert. When the
@@ -95,7 +100,7 @@ class ValidationHook:
         are given back, so the limiter ends exactly as if the duplicate had been
         caught first (which is what :meth:`validate_stream` does).
         """
-        rating = self.parse(obj)
+        rating = self.parse(obj, client_id=client_id)
         pending = self._judge(rating, False, replay)
         decision = self.ledger.record(pending)
         if decision.replayed:
@@ -134,13 +139,16 @@ class ValidationHook:
         return self._pending(rating, combine(verdicts))
 
     def _pending(self, rating: Rating, verdict: Verdict | None) -> Pending:
+        # The client goes into the decision's evidence too, so the Merkle log seals who
+        # sent the rating (the leaf's fixed rating fields predate the column).
+        sent_by = {} if rating.client_id is None else {"client_id": rating.client_id}
         if verdict is None:
-            return Pending(rating, Status.ACCEPTED, (), {}, self.config.rule_set_id)
+            return Pending(rating, Status.ACCEPTED, (), sent_by, self.config.rule_set_id)
         return Pending(
             rating,
             verdict.status,
             verdict.reasons,
-            verdict.evidence,
+            {**verdict.evidence, **sent_by},
             self.config.rule_set_id,
             verdict.retry_after_s,
         )
@@ -154,18 +162,21 @@ class ValidationHook:
         replay: bool = True,
         chunk: int = 500,
         on_progress: Callable[[int], None] | None = None,
+        client_id: str | None = None,
     ) -> Iterator[IngestItem]:
         """Judge ratings in order, writing them in chunks; yields one item per input.
 
         Decisions are exactly those of calling :meth:`validate` one by one: a ticket
         or an identical submission repeated inside a chunk is seen by the later one.
+        Each chunk commits on its own: when the database fails midway, the chunks
+        before were written (an identical retry of the whole stream is safe).
         """
         batch: list[tuple[int, Rating]] = []
         tickets: set[str] = set()
         fingerprints: set[str] = set()
         for line, obj in enumerate(objs, start=1):
             try:
-                rating = self.parse(obj)
+                rating = self.parse(obj, client_id=client_id)
             except InvalidInput as err:
                 yield from self._flush(batch, replay, on_progress)
                 tickets.clear()

@@ -46,6 +46,7 @@ EXPORT_COLUMNS = (
     "counted",
     "reasons",
     "risk",
+    "client_id",
 )
 
 
@@ -131,8 +132,12 @@ def performance(
     return rows
 
 
-def export_ratings(ledger: SqlLedger, batch: int = 5000) -> Iterator[dict[str, Any]]:
-    """Every rating in the order received with its current status; streams."""
+def export_ratings(
+    ledger: SqlLedger, batch: int = 5000, client_id: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every rating in the order received with its current status; streams.
+
+    ``client_id``: only the ratings that intake client sent (who sent a flood)."""
     q = (
         sa.select(
             t.ratings.c.rating_id,
@@ -147,12 +152,15 @@ def export_ratings(ledger: SqlLedger, batch: int = 5000) -> Iterator[dict[str, A
             t.rating_status.c.status,
             t.rating_status.c.reasons,
             t.rating_status.c.risk,
+            t.ratings.c.client_id,
         )
         .select_from(
             t.ratings.join(t.rating_status, t.rating_status.c.rating_id == t.ratings.c.rating_id)
         )
         .order_by(t.ratings.c.rating_id)
     )
+    if client_id is not None:
+        q = q.where(t.ratings.c.client_id == client_id)
     with translate_errors(), ledger.engine.connect() as conn:
         result = conn.execution_options(yield_per=batch).execute(q).mappings()
         for r in result:
