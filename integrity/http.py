@@ -56,7 +56,7 @@ from integrity.errors import (
     Unauthenticated,
 )
 from integrity.hook import IngestItem
-from integrity.model import IntakeClient
+from integrity.model import VERBAL_LEVELS, IntakeClient, Rubric
 from integrity.parsing import RatingIn
 
 log = logging.getLogger("integrity.http")
@@ -76,7 +76,28 @@ OPEN_WARNING = (
     "recorded as client 'open'; anyone who can reach this port can submit. Local trials only."
 )
 
-_RATING_SCHEMA = RatingIn.model_json_schema()
+
+def rating_schema(rubric: Rubric) -> dict[str, Any]:
+    """The JSON schema of one rating (docs/reference.md, Ratings) for this rule set's
+    rubric: every dimension required, on the rubric's scale (or a verbal level)."""
+    schema = RatingIn.model_json_schema()
+    props = schema["properties"]
+    integer = {"type": "integer", "minimum": rubric.scale_min, "maximum": rubric.scale_max}
+    score: dict[str, Any] = integer
+    if (rubric.scale_min, rubric.scale_max) == (1, 5):
+        score = {"anyOf": [integer, {"type": "string", "enum": sorted(VERBAL_LEVELS)}]}
+    props["scores"] = {
+        "type": "object",
+        "description": props["scores"].get("description", ""),
+        "properties": {dim: score for dim in rubric.dimensions},
+        "required": list(rubric.dimensions),
+        "additionalProperties": False,
+    }
+    props["ip"] = {**props["ip"], "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+    for name in ("served_at", "submitted_at"):
+        text = {"type": "string", "format": "date-time"}
+        props[name] = {**props[name], "anyOf": [text, {"type": "null"}]}
+    return schema
 
 
 # -- what the endpoints answer (the OpenAPI schema; responses are built by hand) ------------
@@ -472,9 +493,10 @@ def create_app(
             raise _unauthorized(str(err)) from None
         return client
 
+    one_rating = rating_schema(app.core.rubric)
     intake_body = {
         "required": True,
-        "content": {"application/json": {"schema": _RATING_SCHEMA}},
+        "content": {"application/json": {"schema": one_rating}},
     }
 
     @api.post(
@@ -538,7 +560,13 @@ def create_app(
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": {"type": "array", "items": _RATING_SCHEMA}}
+                    "application/json": {
+                        "schema": {
+                            "type": "array",
+                            "items": one_rating,
+                            "maxItems": limits.max_batch_items,
+                        }
+                    }
                 },
             }
         },

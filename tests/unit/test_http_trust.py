@@ -214,6 +214,7 @@ def test_a_body_past_the_bound_is_413_before_it_is_read(app: App, api: TestClien
     r = api.post("/v1/ratings", content=body, headers={**gw, "content-type": "application/json"})
     assert r.status_code == 413 and "4096 bytes" in r.json()["detail"]
     assert r.headers["connection"] == "close"
+
     # a streamed (chunked) body has no Content-Length: refused once it passes the bound
     def chunks() -> Iterator[bytes]:
         for i in range(0, len(body), 1000):
