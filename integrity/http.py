@@ -662,9 +662,10 @@ REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnect
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline on the request head: a connection that has
     not sent a whole request line and headers within ``config.header_timeout_s`` seconds
-    of opening (or of its previous response) is answered 408 and closed. uvicorn alone
-    waits for a slow head as long as the client likes (its keep-alive timeout stops at
-    the first byte)."""
+    of opening (or of its previous response) is closed, with a 408 when part of a head
+    had arrived (an idle one just closes, as keep-alive does). uvicorn alone waits for a
+    slow head as long as the client likes (its keep-alive timeout stops at the first
+    byte)."""
 
     def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
@@ -704,10 +705,10 @@ class GuardedH11Protocol(H11Protocol):
             return
         if self.cycle is not None and not self.cycle.response_complete:
             return  # a request is being answered
-        log.info(
-            "closed a connection that sent no whole request head in %gs", self.header_timeout_s
-        )
-        self.transport.write(REQUEST_TIMEOUT)
+        started, _ = self.conn.trailing_data
+        if started:  # part of a head arrived: say why (an idle connection just closes)
+            log.info("closed a connection whose request head did not arrive in time")
+            self.transport.write(REQUEST_TIMEOUT)
         self.transport.close()
 
 

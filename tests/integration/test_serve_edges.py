@@ -158,6 +158,11 @@ def test_a_request_head_that_never_finishes_is_closed(edge: Served) -> None:
     assert rest.count(b"HTTP/1.1 200") == 1 and rest.endswith(REQUEST_TIMEOUT), rest
     kept.close()
 
+    # one that says nothing at all is closed too, silently (like an idle keep-alive)
+    idle = s.connect()
+    assert read_until_closed(idle) == b""
+    idle.close()
+
 
 def test_a_declared_body_past_the_bound_is_413_before_a_byte_of_it_is_sent(
     edge: Served,
