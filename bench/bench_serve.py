@@ -127,12 +127,21 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument(
+        "--async-commit",
+        action="store_true",
+        help="synchronous_commit=off on both databases: commits stop waiting for the WAL "
+        "flush, so the CPU, not the disk, bounds both servers",
+    )
     args = ap.parse_args()
     namespace = f"bench:{uuid.uuid4().hex[:8]}"
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         engine_db = stack.enter_context(fresh_database("postgresql"))
         floor_db = stack.enter_context(fresh_database("postgresql"))
+        if args.async_commit:
+            for url in (engine_db, floor_db):
+                _async_commit(url)
         env = {
             **os.environ,
             "INTEGRITY_HOME": str(tmp / "home"),
@@ -187,6 +196,7 @@ def main() -> None:
         print(
             f"HTTP intake: {args.concurrency} concurrent clients, {args.n} distinct ratings per "
             f"server per round, {args.rounds} round(s), --workers {args.workers}, PostgreSQL + Redis"
+            + (", synchronous_commit=off" if args.async_commit else "")
         )
         for name, (base, headers) in targets.items():  # warm both (connections, caches)
             docs = [rating(i, f"warm-{name}") for i in range(300)]
@@ -219,6 +229,16 @@ def main() -> None:
             f"p50 {e50 / f50:.2f}x, p99 {e99 / f99:.2f}x (target <= 1.50x: "
             f"{'met' if e99 / f99 <= 1.5 else 'NOT met'})"
         )
+
+
+def _async_commit(url: str) -> None:
+    import sqlalchemy as sa
+
+    name = sa.engine.make_url(url).database
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'ALTER DATABASE "{name}" SET synchronous_commit TO off'))
+    admin.dispose()
 
 
 def _forget(namespace: str) -> None:
