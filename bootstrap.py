@@ -26,12 +26,14 @@ from audit_sampling import tables as audit_tables
 from audit_sampling.context import AuditContext
 from followup.webhooks import WebhookService
 from integrity import migrate
+from integrity.adapters.clients import SqlClientStore
 from integrity.adapters.periods import SqlPeriodStore
 from integrity.adapters.registry import SqlRegistryStore
 from integrity.adapters.sql import SqlLedger, make_engine
 from integrity.app import App, Settings
 from integrity.auth import Credentials
 from integrity.catalogue import Kind
+from integrity.clients import IntakeClients
 from integrity.clock import Clock, SystemClock
 from integrity.config import rule_set_id
 from integrity.errors import ConfigError
@@ -174,6 +176,10 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
             AppealService: AppealService.from_app,
             AuditContext: AuditContext.from_app,
             WebhookService: WebhookService.from_app,
+            # hall scopes resolve through the registry the gates keep (reloaded with them)
+            IntakeClients: lambda a: IntakeClients(
+                SqlClientStore(a.ledger), a.clock, a.core.timezone, lambda: registry.registry
+            ),
         }
     )
 
@@ -204,7 +210,9 @@ def connect(
     return open_app(settings, clock=clock)
 
 
-def asgi_app(app: App | None = None, cli_root: Any = None) -> Any:
+def asgi_app(
+    app: App | None = None, cli_root: Any = None, *, open_intake: bool | None = None
+) -> Any:
     """The full HTTP application (intake, auditor API, person commands) over ``app``.
 
     With no ``app`` one is opened from the environment (``INTEGRITY_HOME``,
@@ -212,6 +220,8 @@ def asgi_app(app: App | None = None, cli_root: Any = None) -> Any:
     factory uvicorn calls in each worker process of ``integrity serve --workers N``.
     ``cli_root``: the ``integrity`` click group whose person commands
     ``POST /v1/commands`` runs (default: ``cli.main``).
+    ``open_intake`` (default: ``INTEGRITY_OPEN_INTAKE=1``) accepts ratings without a
+    client key (``serve --open-intake``, local trials only).
     """
     from audit_sampling.http import audit_router
     from integrity.http import create_app
@@ -219,9 +229,12 @@ def asgi_app(app: App | None = None, cli_root: Any = None) -> Any:
 
     if cli_root is None:
         from cli import main as cli_root
+    if open_intake is None:
+        open_intake = os.environ.get("INTEGRITY_OPEN_INTAKE") == "1"
     app = app or open_app(Settings.resolve())
     return create_app(
         app,
         routers=[audit_router(app.get(AuditContext))],
         commands=CommandRunner(cli_root, app),
+        open_intake=open_intake,
     )

@@ -67,22 +67,77 @@ def init(rules_file: Any) -> None:
 @click.option(
     "--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes."
 )
-def serve(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="CIDR",
+    help="Honour X-Forwarded-For/-Proto only from this network (repeatable; default: from nobody).",
+)
+@click.option(
+    "--limit-concurrency",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Connections plus requests in flight per worker; beyond it new requests get 503.",
+)
+@click.option(
+    "--header-timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    metavar="SECONDS",
+    help="Close (408) a connection that has not sent a whole request line and headers "
+    "within this time.",
+)
+@click.option(
+    "--open-intake",
+    is_flag=True,
+    help="Accept ratings without a client key, recorded as client 'open' (local trials "
+    "only; logged as a warning at startup and on every such request).",
+)
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    trusted_proxies: tuple[str, ...],
+    limit_concurrency: int,
+    header_timeout: float,
+    open_intake: bool,
+) -> None:
     """Serve the HTTP API (POST /v1/ratings, POST /v1/ratings:batch, GET /healthz, the
     auditors' /v1/audit/batches, and POST /v1/commands for `integrity --server URL`).
 
-    The OpenAPI schema is at /openapi.json, interactive docs at /docs. Every 2 s a
-    background round seals new ledger events and runs the webhook outbox. With --workers N,
-    N processes share the ledger and the limiter; use PostgreSQL and Redis for that (the
-    embedded SQLite file and in-process limiter are for one process).
+    Intake needs an intake client's key: Authorization: Bearer KEY (integrity clients
+    add). Bodies past the rule set's [http] bounds are answered 413 before they are
+    read. Every 2 s a background round seals new ledger events and runs the webhook
+    outbox. The OpenAPI schema is at /openapi.json, interactive docs at /docs. With
+    --workers N, N processes share the ledger and the limiter; use PostgreSQL and Redis
+    for that (the embedded SQLite file and in-process limiter are for one process).
     """
+    import ipaddress
     import os
 
-    import uvicorn
+    from integrity.http import OPEN_WARNING, run_server, server_config
 
-    from integrity.http import log_config
-
+    for cidr in trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise click.BadParameter(
+                f"{cidr!r} is not an address or network (CIDR)", param_hint="--trusted-proxy"
+            ) from None
+    if open_intake:
+        click.echo(f"warning: {OPEN_WARNING}", err=True)
     settings = instance().settings
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "trusted_proxies": trusted_proxies,
+        "limit_concurrency": limit_concurrency,
+        "header_timeout_s": header_timeout,
+    }
     if workers > 1:
         if settings.embedded_db or settings.embedded_limiter:
             raise EngineError(
@@ -94,23 +149,13 @@ def serve(host: str, port: int, workers: int) -> None:
             INTEGRITY_REDIS=settings.limiter_url,
             INTEGRITY_SECRET_FILE=str(settings.secret_file),
             INTEGRITY_NAMESPACE=settings.namespace,
+            INTEGRITY_OPEN_INTAKE="1" if open_intake else "0",
         )
-        uvicorn.run(
-            "bootstrap:asgi_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=log_config(),
-        )
+        run_server(server_config("bootstrap:asgi_app", **options))
         return
     root = click.get_current_context().find_root().command
-    uvicorn.run(
-        bootstrap.asgi_app(instance().app(), cli_root=root),
-        host=host,
-        port=port,
-        log_config=log_config(),
-    )
+    app = bootstrap.asgi_app(instance().app(), cli_root=root, open_intake=open_intake)
+    run_server(server_config(app, **options))
 
 
 @main.command()

@@ -26,8 +26,22 @@ from integrity.errors import (
     PolicyViolation,
     Unauthenticated,
 )
-from integrity.http import bearer, unauthorized
+from integrity.http import ErrorOut, bearer, unauthorized
 from integrity.people import Person
+
+#: What every auditor endpoint may answer besides 200 (documented in the OpenAPI schema).
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorOut,
+        "description": "No or unknown token",
+        "headers": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    },
+    403: {"model": ErrorOut, "description": "Not an auditor, or not your batch"},
+    404: {"model": ErrorOut, "description": "No such batch"},
+    409: {"model": ErrorOut, "description": "The batch's state does not allow it"},
+    422: {"model": ErrorOut, "description": "Invalid request; item-level errors; nothing recorded"},
+    503: {"model": ErrorOut, "description": "The ledger is unavailable"},
+}
 
 
 def audit_router(ctx: AuditContext) -> APIRouter:
@@ -54,7 +68,7 @@ def audit_router(ctx: AuditContext) -> APIRouter:
         except (Conflict, PolicyViolation) as err:
             return JSONResponse(status_code=409, content={"detail": str(err)})
 
-    @router.get("/batches", summary="The calling auditor's batches")
+    @router.get("/batches", summary="The calling auditor's batches", responses=_ERRORS)
     def my_batches(authorization: str | None = Header(default=None)) -> JSONResponse:
         def run(person: Person) -> JSONResponse:
             rows = [b.as_dict() for b in list_batches(ctx, auditor_id=person.person_id)]
@@ -65,10 +79,7 @@ def audit_router(ctx: AuditContext) -> APIRouter:
     @router.get(
         "/batches/{batch_id}",
         summary="Pull one of your batches: pseudonymised rows and the manifest (logged)",
-        responses={
-            401: {"description": "No or unknown token"},
-            403: {"description": "Not your batch"},
-        },
+        responses=_ERRORS,
     )
     def get_batch(batch_id: int, authorization: str | None = Header(default=None)) -> JSONResponse:
         def run(person: Person) -> JSONResponse:
@@ -80,7 +91,7 @@ def audit_router(ctx: AuditContext) -> APIRouter:
     @router.post(
         "/batches/{batch_id}/findings",
         summary="Record findings for one of your batches: [{rating_id, code, note}]",
-        responses={422: {"description": "Item-level errors; nothing recorded"}},
+        responses=_ERRORS,
     )
     def post_findings(
         batch_id: int,

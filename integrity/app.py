@@ -105,9 +105,12 @@ class App:
             self._built[kind] = factory(self)
         return cast(T, self._built[kind])
 
-    def validate(self, rating: Any, *, replay: bool = False) -> Decision:
-        """The Python API of the validation hook: judge and record one rating."""
-        return self.hook.validate(rating, replay=replay)
+    def validate(
+        self, rating: Any, *, replay: bool = False, client_id: str | None = None
+    ) -> Decision:
+        """The Python API of the validation hook: judge and record one rating
+        (``client_id``: who sent it, recorded with it; see ``integrity clients``)."""
+        return self.hook.validate(rating, replay=replay, client_id=client_id)
 
     def close(self) -> None:
         """Seal what this process wrote, run the close hooks, release connections."""

@@ -37,6 +37,10 @@ class Kind(enum.StrEnum):
     CREDENTIAL_ISSUED = "credential.issued"
     CREDENTIAL_REVOKED = "credential.revoked"
     PERIOD_CLOSED = "period.closed"
+    # Intake clients (the services that may submit ratings over HTTP).
+    CLIENT_ADDED = "client.added"
+    CLIENT_ROTATED = "client.rotated"
+    CLIENT_REVOKED = "client.revoked"
     # Detection.
     CASE_OPENED = "case.opened"
     # Review of held ratings (the status changes are clear / confirm).
@@ -90,6 +94,9 @@ KINDS: Mapping[Kind, str] = {
     Kind.CREDENTIAL_ISSUED: "a personal token was issued to a person (its id and expiry; never the token)",
     Kind.CREDENTIAL_REVOKED: "a personal token was revoked: it no longer signs anyone in",
     Kind.PERIOD_CLOSED: "a reporting period (a month) was closed: ratings in it are held from then on",
+    Kind.CLIENT_ADDED: "an intake client was registered (scope, expiry, key id; never the key)",
+    Kind.CLIENT_ROTATED: "an intake client's key was replaced; the old key stopped working",
+    Kind.CLIENT_REVOKED: "an intake client was revoked; its key stopped working",
     Kind.CASE_OPENED: "detection opened a window case (coerced high scores) for review",
     Kind.CASE_REVIEWED: "a reviewer decided a window case's held ratings at once (selector, counts, reason)",
     Kind.REVIEW_ESCALATED: "an overdue held rating or window case was escalated to the admins",
@@ -134,6 +141,7 @@ class Reason(enum.StrEnum):
     RATE_LIMIT_IP = "rate_limit.ip"
     RATE_LIMIT_PREFIX = "rate_limit.prefix"
     RATE_LIMIT_DEVICE_WINDOW = "rate_limit.device_window"
+    RATE_LIMIT_CLIENT = "rate_limit.client"
     KIOSK_WRONG_WINDOW = "kiosk.wrong_window"
     UNKNOWN_WINDOW = "unknown_window"
     STAFF_NOT_ON_ROSTER = "staff_not_on_roster"
@@ -179,6 +187,7 @@ REASONS: Mapping[Reason, str] = {
     Reason.RATE_LIMIT_IP: "too many ratings from this address in the rule's window",
     Reason.RATE_LIMIT_PREFIX: "too many ratings from this /24 or /64 in the rule's window",
     Reason.RATE_LIMIT_DEVICE_WINDOW: "too many ratings from this device for this window",
+    Reason.RATE_LIMIT_CLIENT: "too many ratings from this intake client in the rule's window",
     Reason.KIOSK_WRONG_WINDOW: "a registered rating pad was used for another window than its own",
     Reason.UNKNOWN_WINDOW: "the window is not in the service registry (a typo or a phantom window)",
     Reason.STAFF_NOT_ON_ROSTER: "the staff member named is not on the window's roster that day",

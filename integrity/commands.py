@@ -20,6 +20,7 @@ from integrity.access import may_read, require_read
 from integrity.app import App
 from integrity.auth import CREDENTIAL_COLUMNS, OS_USER_COLUMNS, Credentials
 from integrity.catalogue import describe
+from integrity.clients import CLI_CLIENT, CLIENT_COLUMNS, IntakeClients, client_rows, scope_text
 from integrity.cliutil import (
     actor_option,
     current_actor,
@@ -31,7 +32,7 @@ from integrity.cliutil import (
     pass_service,
     progress,
 )
-from integrity.errors import EngineError, FieldError, InvalidInput
+from integrity.errors import EngineError, FieldError, InvalidInput, NotFound
 from integrity.people import (
     ROLES,
     STAFF_COLUMNS,
@@ -71,8 +72,17 @@ def _out() -> Any:
     help="Write a line to stderr after every chunk written to the ledger (for logs), "
     "instead of a progress bar on a terminal.",
 )
+@click.option(
+    "--client",
+    "client_id",
+    default=CLI_CLIENT,
+    show_default=True,
+    metavar="NAME",
+    help="The intake client recorded as the ratings' sender: a registered client "
+    "(integrity clients list) whose history this is, or 'cli'.",
+)
 @format_option()
-def ingest(app: App, file: Any, live: bool, progress_lines: bool, fmt: str) -> None:
+def ingest(app: App, file: Any, live: bool, progress_lines: bool, client_id: str, fmt: str) -> None:
     """Run every rating in a JSON Lines FILE (- for stdin) through the validation hook.
 
     Ratings are judged in order, each at its own submitted_at (replay), so a month of
@@ -83,12 +93,18 @@ def ingest(app: App, file: Any, live: bool, progress_lines: bool, fmt: str) -> N
     the same file again: what was written is answered as identical retries, and the
     rest is decided exactly as an uninterrupted run would have (the in-process limiter
     rebuilds its counters from the ledger).
+
+    Every rating records the client that sent it (--client).
     """
     from integrity.ingest import ingest as run_ingest
     from integrity.ingest import read_jsonl
 
+    if client_id != CLI_CLIENT and not app.get(IntakeClients).known(client_id):
+        raise NotFound(f"no intake client {client_id!r} (integrity clients list), nor 'cli'")
     with progress("ingest", lines=progress_lines) as tick:
-        summary = run_ingest(app.hook, read_jsonl(file), replay=not live, on_progress=tick)
+        summary = run_ingest(
+            app.hook, read_jsonl(file), replay=not live, on_progress=tick, client_id=client_id
+        )
     for line, err in summary.errors:
         click.echo(f"line {line}: {err.summary()}", err=True)
     doc = summary.as_dict()
@@ -229,9 +245,15 @@ def export() -> None:
     default="-",
     help="Output file (default: stdout).",
 )
-def export_ratings(app: App, fmt: str, output: Any) -> None:
-    """One row per rating in the order received, with status, counted, reasons, risk and
-    comment.
+@click.option(
+    "--client",
+    "client_id",
+    metavar="NAME",
+    help="Only the ratings this intake client sent (cli: ingested; open: open intake).",
+)
+def export_ratings(app: App, fmt: str, output: Any, client_id: str | None) -> None:
+    """One row per rating in the order received, with status, counted, reasons, risk,
+    the intake client that sent it (client_id), and comment.
 
     Through the server it needs the admin, reviewer, auditor or supervisor role, and
     the comment column is left out for those who may not read comments (auditors).
@@ -243,7 +265,7 @@ def export_ratings(app: App, fmt: str, output: Any) -> None:
     require_read(reader, "ratings")
     comments = may_read(reader, "comments")
     columns = (*EXPORT_COLUMNS, "comment") if comments else EXPORT_COLUMNS
-    render(rows(app.ledger, comments=comments), columns, fmt, output)
+    render(rows(app.ledger, comments=comments, client_id=client_id), columns, fmt, output)
 
 
 @click.command()
@@ -691,6 +713,98 @@ def staff_token_revoke(svc: Credentials, actor: str | None, token_id: int, fmt: 
     render([c.row(svc.clock.now())], CREDENTIAL_COLUMNS, fmt, _out())
 
 
+# -- intake clients -----------------------------------------------------------------------
+
+
+@click.group("clients")
+def clients() -> None:
+    """Intake clients: the services allowed to submit ratings over HTTP, one key each.
+
+    `integrity serve` refuses intake without a valid key (401) and a rating for a
+    window outside the client's scope (403). A key is printed once, alone on the last
+    line of `add` and `rotate` (KEY=$(integrity clients add kiosk-gw | tail -1)); only
+    its SHA-256 is stored. Operator commands: they need the database, not a role.
+    """
+
+
+def _issued(verb: str, client: Any, key: str, notes: list[str]) -> None:
+    expires = client.expires_at.isoformat() if client.expires_at else "never"
+    click.echo(f"{verb} intake client {client.name} (key id {client.key_id})")
+    click.echo(f"scope: {scope_text(client)}; expires: {expires}")
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo("the key below is shown once; send it as: Authorization: Bearer KEY")
+    click.echo(key)
+
+
+@clients.command("add")
+@instance_options
+@click.argument("name")
+@click.option(
+    "--hall", "halls", multiple=True, metavar="HALL", help="Only windows of this hall (repeatable)."
+)
+@click.option(
+    "--window", "windows", multiple=True, metavar="WINDOW", help="Only this window (repeatable)."
+)
+@click.option(
+    "--expires",
+    metavar="DAYS|DATE",
+    help="The key stops working after DAYS days, or after the day DATE (YYYY-MM-DD, in "
+    "the rule set's time zone). Default: never.",
+)
+@pass_service(IntakeClients)
+def clients_add(
+    svc: IntakeClients,
+    name: str,
+    halls: tuple[str, ...],
+    windows: tuple[str, ...],
+    expires: str | None,
+) -> None:
+    """Register the intake client NAME and print its key (once, on the last line).
+
+    With --hall or --window the client may submit only for those windows (a hall's
+    windows come from the service registry: a hall-scoped client cannot submit while
+    none is loaded); without, for any window.
+    """
+    client, key = svc.add(name, halls=halls, windows=windows, expires=expires)
+    unknown = svc.unknown_scope(client)
+    notes = [f"not in the loaded service registry: {', '.join(unknown)}"] if unknown else []
+    _issued("added", client, key, notes)
+
+
+@clients.command("list")
+@instance_options
+@format_option()
+@pass_app
+def clients_list(app: App, fmt: str) -> None:
+    """Every intake client: state (active, expired, revoked), scope, key id and dates.
+    Never a key."""
+    rows = client_rows(app.get(IntakeClients).all(), app.clock.now())
+    render(rows, CLIENT_COLUMNS, fmt, _out())
+
+
+@clients.command("rotate")
+@instance_options
+@click.argument("name")
+@pass_service(IntakeClients)
+def clients_rotate(svc: IntakeClients, name: str) -> None:
+    """Give NAME a new key (printed once, on the last line); the old key stops working
+    (at once here, within a few seconds in running servers)."""
+    client, key = svc.rotate(name)
+    _issued("rotated", client, key, [])
+
+
+@clients.command("revoke")
+@instance_options
+@click.argument("name")
+@pass_service(IntakeClients)
+def clients_revoke(svc: IntakeClients, name: str) -> None:
+    """Revoke NAME for good: its key stops working (within a few seconds in running
+    servers); the ratings it sent stay, attributed to it."""
+    client = svc.revoke(name)
+    click.echo(f"revoked intake client {client.name} (key id {client.key_id})")
+
+
 @click.command()
 @click.argument("code")
 def explain(code: str) -> None:
@@ -711,5 +825,6 @@ COMMANDS: tuple[click.Command, ...] = (
     report,
     ledger,
     staff,
+    clients,
     explain,
 )

@@ -1,6 +1,6 @@
 """The rule set as the core reads it: id, name, time zone, rubric, intake tolerances
-(``[intake] max_clock_skew_s``, ``max_age_s``), and the working-day calendar
-(``[calendar]``, see :mod:`integrity.calendar`).
+(``[intake] max_clock_skew_s``, ``max_age_s``), the working-day calendar (``[calendar]``,
+see :mod:`integrity.calendar`), and the HTTP intake's request bounds (``[http]``).
 
 A rule set is one versioned TOML text (see ``rules/default_ruleset.toml``); its id is
 derived from the text, so the id names exactly the configuration that decided. The
@@ -31,6 +31,22 @@ def rule_set_id(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class HttpLimits:
+    """Bounds of an HTTP intake request (the rule set's ``[http]`` table).
+
+    ``max_body_bytes``: the largest body of any request but a batch (one rating);
+    ``max_batch_bytes``: the largest body of ``POST /v1/ratings:batch``;
+    ``max_batch_items``: the most ratings in one batch. A larger body is answered 413
+    before it is read; a batch with more items is answered 413 when its item past the
+    limit is reached, without decoding the rest.
+    """
+
+    max_body_bytes: int = 1_048_576
+    max_batch_bytes: int = 8_388_608
+    max_batch_items: int = 1000
+
+
+@dataclass(frozen=True)
 class CoreConfig:
     rule_set_id: str
     name: str
@@ -42,6 +58,7 @@ class CoreConfig:
     calendar: WorkingCalendar = field(default_factory=WorkingCalendar)
     #: A live rating submitted or served longer ago than this at receipt is held (s).
     max_age_s: float = DEFAULT_MAX_AGE_S
+    http: HttpLimits = field(default_factory=HttpLimits)
 
     def section(self, name: str) -> Mapping[str, Any]:
         """A top-level table (``intake``, ``detect`` ...), or ``{}`` when absent."""
@@ -95,6 +112,7 @@ def parse_core_config(text: str, doc: Mapping[str, Any] | None = None) -> CoreCo
         raw=raw,
         calendar=WorkingCalendar.from_section(cal),
         max_age_s=max_age,
+        http=_http(raw.get("http", {})),
     )
 
 
@@ -106,6 +124,24 @@ def _seconds(intake: Mapping[str, Any], key: str, default: float) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"[intake] {key}: expected a number of seconds") from None
+
+
+def _http(section: Any) -> HttpLimits:
+    if not isinstance(section, Mapping):
+        raise ConfigError("rule set field 'http' must be a table")
+    known = set(HttpLimits.__dataclass_fields__)
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(f"[http]: unknown field(s) {', '.join(map(repr, unknown))}")
+    values: dict[str, int] = {}
+    for name in known:
+        if name not in section:
+            continue
+        value = section[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"[http] {name}: {value!r} is not an integer >= 1")
+        values[name] = value
+    return HttpLimits(**values)
 
 
 def _rubric(rub: Any) -> Rubric:

@@ -54,6 +54,7 @@ CORE_CONFIG_TABLES: tuple[str, ...] = (
     "credentials",
     "os_users",
     "periods",
+    "intake_clients",
 )
 
 #: Columns a configuration table may change without a seal, because they record use,

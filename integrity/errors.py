@@ -55,8 +55,8 @@ class PermissionDenied(EngineError):
 
 
 class Unauthenticated(PermissionDenied):
-    """No valid credential: an unknown, expired or revoked token, or an unsafe token file
-    (HTTP 401; the CLI's exit 1)."""
+    """No valid credential: none, an unknown, expired or revoked token or intake key, or
+    an unsafe token file (HTTP 401; the CLI's exit 1)."""
 
 
 class PolicyViolation(EngineError):

@@ -74,20 +74,24 @@ class ValidationHook:
 
     # -- one rating -------------------------------------------------------------------------
 
-    def parse(self, obj: Any, received_at: datetime | None = None) -> Rating:
+    def parse(
+        self, obj: Any, received_at: datetime | None = None, client_id: str | None = None
+    ) -> Rating:
         return parse_rating(
             obj,
             rubric=self.config.rubric,
             pseudonymiser=self.pseudonymiser,
             received_at=received_at or self.clock.now(),
+            client_id=client_id,
         )
 
-    def validate(self, obj: Any, *, replay: bool = False) -> Decision:
+    def validate(self, obj: Any, *, replay: bool = False, client_id: str | None = None) -> Decision:
         """Judge one rating (a decoded JSON object) and record it.
 
         ``replay`` judges it at its own ``submitted_at`` (ingest of history); live
-        intake judges at the time of receipt. Raises ``InvalidInput`` (nothing
-        written) or ``BackendUnavailable`` (database down; nothing written, and the
+        intake judges at the time of receipt. ``client_id`` names the intake client
+        that sent it (recorded with the rating and in its decision's evidence).
+        Raises ``InvalidInput`` (nothing written) or ``BackendUnavailable`` (database down; nothing written, and the
         rate-limit slots the gates took for it given back).
 
         Optimistic: the gates run first and the ledger's write settles identical
@@ -97,7 +101,7 @@ class ValidationHook:
         duplicate had been caught first (which is what :meth:`validate_stream` does)
         or as if the rating had never been sent.
         """
-        rating = self.parse(obj)
+        rating = self.parse(obj, client_id=client_id)
         ctx = self._context(replay)
         pending = self._judge(rating, ctx)
         try:
@@ -140,13 +144,16 @@ class ValidationHook:
         return self._pending(rating, combine(verdicts))
 
     def _pending(self, rating: Rating, verdict: Verdict | None) -> Pending:
+        # The client goes into the decision's evidence too, so the Merkle log seals who
+        # sent the rating (the leaf's fixed rating fields predate the column).
+        sent_by = {} if rating.client_id is None else {"client_id": rating.client_id}
         if verdict is None:
-            return Pending(rating, Status.ACCEPTED, (), {}, self.config.rule_set_id)
+            return Pending(rating, Status.ACCEPTED, (), sent_by, self.config.rule_set_id)
         return Pending(
             rating,
             verdict.status,
             verdict.reasons,
-            verdict.evidence,
+            {**verdict.evidence, **sent_by},
             self.config.rule_set_id,
             verdict.retry_after_s,
         )
@@ -160,6 +167,7 @@ class ValidationHook:
         replay: bool = True,
         chunk: int = 500,
         on_progress: Callable[[int], None] | None = None,
+        client_id: str | None = None,
     ) -> Iterator[IngestItem]:
         """Judge ratings in order, writing them in chunks; yields one item per input.
 
@@ -171,7 +179,7 @@ class ValidationHook:
         fingerprints: set[str] = set()
         for line, obj in enumerate(objs, start=1):
             try:
-                rating = self.parse(obj)
+                rating = self.parse(obj, client_id=client_id)
             except InvalidInput as err:
                 yield from self._flush(batch, replay, on_progress)
                 tickets.clear()

@@ -1,7 +1,26 @@
 """HTTP intake (docs/reference.md, HTTP) on FastAPI: the same hook as the CLI and the Python API.
 
-Live intake judges each rating at the time of receipt. A background thread seals
-new ledger events into the Merkle log every few seconds, off the request path.
+Trust at the edges:
+
+- **Who sends**: intake needs an intake client's key (``Authorization: Bearer KEY``,
+  see :mod:`integrity.clients`): none, unknown, expired or revoked is 401 and nothing
+  is written; a rating for a window outside the client's scope is 403 (in a batch, an
+  error result for that element). Every rating records the client that sent it.
+  ``open_intake`` (``serve --open-intake``, local trials) accepts requests without a
+  key as client ``open``, with a WARNING at startup and on every such request.
+- **How much**: :class:`BodyLimit` answers 413 before a body larger than the rule
+  set's ``[http]`` bounds is read (by ``Content-Length``, or as soon as a streamed body
+  passes the bound); a batch is decoded element by element and refused (413) at the
+  first element past ``max_batch_items``, without decoding the rest.
+- **How long**: :class:`GuardedH11Protocol` closes a connection whose request line
+  and headers do not arrive within a few seconds (408); ``serve --limit-concurrency``
+  bounds connections and tasks per worker (503 beyond).
+- **Where from**: forwarded headers are trusted only from ``serve --trusted-proxy``
+  networks; the access log never shows a client address (:func:`log_config`).
+
+Live intake judges each rating at the time of receipt. A background thread seals new
+ledger events into the Merkle log every few seconds, off the request path, and
+re-reads the registries and intake clients.
 ``POST /v1/commands`` runs a person-facing command of the CLI for the person a
 bearer token names (:mod:`integrity.remote`; ``integrity --server URL ...`` is its
 client).
@@ -9,44 +28,309 @@ client).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from typing import Any, Literal
 
-from fastapi import APIRouter, Body, FastAPI, Request
+import h11
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from integrity.app import App
 from integrity.auth import Credentials
+from integrity.clients import OPEN_CLIENT, IntakeClients
+from integrity.config import HttpLimits
 from integrity.errors import (
     BackendUnavailable,
     EngineError,
+    FieldError,
     InvalidInput,
     PermissionDenied,
     Unauthenticated,
 )
 from integrity.hook import IngestItem
+from integrity.model import VERBAL_LEVELS, IntakeClient, Rubric
 from integrity.parsing import RatingIn
 from integrity.people import Person
 from integrity.remote import MAX_BODY, CommandNotAllowed, CommandRunner, parse_request
 
 log = logging.getLogger("integrity.http")
 
-MAX_BATCH = 1000
 SEAL_EVERY_S = 2.0
+#: Seconds a connection may take to send a whole request line and headers.
+HEADER_TIMEOUT_S = 5.0
+#: Connections plus tasks per worker process before new requests get 503.
+LIMIT_CONCURRENCY = 1000
+BATCH_PATH = "/v1/ratings:batch"
+#: The catalogue's default bounds; an instance's come from its rule set's ``[http]``.
+MAX_BATCH = HttpLimits().max_batch_items
 
-_RATING_SCHEMA = RatingIn.model_json_schema()
-_DECISION_EXAMPLE = {
-    "rating_id": 42,
-    "status": "accepted",
-    "counted": True,
-    "reasons": [],
-    "rule_set_id": "rs-61015115e8cb",
+OPEN = IntakeClient(name=OPEN_CLIENT, key_id="", key_hash="")
+OPEN_WARNING = (
+    "OPEN INTAKE (serve --open-intake): ratings are accepted without a client key and "
+    "recorded as client 'open'; anyone who can reach this port can submit. Local trials only."
+)
+
+
+def rating_schema(rubric: Rubric) -> dict[str, Any]:
+    """The JSON schema of one rating (docs/reference.md, Ratings) for this rule set's
+    rubric: every dimension required, on the rubric's scale (or a verbal level)."""
+    schema = RatingIn.model_json_schema()
+    props = schema["properties"]
+    integer = {"type": "integer", "minimum": rubric.scale_min, "maximum": rubric.scale_max}
+    score: dict[str, Any] = integer
+    if (rubric.scale_min, rubric.scale_max) == (1, 5):
+        score = {"anyOf": [integer, {"type": "string", "enum": sorted(VERBAL_LEVELS)}]}
+    props["scores"] = {
+        "type": "object",
+        "description": props["scores"].get("description", ""),
+        "properties": {dim: score for dim in rubric.dimensions},
+        "required": list(rubric.dimensions),
+        "additionalProperties": False,
+    }
+    props["ip"] = {**props["ip"], "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+    for name in ("served_at", "submitted_at"):
+        text = {"type": "string", "format": "date-time"}
+        props[name] = {**props[name], "anyOf": [text, {"type": "null"}]}
+    return schema
+
+
+# -- what the endpoints answer (the OpenAPI schema; responses are built by hand) ------------
+
+
+class FieldErrorOut(BaseModel):
+    field: str = Field(description="dotted path of the field at fault (scores.attitude, (body))")
+    message: str
+
+
+class ErrorOut(BaseModel):
+    detail: str
+    errors: list[FieldErrorOut] = Field(
+        default_factory=list, description="field-level errors (422)"
+    )
+
+
+class DecisionOut(BaseModel):
+    rating_id: int
+    status: Literal["accepted", "held", "rejected", "voided"]
+    counted: bool
+    reasons: list[str] = Field(description="reason codes from the catalogue")
+    rule_set_id: str
+    retry_after_s: float | None = Field(
+        default=None, description="present when a rate limit was hit"
+    )
+    replayed: bool | None = Field(
+        default=None, description="true when this answers an identical retry (nothing written)"
+    )
+
+
+class BatchDecisionOut(DecisionOut):
+    index: int
+
+
+class BatchErrorOut(BaseModel):
+    index: int
+    status: None = Field(description="null: this element was not recorded")
+    detail: str
+    errors: list[FieldErrorOut]
+
+
+class BatchOut(BaseModel):
+    results: list[BatchDecisionOut | BatchErrorOut] = Field(
+        description="one per element, in order: a decision, or field errors (status null)"
+    )
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    ledger: Literal["ok", "unavailable"]
+    limiter: Literal["ok", "unavailable"]
+    rule_set_id: str
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+_UNAUTHORIZED = {
+    **_error("No client key, or an unknown, expired or revoked one; nothing written"),
+    "headers": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
 }
+_TOO_LARGE = _error("The body is larger than the rule set's [http] bounds; nothing read or written")
+_UNAVAILABLE = _error("The ledger is unavailable; nothing written; a retry is safe")
+
+
+# -- request bodies --------------------------------------------------------------------------
+
+
+class TooLarge(EngineError):
+    """A request body or batch past the rule set's ``[http]`` bounds (HTTP 413)."""
+
+
+def _not_json(err: Exception) -> InvalidInput:
+    if isinstance(err, RecursionError):
+        message = "nested too deeply"
+    elif isinstance(err, UnicodeDecodeError):
+        message = "not UTF-8 text"
+    else:
+        message = str(err)
+    return InvalidInput([FieldError("(body)", f"not valid JSON: {message}")], what="request body")
+
+
+def decode_json(body: bytes) -> Any:
+    """The JSON value of a request body; ``InvalidInput`` (field ``(body)``) otherwise."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError too
+        raise _not_json(err) from None
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+def decode_batch(body: bytes, max_items: int) -> list[Any]:
+    """The elements of a JSON array body, decoded one by one: ``TooLarge`` as soon as
+    element ``max_items + 1`` begins (the rest is never decoded); ``InvalidInput`` for a
+    body that is not a JSON array."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _not_json(err) from None
+    pos = _WS.match(text, 0).end()  # type: ignore[union-attr]
+    if not text.startswith("[", pos):
+        try:
+            json.loads(text)
+        except (ValueError, RecursionError) as err:
+            raise _not_json(err) from None
+        raise InvalidInput([FieldError("(body)", "expected a JSON array of ratings")], "batch")
+    items: list[Any] = []
+    pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+    if text.startswith("]", pos):
+        pos += 1
+    else:
+        while True:
+            if len(items) == max_items:
+                raise TooLarge(f"at most {max_items} ratings per batch")
+            try:
+                item, pos = _DECODER.raw_decode(text, pos)
+            except (ValueError, RecursionError) as err:
+                raise _not_json(err) from None
+            items.append(item)
+            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            if text.startswith(",", pos):
+                pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+            elif text.startswith("]", pos):
+                pos += 1
+                break
+            else:
+                raise _not_json(ValueError(f"expected ',' or ']' at char {pos}"))
+    if _WS.match(text, pos).end() != len(text):  # type: ignore[union-attr]
+        raise _not_json(ValueError(f"extra data after the array at char {pos}"))
+    return items
+
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class _Refused(Exception):
+    """Raised inside ``receive`` once a streamed body passed its bound (already answered)."""
+
+
+class BodyLimit:
+    """Pure ASGI middleware: a request body larger than its bound is answered 413 before
+    the application reads it (``Content-Length``), or as soon as a streamed (chunked)
+    body passes the bound; the connection is then closed, so the rest is never read.
+    The bound is ``max_batch_bytes`` for the batch path, ``max_body_bytes`` for every
+    other request."""
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, max_batch_bytes: int, batch_path: str = BATCH_PATH
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_batch_bytes = max_batch_bytes
+        self.batch_path = batch_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cap = self.max_batch_bytes if scope["path"] == self.batch_path else self.max_body_bytes
+        declared = _content_length(scope)
+        if declared is not None and declared > cap:
+            await _answer_413(send, cap)
+            return
+        seen = 0
+        answered = False
+
+        async def bounded_receive() -> Message:
+            nonlocal seen, answered
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > cap and not answered:
+                    answered = True
+                    await _answer_413(send, cap)
+                    raise _Refused
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not answered:  # after our 413, whatever the application says is dropped
+                await send(message)
+
+        with suppress(_Refused):
+            await self.app(scope, bounded_receive, guarded_send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _answer_413(send: Send, cap: int) -> None:
+    body = json.dumps(
+        {"detail": f"request body too large: at most {cap} bytes (the rule set's [http] bounds)"}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+# -- answers -------------------------------------------------------------------------------
 
 
 _COMMAND_BODY = {
@@ -105,11 +389,24 @@ def _errors(err: InvalidInput) -> dict[str, Any]:
     return {"detail": err.summary(), "errors": [e.as_dict() for e in err.errors]}
 
 
-def _item(item: IngestItem) -> dict[str, Any]:
+def _item(item: IngestItem, index: int) -> dict[str, Any]:
     if item.error is not None:
-        return {"index": item.line - 1, "status": None, **_errors(item.error)}
+        return {"index": index, "status": None, **_errors(item.error)}
     assert item.decision is not None
-    return {"index": item.line - 1, **item.decision.as_dict()}
+    return {"index": index, **item.decision.as_dict()}
+
+
+def _refused_item(index: int, err: PermissionDenied) -> dict[str, Any]:
+    return {
+        "index": index,
+        "status": None,
+        "detail": f"refused: {err}",
+        "errors": [{"field": "window_id", "message": str(err)}],
+    }
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(status_code=401, detail=message, headers={"WWW-Authenticate": "Bearer"})
 
 
 def log_config() -> dict[str, Any]:
@@ -136,7 +433,8 @@ class Background:
     ``integrity venues load`` replaced, a new service registry, a period closed), then
     run each of the App's ``background`` tasks (registered by the composition root, e.g.
     the webhook outbox) with the round's time. One thread per process; a failed step is
-    logged and the next round retries it, and one task failing never stops the others.
+    logged and the next round retries it (intake clients are
+    re-read too: a revoked or rotated key stops working here), and one task failing never stops the others.
     When it stops it runs one last round, so what the process wrote is sealed by the
     time it exits."""
 
@@ -158,6 +456,8 @@ class Background:
             log.debug("sealed %d event(s)", sealed)
         if self.app.hook.reload():
             log.info("configuration reloaded (venue registry, service registry, closed periods)")
+        if self.app.get(IntakeClients).reload():
+            log.info("intake clients reloaded")
 
     @staticmethod
     def _step(name: str, fn: Callable[..., object], *args: Any) -> None:
@@ -187,16 +487,24 @@ def create_app(
     seal_every_s: float | None = SEAL_EVERY_S,
     routers: Sequence[APIRouter] = (),
     commands: CommandRunner | None = None,
+    *,
+    open_intake: bool = False,
 ) -> FastAPI:
     """The ASGI application over a wired :class:`App`. ``seal_every_s=None`` disables sealing.
 
     ``routers``: packages' own endpoints (e.g. the audit router), included as given.
     ``commands``: the runner of person-facing CLI commands behind ``POST /v1/commands``
     (the composition root gives it the CLI); without it the endpoint is absent.
+    ``open_intake``: accept intake without a client key, as client ``open`` (loudly).
     """
+    limits = app.core.http
+    clients = app.get(IntakeClients)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if open_intake:
+            log.warning(OPEN_WARNING)
+        await run_in_threadpool(_warm, clients)
         if seal_every_s is None:
             yield
             return
@@ -209,6 +517,11 @@ def create_app(
         summary="Validation hook for citizen ratings of public services",
         lifespan=lifespan,
     )
+    api.add_middleware(
+        BodyLimit,
+        max_body_bytes=limits.max_body_bytes,
+        max_batch_bytes=limits.max_batch_bytes,
+    )
 
     @api.exception_handler(BackendUnavailable)
     async def _unavailable(_: Any, err: BackendUnavailable) -> JSONResponse:
@@ -218,85 +531,170 @@ def create_app(
             content={"detail": "service unavailable: the ledger did not answer; retry"},
         )
 
+    @api.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Any, err: RequestValidationError) -> JSONResponse:
+        errors = []
+        for e in err.errors():
+            loc = [str(p) for p in e.get("loc", ()) if p != "body" and not isinstance(p, int)]
+            if e.get("type") == "json_invalid":
+                errors.append(FieldError("(body)", f"not valid JSON: {e.get('msg', '')}"))
+            else:
+                errors.append(FieldError(".".join(loc) or "(body)", str(e.get("msg", ""))))
+        return JSONResponse(status_code=422, content=_errors(InvalidInput(errors, what="request")))
+
+    bearer = HTTPBearer(
+        auto_error=False,
+        scheme_name="IntakeClientKey",
+        description="An intake client's key: `integrity clients add NAME` prints it once.",
+    )
+
+    async def intake_client(
+        credentials: HTTPAuthorizationCredentials | None = Security(bearer),  # noqa: B008
+    ) -> IntakeClient:
+        if credentials is None:
+            if open_intake:
+                log.warning("open intake: a request without a client key, recorded as 'open'")
+                return OPEN
+            raise _unauthorized(
+                "send Authorization: Bearer <intake client key> (integrity clients add)"
+            )
+        key = credentials.credentials
+        try:
+            client = clients.authenticate_cached(key)
+            if client is None:  # a key this process has not seen: read the clients again
+                client = await run_in_threadpool(clients.authenticate, key)
+        except Unauthenticated as err:
+            raise _unauthorized(str(err)) from None
+        return client
+
+    one_rating = rating_schema(app.core.rubric)
+    intake_body = {
+        "required": True,
+        "content": {"application/json": {"schema": one_rating}},
+    }
+
     @api.post(
         "/v1/ratings",
         summary="Validate and record one rating",
+        response_model=None,
         responses={
-            200: {
-                "description": "The decision",
-                "content": {"application/json": {"example": _DECISION_EXAMPLE}},
-            },
+            200: {"model": DecisionOut, "description": "The decision (the rating is recorded)"},
+            401: _UNAUTHORIZED,
+            403: _error("The client may not submit ratings for this window; nothing written"),
             409: {
-                "description": "Another rating already exists for this ticket; this one is recorded as rejected"
+                "model": DecisionOut,
+                "description": "Another rating already holds this ticket; this one is recorded as rejected",
             },
-            422: {"description": "The rating does not parse; field-level errors; nothing written"},
-            503: {"description": "The ledger is unavailable; nothing written"},
+            413: _TOO_LARGE,
+            422: _error("The body is not JSON or the rating does not parse; nothing written"),
+            503: _UNAVAILABLE,
         },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _RATING_SCHEMA}},
-            }
-        },
+        openapi_extra={"requestBody": intake_body},
     )
-    def post_rating(body: Any = Body(...)) -> JSONResponse:  # noqa: B008 - FastAPI's idiom
+    def post_rating(
+        client: IntakeClient = Depends(intake_client),  # noqa: B008 - FastAPI's idiom
+        body: bytes = Depends(_raw_body),
+    ) -> JSONResponse:
         try:
-            decision = app.hook.validate(body, replay=False)
+            obj = decode_json(body)
+            window = obj.get("window_id") if isinstance(obj, dict) else None
+            if isinstance(window, str):
+                clients.admit(client, window)
+            decision = app.hook.validate(obj, replay=False, client_id=client.name)
         except InvalidInput as err:
             return JSONResponse(status_code=422, content=_errors(err))
+        except PermissionDenied as err:
+            return JSONResponse(status_code=403, content={"detail": str(err)})
         code = 409 if decision.duplicate_ticket else 200
         return JSONResponse(status_code=code, content=decision.as_dict())
 
     @api.post(
-        "/v1/ratings:batch",
-        summary="Validate and record up to 1000 ratings, in order",
+        BATCH_PATH,
+        summary=f"Validate and record up to {limits.max_batch_items} ratings, in order",
+        response_model=None,
         responses={
             200: {
-                "description": "One result per element, in order: a decision, or field errors (status null)"
+                "model": BatchOut,
+                "description": "One result per element, in order: a decision, or field "
+                "errors (status null; also for a window outside the client's scope)",
             },
-            422: {"description": "The body is not a JSON array, or too long"},
-            503: {
-                "description": "The ledger is unavailable: `completed` elements are settled; "
-                + BATCH_503
-            },
+            401: _UNAUTHORIZED,
+            413: _error(
+                f"The body is larger than the [http] bounds, or holds more than "
+                f"{limits.max_batch_items} ratings; nothing written"
+            ),
+            422: _error("The body is not a JSON array; nothing written"),
+            503: _error(
+                "The ledger became unavailable: `completed` elements are settled; " + BATCH_503
+            ),
         },
         openapi_extra={
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": {"type": "array", "items": _RATING_SCHEMA}}
+                    "application/json": {
+                        "schema": {
+                            "type": "array",
+                            "items": one_rating,
+                            "maxItems": limits.max_batch_items,
+                        }
+                    }
                 },
             }
         },
     )
-    def post_batch(body: Any = Body(...)) -> JSONResponse:  # noqa: B008
-        if not isinstance(body, list):
-            return JSONResponse(
-                status_code=422, content={"detail": "expected a JSON array of ratings"}
-            )
-        if len(body) > MAX_BATCH:
-            return JSONResponse(
-                status_code=422, content={"detail": f"at most {MAX_BATCH} ratings per batch"}
-            )
-        items: list[dict[str, Any]] = []
+    def post_batch(
+        client: IntakeClient = Depends(intake_client),  # noqa: B008
+        body: bytes = Depends(_raw_body),
+    ) -> JSONResponse:
         try:
-            for item in app.hook.validate_stream(body, replay=False):
-                items.append(_item(item))
+            items = decode_batch(body, limits.max_batch_items)
+        except InvalidInput as err:
+            return JSONResponse(status_code=422, content=_errors(err))
+        except TooLarge as err:
+            return JSONResponse(status_code=413, content={"detail": str(err)})
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        admitted: list[int] = []
+        for i, obj in enumerate(items):
+            window = obj.get("window_id") if isinstance(obj, dict) else None
+            if isinstance(window, str):
+                try:
+                    clients.admit(client, window)
+                except PermissionDenied as err:
+                    results[i] = _refused_item(i, err)
+                    continue
+            admitted.append(i)
+        try:
+            stream = app.hook.validate_stream(
+                (items[i] for i in admitted), replay=False, client_id=client.name
+            )
+            for item in stream:
+                index = admitted[item.line - 1]
+                results[index] = _item(item, index)
         except BackendUnavailable as err:
+            completed = next((i for i, r in enumerate(results) if r is None), len(results))
             log.error(
-                "backend unavailable after %d of %d batch elements: %s", len(items), len(body), err
+                "backend unavailable after %d of %d batch elements: %s", completed, len(items), err
             )
             return JSONResponse(
                 status_code=503,
                 content={
                     "detail": "service unavailable: the ledger did not answer; retry the same batch",
-                    "completed": len(items),
+                    "completed": completed,
                     "batch": BATCH_503,
                 },
             )
-        return JSONResponse(status_code=200, content={"results": items})
+        return JSONResponse(status_code=200, content={"results": results})
 
-    @api.get("/healthz", summary="Liveness and backend health")
+    @api.get(
+        "/healthz",
+        summary="Liveness and backend health (no key needed)",
+        response_model=None,
+        responses={
+            200: {"model": HealthOut, "description": "Ledger reachable"},
+            503: {"model": HealthOut, "description": "Ledger unavailable"},
+        },
+    )
     def healthz() -> JSONResponse:
         try:
             app.ledger.active_rule_set()
@@ -390,8 +788,131 @@ def _too_large(limit: int) -> JSONResponse:
     )
 
 
+def _warm(clients: IntakeClients) -> None:
+    try:
+        clients.refresh()
+    except BackendUnavailable as err:  # the first request will try again
+        log.warning("could not read the intake clients yet: %s", err)
+
+
 def _safe_ping(ping: Any) -> bool:
     try:
         return bool(ping())
     except EngineError:
         return False
+
+
+# -- the server's connections ------------------------------------------------------------------
+
+REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on the request head: a connection that has
+    not sent a whole request line and headers within ``config.header_timeout_s`` seconds
+    of opening (or of its previous response) is closed, with a 408 when part of a head
+    had arrived (an idle one just closes, as keep-alive does). uvicorn alone waits for a
+    slow head as long as the client likes (its keep-alive timeout stops at the first
+    byte)."""
+
+    def __init__(self, config: Any, server_state: Any, app_state: Any, _loop: Any = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.header_timeout_s = float(getattr(config, "header_timeout_s", HEADER_TIMEOUT_S))
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timeout)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._head_timer is not None and self.conn.their_state is not h11.IDLE:
+            self._disarm()  # a whole request head arrived
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm()  # waiting for the next request's head
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a request is being answered
+        started, _ = self.conn.trailing_data
+        if started:  # part of a head arrived: say why (an idle connection just closes)
+            log.info("closed a connection whose request head did not arrive in time")
+            self.transport.write(REQUEST_TIMEOUT)
+        self.transport.close()
+
+
+class ServeConfig(uvicorn.Config):
+    """uvicorn's configuration plus the request-head deadline (read by
+    :class:`GuardedH11Protocol`; travels to worker processes with the configuration)."""
+
+    def __init__(self, app: Any, *, header_timeout_s: float = HEADER_TIMEOUT_S, **kwargs: Any):
+        super().__init__(app, **kwargs)
+        self.header_timeout_s = header_timeout_s
+
+
+def server_config(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    trusted_proxies: Sequence[str] = (),
+    limit_concurrency: int | None = LIMIT_CONCURRENCY,
+    header_timeout_s: float = HEADER_TIMEOUT_S,
+) -> ServeConfig:
+    """The uvicorn configuration of ``integrity serve``. ``app`` is the ASGI application,
+    or an import string of its factory (``bootstrap:asgi_app``) for several workers.
+
+    Forwarded headers (``X-Forwarded-For``/``-Proto``) are honoured only from the
+    ``trusted_proxies`` networks (CIDR); with none, never.
+    """
+    return ServeConfig(
+        app,
+        host=host,
+        port=port,
+        workers=workers,
+        factory=isinstance(app, str),
+        log_config=log_config(),
+        http=GuardedH11Protocol,
+        limit_concurrency=limit_concurrency,
+        header_timeout_s=header_timeout_s,
+        **proxy_options(trusted_proxies),
+    )
+
+
+def proxy_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
+    """uvicorn's forwarded-header settings: honoured from ``trusted_proxies`` (CIDR) only."""
+    if not trusted_proxies:
+        return {"proxy_headers": False, "forwarded_allow_ips": None}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted_proxies)}
+
+
+def run_server(config: ServeConfig) -> None:
+    """Run ``config`` (what ``uvicorn.run`` does, for a configuration built beforehand)."""
+    from uvicorn.supervisors import Multiprocess
+
+    server = uvicorn.Server(config=config)
+    if config.workers > 1:
+        sock = config.bind_socket()
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        server.run()

@@ -74,8 +74,11 @@ def ingest(
     *,
     replay: bool = True,
     on_progress: Callable[[int], None] | None = None,
+    client_id: str | None = None,
 ) -> IngestSummary:
-    """Run every object through the hook in order; refused lines are counted, not written."""
+    """Run every object through the hook in order; refused lines are counted, not written.
+
+    ``client_id`` is recorded with every rating as the client that sent it."""
 
     summary = IngestSummary()
     pending_bad: dict[int, str] = {}
@@ -88,7 +91,9 @@ def ingest(
             else:
                 yield obj
 
-    for item in hook.validate_stream(objects(), replay=replay, on_progress=on_progress):
+    for item in hook.validate_stream(
+        objects(), replay=replay, on_progress=on_progress, client_id=client_id
+    ):
         if item.line in pending_bad:
             item = IngestItem(
                 item.line, error=InvalidInput([FieldError("(line)", pending_bad.pop(item.line))])

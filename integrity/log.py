@@ -106,6 +106,8 @@ def _event_query(leaves: bool = False) -> sa.Select[Any]:
     With ``leaves``, driven by the log: every leaf with its event (if it still exists).
     """
     rating_cols = [t.ratings.c[k].label(f"r_{k}") for k in RATING_FIELDS]
+    # Not in the leaf (format v1 predates it): checked against the sealed evidence instead.
+    rating_cols.append(t.ratings.c.client_id.label("r_client_id"))
     cols = [*[t.events.c[k] for k in EVENT_FIELDS], *rating_cols]
     with_rating = sa.and_(
         t.ratings.c.rating_id == t.events.c.rating_id, t.events.c.kind == "decision"
@@ -129,6 +131,21 @@ def _leaf_of(row: Mapping[Any, Any]) -> bytes:
     if row["r_rating_id"] is None:  # the rating row is gone: hash a marker that can never match
         return merkle.leaf_hash(b"missing rating")
     return merkle.leaf_hash(leaf_data(row, row, prefix="r_"))
+
+
+def _check_client(row: Mapping[Any, Any], report: VerifyReport) -> None:
+    """A decision's rating row must name the client its sealed evidence names."""
+    if row["kind"] != "decision" or row["r_rating_id"] is None:
+        return
+    column = row["r_client_id"]
+    if column is None and '"client_id"' not in row["evidence"]:
+        return
+    sealed = json.loads(row["evidence"]).get("client_id")
+    if sealed != column:
+        report.fail(
+            f"rating {row['rating_id']}: client_id {column!r} differs from the sealed "
+            f"decision's {sealed!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -345,6 +362,7 @@ class MerkleLog:
                     fresh = b"\x00" * 32
                 else:
                     fresh = _leaf_of(row)
+                    _check_client(row, report)
                     if fresh != stored_hash:
                         what = (
                             f"rating {row['rating_id']} or its "

@@ -117,6 +117,10 @@ class Rating:
     device_hash: str
     fingerprint: str
     rating_id: int | None = None
+    # The intake client that sent it (``integrity clients``; ``cli`` for ingest, ``open``
+    # for a server in open mode); None through the Python API. Not part of the content:
+    # an identical submission from another client is still an identical retry.
+    client_id: str | None = None
 
     @property
     def occurred_at(self) -> datetime:
@@ -259,10 +263,44 @@ class StoredRating:
     risk: float
     version: int
     last_event_id: int  # the event that set the current status
+    client_id: str | None = None  # the intake client that sent it (None: not recorded)
 
     @property
     def counted(self) -> bool:
         return self.status.counted
+
+
+@dataclass(frozen=True)
+class IntakeClient:
+    """A service allowed to submit ratings over HTTP (``integrity clients``).
+
+    Its key is never stored: only ``key_hash`` (SHA-256 of the key, hex) and ``key_id``
+    (the key's public prefix, shown by ``clients list``). A client scoped to halls
+    and/or windows may submit only for those windows (a hall's windows come from the
+    service registry); one with no scope may submit for any window.
+    """
+
+    name: str
+    key_id: str
+    key_hash: str = field(repr=False)
+    halls: tuple[str, ...] = ()
+    windows: tuple[str, ...] = ()
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    rotated_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @property
+    def scoped(self) -> bool:
+        return bool(self.halls or self.windows)
+
+    def state(self, now: datetime) -> str:
+        """``active``, ``expired`` or ``revoked`` at ``now``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        return "active"
 
 
 @dataclass(frozen=True)

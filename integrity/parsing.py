@@ -70,14 +70,28 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 def _pydantic_errors(err: ValidationError) -> list[FieldError]:
     out = []
+    scores_seen: set[str] = set()
     for e in err.errors(include_url=False):
         loc = tuple(p for p in e["loc"] if p not in ("str", "int", "StrictStr", "StrictInt"))
+        field = _loc(loc)
         if e["type"] == "extra_forbidden":
-            out.append(FieldError(_loc(loc), "unknown field"))
+            out.append(FieldError(field, "unknown field"))
         elif e["type"] == "missing":
-            out.append(FieldError(_loc(loc), "required field is missing"))
+            out.append(FieldError(field, "required field is missing"))
+        elif len(loc) == 2 and loc[0] == "scores":
+            # A score is an integer or a verbal level: the union's two refusals ("not an
+            # integer", "not a string") would contradict each other; say it once.
+            if field not in scores_seen:
+                scores_seen.add(field)
+                out.append(
+                    FieldError(
+                        field,
+                        f"not an integer score: {e.get('input')!r} (expected an integer on "
+                        "the rubric's scale, or a verbal level such as 'satisfied')",
+                    )
+                )
         else:
-            out.append(FieldError(_loc(loc), e["msg"]))
+            out.append(FieldError(field, e["msg"]))
     return out
 
 
@@ -187,11 +201,14 @@ def parse_rating(
     rubric: Rubric,
     pseudonymiser: Pseudonymiser,
     received_at: datetime,
+    client_id: str | None = None,
 ) -> Rating:
     """Validate ``obj`` (a decoded JSON object) and pseudonymise it.
 
     ``received_at`` (aware) is the time of receipt; it is ``submitted_at`` when the
-    rating carries none. Raises :class:`InvalidInput` with every field error found.
+    rating carries none. ``client_id`` names the intake client that sent it (recorded,
+    not part of the content's fingerprint). Raises :class:`InvalidInput` with every
+    field error found.
     """
     if not isinstance(obj, Mapping):
         raise InvalidInput([FieldError("(rating)", "expected a JSON object")])
@@ -256,4 +273,5 @@ def parse_rating(
         prefix_hash=prefix_hash,
         device_hash=device_hash,
         fingerprint=fingerprint(content),
+        client_id=client_id,
     )

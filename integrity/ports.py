@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 from integrity.model import (
     Decision,
     Event,
+    IntakeClient,
     Rating,
     RatingState,
     Status,
@@ -240,6 +241,7 @@ SCAN_COLUMNS = (
     "counted",  # 1 when the current status is accepted
     "dup",  # 1 when rejected as a repeated ticket
     "risk",  # the combined risk stored by the last detection run (0 when none)
+    "client_id",  # the intake client that sent it (None when not recorded)
 )
 
 
@@ -423,4 +425,29 @@ class PeriodStore(Protocol):
 
     def version(self) -> int | None:
         """The id of the newest ``period.closed`` event (cheap; for reloads)."""
+
+
+class ClientStore(Protocol):
+    """Where intake clients are kept (SQL adapter: ``integrity.adapters.clients``).
+
+    Every change is one unit of work with its ledger event (``client.added``,
+    ``client.rotated``, ``client.revoked``); the key itself is never given to a store.
+    """
+
+    def add(self, client: IntakeClient, at: datetime, actor: str) -> IntakeClient:
+        """Register a new client; ``AlreadyExists`` when the name is taken."""
+        ...
+
+    def rotate(
+        self, name: str, key_id: str, key_hash: str, at: datetime, actor: str
+    ) -> IntakeClient:
+        """Replace an unrevoked client's key; ``NotFound`` / ``Conflict`` (revoked)."""
+        ...
+
+    def revoke(self, name: str, at: datetime, actor: str) -> IntakeClient:
+        """Revoke a client for good; ``NotFound`` / ``Conflict`` (already revoked)."""
+        ...
+
+    def all(self) -> list[IntakeClient]:
+        """Every client, revoked ones too, by name."""
         ...

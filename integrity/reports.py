@@ -46,6 +46,7 @@ EXPORT_COLUMNS = (
     "counted",
     "reasons",
     "risk",
+    "client_id",
 )
 
 
@@ -132,10 +133,16 @@ def performance(
 
 
 def export_ratings(
-    ledger: SqlLedger, batch: int = 5000, *, comments: bool = True
+    ledger: SqlLedger,
+    batch: int = 5000,
+    *,
+    comments: bool = True,
+    client_id: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every rating in the order received with its current status (and its ``comment``
-    unless ``comments`` is false); streams."""
+    unless ``comments`` is false); streams.
+
+    ``client_id``: only the ratings that intake client sent (who sent a flood)."""
     extra = [t.ratings.c.comment] if comments else []
     q = (
         sa.select(
@@ -151,6 +158,7 @@ def export_ratings(
             t.rating_status.c.status,
             t.rating_status.c.reasons,
             t.rating_status.c.risk,
+            t.ratings.c.client_id,
             *extra,
         )
         .select_from(
@@ -158,6 +166,8 @@ def export_ratings(
         )
         .order_by(t.ratings.c.rating_id)
     )
+    if client_id is not None:
+        q = q.where(t.ratings.c.client_id == client_id)
     with translate_errors(), ledger.engine.connect() as conn:
         result = conn.execution_options(yield_per=batch).execute(q).mappings()
         for r in result:

@@ -20,7 +20,7 @@ from integrity.catalogue import rate_limit_reason
 from integrity.config import CoreConfig, parse_core_config, read_toml
 from integrity.errors import ConfigError
 
-LIMIT_KEYS = ("device", "ip", "prefix", "device_window")
+LIMIT_KEYS = ("device", "ip", "prefix", "device_window", "client")
 LIMIT_SCOPES = ("default", "venue", "kiosk", "any")
 LIMIT_ACTIONS = ("reject", "hold")
 CALENDAR_DAY = "calendar_day"
@@ -32,6 +32,8 @@ _SCOPES_FOR_KEY = {
     "prefix": ("default", "venue", "any"),
     "device": ("default", "kiosk", "any"),
     "device_window": ("default", "kiosk", "any"),
+    # the intake client that sent the rating (applies only to ratings that record one)
+    "client": ("default", "any"),
 }
 _LIMIT_FIELDS = ("id", "key", "scope", "window", "limit", "action")
 # A rule id becomes part of a storage key: keep it to a safe alphabet.

@@ -313,6 +313,20 @@ def second_backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         yield url
 
 
+def intake_key(app: App, name: str | None = None, **scope: Any) -> str:
+    """Register an intake client on ``app`` (``integrity clients add``) and return its key,
+    for ``Authorization: Bearer``. ``scope``: ``halls=[...]``, ``windows=[...]``,
+    ``expires="30"``."""
+    from integrity.clients import IntakeClients
+
+    _, key = app.get(IntakeClients).add(name or f"gw-{serial()}", **scope)
+    return key
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 # -- counting ---------------------------------------------------------------------------------
 
 LEDGER_TABLES = (t.ratings, t.events, t.rating_status)

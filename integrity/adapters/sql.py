@@ -173,6 +173,7 @@ def rating_row(r: Rating, rule_set_id: str, claims_ticket: bool) -> dict[str, An
         "prefix_hash": r.prefix_hash,
         "device_hash": r.device_hash,
         "rule_set_id": rule_set_id,
+        "client_id": r.client_id,
     }
 
 
@@ -506,6 +507,7 @@ class SqlLedger:
                 "dup"
             ),
             s.risk,
+            r.client_id,
         ]
         base = sa.select(*cols).select_from(
             t.ratings.join(t.rating_status, s.rating_id == r.rating_id)
@@ -1366,6 +1368,7 @@ def _stored(row: Mapping[str, Any]) -> StoredRating:
         risk=float(row["risk"] or 0.0),
         version=int(row["version"]),
         last_event_id=int(row["last_event_id"]),
+        client_id=row["client_id"],
     )
 
 

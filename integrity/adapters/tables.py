@@ -62,6 +62,10 @@ ratings = sa.Table(
     sa.Column("prefix_hash", Pseudonym, nullable=False),
     sa.Column("device_hash", Pseudonym, nullable=False, index=True),
     sa.Column("rule_set_id", sa.String(32), nullable=False),
+    # The intake client that sent it (``intake_clients.name``, or ``cli`` / ``open``);
+    # NULL for ratings recorded before clients existed or through the Python API. Also in
+    # the decision event's evidence, so the Merkle log seals it.
+    sa.Column("client_id", sa.String(64)),
     sa.Index(
         "uq_ratings_ticket_claim",
         "ticket_id",
@@ -268,4 +272,21 @@ periods = sa.Table(
     sa.Column(
         "event_id", sa.BigInteger, sa.ForeignKey("events.event_id"), nullable=False, unique=True
     ),
+)
+
+# Intake clients: the services allowed to submit ratings over HTTP. A key is stored only
+# as its SHA-256; ``key_id`` is the key's public prefix (how a presented key finds its
+# row, and what ``clients list`` shows). Changes are ledger events (client.*).
+intake_clients = sa.Table(
+    "intake_clients",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(32), nullable=False, unique=True),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("halls", sa.Text, nullable=False, server_default=""),  # ';'-joined hall ids
+    sa.Column("windows", sa.Text, nullable=False, server_default=""),  # ';'-joined window ids
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("rotated_at", UTCDateTime),
+    sa.Column("revoked_at", UTCDateTime),
 )

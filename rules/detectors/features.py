@@ -98,7 +98,15 @@ _NUMERIC = {
 
 
 #: Text columns kept as categoricals: integer codes per row, each distinct value once.
-_STRINGS = ("window_id", "staff_id", "service_type", "ip_hash", "prefix_hash", "device_hash")
+_STRINGS = (
+    "window_id",
+    "staff_id",
+    "service_type",
+    "ip_hash",
+    "prefix_hash",
+    "device_hash",
+    "client_id",
+)
 
 
 class _Dictionary:
@@ -118,7 +126,7 @@ class _Dictionary:
 
     def finish(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Global codes for ``codes`` (from :meth:`encode`) and the categories they index."""
-        if not self.uniques:
+        if not any(len(u) for u in self.uniques):  # no chunk, or only missing values
             return codes, np.array([], dtype=object)
         glob, cats = pd.factorize(np.concatenate(self.uniques), use_na_sentinel=True)
         out = np.where(codes >= 0, glob[np.maximum(codes, 0)], -1)

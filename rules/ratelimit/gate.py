@@ -3,8 +3,10 @@
 Which rules apply depends on the venue registry: ip/prefix rules of scope ``venue`` when
 the rater's address is a registered hall network, of scope ``default`` otherwise;
 device/device_window rules of scope ``kiosk`` when the device is a registered rating
-pad, of scope ``default`` otherwise; scope ``any`` always. (A pad used at another
-window is a real-time check: :class:`rules.realtime.KioskGate`.)
+pad, of scope ``default`` otherwise; scope ``any`` always. Rules on key ``client`` (the
+intake client that sent the rating) apply to every rating that records a client, so
+a flood through one client key is bounded whatever addresses and devices it claims.
+(A pad used at another window is a real-time check: :class:`rules.realtime.KioskGate`.)
 """
 
 from __future__ import annotations
@@ -110,14 +112,18 @@ class RateLimitGate:
         """The limit rules that apply to this rating, in rule-set order."""
         at_venue = self.registry.venue_of_address(rating.ip_hash, rating.prefix_hash) is not None
         at_kiosk = self.registry.kiosk(rating.device_hash) is not None
-        return self._rules_for(at_venue, at_kiosk)
+        return self._rules_for(at_venue, at_kiosk, rating.client_id is not None)
 
-    @functools.lru_cache(maxsize=4)  # noqa: B019 - four combinations, gate lives for the process
-    def _rules_for(self, at_venue: bool, at_kiosk: bool) -> tuple[LimitRule, ...]:
+    @functools.lru_cache(maxsize=8)  # noqa: B019 - eight combinations, gate lives for the process
+    def _rules_for(self, at_venue: bool, at_kiosk: bool, has_client: bool) -> tuple[LimitRule, ...]:
         address_scope = "venue" if at_venue else "default"
         device_scope = "kiosk" if at_kiosk else "default"
         out = []
         for rule in self.ruleset.limits:
+            if rule.key == "client":
+                if has_client:
+                    out.append(rule)
+                continue
             wanted = address_scope if rule.key in ("ip", "prefix") else device_scope
             if rule.scope in ("any", wanted):
                 out.append(rule)
@@ -221,6 +227,8 @@ def _subject(rule: LimitRule, rating: Rating) -> str:
         return rating.prefix_hash
     if rule.key == "device_window":
         return f"{rating.device_hash}:{rating.window_id}"
+    if rule.key == "client":
+        return str(rating.client_id)
     raise ValueError(f"limit rule {rule.id!r}: unknown key {rule.key!r}")
 
 

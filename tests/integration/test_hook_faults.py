@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from factories import T0, backend_url, make_app, rating, rating_counts
+from factories import T0, backend_url, bearer, intake_key, make_app, rating, rating_counts
 from fastapi.testclient import TestClient
 from faults import DEAD_PG, DROP_TRIGGER, FAIL_TRIGGER, CrashOn, run_ddl
 from processes import start
@@ -165,8 +165,9 @@ def test_unreachable_database_is_backend_unavailable_and_http_503(
         with pytest.raises(BackendUnavailable):
             list(hook.validate_stream([rating(), rating()]))
 
+        key = intake_key(app)  # known to the server before its database goes away
         broken = dataclasses.replace(app, ledger=dead, hook=hook)
-        with TestClient(create_app(broken, seal_every_s=None)) as client:
+        with TestClient(create_app(broken, seal_every_s=None), headers=bearer(key)) as client:
             r = client.post("/v1/ratings", json=rating())
             assert r.status_code == 503
             assert "unavailable" in r.json()["detail"]

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 import sqlalchemy as sa
-from factories import SCORES, T0, make_app, pg_ledger, sqlite_url
+from factories import SCORES, T0, bearer, intake_key, make_app, pg_ledger, sqlite_url
 from fastapi.testclient import TestClient
 
 from integrity.app import App
@@ -119,7 +119,7 @@ def ingest_everything(app: App) -> list[Any]:
     decisions += [i.decision for i in app.hook.validate_stream(docs[60:270], replay=True)]
     # refused ratings carry raw addresses too
     bad = [{**docs[0], "scores": {"overall": 9}}, {**docs[1], "ticket_id": ""}]
-    with TestClient(create_app(app, seal_every_s=None)) as client:
+    with TestClient(create_app(app, seal_every_s=None), headers=bearer(intake_key(app))) as client:
         for d in docs[270:290] + bad:
             r = client.post("/v1/ratings", json=d)
             assert r.status_code in (200, 409, 422), r.text

@@ -33,12 +33,21 @@ def workers() -> int:
 
 @dataclass
 class Server:
-    """A running ``integrity serve`` process and the lines it logs, as they come."""
+    """A running ``integrity serve`` process and the lines it logs, as they come, with an
+    intake client's key (``integrity clients add``)."""
 
     base: str
     env: dict[str, str]
     proc: subprocess.Popen[bytes]
     out: Output
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base, timeout=10, headers=self.headers)
 
     def wait_for(self, text: str, times: int = 1) -> None:
         self.out.wait_for(text, times, what="integrity serve")
@@ -64,22 +73,33 @@ def server(
     )
     cli = [sys.executable, str(ROOT / "cli.py")]
     subprocess.run([*cli, "init"], env=env, check=True, capture_output=True, cwd=tmp_path)
+    added = subprocess.run(
+        [*cli, "clients", "add", "test-gw"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    key = added.stdout.splitlines()[-1]  # what scripts do: $(integrity clients add ... | tail -1)
     port = free_port()
     proc, out = start(
         [*cli, "serve", "--port", str(port), "--workers", str(workers)], env=env, cwd=tmp_path
     )
-    srv = Server(f"http://127.0.0.1:{port}", env, proc, out)
+    srv = Server(f"http://127.0.0.1:{port}", env, proc, out, key)
     try:
         srv.wait_for("Application startup complete", times=workers)
+        if workers == 1:  # one process binds its socket after startup (a supervisor, before)
+            srv.wait_for("Uvicorn running on")
         yield srv
     finally:
         srv.stop()
 
 
 def test_serve_over_real_http(server: Server, tmp_path: Path) -> None:
-    base, env = server.base, server.env
+    env = server.env
     doc = rating()
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with server.client() as client:
         first = client.post("/v1/ratings", json=doc)
         assert first.status_code == 200, first.text
         body = first.json()
@@ -116,7 +136,7 @@ def test_serve_over_real_http(server: Server, tmp_path: Path) -> None:
 
 
 def test_running_server_picks_up_a_new_venue_registry(server: Server, tmp_path: Path) -> None:
-    base, env = server.base, server.env
+    env = server.env
     hall_ip = "198.51.100.77"
     venues = tmp_path / "venues.json"
     venues.write_text('{"venues": [{"venue_id": "H1", "networks": ["198.51.100.77/32"]}]}')
@@ -126,7 +146,7 @@ def test_running_server_picks_up_a_new_venue_registry(server: Server, tmp_path: 
     )
     assert res.returncode == 0, res.stderr
     server.wait_for("configuration reloaded")  # the server's background round
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with server.client() as client:
         statuses = [
             client.post("/v1/ratings", json=rating(ip=hall_ip)).json()["status"] for _ in range(25)
         ]
@@ -138,7 +158,7 @@ def test_running_server_picks_up_a_new_venue_registry(server: Server, tmp_path: 
 def test_two_worker_processes_share_one_ledger_and_limiter(server: Server) -> None:
     base = server.base
     device = "one-phone-many-tickets"
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with server.client() as client:
         # new connections spread over both workers; the device limit (3 per 10 minutes)
         # is one limit across them, and every rating gets its own id
         bodies = [
@@ -147,7 +167,9 @@ def test_two_worker_processes_share_one_ledger_and_limiter(server: Server) -> No
         ]
         doc = rating()
         first = client.post("/v1/ratings", json=doc).json()
-        again = httpx.post(f"{base}/v1/ratings", json=doc, timeout=10).json()
+        again = httpx.post(
+            f"{base}/v1/ratings", json=doc, timeout=10, headers=server.headers
+        ).json()
     assert [b["status"] for b in bodies] == ["accepted"] * 3 + ["rejected"] * 2
     assert len({b["rating_id"] for b in bodies}) == 5
     assert again["rating_id"] == first["rating_id"] and again.get("replayed") is True

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import SCORES, T0, make_app, rating, rating_counts
+from factories import SCORES, T0, bearer, intake_key, make_app, rating, rating_counts
 from fastapi.testclient import TestClient
 
 from integrity.app import App
@@ -26,8 +26,13 @@ def app(tmp_path: Path) -> Iterator[App]:
 
 @pytest.fixture
 def client(app: App) -> Iterator[TestClient]:
-    with TestClient(create_app(app, seal_every_s=None)) as c:
+    """A test client that sends an intake client's key with every request."""
+    with TestClient(create_app(app, seal_every_s=None), headers=bearer(intake_key(app))) as c:
         yield c
+
+
+def keyed(app: App) -> TestClient:
+    return TestClient(create_app(app, seal_every_s=None), headers=bearer(intake_key(app)))
 
 
 def written(app: App) -> int:
@@ -174,7 +179,7 @@ def test_batch_decides_like_single_posts(app: App, client: TestClient, tmp_path:
     batch = client.post("/v1/ratings:batch", json=docs).json()["results"]
     other = make_app(tmp_path / "other")
     try:
-        with TestClient(create_app(other, seal_every_s=None)) as single:
+        with keyed(other) as single:
             one = [single.post("/v1/ratings", json=d).json() for d in docs]
     finally:
         other.close()
@@ -194,7 +199,8 @@ def test_batch_of_anything_but_an_array_is_422(app: App, client: TestClient, bod
 def test_batch_limits(app: App, client: TestClient) -> None:
     assert client.post("/v1/ratings:batch", json=[]).json() == {"results": []}
     r = client.post("/v1/ratings:batch", json=[rating() for _ in range(MAX_BATCH + 1)])
-    assert r.status_code == 422
+    assert r.status_code == 413
+    assert f"at most {MAX_BATCH} ratings" in r.json()["detail"]
     assert written(app) == 0
 
 
@@ -242,14 +248,14 @@ def test_openapi_describes_both_intake_paths_and_the_rating(client: TestClient) 
         "web",
         "phone",
     }
-    assert {"200", "409", "422", "503"} <= set(single["responses"])
+    assert {"200", "401", "403", "409", "413", "422", "503"} <= set(single["responses"])
     batch = paths["/v1/ratings:batch"]["post"]["requestBody"]["content"]["application/json"]
     assert batch["schema"]["type"] == "array"
     assert batch["schema"]["items"]["properties"] == props
 
 
 def test_a_background_round_seals_what_http_wrote(app: App) -> None:
-    with TestClient(create_app(app, seal_every_s=None)) as c:
+    with keyed(app) as c:
         rid = c.post("/v1/ratings", json=rating()).json()["rating_id"]
     [ev] = app.ledger.events_of(rid)
     assert app.log.head().size < (ev.event_id or 0)
@@ -261,7 +267,8 @@ def test_a_background_round_seals_what_http_wrote(app: App) -> None:
 
 def test_the_server_seals_what_it_wrote_when_it_stops(app: App) -> None:
     # an interval far longer than the test: only the last round, at shutdown, can seal
-    with TestClient(create_app(app, seal_every_s=3600)) as c:
+    key = intake_key(app)
+    with TestClient(create_app(app, seal_every_s=3600), headers=bearer(key)) as c:
         rid = c.post("/v1/ratings", json=rating()).json()["rating_id"]
     [ev] = app.ledger.events_of(rid)
     assert app.log.head().size >= (ev.event_id or 0)
@@ -272,7 +279,7 @@ def test_a_background_round_picks_up_a_replaced_venue_registry(app: App) -> None
     background = Background(app, every=3600)
     background.round()  # nothing changed yet
     hall = "198.51.100.77"
-    with TestClient(create_app(app, seal_every_s=None)) as c:
+    with keyed(app) as c:
         pv = pseudonymise_venues(
             {"venues": [{"venue_id": "H1", "networks": [f"{hall}/32"]}]}, app.pseudonymiser
         )
