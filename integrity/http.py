@@ -679,7 +679,8 @@ def create_app(
             return JSONResponse(
                 status_code=503,
                 content={
-                    "detail": "service unavailable: the ledger did not answer; retry the same batch",
+                    "detail": "service unavailable: the ledger did not answer; elements before "
+                    "the failure may have been recorded; retrying the same batch is safe",
                     "completed": completed,
                     "batch": BATCH_503,
                 },

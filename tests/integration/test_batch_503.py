@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import make_app, rating, rating_counts, serial, sqlite_url
+from factories import bearer, intake_key, make_app, rating, rating_counts, serial, sqlite_url
 from fastapi.testclient import TestClient
 from faults import CrashOn
 
@@ -82,13 +82,17 @@ def test_a_batch_retried_after_a_503_ends_exactly_like_an_uninterrupted_run(
 ) -> None:
     broken, reference = apps
     docs = batch()
-    with TestClient(create_app(reference, seal_every_s=None)) as client:
+    with TestClient(
+        create_app(reference, seal_every_s=None), headers=bearer(intake_key(reference, "gw"))
+    ) as client:
         expected = client.post("/v1/ratings:batch", json=docs)
     assert expected.status_code == 200
     want = expected.json()["results"]
     assert {r["status"] for r in want} >= {"accepted", "rejected", None}
 
-    with TestClient(create_app(broken, seal_every_s=None)) as client:
+    with TestClient(
+        create_app(broken, seal_every_s=None), headers=bearer(intake_key(broken, "gw"))
+    ) as client:
         # the first chunk (elements 0-299) is written; the next one fails
         with CrashOn(broken.ledger.engine, r"insert\s+into\s+events", after=1) as crash:
             failed = client.post("/v1/ratings:batch", json=docs)

@@ -36,6 +36,7 @@ from integrity.adapters.periods import SqlPeriodStore
 from integrity.app import App
 from integrity.auth import Credentials
 from integrity.catalogue import Kind
+from integrity.clients import IntakeClients
 from integrity.clock import FrozenClock
 from integrity.config import rule_set_id
 from integrity.errors import ConfigError
@@ -82,6 +83,7 @@ def fill(app: App) -> World:
     staff.add("A1", StaffRecord("S01", frozenset({"staff", "reviewer"})), update=True)
     app.get(Credentials).map_os_user("A1", "ops-alice", "A1")
     close_period(app.ledger, SqlPeriodStore(app.ledger), "2026-08", at=NOW, actor="A1")
+    app.get(IntakeClients).add("kiosk-gw")
     pv = pseudonymise_venues(
         {
             "venues": [

@@ -117,6 +117,11 @@ def test_a_server_killed_mid_burst_keeps_limiting_it(tmp_path: Path) -> None:
     home = new_home(tmp_path / "home")
     port = free_port()
     device = f"burst-{serial()}"
+    added = subprocess.run(
+        [*CLI, "clients", "add", "gw"], env=embedded_env(home), cwd=home,
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    key = added.stdout.strip().splitlines()[-1]
 
     def serve() -> subprocess.Popen[bytes]:
         proc, out = start([*CLI, "serve", "--port", str(port)], env=embedded_env(home), cwd=home)
@@ -124,7 +129,11 @@ def test_a_server_killed_mid_burst_keeps_limiting_it(tmp_path: Path) -> None:
         return proc
 
     def post(n: int) -> list[str]:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=10,
+            headers={"Authorization": f"Bearer {key}"},
+        ) as client:
             return [
                 client.post(
                     "/v1/ratings", json=rating(device_id=device, window_id=f"K{serial()}")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from factories import T0, backend_url, make_app, rating
+from factories import T0, backend_url, bearer, intake_key, make_app, rating
 from fastapi.testclient import TestClient
 
 from integrity.app import App
@@ -72,7 +72,8 @@ def test_replay_judges_history_at_its_own_time(app: App) -> None:
 
 def test_a_live_rating_from_years_back_does_not_count_into_that_report(app: App) -> None:
     """The finding: a live rating dated 2020 was accepted and counted into a 2020 report."""
-    with TestClient(create_app(app, seal_every_s=None)) as client:
+    headers = bearer(intake_key(app))
+    with TestClient(create_app(app, seal_every_s=None), headers=headers) as client:
         r = client.post(
             "/v1/ratings", json=rating(window_id="OLD", served_at="2020-03-02T09:00:00+08:00")
         )
