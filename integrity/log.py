@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from integrity import merkle
 from integrity.adapters import tables as t
-from integrity.adapters.sql import SqlLedger, risk_digest
+from integrity.adapters.sql import SqlLedger, risk_digest, score_column_mismatches
 from integrity.model import Status
 from integrity.sqlkit import translate_errors
 
@@ -326,6 +326,8 @@ class MerkleLog:
             self._check_risk(conn, report)
             self._check_status(conn, report)
             self._check_ratings_have_decisions(conn, report)
+            for rid in score_column_mismatches(conn):
+                report.fail(f"rating {rid}: its score columns differ from its sealed scores")
         report.size = recomputed.size
         report.root = recomputed.root()
         return report
