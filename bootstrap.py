@@ -35,6 +35,7 @@ from integrity.people import People, StaffRegistry
 from integrity.ports import Gate
 from integrity.pseudonym import Pseudonymiser, write_secret
 from integrity.registry import RegistryService
+from integrity.reports import ReportService
 from integrity.sqlkit import translate_errors
 from rules.detectors.review import ReviewService
 from rules.detectors.service import DetectService
@@ -122,6 +123,7 @@ def open_app(settings: Settings, clock: Clock | None = None) -> App:
     app.factories.update(
         {
             StaffRegistry: lambda a: StaffRegistry(a.people, a.clock),
+            ReportService: ReportService.from_app,
             RegistryService: lambda a: RegistryService(
                 SqlRegistryStore(a.ledger), a.people, a.clock
             ),

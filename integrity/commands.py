@@ -32,6 +32,7 @@ from integrity.people import (
     guess_format,
     parse_staff_file,
     people_rows,
+    sniff_format,
 )
 from integrity.registry import (
     REGISTRY_COLUMNS,
@@ -41,6 +42,7 @@ from integrity.registry import (
     registry_rows,
 )
 from integrity.render import render
+from integrity.reports import GROUPS, Report, ReportService
 
 
 def _out() -> Any:
@@ -198,7 +200,6 @@ def export() -> None:
 
 @export.command("ratings")
 @instance_options
-@pass_app
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
 )
@@ -209,46 +210,87 @@ def export() -> None:
     default="-",
     help="Output file (default: stdout).",
 )
-def export_ratings(app: App, fmt: str, output: Any) -> None:
-    """One row per rating in the order received, with status, counted, reasons and risk."""
-    from integrity.reports import EXPORT_COLUMNS
-    from integrity.reports import export_ratings as rows
-
-    render(rows(app.ledger), EXPORT_COLUMNS, fmt, output)
+@click.option(
+    "--with-comments",
+    is_flag=True,
+    help="Add the citizens' free-text comments (the operator only: not with --as).",
+)
+@actor_option
+@pass_service(ReportService)
+def export_ratings(
+    svc: ReportService, fmt: str, output: Any, with_comments: bool, actor: str | None
+) -> None:
+    """One row per rating in the order received: ids, window (and hall, with a service
+    registry), staff, channel, times (RFC 3339 in the rule set's time zone), one score
+    per rubric dimension, composite, status, counted, reasons and risk."""
+    ex = svc.export(with_comments=with_comments, actor=current_actor(actor))
+    render(ex.rows, ex.columns, fmt, output)
 
 
 @click.command()
 @instance_options
-@pass_app
 @click.option(
     "--by",
-    type=click.Choice(["window", "staff", "service_type"]),
+    type=click.Choice(list(GROUPS)),
     default="window",
     show_default=True,
+    help="Group by window, staff member, service type, channel or hall (hall: through "
+    "the service registry).",
 )
 @click.option(
     "--period",
-    metavar="YYYY-MM",
-    help="Calendar month in the rule set's time zone (default: all time).",
+    metavar="PERIOD",
+    help="A month (2026-10), quarter (2026-Q4) or ISO week (2026-W43) in the rule set's "
+    "time zone (default: all time).",
 )
+@click.option("--from", "first", metavar="DATE", help="First day (YYYY-MM-DD), with --to.")
+@click.option("--to", "last", metavar="DATE", help="Last day, included (YYYY-MM-DD).")
+@click.option("--hall", metavar="HALL", help="Only ratings at this hall's windows.")
+@click.option("--window", metavar="WINDOW", help="Only ratings at this window.")
 @format_option()
+@pass_service(ReportService)
 def report(
-    app: App,
+    svc: ReportService,
     by: str,
     period: str | None,
+    first: str | None,
+    last: str | None,
+    hall: str | None,
+    window: str | None,
     fmt: str,
 ) -> None:
-    """Performance per window, staff member or service type, from counted ratings only.
+    """Performance per window, staff member, service type, channel or hall, from counted
+    ratings only, ranked, against the previous period, with what was excluded and why.
 
-    score is the mean weighted composite of counted ratings; low_score_rate the share
-    of counted ratings below the rubric's low mark. Groups with ratings but none
-    counted appear with counted 0 and an empty score.
+    score is the mean composite of counted ratings (and one mean per rubric dimension);
+    low_score_rate the share below the rubric's low mark, with its exact 95 % interval;
+    rank 1 is the best score (ties share a rank); rectify marks a low_score_rate above
+    the rule set's [followup] rectify_low_rate (with rectify_min_counted counted
+    ratings). Groups with ratings but none counted appear with counted 0 and an empty
+    score. Rows are ordered by rank, then key.
     """
-    from integrity.reports import GROUPS, REPORT_COLUMNS, Period, performance
+    rep = svc.report(by, svc.period(period, first, last), hall=hall, window=window)
+    if fmt == "table":
+        click.echo(_heading(rep))
+        if not rep.rows:
+            click.echo(f"note: no ratings in {_scope(rep)}", err=True)
+    render(rep.records(labels=fmt == "table"), rep.columns, fmt, sys.stdout)
 
-    p = Period.month(period, app.core.timezone) if period else None
-    rows = performance(app.ledger, by, app.core.rubric, p)
-    render(rows, [GROUPS[by], *REPORT_COLUMNS], fmt, sys.stdout)
+
+def _scope(rep: Report) -> str:
+    where = [f"hall {rep.hall}" if rep.hall else "", f"window {rep.window}" if rep.window else ""]
+    at = " at " + ", ".join(w for w in where if w) if any(where) else ""
+    return (rep.period.describe() if rep.period else "all time") + at
+
+
+def _heading(rep: Report) -> str:
+    """The report's one-line heading in table format: what it covers and compares."""
+    rule = rep.rectify_rule
+    prev = f"; compared with {rep.previous.label}" if rep.previous else ""
+    return (
+        f"Performance by {rep.by}, {_scope(rep)}{prev}; counted ratings only; rectify: "
+        f"low_score_rate above {rule.low_rate:g} with at least {rule.min_counted} counted"
+    )
 
 
 @click.group()
@@ -415,13 +457,24 @@ def staff_import(
     fmt: str,
 ) -> None:
     """Add or update people from FILE (- for stdin): CSV with a header
-    person_id,name,unit,roles,windows,active (lists ';'-separated) or JSON Lines.
-    All or nothing: one bad line and nothing is written."""
-    kind = input_format or guess_format(getattr(file, "name", "") or "")
+    person_id,name,unit,roles,windows,active (lists ';'-separated) or JSON Lines
+    (told by the extension, else by the content). All or nothing: one bad line and
+    nothing is written; every problem is printed on its own line."""
+    text = file.read()
+    kind = input_format or guess_format(getattr(file, "name", "") or "") or sniff_format(text)
     if kind is None:
         raise click.UsageError("cannot tell the file's format; say --input-format csv|jsonl")
-    records = parse_staff_file(file.read(), kind)
-    res = _registry(app).import_records(current_actor(actor), records)
+    try:
+        records = parse_staff_file(text, kind)
+        res = _registry(app).import_records(current_actor(actor), records)
+    except InvalidInput as err:  # one line per problem, so a long list stays readable
+        for e in err.errors:
+            click.echo(f"{e.field}: {e.message}", err=True)
+        click.echo(
+            f"error: invalid {err.what}: {len(err.errors)} problem(s); nothing was written",
+            err=True,
+        )
+        sys.exit(1)
     rows = (
         [{"person_id": p, "change": "added"} for p in res.added]
         + [{"person_id": p, "change": "updated"} for p in res.updated]
