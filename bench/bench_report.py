@@ -153,8 +153,12 @@ def build(home: Path, ratings: int, period: Period, rebuild: bool) -> int:
                 serial += len(chunk)
                 print(f"  loaded {serial:,}", end="\r", flush=True)
         print()
-    with sa.create_engine(database_url()).connect() as c:
+    # statistics, as autovacuum would gather them after a load (ANALYZE outside a
+    # transaction: rolled back, it would leave the planner guessing)
+    engine = sa.create_engine(database_url(), isolation_level="AUTOCOMMIT")
+    with engine.connect() as c:
         c.execute(sa.text("ANALYZE"))
+    engine.dispose()
     marker.write_text(
         json.dumps({"ratings": ratings, "period": period.label, "in_period": ratings})
     )
