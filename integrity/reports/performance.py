@@ -114,7 +114,9 @@ class RectifyRule:
 @dataclass(frozen=True)
 class ReportRow:
     """One group's figures (see the module's docstring); ``key`` is ``None`` for the
-    ratings naming no staff member (``--by staff``) or at windows of no known hall."""
+    ratings naming no staff member (``--by staff``) or at windows of no known hall.
+    ``hall_id``: the hall itself (``--by hall``), the window's hall, or the hall where
+    most of a staff member's ratings were given (with a registry; else ``None``)."""
 
     key: str | None
     hall_id: str | None
@@ -412,7 +414,7 @@ def build_report(
     ranks = _ranks(groups)
     prev_ranks = _ranks(before)
     with_halls = registry.loaded and by in ("window", "staff")
-    halls = {k: g.hall() for k, g in groups.items()} if registry.loaded else {}
+    halls = {k: g.hall() for k, g in groups.items()} if with_halls else {}
     hall_ranks: dict[str, int] = {}
     if with_halls:
         by_hall: dict[str, dict[str, float]] = {}
