@@ -44,6 +44,7 @@ from integrity.periods import ClosedPeriods
 from integrity.ports import Gate
 from integrity.pseudonym import Pseudonymiser, write_secret
 from integrity.registry import RegistryService
+from integrity.reports import ReportService
 from integrity.sqlkit import translate_errors
 from rules.detectors.review import ReviewService
 from rules.detectors.service import DetectService
@@ -168,6 +169,7 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
             ClosedPeriods: lambda a: periods,
             StaffRegistry: lambda a: StaffRegistry(a.people, a.clock),
             Credentials: lambda a: Credentials(a.people, a.clock, a.core.timezone),
+            ReportService: ReportService.from_app,
             RegistryService: lambda a: RegistryService(
                 SqlRegistryStore(a.ledger), a.people, a.clock
             ),

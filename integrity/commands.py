@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from integrity.access import may_read, require_read
+from integrity.access import require_read
 from integrity.app import App
 from integrity.auth import CREDENTIAL_COLUMNS, OS_USER_COLUMNS, Credentials
 from integrity.catalogue import describe
@@ -41,6 +41,7 @@ from integrity.people import (
     guess_format,
     parse_staff_file,
     people_rows,
+    sniff_format,
 )
 from integrity.registry import (
     REGISTRY_COLUMNS,
@@ -50,6 +51,7 @@ from integrity.registry import (
     registry_rows,
 )
 from integrity.render import dump_json, render
+from integrity.reports import GROUPS, Report, ReportService
 
 
 def _out() -> Any:
@@ -234,7 +236,6 @@ def export() -> None:
 
 @export.command("ratings")
 @instance_options
-@pass_app
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
 )
@@ -251,57 +252,94 @@ def export() -> None:
     metavar="NAME",
     help="Only the ratings this intake client sent (cli: ingested; open: open intake).",
 )
-def export_ratings(app: App, fmt: str, output: Any, client_id: str | None) -> None:
-    """One row per rating in the order received, with status, counted, reasons, risk,
-    the intake client that sent it (client_id), and comment.
+@click.option(
+    "--with-comments",
+    is_flag=True,
+    help="Add the citizens' free-text comments (the operator, or through the server the "
+    "admin, reviewer or supervisor role).",
+)
+@pass_service(ReportService)
+def export_ratings(
+    svc: ReportService, fmt: str, output: Any, client_id: str | None, with_comments: bool
+) -> None:
+    """One row per rating in the order received: ids, window (and hall, with a service
+    registry), staff, channel, times (RFC 3339 in the rule set's time zone), one score
+    per rubric dimension, composite, status, counted, reasons, risk and the intake
+    client that sent it (client_id).
 
-    Through the server it needs the admin, reviewer, auditor or supervisor role, and
-    the comment column is left out for those who may not read comments (auditors).
+    Through the server it needs the admin, reviewer, auditor or supervisor role.
     """
-    from integrity.reports import EXPORT_COLUMNS
-    from integrity.reports import export_ratings as rows
-
-    reader = current_reader()
-    require_read(reader, "ratings")
-    comments = may_read(reader, "comments")
-    columns = (*EXPORT_COLUMNS, "comment") if comments else EXPORT_COLUMNS
-    render(rows(app.ledger, comments=comments, client_id=client_id), columns, fmt, output)
+    ex = svc.export(current_reader(), with_comments=with_comments, client_id=client_id)
+    render(ex.rows, ex.columns, fmt, output)
 
 
 @click.command()
 @instance_options
-@pass_app
 @click.option(
     "--by",
-    type=click.Choice(["window", "staff", "service_type"]),
+    type=click.Choice(list(GROUPS)),
     default="window",
     show_default=True,
+    help="Group by window, staff member, service type, channel or hall (hall: through "
+    "the service registry).",
 )
 @click.option(
     "--period",
-    metavar="YYYY-MM",
-    help="Calendar month in the rule set's time zone (default: all time).",
+    metavar="PERIOD",
+    help="A month (2026-10), quarter (2026-Q4) or ISO week (2026-W43) in the rule set's "
+    "time zone (default: all time).",
 )
+@click.option("--from", "first", metavar="DATE", help="First day (YYYY-MM-DD), with --to.")
+@click.option("--to", "last", metavar="DATE", help="Last day, included (YYYY-MM-DD).")
+@click.option("--hall", metavar="HALL", help="Only ratings at this hall's windows.")
+@click.option("--window", metavar="WINDOW", help="Only ratings at this window.")
 @format_option()
+@pass_service(ReportService)
 def report(
-    app: App,
+    svc: ReportService,
     by: str,
     period: str | None,
+    first: str | None,
+    last: str | None,
+    hall: str | None,
+    window: str | None,
     fmt: str,
 ) -> None:
-    """Performance per window, staff member or service type, from counted ratings only.
+    """Performance per window, staff member, service type, channel or hall, from counted
+    ratings only, ranked, against the previous period, with what was excluded and why.
 
-    score is the mean weighted composite of counted ratings; low_score_rate the share
-    of counted ratings below the rubric's low mark. Groups with ratings but none
-    counted appear with counted 0 and an empty score. Through the server, --by staff
-    (it names staff) needs the admin, reviewer, auditor, supervisor or head role.
+    score is the mean composite of counted ratings (and one mean per rubric dimension);
+    low_score_rate the share below the rubric's low mark, with its exact 95 % interval;
+    rank 1 is the best score (ties share a rank); rectify marks a low_score_rate above
+    the rule set's [followup] rectify_low_rate (with rectify_min_counted counted
+    ratings). Groups with ratings but none counted appear with counted 0 and an empty
+    score. Rows are ordered by rank, then key.
+    Through the server, --by staff (it names staff) needs the admin, reviewer,
+    auditor, supervisor or head role.
     """
-    from integrity.reports import GROUPS, REPORT_COLUMNS, Period, performance
-
     require_read(current_reader(), "staff_performance" if by == "staff" else "performance")
-    p = Period.month(period, app.core.timezone) if period else None
-    rows = performance(app.ledger, by, app.core.rubric, p)
-    render(rows, [GROUPS[by], *REPORT_COLUMNS], fmt, sys.stdout)
+    rep = svc.report(by, svc.period(period, first, last), hall=hall, window=window)
+    if fmt == "table":
+        click.echo(_heading(rep))
+        if not rep.rows:
+            click.echo(f"note: no ratings in {_scope(rep)}", err=True)
+    render(rep.records(labels=fmt == "table"), rep.columns, fmt, sys.stdout)
+
+
+def _scope(rep: Report) -> str:
+    where = [f"hall {rep.hall}" if rep.hall else "", f"window {rep.window}" if rep.window else ""]
+    at = " at " + ", ".join(w for w in where if w) if any(where) else ""
+    return (rep.period.describe() if rep.period else "all time") + at
+
+
+def _heading(rep: Report) -> str:
+    """The report's one-line heading in table format: what it covers and compares."""
+    rule = rep.rectify_rule
+    prev = f"; compared with {rep.previous.label}" if rep.previous else ""
+    return (
+        f"Performance by {rep.by}, {_scope(rep)}{prev}; counted ratings only; rectify: "
+        f"low_score_rate above {rule.low_rate:g} with at least {rule.min_counted} counted"
+    )
 
 
 @click.group()
@@ -544,13 +582,24 @@ def staff_import(
     fmt: str,
 ) -> None:
     """Add or update people from FILE (- for stdin): CSV with a header
-    person_id,name,unit,roles,windows,active (lists ';'-separated) or JSON Lines.
-    All or nothing: one bad line and nothing is written."""
-    kind = input_format or guess_format(getattr(file, "name", "") or "")
+    person_id,name,unit,roles,windows,active (lists ';'-separated) or JSON Lines
+    (told by the extension, else by the content). All or nothing: one bad line and
+    nothing is written; every problem is printed on its own line."""
+    text = file.read()
+    kind = input_format or guess_format(getattr(file, "name", "") or "") or sniff_format(text)
     if kind is None:
         raise click.UsageError("cannot tell the file's format; say --input-format csv|jsonl")
-    records = parse_staff_file(file.read(), kind)
-    res = _registry(app).import_records(current_actor(actor), records)
+    try:
+        records = parse_staff_file(text, kind)
+        res = _registry(app).import_records(current_actor(actor), records)
+    except InvalidInput as err:  # one line per problem, so a long list stays readable
+        for e in err.errors:
+            click.echo(f"{e.field}: {e.message}", err=True)
+        click.echo(
+            f"error: invalid {err.what}: {len(err.errors)} problem(s); nothing was written",
+            err=True,
+        )
+        sys.exit(1)
     rows = (
         [{"person_id": p, "change": "added"} for p in res.added]
         + [{"person_id": p, "change": "updated"} for p in res.updated]

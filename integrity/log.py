@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 
 from integrity import merkle
 from integrity.adapters import tables as t
-from integrity.adapters.sql import SqlLedger, risk_digest
+from integrity.adapters.sql import SqlLedger, risk_digest, score_column_mismatches
 from integrity.catalogue import Kind
 from integrity.config import rule_set_id
 from integrity.config_tables import current_columns
@@ -402,6 +402,8 @@ class MerkleLog:
             self._check_ratings_have_decisions(conn, report)
             self._check_rule_sets(conn, report)
             self._check_config_tables(conn, report)
+            for rid in score_column_mismatches(conn):
+                report.fail(f"rating {rid}: its score columns differ from its sealed scores")
         report.size = recomputed.size
         report.root = recomputed.root()
         return report

@@ -609,5 +609,19 @@ def guess_format(name: str) -> str | None:
     return None
 
 
+def sniff_format(text: str) -> str | None:
+    """The format of a staff file from its content (standard input has no name):
+    ``jsonl`` when its first non-blank line is a JSON object, ``csv`` when it is a
+    header naming ``person_id``, else ``None``."""
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            return "jsonl"
+        header = next(csv.reader([line]), [])
+        return "csv" if "person_id" in [h.strip() for h in header] else None
+    return None
+
+
 def people_rows(people: Iterable[Person]) -> list[dict[str, Any]]:
     return [person_row(p) for p in people]

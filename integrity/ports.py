@@ -198,6 +198,7 @@ class RatingQuery:
     reason: str | None = None  # a code among the current reasons ("outlier.": any outlier code)
     window_id: str | None = None
     staff_id: str | None = None
+    client_id: str | None = None  # the intake client that sent it
     composite_below: float | None = None
     submitted_from: datetime | None = None
     submitted_to: datetime | None = None
@@ -263,6 +264,50 @@ class SlotHolder:
     rating: Rating
     reasons: tuple[str, ...]
     replay: bool
+
+
+#: Rating columns a report may group ratings by (``AggregateQuery.by``).
+GROUP_COLUMNS = ("window_id", "staff_id", "service_type", "channel")
+
+
+@dataclass(frozen=True)
+class AggregateQuery:
+    """The report read model: which ratings to tally, and by what (see ``Ledger.aggregate``).
+
+    ``by``: columns of :data:`GROUP_COLUMNS`. ``dimensions``: rubric dimensions whose
+    scores to sum. ``low_below``: a composite below this is a low score. The period is
+    a half-open UTC range of ``occurred_at`` (``served_at``, else ``submitted_at``);
+    ``window_ids`` keeps ratings at those windows only (``None``: every window).
+    """
+
+    by: tuple[str, ...]
+    dimensions: tuple[str, ...] = ()
+    low_below: float = 3.0
+    occurred_from: datetime | None = None
+    occurred_to: datetime | None = None
+    window_ids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The ratings of one group that share a current status (and, when not counted, the
+    same current reasons): what ``Ledger.aggregate`` returns, one per such set.
+
+    ``key``: the values of ``AggregateQuery.by`` (``None`` where the rating has none,
+    e.g. no staff named). ``reasons`` is ``()`` for accepted ratings. ``composite_sum``
+    and ``low`` (composites below the low mark) cover these ratings; per dimension,
+    ``dimension_sums`` is the sum of their scores and ``dimension_counts`` how many of
+    them have that dimension (a rubric may have gained one since they were given).
+    """
+
+    key: tuple[str | None, ...]
+    status: Status
+    reasons: tuple[str, ...]
+    ratings: int
+    composite_sum: float
+    low: int
+    dimension_sums: Mapping[str, int]
+    dimension_counts: Mapping[str, int]
 
 
 class UnitOfWork(Protocol):
@@ -371,6 +416,14 @@ class Ledger(RatingLedger, Protocol):
         self, spec: ScanSpec, on_progress: Callable[[int], None] | None = None
     ) -> Iterator[Sequence[Any]]:
         """Rows of :data:`SCAN_COLUMNS` in slices (see :class:`ScanSpec`), as plain tuples."""
+        ...
+
+    def iter_ratings(self, query: RatingQuery, batch: int = 5000) -> Iterator[StoredRating]:
+        """:meth:`find_ratings`, streamed (for exports of the whole ledger)."""
+        ...
+
+    def aggregate(self, query: AggregateQuery) -> list[Tally]:
+        """Tallies of ratings, computed by the database (``GROUP BY``), never row by row."""
         ...
 
     def venue_registry(self) -> VenueRegistry: ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -42,7 +42,17 @@ from integrity.model import (
     StoredRating,
     VenueRegistry,
 )
-from integrity.ports import ClockTimes, Lookup, Pending, RatingQuery, ScanSpec, SlotHolder
+from integrity.ports import (
+    GROUP_COLUMNS,
+    AggregateQuery,
+    ClockTimes,
+    Lookup,
+    Pending,
+    RatingQuery,
+    ScanSpec,
+    SlotHolder,
+    Tally,
+)
 from integrity.sqlkit import canonical_json, translate_errors
 
 
@@ -152,8 +162,24 @@ def _lock(conn: Connection, dialect: str, key: str) -> None:
         conn.exec_driver_sql("UPDATE meta SET key = key WHERE 0")
 
 
-def rating_row(r: Rating, rule_set_id: str, claims_ticket: bool) -> dict[str, Any]:
-    return {
+_SCORE_COLS = tuple(f"score_{i}" for i in range(1, t.SCORE_SLOTS + 1))
+
+
+def rating_row(
+    r: Rating,
+    rule_set_id: str,
+    claims_ticket: bool,
+    slots: Mapping[str, int | None] | None = None,
+) -> dict[str, Any]:
+    """The ``ratings`` row of ``r``; ``slots`` (dimension -> score column slot, see
+    :meth:`SqlLedger.score_slots`) fills the score columns (all empty without it)."""
+    row = dict.fromkeys(_SCORE_COLS)
+    if slots:
+        for dim, value in r.scores.items():
+            slot = slots.get(dim)
+            if slot is not None:
+                row[_SCORE_COLS[slot - 1]] = int(value)
+    return row | {
         "fingerprint": r.fingerprint,
         "ticket_id": r.ticket_id,
         "claims_ticket": claims_ticket,
@@ -294,6 +320,7 @@ class SqlLedger:
         # Single-statement reads need no transaction: on PostgreSQL that saves the
         # BEGIN/ROLLBACK round trips.
         self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._slots: dict[str, int | None] | None = None  # cache of meta['score_columns']
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -382,56 +409,8 @@ class SqlLedger:
 
     def find_ratings(self, query: RatingQuery) -> list[StoredRating]:
         """Stored ratings matching ``query`` (see :class:`~integrity.ports.RatingQuery`)."""
-        r, s = t.ratings.c, t.rating_status.c
-        conds: list[Any] = []
-        if query.statuses:
-            conds.append(s.status.in_([st.value for st in query.statuses]))
-        if query.reason and query.reason.endswith("."):  # a family: "outlier." ...
-            conds.append(
-                sa.or_(
-                    s.reasons.startswith(query.reason, autoescape=True),
-                    s.reasons.contains(";" + query.reason, autoescape=True),
-                )
-            )
-        elif query.reason:
-            conds.append(
-                sa.or_(
-                    s.reasons == query.reason,
-                    s.reasons.startswith(query.reason + ";", autoescape=True),
-                    s.reasons.endswith(";" + query.reason, autoescape=True),
-                    s.reasons.contains(";" + query.reason + ";", autoescape=True),
-                )
-            )
-        if query.window_id is not None:
-            conds.append(r.window_id == query.window_id)
-        if query.staff_id is not None:
-            conds.append(
-                r.staff_id.is_(None) if query.staff_id == "" else r.staff_id == query.staff_id
-            )
-        if query.composite_below is not None:
-            conds.append(r.composite < query.composite_below)
-        for col, lo, hi in (
-            (r.submitted_at, query.submitted_from, query.submitted_to),
-            (r.occurred_at, query.occurred_from, query.occurred_to),
-        ):
-            if lo is not None:
-                conds.append(col >= lo)
-            if hi is not None:
-                conds.append(col < hi)
-        orders: dict[str, list[Any]] = {
-            "rating_id": [r.rating_id],
-            "risk": [s.risk.desc(), r.rating_id],
-            "submitted_at": [r.submitted_at, r.rating_id],
-        }
-        order = orders[query.order]
-        base = (
-            sa.select(*_STORED_COLS)
-            .select_from(t.ratings.join(t.rating_status, s.rating_id == r.rating_id))
-            .where(*conds)
-            .order_by(*order)
-        )
-        if query.limit is not None:
-            base = base.limit(query.limit)
+        r = t.ratings.c
+        base = _ratings_select(query)
         out: list[StoredRating] = []
         with translate_errors(), self.engine.connect() as conn:
             if query.ids is None:
@@ -444,6 +423,115 @@ class SqlLedger:
                     out.sort(key=_SORT_KEYS[query.order])
                     if query.limit is not None:
                         out = out[: query.limit]
+        return out
+
+    def iter_ratings(self, query: RatingQuery, batch: int = 5000) -> Iterator[StoredRating]:
+        """:meth:`find_ratings`, streamed ``batch`` rows at a time (a server-side cursor on
+        PostgreSQL), for exports of the whole ledger."""
+        if query.ids is not None:
+            yield from self.find_ratings(query)
+            return
+        with translate_errors(), self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch).execute(_ratings_select(query))
+            for row in result.mappings():
+                yield _stored(row)
+
+    def score_slots(self, dimensions: Iterable[str]) -> Mapping[str, int | None]:
+        """The score column slot of each dimension (``None``: beyond the slots, read from
+        the ``scores`` JSON), assigning free slots to dimensions never seen before.
+
+        The map lives in ``meta['score_columns']``; a slot, once given, never moves.
+        Cached per ledger: only a dimension the cache does not know costs a round trip
+        (and, if no process gave it a slot yet, one short locked transaction).
+        """
+        dims = set(dimensions)
+        cache = self._slots
+        if cache is not None and dims <= cache.keys():
+            return cache
+        with translate_errors(), self.reader.connect() as conn:
+            slots = read_score_columns(conn)
+        if not dims <= slots.keys():
+            with translate_errors(), self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+                        {"k": t.SCORE_COLUMNS_KEY},
+                    )
+                else:  # the database's write lock, before reading
+                    conn.exec_driver_sql("UPDATE meta SET key = key WHERE 0")
+                slots = read_score_columns(conn)
+                missing = sorted(dims - slots.keys())
+                if missing:
+                    used = {v for v in slots.values() if v is not None}
+                    free = [i for i in range(1, t.SCORE_SLOTS + 1) if i not in used]
+                    for dim in missing:
+                        slots[dim] = free.pop(0) if free else None
+                    write_score_columns(conn, slots)
+        self._slots = slots
+        return slots
+
+    def aggregate(self, query: AggregateQuery) -> list[Tally]:
+        """Tallies per group, current status and (not counted) current reasons, in ONE
+        ``GROUP BY`` over ratings joined with their status (see :class:`AggregateQuery`).
+
+        Dimension scores come from the score columns (``score_N``); a dimension without a
+        column is read from the ``scores`` JSON by the database, slower, same figures.
+        """
+        bad = [c for c in query.by if c not in GROUP_COLUMNS]
+        if bad or not query.by:
+            raise ValueError(f"aggregate by {bad or '()'}; expected columns of {GROUP_COLUMNS}")
+        r, s = t.ratings.c, t.rating_status.c
+        with translate_errors(), self.reader.connect() as conn:
+            slots = read_score_columns(conn)
+            accepted = s.status == Status.ACCEPTED.value
+            why = sa.case((accepted, sa.literal("")), else_=s.reasons).label("why")
+            keys = [r[c].label(f"k{i}") for i, c in enumerate(query.by)]
+            dims = [score_expr(d, slots, self.dialect) for d in query.dimensions]
+            cols: list[Any] = [
+                *keys,
+                s.status.label("status"),
+                why,
+                sa.func.count().label("n"),
+                sa.func.sum(r.composite).label("composite_sum"),
+                sa.func.sum(sa.case((r.composite < query.low_below, 1), else_=0)).label("low"),
+            ]
+            for i, expr in enumerate(dims):
+                cols += [sa.func.sum(expr).label(f"d{i}s"), sa.func.count(expr).label(f"d{i}n")]
+            conds: list[Any] = []
+            if query.occurred_from is not None:
+                conds.append(r.occurred_at >= query.occurred_from)
+            if query.occurred_to is not None:
+                conds.append(r.occurred_at < query.occurred_to)
+            if query.window_ids is not None:
+                if not query.window_ids:
+                    return []
+                conds.append(r.window_id.in_(sorted(set(query.window_ids))))
+            q = (
+                sa.select(*cols)
+                .select_from(t.ratings.join(t.rating_status, s.rating_id == r.rating_id))
+                .where(*conds)
+                .group_by(*[r[c] for c in query.by], s.status, why)
+            )
+            rows = conn.execute(q).all()
+        out = []
+        for row in rows:
+            m = row._mapping
+            out.append(
+                Tally(
+                    key=tuple(m[f"k{i}"] for i in range(len(query.by))),
+                    status=Status(m["status"]),
+                    reasons=tuple(x for x in str(m["why"] or "").split(";") if x),
+                    ratings=int(m["n"]),
+                    composite_sum=float(m["composite_sum"] or 0.0),
+                    low=int(m["low"] or 0),
+                    dimension_sums={
+                        d: int(m[f"d{i}s"] or 0) for i, d in enumerate(query.dimensions)
+                    },
+                    dimension_counts={
+                        d: int(m[f"d{i}n"] or 0) for i, d in enumerate(query.dimensions)
+                    },
+                )
+            )
         return out
 
     def events(self, event_ids: Sequence[int]) -> dict[int, Event]:
@@ -669,13 +757,16 @@ class SqlLedger:
         ``duplicate_ticket``. Races between workers resolve inside the transaction
         (``ON CONFLICT DO NOTHING`` on the fingerprint and the ticket claim).
         """
+        slots = self.score_slots(p.rating.scores)
         with self._writing() as conn:
-            return self._record(conn, p, actor)
+            return self._record(conn, p, actor, slots)
 
-    def _record(self, conn: Connection, p: Pending, actor: str) -> Decision:
+    def _record(
+        self, conn: Connection, p: Pending, actor: str, slots: Mapping[str, int | None]
+    ) -> Decision:
         claims = Reason.DUPLICATE_TICKET not in p.reasons
         for _ in range(3):
-            rid = self._insert_all(conn, p, claims, actor)
+            rid = self._insert_all(conn, p, claims, actor, slots)
             if rid is not None:
                 return Decision(rid, p.status, p.reasons, p.rule_set_id, p.retry_after_s)
             found = self._lookup(conn, p.rating.fingerprint, p.rating.ticket_id)
@@ -688,9 +779,16 @@ class SqlLedger:
             claims = False
         raise Conflict(f"could not record rating for ticket {p.rating.ticket_id!r}; retry")
 
-    def _insert_all(self, conn: Connection, p: Pending, claims: bool, actor: str) -> int | None:
+    def _insert_all(
+        self,
+        conn: Connection,
+        p: Pending,
+        claims: bool,
+        actor: str,
+        slots: Mapping[str, int | None],
+    ) -> int | None:
         """Insert rating + decision event + status; ``None`` if a unique key was taken."""
-        row = rating_row(p.rating, p.rule_set_id, claims)
+        row = rating_row(p.rating, p.rule_set_id, claims, slots)
         ev = _decision_event(p, actor)
         status = _status_row(p)
         if self.dialect == "postgresql":
@@ -716,6 +814,7 @@ class SqlLedger:
         """
         if not pending:
             return []
+        slots = self.score_slots({d for p in pending for d in p.rating.scores})
         with translate_errors():
             try:
                 with self._writing() as conn:
@@ -731,6 +830,7 @@ class SqlLedger:
                                     p.rating,
                                     p.rule_set_id,
                                     Reason.DUPLICATE_TICKET not in p.reasons,
+                                    slots,
                                 ),
                             }
                             for rid, p in zip(rids, pending, strict=True)
@@ -755,7 +855,7 @@ class SqlLedger:
             except AlreadyExists:  # a concurrent writer took a ticket or a fingerprint
                 # one by one, settling each race, still in one transaction: all or nothing
                 with self._writing() as conn:
-                    return [self._record(conn, p, actor) for p in pending]
+                    return [self._record(conn, p, actor, slots) for p in pending]
         return [
             Decision(rid, p.status, p.reasons, p.rule_set_id, p.retry_after_s)
             for rid, p in zip(rids, pending, strict=True)
@@ -1157,6 +1257,61 @@ class SqlLedger:
         return str(text)
 
 
+def _ratings_select(query: RatingQuery) -> sa.Select[Any]:
+    """The stored ratings ``query`` asks for (without its ``ids``), in its order."""
+    r, s = t.ratings.c, t.rating_status.c
+    conds: list[Any] = []
+    if query.statuses:
+        conds.append(s.status.in_([st.value for st in query.statuses]))
+    if query.reason and query.reason.endswith("."):  # a family: "outlier." ...
+        conds.append(
+            sa.or_(
+                s.reasons.startswith(query.reason, autoescape=True),
+                s.reasons.contains(";" + query.reason, autoescape=True),
+            )
+        )
+    elif query.reason:
+        conds.append(
+            sa.or_(
+                s.reasons == query.reason,
+                s.reasons.startswith(query.reason + ";", autoescape=True),
+                s.reasons.endswith(";" + query.reason, autoescape=True),
+                s.reasons.contains(";" + query.reason + ";", autoescape=True),
+            )
+        )
+    if query.window_id is not None:
+        conds.append(r.window_id == query.window_id)
+    if query.staff_id is not None:
+        conds.append(r.staff_id.is_(None) if query.staff_id == "" else r.staff_id == query.staff_id)
+    if query.client_id is not None:
+        conds.append(r.client_id == query.client_id)
+    if query.composite_below is not None:
+        conds.append(r.composite < query.composite_below)
+    for col, lo, hi in (
+        (r.submitted_at, query.submitted_from, query.submitted_to),
+        (r.occurred_at, query.occurred_from, query.occurred_to),
+    ):
+        if lo is not None:
+            conds.append(col >= lo)
+        if hi is not None:
+            conds.append(col < hi)
+    orders: dict[str, list[Any]] = {
+        "rating_id": [r.rating_id],
+        "risk": [s.risk.desc(), r.rating_id],
+        "submitted_at": [r.submitted_at, r.rating_id],
+    }
+    order = orders[query.order]
+    base = (
+        sa.select(*_STORED_COLS)
+        .select_from(t.ratings.join(t.rating_status, s.rating_id == r.rating_id))
+        .where(*conds)
+        .order_by(*order)
+    )
+    if query.limit is not None:
+        base = base.limit(query.limit)
+    return base
+
+
 def _event_from_row(r: Mapping[Any, Any]) -> Event:
     return Event(
         kind=r["kind"],
@@ -1342,7 +1497,7 @@ _SORT_KEYS: dict[str, Callable[[StoredRating], Any]] = {
 }
 
 
-def _stored(row: Mapping[str, Any]) -> StoredRating:
+def _stored(row: Mapping[Any, Any]) -> StoredRating:
     return StoredRating(
         rating_id=int(row["rating_id"]),
         fingerprint=row["fingerprint"],
@@ -1399,3 +1554,67 @@ def _aware(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# -- score columns -------------------------------------------------------------------------
+
+
+def read_score_columns(conn: Connection) -> dict[str, int | None]:
+    """``meta['score_columns']``: each dimension ever written -> its score column slot
+    (``None``: beyond :data:`~integrity.adapters.tables.SCORE_SLOTS`)."""
+    text = conn.execute(
+        sa.select(t.meta.c.value).where(t.meta.c.key == t.SCORE_COLUMNS_KEY)
+    ).scalar()
+    if not text:
+        return {}
+    return {str(k): (int(v) if v is not None else None) for k, v in json.loads(text).items()}
+
+
+def write_score_columns(conn: Connection, slots: Mapping[str, int | None]) -> None:
+    """Store the dimension -> slot map (inside the caller's transaction)."""
+    value = canonical_json(dict(slots))
+    done = conn.execute(
+        t.meta.update().where(t.meta.c.key == t.SCORE_COLUMNS_KEY).values(value=value)
+    )
+    if done.rowcount == 0:
+        conn.execute(t.meta.insert(), {"key": t.SCORE_COLUMNS_KEY, "value": value})
+
+
+def json_score(dimension: str, dialect: str) -> Any:
+    """A dimension's score read from a rating's ``scores`` JSON by the database (NULL
+    when the rating has no such dimension)."""
+    r = t.ratings.c
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import JSONB
+
+        return sa.cast(
+            sa.func.jsonb_extract_path_text(sa.cast(r.scores, JSONB), sa.literal(dimension)),
+            sa.Integer,
+        )
+    # SQLite: json_each rather than a JSON path, which cannot name every key
+    each = sa.func.json_each(r.scores).table_valued("key", "value")
+    return sa.select(each.c.value).where(each.c.key == dimension).scalar_subquery()
+
+
+def score_expr(dimension: str, slots: Mapping[str, int | None], dialect: str) -> Any:
+    """A dimension's score as a column expression: its score column, else the JSON."""
+    slot = slots.get(dimension)
+    if slot is not None:
+        return t.ratings.c[_SCORE_COLS[slot - 1]]
+    return json_score(dimension, dialect)
+
+
+def score_column_mismatches(conn: Connection, limit: int = 20) -> list[int]:
+    """Ids of ratings (at most ``limit``) whose score columns differ from their sealed
+    ``scores`` (what ``ledger verify`` checks: the columns are not in the Merkle leaf)."""
+    slots = read_score_columns(conn)
+    r = t.ratings.c
+    differs = [
+        r[_SCORE_COLS[slot - 1]].is_distinct_from(json_score(dim, conn.dialect.name))
+        for dim, slot in sorted(slots.items())
+        if slot is not None
+    ]
+    if not differs:
+        return []
+    q = sa.select(r.rating_id).where(sa.or_(*differs)).order_by(r.rating_id).limit(limit)
+    return [int(x) for x in conn.execute(q).scalars()]

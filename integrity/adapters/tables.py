@@ -16,6 +16,12 @@ import sqlalchemy as sa
 
 from integrity.sqlkit import Hash, Id, Pseudonym, UTCDateTime, metadata
 
+#: How many rubric dimensions get a score column of their own (``ratings.score_N``);
+#: dimensions beyond these are read from the ``scores`` JSON (slower, same figures).
+SCORE_SLOTS = 8
+#: The ``meta`` key of the dimension -> score column slot map (canonical JSON).
+SCORE_COLUMNS_KEY = "score_columns"
+
 meta = sa.Table(
     "meta",
     metadata,
@@ -66,6 +72,11 @@ ratings = sa.Table(
     # NULL for ratings recorded before clients existed or through the Python API. Also in
     # the decision event's evidence, so the Merkle log seals it.
     sa.Column("client_id", sa.String(64)),
+    # The scores again, one column per rubric dimension, so reports average them in SQL:
+    # ``meta['score_columns']`` maps each dimension ever seen to its slot 1..SCORE_SLOTS
+    # (assigned once, never moved). Written with the row; not covered by the Merkle
+    # leaf (``scores`` is), so ``ledger verify`` checks them against ``scores``.
+    *[sa.Column(f"score_{i}", sa.SmallInteger) for i in range(1, SCORE_SLOTS + 1)],
     sa.Index(
         "uq_ratings_ticket_claim",
         "ticket_id",

@@ -373,8 +373,13 @@ def test_staff_commands(run: Cli, tmp_path: Path) -> None:
     assert "1 added" in run("staff", "import", str(jl), "--as", "A1").stdout
     bad = tmp_path / "bad.csv"
     bad.write_text("person_id,roles\nX1,boss\n")
-    res = run("staff", "import", str(bad), "--as", "A1", code=1)
-    assert "line 2.roles" in res.stderr
+    # a bad staff file lists one problem per line, then the error
+    res = run.runner.invoke(
+        cli.main, ["staff", "import", str(bad), "--as", "A1", "--home", str(run.home)]
+    )
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[0].startswith("line 2.roles")
+    assert res.stderr.splitlines()[-1].startswith("error: invalid staff file: 1 problem(s)")
     res = run("staff", "add", "A1", "--role", "staff", "--update", "--as", "A1", code=1)
     assert "no active admin" in res.stderr
     events = run("ledger", "verify").stdout

@@ -221,6 +221,8 @@ def test_operator_commands_need_no_person(host: Host, tmp_path: Path) -> None:
     ):
         host(*args, account="nobody-mapped")
         host(*args, token="itk_not_even_valid")  # they never ask who is acting
-    res = host("export", "ratings", "--format", "json", token="itk_not_even_valid")
+    res = host(
+        "export", "ratings", "--with-comments", "--format", "json", token="itk_not_even_valid"
+    )
     rows: list[dict[str, Any]] = json.loads(res.stdout)
     assert rows[1]["comment"] == "parking is a mess"  # the operator reads everything

@@ -260,9 +260,11 @@ def test_reads_follow_the_read_policy(world: World) -> None:
     res = world.person("AU", "export", "ratings", "--format", "json")
     assert res.exit_code == 0, res.stderr
     rows = json.loads(res.stdout)
-    assert rows and all("comment" not in r for r in rows)  # auditors read no comments
-    rows = json.loads(world.person("R1", "export", "ratings", "--format", "json").stdout)
-    assert rows[0]["comment"] == "comment 0"
+    assert rows and all("comment" not in r for r in rows)  # comments only when asked for
+    res = world.person("AU", "export", "ratings", "--with-comments")
+    assert res.exit_code == 1 and "may not read comments" in res.stderr  # auditors read none
+    res = world.person("R1", "export", "ratings", "--with-comments", "--format", "json")
+    assert json.loads(res.stdout)[0]["comment"] == "comment 0"
     res = world.person("S1", "export", "ratings")
     assert res.exit_code == 1 and "'S1' may not read ratings" in res.stderr
     res = world.person("S1", "report", "--by", "staff")
