@@ -182,8 +182,16 @@ def test_export_columns_local_times_and_comments_for_the_operator_only(
     # policy's, applied through the server (tests/integration/test_server_mode.py)
 
 
-def test_staff_import_reads_standard_input(home: Path) -> None:
+def sign_in_as_a1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first admin's own token, for the rest of the test (``INTEGRITY_TOKEN``)."""
+    res = run("staff", "token", "issue", "A1")  # the operator, while no admin can sign in
+    assert res.exit_code == 0, res.output
+    monkeypatch.setenv("INTEGRITY_TOKEN", res.stdout.strip().splitlines()[-1])
+
+
+def test_staff_import_reads_standard_input(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run("staff", "add", "A1", "--role", "admin").exit_code == 0
+    sign_in_as_a1(monkeypatch)
     res = run("staff", "import", "-", "--as", "A1", input="person_id,roles\nS7,staff\n")
     assert res.exit_code == 0, res.output
     assert "1 added" in res.stdout
@@ -195,9 +203,10 @@ def test_staff_import_reads_standard_input(home: Path) -> None:
 
 
 def test_staff_import_prints_one_problem_per_line_and_writes_nothing(
-    home: Path, tmp_path: Path
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert run("staff", "add", "A1", "--role", "admin").exit_code == 0
+    sign_in_as_a1(monkeypatch)
     bad = tmp_path / "roster.csv"  # the registry's roster given as a staff file
     bad.write_text(
         "person_id,window_id,from\n" + "".join(f"S{i},W1,2026-10-01\n" for i in range(70))

@@ -33,11 +33,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name", name=op.f("pk_intake_clients")),
         sa.UniqueConstraint("key_id", name=op.f("uq_intake_clients_key_id")),
     )
-    with op.batch_alter_table("ratings", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("client_id", sa.String(64), nullable=True))
+    op.add_column("ratings", sa.Column("client_id", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("ratings", schema=None) as batch_op:
-        batch_op.drop_column("client_id")
+    # A plain DROP COLUMN (SQLite 3.35+ has it): batch mode would copy `ratings`, which the
+    # ledger's foreign keys refuse inside the migration's transaction.
+    op.drop_column("ratings", "client_id")
     op.drop_table("intake_clients")
