@@ -118,8 +118,9 @@ class _Dictionary:
 
     def finish(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Global codes for ``codes`` (from :meth:`encode`) and the categories they index."""
-        if not self.uniques:
-            return codes, np.array([], dtype=object)
+        if not sum(len(u) for u in self.uniques):
+            # no value at all (an optional field every rating left out): every row is -1
+            return np.full(len(codes), -1, dtype=np.int64), np.array([], dtype=object)
         glob, cats = pd.factorize(np.concatenate(self.uniques), use_na_sentinel=True)
         out = np.where(codes >= 0, glob[np.maximum(codes, 0)], -1)
         return out.astype(np.int64), np.asarray(cats, dtype=object)
