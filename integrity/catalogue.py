@@ -113,6 +113,7 @@ class Reason(enum.StrEnum):
     SUBMITTED_IN_FUTURE = "time.submitted_in_future"
     # Detection.
     OUTLIER_BURST = "outlier.burst"
+    OUTLIER_EPISODE = "outlier.episode"
     OUTLIER_LOCKSTEP = "outlier.lockstep"
     OUTLIER_DEVICE_REPEAT = "outlier.device_repeat"
     OUTLIER_SELF_RATING = "outlier.self_rating"
@@ -154,6 +155,7 @@ REASONS: Mapping[Reason, str] = {
     Reason.SUBMITTED_BEFORE_SERVED: "submitted before the service was completed",
     Reason.SUBMITTED_IN_FUTURE: "submitted_at is later than the time of receipt",
     Reason.OUTLIER_BURST: "a window's ratings in a time bucket far above its own baseline",
+    Reason.OUTLIER_EPISODE: "counted ratings of a rate-limit episode: the same source just before or between its refusals",
     Reason.OUTLIER_LOCKSTEP: "devices or one address block rating one window in the same short slots",
     Reason.OUTLIER_DEVICE_REPEAT: "one device rating one window across many tickets with skewed scores",
     Reason.OUTLIER_SELF_RATING: "a non-kiosk device rating many tickets at one window just after service",

@@ -33,8 +33,23 @@ from integrity.model import (
     StoredRating,
     VenueRegistry,
 )
-from integrity.ports import Lookup, Pending, RatingQuery, ScanSpec
+from integrity.ports import LIMITED_BITS, Lookup, Pending, RatingQuery, ScanSpec
 from integrity.sqlkit import canonical_json, translate_errors
+
+
+def _limited_bits(reasons: Any) -> Any:
+    """SQL: the sum of :data:`~integrity.ports.LIMITED_BITS` of the codes in a
+    ';'-joined reasons column (a code matches whole, never as a prefix of another)."""
+    total: Any = sa.literal(0)
+    for code, bit in LIMITED_BITS.items():
+        whole = sa.or_(
+            reasons == code,
+            reasons.startswith(code + ";", autoescape=True),
+            reasons.endswith(";" + code, autoescape=True),
+            reasons.contains(";" + code + ";", autoescape=True),
+        )
+        total = total + sa.case((whole, bit), else_=0)
+    return total
 
 
 def make_engine(url: str) -> Engine:
@@ -417,6 +432,9 @@ class SqlLedger:
             sa.case((s.reasons.like(f"%{Reason.DUPLICATE_TICKET.value}%"), 1), else_=0).label(
                 "dup"
             ),
+            sa.case(  # one LIKE for most rows; the bits only where a limit is named
+                (s.reasons.like("%limit%"), _limited_bits(s.reasons)), else_=0
+            ).label("limited"),
             s.risk,
         ]
         base = sa.select(*cols).select_from(

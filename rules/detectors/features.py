@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from integrity.model import Rubric, VenueRegistry
-from integrity.ports import SCAN_COLUMNS, Ledger, ScanSpec
+from integrity.ports import LIMITED_BITS, SCAN_COLUMNS, Ledger, ScanSpec
 
 #: Columns :func:`load_frame` reads (the ledger's scan read model). A raw frame for
 #: :func:`prepare` may carry ``status`` and ``reasons`` (as stored) instead of
-#: ``counted`` and ``dup``.
+#: ``counted``, ``dup`` and ``limited``.
 RAW_COLUMNS = SCAN_COLUMNS
 
 
@@ -93,6 +93,7 @@ _NUMERIC = {
     "composite": float,
     "counted": np.int64,
     "dup": np.int64,
+    "limited": np.int64,
     "risk": float,
 }
 
@@ -183,7 +184,9 @@ def prepare(
     hall network), ``crowd`` (kiosk or venue: an honest crowd, never a brushing key
     by itself), ``top`` / ``bottom`` (every dimension at the scale's max / min),
     ``low`` (composite below the rubric's low mark), ``day`` (local day number),
-    ``hour`` (local hour, float), ``counted`` (accepted), ``in_scope``, and integer
+    ``hour`` (local hour, float), ``counted`` (accepted), ``dup`` (a repeated ticket),
+    ``limited`` (bits of :data:`~integrity.ports.LIMITED_BITS`: which rate limits decided
+    it), ``in_scope``, and integer
     codes ``win``, ``dev``, ``ipc``, ``pfx``, ``stf`` for fast grouping.
     """
     registry = registry or VenueRegistry()
@@ -234,6 +237,14 @@ def prepare(
         df["dup"] = df["dup"].astype(bool)
     else:
         df["dup"] = df["reasons"].fillna("").str.contains("duplicate_ticket").to_numpy()
+    # which rate limits (or the limiter's absence) decided it: bits of LIMITED_BITS
+    if "limited" in df:
+        df["limited"] = pd.to_numeric(df["limited"]).fillna(0).astype(np.int64)
+    else:
+        codes = df["reasons"].fillna("").astype(str).str.split(";")
+        df["limited"] = np.array(
+            [sum(LIMITED_BITS.get(c, 0) for c in set(cs)) for cs in codes], dtype=np.int64
+        )
     # who a low score is aimed at: the staff member when named, else the window
     n_win = int(df["win"].max()) + 1 if len(df) else 0
     df["tgt"] = np.where(df["stf"] >= 0, df["stf"] + n_win, df["win"]).astype(np.int64)

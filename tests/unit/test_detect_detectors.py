@@ -28,6 +28,7 @@ from rules.detectors.combine import combine
 from rules.detectors.comment_duplicate import CommentDuplicateDetector, jaccard, shingles
 from rules.detectors.corating import CoRatingDetector
 from rules.detectors.device_repeat import DeviceRepeatDetector
+from rules.detectors.episode import EpisodeDetector
 from rules.detectors.features import Frame, prepare
 from rules.detectors.generic import pyod_signal
 from rules.detectors.lockstep import LockstepDetector
@@ -150,6 +151,28 @@ def flood() -> list[dict[str, Any]]:
     """Fifteen 5s on one window at 20:00, when nobody rates, from one outside address."""
     t0 = DAY0 + 3 * 86400 + 20 * 3600
     return [row(window="W2", ip="ip-x", t=t0 + 30 * i, delay=7200, score=5.0) for i in range(15)]
+
+
+def limited_flood(n: int = 240, minutes: float = 60.0) -> list[dict[str, Any]]:
+    """One address sends ``n`` 5s to one window in an hour of the afternoon, a new device
+    id each time; a sliding log of 20 per 10 minutes (``ip.burst``) admits the first
+    ones and holds the rest, 60 an hour at most (``ip.hour``) rejects beyond that."""
+    t0 = DAY0 + 6 * 86400 + 14 * 3600
+    rows, admitted = [], []
+    for i in range(n):
+        t = t0 + i * minutes * 60 / n
+        recent = [a for a in admitted if a > t - 600]
+        hour = [a for a in admitted if a > t - 3600]
+        if len(hour) >= 60:
+            status, reasons = "rejected", "rate_limit.ip"
+        elif len(recent) >= 20:
+            status, reasons = "held", "rate_limit.ip"
+        else:
+            status, reasons = "accepted", ""
+            admitted.append(t)
+        r = row(window="W2", device=f"flood-{i}", ip="ip-flood", t=t, delay=None, score=5.0)
+        rows.append({**r, "status": status, "reasons": reasons})
+    return rows
 
 
 def device_farm() -> list[dict[str, Any]]:
@@ -278,6 +301,7 @@ def _coerced_frame() -> Frame:
 #: For each registered detector, a frame where it has something to find.
 FINDS: dict[str, Callable[[], Frame]] = {
     "burst": lambda: frame(population() + flood()),
+    "episode": lambda: frame(population() + limited_flood()),
     "lockstep": lambda: frame(population() + device_farm()),
     "corating": lambda: frame(population() + crew()),
     "device_repeat": lambda: frame(population() + slow_brusher()),
@@ -376,6 +400,29 @@ def test_calibration_holds_about_the_budget_under_the_null() -> None:
 def test_burst_fires_on_a_flood_from_outside_the_hall() -> None:
     rows, attack = population(), flood()
     assert ids(attack) <= held(BurstDetector(budget=0.001), frame(rows + attack))
+
+
+def test_episode_holds_what_the_limiter_admitted_before_and_between_its_refusals() -> None:
+    rows, attack = population(), limited_flood()
+    admitted = {r["rating_id"] for r in attack if r["status"] == "accepted"}
+    assert 20 < len(admitted) < len(attack) / 2
+    assert admitted <= held(EpisodeDetector(budget=0.001), frame(rows + attack))
+
+
+def test_episode_ignores_a_family_that_tripped_a_per_device_limit() -> None:
+    """Three tickets at one window from one phone in an afternoon: the third is refused
+    (two per device and window a day); the first two are ordinary."""
+    rows = population()
+    t0 = DAY0 + 2 * 86400 + 15 * 3600
+    fam = [
+        {
+            **row(window="W3", device="family-phone", ip="ip-fam", t=t0 + 300 * i, score=5.0),
+            "status": "rejected" if i == 2 else "accepted",
+            "reasons": "rate_limit.device_window" if i == 2 else "",
+        }
+        for i in range(3)
+    ]
+    assert not (ids(fam) & held(EpisodeDetector(budget=0.001), frame(rows + fam)))
 
 
 def test_burst_ignores_the_same_crowd_on_hall_wifi_and_kiosks() -> None:
