@@ -23,6 +23,7 @@ from integrity.cliutil import (
 )
 from integrity.errors import FieldError, InvalidInput
 from integrity.render import dump_json, jsonable, render
+from rules.detectors.base import Flag
 from rules.detectors.review import CASE_COLUMNS, LIST_COLUMNS, ReviewService
 from rules.detectors.service import DetectService
 
@@ -119,9 +120,16 @@ def detect_command(
         click.echo("")
         click.echo(f"findings (strongest first, {min(show, len(strong))} of {len(strong)}):")
         for f in strong[:show]:
-            click.echo(
-                f"- [{f.reason}] {len(f.rating_ids)} rating(s), score {f.score:.1f} >= {f.threshold:.1f}: {f.explanation}"
-            )
+            click.echo(f"- [{f.reason}] {_finding(f)}")
+
+
+def _finding(f: Flag) -> str:
+    """A finding in words: what it holds, what was seen against the usual, and the line."""
+    held = f"on {len(f.rating_ids)} rating(s)" if f.rating_ids else "on no rating"
+    if f.case:
+        held += f", {f.case.replace('case:', '').replace(':', ' ')} opened for review"
+    line = f" Flagged below p = {10 ** (-min(f.threshold, 300)):.1g}." if f.threshold > 0 else ""
+    return f"{held}: {f.explanation}{line}"
 
 
 # -- review ---------------------------------------------------------------------------------

@@ -349,6 +349,9 @@ def test_detector_contract_like_pyod(name: str) -> None:
         assert len(set(f.rating_ids)) == len(f.rating_ids)
         assert re.fullmatch(r"[0-9a-f]{16}", f.fingerprint)
         assert f.explanation.endswith((".", ")"))
+        # in words: what was seen against what is usual, never bare figures
+        assert re.search(r"usual|by chance|predict|would", f.explanation), f.explanation
+        assert ">=" not in f.explanation
         json.dumps(f.as_evidence())  # goes into a ledger event as it is
     assert len({f.fingerprint for f in flags}) == len(flags)
     # scoring another frame leaves the fit alone: same threshold, same findings
