@@ -405,6 +405,20 @@ def test_burst_fires_on_a_flood_from_outside_the_hall() -> None:
     assert ids(attack) <= held(BurstDetector(budget=0.001), frame(rows + attack))
 
 
+def test_burst_holds_what_its_sources_sent_before_it_stood_out() -> None:
+    """Four 5s from the flood's address in the 40 minutes before, one per bucket: none of
+    those buckets is a burst, but they are the same episode."""
+    rows, attack = population(), flood()
+    t0 = DAY0 + 3 * 86400 + 20 * 3600
+    early = [
+        row(window="W2", ip="ip-x", t=t0 - 600 * (i + 1), delay=7200, score=5.0) for i in range(4)
+    ]
+    for i, r in enumerate(early):  # other devices, same address
+        r["device_hash"] = f"early-{i}"
+    hits = held(BurstDetector(budget=0.001), frame(rows + early + attack))
+    assert ids(attack) | ids(early) <= hits
+
+
 def test_episode_holds_what_the_limiter_admitted_before_and_between_its_refusals() -> None:
     rows, attack = population(), limited_flood()
     admitted = {r["rating_id"] for r in attack if r["status"] == "accepted"}
