@@ -20,7 +20,7 @@ from rules.detectors.self_rating import SelfRatingDetector
 
 _SHARES: tuple[tuple[type[Detector], float], ...] = (
     (BurstDetector, 1.0),
-    (EpisodeDetector, 1.0),
+    (EpisodeDetector, 0.25),
     (LockstepDetector, 1.0),
     (CoRatingDetector, 1.0),
     (DeviceRepeatDetector, 1.0),
