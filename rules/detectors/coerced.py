@@ -20,7 +20,8 @@ window's expectation from its slow ratings and its peers). Pressed ratings are a
 near-straight-lined, so about ``(k - n p) / (1 - p)`` of the ``k`` are pressed (the
 excess, scaled to the ratings it displaced); that many are held, all-maximum before
 one-step-below and the fastest first, and the rest, about as many as honest raters
-give that way, keep counting. ``hold = "excess"`` (default) does that; ``"straight"``
+give that way, keep counting (``pattern = "top"`` counts all-maximum ratings only: fewer
+honest ones held, more pressure left counting). ``hold = "excess"`` (default) does that; ``"straight"``
 holds every fast all-maximum rating from the onset, ``"near"`` every fast
 near-straight-lined one, ``"none"`` only opens the case.
 """
@@ -59,12 +60,16 @@ class CoercedDetector(Detector):
         rho_cap: float = 0.05,
         hold: str = "excess",
         prior_weight: float = 20.0,
+        pattern: str = "near",
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
         if hold not in ("excess", "straight", "near", "none"):
             raise TypeError(f"hold must be 'excess', 'straight', 'near' or 'none', not {hold!r}")
         self.prior_weight = prior_weight
+        if pattern not in ("near", "top"):
+            raise TypeError(f"pattern must be 'near' or 'top', not {pattern!r}")
+        self.pattern = pattern
         self.rho_cap = rho_cap
         self.hold = hold
         self.fast_s = fast_s
@@ -159,7 +164,7 @@ class CoercedDetector(Detector):
         ratio = {}
         for way in (True, False):
             by_win = fast.groupby("win").agg(k=("straight", "sum"), n=("straight", "size"))
-            way_win = fast[fast["kiosk"] == way].groupby("win")["straight"].mean()
+            way_win = fast[fast["kiosk"] == way].groupby("win")[self._col].mean()
             both = (way_win / (by_win["k"] / by_win["n"]).replace(0, np.nan)).dropna()
             ratio[way] = float(np.median(both)) if len(both) else 1.0
         for _, r in cand.iterrows():
@@ -182,6 +187,11 @@ class CoercedDetector(Detector):
             unit.setdefault("estimated", len(held))
             yield unit, held.loc[held["in_scope"], "rating_id"]
 
+    @property
+    def _col(self) -> str:
+        """The pattern pressure leaves: near-straight-lined at the top, or all-maximum."""
+        return "straight" if self.pattern == "near" else "top"
+
     def _excess(
         self,
         w: pd.DataFrame,
@@ -198,20 +208,20 @@ class CoercedDetector(Detector):
         for way in (True, False):
             pre = before[before["kiosk"] == way]
             prior = float(np.clip(r["p_exp"] * ratio[way], 0.01, 0.99))
-            p = (pre["straight"].sum() + self.prior_weight * prior) / (len(pre) + self.prior_weight)
+            p = (pre[self._col].sum() + self.prior_weight * prior) / (len(pre) + self.prior_weight)
             g = after[after["kiosk"] == way]
             for _, day in g.groupby("day"):
-                k, n = int(day["straight"].sum()), len(day)
+                k, n = int(day[self._col].sum()), len(day)
                 pressed = max(0.0, (k - n * p) / (1 - p))
                 estimated += pressed
                 take = min(k, round(pressed))
                 if take <= 0:
                     continue
-                pool = day[day["straight"]]
+                pool = day[day[self._col]]
                 # all-maximum before one step below, then the fastest (at the counter)
                 order = np.lexsort((pool["rating_id"], pool["delay_s"], ~pool["top"]))
                 chosen.append(pool.iloc[order[:take]])
-        unit["pool"] = int(after["straight"].sum())
+        unit["pool"] = int(after[self._col].sum())
         unit["estimated"] = round(estimated)
         return pd.concat(chosen) if chosen else after.iloc[:0]
 
