@@ -197,7 +197,7 @@ def device_prior(X: Frame, suspicion: pd.Series | None = None) -> pd.Series:
     and its REV2 suspicion. New sources are common (every one-time citizen) and so are
     dissenters; a source that is both is not: the product of the two percentile ranks
     (high only when both are), ranked again, so the result is uniform over devices: a
-    rank, not a probability.
+    rank (in hundredths), not a probability.
     """
     df = X.frame
     d = df[~df["kiosk"]]
@@ -207,7 +207,9 @@ def device_prior(X: Frame, suspicion: pd.Series | None = None) -> pd.Series:
     brief = -np.log1p((t["max"] - t["min"]).clip(lower=0.0))
     sus = device_suspicion(X) if suspicion is None else suspicion
     both = brief.rank(pct=True) * sus.reindex(t.index).rank(pct=True).fillna(0.5)
-    return both.rank(pct=True)
+    # in hundredths: a later run over more data moves few devices across a step, so the
+    # ledger records few risk changes
+    return np.round(both.rank(pct=True) * 100) / 100
 
 
 def prior_signal(X: Frame, *, weight: float = 0.4, part: pd.Series | None = None) -> Signal:
