@@ -36,16 +36,21 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from sklearn.metrics import roc_auc_score
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: this checkout's packages, not another's
+    sys.path.insert(0, str(ROOT))
 
-from rules.detectors.fairness import DEFAULTS, fairness_scores, scores_to_unit
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from rules.detectors.fairness import DEFAULTS, fairness_scores, scores_to_unit  # noqa: E402
 
 DATASETS = ("alpha", "otc")
 DEFAULT_DATA = Path("/work/shared/data/bitcoin")
