@@ -30,7 +30,7 @@ from rules.detectors.corating import CoRatingDetector
 from rules.detectors.device_repeat import DeviceRepeatDetector
 from rules.detectors.episode import EpisodeDetector
 from rules.detectors.features import Frame, prepare
-from rules.detectors.generic import pyod_signal
+from rules.detectors.generic import prior_signal, pyod_signal
 from rules.detectors.lockstep import LockstepDetector
 from rules.detectors.low_concentration import LowConcentrationDetector
 from rules.detectors.low_shift import LowShiftDetector
@@ -693,3 +693,35 @@ def test_pyod_signal_is_bounded_and_only_in_the_tail() -> None:
     sig = pyod_signal(fr, tail=0.05, weight=0.3)
     assert sig.risk.between(0.0, 0.3).all()
     assert (sig.risk > 0).mean() < 0.2
+
+
+# -- risk for every rating ---------------------------------------------------------------
+
+
+def test_the_prior_ranks_every_rating_and_never_holds() -> None:
+    prior = Signal("prior", pd.Series([0.4, 0.1, 0.39], index=[1, 2, 3]))
+    # a weak finding (risk 0.25) with the prior (0.4) would pass 0.5 if the prior counted
+    v = combine([_flag((3,), 2.0)], [prior])
+    assert not v.hold
+    assert v.risk[3] == pytest.approx(0.25)  # the evidence the hold is judged on
+    assert set(v.ranked.index) == {1, 2, 3}
+    assert v.ranked[3] == pytest.approx(1 - 0.75 * 0.61)
+    assert v.ranked[1] > v.ranked[2] and all(0 <= r < 0.5 for r in v.ranked[[1, 2]])
+    assert v.recorded(3) == pytest.approx(v.ranked[3])
+
+
+def test_the_prior_puts_a_brief_dissenter_above_an_established_regular() -> None:
+    rows = population()
+    # seen once, rating 1 where everyone else is content
+    brief = [row(window="W2", device="newcomer", t=DAY0 + 3 * 86400 + 3600, score=1.0)]
+    # a regular over two weeks who agrees with the windows
+    regular = [
+        row(window="W1", device="regular", t=DAY0 + d * 86400 + 10 * 3600, score=4.4)
+        for d in range(14)
+    ]
+    fr = frame(rows + brief + regular)
+    sig = prior_signal(fr, weight=0.4)
+    assert sig.risk.between(0.0, 0.4).all()
+    assert sig.risk[brief[0]["rating_id"]] > sig.risk[regular[0]["rating_id"]]
+    kiosk_rows = [r["rating_id"] for r in rows if r["device_hash"].startswith("pad-")]
+    assert (sig.risk[kiosk_rows] == 0).all()
