@@ -76,14 +76,17 @@ def detect_command(
 ) -> None:
     """Run outlier detection over the ledger; flagged ratings become held.
 
-    Detectors (rule set [detect]): bursts against a window's own baseline, dense
+    Detectors (rule set [detect]): bursts against a window's own baseline, what the
+    rate limits let through before and between their refusals (episodes), dense
     address blocks and devices rating in lockstep, devices rating one window again and
     again with skewed scores, staff self-rating, coerced high scores (a window case),
     malicious low scores (concentrated sources, near-duplicate comments, a change in a
     staff member's low-score share), and pyod and rater fairness as supporting signals.
     Thresholds are calibrated for the rule set's target share of honest ratings held.
     Idempotent: a second run holds nothing new; evidence a reviewer cleared never
-    holds that rating again. Prints what it held and why.
+    holds that rating again. Every rating gets a risk in [0, 1] (0.5 at a detector's
+    line; below it a rank). Prints what it held and why, each finding in words: what
+    was seen against what is usual, and the line it crossed.
     """
     lo, hi = _when(since, "since", svc.tz), _when(until, "until", svc.tz)
     with progress("detect: reading") as tick:
