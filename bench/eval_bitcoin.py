@@ -21,6 +21,12 @@ cannot be scored from given ratings; they are excluded from the headline AUC and
 again included at suspicion 0.5 (and at the median suspicion of all raters, which is
 what the cold-start prior would give an unseen rater).
 
+Engine risk: the networks go through the engine's own detection (``DetectService.analyse``
+with the default ``[detect]`` table: every detector, pyod, fairness and the prior) as a
+ledger would: rater = device (its own address and prefix), ratee = window, the 1..5
+score on every dimension, the time as ``submitted_at``, no ``served_at``, no staff.
+A rater's score is the mean risk recorded for the ratings it gave.
+
 Baselines: activity only (fewer given ratings = more suspicious), pyod ECOD and IForest
 on per-rater features of given ratings. LEAK (reference only, NOT a detector): the mean
 rating the user RECEIVED, which a rating engine never sees.
@@ -30,16 +36,21 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from sklearn.metrics import roc_auc_score
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: this checkout's packages, not another's
+    sys.path.insert(0, str(ROOT))
 
-from rules.detectors.fairness import DEFAULTS, fairness_scores, scores_to_unit
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from rules.detectors.fairness import DEFAULTS, fairness_scores, scores_to_unit  # noqa: E402
 
 DATASETS = ("alpha", "otc")
 DEFAULT_DATA = Path("/work/shared/data/bitcoin")
@@ -130,6 +141,51 @@ def strict_fairness(net: pd.DataFrame, users: pd.Index) -> pd.Series:
     return pd.Series(out)
 
 
+def engine_risk(net: pd.DataFrame) -> pd.Series:
+    """Per rater: the mean risk ``integrity detect`` would record for the ratings it gave."""
+    from zoneinfo import ZoneInfo
+
+    from integrity.clock import FrozenClock
+    from integrity.model import DEFAULT_RUBRIC
+    from rules.detectors.features import prepare
+    from rules.detectors.service import DetectConfig, DetectService
+
+    rater = net["rater"].astype(str)
+    raw = pd.DataFrame(
+        {
+            "rating_id": np.arange(1, len(net) + 1),
+            "window_id": net["ratee"].astype(str),
+            "staff_id": None,
+            "service_type": "general",
+            "served_s": np.nan,
+            "submitted_s": net["time"].astype(float),
+            "composite": to_1to5(net["raw"]),
+            "comment": None,
+            "ip_hash": "ip-" + rater,
+            "prefix_hash": "pfx-" + rater,
+            "device_hash": "dev-" + rater,
+            "status": "accepted",
+            "reasons": "",
+            "risk": 0.0,
+        }
+    )
+    frame = prepare(raw, rubric=DEFAULT_RUBRIC, tz=ZoneInfo("UTC"))
+    svc = DetectService(
+        None,  # type: ignore[arg-type]  # analyse reads no ledger
+        DetectConfig(),
+        rubric=DEFAULT_RUBRIC,
+        tz=ZoneInfo("UTC"),
+        clock=FrozenClock(pd.Timestamp("2020-01-01", tz="UTC").to_pydatetime()),
+        rule_set_id="eval",
+    )
+    _, _, verdicts, _ = svc.analyse(frame)
+    ranked = getattr(verdicts, "ranked", None)
+    if ranked is None or len(ranked) == 0:
+        ranked = pd.Series(verdicts.risk, dtype=float)
+    risk = ranked.reindex(raw["rating_id"]).fillna(0.0).to_numpy()
+    return pd.Series(risk, index=net.index).groupby(net["rater"]).mean()
+
+
 # -- AUC ---------------------------------------------------------------------
 
 
@@ -197,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     paper = {**DEFAULTS, "polarity": False}
     earned = {**DEFAULTS, "prior_fairness": 0.5, "alpha1": 2.0}
     methods: dict[str, tuple[str, Callable[[pd.DataFrame], pd.Series], bool]] = {
+        "ENGINE: risk integrity detect records (mean per rater)": ("1..5", engine_risk, True),
         "fairness, shipped default /10": ("/10", lambda n: fairness_scores(n), True),
         "fairness, shipped default 1..5 -> scores_to_unit": (
             "1..5",

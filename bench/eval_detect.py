@@ -12,6 +12,12 @@ honest truth).
 Seeds are split: tuning seeds (looked at while building the detectors) and held-out
 seeds plus a world with changed parameters (never looked at while tuning).
 
+Besides the simulator's attacks, each world gets ``flood_hour`` campaigns injected here
+(one for each unit of the world's flood intensity, rounded): one address sends 200-400
+all-5 ratings in an hour of opening time to one window, a new device id each time,
+invented tickets, no ``served_at`` and no staff: what the rate limits admit at first
+and between refusals is what detection must still catch.
+
     .venv/bin/python bench/eval_detect.py                       # default split
     .venv/bin/python bench/eval_detect.py --seeds 11 12 --json out.json
 """
@@ -25,6 +31,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +45,15 @@ if str(ROOT) not in sys.path:
 from bootstrap import init_instance, open_app  # noqa: E402
 from integrity.adapters import tables as t  # noqa: E402
 from integrity.app import App, Settings  # noqa: E402
+from integrity.model import DEFAULT_RUBRIC  # noqa: E402
 from integrity.venues import pseudonymise_venues  # noqa: E402
-from simulation import WorldConfig, simulate  # noqa: E402
+from simulation import Label, WorldConfig, simulate  # noqa: E402
 
 TUNE_SEEDS = (1, 2)
 HOLDOUT_SEEDS = (3, 4, 5)
 ATTACKS = (
     "flood",
+    "flood_hour",
     "device_farm",
     "replay_duplicate",
     "brushing_slow",
@@ -92,11 +101,50 @@ class Built:
     coerced_windows: set[str]
 
 
+def hour_floods(cfg: WorldConfig, windows: list[str]) -> list[tuple[dict[str, Any], Label]]:
+    """The injected ``flood_hour`` campaigns of a world (see the module docstring)."""
+    rng = np.random.default_rng([cfg.seed, 60_60])
+    out: list[tuple[dict[str, Any], Label]] = []
+    for c in range(max(1, round(cfg.flood))):
+        w = windows[int(rng.integers(0, len(windows)))]
+        day = int(rng.integers(0, cfg.days))
+        start = cfg.start + timedelta(days=day, seconds=float(rng.uniform(9 * 3600, 16 * 3600)))
+        k = int(rng.integers(200, 401))
+        offsets = np.sort(rng.uniform(0, 3600, k))
+        ip = f"198.18.{c}.{int(rng.integers(1, 255))}"
+        label = Label("flood_hour", f"flood_hour-{c + 1}", w, None)
+        for i, off in enumerate(offsets.tolist()):
+            scores = {d: 5 for d in DEFAULT_RUBRIC.dimensions}
+            if rng.random() < 0.15:
+                scores[DEFAULT_RUBRIC.dimensions[int(rng.integers(0, 5))]] = 4
+            doc = {
+                "ticket_id": f"HF-{cfg.seed}-{c}-{i:04d}",
+                "window_id": w,
+                "channel": "app",
+                "submitted_at": (start + timedelta(seconds=off)).isoformat(),
+                "scores": scores,
+                "ip": ip,
+                "device_id": f"hf-{int(rng.integers(0, 2**62)):x}",
+            }
+            out.append((doc, label))
+    return out
+
+
+def _with_injected(world: Any, cfg: WorldConfig) -> tuple[list[dict[str, Any]], list[Label]]:
+    """The world's ratings and labels with the injected campaigns, in submitted order."""
+    windows = sorted({r["window_id"] for r in world.ratings})
+    rows = list(zip(world.ratings, world.truth, strict=True)) + hour_floods(cfg, windows)
+    at = [datetime.fromisoformat(r["submitted_at"]) for r, _ in rows]
+    order = sorted(range(len(rows)), key=lambda i: at[i])
+    return [rows[i][0] for i in order], [rows[i][1] for i in order]
+
+
 def build(name: str, cfg: WorldConfig, base: Path, *, fresh: bool = False) -> Built:
     """Simulate ``cfg`` and ingest it through the hook into ``base/name`` (cached)."""
     home = base / name
-    meta = home / "truth.npz"
+    meta = home / "truth-v2.npz"  # v2: with the injected hour floods
     world = simulate(cfg)
+    ratings, truth = _with_injected(world, cfg)
     if fresh and home.exists():
         shutil.rmtree(home)
     if not meta.exists():
@@ -109,21 +157,22 @@ def build(name: str, cfg: WorldConfig, base: Path, *, fresh: bool = False) -> Bu
             app.ledger.replace_venues(pv.venues, pv.addresses, pv.kiosks, app.clock.now(), "eval")
             app.hook.reload()
             ids = []
-            for item in app.hook.validate_stream(world.ratings, replay=True, chunk=2000):
+            for item in app.hook.validate_stream(ratings, replay=True, chunk=2000):
                 assert item.decision is not None
                 ids.append(item.decision.rating_id)
         np.savez(meta, rating_ids=np.array(ids, dtype=np.int64))
     ids = np.load(meta)["rating_ids"]
-    kinds = np.array([lb.kind for lb in world.truth])
-    targets = [lb.target_window for lb in world.truth]
-    windows = np.array([r["window_id"] for r in world.ratings])
+    kinds = np.array([lb.kind for lb in truth])
+    targets = [lb.target_window for lb in truth]
+    windows = np.array([r["window_id"] for r in ratings])
+    composites = np.array([DEFAULT_RUBRIC.composite(r["scores"]) for r in ratings])
     return Built(
         name,
         home,
         kinds,
         ids,
         windows,
-        world.composites(),
+        composites,
         targets,
         world.honest_window_scores(),
         set(world.coerced_windows),

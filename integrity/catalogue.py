@@ -151,6 +151,7 @@ class Reason(enum.StrEnum):
     PERIOD_CLOSED = "period.closed"
     # Detection.
     OUTLIER_BURST = "outlier.burst"
+    OUTLIER_EPISODE = "outlier.episode"
     OUTLIER_LOCKSTEP = "outlier.lockstep"
     OUTLIER_DEVICE_REPEAT = "outlier.device_repeat"
     OUTLIER_SELF_RATING = "outlier.self_rating"
@@ -196,6 +197,7 @@ REASONS: Mapping[Reason, str] = {
     Reason.TOO_OLD: "a live rating submitted or served longer ago than the rule set's [intake] max_age_s",
     Reason.PERIOD_CLOSED: "the rating's period (month of served_at, else submitted_at) is closed",
     Reason.OUTLIER_BURST: "a window's ratings in a time bucket far above its own baseline",
+    Reason.OUTLIER_EPISODE: "counted ratings of a rate-limit episode: the same source just before or between its refusals",
     Reason.OUTLIER_LOCKSTEP: "devices or one address block rating one window in the same short slots",
     Reason.OUTLIER_DEVICE_REPEAT: "one device rating one window across many tickets with skewed scores",
     Reason.OUTLIER_SELF_RATING: "a non-kiosk device rating many tickets at one window just after service",

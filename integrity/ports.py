@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from integrity.catalogue import Reason
 from integrity.model import (
     Decision,
     Event,
@@ -226,6 +227,16 @@ class ScanSpec:
     chunk: int = 100_000
 
 
+#: Bits of the scan's ``limited`` column: which rate-limit reason (or the limiter's
+#: absence) is among the rating's current reasons (0: none).
+LIMITED_BITS: Mapping[str, int] = {
+    Reason.RATE_LIMIT_IP: 1,
+    Reason.RATE_LIMIT_PREFIX: 2,
+    Reason.RATE_LIMIT_DEVICE: 4,
+    Reason.RATE_LIMIT_DEVICE_WINDOW: 8,
+    Reason.LIMITER_UNAVAILABLE: 16,
+}
+
 #: The columns of every row ``Ledger.scan`` yields, in order.
 SCAN_COLUMNS = (
     "rating_id",
@@ -241,6 +252,7 @@ SCAN_COLUMNS = (
     "device_hash",
     "counted",  # 1 when the current status is accepted
     "dup",  # 1 when rejected as a repeated ticket
+    "limited",  # bits of LIMITED_BITS: which rate limits (or the limiter's absence) decided it
     "risk",  # the combined risk stored by the last detection run (0 when none)
     "client_id",  # the intake client that sent it (None when not recorded)
 )

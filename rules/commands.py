@@ -24,6 +24,7 @@ from integrity.cliutil import (
 from integrity.errors import FieldError, InvalidInput
 from integrity.model import CHANNELS
 from integrity.render import dump_json, jsonable, render
+from rules.detectors.base import Flag
 from rules.detectors.review import (
     CASE_COLUMNS,
     LIST_COLUMNS,
@@ -82,14 +83,17 @@ def detect_command(
 ) -> None:
     """Run outlier detection over the ledger; flagged ratings become held.
 
-    Detectors (rule set [detect]): bursts against a window's own baseline, dense
+    Detectors (rule set [detect]): bursts against a window's own baseline, what the
+    rate limits let through before and between their refusals (episodes), dense
     address blocks and devices rating in lockstep, devices rating one window again and
     again with skewed scores, staff self-rating, coerced high scores (a window case),
     malicious low scores (concentrated sources, near-duplicate comments, a change in a
     staff member's low-score share), and pyod and rater fairness as supporting signals.
     Thresholds are calibrated for the rule set's target share of honest ratings held.
     Idempotent: a second run holds nothing new; evidence a reviewer cleared never
-    holds that rating again. Prints what it held and why.
+    holds that rating again. Every rating gets a risk in [0, 1] (0.5 at a detector's
+    line; below it a rank). Prints what it held and why, each finding in words: what
+    was seen against what is usual, and the line it crossed.
     """
     lo, hi = _when(since, "since", svc.tz), _when(until, "until", svc.tz)
     with progress("detect: reading") as tick:
@@ -126,9 +130,16 @@ def detect_command(
         click.echo("")
         click.echo(f"findings (strongest first, {min(show, len(strong))} of {len(strong)}):")
         for f in strong[:show]:
-            click.echo(
-                f"- [{f.reason}] {len(f.rating_ids)} rating(s), score {f.score:.1f} >= {f.threshold:.1f}: {f.explanation}"
-            )
+            click.echo(f"- [{f.reason}] {_finding(f)}")
+
+
+def _finding(f: Flag) -> str:
+    """A finding in words: what it holds, what was seen against the usual, and the line."""
+    held = f"on {len(f.rating_ids)} rating(s)" if f.rating_ids else "on no rating"
+    if f.case:
+        held += f", {f.case.replace('case:', '').replace(':', ' ')} opened for review"
+    line = f" Flagged below p = {10 ** (-min(f.threshold, 300)):.1g}." if f.threshold > 0 else ""
+    return f"{held}: {f.explanation}{line}"
 
 
 # -- review ---------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from integrity.model import (
 )
 from integrity.ports import (
     GROUP_COLUMNS,
+    LIMITED_BITS,
     AggregateQuery,
     ClockTimes,
     Lookup,
@@ -54,6 +55,21 @@ from integrity.ports import (
     Tally,
 )
 from integrity.sqlkit import canonical_json, translate_errors
+
+
+def _limited_bits(reasons: Any) -> Any:
+    """SQL: the sum of :data:`~integrity.ports.LIMITED_BITS` of the codes in a
+    ';'-joined reasons column (a code matches whole, never as a prefix of another)."""
+    total: Any = sa.literal(0)
+    for code, bit in LIMITED_BITS.items():
+        whole = sa.or_(
+            reasons == code,
+            reasons.startswith(code + ";", autoescape=True),
+            reasons.endswith(";" + code, autoescape=True),
+            reasons.contains(";" + code + ";", autoescape=True),
+        )
+        total = total + sa.case((whole, bit), else_=0)
+    return total
 
 
 def make_engine(url: str) -> Engine:
@@ -594,6 +610,9 @@ class SqlLedger:
             sa.case((s.reasons.like(f"%{Reason.DUPLICATE_TICKET.value}%"), 1), else_=0).label(
                 "dup"
             ),
+            sa.case(  # one LIKE for most rows; the bits only where a limit is named
+                (s.reasons.like("%limit%"), _limited_bits(s.reasons)), else_=0
+            ).label("limited"),
             s.risk,
             r.client_id,
         ]
@@ -989,17 +1008,25 @@ class SqlLedger:
         with self._writing() as conn:
             current: dict[int, float] = {}
             ids = sorted(int(k) for k in risks)
-            for part in _chunks(ids, 900):
-                rows = conn.execute(
-                    sa.select(t.rating_status.c.rating_id, t.rating_status.c.risk).where(
-                        t.rating_status.c.rating_id.in_(part)
+            s = t.rating_status.c
+            if len(ids) > 5000:
+                # many ratings (a whole ledger's risks): read the id range in slices
+                # instead of thousands of IN lists
+                for lo in range(ids[0], ids[-1] + 1, 200_000):
+                    rows = conn.execute(
+                        sa.select(s.rating_id, s.risk).where(
+                            s.rating_id >= lo, s.rating_id < lo + 200_000
+                        )
                     )
-                )
-                current.update({int(r): float(v) for r, v in rows})
+                    current.update({int(r): float(v) for r, v in rows if int(r) in risks})
+            else:
+                for part in _chunks(ids, 900):
+                    rows = conn.execute(sa.select(s.rating_id, s.risk).where(s.rating_id.in_(part)))
+                    current.update({int(r): float(v) for r, v in rows})
             changed = [
-                (rid, risk_value(risks[rid]))
+                (rid, v)
                 for rid in ids
-                if rid in current and abs(risk_value(risks[rid]) - current[rid]) > 1e-6
+                if rid in current and abs((v := risk_value(risks[rid])) - current[rid]) > 1e-6
             ]
             if not changed:
                 return 0
@@ -1015,15 +1042,17 @@ class SqlLedger:
                 ),
                 None,
             )
-            conn.execute(
-                t.risk_scores.insert(),
-                [{"event_id": ev.event_id, "rating_id": rid, "risk": v} for rid, v in changed],
+            # plain DBAPI executemany: a whole ledger's risks without per-row SQLAlchemy work
+            mark = "?" if self.dialect == "sqlite" else "%s"
+            eid = int(ev.event_id or 0)
+            conn.exec_driver_sql(
+                f"INSERT INTO {t.risk_scores.name} (event_id, rating_id, risk) "
+                f"VALUES ({mark}, {mark}, {mark})",
+                [(eid, rid, v) for rid, v in changed],
             )
-            conn.execute(
-                t.rating_status.update()
-                .where(t.rating_status.c.rating_id == sa.bindparam("rid"))
-                .values(risk=sa.bindparam("risk")),
-                [{"rid": rid, "risk": v} for rid, v in changed],
+            conn.exec_driver_sql(
+                f"UPDATE {t.rating_status.name} SET risk = {mark} WHERE rating_id = {mark}",
+                [(v, rid) for rid, v in changed],
             )
             return len(changed)
 

@@ -5,6 +5,10 @@ one window in one time bucket, against what that window gets at that hour of day
 own daily volume times the population's hour profile), under a negative binomial
 fitted to all windows and buckets. Rejected ratings count too: a flood the rate limits
 cut still shows where its survivors came from.
+
+A burst has sources: an address or device with at least ``source_min`` ratings in the
+bucket. Their ratings at that window in the ``lookback_s`` before the bucket belong to
+the same episode (the first part of a flood, before it stood out) and are held with it.
 """
 
 from __future__ import annotations
@@ -40,10 +44,20 @@ class BurstDetector(Detector):
     name = "burst"
     reason = Reason.OUTLIER_BURST
 
-    def __init__(self, *, bucket_s: int = 900, band: float = 0.5, **kw: Any) -> None:
+    def __init__(
+        self,
+        *,
+        bucket_s: int = 900,
+        band: float = 0.5,
+        lookback_s: float = 3600.0,
+        source_min: int = 3,
+        **kw: Any,
+    ) -> None:
         super().__init__(**kw)
         self.bucket_s = bucket_s
         self.band = band  # held: within this many score points of the burst's median
+        self.lookback_s = lookback_s
+        self.source_min = source_min
 
     def _score(self, X: Frame) -> pd.DataFrame:
         df = X.frame
@@ -99,25 +113,60 @@ class BurstDetector(Detector):
 
     def _unit_ratings(self, X: Frame, cand: pd.DataFrame) -> Iterator[tuple[Unit, list[int]]]:
         df = X.frame
-        d = df.loc[
-            ~df["crowd"], ["win", "submitted_s", "composite", "counted", "in_scope", "rating_id"]
-        ]
-        d = d.assign(bucket=(d["submitted_s"] // self.bucket_s).astype(np.int64))
-        d = rows_of(d, cand, ["win", "bucket"])
+        cols = ["win", "submitted_s", "composite", "in_scope", "rating_id", "ipc", "dev"]
+        allrows = df.loc[~df["crowd"], cols]
+        allrows = allrows.assign(bucket=(allrows["submitted_s"] // self.bucket_s).astype(np.int64))
+        d = rows_of(allrows, cand, ["win", "bucket"])
         d["med"] = d.groupby(["win", "bucket"])["composite"].transform("median")
         keep = ((d["composite"] - d["med"]).abs() <= self.band) & d["in_scope"]
         held = d[keep].groupby(["win", "bucket"])["rating_id"].agg(list)
         med = d.groupby(["win", "bucket"])["med"].first()
+        earlier = self._earlier(allrows, d, med)
         rec = {(r.win, r.bucket): r for r in cand.itertuples(index=False)}
         wid = df.drop_duplicates("win").set_index("win")["window_id"]
         for (w, b), rid_list in held.items():
+            before = earlier.get((w, b), [])
             unit = {
                 **rec[(w, b)]._asdict(),
                 "window": str(wid[w]),
                 "start": datetime.fromtimestamp(int(b) * self.bucket_s, X.tz),
                 "median": med[(w, b)],
+                "earlier": len(before),
             }
-            yield unit, rid_list
+            yield unit, sorted(set(rid_list) | set(before))
+
+    def _earlier(
+        self, allrows: pd.DataFrame, d: pd.DataFrame, med: pd.Series
+    ) -> dict[tuple[int, int], list[int]]:
+        """Per flagged (window, bucket): in-scope ratings of its sources (addresses or
+        devices with ``source_min`` ratings in it) at that window in the ``lookback_s``
+        before it, within ``band`` of the burst's median."""
+        out: dict[tuple[int, int], list[int]] = {}
+        for col in ("ipc", "dev"):
+            n = d.groupby(["win", "bucket", col]).size()
+            src = n[n >= self.source_min].reset_index()[["win", "bucket", col]]
+            src = src[src[col] >= 0]
+            if src.empty:
+                continue
+            prior = allrows.merge(src.rename(columns={"bucket": "burst"}), on=["win", col])
+            start = prior["burst"] * self.bucket_s
+            m = prior[
+                (prior["submitted_s"] < start)
+                & (prior["submitted_s"] >= start - self.lookback_s)
+                & prior["in_scope"]
+            ]
+            m = m[
+                (
+                    m["composite"]
+                    - med.reindex(pd.MultiIndex.from_frame(m[["win", "burst"]])).to_numpy()
+                )
+                .abs()
+                .le(self.band)
+                .to_numpy()
+            ]
+            for (w, b), g in m.groupby(["win", "burst"]):
+                out.setdefault((int(w), int(b)), []).extend(g["rating_id"].tolist())
+        return out
 
     def _unit(self, unit: Unit) -> str:
         return f"window:{unit['window']}:bucket:{int(unit['bucket'])}"
@@ -133,5 +182,11 @@ class BurstDetector(Detector):
             f"{int(unit['count'])} ratings from outside the hall's crowd reached window "
             f"{unit['window']} in the {self.bucket_s // 60} minutes from {unit['start']:%Y-%m-%d %H:%M}, "
             f"where about {unit['expected']:.2f} are usual at that hour ({fmt_p(unit['score'])}); "
-            f"held: those scoring within {self.band} of the burst's median {unit['median']:.2f}."
+            f"held: those scoring within {self.band} of the burst's median {unit['median']:.2f}"
+            + (
+                f", and {int(unit['earlier'])} its sources gave that window in the "
+                f"{self.lookback_s / 60:.0f} minutes before."
+                if unit["earlier"]
+                else "."
+            )
         )

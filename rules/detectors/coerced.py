@@ -11,10 +11,19 @@ windows do not set the norm). Counts are beta-binomial with the dispersion of al
 window-days; the onset day is scanned (change point, Bonferroni over days); windows
 are corrected with Benjamini-Hochberg. Small windows simply give larger p-values.
 
-A flagged window is a *case* (``case:window:<id>``) for review; its suspect ratings
-from the onset on are held: ``hold = "straight"`` (default) the fast ones with every
-dimension at the maximum; ``"near"`` also those one step below on one dimension (more
-of the pressed ratings, and more honest ones with them); ``"none"`` only opens the case.
+A flagged window is a *case* (``case:window:<id>``) for review. What it holds is the
+evidence of pressure, not every fast high rating: from the onset on, per day and per
+way of rating (the window's kiosk pad at the counter, or the citizen's own device), the
+fast near-straight-lined ratings ``k`` among the fast ratings ``n`` are compared with
+the share ``p`` that way of rating had at that window before the onset (shrunk to the
+window's expectation from its slow ratings and its peers). Pressed ratings are all
+near-straight-lined, so about ``(k - n p) / (1 - p)`` of the ``k`` are pressed (the
+excess, scaled to the ratings it displaced); that many are held, all-maximum before
+one-step-below and the fastest first, and the rest, about as many as honest raters
+give that way, keep counting (``pattern = "top"`` counts all-maximum ratings only: fewer
+honest ones held, more pressure left counting). ``hold = "excess"`` (default) does that; ``"straight"``
+holds every fast all-maximum rating from the onset, ``"near"`` every fast
+near-straight-lined one, ``"none"`` only opens the case.
 """
 
 from __future__ import annotations
@@ -49,12 +58,18 @@ class CoercedDetector(Detector):
         fast_s: float = 180.0,
         min_peers: int = 4,
         rho_cap: float = 0.05,
-        hold: str = "straight",
+        hold: str = "excess",
+        prior_weight: float = 20.0,
+        pattern: str = "near",
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
-        if hold not in ("straight", "near", "none"):
-            raise TypeError(f"hold must be 'straight', 'near' or 'none', not {hold!r}")
+        if hold not in ("excess", "straight", "near", "none"):
+            raise TypeError(f"hold must be 'excess', 'straight', 'near' or 'none', not {hold!r}")
+        self.prior_weight = prior_weight
+        if pattern not in ("near", "top"):
+            raise TypeError(f"pattern must be 'near' or 'top', not {pattern!r}")
+        self.pattern = pattern
         self.rho_cap = rho_cap
         self.hold = hold
         self.fast_s = fast_s
@@ -72,6 +87,7 @@ class CoercedDetector(Detector):
                 "delay_s",
                 "topbox",
                 "top",
+                "kiosk",
                 "counted",
                 "in_scope",
                 "rating_id",
@@ -142,21 +158,72 @@ class CoercedDetector(Detector):
 
     def _unit_ratings(self, X: Frame, cand: pd.DataFrame) -> Iterator[tuple[Unit, pd.Series]]:
         d = self._cells(X)
+        fast = d[d["fast"]]
+        # how much more (or less) each way of rating straight-lines than fast ratings do
+        # overall, at the typical window (a median over windows: pressed ones do not set it)
+        ratio = {}
+        for way in (True, False):
+            by_win = fast.groupby("win").agg(k=("straight", "sum"), n=("straight", "size"))
+            way_win = fast[fast["kiosk"] == way].groupby("win")[self._col].mean()
+            both = (way_win / (by_win["k"] / by_win["n"]).replace(0, np.nan)).dropna()
+            ratio[way] = float(np.median(both)) if len(both) else 1.0
         for _, r in cand.iterrows():
-            g = d[
-                (d["win"] == r["win"])
-                & (d["day"] >= r["onset_day"])
-                & d["fast"]
-                & (d["straight"] if self.hold == "near" else d["top"])
-                & (self.hold != "none")
-                & d["in_scope"]
-            ]
+            w = fast[fast["win"] == r["win"]]
+            after = w[w["day"] >= r["onset_day"]]
             unit = {
                 **r,
                 "window": str(r["window_id"]),
                 "onset": pd.Timestamp(int(r["onset_day"]) * 86400, unit="s").date(),
             }
-            yield unit, g["rating_id"]
+            if self.hold == "none":
+                held = after.iloc[:0]
+            elif self.hold == "straight":
+                held = after[after["top"]]
+            elif self.hold == "near":
+                held = after[after["straight"]]
+            else:
+                held = self._excess(w, after, r, ratio, unit)
+            unit.setdefault("pool", int(after["straight"].sum()))
+            unit.setdefault("estimated", len(held))
+            yield unit, held.loc[held["in_scope"], "rating_id"]
+
+    @property
+    def _col(self) -> str:
+        """The pattern pressure leaves: near-straight-lined at the top, or all-maximum."""
+        return "straight" if self.pattern == "near" else "top"
+
+    def _excess(
+        self,
+        w: pd.DataFrame,
+        after: pd.DataFrame,
+        r: pd.Series,
+        ratio: dict[bool, float],
+        unit: dict[str, Any],
+    ) -> pd.DataFrame:
+        """The fast near-straight-lined ratings of one window from its onset that stand
+        for the excess over its baseline, per way of rating and day (module docstring)."""
+        before = w[w["day"] < r["onset_day"]]
+        chosen = []
+        estimated = 0.0
+        for way in (True, False):
+            pre = before[before["kiosk"] == way]
+            prior = float(np.clip(r["p_exp"] * ratio[way], 0.01, 0.99))
+            p = (pre[self._col].sum() + self.prior_weight * prior) / (len(pre) + self.prior_weight)
+            g = after[after["kiosk"] == way]
+            for _, day in g.groupby("day"):
+                k, n = int(day[self._col].sum()), len(day)
+                pressed = max(0.0, (k - n * p) / (1 - p))
+                estimated += pressed
+                take = min(k, round(pressed))
+                if take <= 0:
+                    continue
+                pool = day[day[self._col]]
+                # all-maximum before one step below, then the fastest (at the counter)
+                order = np.lexsort((pool["rating_id"], pool["delay_s"], ~pool["top"]))
+                chosen.append(pool.iloc[order[:take]])
+        unit["pool"] = int(after[self._col].sum())
+        unit["estimated"] = round(estimated)
+        return pd.concat(chosen) if chosen else after.iloc[:0]
 
     def _unit(self, unit: Unit) -> str:
         return f"window:{unit['window']}"
@@ -175,10 +242,20 @@ class CoercedDetector(Detector):
         }
 
     def _explain(self, unit: Unit) -> str:
+        held = {
+            "excess": (
+                f"held: {int(unit['estimated'])} of those {int(unit['pool'])} that stand for "
+                f"the excess over the window's own earlier share and its peers (all-maximum "
+                f"first, the fastest first); the rest keep counting"
+            ),
+            "straight": "held: every fast all-maximum rating since",
+            "near": "held: every fast rating at or one step below the maximum since",
+            "none": "nothing held; the window is a case for review",
+        }[self.hold]
         return (
             f"From {unit['onset']}, {int(unit['k'])} of {int(unit['n'])} ratings given within "
             f"{self.fast_s:.0f} s of service at window {unit['window']} were straight-lined at (or one "
             f"step below) the maximum, where its later ratings ({unit['p_slow']:.0%} straight-lined) "
             f"and its peers predict {unit['p_exp']:.0%} ({fmt_p(unit['score'])}): pressure at the "
-            f"counter is likely."
+            f"counter is likely; {held}."
         )

@@ -7,6 +7,11 @@ combined risk is the noisy-OR ``1 - prod(1 - r)``: independent pieces of evidenc
 add up. A rating is held when one finding reaches its threshold, or when the
 combined risk reaches ``hold_risk`` (0.5) with at least one finding among the
 evidence: a generic signal never holds on its own.
+
+The risk recorded for every rating (:attr:`Verdicts.ranked`) adds one more term to the
+noisy-OR: the ``prior`` signal (:func:`rules.detectors.generic.prior_signal`), below
+the hold line for every rating, so that sorting by risk ranks the ratings no finding
+reached too. It never takes part in the hold decision.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from rules.detectors.base import Flag, Signal
 
 HOLD_RISK = 0.5
+#: Signals that rank but never take part in a hold decision.
+RANK_ONLY = frozenset({"prior"})
 
 
 def flag_risk(flag: Flag) -> float:
@@ -30,9 +38,15 @@ def flag_risk(flag: Flag) -> float:
 class Verdicts:
     """What combination decided: risk per rating, and the findings behind each hold."""
 
-    risk: dict[int, float] = field(default_factory=dict)
+    risk: dict[int, float] = field(default_factory=dict)  # the evidence the hold is judged on
     hold: dict[int, list[Flag]] = field(default_factory=dict)
     soft: dict[int, dict[str, float]] = field(default_factory=dict)
+    ranked: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))  # risk + prior
+
+    def recorded(self, rating_id: int) -> float:
+        """The risk recorded for a rating: its evidence with the prior (0 when unknown)."""
+        v = self.ranked.get(rating_id)
+        return float(v) if v is not None else float(self.risk.get(rating_id, 0.0))
 
 
 def combine(
@@ -49,7 +63,8 @@ def combine(
             by_rating[rid].append(f)
     out = Verdicts()
     soft: dict[int, dict[str, float]] = defaultdict(dict)
-    for s in signals:
+    prior = [s for s in signals if s.detector in RANK_ONLY]
+    for s in (s for s in signals if s.detector not in RANK_ONLY):
         r = s.risk[s.risk > 0]
         for rid, v in zip(r.index.tolist(), r.to_numpy().tolist(), strict=True):
             soft[int(rid)][s.detector] = float(v)
@@ -67,4 +82,12 @@ def combine(
             out.hold[rid] = sorted(strong, key=lambda f: -f.strength)
         elif fl and risk >= hold_risk:
             out.hold[rid] = sorted(fl, key=lambda f: -f.strength)
+    ev = pd.Series(out.risk, dtype=float)
+    ranked = ev
+    for s in prior:
+        idx = ranked.index.union(s.risk.index)
+        ranked = 1.0 - (1.0 - ranked.reindex(idx).fillna(0.0)) * (
+            1.0 - s.risk.reindex(idx).fillna(0.0)
+        )
+    out.ranked = ranked.clip(0.0, 1.0)
     return out

@@ -100,6 +100,7 @@ class CommentDuplicateDetector(Detector):
         p = stats.binom.sf(u["n"] - 1, u["cluster_total"], np.clip(p_t, 1.0 / (10 * n_targets), 1))
         ok = (u["n"] >= self.min_size) & (u["devices"] >= 2)
         u["p"] = np.where(ok, p, 1.0)
+        u["expected"] = u["cluster_total"] * np.clip(p_t, 1.0 / (10 * n_targets), 1)
         u["score"] = neglog10(u["p"].to_numpy())
         u["weight"] = u["n"]
         self.clustered_ = d
@@ -126,6 +127,8 @@ class CommentDuplicateDetector(Detector):
     def _explain(self, unit: Unit) -> str:
         return (
             f"{int(unit['n'])} low ratings of {unit['target']} from {int(unit['devices'])} devices carry "
-            f"near-duplicate comments like \u201c{unit['sample']}\u201d, {int(unit['n'])} of the "
-            f"{int(unit['cluster_total'])} such texts anywhere ({fmt_p(unit['score'])})."
+            f"near-duplicate comments like \u201c{unit['sample']}\u201d: {int(unit['n'])} of the "
+            f"{int(unit['cluster_total'])} such texts anywhere, where about "
+            f"{float(unit['expected']):.1f} would fall on {unit['target']} by its share of low "
+            f"comments ({fmt_p(unit['score'])})."
         )

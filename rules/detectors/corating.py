@@ -133,6 +133,7 @@ class CoRatingDetector(Detector):
                 partner=("partner", "first"),
                 shared=("shared", "first"),
                 a=("a", "first"),
+                b=("b", "first"),
                 buckets=("buckets", "first"),
                 partners=("partner", "nunique"),
             )
@@ -157,6 +158,7 @@ class CoRatingDetector(Detector):
             window, dev = (str(x) for x in first.loc[(w, dv)])
             unit = {
                 **r._asdict(),
+                "chance": float(r.a) * float(r.b) / max(float(r.buckets), 1.0),
                 "window": window,
                 "device": dev,
                 "partner_hash": str(dev_hash[r.partner]),
@@ -177,5 +179,6 @@ class CoRatingDetector(Detector):
             f"Device {unit['device'][:8]} rated window {unit['window']} in the same {self.bucket_s // 3600}-hour "
             f"slots as {int(unit['partners'])} other device(s): with {unit['partner_hash'][:8]} in "
             f"{int(unit['shared'])} of its {int(unit['a'])} slots, out of {int(unit['buckets'])} slots "
-            f"the window had ratings in ({fmt_p(unit['score'])})."
+            f"the window had ratings in, where about {float(unit['chance']):.1f} would be shared by "
+            f"chance ({fmt_p(unit['score'])})."
         )

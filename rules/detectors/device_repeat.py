@@ -107,13 +107,12 @@ class DeviceRepeatDetector(Detector):
         return {"min_ratings": self.min_ratings, "rho": round(rho, 4)}
 
     def _explain(self, unit: Unit) -> str:
-        what = (
-            f"{int(unit['k_low'])} low scores (window's low share {unit['p_low']:.0%})"
-            if unit["side"] == "low"
-            else f"{int(unit['k_top'])} near-straight-lined top scores (window's share {unit['p_top']:.0%})"
-        )
+        low = unit["side"] == "low"
+        k, share = (unit["k_low"], unit["p_low"]) if low else (unit["k_top"], unit["p_top"])
+        what = "low scores" if low else "near-straight-lined top scores"
         return (
             f"Device {unit['device'][:8]} rated window {unit['window']} {int(unit['n'])} times on "
-            f"{int(unit['days'])} day(s), {what}; so skewed a rater is unlikely among all devices "
-            f"({fmt_p(unit['score'])})."
+            f"{int(unit['days'])} day(s), {int(k)} of them {what}, where about "
+            f"{float(unit['n']) * float(share):.1f} are usual ({share:.0%} of that window's "
+            f"ratings); so skewed a rater is unlikely among all devices ({fmt_p(unit['score'])})."
         )

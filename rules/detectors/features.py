@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from integrity.model import Rubric, VenueRegistry
-from integrity.ports import SCAN_COLUMNS, Ledger, ScanSpec
+from integrity.ports import LIMITED_BITS, SCAN_COLUMNS, Ledger, ScanSpec
 
 #: Columns :func:`load_frame` reads (the ledger's scan read model). A raw frame for
 #: :func:`prepare` may carry ``status`` and ``reasons`` (as stored) instead of
-#: ``counted`` and ``dup``.
+#: ``counted``, ``dup`` and ``limited``.
 RAW_COLUMNS = SCAN_COLUMNS
 
 
@@ -93,6 +93,7 @@ _NUMERIC = {
     "composite": float,
     "counted": np.int64,
     "dup": np.int64,
+    "limited": np.int64,
     "risk": float,
 }
 
@@ -126,8 +127,9 @@ class _Dictionary:
 
     def finish(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Global codes for ``codes`` (from :meth:`encode`) and the categories they index."""
-        if not any(len(u) for u in self.uniques):  # no chunk, or only missing values
-            return codes, np.array([], dtype=object)
+        if not sum(len(u) for u in self.uniques):
+            # no value at all (an optional field every rating left out): every row is -1
+            return np.full(len(codes), -1, dtype=np.int64), np.array([], dtype=object)
         glob, cats = pd.factorize(np.concatenate(self.uniques), use_na_sentinel=True)
         out = np.where(codes >= 0, glob[np.maximum(codes, 0)], -1)
         return out.astype(np.int64), np.asarray(cats, dtype=object)
@@ -190,7 +192,9 @@ def prepare(
     hall network), ``crowd`` (kiosk or venue: an honest crowd, never a brushing key
     by itself), ``top`` / ``bottom`` (every dimension at the scale's max / min),
     ``low`` (composite below the rubric's low mark), ``day`` (local day number),
-    ``hour`` (local hour, float), ``counted`` (accepted), ``in_scope``, and integer
+    ``hour`` (local hour, float), ``counted`` (accepted), ``dup`` (a repeated ticket),
+    ``limited`` (bits of :data:`~integrity.ports.LIMITED_BITS`: which rate limits decided
+    it), ``in_scope``, and integer
     codes ``win``, ``dev``, ``ipc``, ``pfx``, ``stf`` for fast grouping.
     """
     registry = registry or VenueRegistry()
@@ -241,6 +245,14 @@ def prepare(
         df["dup"] = df["dup"].astype(bool)
     else:
         df["dup"] = df["reasons"].fillna("").str.contains("duplicate_ticket").to_numpy()
+    # which rate limits (or the limiter's absence) decided it: bits of LIMITED_BITS
+    if "limited" in df:
+        df["limited"] = pd.to_numeric(df["limited"]).fillna(0).astype(np.int64)
+    else:
+        codes = df["reasons"].fillna("").astype(str).str.split(";")
+        df["limited"] = np.array(
+            [sum(LIMITED_BITS.get(c, 0) for c in set(cs)) for cs in codes], dtype=np.int64
+        )
     # who a low score is aimed at: the staff member when named, else the window
     n_win = int(df["win"].max()) + 1 if len(df) else 0
     df["tgt"] = np.where(df["stf"] >= 0, df["stf"] + n_win, df["win"]).astype(np.int64)

@@ -1,5 +1,7 @@
-"""Soft signals that never hold a rating on their own: pyod over behaviour features, and
-REV2 rater fairness (``rules/detectors/fairness.py``).
+"""Soft signals that never hold a rating on their own: pyod over behaviour features, REV2
+rater fairness (``rules/detectors/fairness.py``), and the prior that ranks every rating
+below the hold line (:func:`prior_signal`: how briefly its device was seen, with its
+fairness).
 
 On real labelled data generic outlier detectors score near chance, so their output
 is only one input to :mod:`rules.detectors.combine`: a rating is held on them only
@@ -147,28 +149,77 @@ def pyod_signal(
     )
 
 
-def device_risk_fairness(
-    X: Frame, *, tail: float = 0.02, weight: float = 0.3, min_ratings: int = 3
-) -> pd.Series:
-    """REV2 suspicion per device code mapped to risk; see :func:`fairness_signal`."""
+def device_suspicion(X: Frame) -> pd.Series:
+    """REV2 suspicion (1 - fairness, in [0, 1]) of every device (not kiosk) code, from the
+    ratings it gave to windows; the rubric's scale is mapped to 1..5 first."""
     from rules.detectors.fairness import fairness_scores, scores_to_unit
 
     df = X.frame
     d = df[~df["kiosk"]]
     if d.empty:
         return pd.Series(dtype=float)
+    lo, hi = float(X.rubric.scale_min), float(X.rubric.scale_max)
+    five = 1.0 + 4.0 * (d["composite"].to_numpy(dtype=float) - lo) / (hi - lo)
     edges = pd.DataFrame(
         {
             "rater": d["dev"].to_numpy(),
             "ratee": d["win"].to_numpy(),
-            "rating": scores_to_unit(d["composite"].clip(1, 5).to_numpy()),
+            "rating": scores_to_unit(np.clip(five, 1.0, 5.0)),
             "time": d["submitted_s"].to_numpy(),
         }
     )
-    sus = fairness_scores(edges)
+    return fairness_scores(edges)
+
+
+def device_risk_fairness(
+    X: Frame,
+    *,
+    tail: float = 0.02,
+    weight: float = 0.3,
+    min_ratings: int = 3,
+    suspicion: pd.Series | None = None,
+) -> pd.Series:
+    """REV2 suspicion per device code mapped to risk; see :func:`fairness_signal`."""
+    df = X.frame
+    d = df[~df["kiosk"]]
+    if d.empty:
+        return pd.Series(dtype=float)
+    sus = device_suspicion(X) if suspicion is None else suspicion
     n = d.groupby("dev").size()
     sus = sus[n.reindex(sus.index).fillna(0).to_numpy() >= min_ratings]
     return pd.Series(_tail_risk(sus.to_numpy(), tail, weight), index=sus.index)
+
+
+def device_prior(X: Frame, suspicion: pd.Series | None = None) -> pd.Series:
+    """Where each device (not kiosk) code ranks among all devices by two signals of the
+    ratings it gave, in [0, 1] (1 = the most suspicious): how briefly it was seen (the
+    span from its first to its last rating; a source seen once or for minutes is new)
+    and its REV2 suspicion. New sources are common (every one-time citizen) and so are
+    dissenters; a source that is both is not: the product of the two percentile ranks
+    (high only when both are), ranked again, so the result is uniform over devices: a
+    rank (in hundredths), not a probability.
+    """
+    df = X.frame
+    d = df[~df["kiosk"]]
+    if d.empty:
+        return pd.Series(dtype=float)
+    t = d.groupby("dev")["submitted_s"].agg(["min", "max"])
+    brief = -np.log1p((t["max"] - t["min"]).clip(lower=0.0))
+    sus = device_suspicion(X) if suspicion is None else suspicion
+    both = brief.rank(pct=True) * sus.reindex(t.index).rank(pct=True).fillna(0.5)
+    # in hundredths: a later run over more data moves few devices across a step, so the
+    # ledger records few risk changes
+    return np.round(both.rank(pct=True) * 100) / 100
+
+
+def prior_signal(X: Frame, *, weight: float = 0.4, part: pd.Series | None = None) -> Signal:
+    """Risk below the hold line for every rating: ``weight`` times its device's
+    :func:`device_prior` (kiosk ratings: 0). Ranks; never holds (see combine)."""
+    df = X.frame
+    prior = device_prior(X) if part is None else part
+    out = prior.reindex(df["dev"]).fillna(0.0).to_numpy() * weight if len(prior) else None
+    risk = np.zeros(len(df)) if out is None else np.where(df["kiosk"].to_numpy(), 0.0, out)
+    return Signal("prior", pd.Series(risk, index=df["rating_id"].to_numpy()), {"weight": weight})
 
 
 def fairness_signal(
@@ -204,14 +255,19 @@ _SHARED: dict[str, Any] = {}
 
 
 def _soft_parts(
-    pyod_opts: dict[str, Any] | None, fair_opts: dict[str, Any] | None
+    pyod_opts: dict[str, Any] | None,
+    fair_opts: dict[str, Any] | None,
+    prior_opts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     frame = _SHARED["frame"]
     out: dict[str, Any] = {}
     if pyod_opts is not None:
         out["pyod"] = device_risk_pyod(frame, **pyod_opts)
+    sus = device_suspicion(frame) if fair_opts is not None or prior_opts is not None else None
     if fair_opts is not None:
-        out["fairness"] = device_risk_fairness(frame, **fair_opts)
+        out["fairness"] = device_risk_fairness(frame, **fair_opts, suspicion=sus)
+    if prior_opts is not None:
+        out["prior"] = device_prior(frame, suspicion=sus)
     return out
 
 
@@ -224,11 +280,16 @@ class SoftSignals:
     """
 
     def __init__(
-        self, frame: Frame, pyod_opts: dict[str, Any] | None, fair_opts: dict[str, Any] | None
+        self,
+        frame: Frame,
+        pyod_opts: dict[str, Any] | None,
+        fair_opts: dict[str, Any] | None,
+        prior_opts: dict[str, Any] | None = None,
     ) -> None:
         self.frame = frame
         self.pyod_opts = pyod_opts
         self.fair_opts = fair_opts
+        self.prior_opts = prior_opts
         self._pool: Any = None
         self._future: Any = None
 
@@ -236,12 +297,14 @@ class SoftSignals:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        if self.pyod_opts is None and self.fair_opts is None:
+        if self.pyod_opts is None and self.fair_opts is None and self.prior_opts is None:
             return self
         if "fork" in mp.get_all_start_methods():
             _SHARED["frame"] = self.frame
             self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
-            self._future = self._pool.submit(_soft_parts, self.pyod_opts, self.fair_opts)
+            self._future = self._pool.submit(
+                _soft_parts, self.pyod_opts, self.fair_opts, self.prior_opts
+            )
         return self
 
     def result(self) -> list[Signal]:
@@ -249,7 +312,7 @@ class SoftSignals:
             parts = self._future.result()
         else:
             _SHARED["frame"] = self.frame
-            parts = _soft_parts(self.pyod_opts, self.fair_opts)
+            parts = _soft_parts(self.pyod_opts, self.fair_opts, self.prior_opts)
         out = []
         if "pyod" in parts:
             out.append(pyod_signal(self.frame, parts=parts["pyod"], **(self.pyod_opts or {})))
@@ -257,6 +320,8 @@ class SoftSignals:
             out.append(
                 fairness_signal(self.frame, part=parts["fairness"], **(self.fair_opts or {}))
             )
+        if "prior" in parts:
+            out.append(prior_signal(self.frame, part=parts["prior"], **(self.prior_opts or {})))
         return out
 
     def __exit__(self, *exc: object) -> None:

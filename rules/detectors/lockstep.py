@@ -61,6 +61,7 @@ class LockstepDetector(Detector):
         # keys differ in where their crowd goes (regions, carriers): beta-binomial.
         self.rho_ = rho_mom(units["devices"], units["key_devices"], p_w, trim=0.05, cap=0.2)
         units["p"] = betabinom_sf(units["devices"], units["key_devices"], p_w, self.rho_)
+        units["usual"] = units["key_devices"] * p_w
         units.loc[units["devices"] < self.min_devices, "p"] = 1.0
         units["score"] = neglog10(units["p"].to_numpy())
         units["weight"] = units["n"]
@@ -96,9 +97,10 @@ class LockstepDetector(Detector):
         return {"key": unit["kind"], "min_devices": self.min_devices, "rho": round(self.rho_, 4)}
 
     def _explain(self, unit: Unit) -> str:
-        kind = unit["kind"]
+        kind = {"ip": "address"}.get(unit["kind"], unit["kind"])
         return (
             f"On {unit['date']}, {int(unit['devices'])} of the {int(unit['key_devices'])} devices seen "
-            f"behind {kind} {unit['hash'][:8]} rated window {unit['window']}, far above that window's share "
-            f"of traffic ({fmt_p(unit['score'])}); the {kind} is not a registered hall network."
+            f"behind {kind} {unit['hash'][:8]} rated window {unit['window']}, where about "
+            f"{float(unit['usual']):.1f} would have by that window's share of all traffic "
+            f"({fmt_p(unit['score'])}); the {kind} is not a registered hall network."
         )

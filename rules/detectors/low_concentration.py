@@ -86,6 +86,7 @@ class LowConcentrationDetector(Detector):
         target = unit["target"]
         return (
             f"{int(unit['k'])} of {int(unit['n'])} ratings of {target} from prefix {unit['prefix'][:8]} "
-            f"(not a hall network; {int(unit['low_devices'])} devices) were low scores, where "
-            f"{unit['p_low']:.0%} is usual for {target} ({fmt_p(unit['score'])})."
+            f"(not a hall network; {int(unit['low_devices'])} devices) were low scores, where about "
+            f"{float(unit['n']) * float(unit['p_low']):.1f} are usual ({unit['p_low']:.0%} of the "
+            f"ratings of {target}) ({fmt_p(unit['score'])})."
         )

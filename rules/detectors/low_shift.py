@@ -57,8 +57,15 @@ class LowShiftDetector(Detector):
             active >= 4, share, day.groupby("stf")["p0"].first().reindex(staff).to_numpy()
         )
         p0 = np.maximum(p0, max(g / 2, 0.01))
-        split, _, _, pv = scan_matrix(K, N, p0, self.rho_)
-        rows = {"stf": staff, "onset_day": days[split], "p0": p0, "p": pv}
+        split, k_after, n_after, pv = scan_matrix(K, N, p0, self.rho_)
+        rows = {
+            "stf": staff,
+            "onset_day": days[split],
+            "p0": p0,
+            "k": k_after.astype(np.int64),
+            "n": n_after.astype(np.int64),
+            "p": pv,
+        }
         u = pd.DataFrame(rows)
         u["score"] = neglog10(u["p"].to_numpy())
         u["weight"] = 0  # holds only repeated sources (see _unit_ratings), weighed there
@@ -101,7 +108,8 @@ class LowShiftDetector(Detector):
     def _explain(self, unit: Unit) -> str:
         who = unit["staff_id"]
         return (
-            f"The low-score share of {who} rose from about {unit['p0']:.0%} from {unit['onset']} "
-            f"({fmt_p(unit['score'])}); held: low scores since then from devices that gave "
-            f"{who} two or more of them."
+            f"From {unit['onset']}, {int(unit['k'])} of the {int(unit['n'])} ratings of {who} were "
+            f"low scores ({unit['k'] / max(int(unit['n']), 1):.0%}), where about {unit['p0']:.0%} "
+            f"is usual for {who} ({fmt_p(unit['score'])}); held: low scores since then from "
+            f"devices that gave {who} two or more of them."
         )

@@ -12,6 +12,7 @@ from rules.detectors.coerced import CoercedDetector
 from rules.detectors.comment_duplicate import CommentDuplicateDetector
 from rules.detectors.corating import CoRatingDetector
 from rules.detectors.device_repeat import DeviceRepeatDetector
+from rules.detectors.episode import EpisodeDetector
 from rules.detectors.lockstep import LockstepDetector
 from rules.detectors.low_concentration import LowConcentrationDetector
 from rules.detectors.low_shift import LowShiftDetector
@@ -19,6 +20,7 @@ from rules.detectors.self_rating import SelfRatingDetector
 
 _SHARES: tuple[tuple[type[Detector], float], ...] = (
     (BurstDetector, 1.0),
+    (EpisodeDetector, 0.25),
     (LockstepDetector, 1.0),
     (CoRatingDetector, 1.0),
     (DeviceRepeatDetector, 1.0),

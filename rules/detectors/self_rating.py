@@ -109,6 +109,7 @@ class SelfRatingDetector(Detector):
             f"Device {unit['device'][:8]} (not a kiosk) rated {int(unit['fast'])} tickets of window "
             f"{unit['window']} within {self.fast_s / 60:.0f} minutes of service, at "
             f"{int(unit['sessions'])} separate times, on {int(unit['multi_days'])} of "
-            f"{int(unit['active_days'])} days at two or more separate times; "
-            f"among all devices {self.q_:.2%} of such days are ({fmt_p(unit['score'])})."
+            f"{int(unit['active_days'])} days at two or more separate times, where about "
+            f"{float(unit['active_days']) * self.q_:.2g} such days are usual ({self.q_:.2%} of a "
+            f"device's days at a window, among all devices) ({fmt_p(unit['score'])})."
         )

@@ -55,6 +55,7 @@ class DetectConfig:
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     pyod: Mapping[str, Any] = field(default_factory=lambda: {"enabled": True, "method": "ecod"})
     fairness: Mapping[str, Any] = field(default_factory=lambda: {"enabled": True})
+    prior: Mapping[str, Any] = field(default_factory=lambda: {"enabled": True})
 
     @classmethod
     def from_section(cls, raw: Mapping[str, Any]) -> DetectConfig:
@@ -85,6 +86,7 @@ class DetectConfig:
             options=options,
             pyod={**d.pyod, **dict(raw.get("pyod", {}))},
             fairness={**d.fairness, **dict(raw.get("fairness", {}))},
+            prior={**d.prior, **dict(raw.get("prior", {}))},
         )
 
     def detectors(self) -> list[Detector]:
@@ -181,12 +183,14 @@ class DetectService:
         n = len(df)
         flags: list[Flag] = []
         thresholds: dict[str, float] = {}
-        pyod_opts = fair_opts = None
+        pyod_opts = fair_opts = prior_opts = None
         if self.config.pyod.get("enabled", True):
             pyod_opts = {k: v for k, v in self.config.pyod.items() if k != "enabled"}
         if self.config.fairness.get("enabled", True):
             fair_opts = {k: v for k, v in self.config.fairness.items() if k != "enabled"}
-        with SoftSignals(frame, pyod_opts, fair_opts) as soft:
+        if self.config.prior.get("enabled", True):
+            prior_opts = {k: v for k, v in self.config.prior.items() if k != "enabled"}
+        with SoftSignals(frame, pyod_opts, fair_opts, prior_opts) as soft:
             for det in self.config.detectors():
                 t0 = time.perf_counter()
                 det.fit(frame, total_ratings=n)
@@ -331,7 +335,7 @@ class DetectService:
         # the strongest finding in full; the others without repeating the parameters
         evidence: dict[str, Any] = {
             **fl[0].as_evidence(),
-            "risk": round(verdicts.risk.get(rid, 0.0), 6),
+            "risk": round(verdicts.recorded(rid), 6),
             "run_id": run_id,
         }
         if len(fl) > 1:
@@ -414,7 +418,10 @@ class DetectService:
         """Store the combined risk of every rating in scope that changed since it was read."""
         df = frame.frame
         scope = df.loc[df["in_scope"], ["rating_id", "risk"]]
-        new = pd.Series(verdicts.risk, dtype=float).round(6)
+        new = verdicts.ranked
+        if new.empty:
+            new = pd.Series(verdicts.risk, dtype=float)
+        new = new.round(6)
         now = new.reindex(scope["rating_id"].to_numpy()).fillna(0.0).to_numpy()
         moved = np.abs(now - scope["risk"].to_numpy()) > 1e-6
         changes = dict(

@@ -65,3 +65,29 @@ def test_unknown_ratings_are_ignored(app: App) -> None:
     assert app.ledger.set_risk({rid: 0.5, rid + 1000: 0.9}) == 1
     with app.ledger.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.risk_scores)).scalar_one() == 1
+
+
+def test_a_whole_ledgers_risks_at_once(app: App) -> None:
+    """Thousands of ratings in one call (detect records a risk for every rating): read by
+    id range, written in bulk; unchanged values and unknown ids still write nothing."""
+    from datetime import UTC, datetime
+
+    from integrity.model import Status
+    from integrity.ports import Pending
+
+    now = datetime.now(UTC)
+    batch = [
+        Pending(app.hook.parse(rating(), received_at=now), Status.ACCEPTED, (), {}, "rs")
+        for _ in range(6000)
+    ]
+    app.ledger.record_many(batch)
+    with app.ledger.engine.connect() as conn:
+        ids = sorted(r for (r,) in conn.execute(sa.select(t.rating_status.c.rating_id)))
+    risks = {rid: (rid % 97) / 100 for rid in ids}
+    risks[ids[-1] + 10_000] = 0.5  # unknown: ignored
+    changed = sum(1 for rid in ids if rid % 97)
+    assert app.ledger.set_risk(risks, at=app.clock.now()) == changed
+    assert app.ledger.set_risk(risks, at=app.clock.now()) == 0
+    assert app.ledger.rating(ids[5]).risk == pytest.approx((ids[5] % 97) / 100)
+    app.log.seal(app.clock.now())
+    assert verify_problems(app) == []

@@ -28,8 +28,9 @@ from rules.detectors.combine import combine
 from rules.detectors.comment_duplicate import CommentDuplicateDetector, jaccard, shingles
 from rules.detectors.corating import CoRatingDetector
 from rules.detectors.device_repeat import DeviceRepeatDetector
+from rules.detectors.episode import EpisodeDetector
 from rules.detectors.features import Frame, prepare
-from rules.detectors.generic import pyod_signal
+from rules.detectors.generic import prior_signal, pyod_signal
 from rules.detectors.lockstep import LockstepDetector
 from rules.detectors.low_concentration import LowConcentrationDetector
 from rules.detectors.low_shift import LowShiftDetector
@@ -150,6 +151,28 @@ def flood() -> list[dict[str, Any]]:
     """Fifteen 5s on one window at 20:00, when nobody rates, from one outside address."""
     t0 = DAY0 + 3 * 86400 + 20 * 3600
     return [row(window="W2", ip="ip-x", t=t0 + 30 * i, delay=7200, score=5.0) for i in range(15)]
+
+
+def limited_flood(n: int = 240, minutes: float = 60.0) -> list[dict[str, Any]]:
+    """One address sends ``n`` 5s to one window in an hour of the afternoon, a new device
+    id each time; a sliding log of 20 per 10 minutes (``ip.burst``) admits the first
+    ones and holds the rest, 60 an hour at most (``ip.hour``) rejects beyond that."""
+    t0 = DAY0 + 6 * 86400 + 14 * 3600
+    rows, admitted = [], []
+    for i in range(n):
+        t = t0 + i * minutes * 60 / n
+        recent = [a for a in admitted if a > t - 600]
+        hour = [a for a in admitted if a > t - 3600]
+        if len(hour) >= 60:
+            status, reasons = "rejected", "rate_limit.ip"
+        elif len(recent) >= 20:
+            status, reasons = "held", "rate_limit.ip"
+        else:
+            status, reasons = "accepted", ""
+            admitted.append(t)
+        r = row(window="W2", device=f"flood-{i}", ip="ip-flood", t=t, delay=None, score=5.0)
+        rows.append({**r, "status": status, "reasons": reasons})
+    return rows
 
 
 def device_farm() -> list[dict[str, Any]]:
@@ -278,6 +301,7 @@ def _coerced_frame() -> Frame:
 #: For each registered detector, a frame where it has something to find.
 FINDS: dict[str, Callable[[], Frame]] = {
     "burst": lambda: frame(population() + flood()),
+    "episode": lambda: frame(population() + limited_flood()),
     "lockstep": lambda: frame(population() + device_farm()),
     "corating": lambda: frame(population() + crew()),
     "device_repeat": lambda: frame(population() + slow_brusher()),
@@ -325,6 +349,9 @@ def test_detector_contract_like_pyod(name: str) -> None:
         assert len(set(f.rating_ids)) == len(f.rating_ids)
         assert re.fullmatch(r"[0-9a-f]{16}", f.fingerprint)
         assert f.explanation.endswith((".", ")"))
+        # in words: what was seen against what is usual, never bare figures
+        assert re.search(r"usual|by chance|predict|would", f.explanation), f.explanation
+        assert ">=" not in f.explanation
         json.dumps(f.as_evidence())  # goes into a ledger event as it is
     assert len({f.fingerprint for f in flags}) == len(flags)
     # scoring another frame leaves the fit alone: same threshold, same findings
@@ -376,6 +403,43 @@ def test_calibration_holds_about_the_budget_under_the_null() -> None:
 def test_burst_fires_on_a_flood_from_outside_the_hall() -> None:
     rows, attack = population(), flood()
     assert ids(attack) <= held(BurstDetector(budget=0.001), frame(rows + attack))
+
+
+def test_burst_holds_what_its_sources_sent_before_it_stood_out() -> None:
+    """Four 5s from the flood's address in the 40 minutes before, one per bucket: none of
+    those buckets is a burst, but they are the same episode."""
+    rows, attack = population(), flood()
+    t0 = DAY0 + 3 * 86400 + 20 * 3600
+    early = [
+        row(window="W2", ip="ip-x", t=t0 - 600 * (i + 1), delay=7200, score=5.0) for i in range(4)
+    ]
+    for i, r in enumerate(early):  # other devices, same address
+        r["device_hash"] = f"early-{i}"
+    hits = held(BurstDetector(budget=0.001), frame(rows + early + attack))
+    assert ids(attack) | ids(early) <= hits
+
+
+def test_episode_holds_what_the_limiter_admitted_before_and_between_its_refusals() -> None:
+    rows, attack = population(), limited_flood()
+    admitted = {r["rating_id"] for r in attack if r["status"] == "accepted"}
+    assert 20 < len(admitted) < len(attack) / 2
+    assert admitted <= held(EpisodeDetector(budget=0.001), frame(rows + attack))
+
+
+def test_episode_ignores_a_family_that_tripped_a_per_device_limit() -> None:
+    """Three tickets at one window from one phone in an afternoon: the third is refused
+    (two per device and window a day); the first two are ordinary."""
+    rows = population()
+    t0 = DAY0 + 2 * 86400 + 15 * 3600
+    fam = [
+        {
+            **row(window="W3", device="family-phone", ip="ip-fam", t=t0 + 300 * i, score=5.0),
+            "status": "rejected" if i == 2 else "accepted",
+            "reasons": "rate_limit.device_window" if i == 2 else "",
+        }
+        for i in range(3)
+    ]
+    assert not (ids(fam) & held(EpisodeDetector(budget=0.001), frame(rows + fam)))
 
 
 def test_burst_ignores_the_same_crowd_on_hall_wifi_and_kiosks() -> None:
@@ -629,3 +693,35 @@ def test_pyod_signal_is_bounded_and_only_in_the_tail() -> None:
     sig = pyod_signal(fr, tail=0.05, weight=0.3)
     assert sig.risk.between(0.0, 0.3).all()
     assert (sig.risk > 0).mean() < 0.2
+
+
+# -- risk for every rating ---------------------------------------------------------------
+
+
+def test_the_prior_ranks_every_rating_and_never_holds() -> None:
+    prior = Signal("prior", pd.Series([0.4, 0.1, 0.39], index=[1, 2, 3]))
+    # a weak finding (risk 0.25) with the prior (0.4) would pass 0.5 if the prior counted
+    v = combine([_flag((3,), 2.0)], [prior])
+    assert not v.hold
+    assert v.risk[3] == pytest.approx(0.25)  # the evidence the hold is judged on
+    assert set(v.ranked.index) == {1, 2, 3}
+    assert v.ranked[3] == pytest.approx(1 - 0.75 * 0.61)
+    assert v.ranked[1] > v.ranked[2] and all(0 <= r < 0.5 for r in v.ranked[[1, 2]])
+    assert v.recorded(3) == pytest.approx(v.ranked[3])
+
+
+def test_the_prior_puts_a_brief_dissenter_above_an_established_regular() -> None:
+    rows = population()
+    # seen once, rating 1 where everyone else is content
+    brief = [row(window="W2", device="newcomer", t=DAY0 + 3 * 86400 + 3600, score=1.0)]
+    # a regular over two weeks who agrees with the windows
+    regular = [
+        row(window="W1", device="regular", t=DAY0 + d * 86400 + 10 * 3600, score=4.4)
+        for d in range(14)
+    ]
+    fr = frame(rows + brief + regular)
+    sig = prior_signal(fr, weight=0.4)
+    assert sig.risk.between(0.0, 0.4).all()
+    assert sig.risk[brief[0]["rating_id"]] > sig.risk[regular[0]["rating_id"]]
+    kiosk_rows = [r["rating_id"] for r in rows if r["device_hash"].startswith("pad-")]
+    assert (sig.risk[kiosk_rows] == 0).all()
