@@ -77,7 +77,9 @@ def test_a_whole_ledgers_risks_at_once(app: App) -> None:
 
     now = datetime.now(UTC)
     batch = [
-        Pending(app.hook.parse(rating(), received_at=now), Status.ACCEPTED, (), {}, "rs")
+        Pending(
+            app.hook.parse(rating(), received_at=now), Status.ACCEPTED, (), {}, app.core.rule_set_id
+        )
         for _ in range(6000)
     ]
     app.ledger.record_many(batch)
