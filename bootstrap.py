@@ -30,6 +30,7 @@ from integrity.adapters.clients import SqlClientStore
 from integrity.adapters.periods import SqlPeriodStore
 from integrity.adapters.registry import SqlRegistryStore
 from integrity.adapters.sql import SqlLedger, make_engine
+from integrity.adapters.tickets import SqlTicketStore
 from integrity.app import App, Settings
 from integrity.auth import Credentials
 from integrity.catalogue import Kind
@@ -43,14 +44,16 @@ from integrity.people import People, StaffRegistry
 from integrity.periods import ClosedPeriods
 from integrity.ports import Gate
 from integrity.pseudonym import Pseudonymiser, write_secret
+from integrity.receipts import ReceiptService
 from integrity.registry import RegistryService
 from integrity.reports import ReportService
 from integrity.sqlkit import translate_errors
+from integrity.tickets import ServiceRecords, TicketPolicy
 from rules.detectors.review import ReviewService
 from rules.detectors.service import DetectService
 from rules.ratelimit import MemoryLimiter, RateLimitGate, limiter_from_url
 from rules.ratelimit.rebuild import rebuild
-from rules.realtime import KioskGate, PeriodGate, RegistryGate, Snapshot, TimeGate
+from rules.realtime import KioskGate, PeriodGate, RegistryGate, Snapshot, TicketGate, TimeGate
 from rules.ruleset import default_ruleset_text, load_ruleset
 
 #: Each package's own migration branch (the core's revisions come first).
@@ -136,6 +139,8 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
     registry_store = SqlRegistryStore(ledger)
     registry = Snapshot(registry_store.load, registry_store.version)
     periods = ClosedPeriods(SqlPeriodStore(ledger), ruleset.tz)
+    tickets = SqlTicketStore(ledger)
+    ticket_policy = TicketPolicy.from_section(ruleset.section("tickets"))
     rate_limit = RateLimitGate(ruleset, limiter, venues, settings.namespace)
     if isinstance(limiter, MemoryLimiter):
         # Nothing on disk: the counters are a function of the ledger, so a crash can
@@ -147,6 +152,7 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
         TimeGate(ruleset.core.max_clock_skew_s, ruleset.core.max_age_s),
         RegistryGate.from_section(registry, ruleset.tz, ruleset.section("registry")),
         PeriodGate(periods),
+        TicketGate(tickets, ticket_policy),
     ]
     hook = ValidationHook(
         ledger, ruleset.core, gates, Pseudonymiser.from_file(settings.secret_file), clock
@@ -182,6 +188,11 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
             IntakeClients: lambda a: IntakeClients(
                 SqlClientStore(a.ledger), a.clock, a.core.timezone, lambda: registry.registry
             ),
+            ServiceRecords: lambda a: ServiceRecords(
+                a.ledger, tickets, ticket_policy, a.clock, a.core.rule_set_id
+            ),
+            # picks up a FollowUpView (the follow-up loop's) when one is registered
+            ReceiptService: ReceiptService.from_app,
         }
     )
 
@@ -189,7 +200,12 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
         """The webhook outbox's round in ``serve``'s background thread."""
         return app.get(WebhookService).round(now)
 
+    def tickets_settle(now: datetime) -> object:
+        """Unknown-ticket holds whose wait ran out, in ``serve``'s background thread."""
+        return app.get(ServiceRecords).background(now)
+
     app.background.append(webhook_outbox)
+    app.background.append(tickets_settle)
     return app
 
 

@@ -76,9 +76,9 @@ class Kind(enum.StrEnum):
 
 KINDS: Mapping[Kind, str] = {
     Kind.DECISION: "the validation hook's decision on a new rating (its leaf covers the rating row)",
-    Kind.HOLD: "detection held a counted rating for review",
-    Kind.CLEAR: "a reviewer cleared a held rating: it counts again",
-    Kind.CONFIRM: "a reviewer confirmed a hold: the rating is rejected",
+    Kind.HOLD: "detection held a counted rating for review (or a late ticket changed a hold's reasons)",
+    Kind.CLEAR: "a reviewer cleared a held rating (or its late ticket matched): it counts again",
+    Kind.CONFIRM: "a reviewer confirmed a hold (or its ticket never came): the rating is rejected",
     Kind.VOID: "the rating stops counting: an upheld appeal or an audit finding",
     Kind.REINSTATE: "a reversed appeal gives a voided rating back its earlier status",
     Kind.RISK_SCORED: "a detection run changed ratings' risk (SHA-256 of the new values)",
@@ -149,6 +149,10 @@ class Reason(enum.StrEnum):
     SUBMITTED_IN_FUTURE = "time.submitted_in_future"
     TOO_OLD = "time.too_old"
     PERIOD_CLOSED = "period.closed"
+    # Service records from the queue system (integrity/tickets.py).
+    UNKNOWN_TICKET = "unknown_ticket"
+    TICKET_MISMATCH = "ticket_mismatch"
+    TICKET_ARRIVED = "ticket.arrived"
     # Detection.
     OUTLIER_BURST = "outlier.burst"
     OUTLIER_EPISODE = "outlier.episode"
@@ -196,6 +200,9 @@ REASONS: Mapping[Reason, str] = {
     Reason.SUBMITTED_IN_FUTURE: "submitted_at is later than the time of receipt",
     Reason.TOO_OLD: "a live rating submitted or served longer ago than the rule set's [intake] max_age_s",
     Reason.PERIOD_CLOSED: "the rating's period (month of served_at, else submitted_at) is closed",
+    Reason.UNKNOWN_TICKET: "the queue system has no service record of the ticket (held while feeds lag, then rejected)",
+    Reason.TICKET_MISMATCH: "the window or staff differs from the queue system's service record of the ticket",
+    Reason.TICKET_ARRIVED: "the ticket's service record arrived late and matches: the hold is lifted",
     Reason.OUTLIER_BURST: "a window's ratings in a time bucket far above its own baseline",
     Reason.OUTLIER_EPISODE: "counted ratings of a rate-limit episode: the same source just before or between its refusals",
     Reason.OUTLIER_LOCKSTEP: "devices or one address block rating one window in the same short slots",

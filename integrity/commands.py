@@ -865,6 +865,106 @@ def explain(code: str) -> None:
         raise EngineError(f"{code!r} is neither a reason code nor an event kind") from None
 
 
+@click.group()
+def tickets() -> None:
+    """Service records from the queue system (which window served a ticket, who, when),
+    and the ratings held waiting for them."""
+
+
+@tickets.command("load")
+@instance_options
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option(
+    "--input-format",
+    type=click.Choice(["csv", "jsonl"]),
+    help="Format of FILE (default: from its extension .csv / .jsonl, else its first line).",
+)
+@click.option(
+    "--client",
+    "client_id",
+    default=CLI_CLIENT,
+    show_default=True,
+    metavar="NAME",
+    help="The intake client recorded as the records' sender: a registered client "
+    "(integrity clients list), or 'cli'.",
+)
+@format_option()
+@pass_app
+def tickets_load(app: App, file: Any, input_format: str | None, client_id: str, fmt: str) -> None:
+    """Record service records from FILE (- for stdin): JSON Lines, or CSV with a header
+    ticket_id,window_id,staff_id,served_at (staff_id optional; served_at RFC 3339 with
+    offset).
+
+    A record already known is skipped (loading a file again changes nothing); a
+    different record for a known ticket, or a line that does not parse, is refused
+    with field-level errors on stderr and the exit status is 1. Records are written in
+    chunks, one transaction each, and ratings held waiting for these tickets
+    (unknown_ticket) are judged again in the same transaction: a matching record lets
+    the rating count, a different window or staff member holds it as ticket_mismatch.
+    """
+    from integrity.tickets import ServiceRecords, guess_format, read_lines
+
+    if client_id != CLI_CLIENT and not app.get(IntakeClients).known(client_id):
+        raise NotFound(f"no intake client {client_id!r} (integrity clients list), nor 'cli'")
+    kind = input_format or guess_format(getattr(file, "name", "") or "")
+    with progress("tickets", lines=False) as tick:
+        summary = app.get(ServiceRecords).load(
+            read_lines(file, kind), client_id=client_id, on_progress=tick
+        )
+    for line, err in summary.errors:
+        click.echo(f"line {line}: {err.summary()}", err=True)
+    doc = summary.as_dict()
+    if fmt == "json":
+        dump_json(doc, _out())
+    else:
+        click.echo(
+            f"{doc['lines']} lines: {doc['recorded']} recorded, {doc['known']} already known, "
+            f"{doc['refused']} refused"
+        )
+        rows = [{"ratings": k, "count": v} for k, v in doc["ratings"].items() if k != "rejected"]
+        render(rows, ["ratings", "count"], fmt, _out())
+    if summary.refused:
+        click.echo(
+            f"error: {summary.refused} line(s) refused; nothing was written for them", err=True
+        )
+        sys.exit(1)
+
+
+@tickets.command("settle")
+@instance_options
+@format_option()
+@pass_app
+def tickets_settle(app: App, fmt: str) -> None:
+    """Reject the ratings held unknown_ticket whose wait ([tickets] wait_hours, 72 by
+    default) ran out with no record of their ticket; judge again those whose record
+    has arrived meanwhile. `integrity serve` does this in its background round."""
+    from integrity.tickets import ServiceRecords
+
+    done = app.get(ServiceRecords).settle(app.clock.now()).as_dict()
+    if fmt == "json":
+        dump_json(done, _out())
+        return
+    render([{"ratings": k, "count": v} for k, v in done.items()], ["ratings", "count"], fmt, _out())
+
+
+@click.command()
+@instance_options
+@click.argument("code")
+@format_option()
+@pass_app
+def receipt(app: App, code: str, fmt: str) -> None:
+    """Print what a rater's receipt CODE says (what GET /v1/receipts/CODE answers):
+    whether the rating counts, waits for a check, or why it does not count, in plain
+    words and without personal data; for a low score, its follow-up."""
+    from integrity.receipts import ReceiptService
+
+    found = app.get(ReceiptService).look_up(code)
+    if fmt == "json":
+        dump_json(found.as_dict(), _out())
+        return
+    render(found.rows(), ["field", "value"], fmt, _out())
+
+
 #: The core's top-level commands and groups, in the order ``integrity --help`` lists them.
 COMMANDS: tuple[click.Command, ...] = (
     ingest,
@@ -876,4 +976,6 @@ COMMANDS: tuple[click.Command, ...] = (
     staff,
     clients,
     explain,
+    tickets,
+    receipt,
 )

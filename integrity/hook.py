@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from integrity.model import HOOK_ACTOR, REPLAY_ACTOR, Decision, Rating, Status, 
 from integrity.parsing import parse_rating
 from integrity.ports import Gate, GateContext, Pending, RatingLedger
 from integrity.pseudonym import Pseudonymiser
+from integrity.receipts import ReceiptCodec
 
 log = logging.getLogger("integrity.hook")
 
@@ -66,6 +67,7 @@ class ValidationHook:
         self.gates = list(gates)
         self.pseudonymiser = pseudonymiser
         self.clock = clock
+        self.receipts = ReceiptCodec(pseudonymiser.key)
 
     def reload(self) -> bool:
         """Let every gate pick up configuration it keeps from the ledger (venues); returns
@@ -115,7 +117,11 @@ class ValidationHook:
             # original that holds slots gives nothing back: a concurrent identical
             # submission may have been the one to record them.)
             self._release([rating], ctx)
-        return decision
+        return self._receipted(decision)
+
+    def _receipted(self, decision: Decision) -> Decision:
+        """The decision with its rater's receipt code (derived, never stored)."""
+        return replace(decision, receipt=self.receipts.code(decision.rating_id))
 
     def _release(self, ratings: Sequence[Rating], ctx: GateContext) -> None:
         for gate in self.gates:
@@ -247,7 +253,8 @@ class ValidationHook:
         for i, d in zip(slots, written, strict=True):
             out[i] = d
         for (line, _), decided in zip(batch, out, strict=True):
-            yield IngestItem(line, decision=decided)
+            assert decided is not None
+            yield IngestItem(line, decision=self._receipted(decided))
         if on_progress is not None:
             on_progress(len(batch))
         batch.clear()

@@ -133,6 +133,11 @@ class DecisionOut(BaseModel):
     replayed: bool | None = Field(
         default=None, description="true when this answers an identical retry (nothing written)"
     )
+    receipt: str | None = Field(
+        default=None,
+        description="the rater's receipt code: GET /v1/receipts/{code} tells them where the "
+        "rating stands (the same for an identical retry)",
+    )
 
 
 class BatchDecisionOut(DecisionOut):
@@ -712,6 +717,9 @@ def create_app(
         }
         return JSONResponse(status_code=200 if db == "ok" else 503, content=body)
 
+    from integrity.http_tickets import add_endpoints  # it builds on this module
+
+    add_endpoints(api, app, intake_client, clients)  # POST /v1/tickets, GET /v1/receipts/{code}
     if commands is not None:
         _command_endpoint(api, app, commands)
     for router in routers:

@@ -154,6 +154,9 @@ class Decision:
     rule_set_id: str
     retry_after_s: float | None = None
     replayed: bool = False  # True when this answers an identical retry: nothing was written
+    # The rater's receipt code (integrity/receipts.py): derived from the rating id with the
+    # instance's secret key, never stored; the hook fills it in. Not part of equality.
+    receipt: str | None = field(default=None, compare=False)
 
     @property
     def counted(self) -> bool:
@@ -175,6 +178,8 @@ class Decision:
             out["retry_after_s"] = round(self.retry_after_s, 3)
         if self.replayed:
             out["replayed"] = True
+        if self.receipt is not None:
+            out["receipt"] = self.receipt
         return out
 
 
@@ -301,6 +306,44 @@ class IntakeClient:
         if self.expires_at is not None and now >= self.expires_at:
             return "expired"
         return "active"
+
+
+@dataclass(frozen=True)
+class ServiceRecord:
+    """The queue system's record of one service (a ticket): which window served it, who
+    (when the queue system knows), and when it was completed (aware UTC).
+
+    ``recorded_at`` and ``client_id`` (who sent it: an intake client, or ``cli``) say
+    where the record came from; they are not part of what the record says, so two
+    records are the same service exactly when :meth:`same_service` holds.
+    """
+
+    ticket_id: str
+    window_id: str
+    staff_id: str | None
+    served_at: datetime
+    recorded_at: datetime | None = field(default=None, compare=False)
+    client_id: str | None = field(default=None, compare=False)
+
+    def same_service(self, other: ServiceRecord) -> bool:
+        """Whether ``other`` says exactly what this record says (an idempotent resend)."""
+        return (self.ticket_id, self.window_id, self.staff_id, self.served_at) == (
+            other.ticket_id,
+            other.window_id,
+            other.staff_id,
+            other.served_at,
+        )
+
+    def differences(self, window_id: str, staff_id: str | None) -> tuple[str, ...]:
+        """The fields of a rating (its window, its staff member) that contradict this
+        record: the window always; the staff member only when both name one (a rater
+        may not know who served, and a queue system may not record it)."""
+        out: list[str] = []
+        if window_id != self.window_id:
+            out.append("window_id")
+        if staff_id is not None and self.staff_id is not None and staff_id != self.staff_id:
+            out.append("staff_id")
+        return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from integrity.model import (
     IntakeClient,
     Rating,
     RatingState,
+    ServiceRecord,
     Status,
     StoredRating,
     VenueRegistry,
@@ -515,4 +516,45 @@ class ClientStore(Protocol):
 
     def all(self) -> list[IntakeClient]:
         """Every client, revoked ones too, by name."""
+        ...
+
+
+@dataclass(frozen=True)
+class WaitingRating:
+    """A rating held because the queue system had no record of its ticket
+    (``unknown_ticket`` among its current reasons): what re-judging it needs."""
+
+    rating_id: int
+    ticket_id: str
+    window_id: str
+    staff_id: str | None
+    reasons: tuple[str, ...]  # its current reasons
+    version: int  # its status version
+    held_at: datetime  # when its current status was set (the event's time)
+
+
+class TicketStore(Protocol):
+    """Where service records from the queue system are kept (SQL adapter:
+    ``integrity.adapters.tickets``), and the ratings that wait for one.
+
+    ``uow``: read or write inside that unit of work (as its transaction sees it);
+    without one, a read of its own.
+    """
+
+    def find(
+        self, ticket_ids: Sequence[str], uow: UnitOfWork | None = None
+    ) -> dict[str, ServiceRecord]:
+        """The records of those tickets that exist, by ticket id (one query per 900)."""
+        ...
+
+    def add(self, uow: UnitOfWork, records: Sequence[ServiceRecord]) -> None:
+        """Insert new records (tickets not recorded yet: the caller checked, under
+        ``uow.lock(TICKETS_LOCK)``); ``AlreadyExists`` if one was."""
+        ...
+
+    def waiting(
+        self, ticket_ids: Sequence[str] | None = None, uow: UnitOfWork | None = None
+    ) -> list[WaitingRating]:
+        """Ratings currently ``held`` with ``unknown_ticket`` among their reasons, for
+        these tickets (``None``: all of them), by rating id."""
         ...

@@ -5,8 +5,10 @@ They need no history, so they never touch the limiter: the rating's own times
 ``time.too_old``), a registered rating pad used at another window than its own
 (``kiosk.wrong_window``), once a service registry is loaded a window it does not know
 (``unknown_window``) or staff not on that window's roster that day
-(``staff_not_on_roster``), and a rating whose reporting period is closed
-(``period.closed``).
+(``staff_not_on_roster``), a rating whose reporting period is closed
+(``period.closed``), and, with ``[tickets] require_known_ticket``, a ticket the queue
+system never issued (``unknown_ticket``) or one whose record names another window or
+staff member (``ticket_mismatch``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from integrity.catalogue import Reason
-from integrity.errors import ConfigError
-from integrity.model import Rating, Status, VenueRegistry, Verdict
+from integrity.errors import BackendUnavailable, ConfigError
+from integrity.model import Rating, ServiceRecord, Status, VenueRegistry, Verdict
 from integrity.periods import ClosedPeriods
-from integrity.ports import GateContext
+from integrity.ports import GateContext, TicketStore
 from integrity.registry import ServiceRegistry
+from integrity.tickets import TicketPolicy
 
 T = TypeVar("T")
 
@@ -222,3 +225,54 @@ class PeriodGate(_NoStateGate):
     def reload(self) -> bool:
         """Pick up periods closed since they were read."""
         return self.periods.reload()
+
+
+class TicketGate(_NoStateGate):
+    """With ``[tickets] require_known_ticket``: a rating must name a ticket the queue
+    system recorded (``integrity tickets load``, ``POST /v1/tickets``), at the same
+    window, and with the same staff member when both name one. A ticket not recorded
+    (yet: feeds lag) is held ``unknown_ticket`` and judged again when its record arrives
+    or the wait runs out (:mod:`integrity.tickets`); a contradicting record holds it
+    ``ticket_mismatch``. Reads the records through the core's port: one query per rating
+    live, one per chunk on ingest; none at all with the setting off. When the read
+    fails the rating is held ``unknown_ticket`` like any other unknown ticket (judged
+    again when its record is loaded, or settled); the gate itself never raises, so the
+    hook's ``unavailable_reason`` (which means "the limiter took no slots") stays the
+    rate limiter's alone."""
+
+    name = "tickets"
+
+    def __init__(self, store: TicketStore, policy: TicketPolicy) -> None:
+        self.store = store
+        self.policy = policy
+
+    def check(self, rating: Rating, ctx: GateContext) -> Verdict | None:
+        return self.check_many([rating], ctx)[0]
+
+    def check_many(self, ratings: Sequence[Rating], ctx: GateContext) -> list[Verdict | None]:
+        if not self.policy.require_known_ticket or not ratings:
+            return [None] * len(ratings)
+        try:
+            records = self.store.find([r.ticket_id for r in ratings])
+        except BackendUnavailable as err:
+            return [self._unknown({"unavailable": f"{self.name}: {err}"})] * len(ratings)
+        return [self._verdict(r, records.get(r.ticket_id)) for r in ratings]
+
+    def _unknown(self, more: Mapping[str, Any]) -> Verdict:
+        return Verdict(
+            Status.HELD,
+            (Reason.UNKNOWN_TICKET,),
+            {"ticket": {"known": False, "wait_hours": self.policy.wait_hours}, **more},
+        )
+
+    def _verdict(self, rating: Rating, record: ServiceRecord | None) -> Verdict | None:
+        if record is None:
+            return self._unknown({})
+        differs = record.differences(rating.window_id, rating.staff_id)
+        if not differs:
+            return None
+        mismatch = {
+            name: {"recorded": getattr(record, name), "rated": getattr(rating, name)}
+            for name in differs
+        }
+        return Verdict(Status.HELD, (Reason.TICKET_MISMATCH,), {"ticket": {"mismatch": mismatch}})

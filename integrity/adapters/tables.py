@@ -301,3 +301,19 @@ intake_clients = sa.Table(
     sa.Column("rotated_at", UTCDateTime),
     sa.Column("revoked_at", UTCDateTime),
 )
+
+# Service records from the queue system (``integrity tickets load``, ``POST /v1/tickets``):
+# one row per ticket, written once and never changed (a different record for a known
+# ticket is refused). Operational data, not configuration: not sealed; the events a
+# late record causes (``clear``, ``hold``) carry what the record said as evidence.
+service_records = sa.Table(
+    "service_records",
+    metadata,
+    sa.Column("ticket_id", sa.String(128), primary_key=True),
+    sa.Column("window_id", sa.String(64), nullable=False),
+    sa.Column("staff_id", sa.String(64)),
+    sa.Column("served_at", UTCDateTime, nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    # The intake client that sent it (``intake_clients.name``), or ``cli``.
+    sa.Column("client_id", sa.String(64), nullable=False),
+)
