@@ -105,13 +105,14 @@ def serve(
     header_timeout: float,
     open_intake: bool,
 ) -> None:
-    """Serve the HTTP API (POST /v1/ratings, POST /v1/ratings:batch, GET /healthz, the
-    auditors' /v1/audit/batches, and POST /v1/commands for `integrity --server URL`).
+    """Serve the HTTP API (POST /v1/ratings, POST /v1/ratings:batch, POST /v1/tickets,
+    GET /v1/receipts/{code}, GET /healthz, the auditors' /v1/audit/batches, and POST
+    /v1/commands for `integrity --server URL`).
 
     Intake needs an intake client's key: Authorization: Bearer KEY (integrity clients
     add). Bodies past the rule set's [http] bounds are answered 413 before they are
     read. Every 2 s a background round seals new ledger events and runs the webhook
-    outbox. The OpenAPI schema is at /openapi.json, interactive docs at /docs. With
+    outbox (and, every [tickets] settle_every_s, integrity tickets settle). The OpenAPI schema is at /openapi.json, interactive docs at /docs. With
     --workers N, N processes share the ledger and the limiter; use PostgreSQL and Redis
     for that (the embedded SQLite file and in-process limiter are for one process).
     """

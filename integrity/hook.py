@@ -2,7 +2,8 @@
 
 parse → pseudonymise → identical retry? → duplicate ticket? → gates (rate limits,
 real-time checks: ``rules`` supplies them) → decision → ledger (rating + decision
-event, one transaction).
+event, one transaction) → the decision, with the rater's receipt code
+(:mod:`integrity.receipts`: derived from the rating id, never stored).
 """
 
 from __future__ import annotations
