@@ -14,6 +14,7 @@ from integrity.adapters.sql import SqlLedger, _aware
 from integrity.catalogue import Reason
 from integrity.model import ServiceRecord, Status
 from integrity.ports import UnitOfWork, WaitingRating
+from integrity.sqlkit import translate_errors
 
 _IN = 900  # ids per IN list (SQLite's bound on parameters is 999)
 
@@ -28,6 +29,11 @@ def _whole_code(column: Any, code: str) -> Any:
     )
 
 
+_FIND_ONE = sa.select(t.service_records).where(
+    t.service_records.c.ticket_id == sa.bindparam("ticket_id")
+)
+
+
 class SqlTicketStore:
     """Implements :class:`integrity.ports.TicketStore` on the ledger's database."""
 
@@ -36,10 +42,12 @@ class SqlTicketStore:
 
     @contextmanager
     def _conn(self, uow: UnitOfWork | None) -> Iterator[Connection]:
+        """``uow``'s connection, else one outside any transaction (single-statement
+        reads need none: on PostgreSQL that saves the BEGIN/ROLLBACK round trips)."""
         if uow is not None:
             yield uow.connection
             return
-        with self.ledger.reading() as conn:
+        with translate_errors(), self.ledger.reader.connect() as conn:
             yield conn
 
     def find(
@@ -52,9 +60,12 @@ class SqlTicketStore:
         c = t.service_records.c
         with self._conn(uow) as conn:
             for lo in range(0, len(wanted), _IN):
-                rows = conn.execute(
-                    sa.select(t.service_records).where(c.ticket_id.in_(wanted[lo : lo + _IN]))
-                ).mappings()
+                part = wanted[lo : lo + _IN]
+                if len(part) == 1:  # one ticket (live intake): a statement built once
+                    rows = conn.execute(_FIND_ONE, {"ticket_id": part[0]}).mappings()
+                else:
+                    q = sa.select(t.service_records).where(c.ticket_id.in_(part))
+                    rows = conn.execute(q).mappings()
                 for r in rows:
                     out[r["ticket_id"]] = ServiceRecord(
                         ticket_id=r["ticket_id"],
