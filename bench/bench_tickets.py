@@ -72,7 +72,7 @@ def record_of(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def alternate(
-    a: Callable[[int], None], b: Callable[[int], None], n: int, rounds: int = 10
+    a: Callable[[int], object], b: Callable[[int], object], n: int, rounds: int = 10
 ) -> tuple[float, float]:
     """Median seconds per call of ``a`` and ``b`` over alternating rounds."""
     per = n // rounds

@@ -425,6 +425,10 @@ def log_config() -> dict[str, Any]:
     }
     cfg["formatters"] = {k: dict(v) for k, v in LOGGING_CONFIG["formatters"].items()}
     cfg["formatters"]["access"]["fmt"] = '%(levelprefix)s "%(request_line)s" %(status_code)s'
+    # a receipt code in a path is a capability: the access log shows the path without it
+    cfg["filters"] = {"receipts": {"()": "integrity.http_tickets.RedactReceipts"}}
+    cfg["handlers"] = {k: dict(v) for k, v in LOGGING_CONFIG["handlers"].items()}
+    cfg["handlers"]["access"]["filters"] = ["receipts"]
     cfg["loggers"] = {
         **LOGGING_CONFIG["loggers"],
         "integrity": {"handlers": ["default"], "level": "INFO", "propagate": False},

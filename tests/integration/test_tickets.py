@@ -248,3 +248,20 @@ def test_ingest_looks_tickets_up_once_per_chunk_and_live_once_per_rating(app: Ap
     calls.clear()
     app.validate(rating(ticket_id="ING-0-live"))
     assert calls == [1]
+
+
+def test_the_ledger_verifies_after_tickets_lift_hold_and_reject(app: App) -> None:
+    lifted = app.validate(rating(ticket_id="V-1"))
+    mismatched = app.validate(rating(ticket_id="V-2"))
+    rejected = app.validate(rating(ticket_id="V-3"))
+    record(app, rec("V-1"), rec("V-2", window="W05"))
+    advance(app, 73 * HOUR)
+    app.get(ServiceRecords).settle()
+    assert [status(app, d.rating_id)[0] for d in (lifted, mismatched, rejected)] == [
+        Status.ACCEPTED,
+        Status.HELD,
+        Status.REJECTED,
+    ]
+    app.log.seal(app.clock.now())
+    report = app.log.verify(app.clock.now())
+    assert report.ok, report.problems

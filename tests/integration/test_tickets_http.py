@@ -288,3 +288,39 @@ def test_the_schema_documents_both_endpoints(http: TestClient) -> None:
     decision = http.get("/openapi.json").json()["components"]["schemas"]["DecisionOut"]
     assert "receipt" in decision["properties"]
     assert json.dumps(paths["/v1/tickets"]).count("served_at") >= 1
+
+
+def test_the_access_log_never_shows_a_receipt_code() -> None:
+    """serve's access handler, built from its logging configuration (no global logging
+    is touched), logs a receipt lookup without its code."""
+    import importlib
+    import io
+    import logging
+
+    from uvicorn.logging import AccessFormatter
+
+    from integrity.http import log_config
+
+    cfg = log_config()
+    [name] = cfg["handlers"]["access"]["filters"]
+    module, _, cls = cfg["filters"][name]["()"].rpartition(".")
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(AccessFormatter(cfg["formatters"]["access"]["fmt"], use_colors=False))
+    handler.addFilter(getattr(importlib.import_module(module), cls)())
+    code = "7KQ2M-0XH4D-RZ9B1-C3TVE"
+    for method, path in (("GET", f"/v1/receipts/{code}"), ("POST", "/v1/tickets")):
+        handler.handle(
+            logging.LogRecord(
+                "uvicorn.access",
+                logging.INFO,
+                __file__,
+                1,
+                '%s - "%s %s HTTP/%s" %d',
+                ("-", method, path, "1.1", 200),
+                None,
+            )
+        )
+    text = out.getvalue()
+    assert code not in text and "GET /v1/receipts/... HTTP/1.1" in text
+    assert "POST /v1/tickets HTTP/1.1" in text
