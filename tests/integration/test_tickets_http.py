@@ -148,6 +148,8 @@ def test_a_receipt_is_stable_for_retries(app: App, http: TestClient) -> None:
     first = http.post("/v1/ratings", json=doc).json()
     again = http.post("/v1/ratings", json=doc).json()
     assert again["replayed"] is True and again["receipt"] == first["receipt"]
+    [in_batch] = http.post("/v1/ratings:batch", json=[doc]).json()["results"]
+    assert in_batch["replayed"] is True and in_batch["receipt"] == first["receipt"]
     assert app.get(ReceiptService).code(first["rating_id"]) == first["receipt"]
     r = http.get(f"/v1/receipts/{first['receipt']}")
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
