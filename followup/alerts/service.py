@@ -69,7 +69,7 @@ from integrity.errors import (
 )
 from integrity.model import REPLAY_ACTOR, Event, Status, StoredRating
 from integrity.people import NOT_SIGNED_IN, People, Person, require_any
-from integrity.ports import Ledger, RatingQuery, UnitOfWork
+from integrity.ports import Ledger, RatingQuery, StatusChange, UnitOfWork
 from integrity.registry import RegistryService, ServiceRegistry
 
 if TYPE_CHECKING:
@@ -211,8 +211,9 @@ class AlertService:
                 cursor = self.ledger.last_event_id() or 0
                 self.store.start_cursor(conn, cursor, now)
             found: list[tuple[int, str]] = []
+            ranges: list[tuple[int, int]] = []  # (after, until) holding what was found
             if recheck_gaps:
-                found.extend(self._recheck_gaps(conn, now))
+                found.extend(self._recheck_gaps(conn, now, ranges))
             heads = self.ledger.event_heads(cursor, batch)
             prev = cursor
             for eid, _ in heads:
@@ -221,12 +222,21 @@ class AlertService:
                 prev = eid
             if heads:
                 self.store.move_cursor(conn, prev, now)
+                ranges.append((cursor, prev))
             found.extend(heads)
-            status_ids = sorted({eid for eid, kind in found if kind in STATUS_KINDS})
-            summary = self._project(uow, status_ids, now) if status_ids else SyncSummary()
+            wanted = {eid for eid, kind in found if kind in STATUS_KINDS}
+            changes: list[StatusChange] = []
+            for after, until in ranges if wanted else ():
+                # only what the heads showed: an id committing meanwhile is still a gap
+                got = self.ledger.status_changes(after, until - after, until=until)
+                changes.extend(c for c in got if c.event_id in wanted)
+            changes.sort(key=lambda c: c.event_id)
+            summary = self._project(uow, changes, now) if changes else SyncSummary()
         return summary, len(heads) == batch
 
-    def _recheck_gaps(self, conn: Any, now: datetime) -> list[tuple[int, str]]:
+    def _recheck_gaps(
+        self, conn: Any, now: datetime, ranges: list[tuple[int, int]]
+    ) -> list[tuple[int, str]]:
         found: list[tuple[int, str]] = []
         for lo, hi, seen_at in self.store.gaps(conn):
             heads = self.ledger.event_heads(lo - 1, hi - lo + 1, until=hi)
@@ -237,37 +247,55 @@ class AlertService:
             if not expired:
                 for a, b in missing_ranges(lo, hi, [i for i, _ in heads]):
                     self.store.add_gap(conn, a, b, seen_at)
+            if heads:
+                ranges.append((lo - 1, hi))
             found.extend(heads)
         return found
 
-    def _project(self, uow: UnitOfWork, status_ids: Sequence[int], now: datetime) -> SyncSummary:
+    def _project(
+        self, uow: UnitOfWork, changes: Sequence[StatusChange], now: datetime
+    ) -> SyncSummary:
+        """Open and void alerts for ``changes`` (status events in id order)."""
+        is_low = self.policy.is_low
+        # what can matter: low scores that count, and anything that stops a count
+        relevant = [
+            c
+            for c in changes
+            if (is_low(c.composite, c.scores) if c.status is Status.ACCEPTED else True)
+        ]
+        if not relevant:
+            return SyncSummary(events=len(changes))
         conn = uow.connection
-        events = self.ledger.events(status_ids)
-        rating_ids = sorted({int(e.rating_id) for e in events.values() if e.rating_id is not None})
-        ratings = {r.rating_id: r for r in self.ledger.find_ratings(RatingQuery(ids=rating_ids))}
-        claimed = self.store.claiming(conn, rating_ids)
+        claimed = self.store.claiming(conn, [c.rating_id for c in relevant])
+        low_ids = sorted({c.rating_id for c in relevant if c.status is Status.ACCEPTED})
+        ratings = (
+            {r.rating_id: r for r in self.ledger.find_ratings(RatingQuery(ids=low_ids))}
+            if low_ids
+            else {}
+        )
         registry: ServiceRegistry | None = None
         opened = voided = 0
-        for eid in status_ids:
-            ev = events.get(eid)
-            if ev is None or ev.rating_id is None or ev.status is None:
-                continue
-            rid = int(ev.rating_id)
-            alert = claimed.get(rid)
-            if ev.status is Status.ACCEPTED:
-                r = ratings.get(rid)
-                if alert is None and r is not None and self.policy.is_low(r.composite, r.scores):
+        for c in relevant:
+            alert = claimed.get(c.rating_id)
+            if c.status is Status.ACCEPTED:
+                r = ratings.get(c.rating_id)
+                if alert is None and r is not None:
                     registry = registry or self.registry()
-                    claimed[rid] = self._open(uow, r, ev, registry, now)
+                    claimed[c.rating_id] = self._open(uow, r, c, registry, now)
                     opened += 1
             elif alert is not None and not alert.state.final:
-                self._void(uow, alert, ev, now)
-                del claimed[rid]
+                self._void(uow, alert, c, now)
+                del claimed[c.rating_id]
                 voided += 1
-        return SyncSummary(events=len(status_ids), opened=opened, voided=voided)
+        return SyncSummary(events=len(changes), opened=opened, voided=voided)
 
     def _open(
-        self, uow: UnitOfWork, r: StoredRating, cause: Event, reg: ServiceRegistry, now: datetime
+        self,
+        uow: UnitOfWork,
+        r: StoredRating,
+        cause: StatusChange,
+        reg: ServiceRegistry,
+        now: datetime,
     ) -> Alert:
         """Open the alert for ``r``, which started to count with ``cause``."""
         if cause.kind == Kind.DECISION:
@@ -291,7 +319,7 @@ class AlertService:
             "respond_by": respond_by,
             "reply_by": reply_by,
             "via": via[:16],
-            "cause_event_id": int(cause.event_id or 0),
+            "cause_event_id": cause.event_id,
             "updated_at": now,
             "version": 1,
         }
@@ -325,7 +353,7 @@ class AlertService:
         )
         return alert
 
-    def _void(self, uow: UnitOfWork, alert: Alert, cause: Event, now: datetime) -> None:
+    def _void(self, uow: UnitOfWork, alert: Alert, cause: StatusChange, now: datetime) -> None:
         """Void ``alert``: its rating stopped counting with ``cause``."""
         nxt = transition(alert.state, Action.VOID, alert.alert_id)
         self.store.update(
@@ -350,7 +378,7 @@ class AlertService:
             "cause_kind": str(cause.kind),
             "cause_actor": cause.actor,
             "cause_subject": cause.subject,
-            "rating_status": cause.status.value if cause.status else None,
+            "rating_status": cause.status.value,
         }
         if cause_subject.startswith("appeal:"):
             with contextlib.suppress(ValueError):
