@@ -49,6 +49,7 @@ from integrity.model import Event, Status, void_event
 from integrity.ports import RatingQuery
 from integrity.reports import ReportService
 from rules.detectors.review import ReviewService
+from rules.ruleset import default_ruleset_text
 
 REASON = "Checked the ticket against the queue record"
 
@@ -386,6 +387,32 @@ def test_escalation_marks_each_missed_deadline_once_and_escalates_once(
     assert events[-1].actor == "A1" and events[-1].evidence["deadline"] == "reply"
     with pytest.raises(PermissionDenied):
         svc.escalate_overdue("HD1")  # heads do not escalate
+
+
+def test_deadlines_follow_the_rule_sets_calendar_in_shanghai(tmp_path: Path) -> None:
+    """National Day week off, make-up Saturday: an alert opened on Wednesday 30 September
+    answers by Thursday 10:00 (clock hours) and replies by the end of Tuesday 13 October."""
+    rules = (
+        default_ruleset_text()
+        .replace("holidays = []", f"holidays = {[f'2026-10-0{d}' for d in range(1, 8)]}")
+        .replace("working_weekends = []", 'working_weekends = ["2026-09-27", "2026-10-10"]')
+    )
+    clock = FrozenClock(datetime.fromisoformat("2026-09-30T10:00:00+08:00"))
+    app = make_app(tmp_path / "home", clock=clock, rules_text=rules)
+    try:
+        add_people(app)
+        svc = app.get(AlertService)
+        a = one_alert(app, submit(app, LOW).rating_id)
+        assert a.respond_by == datetime.fromisoformat("2026-10-01T10:00:00+08:00")
+        assert a.reply_by == datetime.fromisoformat("2026-10-14T00:00:00+08:00")
+        svc.acknowledge("A1", a.alert_id)
+        clock.set(datetime.fromisoformat("2026-10-13T23:59:59+08:00"))
+        assert svc.escalate_overdue(None).overdue == ()
+        clock.set(datetime.fromisoformat("2026-10-14T00:00:00+08:00"))
+        [missed] = svc.escalate_overdue(None).overdue
+        assert (missed["deadline"], missed["due_at"]) == ("reply", a.reply_by)
+    finally:
+        app.close()
 
 
 def test_a_reply_on_time_is_never_overdue(app: App, svc: AlertService, clock: FrozenClock) -> None:

@@ -25,6 +25,7 @@ from followup.alerts.model import (
     transition,
 )
 from followup.alerts.policy import AlertPolicy
+from followup.webhooks.model import check_subscription, matches
 from integrity.calendar import WorkingCalendar
 from integrity.catalogue import KINDS
 from integrity.errors import ConfigError
@@ -91,6 +92,12 @@ def test_every_action_is_one_catalogued_event_kind() -> None:
         "alert.escalated",
     }
     assert kinds | {"alert.opened"} <= {str(k) for k in KINDS}
+
+
+def test_webhooks_may_subscribe_to_the_alerts_kinds() -> None:
+    patterns, errors = check_subscription(["alert.*", "alert.escalated"])
+    assert errors == [] and patterns == ("alert.*", "alert.escalated")
+    assert matches(patterns, "alert.overdue")
 
 
 def test_a_refusal_says_what_is_allowed_now() -> None:
