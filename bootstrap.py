@@ -16,6 +16,7 @@ Python API::
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 from appeals.service import AppealService
 from audit_sampling import tables as audit_tables
 from audit_sampling.context import AuditContext
+from followup.alerts import AlertFigures, AlertService, AlertView
 from followup.webhooks import WebhookService
 from integrity import migrate
 from integrity.adapters.clients import SqlClientStore
@@ -37,16 +39,16 @@ from integrity.catalogue import Kind
 from integrity.clients import IntakeClients
 from integrity.clock import Clock, SystemClock
 from integrity.config import rule_set_id
-from integrity.errors import ConfigError
+from integrity.errors import ConfigError, EngineError
 from integrity.hook import ValidationHook
 from integrity.log import MerkleLog
 from integrity.people import People, StaffRegistry
 from integrity.periods import ClosedPeriods
 from integrity.ports import Gate
 from integrity.pseudonym import Pseudonymiser, write_secret
-from integrity.receipts import ReceiptService
+from integrity.receipts import FollowUpView, ReceiptService
 from integrity.registry import RegistryService
-from integrity.reports import ReportService
+from integrity.reports import FollowupFigures, ReportService
 from integrity.sqlkit import translate_errors
 from integrity.tickets import ServiceRecords, TicketPolicy
 from rules.detectors.review import ReviewService
@@ -55,6 +57,8 @@ from rules.ratelimit import MemoryLimiter, RateLimitGate, limiter_from_url
 from rules.ratelimit.rebuild import rebuild
 from rules.realtime import KioskGate, PeriodGate, RegistryGate, Snapshot, TicketGate, TimeGate
 from rules.ruleset import default_ruleset_text, load_ruleset
+
+log = logging.getLogger("integrity.bootstrap")
 
 #: Each package's own migration branch (the core's revisions come first).
 MIGRATION_LOCATIONS = tuple(
@@ -184,6 +188,9 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
             AppealService: AppealService.from_app,
             AuditContext: AuditContext.from_app,
             WebhookService: WebhookService.from_app,
+            AlertService: AlertService.from_app,
+            AlertView: AlertView.from_app,
+            FollowupFigures: AlertFigures.from_app,
             # hall scopes resolve through the registry the gates keep (reloaded with them)
             IntakeClients: lambda a: IntakeClients(
                 SqlClientStore(a.ledger), a.clock, a.core.timezone, lambda: registry.registry
@@ -191,10 +198,27 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
             ServiceRecords: lambda a: ServiceRecords(
                 a.ledger, tickets, ticket_policy, a.clock, a.core.rule_set_id
             ),
-            # picks up a FollowUpView (the follow-up loop's) when one is registered
+            # the rater's receipt reads where the alert of a low score stands
+            FollowUpView: lambda a: a.get(AlertView),
             ReceiptService: ReceiptService.from_app,
         }
     )
+
+    def alerts_round(now: datetime) -> object:
+        """The low-score alerts' projection and deadlines in ``serve``'s background
+        thread (before the outbox, so new alert events go out in the same round)."""
+        return app.get(AlertService).round(now)
+
+    def alerts_sync() -> None:
+        """Alerts for what this process wrote, before it seals (a failure is logged:
+        the next process, or ``serve``'s round, catches up)."""
+        try:
+            app.get(AlertService).sync()
+        except EngineError as err:
+            log.warning("low-score alerts not brought up to date: %s", err)
+
+    app.background.append(alerts_round)
+    app.closing.append(alerts_sync)
 
     def webhook_outbox(now: datetime) -> object:
         """The webhook outbox's round in ``serve``'s background thread."""

@@ -1,6 +1,11 @@
 """The follow-up loop: what happens after a rating is judged (rate -> verify -> rectify ->
 feed back -> review -> supervise), and telling people when something needs them.
 
+``followup.alerts``: every counted low score raises an alert to its window's head, who
+answers within 24 hours, verifies, rectifies and replies to the rater within working
+days; alerts are a projection of the ledger's status events, so exactly one exists for
+every counted low score whatever path the rating takes (``integrity alerts ...``).
+
 ``followup.webhooks`` is the outbound side: operators register HTTP endpoints for event
 kinds of the catalogue (``integrity webhooks add URL --event KIND``); an outbox derived
 from the ledger sends each new event of those kinds to each endpoint, signed, retried

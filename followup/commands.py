@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from followup.alerts.commands import alerts_group
 from followup.webhooks.commands import webhooks_group
 
-COMMANDS = (webhooks_group,)
+COMMANDS = (webhooks_group, alerts_group)

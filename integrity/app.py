@@ -94,6 +94,10 @@ class App:
     #: Work the server's background round runs besides sealing (each called with the
     #: round's time, e.g. the webhook outbox); registered by the composition root.
     background: list[Callable[[datetime], object]] = field(default_factory=list)
+    #: Work that follows from what this process wrote, run when it closes, before
+    #: sealing, only if it wrote (e.g. the low-score alerts' projection); registered by
+    #: the composition root.
+    closing: list[Callable[[], None]] = field(default_factory=list)
 
     def get(self, kind: type[T]) -> T:
         """The service of type ``kind``, built on first use by its registered factory."""
@@ -113,9 +117,12 @@ class App:
         return self.hook.validate(rating, replay=replay, client_id=client_id)
 
     def close(self) -> None:
-        """Seal what this process wrote, run the close hooks, release connections."""
+        """Finish what this process wrote (the ``closing`` hooks), seal it, run the close
+        hooks, release connections."""
         try:
             if self.ledger.written:
+                for task in self.closing:
+                    task()
                 self.log.seal(self.clock.now())
         finally:
             for hook in reversed(self.on_close):

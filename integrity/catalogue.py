@@ -72,6 +72,16 @@ class Kind(enum.StrEnum):
     WEBHOOK_ENABLED = "webhook.enabled"
     WEBHOOK_REMOVED = "webhook.removed"
     WEBHOOK_REPLAYED = "webhook.replayed"
+    # Low-score alerts to a window's head (followup/alerts): one kind per step.
+    ALERT_OPENED = "alert.opened"
+    ALERT_ACKNOWLEDGED = "alert.acknowledged"
+    ALERT_VERIFIED = "alert.verified"
+    ALERT_RECTIFIED = "alert.rectified"
+    ALERT_REPLIED = "alert.replied"
+    ALERT_CLOSED = "alert.closed"
+    ALERT_VOIDED = "alert.voided"
+    ALERT_OVERDUE = "alert.overdue"
+    ALERT_ESCALATED = "alert.escalated"
 
 
 KINDS: Mapping[Kind, str] = {
@@ -123,6 +133,15 @@ KINDS: Mapping[Kind, str] = {
     Kind.WEBHOOK_ENABLED: "an operator resumed a paused webhook endpoint",
     Kind.WEBHOOK_REMOVED: "an operator removed a webhook endpoint (its pending deliveries cancelled)",
     Kind.WEBHOOK_REPLAYED: "an operator re-queued dead-lettered webhook deliveries",
+    Kind.ALERT_OPENED: "a counted low score raised an alert to its window's head (deadlines in evidence)",
+    Kind.ALERT_ACKNOWLEDGED: "the window's head (or a supervisor, an admin) answered a low-score alert",
+    Kind.ALERT_VERIFIED: "an alert's rating was verified: call-back outcome and finding",
+    Kind.ALERT_RECTIFIED: "what was done about an alert's low score was recorded",
+    Kind.ALERT_REPLIED: "the reply the rater sees on their receipt was written for an alert",
+    Kind.ALERT_CLOSED: "a low-score alert was closed after its reply",
+    Kind.ALERT_VOIDED: "an alert's rating stopped counting: the alert is void (the cause in evidence)",
+    Kind.ALERT_OVERDUE: "a low-score alert missed a deadline (the 24-hour answer or the reply)",
+    Kind.ALERT_ESCALATED: "an overdue low-score alert was escalated to the hall supervisor",
 }
 
 #: Kinds that move a rating's current status (each carries ``status``).

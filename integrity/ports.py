@@ -279,6 +279,23 @@ class SlotHolder:
     replay: bool
 
 
+@dataclass(frozen=True)
+class StatusChange:
+    """A status event with what a reader following ratings' status needs of its rating
+    (the low-score alerts' projection): see :meth:`Ledger.status_changes`."""
+
+    event_id: int
+    kind: str
+    rating_id: int
+    status: Status
+    at: datetime
+    actor: str
+    subject: str | None
+    reasons: tuple[str, ...]
+    composite: float
+    scores: Mapping[str, int]
+
+
 #: Rating columns a report may group ratings by (``AggregateQuery.by``).
 GROUP_COLUMNS = ("window_id", "staff_id", "service_type", "channel")
 
@@ -414,6 +431,14 @@ class Ledger(RatingLedger, Protocol):
         """``(event_id, kind)`` of committed events with ``after < event_id <= until``, in
         id order, at most ``limit``: a cheap index for readers that follow the ledger
         (the webhook outbox), which then read the events they want with :meth:`events`."""
+        ...
+
+    def status_changes(
+        self, after: int, limit: int, until: int | None = None
+    ) -> list[StatusChange]:
+        """Committed status events with ``after < event_id <= until``, in id order, at most
+        ``limit``, each with its rating's composite and scores, in one query: for readers
+        that follow ratings' status (the low-score alerts) without reading whole events."""
         ...
 
     def set_risk(

@@ -52,6 +52,7 @@ from integrity.ports import (
     RatingQuery,
     ScanSpec,
     SlotHolder,
+    StatusChange,
     Tally,
 )
 from integrity.sqlkit import canonical_json, translate_errors
@@ -746,6 +747,42 @@ class SqlLedger:
         q = q.order_by(e.event_id).limit(limit)
         with translate_errors(), self.reader.connect() as conn:
             return [(int(i), str(k)) for i, k in conn.execute(q)]
+
+    def status_changes(
+        self, after: int, limit: int, until: int | None = None
+    ) -> list[StatusChange]:
+        """Status events above ``after`` (up to ``until``) with their ratings' composite
+        and scores, in id order: one join, plain tuples."""
+        e, r = t.events.c, t.ratings.c
+        q = (
+            sa.select(
+                e.event_id, e.kind, e.rating_id, e.status, e.at, e.actor, e.subject,
+                e.reasons, r.composite, r.scores,
+            )
+            .join_from(t.events, t.ratings, e.rating_id == r.rating_id)
+            .where(e.event_id > after, e.status.is_not(None))
+        )  # fmt: skip
+        if until is not None:
+            q = q.where(e.event_id <= until)
+        q = q.order_by(e.event_id).limit(limit)
+        with translate_errors(), self.reader.connect() as conn:
+            return [
+                StatusChange(
+                    event_id=int(i),
+                    kind=str(kind),
+                    rating_id=int(rid),
+                    status=Status(status),
+                    at=at,
+                    actor=str(actor),
+                    subject=subject,
+                    reasons=() if reasons == "[]" else tuple(json.loads(reasons)),
+                    composite=float(composite),
+                    scores=json.loads(scores),
+                )
+                for i, kind, rid, status, at, actor, subject, reasons, composite, scores in (
+                    conn.execute(q)
+                )
+            ]
 
     def events_of(self, rating_id: int) -> list[Event]:
         with translate_errors(), self.engine.connect() as conn:

@@ -1,14 +1,12 @@
 """Extension point: the follow-up loop's figures in performance reports.
 
-The follow-up loop (low-score alerts to a window's head, cases, answers and their
-deadlines) is not built yet. When it is, it supplies a :class:`FollowupFigures` and
-the composition root wires it (``app.factories[FollowupFigures] = ...``); every report
-then carries its columns after the report's own, one value per group. Until then
-reports have no follow-up columns: nothing here invents those figures.
-
-The figures planned for it (the names are the follow-up loop's to choose):
-``alerts_opened`` (alerts opened in the period), ``answered_24h_share`` (share of them
-answered within 24 hours) and ``overdue`` (alerts past their deadline unanswered).
+The follow-up loop supplies a :class:`FollowupFigures` and the composition root wires it
+(``app.factories[FollowupFigures] = ...``); every report then carries its columns after
+the report's own, one value per group. The low-score alerts (``followup.alerts``) add
+``alerts_opened`` (alerts opened in the period whose rating still counts),
+``answered_in_24h`` (the share of them answered within 24 hours) and ``alerts_overdue``
+(how many missed a deadline). Without one wired, reports have no follow-up columns:
+nothing here invents those figures.
 """
 
 from __future__ import annotations

@@ -477,6 +477,32 @@ def test_event_heads_follow_the_ledger_in_id_order(app: App) -> None:
     assert app.ledger.last_event_id("case.opened") == note.event_id
 
 
+def test_status_changes_carry_each_status_events_rating_scores_in_id_order(app: App) -> None:
+    """What a reader that follows ratings' status (the low-score alerts) gets."""
+    start = app.ledger.last_event_id() or 0
+    low = {**SCORES, "attitude": 1}
+    d = app.validate(rating(scores=low))
+    app.ledger.append(Event(kind="case.opened", actor="detector", at=T0, subject="w:1"))
+    held = app.ledger.append(status_event(d.rating_id, Status.HELD, "outlier.burst"))
+    changes = app.ledger.status_changes(start, 10)
+    assert [(c.kind, c.status, c.rating_id) for c in changes] == [
+        ("decision", Status.ACCEPTED, d.rating_id),
+        ("hold", Status.HELD, d.rating_id),
+    ]
+    first, second = changes
+    assert (first.actor, first.reasons, dict(first.scores)) == ("hook", (), low)
+    assert first.composite == pytest.approx(app.ledger.rating(d.rating_id).composite)
+    assert (second.event_id, second.reasons, second.subject) == (
+        held.event_id,
+        ("outlier.burst",),
+        None,
+    )
+    assert second.at == held.at
+    assert app.ledger.status_changes(start, 1) == changes[:1]
+    assert app.ledger.status_changes(start, 10, until=first.event_id) == changes[:1]
+    assert app.ledger.status_changes(second.event_id, 10) == []
+
+
 def test_status_derived_from_events_equals_rating_status(app: App) -> None:
     ids = [app.validate(rating()).rating_id for _ in range(6)]
     plan = [

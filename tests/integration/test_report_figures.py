@@ -364,9 +364,13 @@ class FakeFollowup:
 def test_follow_up_figures_join_the_report_when_wired(app: App) -> None:
     add(app, window_id="A")
     add(app, window_id="B")
-    assert "alerts_opened" not in report(app).columns  # not wired: no columns invented
-    fake = FakeFollowup()
     period = Period.parse("2026-10", app.core.timezone)
+    bare = build_report(app.ledger, by="window", rubric=app.core.rubric, period=period)
+    assert "alerts_opened" not in bare.columns  # not wired: no columns invented
+    # the composition root wires the low-score alerts' figures
+    wired = report(app).columns
+    assert wired[-3:] == ("alerts_opened", "answered_in_24h", "alerts_overdue")
+    fake = FakeFollowup()
     rep = build_report(
         app.ledger, by="window", rubric=app.core.rubric, period=period, followup=fake
     )
