@@ -21,9 +21,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from appeals.figures import PeriodAppeals
+from appeals.repository import AppealRepository
 from appeals.service import AppealService
 from audit_sampling import tables as audit_tables
 from audit_sampling.context import AuditContext
+from audit_sampling.figures import PeriodAudit
 from followup.webhooks import WebhookService
 from integrity import migrate
 from integrity.adapters.clients import SqlClientStore
@@ -44,8 +47,9 @@ from integrity.periods import ClosedPeriods
 from integrity.ports import Gate
 from integrity.pseudonym import Pseudonymiser, write_secret
 from integrity.registry import RegistryService
-from integrity.reports import ReportService
+from integrity.reports import AppealFigures, AuditFigures, ReportService
 from integrity.sqlkit import translate_errors
+from publishing import Pages, Releases
 from rules.detectors.review import ReviewService
 from rules.detectors.service import DetectService
 from rules.ratelimit import MemoryLimiter, RateLimitGate, limiter_from_url
@@ -177,6 +181,11 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
             ReviewService: ReviewService.from_app,
             AppealService: AppealService.from_app,
             AuditContext: AuditContext.from_app,
+            # the period's audit estimates and appeals, for pages and public releases
+            AuditFigures: lambda a: PeriodAudit(a.get(AuditContext)),
+            AppealFigures: lambda a: PeriodAppeals(AppealRepository(a.ledger), a.clock),
+            Pages: Pages.from_app,
+            Releases: Releases.from_app,
             WebhookService: WebhookService.from_app,
             # hall scopes resolve through the registry the gates keep (reloaded with them)
             IntakeClients: lambda a: IntakeClients(
@@ -228,6 +237,7 @@ def asgi_app(
     from audit_sampling.http import audit_router
     from integrity.http import create_app
     from integrity.remote import CommandRunner
+    from publishing.http import reports_router
 
     if cli_root is None:
         from cli import main as cli_root
@@ -236,7 +246,10 @@ def asgi_app(
     app = app or open_app(Settings.resolve())
     return create_app(
         app,
-        routers=[audit_router(app.get(AuditContext))],
+        routers=[
+            audit_router(app.get(AuditContext)),
+            reports_router(app.get(Pages), app.get(Credentials)),
+        ],
         commands=CommandRunner(cli_root, app),
         open_intake=open_intake,
     )
