@@ -183,7 +183,7 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
             AuditContext: AuditContext.from_app,
             # the period's audit estimates and appeals, for pages and public releases
             AuditFigures: lambda a: PeriodAudit(a.get(AuditContext)),
-            AppealFigures: lambda a: PeriodAppeals(AppealRepository(a.ledger), a.clock),
+            AppealFigures: lambda a: PeriodAppeals(AppealRepository(a.ledger), a.ledger, a.clock),
             Pages: Pages.from_app,
             Releases: Releases.from_app,
             WebhookService: WebhookService.from_app,

@@ -312,7 +312,7 @@ def render_book(v: PeriodView) -> bytes:
         if ap is not None
         else [],
         freeze_cols=0,
-        note="Appeals filed in the period."
+        note="Appeals about the period's ratings."
         if ap is not None
         else "Appeals are not part of this instance.",
     )

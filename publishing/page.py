@@ -463,7 +463,7 @@ def _audit(v: PeriodView) -> str:
 
 
 def _appeals(v: PeriodView) -> str:
-    out = ["<h3>Appeals filed in the period</h3>"]
+    out = ["<h3>Appeals about the period's ratings</h3>"]
     a = v.appeals
     if a is None:
         return "".join([*out, "<p class='note'>Appeals are not part of this instance.</p>"])

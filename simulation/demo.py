@@ -99,11 +99,15 @@ def run_demo(
     t0 = time.perf_counter()
     world_start = datetime.combine(first, clock_time(0), tzinfo=DEMO_TZ)
     world = simulate(WorldConfig(seed=seed, days=days, start=world_start))
+    # what has arrived by now: a citizen served on the month's last day may rate later
+    ratings, truth = _received_by(world, datetime.now(UTC))
     t_sim = time.perf_counter() - t0
+    late = len(world.ratings) - len(ratings)
     echo(
-        f"Simulated {len(world.ratings):,} ratings over {days} days "
-        f"({sum(1 for lb in world.truth if lb.kind == 'honest'):,} honest) in {t_sim:.1f} s, "
-        f"{first.isoformat()} to {last.isoformat()}."
+        f"Simulated {len(ratings):,} ratings over {days} days "
+        f"({sum(1 for lb in truth if lb.kind == 'honest'):,} honest) in {t_sim:.1f} s, "
+        f"{first.isoformat()} to {last.isoformat()}"
+        + (f" ({late} more will only be submitted after now)." if late else ".")
     )
 
     with open_app(settings) as app:
@@ -126,9 +130,7 @@ def run_demo(
         t0 = time.perf_counter()
         summary = IngestSummary()
         labelled: list[tuple[str, int]] = []  # (traffic kind, rating id), identical retries once
-        for label, item in zip(
-            world.truth, app.hook.validate_stream(world.ratings, replay=True), strict=True
-        ):
+        for label, item in zip(truth, app.hook.validate_stream(ratings, replay=True), strict=True):
             summary.add(item)
             if item.decision is not None and not item.decision.replayed:
                 labelled.append((label.kind, item.decision.rating_id))
@@ -193,7 +195,7 @@ def run_demo(
 
         report = performance(app.ledger, "window", app.core.rubric)
         truth = world.honest_window_scores()
-        naive = _naive_scores(world, app.core.rubric)
+        naive = _naive_scores(ratings, app.core.rubric)
         for r in report:
             r["honest_truth"] = truth.get(r["window_id"])
             r["if_all_counted"] = naive.get(r["window_id"])
@@ -227,7 +229,7 @@ def run_demo(
         prog = _program()
         tok = path / "tokens"
         span = f"--from {first.isoformat()} --to {last.isoformat()}"
-        month = last.strftime("%Y-%m")
+        month = (first + timedelta(days=days // 2)).strftime("%Y-%m")  # most of the data
         echo(f"The month's page and spreadsheet ({t_page:.1f} s), open them first:")
         echo(f"  {page_path}")
         echo(f"  {book_path}")
@@ -379,9 +381,19 @@ def _statuses(app: Any) -> dict[int, tuple[str, list[str]]]:
     }
 
 
-def _naive_scores(world: Any, rubric: Any) -> dict[str, float]:
+def _received_by(world: Any, now: datetime) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The world's ratings submitted by ``now``, with their truth labels."""
+    kept = [
+        (r, lb)
+        for r, lb in zip(world.ratings, world.truth, strict=True)
+        if datetime.fromisoformat(r["submitted_at"]) <= now
+    ]
+    return [r for r, _ in kept], [lb for _, lb in kept]
+
+
+def _naive_scores(ratings: list[dict[str, Any]], rubric: Any) -> dict[str, float]:
     sums: dict[str, list[float]] = defaultdict(list)
-    for obj in world.ratings:
+    for obj in ratings:
         scores = obj["scores"]
         sums[obj["window_id"]].append(rubric.composite(scores))
     return {w: sum(v) / len(v) for w, v in sums.items()}

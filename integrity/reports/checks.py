@@ -7,8 +7,8 @@ a front end asks ``app.get(AuditFigures)`` when it is wired and says "none" when
 
 - :class:`AuditFigures`: the period's audit sample, its findings and its estimates with
   exact bounds (:class:`AuditSummary`; ``None`` when no sample was drawn for it);
-- :class:`AppealFigures`: appeals filed in the period and what became of them
-  (:class:`AppealCounts`).
+- :class:`AppealFigures`: the appeals about the period's ratings and what became of
+  them (:class:`AppealCounts`).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class AuditFigures(Protocol):
 
 @dataclass(frozen=True)
 class AppealCounts:
-    """Appeals filed in a period (``filed_at``), by what became of them so far.
+    """The appeals about a period's ratings (whenever filed), by what became of them so far.
 
     ``filed`` = ``admitted`` + ``ineligible``; ``decided`` = ``upheld`` + ``rejected``;
     ``open`` are admitted appeals not yet final; ``overdue`` are open ones past their
@@ -95,5 +95,6 @@ class AppealFigures(Protocol):
     """The appeals' figures for a period."""
 
     def of_period(self, period: Period) -> AppealCounts:
-        """The appeals filed in ``period``."""
+        """The appeals about ratings of ``period`` (a rating's period is its
+        ``occurred_at``'s, as in reports), whenever they were filed."""
         ...
