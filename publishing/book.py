@@ -148,31 +148,31 @@ def render_book(v: PeriodView) -> bytes:
     s = _Sheets(book)
     counted, score, low = v.whole()
     ex = v.exclusions
-    about = [
-        ["period", v.period.label],
-        ["covers", v.scope],
-        ["scope", v.hall_label(v.hall) if v.hall else "every hall"],
-        ["generated", v.generated],
-        ["rule set", v.rule_set_id],
-        ["ledger checkpoint", v.checkpoint],
-        ["ratings received", ex.received],
-        ["counted", counted],
-        ["not counted", ex.excluded],
-        ["mean score", score],
-        ["low-score rate", low],
-        ["staff named", "yes" if v.staff is not None else "no (not for this reader)"],
+    about: list[tuple[str, Any]] = [
+        ("period", v.period.label),
+        ("covers", v.scope),
+        ("scope", v.hall_label(v.hall) if v.hall else "every hall"),
+        ("generated", v.generated),
+        ("rule set", v.rule_set_id),
+        ("ledger checkpoint", v.checkpoint),
+        ("ratings received", ex.received),
+        ("counted", counted),
+        ("not counted", ex.excluded),
+        ("mean score", score),
+        ("low-score rate", low),
+        ("staff named", "yes" if v.staff is not None else "no (not for this reader)"),
     ]
     ws = book.add_worksheet("About")
     ws.set_column(0, 0, 20, s.bold)
     ws.set_column(1, 1, 70)
-    for r, (k, val) in enumerate(about):
-        ws.write_string(r, 0, k)
+    for i, (k, val) in enumerate(about):
+        ws.write_string(i, 0, k)
         if isinstance(val, float):
-            ws.write_number(r, 1, val, s.formats["rate" if k == "low-score rate" else "score"])
+            ws.write_number(i, 1, val, s.formats["rate" if k == "low-score rate" else "score"])
         elif isinstance(val, int):
-            ws.write_number(r, 1, val, s.formats["int"])
+            ws.write_number(i, 1, val, s.formats["int"])
         else:
-            ws.write_string(r, 1, str(val))
+            ws.write_string(i, 1, "" if val is None else str(val))
 
     if v.halls is not None:
         _report_sheet(s, v, v.halls, "Halls")
@@ -184,9 +184,11 @@ def render_book(v: PeriodView) -> bytes:
     whole = v.whole_dimensions()
     hall_means = {r.key: r.dimensions for r in v.halls.rows} if v.halls is not None else {}
     rows: list[list[Any]] = [["(whole)", "", None, *[whole.get(d) for d in dims]]]
-    for r in v.windows.rows:
-        if r.counted:
-            rows.append([r.key, r.hall_id or "", r.counted, *[r.dimensions.get(d) for d in dims]])
+    for row in v.windows.rows:
+        if row.counted:
+            rows.append(
+                [row.key, row.hall_id or "", row.counted, *[row.dimensions.get(d) for d in dims]]
+            )
     for h, means in hall_means.items():
         rows.append([f"(hall {h})", h, None, *[means.get(d) for d in dims]])
     s.table(

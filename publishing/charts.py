@@ -16,6 +16,7 @@ live in one HTML page.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import math
 import re
@@ -141,7 +142,7 @@ def _draw(name: str, title: str, draw: Any) -> str:
     import matplotlib
 
     quiet = logging.getLogger("matplotlib.font_manager")
-    with _LOCK, matplotlib.rc_context(_rc()), warnings.catch_warnings():
+    with _LOCK, matplotlib.rc_context(_rc()), warnings.catch_warnings():  # type: ignore[arg-type]
         warnings.simplefilter("ignore", UserWarning)  # a glyph no installed font has
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # "findfont: Failed to find font weight ..."
@@ -177,7 +178,7 @@ def _spread(values: Sequence[float], gap: float) -> list[float]:
     labels of close lines do not print over each other."""
     order = sorted(range(len(values)), key=lambda i: values[i])
     out = list(values)
-    for a, b in zip(order, order[1:], strict=False):
+    for a, b in itertools.pairwise(order):
         if out[b] - out[a] < gap:
             out[b] = out[a] + gap
     return out

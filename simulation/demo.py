@@ -100,12 +100,12 @@ def run_demo(
     world_start = datetime.combine(first, clock_time(0), tzinfo=DEMO_TZ)
     world = simulate(WorldConfig(seed=seed, days=days, start=world_start))
     # what has arrived by now: a citizen served on the month's last day may rate later
-    ratings, truth = _received_by(world, datetime.now(UTC))
+    ratings, labels = _received_by(world, datetime.now(UTC))
     t_sim = time.perf_counter() - t0
     late = len(world.ratings) - len(ratings)
     echo(
         f"Simulated {len(ratings):,} ratings over {days} days "
-        f"({sum(1 for lb in truth if lb.kind == 'honest'):,} honest) in {t_sim:.1f} s, "
+        f"({sum(1 for lb in labels if lb.kind == 'honest'):,} honest) in {t_sim:.1f} s, "
         f"{first.isoformat()} to {last.isoformat()}"
         + (f" ({late} more will only be submitted after now)." if late else ".")
     )
@@ -130,7 +130,7 @@ def run_demo(
         t0 = time.perf_counter()
         summary = IngestSummary()
         labelled: list[tuple[str, int]] = []  # (traffic kind, rating id), identical retries once
-        for label, item in zip(truth, app.hook.validate_stream(ratings, replay=True), strict=True):
+        for label, item in zip(labels, app.hook.validate_stream(ratings, replay=True), strict=True):
             summary.add(item)
             if item.decision is not None and not item.decision.replayed:
                 labelled.append((label.kind, item.decision.rating_id))

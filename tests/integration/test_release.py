@@ -186,6 +186,11 @@ def test_staff_are_published_only_when_the_rule_set_allows(tmp_path: Path) -> No
         doc = publish(app, tmp_path / "release")
     finally:
         app.close()
-    assert doc["staff_names"] is True and {s["staff_id"] for s in doc["staff"]} == {"S1", "S2", "S3", "S9"}
+    assert doc["staff_names"] is True and {s["staff_id"] for s in doc["staff"]} == {
+        "S1",
+        "S2",
+        "S3",
+        "S9",
+    }
     assert "李娜" in (tmp_path / "release" / "staff.csv").read_text()
     assert verify_release(tmp_path / "release").ok
