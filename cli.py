@@ -5,7 +5,8 @@ too) and puts an :class:`~integrity.cliutil.Instance` on click's context, opened
 first use through the composition root (``bootstrap.open_app``). The commands live
 beside what they drive: the core's in ``integrity/commands.py``, the packages' in
 ``rules/commands.py``, ``audit_sampling/commands.py``, ``appeals/commands.py``,
-``followup/commands.py``.
+``followup/commands.py``, ``publishing/commands.py`` (``report page|book`` join the
+core's ``report`` group here; ``publish``).
 
 Exit status: 0 success, 1 a handled error (one line on stderr), 2 bad usage.
 """
