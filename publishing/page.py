@@ -36,7 +36,7 @@ nav a { margin-right: 12px; color: #0072B2; }
 .card b { display: block; font-size: 20px; }
 .card span { color: #444; font-size: 12px; }
 table { border-collapse: collapse; margin: 6px 0 14px; font-size: 12.5px; }
-th, td { border: 1px solid #c8c8c8; padding: 3px 6px; vertical-align: top; }
+th, td { border: 1px solid #c8c8c8; padding: 3px 6px; vertical-align: top; white-space: nowrap; }
 th { background: #f0f0f0; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.rectify td { background: #fff1e6; }
@@ -53,6 +53,7 @@ figcaption { font-size: 12px; color: #444; }
   h2 { break-after: avoid; }
   figure.chart, table, .cards { break-inside: avoid; }
   tr.rectify td { background: none; }
+  th, td { white-space: normal; }
 }
 """
 
@@ -114,7 +115,7 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[str]], classes: Sequence
         cls = classes[i] if i < len(classes) and classes[i] else ""
         out.append(f"<tr class='{cls}'>" if cls else "<tr>")
         for cell in row:
-            num = cell[:1].isdigit() or cell[:1] in "+-–▲▼=" or cell.startswith("<span")
+            num = cell[:1].isdigit() or cell[:1] in "+-–▲▼=" or cell.startswith("<span class=")
             out.append(f"<td class='n'>{cell}</td>" if num else f"<td>{cell}</td>")
         out.append("</tr>")
     out.append("</tbody></table></div>")
@@ -165,6 +166,13 @@ def _label_of(v: PeriodView, rep: Report) -> Callable[[ReportRow], str]:
     )
 
 
+def _hall_cell(v: PeriodView, hall_id: str | None) -> str:
+    """A hall's id, its name as the cell's title (the rankings of halls give names)."""
+    if not hall_id:
+        return "–"
+    return f"<span title='{escape(v.hall_name(hall_id))}'>{escape(hall_id)}</span>"
+
+
 def report_table(v: PeriodView, rep: Report) -> str:
     """One ranked table of a report: rank, group, counts, score, dimensions, low-score
     rate with its interval, rectify, changes, exclusions, follow-up columns."""
@@ -197,7 +205,7 @@ def report_table(v: PeriodView, rep: Report) -> str:
                 _n(r.rank),
                 *([_n(r.hall_rank)] if with_halls else []),
                 label(r),
-                *([escape(v.hall_label(r.hall_id)) if r.hall_id else "–"] if with_halls else []),
+                *([_hall_cell(v, r.hall_id)] if with_halls else []),
                 _n(r.ratings),
                 _n(r.counted),
                 _score(r.score),
@@ -502,36 +510,31 @@ def overdue_column(columns: Sequence[str]) -> str | None:
     return next((c for c in columns if "overdue" in c), None)
 
 
+def _group_label(v: PeriodView, by: str, r: ReportRow) -> str:
+    if by == "hall":
+        return escape(v.hall_label(r.key))
+    name = v.window_name(r.key) if by == "window" else v.staff_name(r.key)
+    return escape(f"{name} ({r.key})" if name else str(r.key))
+
+
+def _weakest(r: ReportRow) -> str:
+    """The dimension(s) with the lowest mean, with it."""
+    means = {d: m for d, m in r.dimensions.items() if m is not None}
+    if not means:
+        return "–"
+    low = min(means.values())
+    names = ", ".join(d for d, m in means.items() if abs(m - low) < 1e-9)
+    return f"{escape(names)} ({low:.2f})"
+
+
 def _followup(v: PeriodView) -> str:
     out = ["<h2 id='follow-up'>Rectification and follow-up</h2>", "<h3>To rectify</h3>"]
     flagged = v.rectify_rows()
     if flagged:
         rows = []
         for by, r in flagged:
-            name = {
-                "hall": v.hall_label(r.key),
-                "window": f"{v.window_name(r.key)} ({r.key})"
-                if v.window_name(r.key)
-                else str(r.key),
-            }.get(by, str(r.key))
             rows.append(
-                [
-                    escape(by),
-                    escape(name),
-                    _n(r.counted),
-                    _interval(r),
-                    escape(
-                        ", ".join(
-                            d
-                            for d, m in r.dimensions.items()
-                            if m is not None
-                            and m
-                            == min(
-                                (x for x in r.dimensions.values() if x is not None), default=None
-                            )
-                        )
-                    ),
-                ]
+                [escape(by), _group_label(v, by, r), _n(r.counted), _interval(r), _weakest(r)]
             )
         out.append(
             _table(
