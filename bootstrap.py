@@ -22,9 +22,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from appeals.figures import PeriodAppeals
+from appeals.repository import AppealRepository
 from appeals.service import AppealService
 from audit_sampling import tables as audit_tables
 from audit_sampling.context import AuditContext
+from audit_sampling.figures import PeriodAudit
 from followup.alerts import AlertFigures, AlertService, AlertView
 from followup.webhooks import WebhookService
 from integrity import migrate
@@ -48,9 +51,10 @@ from integrity.ports import Gate
 from integrity.pseudonym import Pseudonymiser, write_secret
 from integrity.receipts import FollowUpView, ReceiptService
 from integrity.registry import RegistryService
-from integrity.reports import FollowupFigures, ReportService
+from integrity.reports import AppealFigures, AuditFigures, FollowupFigures, ReportService
 from integrity.sqlkit import translate_errors
 from integrity.tickets import ServiceRecords, TicketPolicy
+from publishing import Pages, Releases
 from rules.detectors.review import ReviewService
 from rules.detectors.service import DetectService
 from rules.ratelimit import MemoryLimiter, RateLimitGate, limiter_from_url
@@ -187,6 +191,11 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
             ReviewService: ReviewService.from_app,
             AppealService: AppealService.from_app,
             AuditContext: AuditContext.from_app,
+            # the period's audit estimates and appeals, for pages and public releases
+            AuditFigures: lambda a: PeriodAudit(a.get(AuditContext)),
+            AppealFigures: lambda a: PeriodAppeals(AppealRepository(a.ledger), a.ledger, a.clock),
+            Pages: Pages.from_app,
+            Releases: Releases.from_app,
             WebhookService: WebhookService.from_app,
             AlertService: AlertService.from_app,
             AlertView: AlertView.from_app,
@@ -268,6 +277,7 @@ def asgi_app(
     from audit_sampling.http import audit_router
     from integrity.http import create_app
     from integrity.remote import CommandRunner
+    from publishing.http import reports_router
 
     if cli_root is None:
         from cli import main as cli_root
@@ -276,7 +286,10 @@ def asgi_app(
     app = app or open_app(Settings.resolve())
     return create_app(
         app,
-        routers=[audit_router(app.get(AuditContext))],
+        routers=[
+            audit_router(app.get(AuditContext)),
+            reports_router(app.get(Pages), app.get(Credentials)),
+        ],
         commands=CommandRunner(cli_root, app),
         open_intake=open_intake,
     )

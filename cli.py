@@ -5,7 +5,8 @@ too) and puts an :class:`~integrity.cliutil.Instance` on click's context, opened
 first use through the composition root (``bootstrap.open_app``). The commands live
 beside what they drive: the core's in ``integrity/commands.py``, the packages' in
 ``rules/commands.py``, ``audit_sampling/commands.py``, ``appeals/commands.py``,
-``followup/commands.py``.
+``followup/commands.py``, ``publishing/commands.py`` (``report page|book`` join the
+core's ``report`` group here; ``publish``).
 
 Exit status: 0 success, 1 a handled error (one line on stderr), 2 bad usage.
 """
@@ -21,8 +22,10 @@ from appeals.commands import appeal_group
 from audit_sampling.commands import audit_group
 from followup.commands import COMMANDS as FOLLOWUP_COMMANDS
 from integrity.cliutil import EngineGroup, instance, instance_options
-from integrity.commands import COMMANDS
+from integrity.commands import COMMANDS, report
 from integrity.errors import EngineError
+from publishing.commands import COMMANDS as PUBLISHING_COMMANDS
+from publishing.commands import REPORT_COMMANDS
 from rules.commands import detect_command, review_group
 
 
@@ -170,14 +173,30 @@ def serve(
 )
 @click.option("--seed", default=7, show_default=True, type=int)
 @click.option("--days", default=30, show_default=True, type=int)
-def demo(demo_home: str, seed: int, days: int) -> None:
+@click.option(
+    "--start",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    metavar="DATE",
+    help="The month's first day (default: DAYS days before today, so the month ends yesterday).",
+)
+def demo(demo_home: str, seed: int, days: int, start: Any) -> None:
     """Simulate a month of ratings for a few halls, with attacks, and show what was stopped.
 
-    Runs on embedded defaults (SQLite, in-process limiter) in a fresh instance folder.
+    Runs on embedded defaults (SQLite, in-process limiter) in a fresh instance folder,
+    with people to sign in as (their tokens in DIR/tokens, mode 0600), a service registry
+    with Chinese hall names, and a month ending yesterday (its last ratings can still be
+    appealed). Ends by writing the month's page (HTML) and spreadsheet (.xlsx) into DIR
+    and printing the next commands, signed in.
     """
     from simulation.demo import run_demo
 
-    run_demo(demo_home, seed=seed, days=days, echo=click.echo)
+    run_demo(
+        demo_home,
+        seed=seed,
+        days=days,
+        start=start.date() if start is not None else None,
+        echo=click.echo,
+    )
 
 
 def _safe_url(url: str) -> str:
@@ -196,8 +215,11 @@ for command in (
     audit_group,
     appeal_group,
     *FOLLOWUP_COMMANDS,
+    *PUBLISHING_COMMANDS,
 ):
     main.add_command(command)
+for command in REPORT_COMMANDS:
+    report.add_command(command)
 
 if __name__ == "__main__":
     main()

@@ -15,10 +15,13 @@ what                   roles that may read it                                 wh
 ``performance``        every role                                             ``report --by window|service_type``
 ``staff_performance``  admin, reviewer, auditor, supervisor, head             ``report --by staff`` (names staff)
 ``audit``              admin, auditor                                         ``audit report|show|pulls``, batch lists
+``report_pages``       admin, supervisor                                      ``report page|book``, ``GET /v1/reports/page``
 =====================  =====================================================  ==========================
 
 Readers without ``comments`` get the export without its ``comment`` column (not an
-empty one). The audit's batch list shows an auditor only their own batches.
+empty one). The audit's batch list shows an auditor only their own batches. The
+supervisor's pages (``report_pages``) name staff only for readers who may also read
+``staff_performance``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ READ_POLICY: Mapping[str, frozenset[str]] = {
     "performance": frozenset(ROLES),
     "staff_performance": frozenset({"admin", "reviewer", "auditor", "supervisor", "head"}),
     "audit": frozenset({"admin", "auditor"}),
+    "report_pages": frozenset({"admin", "supervisor"}),
 }
 
 

@@ -37,6 +37,7 @@ class Kind(enum.StrEnum):
     CREDENTIAL_ISSUED = "credential.issued"
     CREDENTIAL_REVOKED = "credential.revoked"
     PERIOD_CLOSED = "period.closed"
+    RELEASE_PUBLISHED = "release.published"
     # Intake clients (the services that may submit ratings over HTTP).
     CLIENT_ADDED = "client.added"
     CLIENT_ROTATED = "client.rotated"
@@ -104,6 +105,7 @@ KINDS: Mapping[Kind, str] = {
     Kind.CREDENTIAL_ISSUED: "a personal token was issued to a person (its id and expiry; never the token)",
     Kind.CREDENTIAL_REVOKED: "a personal token was revoked: it no longer signs anyone in",
     Kind.PERIOD_CLOSED: "a reporting period (a month) was closed: ratings in it are held from then on",
+    Kind.RELEASE_PUBLISHED: "a period's public release was written (period, checkpoint, SHA-256 of its manifest)",
     Kind.CLIENT_ADDED: "an intake client was registered (scope, expiry, key id; never the key)",
     Kind.CLIENT_ROTATED: "an intake client's key was replaced; the old key stopped working",
     Kind.CLIENT_REVOKED: "an intake client was revoked; its key stopped working",

@@ -209,6 +209,25 @@ def format_option(default: str = "table", choices: tuple[str, ...] = FORMATS) ->
     )
 
 
+class DefaultGroup(click.Group):
+    """A command group with a default command, run when the first argument names none of
+    the group's commands: ``integrity report --by staff`` is ``integrity report table
+    --by staff``, so a command that became a group keeps every earlier invocation."""
+
+    def __init__(self, *args: Any, default: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default_command = default
+
+    def resolve_default(self, args: list[str], help_names: list[str]) -> list[str]:
+        """``args`` with the default command's name put first when they name none."""
+        if args and (args[0] in self.commands or args[0] in help_names):
+            return args
+        return [self.default_command, *args]
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self.resolve_default(args, ctx.help_option_names))
+
+
 class EngineGroup(click.Group):
     """The root group: it puts an :class:`Instance` (opened with ``opener``) on the
     context, and its commands' engine errors end as one line on stderr and exit 1."""

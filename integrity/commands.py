@@ -22,6 +22,7 @@ from integrity.auth import CREDENTIAL_COLUMNS, OS_USER_COLUMNS, Credentials
 from integrity.catalogue import describe
 from integrity.clients import CLI_CLIENT, CLIENT_COLUMNS, IntakeClients, client_rows, scope_text
 from integrity.cliutil import (
+    DefaultGroup,
     actor_option,
     current_actor,
     current_reader,
@@ -273,7 +274,15 @@ def export_ratings(
     render(ex.rows, ex.columns, fmt, output)
 
 
-@click.command()
+@click.group(cls=DefaultGroup, default="table")
+def report() -> None:
+    """Performance reports from counted ratings only: tables (the default command: `integrity
+    report --by window --period 2026-10` runs `integrity report table ...`), the
+    supervisor's page (`report page`, one HTML file with charts) and spreadsheet
+    (`report book`)."""
+
+
+@report.command("table")
 @instance_options
 @click.option(
     "--by",
@@ -295,7 +304,7 @@ def export_ratings(
 @click.option("--window", metavar="WINDOW", help="Only ratings at this window.")
 @format_option()
 @pass_service(ReportService)
-def report(
+def report_table(
     svc: ReportService,
     by: str,
     period: str | None,

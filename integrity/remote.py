@@ -120,6 +120,10 @@ def plan(root: click.Group, argv: Sequence[str]) -> Plan:
     while isinstance(cmd, click.Group) and len(path) < len(args):
         token = args[len(path)]
         sub = cmd.get_command(click.Context(cmd), token) if not token.startswith("-") else None
+        default = getattr(cmd, "default_command", None)  # a DefaultGroup (integrity report)
+        if sub is None and default is not None and token not in ("-h", "--help"):
+            args.insert(len(path), default)  # the command it runs, so its files are planned
+            continue
         if sub is None:
             break
         path.append(token)

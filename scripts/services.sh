@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Start the servers the tests use (PostgreSQL 127.0.0.1:5432, Redis 127.0.0.1:6379) when they
 # are not already answering; install them from Debian's packages when they are missing.
+# Also install what the browser test of the supervisor's page needs when missing: Debian's
+# Chromium (driven by Playwright through its executable; no browser is downloaded) and a
+# CJK font (fonts-wqy-zenhei), so Chinese hall names render as glyphs.
 # Idempotent; prints what it did. Needs root (or sudo) only when it has to install or start.
 set -euo pipefail
 
@@ -50,3 +53,14 @@ if ! pg_up; then
   for _ in $(seq 50); do pg_up && break; sleep 0.2; done
 fi
 pg_up && echo "services: PostgreSQL ok" || { echo "services: PostgreSQL did not start" >&2; exit 1; }
+
+# --- Chromium and a CJK font (tests/browser) ------------------------------------------
+if ! command -v chromium >/dev/null; then
+  echo "services: installing chromium"
+  apt_install chromium
+fi
+if ! command -v fc-list >/dev/null || [ -z "$(fc-list :lang=zh family 2>/dev/null)" ]; then
+  echo "services: installing a CJK font (fonts-wqy-zenhei)"
+  apt_install fontconfig fonts-wqy-zenhei
+fi
+echo "services: $(chromium --version 2>/dev/null || echo 'chromium missing'); CJK font: $(fc-list :lang=zh family 2>/dev/null | head -1)"

@@ -1,37 +1,91 @@
 """``integrity demo``: a simulated month through the real engine, on embedded defaults.
 
 Generates a month for a few halls (honest crowds behind hall Wi-Fi, kiosks, carrier
-NAT; returning citizens; and attacks with ground truth), loads the venue registry,
-ingests everything through the validation hook, then shows what was stopped and why
-and the performance report next to the honest truth.
+NAT; returning citizens; and attacks with ground truth), ending at the demo's "now"
+(the month's last day is yesterday), registers people with personal tokens and a
+service registry (halls with Chinese names, windows with their heads, the staff
+roster), loads the venue registry, ingests everything through the validation hook,
+runs detection, then shows what was stopped and why and the performance report next
+to the honest truth, and writes the month's page and spreadsheet.
+
+The instance it leaves is one every README journey can be walked on: reviewers,
+auditors, supervisors, window heads and staff can sign in with the tokens written to
+``HOME/tokens/`` (mode 0600), and the month's last days are still within the appeals'
+filing window.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bootstrap import init_instance, open_app
-from integrity.app import Settings
+from integrity.app import App, Settings
+from integrity.auth import Credentials
 from integrity.ingest import IngestSummary
+from integrity.model import Status
+from integrity.people import StaffRecord, StaffRegistry
 from integrity.ports import RatingQuery
+from integrity.registry import Hall, RegistryService, RosterEntry, ServiceRegistry, Window
 from integrity.render import render_to_string
-from integrity.reports import performance
+from integrity.reports import Period, performance
 from integrity.venues import pseudonymise_venues
+from publishing import Pages
+from publishing.book import render_book
+from publishing.page import render_page
 from rules.detectors.service import DetectService
 from simulation import WorldConfig, simulate
 
+#: Hall names for the demo's registry (city service centres), in hall order.
+HALL_NAMES = (
+    "东城政务服务中心",
+    "西城政务服务中心",
+    "朝阳政务服务中心",
+    "海淀政务服务中心",
+    "丰台政务服务中心",
+    "石景山政务服务中心",
+    "通州政务服务中心",
+    "顺义政务服务中心",
+)
+#: The demo's people beside the simulated staff: (id, roles, unit, name).
+DEMO_PEOPLE = (
+    ("A1", ("admin",), "HQ", "系统管理员"),
+    ("R1", ("reviewer",), "督查室", "复核员一"),
+    ("R2", ("reviewer",), "督查室", "复核员二"),
+    ("AU1", ("auditor",), "第三方审计", "审计员"),
+)
+#: The demo's time zone (the default rule set's).
+DEMO_TZ = ZoneInfo("Asia/Shanghai")
+
+
+def demo_start(days: int, now: datetime | None = None) -> date:
+    """The first day of a ``days``-day month ending yesterday (the demo's time zone)."""
+    today = (now or datetime.now(UTC)).astimezone(DEMO_TZ).date()
+    return today - timedelta(days=days)
+
 
 def run_demo(
-    home: str, *, seed: int = 7, days: int = 30, echo: Callable[[str], Any] = print
+    home: str,
+    *,
+    seed: int = 7,
+    days: int = 30,
+    start: date | None = None,
+    echo: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
-    """Run the demo in a fresh instance folder ``home``; returns the numbers it printed."""
+    """Run the demo in a fresh instance folder ``home``; returns the numbers it printed.
+
+    ``start``: the month's first local day (default: ``days`` days before today, so the
+    month ends yesterday and its last ratings can still be appealed)."""
     path = Path(home)
     if path.exists():
         if not (path / "secret.key").exists() and any(path.iterdir()):
@@ -40,15 +94,31 @@ def run_demo(
     settings = Settings.resolve(home=path, env={})
     init_instance(settings)
 
+    first = start or demo_start(days)
+    last = first + timedelta(days=days - 1)
     t0 = time.perf_counter()
-    world = simulate(WorldConfig(seed=seed, days=days))
+    world_start = datetime.combine(first, clock_time(0), tzinfo=DEMO_TZ)
+    world = simulate(WorldConfig(seed=seed, days=days, start=world_start))
+    # what has arrived by now: a citizen served on the month's last day may rate later
+    ratings, labels = _received_by(world, datetime.now(UTC))
     t_sim = time.perf_counter() - t0
+    late = len(world.ratings) - len(ratings)
     echo(
-        f"Simulated {len(world.ratings):,} ratings over {days} days "
-        f"({sum(1 for lb in world.truth if lb.kind == 'honest'):,} honest) in {t_sim:.1f} s."
+        f"Simulated {len(ratings):,} ratings over {days} days "
+        f"({sum(1 for lb in labels if lb.kind == 'honest'):,} honest) in {t_sim:.1f} s, "
+        f"{first.isoformat()} to {last.isoformat()}"
+        + (f" ({late} more will only be submitted after now)." if late else ".")
     )
 
     with open_app(settings) as app:
+        tokens = _register_people(app, world, path)
+        reg = _registry(world, first)
+        app.get(RegistryService).load(reg, "demo")
+        echo(
+            f"Registered {len(world.staff_ids) + len(DEMO_PEOPLE) + 2 * len(reg.halls)} people "
+            f"(tokens of {', '.join(tokens)} in {path / 'tokens'}, mode 0600) and a service "
+            f"registry: {', '.join(f'{h.name} ({h.hall_id})' for h in reg.halls.values())}."
+        )
         pv = pseudonymise_venues(world.venues, app.pseudonymiser)
         app.ledger.replace_venues(pv.venues, pv.addresses, pv.kiosks, app.clock.now(), actor="demo")
         app.hook.reload()
@@ -60,9 +130,7 @@ def run_demo(
         t0 = time.perf_counter()
         summary = IngestSummary()
         labelled: list[tuple[str, int]] = []  # (traffic kind, rating id), identical retries once
-        for label, item in zip(
-            world.truth, app.hook.validate_stream(world.ratings, replay=True), strict=True
-        ):
+        for label, item in zip(labels, app.hook.validate_stream(ratings, replay=True), strict=True):
             summary.add(item)
             if item.decision is not None and not item.decision.replayed:
                 labelled.append((label.kind, item.decision.rating_id))
@@ -127,7 +195,7 @@ def run_demo(
 
         report = performance(app.ledger, "window", app.core.rubric)
         truth = world.honest_window_scores()
-        naive = _naive_scores(world, app.core.rubric)
+        naive = _naive_scores(ratings, app.core.rubric)
         for r in report:
             r["honest_truth"] = truth.get(r["window_id"])
             r["if_all_counted"] = naive.get(r["window_id"])
@@ -149,13 +217,148 @@ def run_demo(
                 "table",
             )
         )
+        t0 = time.perf_counter()
+        period = Period.between(first, last, app.core.timezone)
+        view = app.get(Pages).view(None, period)
+        page_path = path / f"report-{first.isoformat()}_{last.isoformat()}.html"
+        book_path = page_path.with_suffix(".xlsx")
+        page_path.write_text(render_page(view), "utf-8")
+        book_path.write_bytes(render_book(view))
+        t_page = time.perf_counter() - t0
+        appeal = _appealable(app, world, last)
         prog = _program()
-        echo("Explore it:")
-        echo(f"  {prog} review list --home {home}              # held ratings and window cases")
-        echo(f"  {prog} report --home {home} --by staff")
-        echo(f"  {prog} export ratings --home {home} -o ratings.csv")
-        echo(f"  {prog} ledger verify --home {home}")
-        return {"summary": summary.as_dict(), "traffic": rows, "report": report}
+        tok = path / "tokens"
+        span = f"--from {first.isoformat()} --to {last.isoformat()}"
+        month = (first + timedelta(days=days // 2)).strftime("%Y-%m")  # most of the data
+        echo(f"The month's page and spreadsheet ({t_page:.1f} s), open them first:")
+        echo(f"  {page_path}")
+        echo(f"  {book_path}")
+        echo("")
+        echo(f"Explore it, signed in with the tokens in {tok} (A1 admin, R1 and R2 reviewers,")
+        echo("AU1 auditor, H1-SUP hall supervisor, H1-HEAD window head, a staff member):")
+        echo(f"  export INTEGRITY_HOME={path}")
+        echo(
+            f"  INTEGRITY_TOKEN_FILE={tok / 'R1'} {prog} review list       # held ratings and window cases"
+        )
+        echo(f"  INTEGRITY_TOKEN_FILE={tok / 'H1-SUP'} {prog} report --by staff {span}")
+        echo(f"  INTEGRITY_TOKEN_FILE={tok / 'H1-SUP'} {prog} report page {span} -o page.html")
+        if appeal is not None:
+            staff_id, rating_id = appeal
+            echo(
+                f"  INTEGRITY_TOKEN_FILE={tok / staff_id} {prog} appeal file {rating_id} "
+                '--ground abusive_or_unrelated --reason "unrelated to the service"'
+            )
+            echo(f"  INTEGRITY_TOKEN_FILE={tok / 'A1'} {prog} appeal assign 1 --reviewer R1")
+        echo(f"  INTEGRITY_TOKEN_FILE={tok / 'A1'} {prog} audit frame --period {month}")
+        echo(f"  {prog} publish --period {month} -o release && {prog} publish verify release")
+        echo(
+            f"  {prog} serve     # then, from anywhere: INTEGRITY_TOKEN_FILE={tok / 'R1'} {prog} --server http://127.0.0.1:8080 review list"
+        )
+        echo(f"  {prog} ledger verify")
+        return {
+            "summary": summary.as_dict(),
+            "traffic": rows,
+            "report": report,
+            "page": str(page_path),
+            "book": str(book_path),
+            "page_seconds": t_page,
+            "tokens": {k: str(v) for k, v in tokens.items()},
+            "appealable": appeal,
+            "first_day": first,
+            "last_day": last,
+        }
+
+
+def _register_people(app: App, world: Any, home: Path) -> dict[str, Path]:
+    """Admins, reviewers, an auditor, each hall's supervisor and window head, and every
+    simulated staff member; tokens for one of each, written to ``home/tokens/ID`` (0600)."""
+    halls = sorted(
+        {s.split("-")[0] for s in world.staff_ids} | {w.split("-")[0] for w in world.window_ids}
+    )
+    records = [
+        StaffRecord(pid, frozenset(roles), name=name, unit=unit)
+        for pid, roles, unit, name in DEMO_PEOPLE
+    ]
+    for i, h in enumerate(halls):
+        hall_name = HALL_NAMES[i % len(HALL_NAMES)]
+        windows = tuple(w for w in world.window_ids if w.startswith(f"{h}-"))
+        records.append(
+            StaffRecord(f"{h}-SUP", frozenset({"supervisor"}), name=f"{hall_name}主任", unit=h)
+        )
+        records.append(
+            StaffRecord(
+                f"{h}-HEAD",
+                frozenset({"head"}),
+                name=f"{hall_name}窗口负责人",
+                unit=h,
+                windows=windows,
+            )
+        )
+    for sid in world.staff_ids:
+        records.append(
+            StaffRecord(
+                sid,
+                frozenset({"staff"}),
+                unit=sid.split("-")[0],
+                windows=(world.staff_window[sid],),
+            )
+        )
+    app.get(StaffRegistry).import_records(None, records)
+    creds = app.get(Credentials)
+    folder = home / "tokens"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    who = ["A1", "R1", "R2", "AU1", f"{halls[0]}-SUP", f"{halls[0]}-HEAD"]
+    out: dict[str, Path] = {}
+    for pid in who:
+        issued = creds.issue(None if pid == "A1" else "A1", pid, expires="30d", note="demo")
+        out[pid] = _write_token(folder / pid, issued.token)
+    return out
+
+
+def _write_token(path: Path, token: str) -> Path:
+    """Write a token readable by this user alone (created 0600, never wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def _registry(world: Any, first: date) -> ServiceRegistry:
+    """Halls (Chinese names, a supervisor each), windows (a head each) and the roster."""
+    halls: dict[str, Hall] = {}
+    windows: dict[str, Window] = {}
+    for w in world.window_ids:
+        h = w.split("-")[0]
+        i = int(h[1:]) - 1
+        name = HALL_NAMES[i % len(HALL_NAMES)]
+        halls.setdefault(h, Hall(h, name, f"{h}-SUP"))
+        windows[w] = Window(w, h, f"{name} {int(w.split('-W')[1])} 号窗口", f"{h}-HEAD")
+    roster = tuple(RosterEntry(s, world.staff_window[s], first) for s in world.staff_ids)
+    return ServiceRegistry(halls, windows, roster)
+
+
+def _appealable(app: App, world: Any, last: date) -> tuple[str, int] | None:
+    """A counted low score about a staff member from the month's last days (still within
+    the appeals' filing window), and a token for that staff member; ``None`` if none."""
+    since = datetime.combine(last - timedelta(days=4), clock_time(0), tzinfo=DEMO_TZ)
+    found = app.ledger.find_ratings(
+        RatingQuery(
+            statuses=(Status.ACCEPTED,),
+            composite_below=app.core.rubric.low_score_below,
+            submitted_from=since.astimezone(UTC),
+        )
+    )
+    by_staff: dict[str, list[int]] = defaultdict(list)
+    for r in found:
+        if r.staff_id:
+            by_staff[r.staff_id].append(r.rating_id)
+    if not by_staff:
+        return None
+    staff_id = max(by_staff, key=lambda s: (len(by_staff[s]), s))
+    issued = app.get(Credentials).issue("A1", staff_id, expires="30d", note="demo")
+    _write_token(Path(app.settings.home) / "tokens" / staff_id, issued.token)
+    return staff_id, max(by_staff[staff_id])
 
 
 def _program() -> str:
@@ -178,9 +381,19 @@ def _statuses(app: Any) -> dict[int, tuple[str, list[str]]]:
     }
 
 
-def _naive_scores(world: Any, rubric: Any) -> dict[str, float]:
+def _received_by(world: Any, now: datetime) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The world's ratings submitted by ``now``, with their truth labels."""
+    kept = [
+        (r, lb)
+        for r, lb in zip(world.ratings, world.truth, strict=True)
+        if datetime.fromisoformat(r["submitted_at"]) <= now
+    ]
+    return [r for r, _ in kept], [lb for _, lb in kept]
+
+
+def _naive_scores(ratings: list[dict[str, Any]], rubric: Any) -> dict[str, float]:
     sums: dict[str, list[float]] = defaultdict(list)
-    for obj in world.ratings:
+    for obj in ratings:
         scores = obj["scores"]
         sums[obj["window_id"]].append(rubric.composite(scores))
     return {w: sum(v) / len(v) for w, v in sums.items()}

@@ -17,9 +17,19 @@ from integrity.config import CoreConfig
 from integrity.errors import FieldError, InvalidInput
 from integrity.ports import Ledger
 from integrity.registry import RegistryService, ServiceRegistry
+from integrity.reports.checks import AppealFigures, AuditFigures
 from integrity.reports.export import ExportSpec, export_rows
+from integrity.reports.figures import (
+    DailyLow,
+    Exclusions,
+    Trend,
+    daily_low,
+    exclusions,
+    trend,
+    trend_periods,
+)
 from integrity.reports.followup import FollowupFigures
-from integrity.reports.performance import RectifyRule, Report, build_report
+from integrity.reports.performance import RectifyRule, Report, _window_filter, build_report
 from integrity.reports.periods import Period
 
 if TYPE_CHECKING:
@@ -45,19 +55,34 @@ class ReportService:
         registry: Callable[[], ServiceRegistry],
         people: People | None = None,
         followup: FollowupFigures | None = None,
+        audit: AuditFigures | None = None,
+        appeals: AppealFigures | None = None,
     ) -> None:
         self.ledger = ledger
         self.core = core
         self.registry = registry
         self.people = people
         self.followup = followup
+        self.audit = audit
+        self.appeals = appeals
 
     @classmethod
     def from_app(cls, app: App) -> ReportService:
-        """Wired by the composition root; picks up the follow-up loop's figures when a
-        :class:`FollowupFigures` is wired too."""
-        followup = app.get(FollowupFigures) if FollowupFigures in app.factories else None  # type: ignore[type-abstract]
-        return cls(app.ledger, app.core, app.get(RegistryService).current, app.people, followup)
+        """Wired by the composition root; picks up the follow-up loop's figures, the
+        audit's and the appeals' (:mod:`integrity.reports.checks`) when they are wired."""
+
+        def wired(kind: Any) -> Any:
+            return app.get(kind) if kind in app.factories else None
+
+        return cls(
+            app.ledger,
+            app.core,
+            app.get(RegistryService).current,
+            app.people,
+            wired(FollowupFigures),
+            audit=wired(AuditFigures),
+            appeals=wired(AppealFigures),
+        )
 
     def period(
         self,
@@ -101,6 +126,30 @@ class ReportService:
             rectify=RectifyRule.from_section(self.core.section("followup")),
             followup=self.followup,
         )
+
+    def windows_of(self, hall: str | None, window: str | None = None) -> tuple[str, ...] | None:
+        """The windows a hall (through the registry) and/or window filter keeps (``None``:
+        every window); ``InvalidInput`` for a hall the registry does not know."""
+        return _window_filter(self.registry(), hall, window)
+
+    def trend(self, period: Period, *, count: int = 12, hall: str | None = None) -> Trend:
+        """Score and low-score rate per window, hall and overall over the ``count``
+        periods ending with ``period`` (see :func:`~integrity.reports.figures.trend_periods`)."""
+        return trend(
+            self.ledger,
+            self.core.rubric,
+            trend_periods(period, count),
+            self.registry(),
+            self.windows_of(hall),
+        )
+
+    def daily_low(self, period: Period, *, hall: str | None = None) -> DailyLow:
+        """Counted and low ratings per window and local day of ``period``."""
+        return daily_low(self.ledger, self.core.rubric, period, self.windows_of(hall))
+
+    def exclusions(self, period: Period | None, *, hall: str | None = None) -> Exclusions:
+        """What the integrity checks excluded from ``period``, by status, stage, reason."""
+        return exclusions(self.ledger, self.core.rubric, period, self.windows_of(hall))
 
     def export(
         self,

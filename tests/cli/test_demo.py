@@ -1,7 +1,11 @@
-"""`integrity demo` works on a fresh machine: a short simulated month, end to end."""
+"""`integrity demo` works on a fresh machine: a short simulated month, end to end, and
+leaves an instance every README journey can be walked on (people with tokens, a
+registry with Chinese hall names, a month whose last ratings can still be appealed)."""
 
 from __future__ import annotations
 
+import re
+import stat
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -30,6 +34,40 @@ def test_demo_runs_end_to_end_and_stops_attacks(tmp_path: Path) -> None:
     # the instance it leaves behind verifies
     res = CliRunner().invoke(main, ["ledger", "verify", "--home", str(home)])
     assert res.exit_code == 0, res.output
+    # the month's page and spreadsheet, written first thing, are where it says
+    page = Path(re.findall(r"^  (\S+\.html)$", out, re.M)[0])
+    book = Path(re.findall(r"^  (\S+\.xlsx)$", out, re.M)[0])
+    assert page.parent == home and "东城政务服务中心" in page.read_text("utf-8")
+    assert book.read_bytes()[:2] == b"PK"
+    # people sign in with the tokens it wrote (0600, in a 0700 folder)
+    tokens = home / "tokens"
+    assert stat.S_IMODE(tokens.stat().st_mode) == 0o700
+    for who in ("A1", "R1", "R2", "AU1", "H1-SUP", "H1-HEAD"):
+        assert stat.S_IMODE((tokens / who).stat().st_mode) == 0o600, who
+
+    def signed_in(who: str, *args: str) -> str:
+        env = {"INTEGRITY_TOKEN_FILE": str(tokens / who), "INTEGRITY_HOME": str(home)}
+        res = CliRunner().invoke(main, list(args), env=env)
+        assert res.exit_code == 0, (who, args, res.output)
+        return res.stdout
+
+    assert "rating_id" in signed_in("R1", "review", "list")
+    assert "H1" in signed_in("H1-SUP", "report", "--by", "staff", "--format", "csv")
+    # the staff member it names may appeal the rating it names: admitted, not ineligible
+    found = re.search(r"tokens/(\S+) \S+ appeal file (\d+) ", out)
+    assert found, out
+    staff, rating = found.groups()
+    signed_in(
+        staff,
+        "appeal",
+        "file",
+        rating,
+        "--ground",
+        "abusive_or_unrelated",
+        "--reason",
+        "not about the service",
+    )
+    assert " filed " in signed_in("A1", "appeal", "list")
     # running it again replaces the instance instead of piling up
     res = CliRunner().invoke(main, ["demo", "--home", str(home), "--days", "2", "--seed", "4"])
     assert res.exit_code == 0, res.output

@@ -2,7 +2,8 @@
 
 - The core (``integrity/``) imports none of the outer packages, the composition root
   or the CLI.
-- The engine's outer packages (``rules``, ``audit_sampling``, ``appeals``, ``followup``) do not
+- The engine's outer packages (``rules``, ``audit_sampling``, ``appeals``, ``followup``,
+  ``publishing``) do not
   import each other, the composition root (``bootstrap.py``) or the CLI.
 - ``simulation`` is a client of the whole engine (its demo opens an instance through
   the composition root, like ``bench/``); no engine package imports it.
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("rules", "audit_sampling", "appeals", "followup")
+PACKAGES = ("rules", "audit_sampling", "appeals", "followup", "publishing")
 TOP = {*PACKAGES, "simulation", "cli", "bootstrap"}
 
 
