@@ -140,8 +140,8 @@ def test_the_page_is_one_self_contained_file(sqlite_month: tuple[App, Month]) ->
         "Overdue alerts",
     ):
         assert section in html
-    # no follow-up loop wired: it says so
-    assert "None: the follow-up loop's figures" in html
+    # the follow-up loop's figures per window (the alerts wired by the composition root)
+    assert "alerts_opened" in html and "answered_in_24h" in html
     assert "⚑ rectify" in html
 
 
@@ -185,6 +185,7 @@ def test_the_workbook_has_the_page_tables_with_formats_and_frozen_headers(
         "Audit",
         "Appeals",
         "Rectify",
+        "Follow-up",
     ]
     ws = book["Windows"]
     head = [c.value for c in ws[1]]
