@@ -17,6 +17,7 @@ filing window.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import sys
 import time
@@ -30,8 +31,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bootstrap import init_instance, open_app
+from followup.alerts.model import Finding, State
+from followup.alerts.service import AlertService
 from integrity.app import App, Settings
 from integrity.auth import Credentials
+from integrity.clock import FrozenClock
 from integrity.ingest import IngestSummary
 from integrity.model import Status
 from integrity.people import StaffRecord, StaffRegistry
@@ -152,6 +156,7 @@ def run_demo(
             f"Ledger sealed: {head.checkpoint()}\n"
         )
         final = _statuses(app)
+        loop = _follow_up(app, seed, echo)
 
         by_kind: dict[str, list[int]] = defaultdict(list)
         for kind, rid in labelled:
@@ -264,6 +269,7 @@ def run_demo(
             "page_seconds": t_page,
             "tokens": {k: str(v) for k, v in tokens.items()},
             "appealable": appeal,
+            "follow_up": loop,
             "first_day": first,
             "last_day": last,
         }
@@ -397,3 +403,107 @@ def _naive_scores(ratings: list[dict[str, Any]], rubric: Any) -> dict[str, float
         scores = obj["scores"]
         sums[obj["window_id"]].append(rubric.composite(scores))
     return {w: sum(v) / len(v) for w, v in sums.items()}
+
+
+#: How the demo's window heads answer their alerts: (share, kind). ``on_time``: the whole
+#: loop, answered within the day; ``late``: the same, answered after the 24 hours;
+#: ``started``: acknowledged and verified, nothing more yet; the rest get no answer
+#: (nor do alerts opened too recently for their head's first step).
+ANSWERS = ((0.55, "on_time"), (0.12, "late"), (0.10, "started"))
+REPLIES = (
+    "已回访您反映的问题，窗口已整改服务流程，感谢您的监督。",
+    "已核实情况并向您说明办理要求，窗口将加强解释引导。",
+    "已对窗口人员开展服务规范培训，欢迎您再次评价监督。",
+)
+
+
+def _follow_up(app: App, seed: int, echo: Callable[[str], Any]) -> dict[str, int]:
+    """Walk the follow-up loop on the month's low-score alerts, as the window heads would
+    have: most answered within 24 hours, called back, rectified and replied to; some
+    answered late; some started; the rest never answered, so the deadline check marks
+    them overdue and escalates them to the hall supervisor. Every step is the real
+    service call at its own time (a frozen clock per step), never later than now."""
+    live = app.get(AlertService)
+    now = app.clock.now()
+    opened = live.sync(now).opened
+    played = FrozenClock(now)
+    heads = AlertService(
+        app.ledger, app.people, played, live.policy, live.registry, live.rule_set_id
+    )
+    rng = random.Random(seed)
+    counts: Counter[str] = Counter()
+    for ad in live.listing(None, states=(State.OPEN,)):
+        a, head = ad.alert, ad.head
+        draw, kind = rng.random(), "silent"
+        for share, k in ANSWERS:
+            if draw < share:
+                kind = k
+                break
+            draw -= share
+        if head is None or kind == "silent":
+            counts["silent"] += 1
+            continue
+        first = rng.uniform(0.5, 20.0) if kind != "late" else rng.uniform(25.0, 60.0)
+        at = a.opened_at + timedelta(hours=first)
+        if at >= now:
+            counts["silent"] += 1  # opened too recently: the head has not answered yet
+            continue
+        counts["on_time" if at < a.respond_by else "late"] += 1
+        _answer(heads, played, head, a.alert_id, kind == "started", at, now, rng)
+    run = live.escalate_overdue(None, now)
+    done = live.listing(None, states=(State.CLOSED,))
+    result = {
+        "alerts_opened": opened,
+        "answered_on_time": counts["on_time"],
+        "answered_late": counts["late"],
+        "closed_with_reply": len(done),
+        "never_answered": counts["silent"],
+        "overdue_marked": len(run.overdue),
+        "escalated": len(run.escalated),
+    }
+    echo(
+        f"Follow-up loop: {opened} low-score alerts opened for the window heads; "
+        f"{result['answered_on_time']} answered within 24 hours, {result['answered_late']} "
+        f"late, {result['closed_with_reply']} rectified, replied to the rater and closed; "
+        f"{result['overdue_marked']} deadlines missed, {result['escalated']} alerts "
+        "escalated to the hall supervisors.\n"
+    )
+    return result
+
+
+def _answer(
+    heads: AlertService,
+    played: FrozenClock,
+    head: str,
+    alert_id: int,
+    started_only: bool,
+    at: datetime,
+    now: datetime,
+    rng: random.Random,
+) -> None:
+    """One head's steps on one alert from ``at``, a few hours apart, none after ``now``."""
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("acknowledge", {}),
+        (
+            "verify",
+            {
+                "reached": rng.random() < 0.8,
+                "finding": Finding.SERVICE_PROBLEM
+                if rng.random() < 0.7
+                else Finding.MISUNDERSTANDING,
+                "note": "已电话回访评价人，核实了办理过程中的问题。",
+            },
+        ),
+    ]
+    if not started_only:
+        steps += [
+            ("rectify", {"action": "窗口整改：复盘办理流程并开展服务规范培训。"}),
+            ("reply", {"text": rng.choice(REPLIES)}),
+            ("close", {}),
+        ]
+    for name, kwargs in steps:
+        if at >= now:
+            return
+        played.set(at)
+        getattr(heads, name)(head, alert_id, **kwargs)
+        at += timedelta(hours=rng.uniform(1.0, 30.0))

@@ -4,6 +4,7 @@ registry with Chinese hall names, a month whose last ratings can still be appeal
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from pathlib import Path
@@ -68,6 +69,23 @@ def test_demo_runs_end_to_end_and_stops_attacks(tmp_path: Path) -> None:
         "not about the service",
     )
     assert " filed " in signed_in("A1", "appeal", "list")
+    # the follow-up loop was walked: the alerts' states agree with what the demo printed
+    loop = re.search(
+        r"Follow-up loop: (\d+) low-score alerts opened .*?; (\d+) answered within 24 hours, "
+        r"(\d+) late, (\d+) rectified, replied to the rater and closed; (\d+) deadlines "
+        r"missed, (\d+) alerts escalated",
+        out,
+        re.S,
+    )
+    assert loop, out
+    opened, on_time, late, closed, _missed, escalated = map(int, loop.groups())
+    assert opened > 0 and closed > 0 and escalated > 0 and on_time > late
+    alerts = signed_in("A1", "alerts", "list", "--format", "json")
+    listed = json.loads(alerts)
+    assert len(listed) == opened
+    assert sum(a["status"] == "closed" for a in listed) == closed
+    assert sum(a["overdue"] for a in listed) > 0
+    assert sum(a["escalated_to"] is not None for a in listed) == escalated
     # running it again replaces the instance instead of piling up
     res = CliRunner().invoke(main, ["demo", "--home", str(home), "--days", "2", "--seed", "4"])
     assert res.exit_code == 0, res.output
