@@ -185,8 +185,9 @@ def demo(demo_home: str, seed: int, days: int, start: Any) -> None:
     Runs on embedded defaults (SQLite, in-process limiter) in a fresh instance folder,
     with people to sign in as (their tokens in DIR/tokens, mode 0600), a service registry
     with Chinese hall names, and a month ending yesterday (its last ratings can still be
-    appealed). Ends by writing the month's page (HTML) and spreadsheet (.xlsx) into DIR
-    and printing the next commands, signed in.
+    appealed). The window heads answer its low-score alerts (in time, late or never;
+    the overdue ones are escalated). Ends by writing the month's page (HTML) and
+    spreadsheet (.xlsx) into DIR and printing the next commands, signed in.
     """
     from simulation.demo import run_demo
 

@@ -5,8 +5,10 @@ NAT; returning citizens; and attacks with ground truth), ending at the demo's "n
 (the month's last day is yesterday), registers people with personal tokens and a
 service registry (halls with Chinese names, windows with their heads, the staff
 roster), loads the venue registry, ingests everything through the validation hook,
-runs detection, then shows what was stopped and why and the performance report next
-to the honest truth, and writes the month's page and spreadsheet.
+runs detection, walks the follow-up loop on the low-score alerts (answered in time,
+late or never; overdue ones escalated), then shows what was stopped and why and the
+performance report next to the honest truth, and writes the month's page and
+spreadsheet.
 
 The instance it leaves is one every README journey can be walked on: reviewers,
 auditors, supervisors, window heads and staff can sign in with the tokens written to
