@@ -67,7 +67,7 @@ def test_every_move_is_allowed_or_refused_as_written(state: State, action: Actio
 
 
 def test_final_states_allow_nothing_and_every_action_has_a_catalogued_kind() -> None:
-    assert FINAL_STATES == {State.RESOLVED, State.UNRESOLVED, State.CLOSED}
+    assert {State.RESOLVED, State.UNRESOLVED, State.CLOSED} == FINAL_STATES
     for s in FINAL_STATES:
         assert allowed_commands(s) == ()
         assert not any(st_ == s for st_, _ in TRANSITIONS)
