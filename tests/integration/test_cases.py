@@ -358,3 +358,45 @@ def test_people_plan_note_and_close_as_their_roles_allow(app: App, clock: Frozen
     assert svc.listing(None, overdue=True) == []
     clock.advance(60)
     assert {c.subject for c in svc.listing(None, overdue=True)} == {"S1", "W03", "S3"}
+
+
+def test_two_closes_of_one_month_at_once_one_wins_and_nothing_is_doubled(
+    app: App, tmp_path: Path, db_url: str, clock: FrozenClock
+) -> None:
+    """Two processes close October at the same moment: both read the figures (a barrier
+    makes sure), then write; one closes it, the other is refused whole."""
+    import threading
+
+    month(app, date(2026, 10, 1), {"W01": (3, 7)})
+    other = make_app(tmp_path / "home", db_url, clock=clock, init=False)
+    try:
+        barrier = threading.Barrier(2)
+        closers = [app.get(MonthClose), other.get(MonthClose)]
+        for svc in closers:
+            read = svc.registry
+
+            def gated(read=read):  # type: ignore[no-untyped-def]
+                barrier.wait(timeout=20)  # both have read the figures; now both write
+                return read()
+
+            svc.registry = gated  # type: ignore[method-assign]
+        results: list[object] = [None, None]
+
+        def run(i: int) -> None:
+            try:
+                results[i] = closers[i].close("A1", "2026-10")
+            except Exception as err:
+                results[i] = err
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        refused = [r for r in results if isinstance(r, Exception)]
+        assert len(refused) == 1 and isinstance(refused[0], AlreadyExists), results
+        closed = [e for e in app.ledger.events_about("period:2026-10")]
+        assert [e.kind for e in closed] == [Kind.PERIOD_CLOSED]
+        assert len(cases(app)) == 2
+    finally:
+        other.close()
