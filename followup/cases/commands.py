@@ -478,7 +478,8 @@ def cases_show(svc: CaseService, actor: str | None, case_id: int, fmt: str) -> N
         return
     out = sys.stdout
     _key_values(row, DETAIL_FIELDS, out)
-    out.write(f"{'next'.ljust(14)}  {', '.join(d.allowed_next) or 'nothing (final)'}\n")
+    width = max(len(f) for f in DETAIL_FIELDS)
+    out.write(f"{'next'.ljust(width)}  {', '.join(d.allowed_next) or 'nothing (final)'}\n")
     out.write("\nhistory\n")
     render(history, HISTORY_COLUMNS, "table", out)
 
