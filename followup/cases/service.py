@@ -523,7 +523,13 @@ class MonthClose:
 
     def _amendments(self, month: Period, as_of: int) -> list[Amendment]:
         """Status events after ``as_of`` on ratings of ``month`` that moved a rating into
-        or out of the counted set, in ledger order."""
+        or out of the counted set, in ledger order.
+
+        ``as_of`` is read before the figures, so a change committed while the close read
+        them is listed rather than lost (it may then already be in the frozen figures:
+        the figures' difference says). Reads every status event after ``as_of`` (an
+        indexed range) and the ratings they touch: the cost grows with what the ledger
+        received since the close."""
         touched: set[int] = set()
         after = as_of
         while True:
