@@ -29,6 +29,7 @@ from audit_sampling import tables as audit_tables
 from audit_sampling.context import AuditContext
 from audit_sampling.figures import PeriodAudit
 from followup.alerts import AlertFigures, AlertService, AlertView
+from followup.cases import CaseService, MonthClose
 from followup.webhooks import WebhookService
 from integrity import migrate
 from integrity.adapters.clients import SqlClientStore
@@ -200,6 +201,9 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
             AlertService: AlertService.from_app,
             AlertView: AlertView.from_app,
             FollowupFigures: AlertFigures.from_app,
+            # the month's close (frozen figures, rectification cases) and the cases
+            MonthClose: MonthClose.from_app,
+            CaseService: CaseService.from_app,
             # hall scopes resolve through the registry the gates keep (reloaded with them)
             IntakeClients: lambda a: IntakeClients(
                 SqlClientStore(a.ledger), a.clock, a.core.timezone, lambda: registry.registry

@@ -83,6 +83,12 @@ class Kind(enum.StrEnum):
     ALERT_VOIDED = "alert.voided"
     ALERT_OVERDUE = "alert.overdue"
     ALERT_ESCALATED = "alert.escalated"
+    # Rectification cases opened by a month's close (followup/cases): one kind per step.
+    RECTIFICATION_OPENED = "rectification.opened"
+    RECTIFICATION_PLANNED = "rectification.planned"
+    RECTIFICATION_NOTED = "rectification.noted"
+    RECTIFICATION_CHECKED = "rectification.checked"
+    RECTIFICATION_CLOSED = "rectification.closed"
 
 
 KINDS: Mapping[Kind, str] = {
@@ -104,7 +110,7 @@ KINDS: Mapping[Kind, str] = {
     Kind.PERSON_OS_USER_MAPPED: "an OS account of a shared host was mapped to a person (or unmapped)",
     Kind.CREDENTIAL_ISSUED: "a personal token was issued to a person (its id and expiry; never the token)",
     Kind.CREDENTIAL_REVOKED: "a personal token was revoked: it no longer signs anyone in",
-    Kind.PERIOD_CLOSED: "a reporting period (a month) was closed: ratings in it are held from then on",
+    Kind.PERIOD_CLOSED: "a reporting period (a month) was closed: its figures frozen (SHA-256 in evidence), ratings in it held from then on",
     Kind.RELEASE_PUBLISHED: "a period's public release was written (period, checkpoint, SHA-256 of its manifest)",
     Kind.CLIENT_ADDED: "an intake client was registered (scope, expiry, key id; never the key)",
     Kind.CLIENT_ROTATED: "an intake client's key was replaced; the old key stopped working",
@@ -144,6 +150,11 @@ KINDS: Mapping[Kind, str] = {
     Kind.ALERT_VOIDED: "an alert's rating stopped counting: the alert is void (the cause in evidence)",
     Kind.ALERT_OVERDUE: "a low-score alert missed a deadline (the 24-hour answer or the reply)",
     Kind.ALERT_ESCALATED: "an overdue low-score alert was escalated to the hall supervisor",
+    Kind.RECTIFICATION_OPENED: "a month's close opened a rectification case (a window or staff member above the low-score mark) or a supervisory talk",
+    Kind.RECTIFICATION_PLANNED: "a rectification case's plan and due date were written (or revised)",
+    Kind.RECTIFICATION_NOTED: "a progress note was added to a rectification case",
+    Kind.RECTIFICATION_CHECKED: "the next close checked a rectification case: resolved, unresolved (carried) or too few ratings",
+    Kind.RECTIFICATION_CLOSED: "a rectification case or talk was closed by hand, with a reason",
 }
 
 #: Kinds that move a rating's current status (each carries ``status``).

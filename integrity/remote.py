@@ -60,8 +60,8 @@ from integrity.people import Person
 log = logging.getLogger("integrity.remote")
 
 #: Commands a person may run through the server: group -> its allowed subcommands
-#: (``None``: the whole group, or a top-level command). ``alerts`` and ``cases`` are
-#: kept for groups still to come.
+#: (``None``: the whole group, or a top-level command). The services check roles
+#: (``period close``: an admin; ``cases``: the window's head, the hall supervisor, admins).
 PERSON_COMMANDS: Mapping[str, frozenset[str] | None] = {
     "appeal": None,
     "review": None,
@@ -74,6 +74,7 @@ PERSON_COMMANDS: Mapping[str, frozenset[str] | None] = {
     "explain": None,
     "alerts": None,
     "cases": None,
+    "period": frozenset({"close", "show", "amendments"}),
 }
 #: The largest request body the server reads (uploads included), bytes.
 MAX_BODY = 32 * 1024 * 1024
