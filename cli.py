@@ -186,7 +186,8 @@ def demo(demo_home: str, seed: int, days: int, start: Any) -> None:
     with people to sign in as (their tokens in DIR/tokens, mode 0600), a service registry
     with Chinese hall names, and a month ending yesterday (its last ratings can still be
     appealed). The window heads answer its low-score alerts (in time, late or never;
-    the overdue ones are escalated). Ends by writing the month's page (HTML) and
+    the overdue ones are escalated) and the latest month that ended within it is
+    closed (rectification cases opened). Ends by writing the month's page (HTML) and
     spreadsheet (.xlsx) into DIR and printing the next commands, signed in.
     """
     from simulation.demo import run_demo

@@ -6,7 +6,8 @@ NAT; returning citizens; and attacks with ground truth), ending at the demo's "n
 service registry (halls with Chinese names, windows with their heads, the staff
 roster), loads the venue registry, ingests everything through the validation hook,
 runs detection, walks the follow-up loop on the low-score alerts (answered in time,
-late or never; overdue ones escalated), then shows what was stopped and why and the
+late or never; overdue ones escalated), closes the latest month that ended within
+its days (rectification cases), then shows what was stopped and why and the
 performance report next to the honest truth, and writes the month's page and
 spreadsheet.
 
@@ -35,6 +36,7 @@ from zoneinfo import ZoneInfo
 from bootstrap import init_instance, open_app
 from followup.alerts.model import Finding, State
 from followup.alerts.service import AlertService
+from followup.cases.service import MonthClose
 from integrity.app import App, Settings
 from integrity.auth import Credentials
 from integrity.clock import FrozenClock
@@ -159,6 +161,7 @@ def run_demo(
         )
         final = _statuses(app)
         loop = _follow_up(app, seed, echo)
+        closed = _close_month(app, first, last, echo)
 
         by_kind: dict[str, list[int]] = defaultdict(list)
         for kind, rid in labelled:
@@ -272,6 +275,7 @@ def run_demo(
             "tokens": {k: str(v) for k, v in tokens.items()},
             "appealable": appeal,
             "follow_up": loop,
+            "closed": closed,
             "first_day": first,
             "last_day": last,
         }
@@ -509,3 +513,30 @@ def _answer(
         played.set(at)
         getattr(heads, name)(head, alert_id, **kwargs)
         at += timedelta(hours=rng.uniform(1.0, 30.0))
+
+
+def _close_month(
+    app: App, first: date, last: date, echo: Callable[[str], Any]
+) -> dict[str, Any] | None:
+    """Close the latest calendar month that has ended and holds some of the demo's days
+    (``integrity period close``): its figures frozen, a rectification case for every
+    window and staff member above the low-score mark. ``None`` when no month has ended
+    inside the demo's days (a short run within one month)."""
+    month_start = last.replace(day=1)
+    if last.month != (last + timedelta(days=1)).month:  # the demo ends on a month's last day
+        month_start = (last + timedelta(days=1)).replace(day=1)
+    end_of_prior = month_start - timedelta(days=1)
+    if end_of_prior < first:
+        return None
+    label = end_of_prior.strftime("%Y-%m")
+    done = app.get(MonthClose).close(None, label)
+    opened = [c for c in done.opened if c.kind.value in ("window", "staff")]
+    echo(
+        f"Closed {label} (integrity period close): figures frozen "
+        f"(sha256 {done.figures_sha256[:12]}...), {done.cases_opened} rectification case(s) "
+        "opened for windows and staff above the low-score mark"
+        + (": " + ", ".join(f"{c.kind.value} {c.subject}" for c in opened[:6]) if opened else "")
+        + (" ..." if len(opened) > 6 else "")
+        + ". Later changes to it are amendments (integrity period amendments).\n"
+    )
+    return {"period": label, "cases_opened": done.cases_opened, "talks": done.talks_opened}

@@ -4,6 +4,8 @@ registry with Chinese hall names, a month whose last ratings can still be appeal
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import stat
@@ -86,6 +88,19 @@ def test_demo_runs_end_to_end_and_stops_attacks(tmp_path: Path) -> None:
     assert sum(a["status"] == "closed" for a in listed) == closed
     assert sum(a["overdue"] for a in listed) > 0
     assert sum(a["escalated_to"] is not None for a in listed) == escalated
+    # the latest month that ended within the demo's days is closed, its cases listed
+    closed = re.search(
+        r"Closed (\d{4}-\d{2}) \(integrity period close\).*?(\d+) rectification", out
+    )
+    assert closed, out
+    month, cases = closed.group(1), int(closed.group(2))
+    assert month in signed_in("A1", "period", "show", month)
+    listed_cases = signed_in("A1", "cases", "list", "--period", month, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(listed_cases)))
+    assert len(rows) == cases
+    for row in rows:
+        assert row["kind"] in {"window", "staff"} and row["period"] == month
+        assert float(row["low_score_rate"]) > 0.2 and int(row["counted"]) >= 10
     # running it again replaces the instance instead of piling up
     res = CliRunner().invoke(main, ["demo", "--home", str(home), "--days", "2", "--seed", "4"])
     assert res.exit_code == 0, res.output
