@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from integrity.catalogue import Reason
 from integrity.model import (
@@ -29,6 +29,9 @@ from integrity.model import (
 )
 from integrity.periods import ClosedPeriod
 from integrity.registry import ServiceRegistry
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # --- rate limiting -------------------------------------------------------------------
 
@@ -228,8 +231,8 @@ class ScanSpec:
     chunk: int = 100_000
 
 
-#: Bits of the scan's ``limited`` column: which rate-limit reason (or the limiter's
-#: absence) is among the rating's current reasons (0: none).
+#: Bits of the rate-limit part of the scan's ``state`` (see :data:`STATE_BITS`): which
+#: rate-limit reason (or the limiter's absence) is among the rating's current reasons.
 LIMITED_BITS: Mapping[str, int] = {
     Reason.RATE_LIMIT_IP: 1,
     Reason.RATE_LIMIT_PREFIX: 2,
@@ -238,7 +241,14 @@ LIMITED_BITS: Mapping[str, int] = {
     Reason.LIMITER_UNAVAILABLE: 16,
 }
 
-#: The columns of every row ``Ledger.scan`` yields, in order.
+#: The scan's ``state`` column, one integer per rating: bit 0 set when its current status
+#: is ``accepted`` (it counts), bit 1 when it was rejected as a repeated ticket, and the
+#: :data:`LIMITED_BITS` shifted left by 2 (``state >> 2``).
+STATE_BITS: Mapping[str, int] = {"counted": 1, "dup": 2}
+STATE_LIMITED_SHIFT = 2
+
+#: The columns of every row ``Ledger.scan`` yields, in order: only what detection reads,
+#: as numbers where they can be (one integer for the status, epoch seconds for times).
 SCAN_COLUMNS = (
     "rating_id",
     "window_id",
@@ -251,11 +261,7 @@ SCAN_COLUMNS = (
     "ip_hash",
     "prefix_hash",
     "device_hash",
-    "counted",  # 1 when the current status is accepted
-    "dup",  # 1 when rejected as a repeated ticket
-    "limited",  # bits of LIMITED_BITS: which rate limits (or the limiter's absence) decided it
-    "risk",  # the combined risk stored by the last detection run (0 when none)
-    "client_id",  # the intake client that sent it (None when not recorded)
+    "state",  # counted, repeated ticket, rate limits: see STATE_BITS
 )
 
 
@@ -452,8 +458,10 @@ class Ledger(RatingLedger, Protocol):
 
     def scan(
         self, spec: ScanSpec, on_progress: Callable[[int], None] | None = None
-    ) -> Iterator[Sequence[Any]]:
-        """Rows of :data:`SCAN_COLUMNS` in slices (see :class:`ScanSpec`), as plain tuples."""
+    ) -> Iterator[pa.Table]:
+        """Slices (see :class:`ScanSpec`) as Arrow tables of :data:`SCAN_COLUMNS` (text as
+        ``string``, times and scores as ``float64``, ids and ``state`` as ``int64``), each
+        in rating-id order: columns, never a Python object per value."""
         ...
 
     def iter_ratings(self, query: RatingQuery, batch: int = 5000) -> Iterator[StoredRating]:

@@ -10,7 +10,7 @@ detector shares. Tests build frames directly with :func:`prepare`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,13 +18,22 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from integrity.model import Rubric, VenueRegistry
-from integrity.ports import LIMITED_BITS, SCAN_COLUMNS, Ledger, ScanSpec
+from integrity.ports import (
+    LIMITED_BITS,
+    SCAN_COLUMNS,
+    STATE_BITS,
+    STATE_LIMITED_SHIFT,
+    Ledger,
+    ScanSpec,
+)
 
 #: Columns :func:`load_frame` reads (the ledger's scan read model). A raw frame for
-#: :func:`prepare` may carry ``status`` and ``reasons`` (as stored) instead of
-#: ``counted``, ``dup`` and ``limited``.
+#: :func:`prepare` may carry ``counted``, ``dup`` and ``limited``, or ``status`` and
+#: ``reasons`` (as stored), instead of ``state``.
 RAW_COLUMNS = SCAN_COLUMNS
 
 
@@ -62,9 +71,9 @@ def load_frame(
     """Ratings whose ``occurred_at`` is in ``[since - context_days, until)``, as a :class:`Frame`.
 
     Ratings before ``since`` are context only (``in_scope`` false). The ledger's scan
-    read model yields plain tuples per slice (time partitions with a range, rating-id
-    chunks over the whole ledger); they become numpy columns per slice, so no per-row
-    Python objects survive.
+    read model yields Arrow tables per slice (time partitions with a range, rating-id
+    chunks over the whole ledger); text is dictionary-encoded per slice, so no Python
+    object per value is ever made (see :mod:`integrity.adapters.columnar`).
     """
     registry = registry if registry is not None else ledger.venue_registry()
     spec = ScanSpec(
@@ -75,10 +84,7 @@ def load_frame(
         partition_days=partition_days,
         chunk=chunk,
     )
-    dictionaries = {c: _Dictionary() for c in _STRINGS}
-    parts = [_columns(rows, dictionaries) for rows in ledger.scan(spec, on_progress)]
-    raw = _concat(parts, dictionaries)
-    del parts
+    raw = _frame_of(ledger.scan(spec, on_progress))
     since_s = since.timestamp() if since else -np.inf
     until_s = until.timestamp() if until else np.inf
     return prepare(
@@ -88,13 +94,10 @@ def load_frame(
 
 _NUMERIC = {
     "rating_id": np.int64,
-    "served_s": float,
+    "served_s": float,  # None (no served_at) becomes NaN
     "submitted_s": float,
     "composite": float,
-    "counted": np.int64,
-    "dup": np.int64,
-    "limited": np.int64,
-    "risk": float,
+    "state": np.int64,
 }
 
 
@@ -106,68 +109,55 @@ _STRINGS = (
     "ip_hash",
     "prefix_hash",
     "device_hash",
-    "client_id",
 )
 
 
-class _Dictionary:
-    """Dictionary encoding in two steps: each partition chunk is factorised on its own
-    (its per-row string objects die with the chunk), and the chunks' distinct values are
-    factorised once at the end into global codes (:meth:`finish`)."""
-
-    def __init__(self) -> None:
-        self.uniques: list[np.ndarray] = []
-
-    def encode(self, values: np.ndarray) -> np.ndarray:
-        """Chunk-local codes, offset so that they index the concatenated uniques."""
-        codes, uniq = pd.factorize(values, use_na_sentinel=True)
-        offset = sum(len(u) for u in self.uniques)
-        self.uniques.append(np.asarray(uniq, dtype=object))
-        return np.where(codes >= 0, codes + offset, -1).astype(np.int64)
-
-    def finish(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Global codes for ``codes`` (from :meth:`encode`) and the categories they index."""
-        if not sum(len(u) for u in self.uniques):
-            # no value at all (an optional field every rating left out): every row is -1
-            return np.full(len(codes), -1, dtype=np.int64), np.array([], dtype=object)
-        glob, cats = pd.factorize(np.concatenate(self.uniques), use_na_sentinel=True)
-        out = np.where(codes >= 0, glob[np.maximum(codes, 0)], -1)
-        return out.astype(np.int64), np.asarray(cats, dtype=object)
-
-
-def _columns(rows: Sequence[Any], dictionaries: dict[str, _Dictionary]) -> dict[str, np.ndarray]:
-    block = np.array(rows, dtype=object)  # one C loop over the tuples
-    out: dict[str, np.ndarray] = {}
-    for j, name in enumerate(RAW_COLUMNS):
-        col = block[:, j]
-        if name == "served_s":
-            out[name] = pd.to_numeric(pd.Series(col, dtype=object), errors="coerce").to_numpy(float)
+def _slice_columns(table: pa.Table) -> dict[str, Any]:
+    """One scan slice as columns of its own: numbers copied into numpy arrays, text
+    dictionary-encoded (each distinct value once). Nothing refers to the slice's buffers
+    afterwards (a driver's batch is freed whole), so only the encoded slice stays."""
+    out: dict[str, Any] = {}
+    for name in RAW_COLUMNS:
+        col = table.column(name)
+        if name in _STRINGS:
+            col = col.combine_chunks()
+            out[name] = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
         elif name in _NUMERIC:
-            out[name] = col.astype(_NUMERIC[name])
-        elif name in dictionaries:
-            out[name] = dictionaries[name].encode(col)
-        else:
-            out[name] = col
+            out[name] = np.array(col.to_numpy(), dtype=_NUMERIC[name], copy=True)
+        else:  # comment: text of low ratings only, NULL elsewhere
+            out[name] = np.array(col.to_numpy(zero_copy_only=False), dtype=object)
     return out
 
 
-def _concat(
-    parts: list[dict[str, np.ndarray]], dictionaries: dict[str, _Dictionary]
-) -> pd.DataFrame:
+def _frame_of(slices: Iterable[pa.Table]) -> pd.DataFrame:
+    """Scan slices (Arrow tables, see ``Ledger.scan``) as one raw frame: text columns as
+    categoricals whose categories follow the order of first appearance (so the same rows
+    give the same codes however they were sliced), numbers as numpy arrays."""
+    parts = [_slice_columns(tab) for tab in slices]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in RAW_COLUMNS})
     data: dict[str, Any] = {}
-    for c in RAW_COLUMNS:
-        values = np.concatenate([p[c] for p in parts])
-        if c in dictionaries:
-            codes, cats = dictionaries[c].finish(values)
-            dtype = pd.CategoricalDtype(pd.Index(cats, dtype=object))
-            data[c] = pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
-        elif c in _NUMERIC:
-            data[c] = values
+    for name in RAW_COLUMNS:
+        chunks = [p.pop(name) for p in parts]
+        if name in _STRINGS:
+            # one dictionary for every slice: the first slice's values first, then each
+            # later slice's new values in order
+            unified = pa.chunked_array(chunks).unify_dictionaries()
+            del chunks
+            dictionary = unified.chunks[0].dictionary
+            codes = np.concatenate(
+                [pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False) for c in unified.chunks]
+            ).astype(np.int32)
+            cats = pd.Index(dictionary.to_numpy(zero_copy_only=False), dtype=object)
+            del unified
+            data[name] = pd.Categorical.from_codes(
+                codes, dtype=pd.CategoricalDtype(cats), validate=False
+            )
+        elif name in _NUMERIC:
+            data[name] = np.concatenate(chunks)
         else:
-            data[c] = pd.Series(values, dtype=object)
-    return pd.DataFrame(data)
+            data[name] = pd.Series(np.concatenate(chunks), dtype=object)
+    return pd.DataFrame(data, copy=False)
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -201,8 +191,13 @@ def prepare(
     df = raw.copy() if copy else raw
     df["rating_id"] = pd.to_numeric(df["rating_id"]).astype(np.int64)
     for col in ("served_s", "submitted_s", "composite"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    df["risk"] = pd.to_numeric(df["risk"], errors="coerce").fillna(0.0) if "risk" in df else 0.0
+        if df[col].dtype != np.float64:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    if "state" in df:  # the scan's one integer: counted, repeated ticket, rate limits
+        state = df.pop("state").to_numpy(dtype=np.int64)
+        df["counted"] = (state & STATE_BITS["counted"]) > 0
+        df["dup"] = (state & STATE_BITS["dup"]) > 0
+        df["limited"] = state >> STATE_LIMITED_SHIFT
     df = df.reset_index(drop=True)
     df["delay_s"] = df["submitted_s"] - df["served_s"]
     # integer codes first: every later test works on them, never on the strings

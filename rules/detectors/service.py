@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -415,17 +414,14 @@ class DetectService:
         return opened
 
     def _risks(self, verdicts: Verdicts, frame: Frame) -> int:
-        """Store the combined risk of every rating in scope that changed since it was read."""
+        """Store the combined risk of every rating in scope that differs from the stored one."""
         df = frame.frame
-        scope = df.loc[df["in_scope"], ["rating_id", "risk"]]
+        ids = df.loc[df["in_scope"].to_numpy(), "rating_id"].to_numpy()
         new = verdicts.ranked
         if new.empty:
             new = pd.Series(verdicts.risk, dtype=float)
-        new = new.round(6)
-        now = new.reindex(scope["rating_id"].to_numpy()).fillna(0.0).to_numpy()
-        moved = np.abs(now - scope["risk"].to_numpy()) > 1e-6
-        changes = dict(
-            zip(scope["rating_id"].to_numpy()[moved].tolist(), now[moved].tolist(), strict=True)
-        )
-        # the ledger records only real changes, under one sealed risk.scored event
+        now = new.reindex(ids).fillna(0.0).round(6).to_numpy()
+        # the ledger compares with what it holds and records only real changes, under one
+        # sealed risk.scored event
+        changes = dict(zip(ids.tolist(), now.tolist(), strict=True))
         return int(self.ledger.set_risk(changes, at=self.clock.now(), actor=ACTOR) or 0)

@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from factories import T0, backend_url, make_app
@@ -190,3 +191,30 @@ def test_partitioned_reads_load_the_same_frame(app: App) -> None:
     ).all()
     assert a["counted"].equals(b["counted"]) and a["dup"].equals(b["dup"])
     assert len(a) == len(b) > 1000
+
+
+def test_every_read_path_loads_the_same_frame(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The columnar read (SQLite: the ADBC helper process; PostgreSQL: ADBC in process)
+    and the DBAPI cursor give identical frames: values, categories and their codes."""
+    import integrity.adapters.sql as sql_adapter
+    from rules.detectors.features import load_frame
+
+    kw = {"rubric": app.core.rubric, "tz": app.core.timezone, "chunk": 700}
+    app.ledger.adbc = False
+    plain = load_frame(app.ledger, **kw).frame
+    app.ledger.adbc = True
+    monkeypatch.setattr(sql_adapter, "BULK_SCAN_ROWS", 0)  # a large read: the fast path
+    fast = load_frame(app.ledger, **kw).frame
+    assert len(plain) == len(fast) > 1000
+    assert list(plain.columns) == list(fast.columns)
+    for c in plain.columns:
+        a, b = plain[c], fast[c]
+        if isinstance(a.dtype, pd.CategoricalDtype):
+            assert list(a.cat.categories) == list(b.cat.categories), c
+            assert (a.cat.codes.to_numpy() == b.cat.codes.to_numpy()).all(), c
+        else:
+            assert a.equals(b), c
+    # and a time range (partitions of occurred_at) through the fast path too
+    since = WORLD.start.replace(day=WORLD.start.day + 6)
+    part = load_frame(app.ledger, since=since, **kw).frame
+    assert 0 < int(part["in_scope"].sum()) < len(part) <= len(plain)
