@@ -431,6 +431,19 @@ class Ledger(RatingLedger, Protocol):
         """Id of the newest event of ``kind`` (of any kind when ``None``), or ``None``."""
         ...
 
+    def first_event_after(
+        self,
+        after: int,
+        *,
+        kinds: Sequence[str] = (),
+        except_actor: str | None = None,
+        except_until: int | None = None,
+    ) -> int | None:
+        """Id of the first committed event above ``after`` that has a status or is of one
+        of ``kinds``, leaving out those by ``except_actor`` up to ``except_until``; ``None``
+        when there is none (a reader's watermark: did anything it reads change?)."""
+        ...
+
     def event_heads(
         self, after: int, limit: int, until: int | None = None
     ) -> list[tuple[int, str]]:

@@ -777,6 +777,26 @@ class SqlLedger:
             value = conn.execute(q).scalar()
         return int(value) if value is not None else None
 
+    def first_event_after(
+        self,
+        after: int,
+        *,
+        kinds: Sequence[str] = (),
+        except_actor: str | None = None,
+        except_until: int | None = None,
+    ) -> int | None:
+        """See :meth:`integrity.ports.Ledger.first_event_after` (one indexed range read)."""
+        e = t.events.c
+        cond = e.status.is_not(None)
+        if kinds:
+            cond = sa.or_(cond, e.kind.in_(list(kinds)))
+        q = sa.select(e.event_id).where(e.event_id > after, cond)
+        if except_actor is not None:
+            q = q.where(~sa.and_(e.event_id <= (except_until or after), e.actor == except_actor))
+        with translate_errors(), self.reader.connect() as conn:
+            value = conn.execute(q.order_by(e.event_id).limit(1)).scalar()
+        return int(value) if value is not None else None
+
     def event_heads(
         self, after: int, limit: int, until: int | None = None
     ) -> list[tuple[int, str]]:

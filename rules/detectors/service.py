@@ -37,6 +37,8 @@ from rules.detectors.generic import SoftSignals
 from rules.detectors.registry import DETECTORS
 
 ACTOR = "detector"
+#: Event kinds without a status that change what detection reads (besides status events).
+_INPUT_KINDS = (Kind.VENUES_LOADED.value, Kind.RISK_SCORED.value, Kind.RULE_SET_ACTIVATED.value)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class DetectReport:
     seconds: float
     thresholds: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    #: The run that already covered the ledger as it is, when this one had nothing to do.
+    up_to_date: int | None = None
 
     @property
     def flag_counts(self) -> dict[str, int]:
@@ -214,11 +218,26 @@ class DetectService:
         *,
         on_progress: Callable[[int], None] | None = None,
         dry_run: bool = False,
+        full: bool = False,
     ) -> DetectReport:
-        """Detect over ``[since, until)`` and hold what is new; see the module docstring."""
+        """Detect over ``[since, until)`` and hold what is new; see the module docstring.
+
+        Over the whole ledger (no ``since``/``until``), unless ``full``: when nothing that
+        detection reads changed since the last complete whole-ledger run (see
+        :meth:`up_to_date`), there is nothing to do, and the report says which run
+        already covered it (``up_to_date``), having read nothing.
+        """
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         started = self.clock.now()
+        if since is None and until is None and not dry_run and not full:
+            covered = self.up_to_date()
+            if covered is not None:
+                return DetectReport(
+                    None, 0, [], 0, [], Counter(), 0, time.perf_counter() - t0,
+                    up_to_date=covered,
+                )  # fmt: skip
+        events_from = self.ledger.last_event_id()
         frame = load_frame(
             self.ledger,
             rubric=self.rubric,
@@ -242,7 +261,9 @@ class DetectService:
         cases = self._cases(flags, verdicts, run_id)
         timings["write_holds"] = time.perf_counter() - t1
         risk_updates = self._risks(verdicts, frame)
-        self._finish_run(run_id, len([f for f in flags if f.strength >= 1]), held, len(cases))
+        self._finish_run(
+            run_id, len([f for f in flags if f.strength >= 1]), held, len(cases), events_from
+        )
         timings["write"] = time.perf_counter() - t1
         return DetectReport(
             run_id, len(frame), flags, held, cases, by_reason, risk_updates,
@@ -265,15 +286,48 @@ class DetectService:
             ).scalar_one()
         return int(rid)
 
-    def _finish_run(self, run_id: int, flags: int, held: int, cases: int) -> None:
+    def _finish_run(
+        self, run_id: int, flags: int, held: int, cases: int, events_from: int | None
+    ) -> None:
         with self.ledger.unit_of_work() as uow:
             uow.connection.execute(
                 rt.detect_runs.update()
                 .where(rt.detect_runs.c.run_id == run_id)
                 .values(
-                    finished_at=self.clock.now(), flags=flags, held=held, cases=cases, complete=True
+                    finished_at=self.clock.now(),
+                    flags=flags,
+                    held=held,
+                    cases=cases,
+                    complete=True,
+                    events_from=events_from or 0,
+                    events_to=self.ledger.last_event_id() or 0,
                 )
             )
+
+    def up_to_date(self) -> int | None:
+        """The last complete whole-ledger run, if nothing detection reads changed since it
+        (else ``None``): under the same rule set, no event after the one it started from
+        that moved a rating's status (a new rating's decision, a hold, a clear, an appeal),
+        reloaded the venues or rescored risk, other than the run's own writes. A run over
+        the same ledger would then hold nothing and change no risk (detection is a
+        function of what it reads, and idempotent), so it need not read anything."""
+        r = rt.detect_runs.c
+        with self.ledger.reading() as conn:
+            last = conn.execute(
+                sa.select(r.run_id, r.rule_set_id, r.events_from, r.events_to)
+                .where(r.complete.is_(True), r.since.is_(None), r.until.is_(None))
+                .order_by(r.run_id.desc())
+                .limit(1)
+            ).first()
+        if last is None or last.events_to is None or last.rule_set_id != self.rule_set_id:
+            return None
+        moved = self.ledger.first_event_after(
+            int(last.events_from),
+            kinds=_INPUT_KINDS,
+            except_actor=ACTOR,
+            except_until=int(last.events_to),
+        )
+        return None if moved is not None else int(last.run_id)
 
     def _known(self, table: sa.Table, ids: list[int]) -> set[tuple[int, str]]:
         out: set[tuple[int, str]] = set()

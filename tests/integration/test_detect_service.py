@@ -108,10 +108,15 @@ def test_detect_holds_with_evidence_and_twice_changes_nothing(app: App) -> None:
     assert [e.kind for e in opened] == ["case.opened"] and opened[0].evidence["suspect_ratings"] > 0
 
     before_events, before = _events(app), _statuses(app)
-    again = svc.run()
+    again = svc.run(full=True)  # the whole analysis again: nothing new
     assert again.held == 0 and again.cases == [] and again.risk_updates == 0
+    assert again.ratings == rep.ratings and again.up_to_date is None
     assert _events(app) == before_events
     assert _statuses(app) == before
+    # and without --full: nothing changed since, so nothing is read at all
+    third = svc.run()
+    assert third.up_to_date == again.run_id and third.ratings == 0 and third.run_id is None
+    assert _events(app) == before_events and _statuses(app) == before
 
     risks = [r["risk"] for r in export_ratings(app.ledger)]
     assert all(0.0 <= r <= 1.0 for r in risks) and max(risks) > 0
@@ -218,3 +223,48 @@ def test_every_read_path_loads_the_same_frame(app: App, monkeypatch: pytest.Monk
     since = WORLD.start.replace(day=WORLD.start.day + 6)
     part = load_frame(app.ledger, since=since, **kw).frame
     assert 0 < int(part["in_scope"].sum()) < len(part) <= len(plain)
+
+
+def test_the_watermark_skips_only_when_nothing_detection_reads_changed(sqlite_app: App) -> None:
+    """A whole-ledger run is skipped only when a full run would change nothing: a new
+    rating, a reviewer's decision, a venue reload or another rule set each make the next
+    run analyse everything again, and what it then does is what a full run does."""
+    from factories import rating
+
+    app = sqlite_app
+    svc = _fast(app)
+    first = svc.run()
+    assert first.run_id and first.up_to_date is None
+    assert svc.run().up_to_date == first.run_id  # nothing new
+    assert svc.run(since=WORLD.start).up_to_date is None  # a range is always analysed
+    assert svc.run(dry_run=True).up_to_date is None  # and so is a dry run
+    assert svc.run().up_to_date == first.run_id  # neither moved the watermark
+
+    # a new rating: analysed again, and it is a full run's result
+    app.validate(rating(), replay=True)
+    rerun = svc.run()
+    assert rerun.up_to_date is None and rerun.ratings == first.ratings + 1
+    assert svc.run().up_to_date == rerun.run_id
+    full = svc.run(full=True)
+    assert full.held == 0 and full.risk_updates == 0
+
+    # a reviewer's decision (a status event)
+    review = ReviewService(app.ledger, People(app.ledger), app.clock, app.core.rule_set_id)
+    held = review.list_held("rev1", reason="outlier.")
+    review.clear("rev1", held[0]["rating_id"], "checked the ticket")
+    assert svc.run().up_to_date is None
+    assert svc.run().up_to_date is not None
+
+    # the venue registry reloaded
+    world = simulate(WORLD)
+    pv = pseudonymise_venues(world.venues, app.pseudonymiser)
+    app.ledger.replace_venues(pv.venues, pv.addresses, pv.kiosks, app.clock.now(), "test")
+    assert svc.run().up_to_date is None
+    assert svc.run().up_to_date is not None
+
+    # another rule set: its own thresholds, so a full analysis
+    other = DetectService(
+        app.ledger, svc.config, rubric=svc.rubric, tz=svc.tz, clock=svc.clock,
+        rule_set_id="f" * 32,
+    )  # fmt: skip
+    assert other.up_to_date() is None
