@@ -787,8 +787,8 @@ class SqlLedger:
     ) -> int | None:
         """See :meth:`integrity.ports.Ledger.first_event_after` (one indexed range read)."""
         e = t.events.c
-        cond = e.status.is_not(None)
         cond: sa.ColumnElement[bool] = e.status.is_not(None)
+        if kinds:
             cond = sa.or_(cond, e.kind.in_(list(kinds)))
         q = sa.select(e.event_id).where(e.event_id > after, cond)
         if except_actor is not None:
