@@ -214,6 +214,15 @@ class RatingQuery:
 
 
 @dataclass(frozen=True)
+class RiskColumns:
+    """Risks of many ratings as two columns (rating ids, risks in [0, 1]): a whole
+    ledger's risks for ``Ledger.set_risk`` without a Python object per rating."""
+
+    rating_ids: Sequence[int]
+    risks: Sequence[float]
+
+
+@dataclass(frozen=True)
 class ScanSpec:
     """The detection read model: which ratings, in which slices (see ``Ledger.scan``).
 
@@ -462,7 +471,7 @@ class Ledger(RatingLedger, Protocol):
 
     def set_risk(
         self,
-        risks: Mapping[int, float],
+        risks: Mapping[int, float] | RiskColumns,
         *,
         at: datetime | None = None,
         actor: str = "detector",

@@ -56,6 +56,7 @@ from integrity.ports import (
     Lookup,
     Pending,
     RatingQuery,
+    RiskColumns,
     ScanSpec,
     SlotHolder,
     StatusChange,
@@ -331,6 +332,16 @@ def risk_digest(rows: Sequence[tuple[int, float]]) -> str:
     """SHA-256 of a scoring run's ``(rating_id, risk)`` rows in rating order."""
     blob = "\n".join(f"{rid}:{risk:.6f}" for rid, risk in sorted(rows))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def risk_digest_columns(ids: np.ndarray, risks: np.ndarray) -> str:
+    """:func:`risk_digest` of rows given as two columns sorted by rating id (streamed)."""
+    h = hashlib.sha256()
+    for lo in range(0, len(ids), 100_000):
+        part = zip(ids[lo : lo + 100_000].tolist(), risks[lo : lo + 100_000].tolist(), strict=True)
+        text = "\n".join(f"{rid}:{risk:.6f}" for rid, risk in part)
+        h.update((("\n" if lo else "") + text).encode())
+    return h.hexdigest()
 
 
 def _decision_event(p: Pending, actor: str) -> dict[str, Any]:
@@ -1088,7 +1099,7 @@ class SqlLedger:
 
     def set_risk(
         self,
-        risks: Mapping[int, float],
+        risks: Mapping[int, float] | RiskColumns,
         *,
         at: datetime | None = None,
         actor: str = "detector",
@@ -1101,10 +1112,14 @@ class SqlLedger:
         of those rows, so the log seals them; ``rating_status.risk`` keeps the latest
         value for reads and is checked against them by ``ledger verify``.
         """
-        if not risks:
+        if isinstance(risks, RiskColumns):
+            ids = np.asarray(risks.rating_ids, dtype=np.int64)
+            vals = np.asarray(risks.risks, dtype=float)
+        else:
+            ids = np.fromiter((int(k) for k in risks), dtype=np.int64, count=len(risks))
+            vals = np.fromiter((float(v) for v in risks.values()), dtype=float, count=len(risks))
+        if not len(ids):
             return 0
-        ids = np.fromiter((int(k) for k in risks), dtype=np.int64, count=len(risks))
-        vals = np.fromiter((float(v) for v in risks.values()), dtype=float, count=len(risks))
         order = np.argsort(ids, kind="stable")
         ids, vals = ids[order], np.round(np.clip(vals[order], 0.0, 1.0), 6)
         with self._writing() as conn:
@@ -1133,8 +1148,8 @@ class SqlLedger:
             pos_ok = np.minimum(pos, max(len(cur_ids) - 1, 0))
             known = (pos < len(cur_ids)) & (cur_ids[pos_ok] == ids) if len(cur_ids) else pos < 0
             moved = known & (np.abs(vals - (cur_vals[pos_ok] if len(cur_ids) else 0.0)) > 1e-6)
-            changed = list(zip(ids[moved].tolist(), vals[moved].tolist(), strict=True))
-            if not changed:
+            ch_ids, ch_vals = ids[moved], vals[moved]
+            if not len(ch_ids):
                 return 0
             when = at or datetime.now(UTC)
             ev = self._append(
@@ -1144,35 +1159,42 @@ class SqlLedger:
                     actor=actor,
                     at=when,
                     subject=subject,
-                    evidence={"ratings": len(changed), "sha256": risk_digest(changed)},
+                    evidence={
+                        "ratings": len(ch_ids),
+                        "sha256": risk_digest_columns(ch_ids, ch_vals),
+                    },
                 ),
                 None,
             )
             eid = int(ev.event_id or 0)
-            if self.dialect == "postgresql":
-                # one COPY stream, then one joined UPDATE: no statement per rating
-                self._load(
-                    conn,
-                    t.risk_scores,
-                    [{"event_id": eid, "rating_id": rid, "risk": v} for rid, v in changed],
-                )
+            for lo in range(0, len(ch_ids), 200_000):  # a slice of rows at a time
+                part_ids = ch_ids[lo : lo + 200_000].tolist()
+                part_vals = ch_vals[lo : lo + 200_000].tolist()
+                if self.dialect == "postgresql":
+                    self._load(
+                        conn,
+                        t.risk_scores,
+                        [
+                            {"event_id": eid, "rating_id": rid, "risk": v}
+                            for rid, v in zip(part_ids, part_vals, strict=True)
+                        ],
+                    )
+                    continue
+                # SQLite: plain DBAPI executemany, no per-row SQLAlchemy work
                 conn.exec_driver_sql(
-                    f"UPDATE {t.rating_status.name} AS s SET risk = r.risk "
-                    f"FROM {t.risk_scores.name} AS r "
-                    "WHERE r.event_id = %s AND s.rating_id = r.rating_id",
-                    (eid,),
+                    f"INSERT INTO {t.risk_scores.name} (event_id, rating_id, risk) "
+                    "VALUES (?, ?, ?)",
+                    [(eid, rid, v) for rid, v in zip(part_ids, part_vals, strict=True)],
                 )
-                return len(changed)
-            # SQLite: plain DBAPI executemany, no per-row SQLAlchemy work
+            # the current value from the rows just written: one joined UPDATE
+            mark = "%s" if self.dialect == "postgresql" else "?"
             conn.exec_driver_sql(
-                f"INSERT INTO {t.risk_scores.name} (event_id, rating_id, risk) VALUES (?, ?, ?)",
-                [(eid, rid, v) for rid, v in changed],
+                f"UPDATE {t.rating_status.name} SET risk = r.risk "
+                f"FROM {t.risk_scores.name} AS r "
+                f"WHERE r.event_id = {mark} AND {t.rating_status.name}.rating_id = r.rating_id",
+                (eid,),
             )
-            conn.exec_driver_sql(
-                f"UPDATE {t.rating_status.name} SET risk = ? WHERE rating_id = ?",
-                [(v, rid) for rid, v in changed],
-            )
-            return len(changed)
+            return len(ch_ids)
 
     # -- venues --------------------------------------------------------------------------
 

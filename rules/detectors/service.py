@@ -28,15 +28,21 @@ from integrity.catalogue import Kind, Reason
 from integrity.clock import Clock
 from integrity.errors import ConfigError
 from integrity.model import Event, Rubric, Status
-from integrity.ports import Ledger
+from integrity.ports import Ledger, RiskColumns
 from rules import tables as rt
 from rules.detectors.base import Detector, Flag, Signal
 from rules.detectors.combine import Verdicts, combine
 from rules.detectors.features import Frame, load_frame
-from rules.detectors.generic import SoftSignals
+from rules.detectors.generic import Worker, soft_signals
 from rules.detectors.registry import DETECTORS
 
 ACTOR = "detector"
+#: Detectors fitted in the run's second process, beside the soft signals (the split
+#: that balances the two on the benchmark ledger; the result does not depend on it).
+WORKER_DETECTORS = frozenset(
+    {"self_rating", "coerced", "low_concentration", "comment_duplicate", "low_shift"}
+)
+_ORDER = {name: i for i, name in enumerate(DETECTORS)}
 #: Event kinds without a status that change what detection reads (besides status events).
 _INPUT_KINDS = (Kind.VENUES_LOADED.value, Kind.RISK_SCORED.value, Kind.RULE_SET_ACTIVATED.value)
 
@@ -178,13 +184,29 @@ class DetectService:
 
     # -- analysis ---------------------------------------------------------------------------
 
+    def worker(self) -> Worker:
+        """The run's second process (see :class:`~rules.detectors.generic.Worker`); start
+        it before reading, while this process is small."""
+        pyod = self.config.pyod
+        return Worker(
+            pyod_method=str(pyod.get("method", "ecod")) if pyod.get("enabled", True) else None
+        )
+
     def analyse(
-        self, frame: Frame, timings: dict[str, float] | None = None
+        self,
+        frame: Frame,
+        timings: dict[str, float] | None = None,
+        worker: Worker | None = None,
     ) -> tuple[list[Flag], list[Signal], Verdicts, dict[str, float]]:
-        """Fit every detector on ``frame``; findings, soft signals, combination, thresholds."""
+        """Fit every detector on ``frame``; findings, soft signals, combination, thresholds.
+
+        The soft signals and the detectors of :data:`WORKER_DETECTORS` run in the
+        ``worker`` process (one is started here if none is given) while this process
+        fits the others; the findings are put back in the registry's order, so the result
+        does not depend on where each ran.
+        """
         df = frame.frame
         n = len(df)
-        flags: list[Flag] = []
         thresholds: dict[str, float] = {}
         pyod_opts = fair_opts = prior_opts = None
         if self.config.pyod.get("enabled", True):
@@ -193,21 +215,47 @@ class DetectService:
             fair_opts = {k: v for k, v in self.config.fairness.items() if k != "enabled"}
         if self.config.prior.get("enabled", True):
             prior_opts = {k: v for k, v in self.config.prior.items() if k != "enabled"}
-        with SoftSignals(frame, pyod_opts, fair_opts, prior_opts) as soft:
-            for det in self.config.detectors():
+        detectors = self.config.detectors()
+        there = [d for d in detectors if d.name in WORKER_DETECTORS]
+        here = [d for d in detectors if d.name not in WORKER_DETECTORS]
+        by_name: dict[str, list[Flag]] = {}
+        own = worker is None
+        worker = worker or self.worker()
+        try:
+            worker.start()
+            t0 = time.perf_counter()
+            worker.submit(frame, (pyod_opts, fair_opts, prior_opts), there, n)
+            if timings is not None:
+                timings["to_worker"] = time.perf_counter() - t0
+            for det in here:
                 t0 = time.perf_counter()
                 det.fit(frame, total_ratings=n)
                 thresholds[det.name] = det.threshold_
-                flags.extend(det.flags(frame))
+                by_name[det.name] = det.flags(frame)
                 if timings is not None:
                     timings[det.name] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            signals = soft.result()
+            parts, fitted = worker.result()
             if timings is not None:
-                timings["soft_signals_wait"] = time.perf_counter() - t0
+                timings["worker_wait"] = time.perf_counter() - t0
+        finally:
+            if own:
+                worker.close()
+        for name, (threshold, found, seconds) in fitted.items():
+            thresholds[name] = threshold
+            by_name[name] = found
+            if timings is not None:
+                timings[f"{name} (worker)"] = seconds
+        flags = [f for det in detectors for f in by_name[det.name]]
+        signals = soft_signals(frame, parts, pyod_opts, fair_opts, prior_opts)
         eligible = set(df.loc[df["counted"] & df["in_scope"], "rating_id"].tolist())
         verdicts = combine(flags, signals, hold_risk=self.config.hold_risk, eligible=eligible)
-        return flags, signals, verdicts, thresholds
+        return (
+            flags,
+            signals,
+            verdicts,
+            dict(sorted(thresholds.items(), key=lambda kv: _ORDER[kv[0]])),
+        )
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -238,6 +286,23 @@ class DetectService:
                     up_to_date=covered,
                 )  # fmt: skip
         events_from = self.ledger.last_event_id()
+        with self.worker() as worker:  # forked now, while this process is small
+            return self._run(
+                since, until, on_progress, dry_run, t0, timings, started, events_from, worker
+            )
+
+    def _run(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        on_progress: Callable[[int], None] | None,
+        dry_run: bool,
+        t0: float,
+        timings: dict[str, float],
+        started: datetime,
+        events_from: int | None,
+        worker: Worker,
+    ) -> DetectReport:
         frame = load_frame(
             self.ledger,
             rubric=self.rubric,
@@ -249,7 +314,8 @@ class DetectService:
             on_progress=on_progress,
         )
         timings["load"] = time.perf_counter() - t0
-        flags, _, verdicts, thresholds = self.analyse(frame, timings)
+        flags, _, verdicts, thresholds = self.analyse(frame, timings, worker)
+        worker.close()
         t1 = time.perf_counter()
         if dry_run:
             return DetectReport(
@@ -477,5 +543,5 @@ class DetectService:
         now = new.reindex(ids).fillna(0.0).round(6).to_numpy()
         # the ledger compares with what it holds and records only real changes, under one
         # sealed risk.scored event
-        changes = dict(zip(ids.tolist(), now.tolist(), strict=True))
+        changes = RiskColumns(ids, now)
         return int(self.ledger.set_risk(changes, at=self.clock.now(), actor=ACTOR) or 0)
