@@ -12,6 +12,8 @@ hold line), so the signal says "among the most unusual", never more.
 
 from __future__ import annotations
 
+import os
+import threading
 import warnings
 from typing import Any, cast
 
@@ -319,6 +321,20 @@ def _work(
     return parts, fitted
 
 
+def _work_piped(
+    fd: int,
+    soft: tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None],
+    detectors: list[Any],
+    total: int,
+) -> tuple[dict[str, Any], dict[str, tuple[float, list[Any], float]]]:
+    """:func:`_work` on the frame the parent streams into the pipe ``fd``."""
+    import pickle
+
+    with os.fdopen(fd, "rb", buffering=1 << 20) as pipe:
+        frame = pickle.load(pipe)
+    return _work(frame, soft, detectors, total)
+
+
 class Worker:
     """A second process for a detection run (two cores: the run's work in two halves).
 
@@ -337,14 +353,21 @@ class Worker:
         self._pool: Any = None
         self._future: Any = None
         self._args: tuple[Any, ...] | None = None
+        self._pipe: tuple[int, int] | None = None
+        self._feeder: threading.Thread | None = None
 
     def start(self) -> Worker:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         if self.enabled and self._pool is None and "fork" in mp.get_all_start_methods():
+            # the frame goes through a pipe the worker inherits, pickled straight into it
+            # (no copy of the whole payload in either process)
+            self._pipe = os.pipe()
             self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
+            # with fork, submit starts the process at once: the worker has its end now
             self._pool.submit(_warm, self.pyod_method)
+            os.close(self._pipe[0])
         return self
 
     def __enter__(self) -> Worker:
@@ -357,8 +380,19 @@ class Worker:
         detectors: list[Any],
         total: int,
     ) -> None:
-        if self._pool is not None:
-            self._future = self._pool.submit(_work, frame, soft, detectors, total)
+        if self._pool is not None and self._pipe is not None:
+            read_end, write_end = self._pipe
+            self._pipe = None
+            self._future = self._pool.submit(_work_piped, read_end, soft, detectors, total)
+
+            def feed() -> None:
+                import pickle
+
+                with os.fdopen(write_end, "wb", buffering=1 << 20) as pipe:
+                    pickle.dump(frame, pipe, protocol=5)
+
+            self._feeder = threading.Thread(target=feed, name="detect-worker-feed", daemon=True)
+            self._feeder.start()
         else:
             self._args = (frame, soft, detectors, total)
 
@@ -372,9 +406,15 @@ class Worker:
         return _work(*self._args)
 
     def close(self) -> None:
+        if self._pipe is not None:  # started, never handed a frame
+            os.close(self._pipe[1])
+            self._pipe = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._feeder is not None:
+            self._feeder.join(timeout=5)
+            self._feeder = None
 
     def __exit__(self, *exc: object) -> None:
         self.close()

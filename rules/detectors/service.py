@@ -142,6 +142,16 @@ class DetectReport:
         return dict(c)
 
 
+def _peak(timings: dict[str, float], stage: str) -> None:
+    """The process's peak resident memory so far (MB), recorded after ``stage``."""
+    try:
+        import resource
+
+        timings[f"peak_mb_{stage}"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except (ImportError, OSError):  # not on this platform
+        pass
+
+
 class DetectService:
     """Runs detection over a ledger and writes its holds, cases and risks."""
 
@@ -314,7 +324,9 @@ class DetectService:
             on_progress=on_progress,
         )
         timings["load"] = time.perf_counter() - t0
+        _peak(timings, "load")
         flags, _, verdicts, thresholds = self.analyse(frame, timings, worker)
+        _peak(timings, "analyse")
         worker.close()
         t1 = time.perf_counter()
         if dry_run:
@@ -326,11 +338,13 @@ class DetectService:
         held, by_reason = self._hold(verdicts, frame, run_id)
         cases = self._cases(flags, verdicts, run_id)
         timings["write_holds"] = time.perf_counter() - t1
+        _peak(timings, "write_holds")
         risk_updates = self._risks(verdicts, frame)
         self._finish_run(
             run_id, len([f for f in flags if f.strength >= 1]), held, len(cases), events_from
         )
         timings["write"] = time.perf_counter() - t1
+        _peak(timings, "write")
         return DetectReport(
             run_id, len(frame), flags, held, cases, by_reason, risk_updates,
             time.perf_counter() - t0, thresholds, timings,
