@@ -1600,13 +1600,14 @@ class SqlUnitOfWork:
             raise ValueError("change_many takes at most one event per rating")
         if not todo:
             return []
-        eids = (
-            self.connection.execute(
-                t.events.insert().returning(t.events.c.event_id, sort_by_parameter_order=True),
-                [_event_row(ev) for ev in todo],
-            )
-            .scalars()
-            .all()
+        # ids allocated up front (the write lock is held: SQLite's, or the rows' FOR UPDATE
+        # with a sequence on PostgreSQL), so the events load in bulk without RETURNING
+        # (which SQLite can only do a row at a time when the ids must come back in order)
+        eids = self.ledger._allocate(self.connection, t.events.c.event_id, len(todo))
+        self.ledger._load(
+            self.connection,
+            t.events,
+            [{"event_id": eid, **_event_row(ev)} for ev, eid in zip(todo, eids, strict=True)],
         )
         rs = t.rating_status
         self.connection.execute(

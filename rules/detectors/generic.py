@@ -312,12 +312,20 @@ def _work(
     fitted on the same frame: threshold, flags, seconds)."""
     import time
 
+    t0 = time.perf_counter()
     parts = soft_parts(frame, *soft) if any(o is not None for o in soft) else {}
+    parts["seconds"] = time.perf_counter() - t0
     fitted: dict[str, tuple[float, list[Any], float]] = {}
     for det in detectors:
         t0 = time.perf_counter()
         det.fit(frame, total_ratings=total)
         fitted[det.name] = (det.threshold_, det.flags(frame), time.perf_counter() - t0)
+    try:
+        import resource
+
+        parts["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except ImportError:  # not on this platform
+        pass
     return parts, fitted
 
 

@@ -43,6 +43,8 @@ WORKER_DETECTORS = frozenset(
     {"self_rating", "coerced", "low_concentration", "comment_duplicate", "low_shift"}
 )
 _ORDER = {name: i for i, name in enumerate(DETECTORS)}
+#: Holds written per transaction (each a ledger event, a status row and its evidence rows).
+_HOLD_CHUNK = 10_000
 #: Event kinds without a status that change what detection reads (besides status events).
 _INPUT_KINDS = (Kind.VENUES_LOADED.value, Kind.RISK_SCORED.value, Kind.RULE_SET_ACTIVATED.value)
 
@@ -143,11 +145,15 @@ class DetectReport:
 
 
 def _peak(timings: dict[str, float], stage: str) -> None:
-    """The process's peak resident memory so far (MB), recorded after ``stage``."""
+    """The process's peak resident memory so far (MB), recorded after ``stage``; after
+    the read also the peak of the processes that ended by then (the SQLite reader)."""
     try:
         import resource
 
         timings[f"peak_mb_{stage}"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if stage == "load":
+            kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            timings["reader_peak_mb"] = kids
     except (ImportError, OSError):  # not on this platform
         pass
 
@@ -251,6 +257,12 @@ class DetectService:
         finally:
             if own:
                 worker.close()
+        if timings is not None:
+            timings["soft_signals (worker)"] = float(parts.pop("seconds", 0.0))
+            if "peak_mb" in parts:
+                timings["worker_peak_mb"] = float(parts.pop("peak_mb"))
+        parts.pop("seconds", None)
+        parts.pop("peak_mb", None)
         for name, (threshold, found, seconds) in fitted.items():
             thresholds[name] = threshold
             by_name[name] = found
@@ -435,10 +447,10 @@ class DetectService:
             fl = [f for f in verdicts.hold[rid] if (rid, f.fingerprint) not in done]
             if fl:
                 todo.append((rid, fl))
-        for lo in range(0, len(todo), 2000):
+        for lo in range(0, len(todo), _HOLD_CHUNK):
             chunk = {
                 rid: (self._hold_event(rid, fl, verdicts, run_id, now), fl)
-                for rid, fl in todo[lo : lo + 2000]
+                for rid, fl in todo[lo : lo + _HOLD_CHUNK]
             }
             with self.ledger.unit_of_work() as uow:
                 # only ratings that still count: a reviewer or an appeal may have moved one
