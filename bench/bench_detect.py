@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import resource
 import shutil
 import statistics
@@ -102,15 +101,16 @@ def build(home: Path, ratings: int, seed: int) -> int:
 
 
 def _suffix(value: str, k: int) -> str:
-    """Copy ``k``'s version of a pseudonym or fingerprint (same length, last byte = k)."""
-    return value[:-2] + f"{k:02x}"
+    """Copy ``k``'s version of a pseudonym or fingerprint: same length, its last byte
+    plus ``k`` (mod 256), so copies differ from the original and from each other."""
+    return value[:-2] + f"{(int(value[-2:], 16) + k) % 256:02x}"
 
 
 def _replicate(home: Path, ratings: int, seed: int) -> int:
     """``ratings`` as copies of the simulated million, each copy a set of new halls."""
     base_home = home.parent / f"{home.name}-base"
     base_rows = build(base_home, BASE, seed)
-    copies = max(1, math.ceil(ratings / base_rows))
+    copies = max(1, round(ratings / base_rows))
     if home.exists():
         shutil.rmtree(home)
     shutil.copytree(base_home, home, ignore=shutil.ignore_patterns("built.json"))
@@ -124,7 +124,9 @@ def _replicate(home: Path, ratings: int, seed: int) -> int:
             cols = [c[1] for c in conn.exec_driver_sql("PRAGMA table_info(ratings)")]
             ev_cols = [c[1] for c in conn.exec_driver_sql("PRAGMA table_info(events)")]
             st_cols = [c[1] for c in conn.exec_driver_sql("PRAGMA table_info(rating_status)")]
-            sub = "substr({0}, 1, length({0}) - 2) || printf('%02x', {1})"
+            hexd = "(instr('0123456789abcdef', substr({0}, {1}, 1)) - 1)"
+            last = f"({hexd.format('{0}', -2)} * 16 + {hexd.format('{0}', -1)})"
+            sub = "substr({0}, 1, length({0}) - 2) || printf('%02x', (" + last + " + {1}) % 256)"
             for k in range(1, copies):
                 t0 = time.perf_counter()
                 special = {
