@@ -226,7 +226,8 @@ class RiskColumns:
 class ScanSpec:
     """The detection read model: which ratings, in which slices (see ``Ledger.scan``).
 
-    Over the whole ledger (no ``since``/``until``): slices of ``chunk`` rating ids;
+    Over the whole ledger (no ``since``/``until``): slices of ``chunk`` rating ids
+    (within ``ids_above``/``ids_upto`` when given);
     with a range: slices of ``partition_days`` of ``occurred_at`` from
     ``since - context_days`` to ``until``. ``low_below`` keeps comments of low
     ratings only (the others are never needed).
@@ -238,6 +239,12 @@ class ScanSpec:
     context_days: int = 35
     partition_days: int = 7
     chunk: int = 100_000
+    #: Over the whole ledger only: ratings with ``ids_above < rating_id <= ids_upto``
+    #: (``None``: no bound), for a reader that keeps what it read before.
+    ids_above: int | None = None
+    ids_upto: int | None = None
+    #: Only ``rating_id`` and ``state``: what changes in a rating (its status) once read.
+    state_only: bool = False
 
 
 #: Bits of the rate-limit part of the scan's ``state`` (see :data:`STATE_BITS`): which

@@ -48,6 +48,8 @@ detect_runs = sa.Table(
     # the run's watermark: the newest event id before it read, and after its own writes
     sa.Column("events_from", sa.BigInteger),
     sa.Column("events_to", sa.BigInteger),
+    # the SHA-256 of the columnar snapshot of what it read (whole-ledger runs), if kept
+    sa.Column("snapshot_sha256", sa.String(64)),
 )
 
 detect_holds = sa.Table(

@@ -114,6 +114,8 @@ SCAN_SCHEMA = pa.schema(
     ]
 )
 assert tuple(SCAN_SCHEMA.names) == SCAN_COLUMNS
+#: The scan's slices with ``ScanSpec.state_only``.
+STATE_SCHEMA = pa.schema([("rating_id", pa.int64()), ("state", pa.int64())])
 
 
 def make_engine(url: str) -> Engine:
@@ -666,6 +668,10 @@ class SqlLedger:
             r.device_hash,
             _scan_state(s.status, s.reasons).label("state"),
         ]
+        schema = SCAN_SCHEMA
+        if spec.state_only:
+            cols = [cols[0], cols[-1]]
+            schema = STATE_SCHEMA
         base = sa.select(*cols).select_from(
             t.ratings.join(t.rating_status, s.rating_id == r.rating_id)
         )
@@ -680,7 +686,7 @@ class SqlLedger:
         bulk = lo is not None and int(hi) - int(lo) + 1 >= BULK_SCAN_ROWS
         with (
             translate_errors(),
-            columnar(self.engine, SCAN_SCHEMA, use_adbc=self.adbc, bulk=bulk) as rd,
+            columnar(self.engine, schema, use_adbc=self.adbc, bulk=bulk) as rd,
         ):
             for table in rd.read_all([q.order_by(r.rating_id) for q in queries]):
                 if on_progress is not None:
@@ -699,9 +705,12 @@ class SqlLedger:
     ) -> list[sa.Select[Any]]:
         r = t.ratings.c
         if spec.since is None and spec.until is None:
-            lo, hi = conn.execute(
-                sa.select(sa.func.min(r.rating_id), sa.func.max(r.rating_id))
-            ).one()
+            q = sa.select(sa.func.min(r.rating_id), sa.func.max(r.rating_id))
+            if spec.ids_above is not None:
+                q = q.where(r.rating_id > spec.ids_above)
+            if spec.ids_upto is not None:
+                q = q.where(r.rating_id <= spec.ids_upto)
+            lo, hi = conn.execute(q).one()
             if lo is None:
                 return []
             return [

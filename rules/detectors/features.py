@@ -11,10 +11,13 @@ detector shares. Tests build frames directly with :func:`prepare`.
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -69,8 +72,13 @@ def load_frame(
     partition_days: int = 7,
     chunk: int = 100_000,
     on_progress: Callable[[int], None] | None = None,
+    base: pa.Table | None = None,
 ) -> Frame:
     """Ratings whose ``occurred_at`` is in ``[since - context_days, until)``, as a :class:`Frame`.
+
+    ``base``: a :func:`read_snapshot` of an earlier whole-ledger read (ignored with a
+    range): only the ratings above it, and the ``state`` of those in it, are read from
+    the ledger; the frame is the same as a full read's (rows, values, categories, codes).
 
     Ratings before ``since`` are context only (``in_scope`` false). The ledger's scan
     read model yields Arrow tables per slice (time partitions with a range, rating-id
@@ -87,7 +95,10 @@ def load_frame(
         chunk=chunk,
     )
     with _lean_heap():
-        raw = _frame_of(ledger.scan(spec, on_progress))
+        slices: Iterable[pa.Table] = ()
+        if base is not None and since is None and until is None:
+            slices = _with_base(ledger, spec, base, on_progress)
+        raw = _frame_of(slices or ledger.scan(spec, on_progress))
     since_s = since.timestamp() if since else -np.inf
     until_s = until.timestamp() if until else np.inf
     return prepare(
@@ -113,6 +124,90 @@ _STRINGS = (
     "prefix_hash",
     "device_hash",
 )
+
+
+def _with_base(
+    ledger: Ledger,
+    spec: ScanSpec,
+    base: pa.Table,
+    on_progress: Callable[[int], None] | None,
+) -> list[pa.Table]:
+    """The snapshot ``base`` with today's ``state`` of its ratings, then the ratings above
+    it, as scan slices; empty (read everything) if the ledger no longer has exactly the
+    snapshot's ratings below its highest id."""
+    ids = base.column("rating_id").to_numpy()
+    upto = int(ids[-1]) if len(ids) else 0
+    states = list(ledger.scan(replace(spec, ids_upto=upto, state_only=True)))
+    got_ids = (
+        np.concatenate([t.column("rating_id").to_numpy() for t in states])
+        if states
+        else np.zeros(0, np.int64)
+    )
+    if len(got_ids) != len(ids) or not np.array_equal(got_ids, ids):
+        return []
+    state = (
+        pa.chunked_array([t.column("state") for t in states], type=pa.int64())
+        if states
+        else pa.chunked_array([], type=pa.int64())
+    )
+    head = base.append_column("state", state).select(list(RAW_COLUMNS))
+    if on_progress is not None:
+        on_progress(head.num_rows)
+    return [head, *ledger.scan(replace(spec, ids_above=upto), on_progress)]
+
+
+def write_snapshot(path: Path, frame: Frame) -> str:
+    """Keep what a whole-ledger read gave (the raw columns but ``state``: a rating's row
+    never changes) in an Arrow file at ``path``, written whole or not at all; returns its
+    SHA-256, which the caller records where the file cannot change it (the ledger)."""
+    df = frame.frame
+    arrays, names = [], []
+    for name in RAW_COLUMNS:
+        if name == "state":
+            continue
+        col = df[name]
+        if name in _STRINGS:
+            cat = col.array
+            codes = pa.array(np.asarray(cat.codes, dtype=np.int32), mask=np.asarray(cat.codes) < 0)
+            values = pa.array(np.asarray(cat.categories.astype(object)), type=pa.string())
+            arrays.append(pa.DictionaryArray.from_arrays(codes, values))
+        elif name in _NUMERIC:
+            arrays.append(pa.array(col.to_numpy()))
+        else:
+            arrays.append(pa.array(col.to_numpy(dtype=object), type=pa.string()))
+        names.append(name)
+    table = pa.table(arrays, names=names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table, max_chunksize=1 << 20)
+    os.chmod(tmp, 0o600)
+    digest = _sha256(tmp)
+    os.replace(tmp, path)
+    return digest
+
+
+def read_snapshot(path: Path, sha256: str) -> pa.Table | None:
+    """The snapshot at ``path`` if its SHA-256 is ``sha256`` (else ``None``: read all)."""
+    try:
+        if _sha256(path) != sha256:
+            return None
+        with pa.memory_map(str(path), "r") as source:
+            table = pa.ipc.open_file(source).read_all()
+    except (OSError, pa.ArrowInvalid):
+        return None
+    ids = table.column("rating_id").to_numpy()
+    if len(ids) and not bool(np.all(ids[1:] > ids[:-1])):
+        return None
+    return table
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
 
 
 #: Text columns with a distinct value for most ratings (pseudonyms): their categories stay

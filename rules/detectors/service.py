@@ -17,10 +17,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
 from integrity.app import App
@@ -32,7 +34,7 @@ from integrity.ports import Ledger, RiskColumns
 from rules import tables as rt
 from rules.detectors.base import Detector, Flag, Signal
 from rules.detectors.combine import Verdicts, combine
-from rules.detectors.features import Frame, load_frame
+from rules.detectors.features import Frame, load_frame, read_snapshot, write_snapshot
 from rules.detectors.generic import Worker, soft_signals
 from rules.detectors.registry import DETECTORS
 
@@ -45,6 +47,8 @@ WORKER_DETECTORS = frozenset(
 _ORDER = {name: i for i, name in enumerate(DETECTORS)}
 #: Holds written per transaction (each a ledger event, a status row and its evidence rows).
 _HOLD_CHUNK = 10_000
+#: The columnar snapshot of the last whole-ledger read, in the instance's home.
+SNAPSHOT_FILE = "detect-snapshot.arrow"
 #: Event kinds without a status that change what detection reads (besides status events).
 _INPUT_KINDS = (Kind.VENUES_LOADED.value, Kind.RISK_SCORED.value, Kind.RULE_SET_ACTIVATED.value)
 
@@ -170,6 +174,7 @@ class DetectService:
         tz: ZoneInfo,
         clock: Clock,
         rule_set_id: str,
+        snapshot: Path | None = None,
     ) -> None:
         self.ledger = ledger
         self.config = config
@@ -177,6 +182,9 @@ class DetectService:
         self.tz = tz
         self.clock = clock
         self.rule_set_id = rule_set_id
+        #: Where a whole-ledger run keeps the columnar snapshot of what it read (``None``:
+        #: no snapshot, every run reads everything). See :func:`features.write_snapshot`.
+        self.snapshot = snapshot
 
     @classmethod
     def from_app(cls, app: App) -> DetectService:
@@ -189,6 +197,7 @@ class DetectService:
             tz=app.core.timezone,
             clock=app.clock,
             rule_set_id=app.core.rule_set_id,
+            snapshot=app.settings.home / SNAPSHOT_FILE,
         )
 
     @staticmethod
@@ -313,6 +322,24 @@ class DetectService:
                 since, until, on_progress, dry_run, t0, timings, started, events_from, worker
             )
 
+    def _base(self) -> tuple[pa.Table | None, float]:
+        """The snapshot the last complete whole-ledger run kept, if it is still the file it
+        wrote (its SHA-256 recorded in the run's row), and the seconds it took to check."""
+        t0 = time.perf_counter()
+        if self.snapshot is None or not self.snapshot.exists():
+            return None, 0.0
+        r = rt.detect_runs.c
+        with self.ledger.reading() as conn:
+            sha = conn.execute(
+                sa.select(r.snapshot_sha256)
+                .where(r.complete.is_(True), r.since.is_(None), r.until.is_(None))
+                .order_by(r.run_id.desc())
+                .limit(1)
+            ).scalar()
+        if not sha:
+            return None, 0.0
+        return read_snapshot(self.snapshot, str(sha)), time.perf_counter() - t0
+
     def _run(
         self,
         since: datetime | None,
@@ -325,6 +352,11 @@ class DetectService:
         events_from: int | None,
         worker: Worker,
     ) -> DetectReport:
+        whole = since is None and until is None
+        base, checked = self._base() if whole else (None, 0.0)
+        if base is not None:
+            timings["snapshot_rows"] = float(base.num_rows)
+            timings["snapshot_check"] = checked
         frame = load_frame(
             self.ledger,
             rubric=self.rubric,
@@ -334,7 +366,9 @@ class DetectService:
             context_days=self.config.context_days,
             partition_days=self.config.partition_days,
             on_progress=on_progress,
+            base=base,
         )
+        del base
         timings["load"] = time.perf_counter() - t0
         _peak(timings, "load")
         flags, _, verdicts, thresholds = self.analyse(frame, timings, worker)
@@ -352,9 +386,18 @@ class DetectService:
         timings["write_holds"] = time.perf_counter() - t1
         _peak(timings, "write_holds")
         risk_updates = self._risks(verdicts, frame)
+        sha = None
+        if whole and self.snapshot is not None:
+            t2 = time.perf_counter()
+            try:
+                sha = write_snapshot(self.snapshot, frame)
+            except OSError:  # no room, read-only home: the next run reads everything
+                sha = None
+            timings["snapshot_write"] = time.perf_counter() - t2
         self._finish_run(
-            run_id, len([f for f in flags if f.strength >= 1]), held, len(cases), events_from
-        )
+            run_id, len([f for f in flags if f.strength >= 1]), held, len(cases), events_from,
+            sha,
+        )  # fmt: skip
         timings["write"] = time.perf_counter() - t1
         _peak(timings, "write")
         return DetectReport(
@@ -379,7 +422,13 @@ class DetectService:
         return int(rid)
 
     def _finish_run(
-        self, run_id: int, flags: int, held: int, cases: int, events_from: int | None
+        self,
+        run_id: int,
+        flags: int,
+        held: int,
+        cases: int,
+        events_from: int | None,
+        snapshot_sha256: str | None = None,
     ) -> None:
         with self.ledger.unit_of_work() as uow:
             uow.connection.execute(
@@ -393,6 +442,7 @@ class DetectService:
                     complete=True,
                     events_from=events_from or 0,
                     events_to=self.ledger.last_event_id() or 0,
+                    snapshot_sha256=snapshot_sha256,
                 )
             )
 

@@ -268,3 +268,68 @@ def test_the_watermark_skips_only_when_nothing_detection_reads_changed(sqlite_ap
         rule_set_id="f" * 32,
     )  # fmt: skip
     assert other.up_to_date() is None
+
+
+def _same_frames(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    for c in a.columns:
+        if isinstance(a[c].dtype, pd.CategoricalDtype):
+            assert list(a[c].cat.categories) == list(b[c].cat.categories), c
+            assert (a[c].cat.codes.to_numpy() == b[c].cat.codes.to_numpy()).all(), c
+        else:
+            assert a[c].equals(b[c]), c
+
+
+def test_an_incremental_read_gives_the_full_reads_frame(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a whole-ledger run, the next reads only the new ratings and the state of the
+    others from the ledger, the rest from the run's snapshot: the frame is the one a full
+    read gives (rows, values, categories and codes), new ratings and status changes
+    included; a snapshot that is not the file the run wrote is not used."""
+    from factories import rating
+
+    import integrity.adapters.sql as sql_adapter
+    from rules.detectors.features import load_frame, read_snapshot
+
+    svc = _fast(app)
+    assert svc.snapshot is not None
+    first = svc.run()
+    assert svc.snapshot.exists() and "snapshot_rows" not in first.timings
+    # new ratings (one from a device and a window already seen, one all new), a status change
+    with app.ledger.engine.connect() as conn:
+        known = conn.execute(sa.select(t.ratings).limit(1)).mappings().one()
+    for doc in (rating(window_id=known["window_id"]), rating(window_id="W-NEW", staff_id="S-NEW")):
+        app.validate(doc, replay=True)
+    review = ReviewService(app.ledger, People(app.ledger), app.clock, app.core.rule_set_id)
+    held = review.list_held("rev1", reason="outlier.")
+    review.clear("rev1", held[0]["rating_id"], "checked the ticket")
+
+    kw = {"rubric": app.core.rubric, "tz": app.core.timezone, "chunk": 900}
+    with app.ledger.reading() as conn:
+        sha = conn.execute(
+            sa.select(rt.detect_runs.c.snapshot_sha256).where(
+                rt.detect_runs.c.run_id == first.run_id
+            )
+        ).scalar_one()
+    base = read_snapshot(svc.snapshot, sha)
+    assert base is not None and base.num_rows == first.ratings
+    full = load_frame(app.ledger, **kw).frame
+    incremental = load_frame(app.ledger, base=base, **kw).frame
+    _same_frames(full, incremental)
+    assert len(full) == first.ratings + 2
+    # the fast (columnar) path too
+    monkeypatch.setattr(sql_adapter, "BULK_SCAN_ROWS", 0)
+    _same_frames(full, load_frame(app.ledger, base=base, **kw).frame)
+
+    # the run itself: reads from the snapshot, and does what a full run would
+    rep = svc.run()
+    assert rep.timings["snapshot_rows"] == first.ratings and rep.ratings == first.ratings + 2
+    again = svc.run(full=True)
+    assert again.held == 0 and again.risk_updates == 0 and again.cases == []
+
+    # a snapshot changed on disk is not the one recorded: everything is read again
+    svc.snapshot.write_bytes(svc.snapshot.read_bytes()[:-8] + b"tampered")
+    app.validate(rating(), replay=True)
+    rep = svc.run()
+    assert "snapshot_rows" not in rep.timings and rep.ratings == first.ratings + 3
