@@ -8,6 +8,25 @@ it (detector, score, threshold, parameters, a sentence); the pair (rating, evide
 fingerprint) is recorded in ``detect_holds`` and never acted on twice, and evidence a
 reviewer cleared (``detect_cleared``) never holds that rating again. So running twice
 changes nothing, and a rerun over more data only adds what is new.
+
+Reading only what is new, with the result of a full run (the detectors' baselines and
+thresholds are calibrated over the whole ledger, so the analysis itself always covers
+all of it):
+
+* each run records its watermark in ``detect_runs`` (the newest event before it read,
+  and after its own writes). A whole-ledger run with no event since that detection
+  reads (a new rating's decision, any status change, a venue reload, a risk rescored,
+  another rule set) has nothing to do and reads nothing (:meth:`DetectService.up_to_date`);
+* a whole-ledger run keeps a columnar snapshot of what it read in the instance's home
+  (rating rows never change; its SHA-256 recorded with the run). The next one reads
+  from the ledger only the ratings above it and the current ``state`` of the others,
+  and gets exactly the frame a full read gives (``features.load_frame(base=...)``).
+
+Speed and memory: the read is columnar (:mod:`integrity.adapters.columnar`); a second
+process, forked before the read while this one is small, imports pyod meanwhile and
+then computes the soft signals and fits half of the detectors beside this process
+(:class:`~rules.detectors.generic.Worker`); holds are written in bulk (one event per
+hold, ids allocated up front) and risks as columns under one sealed event.
 """
 
 from __future__ import annotations
