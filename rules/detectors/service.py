@@ -204,6 +204,7 @@ class DetectService:
         #: Where a whole-ledger run keeps the columnar snapshot of what it read (``None``:
         #: no snapshot, every run reads everything). See :func:`features.write_snapshot`.
         self.snapshot = snapshot
+        self._evidence_cache: dict[tuple[int, bool], tuple[Flag, dict[str, Any]]] = {}
 
     @classmethod
     def from_app(cls, app: App) -> DetectService:
@@ -516,6 +517,7 @@ class DetectService:
             fl = [f for f in verdicts.hold[rid] if (rid, f.fingerprint) not in done]
             if fl:
                 todo.append((rid, fl))
+        self._evidence_cache.clear()
         for lo in range(0, len(todo), _HOLD_CHUNK):
             chunk = {
                 rid: (self._hold_event(rid, fl, verdicts, run_id, now), fl)
@@ -540,6 +542,7 @@ class DetectService:
             for ev in written:
                 held += 1
                 by_reason.update(ev.reasons)
+        self._evidence_cache.clear()
         return held, by_reason
 
     def _hold_event(
@@ -548,14 +551,12 @@ class DetectService:
         reasons = tuple(sorted({f.reason for f in fl}))
         # the strongest finding in full; the others without repeating the parameters
         evidence: dict[str, Any] = {
-            **fl[0].as_evidence(),
+            **self._evidence(fl[0]),
             "risk": round(verdicts.recorded(rid), 6),
             "run_id": run_id,
         }
         if len(fl) > 1:
-            evidence["also"] = [
-                {k: v for k, v in f.as_evidence().items() if k != "params"} for f in fl[1:]
-            ]
+            evidence["also"] = [self._evidence(f, brief=True) for f in fl[1:]]
         soft = verdicts.soft.get(rid)
         if soft:
             evidence["signals"] = {k: round(v, 4) for k, v in soft.items()}
@@ -571,6 +572,19 @@ class DetectService:
             rule_set_id=self.rule_set_id,
             evidence=evidence,
         )
+
+    def _evidence(self, f: Flag, *, brief: bool = False) -> dict[str, Any]:
+        """A finding's evidence (``brief``: without its parameters), built once per finding
+        however many ratings it holds (the dicts are only read: each event serialises
+        its own)."""
+        key = (id(f), brief)
+        cached = self._evidence_cache.get(key)
+        if cached is None or cached[0] is not f:
+            doc = f.as_evidence()
+            if brief:
+                doc = {k: v for k, v in doc.items() if k != "params"}
+            cached = self._evidence_cache[key] = (f, doc)
+        return cached[1]
 
     @staticmethod
     def _hold_rows(rid: int, fl: list[Flag], event_id: int, run_id: int) -> list[dict[str, Any]]:
