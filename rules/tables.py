@@ -17,7 +17,8 @@ ledger event (``hold``, ``clear``, ``confirm``). Rows are only ever inserted.
   item is escalated again only once its deadline moved.
 
 Migrations: ``rules/migrations/0300_detect.py``, ``0301_review.py``,
-``0302_detect_watermark.py``.
+``0302_detect_watermark.py``, ``0303_events_by_kind.py`` (an index on the core's
+``events`` by kind, declared with that table).
 """
 
 from __future__ import annotations
