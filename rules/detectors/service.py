@@ -492,8 +492,18 @@ class DetectService:
         return None if moved is not None else int(last.run_id)
 
     def _known(self, table: sa.Table, ids: list[int]) -> set[tuple[int, str]]:
+        """(rating, fingerprint) pairs of ``table`` for the ratings ``ids`` (sorted)."""
         out: set[tuple[int, str]] = set()
         with self.ledger.reading() as conn:
+            if len(ids) > 5000:  # many: one read of the id range, not thousands of IN lists
+                wanted = set(ids)
+                rows = conn.execute(
+                    sa.select(table.c.rating_id, table.c.fingerprint).where(
+                        table.c.rating_id >= ids[0], table.c.rating_id <= ids[-1]
+                    )
+                )
+                out.update((int(r), str(f)) for r, f in rows if int(r) in wanted)
+                return out
             for lo in range(0, len(ids), 900):
                 part = ids[lo : lo + 900]
                 rows = conn.execute(
