@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import logging
 import os
 import queue
 import subprocess
@@ -38,6 +39,8 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
+
+log = logging.getLogger("integrity.columnar")
 
 #: Rows per batch of the ADBC SQLite driver, which infers column types batch by batch:
 #: one batch per slice, so a NULL-only head of a batch never fixes a column's type.
@@ -120,11 +123,19 @@ class ColumnarReader:
     def read_all(self, queries: Sequence[sa.Select[Any]]) -> Iterator[pa.Table]:
         """Each query's rows as a table of :attr:`schema`, in order."""
         db = _sqlite_file(self.engine) if self.use_adbc and self.bulk else None
+        done = 0
         if db is not None and queries:
             self.path = "adbc-process"
-            yield from self._helper(db, [_literal_sql(self.engine, q) for q in queries])
-            return
-        for q in queries:
+            try:
+                for table in self._helper(db, [_literal_sql(self.engine, q) for q in queries]):
+                    done += 1
+                    yield table
+                return
+            except RuntimeError as err:
+                if done:  # part of the read is already with the caller: no going back
+                    raise
+                log.warning("columnar read: %s; reading through the DBAPI cursor instead", err)
+        for q in queries[done:]:
             yield self.read(q)
 
     def read(self, query: sa.Select[Any]) -> pa.Table:

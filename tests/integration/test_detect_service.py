@@ -333,3 +333,34 @@ def test_an_incremental_read_gives_the_full_reads_frame(
     app.validate(rating(), replay=True)
     rep = svc.run()
     assert "snapshot_rows" not in rep.timings and rep.ratings == first.ratings + 3
+
+
+def test_where_the_detectors_run_changes_nothing(sqlite_app: App) -> None:
+    """The forked worker (soft signals and half the detectors) and the same work in
+    process give the same findings in the same order, thresholds and risks."""
+    from rules.detectors.features import load_frame
+    from rules.detectors.generic import Worker
+
+    svc = DetectService.from_app(sqlite_app)
+    frame = load_frame(sqlite_app.ledger, rubric=svc.rubric, tz=svc.tz)
+    forked = svc.analyse(frame)
+    here = svc.analyse(frame, worker=Worker(enabled=False))
+    assert forked[0] == here[0] and forked[3] == here[3]
+    assert forked[2].hold.keys() == here[2].hold.keys()
+    assert forked[2].ranked.equals(here[2].ranked)
+
+
+def test_a_failed_reader_process_falls_back_to_the_cursor(
+    sqlite_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the SQLite helper process fails before giving anything, the read goes through
+    the DBAPI cursor: same frame."""
+    import integrity.adapters.columnar as columnar
+    import integrity.adapters.sql as sql_adapter
+    from rules.detectors.features import load_frame
+
+    kw = {"rubric": sqlite_app.core.rubric, "tz": sqlite_app.core.timezone}
+    plain = load_frame(sqlite_app.ledger, **kw).frame
+    monkeypatch.setattr(sql_adapter, "BULK_SCAN_ROWS", 0)
+    monkeypatch.setattr(columnar.sys, "executable", "/bin/false")  # exits, writes nothing
+    _same_frames(plain, load_frame(sqlite_app.ledger, **kw).frame)
