@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,12 +202,68 @@ def _replicate(home: Path, ratings: int, seed: int) -> int:
     return rows
 
 
+class _Sampler:
+    """The peak, over the run, of the memory of this process and all its descendants
+    together, sampled every ``every`` seconds from ``/proc``: RSS (pages a forked worker
+    shares with its parent count in both) and PSS (shared pages split between them: the
+    memory the processes really take). Linux only; elsewhere it reports 0."""
+
+    def __init__(self, every: float = 0.1) -> None:
+        self.every = every
+        self.rss_mb = 0.0
+        self.pss_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    @staticmethod
+    def _tree(pid: int) -> list[int]:
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            try:
+                for task in os.listdir(f"/proc/{p}/task"):
+                    with open(f"/proc/{p}/task/{task}/children") as fh:
+                        todo.extend(int(c) for c in fh.read().split())
+            except OSError:
+                continue
+        return out
+
+    @staticmethod
+    def _kb(path: str, key: str) -> int:
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    if line.startswith(key):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            pids = self._tree(os.getpid())
+            rss = sum(self._kb(f"/proc/{p}/status", "VmRSS:") for p in pids) / 1024
+            pss = sum(self._kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids) / 1024
+            self.rss_mb, self.pss_mb = max(self.rss_mb, rss), max(self.pss_mb, pss)
+
+    def __enter__(self) -> _Sampler:
+        if os.path.exists("/proc/self/status"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
 def _child(home: Path, what: str) -> None:
     """Run in a fresh process: detect (or the floor read) and print JSON with peak RSS."""
     settings = Settings.resolve(home=home, env={})
     t0 = time.perf_counter()
     out: dict[str, Any]
-    with open_app(settings) as app:
+    with _Sampler() as sampler, open_app(settings) as app:
         if what == "floor":
             from rules.detectors.features import load_frame
 
@@ -231,6 +289,8 @@ def _child(home: Path, what: str) -> None:
     out["reader_rss_mb"] = tm.get("reader_peak_mb", 0.0)
     out["worker_rss_mb"] = tm.get("worker_peak_mb", 0.0)
     out["children_max_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out["together_rss_mb"] = sampler.rss_mb
+    out["together_pss_mb"] = sampler.pss_mb
     print(json.dumps(out))
 
 
@@ -291,9 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"integrity detect, first run: {first_s:.1f} s ({first_s / floor_s:.1f}x the floor), "
-        f"{first_mb:.0f} MB in all processes (this one {_median(firsts, 'peak_rss_mb'):.0f}, "
-        f"reader {_median(firsts, 'reader_rss_mb'):.0f}, worker "
-        f"{_median(firsts, 'worker_rss_mb'):.0f}); held {first['held']:,}, cases {first['cases']}, "
+        f"{first_mb:.0f} MB in all processes as the sum of each one's peak (this one "
+        f"{_median(firsts, 'peak_rss_mb'):.0f}, reader {_median(firsts, 'reader_rss_mb'):.0f}, "
+        f"worker {_median(firsts, 'worker_rss_mb'):.0f}); at any one time at most "
+        f"{_median(firsts, 'together_rss_mb'):.0f} MB RSS, "
+        f"{_median(firsts, 'together_pss_mb'):.0f} MB PSS (sampled every 0.1 s); "
+        f"held {first['held']:,}, cases {first['cases']}, "
         f"risks recorded {first['risk_updates']:,}, flags {first['flags']}"
     )
     print(f"  stages (s, MB) of one: {first['timings']}")
@@ -318,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         "floor_s": floor_s,
         "first_s": first_s,
         "first_mb": first_mb,
+        "first_together_rss_mb": _median(firsts, "together_rss_mb"),
+        "first_together_pss_mb": _median(firsts, "together_pss_mb"),
         "rerun_s": second_s,
         "full_s": full_s,
         "full_mb": full_mb,
@@ -331,10 +396,13 @@ def main(argv: list[str] | None = None) -> int:
         for s in sizes:
             r = results[s]
             x = int(s) / int(sizes[0])
+            together = r.get("first_together_pss_mb")
             print(
                 f"  {int(s):>11,} ratings ({x:.1f}x): first run {r['first_s']:.1f} s "
                 f"({r['first_s'] / lo['first_s']:.1f}x), {r['first_mb']:.0f} MB "
-                f"({r['first_mb'] / lo['first_mb']:.1f}x); floor {r['floor_s']:.1f} s "
+                f"({r['first_mb'] / lo['first_mb']:.1f}x)"
+                + (f", together {together:.0f} MB PSS" if together else "")
+                + f"; floor {r['floor_s']:.1f} s "
                 f"({r['floor_s'] / lo['floor_s']:.1f}x); --full {r['full_s']:.1f} s, "
                 f"{r['full_mb']:.0f} MB"
             )
