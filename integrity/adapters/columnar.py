@@ -63,7 +63,11 @@ def _adbc_connect(engine: Engine) -> Any | None:
     except ImportError:
         return None
     uri = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return adbc_pg.connect(uri)
+    try:
+        return adbc_pg.connect(uri)
+    except Exception as err:
+        log.warning("columnar read: no ADBC connection (%s); reading through the DBAPI cursor", err)
+        return None
 
 
 def _sqlite_file(engine: Engine) -> str | None:
