@@ -153,8 +153,10 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
     rate_limit = RateLimitGate(ruleset, limiter, venues, settings.namespace)
     if isinstance(limiter, MemoryLimiter):
         # Nothing on disk: the counters are a function of the ledger, so a crash can
-        # never leave them disagreeing with the ratings written.
-        rebuild(ledger, rate_limit, limiter)
+        # never leave them disagreeing with the ratings written. Rebuilt before the
+        # first limit is checked, not at open: commands that never check one (detect,
+        # reports, review) do not read the recent ratings for it.
+        limiter.defer(lambda: rebuild(ledger, rate_limit, limiter))
     gates: list[Gate] = [
         rate_limit,
         KioskGate(venues),

@@ -311,7 +311,7 @@ def run_detect(app: App) -> dict[str, Any]:
 
     svc = DetectService.from_app(app)
     t0 = time.perf_counter()
-    report = svc.run()
+    report = svc.run(full=True)
     return {"seconds": time.perf_counter() - t0, "held": report.held, "flags": report.flag_counts}
 
 

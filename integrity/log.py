@@ -180,9 +180,10 @@ class MerkleLog:
         doing the work).
         """
         total = 0
+        after: int | None = None  # the last event of the previous block
         while limit is None or total < limit:
             with translate_errors(), self.ledger.engine.begin() as conn:
-                n = self._seal_block(conn, now)
+                n, after = self._seal_block(conn, now, after)
             total += n
             if n < self.block:
                 break
@@ -214,25 +215,25 @@ class MerkleLog:
             )
         return conn.execute(sa.select(t.log_head).where(t.log_head.c.id == 1)).mappings().first()
 
-    def _seal_block(self, conn: Connection, now: datetime) -> int:
+    def _seal_block(
+        self, conn: Connection, now: datetime, after: int | None = None
+    ) -> tuple[int, int | None]:
+        """Seal the next block: the lowest unsealed events (above ``after``, the previous
+        block's last event in the same :meth:`seal`: everything unsealed below it was in
+        that block, so the search need not walk the sealed log again; an event committed
+        late below it is found by the next ``seal``, whose first block looks at all)."""
         head = self._lock_head(conn, now)
         if head is None:
-            return 0
+            return 0, after
         sealed = sa.select(t.log_leaves.c.event_id).where(
             t.log_leaves.c.event_id == t.events.c.event_id
         )
-        rows = (
-            conn.execute(
-                _event_query()
-                .where(~sa.exists(sealed))
-                .order_by(t.events.c.event_id)
-                .limit(self.block)
-            )
-            .mappings()
-            .all()
-        )
+        q = _event_query().where(~sa.exists(sealed))
+        if after is not None:
+            q = q.where(t.events.c.event_id > after)
+        rows = conn.execute(q.order_by(t.events.c.event_id).limit(self.block)).mappings().all()
         if not rows:
-            return 0
+            return 0, after
         frontier = merkle.CompactRange.from_list(json.loads(head["frontier"]))
         start = frontier.size
         leaves = []
@@ -251,7 +252,7 @@ class MerkleLog:
                 sealed_at=now,
             )
         )
-        return len(rows)
+        return len(rows), int(rows[-1]["event_id"])
 
     @contextmanager
     def counted_at(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from integrity.catalogue import Reason
 from integrity.model import (
@@ -29,6 +29,9 @@ from integrity.model import (
 )
 from integrity.periods import ClosedPeriod
 from integrity.registry import ServiceRegistry
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # --- rate limiting -------------------------------------------------------------------
 
@@ -211,10 +214,20 @@ class RatingQuery:
 
 
 @dataclass(frozen=True)
+class RiskColumns:
+    """Risks of many ratings as two columns (rating ids, risks in [0, 1]): a whole
+    ledger's risks for ``Ledger.set_risk`` without a Python object per rating."""
+
+    rating_ids: Sequence[int]
+    risks: Sequence[float]
+
+
+@dataclass(frozen=True)
 class ScanSpec:
     """The detection read model: which ratings, in which slices (see ``Ledger.scan``).
 
-    Over the whole ledger (no ``since``/``until``): slices of ``chunk`` rating ids;
+    Over the whole ledger (no ``since``/``until``): slices of ``chunk`` rating ids
+    (within ``ids_above``/``ids_upto`` when given);
     with a range: slices of ``partition_days`` of ``occurred_at`` from
     ``since - context_days`` to ``until``. ``low_below`` keeps comments of low
     ratings only (the others are never needed).
@@ -226,10 +239,16 @@ class ScanSpec:
     context_days: int = 35
     partition_days: int = 7
     chunk: int = 100_000
+    #: Over the whole ledger only: ratings with ``ids_above < rating_id <= ids_upto``
+    #: (``None``: no bound), for a reader that keeps what it read before.
+    ids_above: int | None = None
+    ids_upto: int | None = None
+    #: Only ``rating_id`` and ``state``: what changes in a rating (its status) once read.
+    state_only: bool = False
 
 
-#: Bits of the scan's ``limited`` column: which rate-limit reason (or the limiter's
-#: absence) is among the rating's current reasons (0: none).
+#: Bits of the rate-limit part of the scan's ``state`` (see :data:`STATE_BITS`): which
+#: rate-limit reason (or the limiter's absence) is among the rating's current reasons.
 LIMITED_BITS: Mapping[str, int] = {
     Reason.RATE_LIMIT_IP: 1,
     Reason.RATE_LIMIT_PREFIX: 2,
@@ -238,7 +257,14 @@ LIMITED_BITS: Mapping[str, int] = {
     Reason.LIMITER_UNAVAILABLE: 16,
 }
 
-#: The columns of every row ``Ledger.scan`` yields, in order.
+#: The scan's ``state`` column, one integer per rating: bit 0 set when its current status
+#: is ``accepted`` (it counts), bit 1 when it was rejected as a repeated ticket, and the
+#: :data:`LIMITED_BITS` shifted left by 2 (``state >> 2``).
+STATE_BITS: Mapping[str, int] = {"counted": 1, "dup": 2}
+STATE_LIMITED_SHIFT = 2
+
+#: The columns of every row ``Ledger.scan`` yields, in order: only what detection reads,
+#: as numbers where they can be (one integer for the status, epoch seconds for times).
 SCAN_COLUMNS = (
     "rating_id",
     "window_id",
@@ -251,11 +277,7 @@ SCAN_COLUMNS = (
     "ip_hash",
     "prefix_hash",
     "device_hash",
-    "counted",  # 1 when the current status is accepted
-    "dup",  # 1 when rejected as a repeated ticket
-    "limited",  # bits of LIMITED_BITS: which rate limits (or the limiter's absence) decided it
-    "risk",  # the combined risk stored by the last detection run (0 when none)
-    "client_id",  # the intake client that sent it (None when not recorded)
+    "state",  # counted, repeated ticket, rate limits: see STATE_BITS
 )
 
 
@@ -425,6 +447,19 @@ class Ledger(RatingLedger, Protocol):
         """Id of the newest event of ``kind`` (of any kind when ``None``), or ``None``."""
         ...
 
+    def first_event_after(
+        self,
+        after: int,
+        *,
+        kinds: Sequence[str] = (),
+        except_actor: str | None = None,
+        except_until: int | None = None,
+    ) -> int | None:
+        """Id of the first committed event above ``after`` that has a status or is of one
+        of ``kinds``, leaving out those by ``except_actor`` up to ``except_until``; ``None``
+        when there is none (a reader's watermark: did anything it reads change?)."""
+        ...
+
     def event_heads(
         self, after: int, limit: int, until: int | None = None
     ) -> list[tuple[int, str]]:
@@ -443,7 +478,7 @@ class Ledger(RatingLedger, Protocol):
 
     def set_risk(
         self,
-        risks: Mapping[int, float],
+        risks: Mapping[int, float] | RiskColumns,
         *,
         at: datetime | None = None,
         actor: str = "detector",
@@ -452,8 +487,10 @@ class Ledger(RatingLedger, Protocol):
 
     def scan(
         self, spec: ScanSpec, on_progress: Callable[[int], None] | None = None
-    ) -> Iterator[Sequence[Any]]:
-        """Rows of :data:`SCAN_COLUMNS` in slices (see :class:`ScanSpec`), as plain tuples."""
+    ) -> Iterator[pa.Table]:
+        """Slices (see :class:`ScanSpec`) as Arrow tables of :data:`SCAN_COLUMNS` (text as
+        ``string``, times and scores as ``float64``, ids and ``state`` as ``int64``), each
+        in rating-id order: columns, never a Python object per value."""
         ...
 
     def iter_ratings(self, query: RatingQuery, batch: int = 5000) -> Iterator[StoredRating]:

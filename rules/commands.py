@@ -69,6 +69,11 @@ def _when(value: str | None, name: str, tz: ZoneInfo) -> datetime | None:
 @click.option("--until", metavar="DATE", help="Only ratings submitted before then.")
 @click.option("--dry-run", is_flag=True, help="Analyse and print, hold nothing.")
 @click.option(
+    "--full",
+    is_flag=True,
+    help="Analyse the whole ledger even when nothing changed since the last run.",
+)
+@click.option(
     "--show", default=15, show_default=True, type=click.IntRange(min=0), help="Findings to print."
 )
 @format_option(choices=DOC_FORMATS)
@@ -78,6 +83,7 @@ def detect_command(
     since: str | None,
     until: str | None,
     dry_run: bool,
+    full: bool,
     show: int,
     fmt: str,
 ) -> None:
@@ -93,11 +99,14 @@ def detect_command(
     Idempotent: a second run holds nothing new; evidence a reviewer cleared never
     holds that rating again. Every rating gets a risk in [0, 1] (0.5 at a detector's
     line; below it a rank). Prints what it held and why, each finding in words: what
-    was seen against what is usual, and the line it crossed.
+    was seen against what is usual, and the line it crossed. Over the whole ledger,
+    when nothing it reads changed since the last such run (no new rating, no status
+    change, same rule set and venues), it reads nothing and says so (--full: analyse
+    anyway).
     """
     lo, hi = _when(since, "since", svc.tz), _when(until, "until", svc.tz)
     with progress("detect: reading") as tick:
-        rep = svc.run(lo, hi, on_progress=tick, dry_run=dry_run)
+        rep = svc.run(lo, hi, on_progress=tick, dry_run=dry_run, full=full)
     strong = sorted((f for f in rep.flags if f.strength >= 1), key=lambda f: -f.strength)
     if fmt == "json":
         doc = {
@@ -113,8 +122,15 @@ def detect_command(
             "risk_updates": rep.risk_updates,
             "seconds": round(rep.seconds, 3),
             "dry_run": dry_run,
+            "up_to_date": rep.up_to_date,
         }
         click.echo(json.dumps(jsonable(doc), indent=2, ensure_ascii=False))
+        return
+    if rep.up_to_date is not None:
+        click.echo(
+            f"detect: nothing changed since run {rep.up_to_date} (no new rating, no status "
+            "change, same rule set and venues): nothing to do (--full analyses anyway)"
+        )
         return
     verb = "would hold" if dry_run else "held"
     click.echo(

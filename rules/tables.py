@@ -3,7 +3,9 @@
 Detection keeps its own bookkeeping here; every status change it causes is still a
 ledger event (``hold``, ``clear``, ``confirm``). Rows are only ever inserted.
 
-* ``detect_runs``: one row per ``integrity detect`` run (range, counts, rule set).
+* ``detect_runs``: one row per ``integrity detect`` run (range, counts, rule set, and its
+  watermark in the ledger's events: a whole-ledger run with nothing new since the last
+  one has nothing to do).
 * ``detect_holds``: which evidence (fingerprint) held which rating, and by which event;
   a run skips a (rating, fingerprint) it has already acted on, so running twice
   changes nothing.
@@ -14,7 +16,9 @@ ledger event (``hold``, ``clear``, ``confirm``). Rows are only ever inserted.
   (``case:window:<id>``) escalated to the admins, one row per item and deadline, so an
   item is escalated again only once its deadline moved.
 
-Migrations: ``rules/migrations/0300_detect.py``, ``0301_review.py``.
+Migrations: ``rules/migrations/0300_detect.py``, ``0301_review.py``,
+``0302_detect_watermark.py``, ``0303_events_by_kind.py`` (an index on the core's
+``events`` by kind, declared with that table).
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ detect_runs = sa.Table(
     sa.Column("held", sa.Integer, nullable=False, server_default="0"),
     sa.Column("cases", sa.Integer, nullable=False, server_default="0"),
     sa.Column("complete", sa.Boolean, nullable=False, server_default=sa.false()),
+    # the run's watermark: the newest event id before it read, and after its own writes
+    sa.Column("events_from", sa.BigInteger),
+    sa.Column("events_to", sa.BigInteger),
+    # the SHA-256 of the columnar snapshot of what it read (whole-ledger runs), if kept
+    sa.Column("snapshot_sha256", sa.String(64)),
 )
 
 detect_holds = sa.Table(

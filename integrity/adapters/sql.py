@@ -16,12 +16,15 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import psycopg  # the PostgreSQL driver: bulk loads use its COPY directly
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 
 from integrity.adapters import tables as t
+from integrity.adapters.columnar import columnar
 from integrity.catalogue import KINDS, REASONS, Kind, Reason
 from integrity.config import rule_set_id as text_rule_set_id
 from integrity.config_tables import (
@@ -45,11 +48,15 @@ from integrity.model import (
 from integrity.ports import (
     GROUP_COLUMNS,
     LIMITED_BITS,
+    SCAN_COLUMNS,
+    STATE_BITS,
+    STATE_LIMITED_SHIFT,
     AggregateQuery,
     ClockTimes,
     Lookup,
     Pending,
     RatingQuery,
+    RiskColumns,
     ScanSpec,
     SlotHolder,
     StatusChange,
@@ -71,6 +78,44 @@ def _limited_bits(reasons: Any) -> Any:
         )
         total = total + sa.case((whole, bit), else_=0)
     return total
+
+
+def _scan_state(status: Any, reasons: Any) -> Any:
+    """SQL: the scan's ``state`` integer (see :data:`~integrity.ports.STATE_BITS`)."""
+    return (
+        sa.case((status == Status.ACCEPTED.value, STATE_BITS["counted"]), else_=0)
+        + sa.case((reasons.like(f"%{Reason.DUPLICATE_TICKET.value}%"), STATE_BITS["dup"]), else_=0)
+        + sa.case(  # one LIKE for most rows; the bits only where a limit is named
+            (reasons.like("%limit%"), _limited_bits(reasons) * (1 << STATE_LIMITED_SHIFT)),
+            else_=0,
+        )
+    )
+
+
+#: From how many ratings on (by id span) the scan reads through a helper process (see
+#: :mod:`integrity.adapters.columnar`): below, starting it costs more than it saves.
+BULK_SCAN_ROWS = 200_000
+
+#: The Arrow schema of the scan's slices (:data:`~integrity.ports.SCAN_COLUMNS`).
+SCAN_SCHEMA = pa.schema(
+    [
+        ("rating_id", pa.int64()),
+        ("window_id", pa.string()),
+        ("staff_id", pa.string()),
+        ("service_type", pa.string()),
+        ("served_s", pa.float64()),
+        ("submitted_s", pa.float64()),
+        ("composite", pa.float64()),
+        ("comment", pa.string()),
+        ("ip_hash", pa.string()),
+        ("prefix_hash", pa.string()),
+        ("device_hash", pa.string()),
+        ("state", pa.int64()),
+    ]
+)
+assert tuple(SCAN_SCHEMA.names) == SCAN_COLUMNS
+#: The scan's slices with ``ScanSpec.state_only``.
+STATE_SCHEMA = pa.schema([("rating_id", pa.int64()), ("state", pa.int64())])
 
 
 def make_engine(url: str) -> Engine:
@@ -291,6 +336,16 @@ def risk_digest(rows: Sequence[tuple[int, float]]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def risk_digest_columns(ids: np.ndarray, risks: np.ndarray) -> str:
+    """:func:`risk_digest` of rows given as two columns sorted by rating id (streamed)."""
+    h = hashlib.sha256()
+    for lo in range(0, len(ids), 100_000):
+        part = zip(ids[lo : lo + 100_000].tolist(), risks[lo : lo + 100_000].tolist(), strict=True)
+        text = "\n".join(f"{rid}:{risk:.6f}" for rid, risk in part)
+        h.update((("\n" if lo else "") + text).encode())
+    return h.hexdigest()
+
+
 def _decision_event(p: Pending, actor: str) -> dict[str, Any]:
     """The decision event's columns (without ``rating_id``)."""
     if any(r not in REASONS for r in p.reasons):
@@ -338,6 +393,9 @@ class SqlLedger:
         # BEGIN/ROLLBACK round trips.
         self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._slots: dict[str, int | None] | None = None  # cache of meta['score_columns']
+        #: Whether bulk reads (the detection scan) may use an ADBC driver (tests switch
+        #: it off to compare with the DBAPI path).
+        self.adbc = True
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -591,9 +649,10 @@ class SqlLedger:
 
     def scan(
         self, spec: ScanSpec, on_progress: Callable[[int], None] | None = None
-    ) -> Iterator[Sequence[Any]]:
-        """Rows of :data:`~integrity.ports.SCAN_COLUMNS` in slices, straight from the DBAPI
-        cursor as plain tuples (no per-row SQLAlchemy processing); see ``ScanSpec``."""
+    ) -> Iterator[pa.Table]:
+        """Slices of :data:`~integrity.ports.SCAN_COLUMNS` as Arrow tables of
+        :data:`SCAN_SCHEMA`, each in rating-id order, read column by column (an ADBC driver
+        where one is installed, see :mod:`integrity.adapters.columnar`); see ``ScanSpec``."""
         r, s = t.ratings.c, t.rating_status.c
         cols = [
             r.rating_id,
@@ -607,38 +666,37 @@ class SqlLedger:
             r.ip_hash,
             r.prefix_hash,
             r.device_hash,
-            sa.case((s.status == Status.ACCEPTED.value, 1), else_=0).label("counted"),
-            sa.case((s.reasons.like(f"%{Reason.DUPLICATE_TICKET.value}%"), 1), else_=0).label(
-                "dup"
-            ),
-            sa.case(  # one LIKE for most rows; the bits only where a limit is named
-                (s.reasons.like("%limit%"), _limited_bits(s.reasons)), else_=0
-            ).label("limited"),
-            s.risk,
-            r.client_id,
+            _scan_state(s.status, s.reasons).label("state"),
         ]
+        schema = SCAN_SCHEMA
+        if spec.state_only:
+            cols = [cols[0], cols[-1]]
+            schema = STATE_SCHEMA
         base = sa.select(*cols).select_from(
             t.ratings.join(t.rating_status, s.rating_id == r.rating_id)
         )
         with translate_errors(), self.engine.connect() as conn:
             queries = self._scan_slices(conn, base, spec)
-        with translate_errors(), self.engine.connect() as conn:
-            for q in queries:
-                result = conn.execute(q)
-                cur = result.cursor
-                while cur is not None:
-                    rows = cur.fetchmany(50_000)
-                    if not rows:
-                        break
-                    if on_progress is not None:
-                        on_progress(len(rows))
-                    yield rows
-                result.close()
+            lo, hi = conn.execute(
+                sa.select(sa.func.min(r.rating_id), sa.func.max(r.rating_id))
+            ).one()
+        if not queries:
+            return
+        # a helper process (see integrity.adapters.columnar) pays off on large reads only
+        bulk = lo is not None and int(hi) - int(lo) + 1 >= BULK_SCAN_ROWS
+        with (
+            translate_errors(),
+            columnar(self.engine, schema, use_adbc=self.adbc, bulk=bulk) as rd,
+        ):
+            for table in rd.read_all([q.order_by(r.rating_id) for q in queries]):
+                if on_progress is not None:
+                    on_progress(table.num_rows)
+                yield table
 
     def _epoch(self, col: Any) -> Any:
         """Epoch seconds of a timestamp column, computed by the database."""
-        if self.dialect == "postgresql":
-            return sa.extract("epoch", col)
+        if self.dialect == "postgresql":  # a double, not a numeric (no Decimal per row)
+            return sa.cast(sa.extract("epoch", col), sa.Float(precision=53))
         return (sa.func.julianday(col) - 2440587.5) * 86400.0
 
     @staticmethod
@@ -647,9 +705,12 @@ class SqlLedger:
     ) -> list[sa.Select[Any]]:
         r = t.ratings.c
         if spec.since is None and spec.until is None:
-            lo, hi = conn.execute(
-                sa.select(sa.func.min(r.rating_id), sa.func.max(r.rating_id))
-            ).one()
+            q = sa.select(sa.func.min(r.rating_id), sa.func.max(r.rating_id))
+            if spec.ids_above is not None:
+                q = q.where(r.rating_id > spec.ids_above)
+            if spec.ids_upto is not None:
+                q = q.where(r.rating_id <= spec.ids_upto)
+            lo, hi = conn.execute(q).one()
             if lo is None:
                 return []
             return [
@@ -734,6 +795,26 @@ class SqlLedger:
             q = q.where(t.events.c.kind == kind)
         with translate_errors(), self.reader.connect() as conn:
             value = conn.execute(q).scalar()
+        return int(value) if value is not None else None
+
+    def first_event_after(
+        self,
+        after: int,
+        *,
+        kinds: Sequence[str] = (),
+        except_actor: str | None = None,
+        except_until: int | None = None,
+    ) -> int | None:
+        """See :meth:`integrity.ports.Ledger.first_event_after` (one indexed range read)."""
+        e = t.events.c
+        cond: sa.ColumnElement[bool] = e.status.is_not(None)
+        if kinds:
+            cond = sa.or_(cond, e.kind.in_(list(kinds)))
+        q = sa.select(e.event_id).where(e.event_id > after, cond)
+        if except_actor is not None:
+            q = q.where(~sa.and_(e.event_id <= (except_until or after), e.actor == except_actor))
+        with translate_errors(), self.reader.connect() as conn:
+            value = conn.execute(q.order_by(e.event_id).limit(1)).scalar()
         return int(value) if value is not None else None
 
     def event_heads(
@@ -1027,7 +1108,7 @@ class SqlLedger:
 
     def set_risk(
         self,
-        risks: Mapping[int, float],
+        risks: Mapping[int, float] | RiskColumns,
         *,
         at: datetime | None = None,
         actor: str = "detector",
@@ -1040,32 +1121,44 @@ class SqlLedger:
         of those rows, so the log seals them; ``rating_status.risk`` keeps the latest
         value for reads and is checked against them by ``ledger verify``.
         """
-        if not risks:
+        if isinstance(risks, RiskColumns):
+            ids = np.asarray(risks.rating_ids, dtype=np.int64)
+            vals = np.asarray(risks.risks, dtype=float)
+        else:
+            ids = np.fromiter((int(k) for k in risks), dtype=np.int64, count=len(risks))
+            vals = np.fromiter((float(v) for v in risks.values()), dtype=float, count=len(risks))
+        if not len(ids):
             return 0
+        order = np.argsort(ids, kind="stable")
+        ids, vals = ids[order], np.round(np.clip(vals[order], 0.0, 1.0), 6)
         with self._writing() as conn:
-            current: dict[int, float] = {}
-            ids = sorted(int(k) for k in risks)
             s = t.rating_status.c
             if len(ids) > 5000:
-                # many ratings (a whole ledger's risks): read the id range in slices
-                # instead of thousands of IN lists
-                for lo in range(ids[0], ids[-1] + 1, 200_000):
-                    rows = conn.execute(
-                        sa.select(s.rating_id, s.risk).where(
-                            s.rating_id >= lo, s.rating_id < lo + 200_000
-                        )
+                # many ratings (a whole ledger's risks): the id range in slices, as arrays
+                parts = []
+                for lo in range(int(ids[0]), int(ids[-1]) + 1, 500_000):
+                    q = sa.select(s.rating_id, s.risk).where(
+                        s.rating_id >= lo, s.rating_id < lo + 500_000
                     )
-                    current.update({int(r): float(v) for r, v in rows if int(r) in risks})
+                    rows = conn.execute(q).cursor.fetchall()
+                    if rows:
+                        parts.append(np.array(rows, dtype=float))
+                got = np.concatenate(parts) if parts else np.zeros((0, 2))
             else:
-                for part in _chunks(ids, 900):
-                    rows = conn.execute(sa.select(s.rating_id, s.risk).where(s.rating_id.in_(part)))
-                    current.update({int(r): float(v) for r, v in rows})
-            changed = [
-                (rid, v)
-                for rid in ids
-                if rid in current and abs((v := risk_value(risks[rid])) - current[rid]) > 1e-6
-            ]
-            if not changed:
+                got_rows: list[tuple[int, float]] = []
+                for part in _chunks(ids.tolist(), 900):
+                    q = sa.select(s.rating_id, s.risk).where(s.rating_id.in_(part))
+                    got_rows.extend((int(r), float(v)) for r, v in conn.execute(q))
+                got = np.array(got_rows, dtype=float).reshape(-1, 2)
+            cur_ids = got[:, 0].astype(np.int64)
+            cur_order = np.argsort(cur_ids, kind="stable")
+            cur_ids, cur_vals = cur_ids[cur_order], got[cur_order, 1]
+            pos = np.searchsorted(cur_ids, ids)
+            pos_ok = np.minimum(pos, max(len(cur_ids) - 1, 0))
+            known = (pos < len(cur_ids)) & (cur_ids[pos_ok] == ids) if len(cur_ids) else pos < 0
+            moved = known & (np.abs(vals - (cur_vals[pos_ok] if len(cur_ids) else 0.0)) > 1e-6)
+            ch_ids, ch_vals = ids[moved], vals[moved]
+            if not len(ch_ids):
                 return 0
             when = at or datetime.now(UTC)
             ev = self._append(
@@ -1075,23 +1168,42 @@ class SqlLedger:
                     actor=actor,
                     at=when,
                     subject=subject,
-                    evidence={"ratings": len(changed), "sha256": risk_digest(changed)},
+                    evidence={
+                        "ratings": len(ch_ids),
+                        "sha256": risk_digest_columns(ch_ids, ch_vals),
+                    },
                 ),
                 None,
             )
-            # plain DBAPI executemany: a whole ledger's risks without per-row SQLAlchemy work
-            mark = "?" if self.dialect == "sqlite" else "%s"
             eid = int(ev.event_id or 0)
+            for lo in range(0, len(ch_ids), 200_000):  # a slice of rows at a time
+                part_ids = ch_ids[lo : lo + 200_000].tolist()
+                part_vals = ch_vals[lo : lo + 200_000].tolist()
+                if self.dialect == "postgresql":
+                    self._load(
+                        conn,
+                        t.risk_scores,
+                        [
+                            {"event_id": eid, "rating_id": rid, "risk": v}
+                            for rid, v in zip(part_ids, part_vals, strict=True)
+                        ],
+                    )
+                    continue
+                # SQLite: plain DBAPI executemany, no per-row SQLAlchemy work
+                conn.exec_driver_sql(
+                    f"INSERT INTO {t.risk_scores.name} (event_id, rating_id, risk) "
+                    "VALUES (?, ?, ?)",
+                    [(eid, rid, v) for rid, v in zip(part_ids, part_vals, strict=True)],
+                )
+            # the current value from the rows just written: one joined UPDATE
+            mark = "%s" if self.dialect == "postgresql" else "?"
             conn.exec_driver_sql(
-                f"INSERT INTO {t.risk_scores.name} (event_id, rating_id, risk) "
-                f"VALUES ({mark}, {mark}, {mark})",
-                [(eid, rid, v) for rid, v in changed],
+                f"UPDATE {t.rating_status.name} SET risk = r.risk "
+                f"FROM {t.risk_scores.name} AS r "
+                f"WHERE r.event_id = {mark} AND {t.rating_status.name}.rating_id = r.rating_id",
+                (eid,),
             )
-            conn.exec_driver_sql(
-                f"UPDATE {t.rating_status.name} SET risk = {mark} WHERE rating_id = {mark}",
-                [(v, rid) for rid, v in changed],
-            )
-            return len(changed)
+            return len(ch_ids)
 
     # -- venues --------------------------------------------------------------------------
 
@@ -1497,13 +1609,14 @@ class SqlUnitOfWork:
             raise ValueError("change_many takes at most one event per rating")
         if not todo:
             return []
-        eids = (
-            self.connection.execute(
-                t.events.insert().returning(t.events.c.event_id, sort_by_parameter_order=True),
-                [_event_row(ev) for ev in todo],
-            )
-            .scalars()
-            .all()
+        # ids allocated up front (the write lock is held: SQLite's, or the rows' FOR UPDATE
+        # with a sequence on PostgreSQL), so the events load in bulk without RETURNING
+        # (which SQLite can only do a row at a time when the ids must come back in order)
+        eids = self.ledger._allocate(self.connection, t.events.c.event_id, len(todo))
+        self.ledger._load(
+            self.connection,
+            t.events,
+            [{"event_id": eid, **_event_row(ev)} for ev, eid in zip(todo, eids, strict=True)],
         )
         rs = t.rating_status
         self.connection.execute(

@@ -105,6 +105,10 @@ events = sa.Table(
     sa.Column("rule_set_id", sa.String(32)),
     sa.Column("evidence", sa.Text, nullable=False),  # canonical JSON object
     sa.Column("at", UTCDateTime, nullable=False),
+    # the newest event of a kind in one lookup (Ledger.last_event_id(kind), asked per
+    # batch by the projections a detection run's holds set off); created by the
+    # detection package's migration 0303_events_by_kind
+    sa.Index("ix_events_kind_event", "kind", "event_id"),
 )
 
 rating_status = sa.Table(

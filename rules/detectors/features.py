@@ -10,21 +10,35 @@ detector shares. Tests build frames directly with :func:`prepare`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import ctypes
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from integrity.model import Rubric, VenueRegistry
-from integrity.ports import LIMITED_BITS, SCAN_COLUMNS, Ledger, ScanSpec
+from integrity.ports import (
+    LIMITED_BITS,
+    SCAN_COLUMNS,
+    STATE_BITS,
+    STATE_LIMITED_SHIFT,
+    Ledger,
+    ScanSpec,
+)
 
 #: Columns :func:`load_frame` reads (the ledger's scan read model). A raw frame for
-#: :func:`prepare` may carry ``status`` and ``reasons`` (as stored) instead of
-#: ``counted``, ``dup`` and ``limited``.
+#: :func:`prepare` may carry ``counted``, ``dup`` and ``limited``, or ``status`` and
+#: ``reasons`` (as stored), instead of ``state``.
 RAW_COLUMNS = SCAN_COLUMNS
 
 
@@ -58,13 +72,18 @@ def load_frame(
     partition_days: int = 7,
     chunk: int = 100_000,
     on_progress: Callable[[int], None] | None = None,
+    base: pa.Table | None = None,
 ) -> Frame:
     """Ratings whose ``occurred_at`` is in ``[since - context_days, until)``, as a :class:`Frame`.
 
+    ``base``: a :func:`read_snapshot` of an earlier whole-ledger read (ignored with a
+    range): only the ratings above it, and the ``state`` of those in it, are read from
+    the ledger; the frame is the same as a full read's (rows, values, categories, codes).
+
     Ratings before ``since`` are context only (``in_scope`` false). The ledger's scan
-    read model yields plain tuples per slice (time partitions with a range, rating-id
-    chunks over the whole ledger); they become numpy columns per slice, so no per-row
-    Python objects survive.
+    read model yields Arrow tables per slice (time partitions with a range, rating-id
+    chunks over the whole ledger); text is dictionary-encoded per slice, so no Python
+    object per value is ever made (see :mod:`integrity.adapters.columnar`).
     """
     registry = registry if registry is not None else ledger.venue_registry()
     spec = ScanSpec(
@@ -75,10 +94,11 @@ def load_frame(
         partition_days=partition_days,
         chunk=chunk,
     )
-    dictionaries = {c: _Dictionary() for c in _STRINGS}
-    parts = [_columns(rows, dictionaries) for rows in ledger.scan(spec, on_progress)]
-    raw = _concat(parts, dictionaries)
-    del parts
+    with _lean_heap():
+        slices: Iterable[pa.Table] = ()
+        if base is not None and since is None and until is None:
+            slices = _with_base(ledger, spec, base, on_progress)
+        raw = _frame_of(slices or ledger.scan(spec, on_progress))
     since_s = since.timestamp() if since else -np.inf
     until_s = until.timestamp() if until else np.inf
     return prepare(
@@ -88,13 +108,10 @@ def load_frame(
 
 _NUMERIC = {
     "rating_id": np.int64,
-    "served_s": float,
+    "served_s": float,  # None (no served_at) becomes NaN
     "submitted_s": float,
     "composite": float,
-    "counted": np.int64,
-    "dup": np.int64,
-    "limited": np.int64,
-    "risk": float,
+    "state": np.int64,
 }
 
 
@@ -106,68 +123,174 @@ _STRINGS = (
     "ip_hash",
     "prefix_hash",
     "device_hash",
-    "client_id",
 )
 
 
-class _Dictionary:
-    """Dictionary encoding in two steps: each partition chunk is factorised on its own
-    (its per-row string objects die with the chunk), and the chunks' distinct values are
-    factorised once at the end into global codes (:meth:`finish`)."""
+def _with_base(
+    ledger: Ledger,
+    spec: ScanSpec,
+    base: pa.Table,
+    on_progress: Callable[[int], None] | None,
+) -> list[pa.Table]:
+    """The snapshot ``base`` with today's ``state`` of its ratings, then the ratings above
+    it, as scan slices; empty (read everything) if the ledger no longer has exactly the
+    snapshot's ratings below its highest id."""
+    ids = base.column("rating_id").to_numpy()
+    upto = int(ids[-1]) if len(ids) else 0
+    states = list(ledger.scan(replace(spec, ids_upto=upto, state_only=True)))
+    got_ids = (
+        np.concatenate([t.column("rating_id").to_numpy() for t in states])
+        if states
+        else np.zeros(0, np.int64)
+    )
+    if len(got_ids) != len(ids) or not np.array_equal(got_ids, ids):
+        return []
+    state = (
+        pa.chunked_array([t.column("state") for t in states], type=pa.int64())
+        if states
+        else pa.chunked_array([], type=pa.int64())
+    )
+    head = base.append_column("state", state).select(list(RAW_COLUMNS))
+    if on_progress is not None:
+        on_progress(head.num_rows)
+    return [head, *ledger.scan(replace(spec, ids_above=upto), on_progress)]
 
-    def __init__(self) -> None:
-        self.uniques: list[np.ndarray] = []
 
-    def encode(self, values: np.ndarray) -> np.ndarray:
-        """Chunk-local codes, offset so that they index the concatenated uniques."""
-        codes, uniq = pd.factorize(values, use_na_sentinel=True)
-        offset = sum(len(u) for u in self.uniques)
-        self.uniques.append(np.asarray(uniq, dtype=object))
-        return np.where(codes >= 0, codes + offset, -1).astype(np.int64)
-
-    def finish(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Global codes for ``codes`` (from :meth:`encode`) and the categories they index."""
-        if not sum(len(u) for u in self.uniques):
-            # no value at all (an optional field every rating left out): every row is -1
-            return np.full(len(codes), -1, dtype=np.int64), np.array([], dtype=object)
-        glob, cats = pd.factorize(np.concatenate(self.uniques), use_na_sentinel=True)
-        out = np.where(codes >= 0, glob[np.maximum(codes, 0)], -1)
-        return out.astype(np.int64), np.asarray(cats, dtype=object)
-
-
-def _columns(rows: Sequence[Any], dictionaries: dict[str, _Dictionary]) -> dict[str, np.ndarray]:
-    block = np.array(rows, dtype=object)  # one C loop over the tuples
-    out: dict[str, np.ndarray] = {}
-    for j, name in enumerate(RAW_COLUMNS):
-        col = block[:, j]
-        if name == "served_s":
-            out[name] = pd.to_numeric(pd.Series(col, dtype=object), errors="coerce").to_numpy(float)
+def write_snapshot(path: Path, frame: Frame) -> str:
+    """Keep what a whole-ledger read gave (the raw columns but ``state``: a rating's row
+    never changes) in an Arrow file at ``path``, written whole or not at all; returns its
+    SHA-256, which the caller records where the file cannot change it (the ledger)."""
+    df = frame.frame
+    arrays, names = [], []
+    for name in RAW_COLUMNS:
+        if name == "state":
+            continue
+        col = df[name]
+        if name in _STRINGS:
+            cat = col.array
+            codes = pa.array(np.asarray(cat.codes, dtype=np.int32), mask=np.asarray(cat.codes) < 0)
+            values = pa.array(np.asarray(cat.categories.astype(object)), type=pa.string())
+            arrays.append(pa.DictionaryArray.from_arrays(codes, values))
         elif name in _NUMERIC:
-            out[name] = col.astype(_NUMERIC[name])
-        elif name in dictionaries:
-            out[name] = dictionaries[name].encode(col)
+            arrays.append(pa.array(col.to_numpy()))
         else:
-            out[name] = col
+            arrays.append(pa.array(col.to_numpy(dtype=object), type=pa.string()))
+        names.append(name)
+    table = pa.table(arrays, names=names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table, max_chunksize=1 << 20)
+    os.chmod(tmp, 0o600)
+    digest = _sha256(tmp)
+    os.replace(tmp, path)
+    return digest
+
+
+def read_snapshot(path: Path, sha256: str) -> pa.Table | None:
+    """The snapshot at ``path`` if its SHA-256 is ``sha256`` (else ``None``: read all)."""
+    try:
+        if _sha256(path) != sha256:
+            return None
+        with pa.memory_map(str(path), "r") as source:
+            table = pa.ipc.open_file(source).read_all()
+    except (OSError, pa.ArrowInvalid):
+        return None
+    ids = table.column("rating_id").to_numpy()
+    if len(ids) and not bool(np.all(ids[1:] > ids[:-1])):
+        return None
+    return table
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+#: Text columns with a distinct value for most ratings (pseudonyms): their categories stay
+#: in Arrow buffers (about half the memory of Python strings, and one copy to pickle).
+_ARROW_CATEGORIES = frozenset({"ip_hash", "prefix_hash", "device_hash"})
+
+
+@contextmanager
+def _lean_heap() -> Iterator[None]:
+    """Give memory freed while reading back to the system (glibc, Arrow's pool).
+
+    The read allocates and frees a slice's buffers again and again; glibc then raises its
+    mmap threshold and keeps the freed blocks in the heap, and Arrow's allocator keeps
+    its pages: hundreds of MB the frame does not use. A fixed threshold (large blocks
+    are mapped and returned on free) and a trim at the end leave the process the size
+    of what it keeps. Elsewhere than glibc: no change.
+    """
+    libc: Any = None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 17)
+    except (OSError, AttributeError):
+        libc = None
+    try:
+        yield
+    finally:
+        pa.default_memory_pool().release_unused()
+        if libc is not None:
+            libc.malloc_trim(0)
+
+
+_M_MMAP_THRESHOLD = -3
+
+
+def _slice_columns(table: pa.Table) -> dict[str, Any]:
+    """One scan slice as columns of its own: numbers copied into numpy arrays, text
+    dictionary-encoded (each distinct value once). Nothing refers to the slice's buffers
+    afterwards (a driver's batch is freed whole), so only the encoded slice stays."""
+    out: dict[str, Any] = {}
+    for name in RAW_COLUMNS:
+        col = table.column(name)
+        if name in _STRINGS:
+            col = col.combine_chunks()
+            out[name] = col if pa.types.is_dictionary(col.type) else pc.dictionary_encode(col)
+        elif name in _NUMERIC:
+            out[name] = np.array(col.to_numpy(), dtype=_NUMERIC[name], copy=True)
+        else:  # comment: text of low ratings only, NULL elsewhere
+            out[name] = np.array(col.to_numpy(zero_copy_only=False), dtype=object)
     return out
 
 
-def _concat(
-    parts: list[dict[str, np.ndarray]], dictionaries: dict[str, _Dictionary]
-) -> pd.DataFrame:
+def _frame_of(slices: Iterable[pa.Table]) -> pd.DataFrame:
+    """Scan slices (Arrow tables, see ``Ledger.scan``) as one raw frame: text columns as
+    categoricals whose categories follow the order of first appearance (so the same rows
+    give the same codes however they were sliced), numbers as numpy arrays."""
+    parts = [_slice_columns(tab) for tab in slices]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in RAW_COLUMNS})
     data: dict[str, Any] = {}
-    for c in RAW_COLUMNS:
-        values = np.concatenate([p[c] for p in parts])
-        if c in dictionaries:
-            codes, cats = dictionaries[c].finish(values)
-            dtype = pd.CategoricalDtype(pd.Index(cats, dtype=object))
-            data[c] = pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
-        elif c in _NUMERIC:
-            data[c] = values
+    for name in RAW_COLUMNS:
+        chunks = [p.pop(name) for p in parts]
+        if name in _STRINGS:
+            # one dictionary for every slice: the first slice's values first, then each
+            # later slice's new values in order
+            unified = pa.chunked_array(chunks).unify_dictionaries()
+            del chunks
+            dictionary = unified.chunks[0].dictionary
+            codes = np.concatenate(
+                [pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False) for c in unified.chunks]
+            ).astype(np.int32)
+            if name in _ARROW_CATEGORIES:  # many distinct values: kept in Arrow buffers
+                cats = pd.Index(pd.arrays.ArrowStringArray(dictionary.cast(pa.large_string())))
+            else:
+                cats = pd.Index(dictionary.to_numpy(zero_copy_only=False), dtype=object)
+            del unified
+            data[name] = pd.Categorical.from_codes(
+                codes, dtype=pd.CategoricalDtype(cats), validate=False
+            )
+        elif name in _NUMERIC:
+            data[name] = np.concatenate(chunks)
         else:
-            data[c] = pd.Series(values, dtype=object)
-    return pd.DataFrame(data)
+            data[name] = pd.Series(np.concatenate(chunks), dtype=object)
+    return pd.DataFrame(data, copy=False)
 
 
 def _aware(value: datetime | str) -> datetime:
@@ -201,8 +324,13 @@ def prepare(
     df = raw.copy() if copy else raw
     df["rating_id"] = pd.to_numeric(df["rating_id"]).astype(np.int64)
     for col in ("served_s", "submitted_s", "composite"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    df["risk"] = pd.to_numeric(df["risk"], errors="coerce").fillna(0.0) if "risk" in df else 0.0
+        if df[col].dtype != np.float64:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    if "state" in df:  # the scan's one integer: counted, repeated ticket, rate limits
+        state = df.pop("state").to_numpy(dtype=np.int64)
+        df["counted"] = (state & STATE_BITS["counted"]) > 0
+        df["dup"] = (state & STATE_BITS["dup"]) > 0
+        df["limited"] = state >> STATE_LIMITED_SHIFT
     df = df.reset_index(drop=True)
     df["delay_s"] = df["submitted_s"] - df["served_s"]
     # integer codes first: every later test works on them, never on the strings

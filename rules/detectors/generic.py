@@ -12,8 +12,10 @@ hold line), so the signal says "among the most unusual", never more.
 
 from __future__ import annotations
 
+import os
+import threading
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -249,17 +251,17 @@ def fairness_signal(
     )
 
 
-# -- running the soft signals beside the detectors -----------------------------------------
-
-_SHARED: dict[str, Any] = {}
+# -- running the soft signals (and some detectors) beside the others ----------------------
 
 
-def _soft_parts(
+def soft_parts(
+    frame: Frame,
     pyod_opts: dict[str, Any] | None,
     fair_opts: dict[str, Any] | None,
     prior_opts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    frame = _SHARED["frame"]
+    """What the soft signals need computed from ``frame``: per device (and window-day)
+    risks of pyod and fairness, the prior; small, so cheap to hand back from a worker."""
     out: dict[str, Any] = {}
     if pyod_opts is not None:
         out["pyod"] = device_risk_pyod(frame, **pyod_opts)
@@ -271,60 +273,156 @@ def _soft_parts(
     return out
 
 
-class SoftSignals:
-    """Computes pyod and fairness in a forked worker process while the detectors run.
+def soft_signals(
+    frame: Frame,
+    parts: dict[str, Any],
+    pyod_opts: dict[str, Any] | None,
+    fair_opts: dict[str, Any] | None,
+    prior_opts: dict[str, Any] | None = None,
+) -> list[Signal]:
+    """The soft signals of ``frame`` from their :func:`soft_parts`."""
+    out = []
+    if "pyod" in parts:
+        out.append(pyod_signal(frame, parts=parts["pyod"], **(pyod_opts or {})))
+    if "fairness" in parts:
+        out.append(fairness_signal(frame, part=parts["fairness"], **(fair_opts or {})))
+    if "prior" in parts:
+        out.append(prior_signal(frame, part=parts["prior"], **(prior_opts or {})))
+    return out
 
-    pyod's import and numba compilation cost seconds of CPU that need not wait for
-    the statistical detectors (two cores: both at once). Falls back to running in
-    process where ``fork`` is not available. Use as a context manager.
+
+def _warm(method: str | None) -> bool:
+    """Import (and compile) what the worker's tasks need while the parent reads."""
+    if method is not None:
+        from pyod.models.ecod import ECOD  # noqa: F401  (pyod's import and numba JIT)
+
+        _pyod_scores(pd.DataFrame(np.random.default_rng(0).random((32, 3))), method)
+    import rules.detectors.fairness  # noqa: F401
+
+    return True
+
+
+def _work(
+    frame: Frame,
+    soft: tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None],
+    detectors: list[Any],
+    total: int,
+) -> tuple[dict[str, Any], dict[str, tuple[float, list[Any], float]]]:
+    """A worker's share of a run: the soft signals' parts, then its detectors (each
+    fitted on the same frame: threshold, flags, seconds)."""
+    import time
+
+    t0 = time.perf_counter()
+    parts = soft_parts(frame, *soft) if any(o is not None for o in soft) else {}
+    parts["seconds"] = time.perf_counter() - t0
+    fitted: dict[str, tuple[float, list[Any], float]] = {}
+    for det in detectors:
+        t0 = time.perf_counter()
+        det.fit(frame, total_ratings=total)
+        fitted[det.name] = (det.threshold_, det.flags(frame), time.perf_counter() - t0)
+    try:
+        import resource
+
+        parts["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except ImportError:  # not on this platform
+        pass
+    return parts, fitted
+
+
+def _work_piped(
+    fd: int,
+    soft: tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None],
+    detectors: list[Any],
+    total: int,
+) -> tuple[dict[str, Any], dict[str, tuple[float, list[Any], float]]]:
+    """:func:`_work` on the frame the parent streams into the pipe ``fd``."""
+    import pickle
+
+    with os.fdopen(fd, "rb", buffering=1 << 20) as pipe:
+        frame = pickle.load(pipe)
+    return _work(frame, soft, detectors, total)
+
+
+class Worker:
+    """A second process for a detection run (two cores: the run's work in two halves).
+
+    Forked by :meth:`start` before the ledger is read, while the process is small: its
+    memory is then the imports it shares with the parent plus what it is handed, not a
+    copy of everything the parent has read. It imports pyod (and compiles its numba
+    code) while the parent reads. :meth:`submit` hands it the frame (pickled: its
+    columns, the categories once) and its share of the work (:func:`_work`). Where
+    ``fork`` is not available it runs the same work in process. Use as a context
+    manager.
     """
 
-    def __init__(
-        self,
-        frame: Frame,
-        pyod_opts: dict[str, Any] | None,
-        fair_opts: dict[str, Any] | None,
-        prior_opts: dict[str, Any] | None = None,
-    ) -> None:
-        self.frame = frame
-        self.pyod_opts = pyod_opts
-        self.fair_opts = fair_opts
-        self.prior_opts = prior_opts
+    def __init__(self, *, enabled: bool = True, pyod_method: str | None = None) -> None:
+        self.enabled = enabled
+        self.pyod_method = pyod_method
         self._pool: Any = None
         self._future: Any = None
+        self._args: tuple[Any, ...] | None = None
+        self._pipe: tuple[int, int] | None = None
+        self._feeder: threading.Thread | None = None
 
-    def __enter__(self) -> SoftSignals:
+    def start(self) -> Worker:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        if self.pyod_opts is None and self.fair_opts is None and self.prior_opts is None:
-            return self
-        if "fork" in mp.get_all_start_methods():
-            _SHARED["frame"] = self.frame
+        if self.enabled and self._pool is None and "fork" in mp.get_all_start_methods():
+            # the frame goes through a pipe the worker inherits, pickled straight into it
+            # (no copy of the whole payload in either process)
+            self._pipe = os.pipe()
             self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
-            self._future = self._pool.submit(
-                _soft_parts, self.pyod_opts, self.fair_opts, self.prior_opts
-            )
+            # with fork, submit starts the process at once: the worker has its end now
+            self._pool.submit(_warm, self.pyod_method)
+            os.close(self._pipe[0])
         return self
 
-    def result(self) -> list[Signal]:
-        if self._future is not None:
-            parts = self._future.result()
-        else:
-            _SHARED["frame"] = self.frame
-            parts = _soft_parts(self.pyod_opts, self.fair_opts, self.prior_opts)
-        out = []
-        if "pyod" in parts:
-            out.append(pyod_signal(self.frame, parts=parts["pyod"], **(self.pyod_opts or {})))
-        if "fairness" in parts:
-            out.append(
-                fairness_signal(self.frame, part=parts["fairness"], **(self.fair_opts or {}))
-            )
-        if "prior" in parts:
-            out.append(prior_signal(self.frame, part=parts["prior"], **(self.prior_opts or {})))
-        return out
+    def __enter__(self) -> Worker:
+        return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        _SHARED.pop("frame", None)
+    def submit(
+        self,
+        frame: Frame,
+        soft: tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None],
+        detectors: list[Any],
+        total: int,
+    ) -> None:
+        if self._pool is not None and self._pipe is not None:
+            read_end, write_end = self._pipe
+            self._pipe = None
+            self._future = self._pool.submit(_work_piped, read_end, soft, detectors, total)
+
+            def feed() -> None:
+                import pickle
+
+                with os.fdopen(write_end, "wb", buffering=1 << 20) as pipe:
+                    pickle.dump(frame, pipe, protocol=5)
+
+            self._feeder = threading.Thread(target=feed, name="detect-worker-feed", daemon=True)
+            self._feeder.start()
+        else:
+            self._args = (frame, soft, detectors, total)
+
+    def result(self) -> tuple[dict[str, Any], dict[str, tuple[float, list[Any], float]]]:
+        if self._future is not None:
+            return cast(
+                tuple[dict[str, Any], dict[str, tuple[float, list[Any], float]]],
+                self._future.result(),
+            )
+        assert self._args is not None, "submit first"
+        return _work(*self._args)
+
+    def close(self) -> None:
+        if self._pipe is not None:  # started, never handed a frame
+            os.close(self._pipe[1])
+            self._pipe = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._feeder is not None:
+            self._feeder.join(timeout=5)
+            self._feeder = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -8,6 +8,25 @@ it (detector, score, threshold, parameters, a sentence); the pair (rating, evide
 fingerprint) is recorded in ``detect_holds`` and never acted on twice, and evidence a
 reviewer cleared (``detect_cleared``) never holds that rating again. So running twice
 changes nothing, and a rerun over more data only adds what is new.
+
+Reading only what is new, with the result of a full run (the detectors' baselines and
+thresholds are calibrated over the whole ledger, so the analysis itself always covers
+all of it):
+
+* each run records its watermark in ``detect_runs`` (the newest event before it read,
+  and after its own writes). A whole-ledger run with no event since that detection
+  reads (a new rating's decision, any status change, a venue reload, a risk rescored,
+  another rule set) has nothing to do and reads nothing (:meth:`DetectService.up_to_date`);
+* a whole-ledger run keeps a columnar snapshot of what it read in the instance's home
+  (rating rows never change; its SHA-256 recorded with the run). The next one reads
+  from the ledger only the ratings above it and the current ``state`` of the others,
+  and gets exactly the frame a full read gives (``features.load_frame(base=...)``).
+
+Speed and memory: the read is columnar (:mod:`integrity.adapters.columnar`); a second
+process, forked before the read while this one is small, imports pyod meanwhile and
+then computes the soft signals and fits half of the detectors beside this process
+(:class:`~rules.detectors.generic.Worker`); holds are written in bulk (one event per
+hold, ids allocated up front) and risks as columns under one sealed event.
 """
 
 from __future__ import annotations
@@ -17,11 +36,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
 from integrity.app import App
@@ -29,15 +49,27 @@ from integrity.catalogue import Kind, Reason
 from integrity.clock import Clock
 from integrity.errors import ConfigError
 from integrity.model import Event, Rubric, Status
-from integrity.ports import Ledger
+from integrity.ports import Ledger, RiskColumns
 from rules import tables as rt
 from rules.detectors.base import Detector, Flag, Signal
 from rules.detectors.combine import Verdicts, combine
-from rules.detectors.features import Frame, load_frame
-from rules.detectors.generic import SoftSignals
+from rules.detectors.features import Frame, load_frame, read_snapshot, write_snapshot
+from rules.detectors.generic import Worker, soft_signals
 from rules.detectors.registry import DETECTORS
 
 ACTOR = "detector"
+#: Detectors fitted in the run's second process, beside the soft signals (the split
+#: that balances the two on the benchmark ledger; the result does not depend on it).
+WORKER_DETECTORS = frozenset(
+    {"self_rating", "coerced", "low_concentration", "comment_duplicate", "low_shift"}
+)
+_ORDER = {name: i for i, name in enumerate(DETECTORS)}
+#: Holds written per transaction (each a ledger event, a status row and its evidence rows).
+_HOLD_CHUNK = 10_000
+#: The columnar snapshot of the last whole-ledger read, in the instance's home.
+SNAPSHOT_FILE = "detect-snapshot.arrow"
+#: Event kinds without a status that change what detection reads (besides status events).
+_INPUT_KINDS = (Kind.VENUES_LOADED.value, Kind.RISK_SCORED.value, Kind.RULE_SET_ACTIVATED.value)
 
 
 @dataclass(frozen=True)
@@ -123,6 +155,8 @@ class DetectReport:
     seconds: float
     thresholds: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    #: The run that already covered the ledger as it is, when this one had nothing to do.
+    up_to_date: int | None = None
 
     @property
     def flag_counts(self) -> dict[str, int]:
@@ -131,6 +165,20 @@ class DetectReport:
             if f.strength >= 1:
                 c[f.reason] += 1
         return dict(c)
+
+
+def _peak(timings: dict[str, float], stage: str) -> None:
+    """The process's peak resident memory so far (MB), recorded after ``stage``; after
+    the read also the peak of the processes that ended by then (the SQLite reader)."""
+    try:
+        import resource
+
+        timings[f"peak_mb_{stage}"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if stage == "load":
+            kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            timings["reader_peak_mb"] = kids
+    except (ImportError, OSError):  # not on this platform
+        pass
 
 
 class DetectService:
@@ -145,6 +193,7 @@ class DetectService:
         tz: ZoneInfo,
         clock: Clock,
         rule_set_id: str,
+        snapshot: Path | None = None,
     ) -> None:
         self.ledger = ledger
         self.config = config
@@ -152,6 +201,10 @@ class DetectService:
         self.tz = tz
         self.clock = clock
         self.rule_set_id = rule_set_id
+        #: Where a whole-ledger run keeps the columnar snapshot of what it read (``None``:
+        #: no snapshot, every run reads everything). See :func:`features.write_snapshot`.
+        self.snapshot = snapshot
+        self._evidence_cache: dict[tuple[int, bool], tuple[Flag, dict[str, Any]]] = {}
 
     @classmethod
     def from_app(cls, app: App) -> DetectService:
@@ -164,6 +217,7 @@ class DetectService:
             tz=app.core.timezone,
             clock=app.clock,
             rule_set_id=app.core.rule_set_id,
+            snapshot=app.settings.home / SNAPSHOT_FILE,
         )
 
     @staticmethod
@@ -175,13 +229,29 @@ class DetectService:
 
     # -- analysis ---------------------------------------------------------------------------
 
+    def worker(self) -> Worker:
+        """The run's second process (see :class:`~rules.detectors.generic.Worker`); start
+        it before reading, while this process is small."""
+        pyod = self.config.pyod
+        return Worker(
+            pyod_method=str(pyod.get("method", "ecod")) if pyod.get("enabled", True) else None
+        )
+
     def analyse(
-        self, frame: Frame, timings: dict[str, float] | None = None
+        self,
+        frame: Frame,
+        timings: dict[str, float] | None = None,
+        worker: Worker | None = None,
     ) -> tuple[list[Flag], list[Signal], Verdicts, dict[str, float]]:
-        """Fit every detector on ``frame``; findings, soft signals, combination, thresholds."""
+        """Fit every detector on ``frame``; findings, soft signals, combination, thresholds.
+
+        The soft signals and the detectors of :data:`WORKER_DETECTORS` run in the
+        ``worker`` process (one is started here if none is given) while this process
+        fits the others; the findings are put back in the registry's order, so the result
+        does not depend on where each ran.
+        """
         df = frame.frame
         n = len(df)
-        flags: list[Flag] = []
         thresholds: dict[str, float] = {}
         pyod_opts = fair_opts = prior_opts = None
         if self.config.pyod.get("enabled", True):
@@ -190,21 +260,53 @@ class DetectService:
             fair_opts = {k: v for k, v in self.config.fairness.items() if k != "enabled"}
         if self.config.prior.get("enabled", True):
             prior_opts = {k: v for k, v in self.config.prior.items() if k != "enabled"}
-        with SoftSignals(frame, pyod_opts, fair_opts, prior_opts) as soft:
-            for det in self.config.detectors():
+        detectors = self.config.detectors()
+        there = [d for d in detectors if d.name in WORKER_DETECTORS]
+        here = [d for d in detectors if d.name not in WORKER_DETECTORS]
+        by_name: dict[str, list[Flag]] = {}
+        own = worker is None
+        worker = worker or self.worker()
+        try:
+            worker.start()
+            t0 = time.perf_counter()
+            worker.submit(frame, (pyod_opts, fair_opts, prior_opts), there, n)
+            if timings is not None:
+                timings["to_worker"] = time.perf_counter() - t0
+            for det in here:
                 t0 = time.perf_counter()
                 det.fit(frame, total_ratings=n)
                 thresholds[det.name] = det.threshold_
-                flags.extend(det.flags(frame))
+                by_name[det.name] = det.flags(frame)
                 if timings is not None:
                     timings[det.name] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            signals = soft.result()
+            parts, fitted = worker.result()
             if timings is not None:
-                timings["soft_signals_wait"] = time.perf_counter() - t0
+                timings["worker_wait"] = time.perf_counter() - t0
+        finally:
+            if own:
+                worker.close()
+        if timings is not None:
+            timings["soft_signals (worker)"] = float(parts.pop("seconds", 0.0))
+            if "peak_mb" in parts:
+                timings["worker_peak_mb"] = float(parts.pop("peak_mb"))
+        parts.pop("seconds", None)
+        parts.pop("peak_mb", None)
+        for name, (threshold, found, seconds) in fitted.items():
+            thresholds[name] = threshold
+            by_name[name] = found
+            if timings is not None:
+                timings[f"{name} (worker)"] = seconds
+        flags = [f for det in detectors for f in by_name[det.name]]
+        signals = soft_signals(frame, parts, pyod_opts, fair_opts, prior_opts)
         eligible = set(df.loc[df["counted"] & df["in_scope"], "rating_id"].tolist())
         verdicts = combine(flags, signals, hold_risk=self.config.hold_risk, eligible=eligible)
-        return flags, signals, verdicts, thresholds
+        return (
+            flags,
+            signals,
+            verdicts,
+            dict(sorted(thresholds.items(), key=lambda kv: _ORDER[kv[0]])),
+        )
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -215,11 +317,66 @@ class DetectService:
         *,
         on_progress: Callable[[int], None] | None = None,
         dry_run: bool = False,
+        full: bool = False,
     ) -> DetectReport:
-        """Detect over ``[since, until)`` and hold what is new; see the module docstring."""
+        """Detect over ``[since, until)`` and hold what is new; see the module docstring.
+
+        Over the whole ledger (no ``since``/``until``), unless ``full``: when nothing that
+        detection reads changed since the last complete whole-ledger run (see
+        :meth:`up_to_date`), there is nothing to do, and the report says which run
+        already covered it (``up_to_date``), having read nothing.
+        """
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         started = self.clock.now()
+        if since is None and until is None and not dry_run and not full:
+            covered = self.up_to_date()
+            if covered is not None:
+                return DetectReport(
+                    None, 0, [], 0, [], Counter(), 0, time.perf_counter() - t0,
+                    up_to_date=covered,
+                )  # fmt: skip
+        events_from = self.ledger.last_event_id()
+        with self.worker() as worker:  # forked now, while this process is small
+            return self._run(
+                since, until, on_progress, dry_run, t0, timings, started, events_from, worker
+            )
+
+    def _base(self) -> tuple[pa.Table | None, float]:
+        """The snapshot the last complete whole-ledger run kept, if it is still the file it
+        wrote (its SHA-256 recorded in the run's row), and the seconds it took to check."""
+        t0 = time.perf_counter()
+        if self.snapshot is None or not self.snapshot.exists():
+            return None, 0.0
+        r = rt.detect_runs.c
+        with self.ledger.reading() as conn:
+            sha = conn.execute(
+                sa.select(r.snapshot_sha256)
+                .where(r.complete.is_(True), r.since.is_(None), r.until.is_(None))
+                .order_by(r.run_id.desc())
+                .limit(1)
+            ).scalar()
+        if not sha:
+            return None, 0.0
+        return read_snapshot(self.snapshot, str(sha)), time.perf_counter() - t0
+
+    def _run(
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        on_progress: Callable[[int], None] | None,
+        dry_run: bool,
+        t0: float,
+        timings: dict[str, float],
+        started: datetime,
+        events_from: int | None,
+        worker: Worker,
+    ) -> DetectReport:
+        whole = since is None and until is None
+        base, checked = self._base() if whole else (None, 0.0)
+        if base is not None:
+            timings["snapshot_rows"] = float(base.num_rows)
+            timings["snapshot_check"] = checked
         frame = load_frame(
             self.ledger,
             rubric=self.rubric,
@@ -229,9 +386,14 @@ class DetectService:
             context_days=self.config.context_days,
             partition_days=self.config.partition_days,
             on_progress=on_progress,
+            base=base,
         )
+        del base
         timings["load"] = time.perf_counter() - t0
-        flags, _, verdicts, thresholds = self.analyse(frame, timings)
+        _peak(timings, "load")
+        flags, _, verdicts, thresholds = self.analyse(frame, timings, worker)
+        _peak(timings, "analyse")
+        worker.close()
         t1 = time.perf_counter()
         if dry_run:
             return DetectReport(
@@ -242,9 +404,22 @@ class DetectService:
         held, by_reason = self._hold(verdicts, frame, run_id)
         cases = self._cases(flags, verdicts, run_id)
         timings["write_holds"] = time.perf_counter() - t1
+        _peak(timings, "write_holds")
         risk_updates = self._risks(verdicts, frame)
-        self._finish_run(run_id, len([f for f in flags if f.strength >= 1]), held, len(cases))
+        sha = None
+        if whole and self.snapshot is not None:
+            t2 = time.perf_counter()
+            try:
+                sha = write_snapshot(self.snapshot, frame)
+            except OSError:  # no room, read-only home: the next run reads everything
+                sha = None
+            timings["snapshot_write"] = time.perf_counter() - t2
+        self._finish_run(
+            run_id, len([f for f in flags if f.strength >= 1]), held, len(cases), events_from,
+            sha,
+        )  # fmt: skip
         timings["write"] = time.perf_counter() - t1
+        _peak(timings, "write")
         return DetectReport(
             run_id, len(frame), flags, held, cases, by_reason, risk_updates,
             time.perf_counter() - t0, thresholds, timings,
@@ -266,19 +441,69 @@ class DetectService:
             ).scalar_one()
         return int(rid)
 
-    def _finish_run(self, run_id: int, flags: int, held: int, cases: int) -> None:
+    def _finish_run(
+        self,
+        run_id: int,
+        flags: int,
+        held: int,
+        cases: int,
+        events_from: int | None,
+        snapshot_sha256: str | None = None,
+    ) -> None:
         with self.ledger.unit_of_work() as uow:
             uow.connection.execute(
                 rt.detect_runs.update()
                 .where(rt.detect_runs.c.run_id == run_id)
                 .values(
-                    finished_at=self.clock.now(), flags=flags, held=held, cases=cases, complete=True
+                    finished_at=self.clock.now(),
+                    flags=flags,
+                    held=held,
+                    cases=cases,
+                    complete=True,
+                    events_from=events_from or 0,
+                    events_to=self.ledger.last_event_id() or 0,
+                    snapshot_sha256=snapshot_sha256,
                 )
             )
 
+    def up_to_date(self) -> int | None:
+        """The last complete whole-ledger run, if nothing detection reads changed since it
+        (else ``None``): under the same rule set, no event after the one it started from
+        that moved a rating's status (a new rating's decision, a hold, a clear, an appeal),
+        reloaded the venues or rescored risk, other than the run's own writes. A run over
+        the same ledger would then hold nothing and change no risk (detection is a
+        function of what it reads, and idempotent), so it need not read anything."""
+        r = rt.detect_runs.c
+        with self.ledger.reading() as conn:
+            last = conn.execute(
+                sa.select(r.run_id, r.rule_set_id, r.events_from, r.events_to)
+                .where(r.complete.is_(True), r.since.is_(None), r.until.is_(None))
+                .order_by(r.run_id.desc())
+                .limit(1)
+            ).first()
+        if last is None or last.events_to is None or last.rule_set_id != self.rule_set_id:
+            return None
+        moved = self.ledger.first_event_after(
+            int(last.events_from),
+            kinds=_INPUT_KINDS,
+            except_actor=ACTOR,
+            except_until=int(last.events_to),
+        )
+        return None if moved is not None else int(last.run_id)
+
     def _known(self, table: sa.Table, ids: list[int]) -> set[tuple[int, str]]:
+        """(rating, fingerprint) pairs of ``table`` for the ratings ``ids`` (sorted)."""
         out: set[tuple[int, str]] = set()
         with self.ledger.reading() as conn:
+            if len(ids) > 5000:  # many: one read of the id range, not thousands of IN lists
+                wanted = set(ids)
+                rows = conn.execute(
+                    sa.select(table.c.rating_id, table.c.fingerprint).where(
+                        table.c.rating_id >= ids[0], table.c.rating_id <= ids[-1]
+                    )
+                )
+                out.update((int(r), str(f)) for r, f in rows if int(r) in wanted)
+                return out
             for lo in range(0, len(ids), 900):
                 part = ids[lo : lo + 900]
                 rows = conn.execute(
@@ -302,10 +527,11 @@ class DetectService:
             fl = [f for f in verdicts.hold[rid] if (rid, f.fingerprint) not in done]
             if fl:
                 todo.append((rid, fl))
-        for lo in range(0, len(todo), 2000):
+        self._evidence_cache.clear()
+        for lo in range(0, len(todo), _HOLD_CHUNK):
             chunk = {
                 rid: (self._hold_event(rid, fl, verdicts, run_id, now), fl)
-                for rid, fl in todo[lo : lo + 2000]
+                for rid, fl in todo[lo : lo + _HOLD_CHUNK]
             }
             with self.ledger.unit_of_work() as uow:
                 # only ratings that still count: a reviewer or an appeal may have moved one
@@ -326,6 +552,7 @@ class DetectService:
             for ev in written:
                 held += 1
                 by_reason.update(ev.reasons)
+        self._evidence_cache.clear()
         return held, by_reason
 
     def _hold_event(
@@ -334,14 +561,12 @@ class DetectService:
         reasons = tuple(sorted({f.reason for f in fl}))
         # the strongest finding in full; the others without repeating the parameters
         evidence: dict[str, Any] = {
-            **fl[0].as_evidence(),
+            **self._evidence(fl[0]),
             "risk": round(verdicts.recorded(rid), 6),
             "run_id": run_id,
         }
         if len(fl) > 1:
-            evidence["also"] = [
-                {k: v for k, v in f.as_evidence().items() if k != "params"} for f in fl[1:]
-            ]
+            evidence["also"] = [self._evidence(f, brief=True) for f in fl[1:]]
         soft = verdicts.soft.get(rid)
         if soft:
             evidence["signals"] = {k: round(v, 4) for k, v in soft.items()}
@@ -357,6 +582,19 @@ class DetectService:
             rule_set_id=self.rule_set_id,
             evidence=evidence,
         )
+
+    def _evidence(self, f: Flag, *, brief: bool = False) -> dict[str, Any]:
+        """A finding's evidence (``brief``: without its parameters), built once per finding
+        however many ratings it holds (the dicts are only read: each event serialises
+        its own)."""
+        key = (id(f), brief)
+        cached = self._evidence_cache.get(key)
+        if cached is None or cached[0] is not f:
+            doc = f.as_evidence()
+            if brief:
+                doc = {k: v for k, v in doc.items() if k != "params"}
+            cached = self._evidence_cache[key] = (f, doc)
+        return cached[1]
 
     @staticmethod
     def _hold_rows(rid: int, fl: list[Flag], event_id: int, run_id: int) -> list[dict[str, Any]]:
@@ -415,17 +653,14 @@ class DetectService:
         return opened
 
     def _risks(self, verdicts: Verdicts, frame: Frame) -> int:
-        """Store the combined risk of every rating in scope that changed since it was read."""
+        """Store the combined risk of every rating in scope that differs from the stored one."""
         df = frame.frame
-        scope = df.loc[df["in_scope"], ["rating_id", "risk"]]
+        ids = df.loc[df["in_scope"].to_numpy(), "rating_id"].to_numpy()
         new = verdicts.ranked
         if new.empty:
             new = pd.Series(verdicts.risk, dtype=float)
-        new = new.round(6)
-        now = new.reindex(scope["rating_id"].to_numpy()).fillna(0.0).to_numpy()
-        moved = np.abs(now - scope["risk"].to_numpy()) > 1e-6
-        changes = dict(
-            zip(scope["rating_id"].to_numpy()[moved].tolist(), now[moved].tolist(), strict=True)
-        )
-        # the ledger records only real changes, under one sealed risk.scored event
+        now = new.reindex(ids).fillna(0.0).round(6).to_numpy()
+        # the ledger compares with what it holds and records only real changes, under one
+        # sealed risk.scored event
+        changes = RiskColumns(ids, now)
         return int(self.ledger.set_risk(changes, at=self.clock.now(), actor=ACTOR) or 0)

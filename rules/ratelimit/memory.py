@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -103,12 +103,33 @@ class MemoryLimiter:
         self._lock = threading.Lock()
         self._keys: dict[str, _Bucket] = {}
         self._hits_since_sweep = 0
+        self._pending: Callable[[], object] | None = None
+        self._pending_lock = threading.Lock()
+
+    def defer(self, fill: Callable[[], object]) -> None:
+        """Run ``fill`` (which restores the counters, e.g. a rebuild from the ledger) just
+        before the first hit, release or size, not now: a process that never checks a
+        limit (``integrity detect``, reports) never pays for it."""
+        self._pending = fill
+
+    def _ready(self) -> None:
+        if self._pending is None:
+            return
+        with self._pending_lock:
+            fill, self._pending = self._pending, None
+            if fill is not None:
+                try:
+                    fill()
+                except BaseException:
+                    self._pending = fill  # not filled: try again on the next use
+                    raise
 
     # --- Limiter port ------------------------------------------------------------------
 
     def hit(self, checks: Sequence[LimitCheck], member: str, at_ms: int | None) -> LimitOutcome:
         """Check every rule; record ``member`` at ``at_ms`` (ms; ``None``: clock) in all or none."""
         validate_checks(checks, member)
+        self._ready()
         with self._lock:
             return self._hit(checks, member, at_ms)
 
@@ -118,11 +139,13 @@ class MemoryLimiter:
         """Several :meth:`hit` calls in order, under one lock acquisition."""
         for checks, member, _ in calls:
             validate_checks(checks, member)
+        self._ready()
         with self._lock:
             return [self._hit(checks, member, at_ms) for checks, member, at_ms in calls]
 
     def release(self, checks: Sequence[LimitCheck], member: str) -> None:
         """Give back the slots ``member`` holds in these keys (a refund; no-op where absent)."""
+        self._ready()
         with self._lock:
             for check in checks:
                 bucket = self._keys.get(check.key)
@@ -132,6 +155,7 @@ class MemoryLimiter:
     def reset(self) -> None:
         """Forget every counter whose key starts with ``namespace + ":"``."""
         prefix = self.namespace + ":"
+        self._pending = None  # what a deferred rebuild would restore is forgotten too
         with self._lock:
             for key in [k for k in self._keys if k.startswith(prefix)]:
                 del self._keys[key]
@@ -165,6 +189,7 @@ class MemoryLimiter:
 
     def size(self) -> int:
         """How many entries the counters hold, over every key (tests, benchmarks)."""
+        self._ready()
         with self._lock:
             return sum(len(b.entries) for b in self._keys.values())
 

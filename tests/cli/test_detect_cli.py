@@ -91,6 +91,14 @@ def test_detect_prints_what_it_held_and_why_and_is_idempotent(home: Path) -> Non
     code, out, _ = _invoke(home, "detect", "--format", "json")
     doc = json.loads(out)
     assert code == 0 and doc["held"] == 0 and doc["risk_updates"] == 0
+    assert doc["up_to_date"] is not None and doc["ratings"] == 0  # nothing new: not read
+    assert _export(home) == first
+    code, out, _ = _invoke(home, "detect")
+    assert code == 0 and "nothing changed since run" in out and "--full" in out
+    code, out, _ = _invoke(home, "detect", "--full", "--format", "json")
+    doc = json.loads(out)
+    assert code == 0 and doc["held"] == 0 and doc["risk_updates"] == 0 and doc["ratings"] > 0
+    assert doc["up_to_date"] is None
     assert _export(home) == first
 
 

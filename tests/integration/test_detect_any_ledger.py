@@ -73,8 +73,11 @@ def detect_on(home: Path, docs: list[dict[str, Any]], rubric: str = "default") -
     assert all(before[rid][0] == "accepted" and after[rid][0] == "held" for rid in moved)
     assert len(moved) == rep.held
     assert all(0.0 <= risk <= 1.0 for _, risk in after.values())
-    again = app.get(DetectService).run()
+    again = app.get(DetectService).run(full=True)
     assert again.held == 0 and again.risk_updates == 0
+    assert _statuses(app) == after
+    # nothing changed since: the next whole-ledger run reads nothing
+    assert app.get(DetectService).run().up_to_date == again.run_id
     assert _statuses(app) == after
     return app
 

@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from factories import T0, backend_url, make_app
@@ -107,10 +108,15 @@ def test_detect_holds_with_evidence_and_twice_changes_nothing(app: App) -> None:
     assert [e.kind for e in opened] == ["case.opened"] and opened[0].evidence["suspect_ratings"] > 0
 
     before_events, before = _events(app), _statuses(app)
-    again = svc.run()
+    again = svc.run(full=True)  # the whole analysis again: nothing new
     assert again.held == 0 and again.cases == [] and again.risk_updates == 0
+    assert again.ratings == rep.ratings and again.up_to_date is None
     assert _events(app) == before_events
     assert _statuses(app) == before
+    # and without --full: nothing changed since, so nothing is read at all
+    third = svc.run()
+    assert third.up_to_date == again.run_id and third.ratings == 0 and third.run_id is None
+    assert _events(app) == before_events and _statuses(app) == before
 
     risks = [r["risk"] for r in export_ratings(app.ledger)]
     assert all(0.0 <= r <= 1.0 for r in risks) and max(risks) > 0
@@ -190,3 +196,171 @@ def test_partitioned_reads_load_the_same_frame(app: App) -> None:
     ).all()
     assert a["counted"].equals(b["counted"]) and a["dup"].equals(b["dup"])
     assert len(a) == len(b) > 1000
+
+
+def test_every_read_path_loads_the_same_frame(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The columnar read (SQLite: the ADBC helper process; PostgreSQL: ADBC in process)
+    and the DBAPI cursor give identical frames: values, categories and their codes."""
+    import integrity.adapters.sql as sql_adapter
+    from rules.detectors.features import load_frame
+
+    kw = {"rubric": app.core.rubric, "tz": app.core.timezone, "chunk": 700}
+    app.ledger.adbc = False
+    plain = load_frame(app.ledger, **kw).frame
+    app.ledger.adbc = True
+    monkeypatch.setattr(sql_adapter, "BULK_SCAN_ROWS", 0)  # a large read: the fast path
+    fast = load_frame(app.ledger, **kw).frame
+    assert len(plain) == len(fast) > 1000
+    assert list(plain.columns) == list(fast.columns)
+    for c in plain.columns:
+        a, b = plain[c], fast[c]
+        if isinstance(a.dtype, pd.CategoricalDtype):
+            assert list(a.cat.categories) == list(b.cat.categories), c
+            assert (a.cat.codes.to_numpy() == b.cat.codes.to_numpy()).all(), c
+        else:
+            assert a.equals(b), c
+    # and a time range (partitions of occurred_at) through the fast path too
+    since = WORLD.start.replace(day=WORLD.start.day + 6)
+    part = load_frame(app.ledger, since=since, **kw).frame
+    assert 0 < int(part["in_scope"].sum()) < len(part) <= len(plain)
+
+
+def test_the_watermark_skips_only_when_nothing_detection_reads_changed(sqlite_app: App) -> None:
+    """A whole-ledger run is skipped only when a full run would change nothing: a new
+    rating, a reviewer's decision, a venue reload or another rule set each make the next
+    run analyse everything again, and what it then does is what a full run does."""
+    from factories import rating
+
+    app = sqlite_app
+    svc = _fast(app)
+    first = svc.run()
+    assert first.run_id and first.up_to_date is None
+    assert svc.run().up_to_date == first.run_id  # nothing new
+    assert svc.run(since=WORLD.start).up_to_date is None  # a range is always analysed
+    assert svc.run(dry_run=True).up_to_date is None  # and so is a dry run
+    assert svc.run().up_to_date == first.run_id  # neither moved the watermark
+
+    # a new rating: analysed again, and it is a full run's result
+    app.validate(rating(), replay=True)
+    rerun = svc.run()
+    assert rerun.up_to_date is None and rerun.ratings == first.ratings + 1
+    assert svc.run().up_to_date == rerun.run_id
+    full = svc.run(full=True)
+    assert full.held == 0 and full.risk_updates == 0
+
+    # a reviewer's decision (a status event)
+    review = ReviewService(app.ledger, People(app.ledger), app.clock, app.core.rule_set_id)
+    held = review.list_held("rev1", reason="outlier.")
+    review.clear("rev1", held[0]["rating_id"], "checked the ticket")
+    assert svc.run().up_to_date is None
+    assert svc.run().up_to_date is not None
+
+    # the venue registry reloaded
+    world = simulate(WORLD)
+    pv = pseudonymise_venues(world.venues, app.pseudonymiser)
+    app.ledger.replace_venues(pv.venues, pv.addresses, pv.kiosks, app.clock.now(), "test")
+    assert svc.run().up_to_date is None
+    assert svc.run().up_to_date is not None
+
+    # another rule set: its own thresholds, so a full analysis
+    other = DetectService(
+        app.ledger, svc.config, rubric=svc.rubric, tz=svc.tz, clock=svc.clock,
+        rule_set_id="f" * 32,
+    )  # fmt: skip
+    assert other.up_to_date() is None
+
+
+def _same_frames(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert list(a.columns) == list(b.columns) and len(a) == len(b)
+    for c in a.columns:
+        if isinstance(a[c].dtype, pd.CategoricalDtype):
+            assert list(a[c].cat.categories) == list(b[c].cat.categories), c
+            assert (a[c].cat.codes.to_numpy() == b[c].cat.codes.to_numpy()).all(), c
+        else:
+            assert a[c].equals(b[c]), c
+
+
+def test_an_incremental_read_gives_the_full_reads_frame(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a whole-ledger run, the next reads only the new ratings and the state of the
+    others from the ledger, the rest from the run's snapshot: the frame is the one a full
+    read gives (rows, values, categories and codes), new ratings and status changes
+    included; a snapshot that is not the file the run wrote is not used."""
+    from factories import rating
+
+    import integrity.adapters.sql as sql_adapter
+    from rules.detectors.features import load_frame, read_snapshot
+
+    svc = _fast(app)
+    assert svc.snapshot is not None
+    first = svc.run()
+    assert svc.snapshot.exists() and "snapshot_rows" not in first.timings
+    # new ratings (one from a device and a window already seen, one all new), a status change
+    with app.ledger.engine.connect() as conn:
+        known = conn.execute(sa.select(t.ratings).limit(1)).mappings().one()
+    for doc in (rating(window_id=known["window_id"]), rating(window_id="W-NEW", staff_id="S-NEW")):
+        app.validate(doc, replay=True)
+    review = ReviewService(app.ledger, People(app.ledger), app.clock, app.core.rule_set_id)
+    held = review.list_held("rev1", reason="outlier.")
+    review.clear("rev1", held[0]["rating_id"], "checked the ticket")
+
+    kw = {"rubric": app.core.rubric, "tz": app.core.timezone, "chunk": 900}
+    with app.ledger.reading() as conn:
+        sha = conn.execute(
+            sa.select(rt.detect_runs.c.snapshot_sha256).where(
+                rt.detect_runs.c.run_id == first.run_id
+            )
+        ).scalar_one()
+    base = read_snapshot(svc.snapshot, sha)
+    assert base is not None and base.num_rows == first.ratings
+    full = load_frame(app.ledger, **kw).frame
+    incremental = load_frame(app.ledger, base=base, **kw).frame
+    _same_frames(full, incremental)
+    assert len(full) == first.ratings + 2
+    # the fast (columnar) path too
+    monkeypatch.setattr(sql_adapter, "BULK_SCAN_ROWS", 0)
+    _same_frames(full, load_frame(app.ledger, base=base, **kw).frame)
+
+    # the run itself: reads from the snapshot, and does what a full run would
+    rep = svc.run()
+    assert rep.timings["snapshot_rows"] == first.ratings and rep.ratings == first.ratings + 2
+    again = svc.run(full=True)
+    assert again.held == 0 and again.risk_updates == 0 and again.cases == []
+
+    # a snapshot changed on disk is not the one recorded: everything is read again
+    svc.snapshot.write_bytes(svc.snapshot.read_bytes()[:-8] + b"tampered")
+    app.validate(rating(), replay=True)
+    rep = svc.run()
+    assert "snapshot_rows" not in rep.timings and rep.ratings == first.ratings + 3
+
+
+def test_where_the_detectors_run_changes_nothing(sqlite_app: App) -> None:
+    """The forked worker (soft signals and half the detectors) and the same work in
+    process give the same findings in the same order, thresholds and risks."""
+    from rules.detectors.features import load_frame
+    from rules.detectors.generic import Worker
+
+    svc = DetectService.from_app(sqlite_app)
+    frame = load_frame(sqlite_app.ledger, rubric=svc.rubric, tz=svc.tz)
+    forked = svc.analyse(frame)
+    here = svc.analyse(frame, worker=Worker(enabled=False))
+    assert forked[0] == here[0] and forked[3] == here[3]
+    assert forked[2].hold.keys() == here[2].hold.keys()
+    assert forked[2].ranked.equals(here[2].ranked)
+
+
+def test_a_failed_reader_process_falls_back_to_the_cursor(
+    sqlite_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the SQLite helper process fails before giving anything, the read goes through
+    the DBAPI cursor: same frame."""
+    import integrity.adapters.columnar as columnar
+    import integrity.adapters.sql as sql_adapter
+    from rules.detectors.features import load_frame
+
+    kw = {"rubric": sqlite_app.core.rubric, "tz": sqlite_app.core.timezone}
+    plain = load_frame(sqlite_app.ledger, **kw).frame
+    monkeypatch.setattr(sql_adapter, "BULK_SCAN_ROWS", 0)
+    monkeypatch.setattr(columnar.sys, "executable", "/bin/false")  # exits, writes nothing
+    _same_frames(plain, load_frame(sqlite_app.ledger, **kw).frame)
