@@ -56,7 +56,6 @@ from integrity.sqlkit import translate_errors
 from integrity.tickets import ServiceRecords, TicketPolicy
 from publishing import Pages, Releases
 from rules.detectors.review import ReviewService
-from rules.detectors.service import DetectService
 from rules.ratelimit import MemoryLimiter, RateLimitGate, limiter_from_url
 from rules.ratelimit.rebuild import rebuild
 from rules.realtime import KioskGate, PeriodGate, RegistryGate, Snapshot, TicketGate, TimeGate
@@ -187,7 +186,8 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
             RegistryService: lambda a: RegistryService(
                 SqlRegistryStore(a.ledger), a.people, a.clock
             ),
-            DetectService: DetectService.from_app,
+            # detection loads numpy, pandas and scipy: imported by whoever asks for it
+            "rules.detectors.service:DetectService": _detect_service,
             ReviewService: ReviewService.from_app,
             AppealService: AppealService.from_app,
             AuditContext: AuditContext.from_app,
@@ -240,6 +240,12 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
     app.background.append(webhook_outbox)
     app.background.append(tickets_settle)
     return app
+
+
+def _detect_service(app: App) -> Any:
+    from rules.detectors.service import DetectService
+
+    return DetectService.from_app(app)
 
 
 def _close_limiter(limiter: Any) -> None:
