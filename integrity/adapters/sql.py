@@ -322,6 +322,83 @@ def _decision_from(rating_id: int, row: Mapping[Any, Any], replayed: bool) -> De
     )
 
 
+def _sqlite_time(value: datetime | None) -> str | None:
+    """A datetime as :class:`~integrity.sqlkit.UTCDateTime` stores it on SQLite (naive
+    UTC text with microseconds, SQLAlchemy's format), without the type machinery."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the ledger")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _same(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("naive datetime given to the ledger")
+    return value
+
+
+#: Column order of the bulk path's tuples (``record_many``); every column of each table.
+_BULK_RATING_COLS = (
+    "rating_id", "fingerprint", "ticket_id", "claims_ticket", "window_id", "staff_id",
+    "service_type", "channel", "served_at", "submitted_at", "submitted_at_given",
+    "received_at", "occurred_at", "scores", "composite", "comment", "ip_hash",
+    "prefix_hash", "device_hash", "rule_set_id", "client_id", *_SCORE_COLS,
+)  # fmt: skip
+_BULK_EVENT_COLS = ("event_id", "rating_id", *_EVENT_COLS)
+_BULK_STATUS_COLS = ("rating_id", "last_event_id", *_STATUS_COLS)
+for _table, _cols in (
+    (t.ratings, _BULK_RATING_COLS),
+    (t.events, _BULK_EVENT_COLS),
+    (t.rating_status, _BULK_STATUS_COLS),
+):
+    assert sorted(_cols) == sorted(c.name for c in _table.columns), _table.name
+_KNOWN_REASONS = frozenset(REASONS)
+
+
+def _bulk_rows(
+    pending: Sequence[Pending],
+    rids: Sequence[int],
+    eids: Sequence[int],
+    actor: str,
+    slots: Mapping[str, int | None],
+    when: Callable[[datetime | None], Any],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The rows ``rating_row``, ``_decision_event`` and ``_status_row`` describe, as
+    tuples in the ``_BULK_*_COLS`` order, times converted by ``when``."""
+    decision = Kind.DECISION.value
+    n_slots = len(_SCORE_COLS)
+    ratings, events, statuses = [], [], []
+    for rid, eid, p in zip(rids, eids, pending, strict=True):
+        r = p.rating
+        if not _KNOWN_REASONS.issuperset(p.reasons):
+            raise ValueError(f"reasons not in integrity.catalogue: {list(p.reasons)}")
+        scores: list[int | None] = [None] * n_slots
+        for dim, value in r.scores.items():
+            slot = slots.get(dim)
+            if slot is not None:
+                scores[slot - 1] = int(value)
+        received = when(r.received_at)
+        status = p.status.value
+        ratings.append(
+            (
+                rid, r.fingerprint, r.ticket_id, Reason.DUPLICATE_TICKET not in p.reasons,
+                r.window_id, r.staff_id, r.service_type, r.channel, when(r.served_at),
+                when(r.submitted_at), r.submitted_at_given, received, when(r.occurred_at),
+                canonical_json(dict(r.scores)), r.composite, r.comment, r.ip_hash,
+                r.prefix_hash, r.device_hash, p.rule_set_id, r.client_id, *scores,
+            )
+        )  # fmt: skip
+        events.append(
+            (
+                eid, rid, None, decision, actor, status, canonical_json(list(p.reasons)),
+                p.rule_set_id, canonical_json(dict(p.evidence)), received,
+            )
+        )  # fmt: skip
+        statuses.append((rid, eid, status, ";".join(p.reasons), 0.0, 1))
+    return ratings, events, statuses
+
+
 class SqlLedger:
     """Append-only ledger of ratings and events on one SQLAlchemy engine."""
 
@@ -876,38 +953,11 @@ class SqlLedger:
                 with self._writing() as conn:
                     rids = self._allocate(conn, t.ratings.c.rating_id, len(pending))
                     eids = self._allocate(conn, t.events.c.event_id, len(pending))
-                    self._load(
-                        conn,
-                        t.ratings,
-                        [
-                            {
-                                "rating_id": rid,
-                                **rating_row(
-                                    p.rating,
-                                    p.rule_set_id,
-                                    Reason.DUPLICATE_TICKET not in p.reasons,
-                                    slots,
-                                ),
-                            }
-                            for rid, p in zip(rids, pending, strict=True)
-                        ],
-                    )
-                    self._load(
-                        conn,
-                        t.events,
-                        [
-                            {"event_id": eid, "rating_id": rid, **_decision_event(p, actor)}
-                            for rid, eid, p in zip(rids, eids, pending, strict=True)
-                        ],
-                    )
-                    self._load(
-                        conn,
-                        t.rating_status,
-                        [
-                            {"rating_id": rid, "last_event_id": eid, **_status_row(p)}
-                            for rid, eid, p in zip(rids, eids, pending, strict=True)
-                        ],
-                    )
+                    when = _sqlite_time if self.dialect == "sqlite" else _same
+                    ratings, events, statuses = _bulk_rows(pending, rids, eids, actor, slots, when)
+                    self._load(conn, t.ratings, _BULK_RATING_COLS, ratings)
+                    self._load(conn, t.events, _BULK_EVENT_COLS, events)
+                    self._load(conn, t.rating_status, _BULK_STATUS_COLS, statuses)
             except AlreadyExists:  # a concurrent writer took a ticket or a fingerprint
                 # one by one, settling each race, still in one transaction: all or nothing
                 with self._writing() as conn:
@@ -917,22 +967,28 @@ class SqlLedger:
             for rid, p in zip(rids, pending, strict=True)
         ]
 
-    def _load(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        """Insert many rows: ``COPY`` on PostgreSQL (one stream, not one statement per
-        row), ``executemany`` elsewhere. Same transaction either way."""
+    def _load(
+        self, conn: Connection, table: sa.Table, cols: Sequence[str], rows: list[tuple[Any, ...]]
+    ) -> None:
+        """Insert many rows, given as tuples in the order of ``cols`` with values as the
+        driver takes them (no SQLAlchemy type processing, no statement compiled per
+        call): ``COPY`` on PostgreSQL (one stream, not one statement per row), one plain
+        DBAPI ``executemany`` on SQLite. Same transaction either way."""
         if not rows:
             return
         if self.dialect != "postgresql":
-            conn.execute(table.insert(), rows)
+            marks = ", ".join("?" * len(cols))
+            conn.exec_driver_sql(
+                f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks})", rows
+            )
             return
-        cols = list(rows[0])
         raw = conn.connection.driver_connection
         assert raw is not None
         sql = f"COPY {table.name} ({', '.join(cols)}) FROM STDIN"
         try:
             with raw.cursor() as cur, cur.copy(sql) as copy:
                 for row in rows:
-                    copy.write_row([row[c] for c in cols])
+                    copy.write_row(row)
         except psycopg.Error as err:  # as SQLAlchemy would have wrapped it
             raise sa.exc.DBAPIError.instance(sql, None, err, psycopg.Error) from err
 
