@@ -21,10 +21,11 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
 from integrity import merkle
@@ -35,7 +36,10 @@ from integrity.config import rule_set_id
 from integrity.config_tables import current_columns
 from integrity.errors import AlreadyExists
 from integrity.model import Event, Status
-from integrity.sqlkit import translate_errors
+from integrity.sqlkit import UTCDateTime, translate_errors
+
+UTC_TIME = UTCDateTime()
+_SQLITE = sqlite_dialect.dialect()
 
 #: How many unsealed events verify lists by id.
 UNSEALED_SHOWN = 10
@@ -148,6 +152,88 @@ def _check_client(row: Mapping[Any, Any], report: VerifyReport) -> None:
         )
 
 
+class _RawLeaves:
+    """Leaf hashes from the rows of :func:`_event_query` as the driver returns them.
+
+    The same bytes as :func:`leaf_data` of the rows SQLAlchemy would return, without
+    its per-value result processing: times become aware UTC ISO 8601 (SQLite stores
+    naive UTC text, PostgreSQL returns ``timestamptz`` in the session's zone), and
+    booleans ``true``/``false`` (SQLite stores 0/1). Used by ``seal``; ``verify``
+    recomputes every leaf through the processed rows, so the two must agree.
+    """
+
+    _cache: ClassVar[dict[str, _RawLeaves]] = {}
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        cols = [c.name for c in _event_query().selected_columns]
+        self.ev_idx = [cols.index(k) for k in EVENT_FIELDS]
+        self.rt_idx = [cols.index("r_" + k) for k in RATING_FIELDS]
+        self.kind_idx = cols.index("kind")
+        self.rid_idx = cols.index("r_rating_id")
+        times = {"at", "r_served_at", "r_submitted_at", "r_received_at", "r_occurred_at"}
+        bools = {"r_claims_ticket", "r_submitted_at_given"}
+        self.ev_conv = [self._conv(cols[i], times, bools) for i in self.ev_idx]
+        self.rt_conv = [self._conv(cols[i], times, bools) for i in self.rt_idx]
+
+    @classmethod
+    def of(cls, dialect: str) -> _RawLeaves:
+        found = cls._cache.get(dialect)
+        if found is None:
+            found = cls._cache[dialect] = cls(dialect)
+        return found
+
+    def sql(self, query: sa.Select[Any], conn: Connection) -> str:
+        # the block size is the one value bound in the query: render it inline
+        return str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+
+    def _conv(self, name: str, times: set[str], bools: set[str]) -> Any:
+        if name in times:
+            return _sqlite_iso if self.dialect == "sqlite" else _aware_iso
+        if name in bools:
+            return _bool
+        return None
+
+    def leaf_hash(self, row: Sequence[Any]) -> bytes:
+        ev = [
+            row[i] if conv is None else conv(row[i])
+            for i, conv in zip(self.ev_idx, self.ev_conv, strict=True)
+        ]
+        if row[self.kind_idx] != "decision":
+            return merkle.leaf_hash(_ENCODE([LEAF_FORMAT, ev, None]).encode())
+        if row[self.rid_idx] is None:
+            return merkle.leaf_hash(b"missing rating")
+        rt = [
+            row[i] if conv is None else conv(row[i])
+            for i, conv in zip(self.rt_idx, self.rt_conv, strict=True)
+        ]
+        return merkle.leaf_hash(_ENCODE([LEAF_FORMAT, ev, rt]).encode())
+
+
+def _sqlite_iso(value: Any) -> Any:
+    """SQLite's stored text of a UTC time -> what ``_plain`` makes of it once processed."""
+    if value is None:
+        return None
+    if isinstance(value, str) and len(value) == 26 and value[10] == " " and value[19] == ".":
+        frac = value[20:]
+        return f"{value[:10]}T{value[11:19]}{'' if frac == '000000' else '.' + frac}+00:00"
+    return _aware_iso(UTC_TIME.process_result_value(value, _SQLITE))
+
+
+def _aware_iso(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC).isoformat()
+    return value.astimezone(UTC).isoformat()
+
+
+def _bool(value: Any) -> Any:
+    return None if value is None else bool(value)
+
+
 @dataclass(frozen=True)
 class Head:
     size: int
@@ -221,26 +307,26 @@ class MerkleLog:
         sealed = sa.select(t.log_leaves.c.event_id).where(
             t.log_leaves.c.event_id == t.events.c.event_id
         )
-        rows = (
-            conn.execute(
-                _event_query()
-                .where(~sa.exists(sealed))
-                .order_by(t.events.c.event_id)
-                .limit(self.block)
-            )
-            .mappings()
-            .all()
+        query = (
+            _event_query().where(~sa.exists(sealed)).order_by(t.events.c.event_id).limit(self.block)
         )
+        # The rows as the driver gives them (no SQLAlchemy result processing per value):
+        # _RawLeaves turns them into exactly the bytes leaf_data makes of processed rows.
+        raw = _RawLeaves.of(self.ledger.dialect)
+        rows = conn.exec_driver_sql(raw.sql(query, conn)).all()
         if not rows:
             return 0
         frontier = merkle.CompactRange.from_list(json.loads(head["frontier"]))
         start = frontier.size
-        leaves = []
-        for i, row in enumerate(rows):
-            h = _leaf_of(row)
-            frontier.append(h)
-            leaves.append({"leaf_index": start + i, "event_id": row["event_id"], "leaf_hash": h})
-        conn.execute(t.log_leaves.insert(), leaves)
+        hashes = [raw.leaf_hash(row) for row in rows]
+        frontier.extend(hashes)
+        leaves = [
+            (start + i, row[0], h) for i, (row, h) in enumerate(zip(rows, hashes, strict=True))
+        ]
+        marks = "%s, %s, %s" if self.ledger.dialect == "postgresql" else "?, ?, ?"
+        conn.exec_driver_sql(
+            f"INSERT INTO log_leaves (leaf_index, event_id, leaf_hash) VALUES ({marks})", leaves
+        )
         conn.execute(
             t.log_head.update()
             .where(t.log_head.c.id == 1)
