@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from integrity.catalogue import Reason
 from integrity.model import (
@@ -33,9 +33,9 @@ from integrity.registry import ServiceRegistry
 # --- rate limiting -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LimitCheck:
-    """One rule applied to one subject, ready for a storage backend.
+class LimitCheck(NamedTuple):
+    """One rule applied to one subject, ready for a storage backend (a named tuple:
+    the gate builds several per rating, and a tuple is built several times faster).
 
     ``key`` is the full storage key (namespaced, schema-versioned, pseudonymised
     subject). ``window_ms`` > 0 is a sliding log: at most ``limit`` hits in any
