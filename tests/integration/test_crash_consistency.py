@@ -71,10 +71,23 @@ def ingest(home: Path, file: Path, *extra: str) -> subprocess.CompletedProcess[s
     )
 
 
+def killed_ingest(home: Path, file: Path, commits: int) -> None:
+    """``integrity ingest`` SIGKILLed once it has written ``commits`` progress lines
+    (one per chunk committed: no clean close, nothing sealed)."""
+    proc, out = start([*CLI, "ingest", "--progress", str(file)], env=embedded_env(home), cwd=home)
+    try:
+        out.wait_for("ratings committed", times=commits, what="integrity ingest")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
 def test_ingest_killed_after_some_chunks_and_run_again_is_exact(tmp_path: Path) -> None:
-    # three thousand ratings over the last days (a replay must not be in the future)
+    # six thousand ratings over the last days (a replay must not be in the future):
+    # six chunks of a thousand
     now = datetime.now(UTC).replace(microsecond=0)
-    docs = history(now - timedelta(days=3), 3000, seed=23)
+    docs = history(now - timedelta(days=6), 6000, seed=23)
     assert datetime.fromisoformat(docs[-1]["submitted_at"]) < now
     file = tmp_path / "ratings.jsonl"
     file.write_text("".join(json.dumps(d) + "\n" for d in docs))
@@ -87,24 +100,30 @@ def test_ingest_killed_after_some_chunks_and_run_again_is_exact(tmp_path: Path) 
     want = decisions(whole)
     assert {d[3] for d in want} == {"accepted", "rejected"}
 
-    proc, out = start(
-        [*CLI, "ingest", "--progress", str(file)], env=embedded_env(killed), cwd=killed
-    )
-    try:
-        out.wait_for("ratings committed", times=2, what="integrity ingest")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    killed_ingest(killed, file, commits=2)
     partial = decisions(killed)
     assert 0 < len(partial) < len(want), "the kill came too late to prove anything"
     assert partial == want[: len(partial)]
+
+    # killed again further on: the second run's counters were rebuilt from the first
+    # run's ratings, and its own ratings must rebuild the third run's
+    killed_ingest(killed, file, commits=4)
+    more = decisions(killed)
+    assert len(partial) < len(more) < len(want), "the second kill proves nothing"
+    assert more == want[: len(more)]
 
     again = ingest(killed, file)
     assert again.returncode == 0, again.stderr
     assert decisions(killed) == want
     summary = again.stdout.splitlines()[0]
-    assert summary.startswith(f"{len(docs)} lines: {len(want) - len(partial)} written"), summary
+    assert summary.startswith(f"{len(docs)} lines: {len(want) - len(more)} written"), summary
+    # what the killed runs wrote and never sealed was sealed by the last one, intact
+    verified = subprocess.run(
+        [*CLI, "ledger", "verify"], env=embedded_env(killed), cwd=killed,
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "0 event(s) not yet sealed" in verified.stdout, verified.stdout
 
 
 def free_port() -> int:
