@@ -262,9 +262,11 @@ class ValidationHook:
             out[i] = d
         for i, j in again.items():
             # what the ledger answers an identical retry: the first decision, as stored
-            d = out[j]
-            assert d is not None
-            out[i] = Decision(d.rating_id, d.status, d.reasons, d.rule_set_id, replayed=True)
+            orig = out[j]
+            assert orig is not None
+            out[i] = Decision(
+                orig.rating_id, orig.status, orig.reasons, orig.rule_set_id, replayed=True
+            )
         for (line, _), decided in zip(batch, out, strict=True):
             assert decided is not None
             yield IngestItem(line, decision=self._receipted(decided))
