@@ -440,31 +440,50 @@ class SqlLedger:
         return Lookup(None, bool(rows))
 
     def lookup_many(self, ratings: Sequence[Rating]) -> list[Lookup]:
-        """``lookup`` for many ratings with two queries."""
+        """``lookup`` for many ratings with two queries (plain DBAPI: one array parameter
+        on PostgreSQL, chunks of 900 placeholders on SQLite)."""
         fps = [r.fingerprint for r in ratings]
         tickets = list({r.ticket_id for r in ratings})
         with translate_errors(), self.engine.connect() as conn:
-            known: dict[str, int] = {}
-            for part in _chunks(fps, 900):
-                rows = conn.execute(
-                    sa.select(t.ratings.c.fingerprint, t.ratings.c.rating_id).where(
-                        t.ratings.c.fingerprint.in_(part)
-                    )
+            if self.dialect == "postgresql":
+                known = dict(
+                    conn.exec_driver_sql(
+                        "SELECT fingerprint, rating_id FROM ratings WHERE fingerprint = ANY(%s)",
+                        (fps,),
+                    ).all()
                 )
-                known.update({fp: rid for fp, rid in rows})
-            taken: set[str] = set()
-            for part in _chunks(tickets, 900):
-                tickets_rows = conn.execute(
-                    sa.select(t.ratings.c.ticket_id).where(
-                        t.ratings.c.ticket_id.in_(part), t.ratings.c.claims_ticket.is_(True)
+                taken = {
+                    str(tid)
+                    for (tid,) in conn.exec_driver_sql(
+                        "SELECT ticket_id FROM ratings WHERE ticket_id = ANY(%s) AND claims_ticket",
+                        (tickets,),
                     )
-                )
-                taken.update(str(tid) for tid in tickets_rows.scalars())
+                }
+            else:
+                known = {}
+                taken = set()
+                for part in _chunks(fps, 900):
+                    marks = ", ".join("?" * len(part))
+                    known.update(
+                        conn.exec_driver_sql(
+                            f"SELECT fingerprint, rating_id FROM ratings WHERE fingerprint IN ({marks})",
+                            tuple(part),
+                        ).all()
+                    )
+                for part in _chunks(tickets, 900):
+                    marks = ", ".join("?" * len(part))
+                    taken.update(
+                        str(tid)
+                        for (tid,) in conn.exec_driver_sql(
+                            f"SELECT ticket_id FROM ratings WHERE ticket_id IN ({marks}) AND claims_ticket",
+                            tuple(part),
+                        )
+                    )
             out = []
             for r in ratings:
                 rid = known.get(r.fingerprint)
                 existing = (
-                    self._first_decision(conn, rid, replayed=True) if rid is not None else None
+                    self._first_decision(conn, int(rid), replayed=True) if rid is not None else None
                 )
                 out.append(Lookup(existing, existing is not None or r.ticket_id in taken))
             return out
