@@ -8,15 +8,16 @@ backend, alternating, ``--repeat`` times (the median counts):
   composite, bulk-insert through SQLAlchemy Core into a table shaped like ``ratings``;
 - engine: ``integrity init``, ``integrity venues load`` and ``integrity ingest`` as the
   operator runs them (three processes: every rule on, decision events, sealing at
-  close, the low-score alerts' projection), on SQLite with the in-process limiter and on
-  PostgreSQL (COPY) with Redis.
+  close, the low-score alerts' projection), on SQLite and on PostgreSQL (COPY) with
+  the in-process limiter, and on PostgreSQL with Redis (one ``hit.lua`` call per
+  rating, pipelined).
 
 Prints each step's median seconds, ratings/s, the ratio floor time / engine time
 (target >= 0.5x), and per size how the rate holds (every step's time per rating must
 not grow with the size).
 
     .venv/bin/python -m bench.bench_ingest [--sizes 30000,300000] [--repeat 3]
-        [--backends sqlite,postgresql] [--seed 7]
+        [--backends sqlite,postgresql,postgresql+redis] [--seed 7]
 """
 
 from __future__ import annotations
@@ -58,21 +59,30 @@ def run(cmd: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-def floor_once(kind: str, data: Path) -> float:
-    with fresh_database(kind) as url:
+#: backend -> (database kind, limiter); the floor runs on the same database kind
+BACKENDS = {
+    "sqlite": ("sqlite", "memory://"),
+    "postgresql": ("postgresql", "memory://"),
+    "postgresql+redis": ("postgresql", REDIS),
+}
+
+
+def floor_once(backend: str, data: Path) -> float:
+    with fresh_database(BACKENDS[backend][0]) as url:
         cmd = [sys.executable, "-m", "bench.ingest_floor", "--db", url, str(data / "ratings.jsonl")]
         return run(cmd, dict(os.environ))
 
 
-def engine_once(kind: str, data: Path) -> dict[str, float]:
+def engine_once(backend: str, data: Path) -> dict[str, float]:
+    kind, limiter = BACKENDS[backend]
     with ExitStack() as stack:
         url = stack.enter_context(fresh_database(kind))
         home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         env = {k: v for k, v in os.environ.items() if not k.startswith("INTEGRITY_")}
-        env.update(INTEGRITY_HOME=str(home), INTEGRITY_DB=url)
-        if kind == "postgresql":
+        env.update(INTEGRITY_HOME=str(home), INTEGRITY_DB=url, INTEGRITY_REDIS=limiter)
+        if limiter == REDIS:
             ns = f"bench-ingest-{uuid.uuid4().hex[:8]}"
-            env.update(INTEGRITY_REDIS=REDIS, INTEGRITY_NAMESPACE=ns)
+            env.update(INTEGRITY_NAMESPACE=ns)
             stack.callback(_forget, ns)
         times = {
             "init": run([*CLI, "init"], env),
@@ -96,7 +106,7 @@ def main() -> None:
     )
     ap.add_argument("--sizes", default="30000,300000")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--backends", default="sqlite,postgresql")
+    ap.add_argument("--backends", default=",".join(BACKENDS), help=", ".join(BACKENDS))
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -120,9 +130,8 @@ def main() -> None:
                 steps = {s: statistics.median(e[s] for e in engines) for s in STEPS}
                 total = statistics.median(sum(e.values()) for e in engines)
                 per_rating[kind].append((n, {**steps, "floor": f, "total": total}))
-                lname = "in-process limiter" if kind == "sqlite" else "Redis, COPY"
                 print(
-                    f"  {kind:<10} ({lname}): floor {f:6.2f} s {n / f:8,.0f}/s | engine {total:6.2f} s "
+                    f"  {kind:<16}: floor {f:6.2f} s {n / f:8,.0f}/s | engine {total:6.2f} s "
                     f"{n / total:8,.0f}/s (init {steps['init']:.2f} + venues {steps['venues']:.2f} "
                     f"+ ingest {steps['ingest']:.2f}) | ratio {f / total:4.2f}x (target >= 0.50x)",
                     flush=True,
@@ -132,7 +141,7 @@ def main() -> None:
         for kind in kinds:
             for n, steps in per_rating[kind]:
                 cells = "  ".join(f"{k} {v / n * 1e6:7.1f}" for k, v in steps.items())
-                print(f"  {kind:<10} {n:>9,}: {cells}")
+                print(f"  {kind:<16} {n:>9,}: {cells}")
 
 
 if __name__ == "__main__":
