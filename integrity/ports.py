@@ -361,6 +361,11 @@ class UnitOfWork(Protocol):
         """
         ...
 
+    def append_many(self, events: Sequence[Event]) -> list[Event]:
+        """Append events that change no status, in order, in one statement; returns them
+        with their ids (ascending in the order given)."""
+        ...
+
     def change_many(
         self, events: Sequence[Event], only_if: Callable[[RatingState], bool]
     ) -> list[Event]:

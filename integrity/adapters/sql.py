@@ -446,7 +446,7 @@ class SqlLedger:
         tickets = list({r.ticket_id for r in ratings})
         with translate_errors(), self.engine.connect() as conn:
             if self.dialect == "postgresql":
-                known = dict(
+                known: dict[str, int] = dict(
                     conn.exec_driver_sql(
                         "SELECT fingerprint, rating_id FROM ratings WHERE fingerprint = ANY(%s)",
                         (fps,),
@@ -1546,6 +1546,22 @@ class SqlUnitOfWork:
                     Status(st), int(version), tuple(x for x in str(reasons).split(";") if x)
                 )
         return out
+
+    def append_many(self, events: Sequence[Event]) -> list[Event]:
+        """See :meth:`integrity.ports.UnitOfWork.append_many`."""
+        if not events:
+            return []
+        if any(ev.status is not None for ev in events):
+            raise ValueError("append_many takes events that change no status")
+        eids = (
+            self.connection.execute(
+                t.events.insert().returning(t.events.c.event_id, sort_by_parameter_order=True),
+                [_event_row(ev) for ev in events],
+            )
+            .scalars()
+            .all()
+        )
+        return [replace(ev, event_id=int(eid)) for ev, eid in zip(events, eids, strict=True)]
 
     def change_many(
         self, events: Sequence[Event], only_if: Callable[[RatingState], bool]
