@@ -223,6 +223,8 @@ def _sqlite_iso(value: Any) -> Any:
 def _aware_iso(value: Any) -> Any:
     if value is None:
         return None
+    if value.__class__ is datetime and value.tzinfo is UTC:
+        return value.isoformat()
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
@@ -313,6 +315,8 @@ class MerkleLog:
         # The rows as the driver gives them (no SQLAlchemy result processing per value):
         # _RawLeaves turns them into exactly the bytes leaf_data makes of processed rows.
         raw = _RawLeaves.of(self.ledger.dialect)
+        if self.ledger.dialect == "postgresql":  # times come back in UTC: no conversion
+            conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
         rows = conn.exec_driver_sql(raw.sql(query, conn)).all()
         if not rows:
             return 0
