@@ -828,6 +828,8 @@ class SqlLedger:
         q = sa.select(sa.func.max(t.events.c.event_id))
         if kind is not None:
             q = q.where(t.events.c.kind == kind)
+            if kind != Kind.DECISION:  # the partial index ix_events_kind_event_id
+                q = q.where(t.events.c.kind != Kind.DECISION.value)
         with translate_errors(), self.reader.connect() as conn:
             value = conn.execute(q).scalar()
         return int(value) if value is not None else None

@@ -20,7 +20,10 @@ from integrity.clock import Clock, SystemClock
 from integrity.ports import LimitCheck, LimitFailure, LimitOutcome
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_SWEEP_EVERY = 10_000  # hits between sweeps of expired keys
+# Hits between sweeps of expired keys: at least this many, and at least as many as there
+# are keys, so sweeping costs O(1) per hit however many keys a long replay keeps (keys
+# expire by the clock, not by replayed time: replaying a year keeps them all).
+_SWEEP_EVERY = 10_000
 
 
 def epoch_ms(at: datetime) -> int:
@@ -195,7 +198,7 @@ class MemoryLimiter:
         clock_ms = self._clock_ms()
         now = clock_ms if at_ms is None else int(at_ms)
         self._hits_since_sweep += 1
-        if self._hits_since_sweep >= _SWEEP_EVERY:
+        if self._hits_since_sweep >= _SWEEP_EVERY and self._hits_since_sweep >= len(self._keys):
             self._sweep(clock_ms)
         keys = self._keys
 

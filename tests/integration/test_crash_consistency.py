@@ -74,7 +74,11 @@ def ingest(home: Path, file: Path, *extra: str) -> subprocess.CompletedProcess[s
 def killed_ingest(home: Path, file: Path, commits: int) -> None:
     """``integrity ingest`` SIGKILLed once it has written ``commits`` progress lines
     (one per chunk committed: no clean close, nothing sealed)."""
-    proc, out = start([*CLI, "ingest", "--progress", str(file)], env=embedded_env(home), cwd=home)
+    proc, out = start(
+        [*CLI, "ingest", "--progress", "--chunk", "1000", str(file)],
+        env=embedded_env(home),
+        cwd=home,
+    )
     try:
         out.wait_for("ratings committed", times=commits, what="integrity ingest")
     finally:
