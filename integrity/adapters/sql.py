@@ -327,6 +327,8 @@ def _sqlite_time(value: datetime | None) -> str | None:
     UTC text with microseconds, SQLAlchemy's format), without the type machinery."""
     if value is None:
         return None
+    if value.tzinfo is UTC:  # the usual case: 'YYYY-MM-DD HH:MM:SS.ffffff+00:00'
+        return value.isoformat(" ", "microseconds")[:26]
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the ledger")
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
@@ -354,6 +356,36 @@ for _table, _cols in (
 ):
     assert sorted(_cols) == sorted(c.name for c in _table.columns), _table.name
 _KNOWN_REASONS = frozenset(REASONS)
+
+
+_JSON_CACHE: dict[Any, str] = {}
+
+
+def _reasons_json(reasons: Sequence[str]) -> str:
+    """``canonical_json(list(reasons))``, remembered (a few dozen combinations occur)."""
+    key = tuple(reasons)
+    found = _JSON_CACHE.get(key)
+    if found is None:
+        found = canonical_json(list(key))
+        if len(_JSON_CACHE) < 4096:
+            _JSON_CACHE[key] = found
+    return found
+
+
+def _evidence_json(evidence: Mapping[str, Any]) -> str:
+    """``canonical_json(dict(evidence))``; a flat one of plain strings (the usual
+    ``{"client_id": ...}``) remembered."""
+    if len(evidence) == 1:
+        ((k, v),) = evidence.items()
+        if type(v) is str:
+            key = ("evidence", k, v)
+            found = _JSON_CACHE.get(key)
+            if found is None:
+                found = canonical_json({k: v})
+                if len(_JSON_CACHE) < 4096:
+                    _JSON_CACHE[key] = found
+            return found
+    return canonical_json(dict(evidence))
 
 
 def _bulk_rows(
@@ -391,8 +423,8 @@ def _bulk_rows(
         )  # fmt: skip
         events.append(
             (
-                eid, rid, None, decision, actor, status, canonical_json(list(p.reasons)),
-                p.rule_set_id, canonical_json(dict(p.evidence)), received,
+                eid, rid, None, decision, actor, status, _reasons_json(p.reasons),
+                p.rule_set_id, _evidence_json(p.evidence), received,
             )
         )  # fmt: skip
         statuses.append((rid, eid, status, ";".join(p.reasons), 0.0, 1))
