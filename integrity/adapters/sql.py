@@ -269,15 +269,7 @@ def _pg_record_statement() -> sa.Insert:
     )
 
 
-def _sqlite_record_statement() -> sa.Insert:
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(t.ratings).on_conflict_do_nothing().returning(t.ratings.c.rating_id)
-
-
 _PG_RECORD = _pg_record_statement()
-_SQLITE_RECORD = _sqlite_record_statement()
-_INSERT_EVENT = t.events.insert().returning(t.events.c.event_id)
 
 
 def risk_value(x: float) -> float:
@@ -388,6 +380,42 @@ def _evidence_json(evidence: Mapping[str, Any]) -> str:
     return canonical_json(dict(evidence))
 
 
+def _row_values(
+    p: Pending,
+    claims: bool,
+    actor: str,
+    slots: Mapping[str, int | None],
+    when: Callable[[datetime | None], Any],
+) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
+    """The rows ``rating_row``, ``_decision_event`` and ``_status_row`` describe, as
+    tuples in the ``_BULK_*_COLS`` order less the ids (rating; event without event and
+    rating id; status without rating and event id), times converted by ``when``."""
+    r = p.rating
+    if not _KNOWN_REASONS.issuperset(p.reasons):
+        raise ValueError(f"reasons not in integrity.catalogue: {list(p.reasons)}")
+    scores: list[int | None] = [None] * len(_SCORE_COLS)
+    for dim, value in r.scores.items():
+        slot = slots.get(dim)
+        if slot is not None:
+            scores[slot - 1] = int(value)
+    received = when(r.received_at)
+    status = p.status.value
+    rating = (
+        r.fingerprint, r.ticket_id, claims, r.window_id, r.staff_id, r.service_type,
+        r.channel, when(r.served_at), when(r.submitted_at), r.submitted_at_given, received,
+        when(r.occurred_at), canonical_json(dict(r.scores)), r.composite, r.comment,
+        r.ip_hash, r.prefix_hash, r.device_hash, p.rule_set_id, r.client_id, *scores,
+    )  # fmt: skip
+    event = (
+        None, _DECISION, actor, status, _reasons_json(p.reasons), p.rule_set_id,
+        _evidence_json(p.evidence), received,
+    )  # fmt: skip
+    return rating, event, (status, ";".join(p.reasons), 0.0, 1)
+
+
+_DECISION = Kind.DECISION.value
+
+
 def _bulk_rows(
     pending: Sequence[Pending],
     rids: Sequence[int],
@@ -396,39 +424,28 @@ def _bulk_rows(
     slots: Mapping[str, int | None],
     when: Callable[[datetime | None], Any],
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The rows ``rating_row``, ``_decision_event`` and ``_status_row`` describe, as
-    tuples in the ``_BULK_*_COLS`` order, times converted by ``when``."""
-    decision = Kind.DECISION.value
-    n_slots = len(_SCORE_COLS)
+    """:func:`_row_values` of each pending rating, with the ids allocated for it."""
     ratings, events, statuses = [], [], []
     for rid, eid, p in zip(rids, eids, pending, strict=True):
-        r = p.rating
-        if not _KNOWN_REASONS.issuperset(p.reasons):
-            raise ValueError(f"reasons not in integrity.catalogue: {list(p.reasons)}")
-        scores: list[int | None] = [None] * n_slots
-        for dim, value in r.scores.items():
-            slot = slots.get(dim)
-            if slot is not None:
-                scores[slot - 1] = int(value)
-        received = when(r.received_at)
-        status = p.status.value
-        ratings.append(
-            (
-                rid, r.fingerprint, r.ticket_id, Reason.DUPLICATE_TICKET not in p.reasons,
-                r.window_id, r.staff_id, r.service_type, r.channel, when(r.served_at),
-                when(r.submitted_at), r.submitted_at_given, received, when(r.occurred_at),
-                canonical_json(dict(r.scores)), r.composite, r.comment, r.ip_hash,
-                r.prefix_hash, r.device_hash, p.rule_set_id, r.client_id, *scores,
-            )
-        )  # fmt: skip
-        events.append(
-            (
-                eid, rid, None, decision, actor, status, _reasons_json(p.reasons),
-                p.rule_set_id, _evidence_json(p.evidence), received,
-            )
-        )  # fmt: skip
-        statuses.append((rid, eid, status, ";".join(p.reasons), 0.0, 1))
+        rating, event, status = _row_values(
+            p, Reason.DUPLICATE_TICKET not in p.reasons, actor, slots, when
+        )
+        ratings.append((rid, *rating))
+        events.append((eid, rid, *event))
+        statuses.append((rid, eid, *status))
     return ratings, events, statuses
+
+
+def _insert_sql(table: str, cols: Sequence[str], tail: str = "") -> str:
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}){tail}"
+
+
+#: The live hook's three statements on SQLite, as plain SQL (``_insert_all``).
+_SQLITE_RATING = _insert_sql(
+    "ratings", _BULK_RATING_COLS[1:], " ON CONFLICT DO NOTHING RETURNING rating_id"
+)
+_SQLITE_EVENT = _insert_sql("events", _BULK_EVENT_COLS[1:], " RETURNING event_id")
+_SQLITE_STATUS = _insert_sql("rating_status", _BULK_STATUS_COLS)
 
 
 class SqlLedger:
@@ -974,20 +991,19 @@ class SqlLedger:
         slots: Mapping[str, int | None],
     ) -> int | None:
         """Insert rating + decision event + status; ``None`` if a unique key was taken."""
+        if self.dialect == "sqlite":  # plain SQL: no statement compiled, no type processing
+            rating, event, status_row = _row_values(p, claims, actor, slots, _sqlite_time)
+            found = conn.exec_driver_sql(_SQLITE_RATING, rating).scalar()
+            if found is None:
+                return None
+            eid = conn.exec_driver_sql(_SQLITE_EVENT, (found, *event)).scalar_one()
+            conn.exec_driver_sql(_SQLITE_STATUS, (found, eid, *status_row))
+            return int(found)
         row = rating_row(p.rating, p.rule_set_id, claims, slots)
-        ev = _decision_event(p, actor)
-        status = _status_row(p)
-        if self.dialect == "postgresql":
-            params = {f"r_{k}": v for k, v in row.items()}
-            params.update({f"e_{k}": v for k, v in ev.items()})
-            params.update({f"s_{k}": v for k, v in status.items()})
-            return conn.execute(_PG_RECORD, params).scalar()
-        rid = conn.execute(_SQLITE_RECORD, row).scalar()
-        if rid is None:
-            return None
-        eid = conn.execute(_INSERT_EVENT, {"rating_id": rid, **ev}).scalar_one()
-        conn.execute(t.rating_status.insert(), {"rating_id": rid, "last_event_id": eid, **status})
-        return int(rid)
+        params = {f"r_{k}": v for k, v in row.items()}
+        params.update({f"e_{k}": v for k, v in _decision_event(p, actor).items()})
+        params.update({f"s_{k}": v for k, v in _status_row(p).items()})
+        return conn.execute(_PG_RECORD, params).scalar()
 
     def record_many(self, pending: Sequence[Pending], actor: str = "hook") -> list[Decision]:
         """Write many ratings in one transaction (ingest): all of them or none. Falls back
