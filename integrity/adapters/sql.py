@@ -272,6 +272,17 @@ def _pg_record_statement() -> sa.Insert:
 _PG_RECORD = _pg_record_statement()
 
 
+def _pg_record_sql() -> str:
+    """``_PG_RECORD`` compiled once for psycopg: the live hook passes it plain values
+    (no SQLAlchemy parameter processing per call)."""
+    from sqlalchemy.dialects.postgresql import psycopg as pg
+
+    return str(_PG_RECORD.compile(dialect=pg.dialect()))
+
+
+_PG_RECORD_SQL = _pg_record_sql()
+
+
 def risk_value(x: float) -> float:
     """Risk as stored: clipped to [0, 1], 6 decimals (so digests are reproducible)."""
     return round(min(1.0, max(0.0, float(x))), 6)
@@ -1003,7 +1014,7 @@ class SqlLedger:
         params = {f"r_{k}": v for k, v in row.items()}
         params.update({f"e_{k}": v for k, v in _decision_event(p, actor).items()})
         params.update({f"s_{k}": v for k, v in _status_row(p).items()})
-        return conn.execute(_PG_RECORD, params).scalar()
+        return conn.exec_driver_sql(_PG_RECORD_SQL, params).scalar()
 
     def record_many(self, pending: Sequence[Pending], actor: str = "hook") -> list[Decision]:
         """Write many ratings in one transaction (ingest): all of them or none. Falls back
