@@ -105,7 +105,12 @@ class RateLimitGate:
 
     def _note(self, ctx: GateContext, rating: Rating, plan: _Plan, outcome: LimitOutcome) -> None:
         """Keep the receipt: the checks whose key newly got this rating (see ``release``)."""
-        ctx.taken[(self.name, rating.fingerprint)] = tuple(plan.checks[i] for i in outcome.added)
+        added = outcome.added
+        # every key (the usual case: a first submission) is the plan's own tuple
+        taken = (
+            plan.checks if len(added) == len(plan.checks) else tuple(plan.checks[i] for i in added)
+        )
+        ctx.taken[(self.name, rating.fingerprint)] = taken
 
     # --- planning ----------------------------------------------------------------------
 
@@ -201,8 +206,12 @@ class RateLimitGate:
 
         specs = self._specs_for(rating)
         checks = []
+        subjects: dict[str, str] = {}
         for rule, prefix, window_ms, subject in specs.checks:
-            key = prefix + subject(rating)
+            who = subjects.get(rule.key)
+            if who is None:
+                who = subjects[rule.key] = subject(rating)
+            key = prefix + who
             if window_ms is None:
                 checks.append(LimitCheck(rule.id, f"{key}:{day}", 0, rule.limit, day_ttl_ms))
             else:
@@ -212,6 +221,8 @@ class RateLimitGate:
     # --- verdict -----------------------------------------------------------------------
 
     def _verdict(self, rating: Rating, plan: _Plan, outcome: LimitOutcome) -> Verdict | None:
+        if outcome.allowed:
+            return None
         reasons: set[str] = set()
         evidence: dict[str, Any] = {}
         status: Status | None = None
