@@ -173,8 +173,21 @@ class _RawLeaves:
         self.rid_idx = cols.index("r_rating_id")
         times = {"at", "r_served_at", "r_submitted_at", "r_received_at", "r_occurred_at"}
         bools = {"r_claims_ticket", "r_submitted_at_given"}
-        self.ev_conv = [self._conv(cols[i], times, bools) for i in self.ev_idx]
-        self.rt_conv = [self._conv(cols[i], times, bools) for i in self.rt_idx]
+        # the leaf's fields are contiguous in the query: slices, then the few conversions
+        assert self.ev_idx == list(range(self.ev_idx[0], self.ev_idx[-1] + 1))
+        assert self.rt_idx == list(range(self.rt_idx[0], self.rt_idx[-1] + 1))
+        self.ev_slice = slice(self.ev_idx[0], self.ev_idx[-1] + 1)
+        self.rt_slice = slice(self.rt_idx[0], self.rt_idx[-1] + 1)
+        self.ev_conv = [
+            (n, conv)
+            for n, i in enumerate(self.ev_idx)
+            if (conv := self._conv(cols[i], times, bools)) is not None
+        ]
+        self.rt_conv = [
+            (n, conv)
+            for n, i in enumerate(self.rt_idx)
+            if (conv := self._conv(cols[i], times, bools)) is not None
+        ]
 
     @classmethod
     def of(cls, dialect: str) -> _RawLeaves:
@@ -195,18 +208,16 @@ class _RawLeaves:
         return None
 
     def leaf_hash(self, row: Sequence[Any]) -> bytes:
-        ev = [
-            row[i] if conv is None else conv(row[i])
-            for i, conv in zip(self.ev_idx, self.ev_conv, strict=True)
-        ]
+        ev = list(row[self.ev_slice])
+        for n, conv in self.ev_conv:
+            ev[n] = conv(ev[n])
         if row[self.kind_idx] != "decision":
             return merkle.leaf_hash(_ENCODE([LEAF_FORMAT, ev, None]).encode())
         if row[self.rid_idx] is None:
             return merkle.leaf_hash(b"missing rating")
-        rt = [
-            row[i] if conv is None else conv(row[i])
-            for i, conv in zip(self.rt_idx, self.rt_conv, strict=True)
-        ]
+        rt = list(row[self.rt_slice])
+        for n, conv in self.rt_conv:
+            rt[n] = conv(rt[n])
         return merkle.leaf_hash(_ENCODE([LEAF_FORMAT, ev, rt]).encode())
 
 
