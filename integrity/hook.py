@@ -183,8 +183,12 @@ class ValidationHook:
         chunk: int = 1000,
         on_progress: Callable[[int], None] | None = None,
         client_id: str | None = None,
+        receipts: bool = True,
     ) -> Iterator[IngestItem]:
         """Judge ratings in order, writing them in chunks; yields one item per input.
+
+        ``receipts=False`` leaves the decisions' receipt codes out (a batch whose
+        decisions go to no rater: ``integrity ingest`` prints a summary).
 
         Decisions are exactly those of calling :meth:`validate` one by one: a ticket
         or an identical submission repeated inside a chunk is seen by the later one (an
@@ -195,19 +199,20 @@ class ValidationHook:
             try:
                 rating = self.parse(obj, client_id=client_id)
             except InvalidInput as err:
-                yield from self._flush(batch, replay, on_progress)
+                yield from self._flush(batch, replay, on_progress, receipts)
                 yield IngestItem(line, error=err)
                 continue
             if len(batch) >= chunk:
-                yield from self._flush(batch, replay, on_progress)
+                yield from self._flush(batch, replay, on_progress, receipts)
             batch.append((line, rating))
-        yield from self._flush(batch, replay, on_progress)
+        yield from self._flush(batch, replay, on_progress, receipts)
 
     def _flush(
         self,
         batch: list[tuple[int, Rating]],
         replay: bool,
         on_progress: Callable[[int], None] | None,
+        receipts: bool = True,
     ) -> Iterator[IngestItem]:
         if not batch:
             return
@@ -269,7 +274,7 @@ class ValidationHook:
             )
         for (line, _), decided in zip(batch, out, strict=True):
             assert decided is not None
-            yield IngestItem(line, decision=self._receipted(decided))
+            yield IngestItem(line, decision=self._receipted(decided) if receipts else decided)
         if on_progress is not None:
             on_progress(len(batch))
         batch.clear()

@@ -94,7 +94,12 @@ def ingest(
                 yield obj
 
     for item in hook.validate_stream(
-        objects(), replay=replay, on_progress=on_progress, client_id=client_id, chunk=chunk
+        objects(),
+        replay=replay,
+        on_progress=on_progress,
+        client_id=client_id,
+        chunk=chunk,
+        receipts=False,  # a summary: no rater reads these decisions
     ):
         if item.line in pending_bad:
             item = IngestItem(
