@@ -911,34 +911,37 @@ class SqlLedger:
     ) -> list[StatusChange]:
         """Status events above ``after`` (up to ``until``) with their ratings' composite
         and scores, in id order: one join, plain tuples."""
-        e, r = t.events.c, t.ratings.c
-        q = (
-            sa.select(
-                e.event_id, e.kind, e.rating_id, e.status, e.at, e.actor, e.subject,
-                e.reasons, r.composite, r.scores,
-            )
-            .join_from(t.events, t.ratings, e.rating_id == r.rating_id)
-            .where(e.event_id > after, e.status.is_not(None))
-        )  # fmt: skip
+        # Plain SQL, values converted here (a replayed month reads tens of thousands)
+        sql = (
+            "SELECT e.event_id, e.kind, e.rating_id, e.status, e.at, e.actor, e.subject, "
+            "e.reasons, r.composite, r.scores FROM events e JOIN ratings r "
+            "ON e.rating_id = r.rating_id WHERE e.event_id > {p} AND e.status IS NOT NULL"
+        )
+        params: tuple[Any, ...] = (after,)
         if until is not None:
-            q = q.where(e.event_id <= until)
-        q = q.order_by(e.event_id).limit(limit)
+            sql += " AND e.event_id <= {p}"
+            params += (until,)
+        sql += " ORDER BY e.event_id LIMIT {p}"
+        params += (limit,)
+        sql = sql.format(p="%s" if self.dialect == "postgresql" else "?")
+        status_of = {s.value: s for s in Status}
+        loads = json.loads
         with translate_errors(), self.reader.connect() as conn:
             return [
                 StatusChange(
                     event_id=int(i),
                     kind=str(kind),
                     rating_id=int(rid),
-                    status=Status(status),
-                    at=at,
+                    status=status_of[status],
+                    at=_utc(at),
                     actor=str(actor),
                     subject=subject,
-                    reasons=() if reasons == "[]" else tuple(json.loads(reasons)),
+                    reasons=() if reasons == "[]" else tuple(loads(reasons)),
                     composite=float(composite),
-                    scores=json.loads(scores),
+                    scores=loads(scores),
                 )
                 for i, kind, rid, status, at, actor, subject, reasons, composite, scores in (
-                    conn.execute(q)
+                    conn.exec_driver_sql(sql, params)
                 )
             ]
 
@@ -1766,6 +1769,15 @@ def _rating(row: Mapping[Any, Any]) -> Rating:
         fingerprint=row["fingerprint"],
         rating_id=int(row["rating_id"]),
     )
+
+
+def _utc(value: Any) -> datetime:
+    """A time as the driver returns it, as :class:`~integrity.sqlkit.UTCDateTime` reads it."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
 def _aware(value: Any) -> datetime:
