@@ -279,9 +279,13 @@ class MerkleLog:
         doing the work).
         """
         total = 0
+        # Each block seals the lowest unsealed ids, so the next one need not look at or
+        # below the last id it sealed (an event committed late below it is found by the
+        # next call): one pass over the events per call, not one per block.
+        after: int | None = None
         while limit is None or total < limit:
             with translate_errors(), self.ledger.engine.begin() as conn:
-                n = self._seal_block(conn, now)
+                n, after = self._seal_block(conn, now, after)
             total += n
             if n < self.block:
                 break
@@ -313,16 +317,21 @@ class MerkleLog:
             )
         return conn.execute(sa.select(t.log_head).where(t.log_head.c.id == 1)).mappings().first()
 
-    def _seal_block(self, conn: Connection, now: datetime) -> int:
+    def _seal_block(
+        self, conn: Connection, now: datetime, after: int | None = None
+    ) -> tuple[int, int | None]:
+        """Seal up to a block of the lowest unsealed events (above ``after``); returns how
+        many, and the last event id sealed."""
         head = self._lock_head(conn, now)
         if head is None:
-            return 0
+            return 0, after
         sealed = sa.select(t.log_leaves.c.event_id).where(
             t.log_leaves.c.event_id == t.events.c.event_id
         )
-        query = (
-            _event_query().where(~sa.exists(sealed)).order_by(t.events.c.event_id).limit(self.block)
-        )
+        query = _event_query().where(~sa.exists(sealed))
+        if after is not None:
+            query = query.where(t.events.c.event_id > after)
+        query = query.order_by(t.events.c.event_id).limit(self.block)
         # The rows as the driver gives them (no SQLAlchemy result processing per value):
         # _RawLeaves turns them into exactly the bytes leaf_data makes of processed rows.
         raw = _RawLeaves.of(self.ledger.dialect)
@@ -330,7 +339,7 @@ class MerkleLog:
             conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
         rows = conn.exec_driver_sql(raw.sql(query, conn)).all()
         if not rows:
-            return 0
+            return 0, after
         frontier = merkle.CompactRange.from_list(json.loads(head["frontier"]))
         start = frontier.size
         hashes = [raw.leaf_hash(row) for row in rows]
@@ -352,7 +361,7 @@ class MerkleLog:
                 sealed_at=now,
             )
         )
-        return len(rows)
+        return len(rows), int(rows[-1][0])
 
     @contextmanager
     def counted_at(

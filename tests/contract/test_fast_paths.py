@@ -168,3 +168,21 @@ def test_the_newest_event_of_a_kind_uses_the_partial_index(app: App) -> None:
         names = {ix["name"] for ix in sa.inspect(conn).get_indexes("events")}
     assert "ix_events_kind_event_id" in names
     assert app.ledger.last_event_id("decision") == app.ledger.last_event_id()
+
+
+def test_sealing_in_small_blocks_seals_every_event_in_order(app: App) -> None:
+    from integrity.log import MerkleLog
+
+    for _ in range(3):
+        app.validate(rating())
+    list(app.hook.validate_stream([rating() for _ in range(7)], replay=True))
+    log = MerkleLog(app.ledger, block=3)
+    sealed = log.seal(app.clock.now())
+    assert sealed == app.ledger.last_event_id()  # every event, from the first
+    with app.ledger.engine.connect() as conn:
+        pairs = conn.exec_driver_sql(
+            "SELECT leaf_index, event_id FROM log_leaves ORDER BY leaf_index"
+        ).all()
+    assert [e for _, e in pairs] == sorted(e for _, e in pairs)
+    assert log.seal(app.clock.now()) == 0
+    assert log.verify(app.clock.now()).ok
