@@ -274,21 +274,34 @@ class MerkleLog:
     def seal(self, now: datetime, limit: int | None = None) -> int:
         """Append every unsealed event to the log; returns how many were sealed.
 
-        Runs in blocks of ``self.block`` events, one transaction each. On PostgreSQL a
-        second sealer that finds the head locked returns 0 at once (the other one is
-        doing the work).
+        Runs in blocks of up to ``self.block`` events (a window of as many ids), one
+        transaction each. On PostgreSQL a second sealer that finds the head locked
+        returns at once (the other one is doing the work).
         """
+        # The lowest unsealed id and the highest id now: then windows of ``block`` ids,
+        # each a range of the primary key (so no block re-reads what earlier ones saw,
+        # whatever plan the database picks). An event committed late below a window
+        # already sealed is found by the next call.
+        with translate_errors(), self.ledger.engine.connect() as conn:
+            sealed = sa.select(t.log_leaves.c.event_id).where(
+                t.log_leaves.c.event_id == t.events.c.event_id
+            )
+            first = conn.execute(
+                sa.select(sa.func.min(t.events.c.event_id)).where(~sa.exists(sealed))
+            ).scalar()
+            last = conn.execute(sa.select(sa.func.max(t.events.c.event_id))).scalar()
+        if first is None or last is None:
+            return 0
         total = 0
-        # Each block seals the lowest unsealed ids, so the next one need not look at or
-        # below the last id it sealed (an event committed late below it is found by the
-        # next call): one pass over the events per call, not one per block.
-        after: int | None = None
-        while limit is None or total < limit:
+        after = int(first) - 1
+        while after < last and (limit is None or total < limit):
+            upto = min(after + self.block, int(last))
             with translate_errors(), self.ledger.engine.begin() as conn:
-                n, after = self._seal_block(conn, now, after)
-            total += n
-            if n < self.block:
+                n = self._seal_block(conn, now, after, upto)
+            if n is None:  # another sealer holds the head: it does the work
                 break
+            total += n
+            after = upto
         return total
 
     def _lock_head(self, conn: Connection, now: datetime) -> Mapping[Any, Any] | None:
@@ -317,29 +330,32 @@ class MerkleLog:
             )
         return conn.execute(sa.select(t.log_head).where(t.log_head.c.id == 1)).mappings().first()
 
-    def _seal_block(
-        self, conn: Connection, now: datetime, after: int | None = None
-    ) -> tuple[int, int | None]:
-        """Seal up to a block of the lowest unsealed events (above ``after``); returns how
-        many, and the last event id sealed."""
+    def _seal_block(self, conn: Connection, now: datetime, after: int, upto: int) -> int | None:
+        """Seal the unsealed events with ids in ``(after, upto]``, in id order; returns
+        how many, or ``None`` when another sealer holds the log head."""
         head = self._lock_head(conn, now)
         if head is None:
-            return 0, after
+            return None
         sealed = sa.select(t.log_leaves.c.event_id).where(
             t.log_leaves.c.event_id == t.events.c.event_id
         )
-        query = _event_query().where(~sa.exists(sealed))
-        if after is not None:
-            query = query.where(t.events.c.event_id > after)
-        query = query.order_by(t.events.c.event_id).limit(self.block)
+        query = (
+            _event_query()
+            .where(~sa.exists(sealed), t.events.c.event_id > after, t.events.c.event_id <= upto)
+            .order_by(t.events.c.event_id)
+        )
         # The rows as the driver gives them (no SQLAlchemy result processing per value):
         # _RawLeaves turns them into exactly the bytes leaf_data makes of processed rows.
         raw = _RawLeaves.of(self.ledger.dialect)
-        if self.ledger.dialect == "postgresql":  # times come back in UTC: no conversion
+        if self.ledger.dialect == "postgresql":
+            # times come back in UTC (no conversion per value); and index probes, never a
+            # hash of all ratings or leaves: a block costs its own size on any ledger
             conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+            conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+            conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
         rows = conn.exec_driver_sql(raw.sql(query, conn)).all()
         if not rows:
-            return 0, after
+            return 0
         frontier = merkle.CompactRange.from_list(json.loads(head["frontier"]))
         start = frontier.size
         hashes = [raw.leaf_hash(row) for row in rows]
@@ -361,7 +377,7 @@ class MerkleLog:
                 sealed_at=now,
             )
         )
-        return len(rows), int(rows[-1][0])
+        return len(rows)
 
     @contextmanager
     def counted_at(
