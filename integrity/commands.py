@@ -59,6 +59,10 @@ def _out() -> Any:
     return sys.stdout
 
 
+#: Ratings an ingest writes before it refreshes the planner's statistics (PostgreSQL).
+ANALYZE_AFTER = 10_000
+
+
 @click.command()
 @instance_options
 @pass_app
@@ -123,6 +127,8 @@ def ingest(
             client_id=client_id,
             chunk=chunk,
         )
+    if summary.written >= ANALYZE_AFTER:
+        app.ledger.analyze()  # before sealing and the alerts read what was loaded
     for line, err in summary.errors:
         click.echo(f"line {line}: {err.summary()}", err=True)
     doc = summary.as_dict()

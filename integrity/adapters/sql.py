@@ -912,10 +912,18 @@ class SqlLedger:
         """Status events above ``after`` (up to ``until``) with their ratings' composite
         and scores, in id order: one join, plain tuples."""
         # Plain SQL, values converted here (a replayed month reads tens of thousands)
+        # On PostgreSQL each rating is fetched by its key (LATERAL): never a hash of every
+        # rating per batch, whatever the planner's estimates (cost grows with the batch)
+        join = (
+            "JOIN LATERAL (SELECT composite, scores FROM ratings WHERE rating_id = e.rating_id)"
+            " r ON true"
+            if self.dialect == "postgresql"
+            else "JOIN ratings r ON e.rating_id = r.rating_id"
+        )
         sql = (
             "SELECT e.event_id, e.kind, e.rating_id, e.status, e.at, e.actor, e.subject, "
-            "e.reasons, r.composite, r.scores FROM events e JOIN ratings r "
-            "ON e.rating_id = r.rating_id WHERE e.event_id > {p} AND e.status IS NOT NULL"
+            f"e.reasons, r.composite, r.scores FROM events e {join} "
+            "WHERE e.event_id > {p} AND e.status IS NOT NULL"
         )
         params: tuple[Any, ...] = (after,)
         if until is not None:
@@ -964,6 +972,18 @@ class SqlLedger:
             return [_event_from_row(r) for r in rows]
 
     # -- writes --------------------------------------------------------------------------
+
+    def analyze(self) -> None:
+        """PostgreSQL: refresh the planner's statistics of the ledger's tables, as after
+        any bulk load (a table that grew from nothing within minutes still looks empty to
+        the planner, which then hashes whole tables to find a few rows). Samples a fixed
+        number of rows, so it costs about the same on any ledger. SQLite: nothing."""
+        if self.dialect != "postgresql":
+            return
+        with translate_errors(), self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "ANALYZE ratings, events, rating_status, log_leaves"
+            )
 
     def record(self, p: Pending, actor: str = "hook") -> Decision:
         """Write one rating, its decision event and status row in one transaction.

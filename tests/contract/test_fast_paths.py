@@ -186,3 +186,9 @@ def test_sealing_in_small_blocks_seals_every_event_in_order(app: App) -> None:
     assert [e for _, e in pairs] == sorted(e for _, e in pairs)
     assert log.seal(app.clock.now()) == 0
     assert log.verify(app.clock.now()).ok
+
+
+def test_statistics_refresh_after_a_bulk_load(app: App) -> None:
+    list(app.hook.validate_stream([rating() for _ in range(5)], replay=True))
+    app.ledger.analyze()  # PostgreSQL: ANALYZE outside any transaction; SQLite: nothing
+    assert len(app.ledger.status_changes(0, 100)) == 5
