@@ -30,7 +30,6 @@ from audit_sampling.context import AuditContext
 from audit_sampling.figures import PeriodAudit
 from followup.alerts import AlertFigures, AlertService, AlertView
 from followup.webhooks import WebhookService
-from integrity import migrate
 from integrity.adapters.clients import SqlClientStore
 from integrity.adapters.periods import SqlPeriodStore
 from integrity.adapters.registry import SqlRegistryStore
@@ -96,6 +95,8 @@ def init_instance(
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not settings.secret_file.exists():
         write_secret(settings.secret_file)
+    from integrity import migrate  # Alembic: only creating or upgrading needs it
+
     ledger = open_ledger(settings.db_url)
     try:
         with translate_errors():

@@ -7,6 +7,7 @@ race (two workers, one ticket) becomes a clean ``duplicate_ticket`` decision.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -16,7 +17,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg  # the PostgreSQL driver: bulk loads use its COPY directly
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
@@ -272,15 +272,14 @@ def _pg_record_statement() -> sa.Insert:
 _PG_RECORD = _pg_record_statement()
 
 
+@functools.cache
 def _pg_record_sql() -> str:
-    """``_PG_RECORD`` compiled once for psycopg: the live hook passes it plain values
-    (no SQLAlchemy parameter processing per call)."""
+    """``_PG_RECORD`` compiled once for psycopg (on first use: the driver is imported
+    only where PostgreSQL is): the live hook passes it plain values (no SQLAlchemy
+    parameter processing per call)."""
     from sqlalchemy.dialects.postgresql import psycopg as pg
 
     return str(_PG_RECORD.compile(dialect=pg.dialect()))
-
-
-_PG_RECORD_SQL = _pg_record_sql()
 
 
 def risk_value(x: float) -> float:
@@ -1037,7 +1036,7 @@ class SqlLedger:
         params = {f"r_{k}": v for k, v in row.items()}
         params.update({f"e_{k}": v for k, v in _decision_event(p, actor).items()})
         params.update({f"s_{k}": v for k, v in _status_row(p).items()})
-        return conn.exec_driver_sql(_PG_RECORD_SQL, params).scalar()
+        return conn.exec_driver_sql(_pg_record_sql(), params).scalar()
 
     def record_many(self, pending: Sequence[Pending], actor: str = "hook") -> list[Decision]:
         """Write many ratings in one transaction (ingest): all of them or none. Falls back
@@ -1085,6 +1084,8 @@ class SqlLedger:
                 f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks})", rows
             )
             return
+        import psycopg  # the PostgreSQL driver: bulk loads use its COPY directly
+
         raw = conn.connection.driver_connection
         assert raw is not None
         sql = f"COPY {table.name} ({', '.join(cols)}) FROM STDIN"
