@@ -31,7 +31,6 @@ from audit_sampling.figures import PeriodAudit
 from followup.alerts import AlertFigures, AlertService, AlertView
 from followup.cases import CaseService, MonthClose
 from followup.webhooks import WebhookService
-from integrity import migrate
 from integrity.adapters.clients import SqlClientStore
 from integrity.adapters.periods import SqlPeriodStore
 from integrity.adapters.registry import SqlRegistryStore
@@ -57,7 +56,6 @@ from integrity.sqlkit import translate_errors
 from integrity.tickets import ServiceRecords, TicketPolicy
 from publishing import Pages, Releases
 from rules.detectors.review import ReviewService
-from rules.detectors.service import DetectService
 from rules.ratelimit import MemoryLimiter, RateLimitGate, limiter_from_url
 from rules.ratelimit.rebuild import rebuild
 from rules.realtime import KioskGate, PeriodGate, RegistryGate, Snapshot, TicketGate, TimeGate
@@ -98,6 +96,8 @@ def init_instance(
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not settings.secret_file.exists():
         write_secret(settings.secret_file)
+    from integrity import migrate  # Alembic: only creating or upgrading needs it
+
     ledger = open_ledger(settings.db_url)
     try:
         with translate_errors():
@@ -190,7 +190,8 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
             RegistryService: lambda a: RegistryService(
                 SqlRegistryStore(a.ledger), a.people, a.clock
             ),
-            DetectService: DetectService.from_app,
+            # detection loads numpy, pandas and scipy: imported by whoever asks for it
+            "rules.detectors.service:DetectService": _detect_service,
             ReviewService: ReviewService.from_app,
             AppealService: AppealService.from_app,
             AuditContext: AuditContext.from_app,
@@ -246,6 +247,12 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
     app.background.append(webhook_outbox)
     app.background.append(tickets_settle)
     return app
+
+
+def _detect_service(app: App) -> Any:
+    from rules.detectors.service import DetectService
+
+    return DetectService.from_app(app)
 
 
 def _close_limiter(limiter: Any) -> None:

@@ -25,8 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from scipy.stats import beta, hypergeom
+
+def _scipy() -> tuple[Any, Any]:
+    """``scipy.stats``' beta and hypergeom, imported on first use (a second to load,
+    which every command line would pay otherwise)."""
+    from scipy.stats import beta, hypergeom
+
+    return beta, hypergeom
 
 
 def _check(d: int, n: int, population: int | None = None) -> None:
@@ -44,6 +51,7 @@ def clopper_pearson(d: int, n: int, confidence: float) -> tuple[float, float]:
     """
     _check(d, n)
     alpha = 1.0 - confidence
+    beta, _ = _scipy()
     lower = 0.0 if d == 0 else float(beta.ppf(alpha, d, n - d + 1))
     upper = 1.0 if d == n else float(beta.ppf(confidence, d + 1, n - d))
     return lower, upper
@@ -53,6 +61,7 @@ def hypergeometric_bounds(d: int, n: int, population: int, confidence: float) ->
     """Exact one-sided bounds ``(D_L, D_U)`` on the number of deviations in the population."""
     _check(d, n, population)
     alpha = 1.0 - confidence
+    _, hypergeom = _scipy()
     lo_possible, hi_possible = d, population - (n - d)
     if n == 0:
         return 0, population

@@ -1,100 +1,155 @@
-"""Batch ingest of a simulated month, every rule on, against a floor in the same run.
+"""Batch ingest, whole process, against a floor script run on the same file in the same run.
 
-Floor: parse + pseudonymise (the engine's own parser) + bulk INSERT of the same rows
-through SQLAlchemy Core into a table shaped like ``ratings`` (chunks of 500, one
-transaction each). Engine: ``integrity ingest`` (hook with every gate, decision
-events, status rows) and then sealing the Merkle log. Target: engine ≥ 0.5× floor.
+For each size (a simulated month of about N ratings: ``WorldConfig.benchmark``) and each
+backend, alternating, ``--repeat`` times (the median counts):
 
-    .venv/bin/python bench/bench_ingest.py [--seed 7] [--days 30]
+- floor: ``bench/ingest_floor.py`` in a process of its own: decode each line,
+  pseudonymise ip, prefix and device (HMAC-SHA256), parse the times, compute the
+  composite, bulk-insert through SQLAlchemy Core into a table shaped like ``ratings``;
+- engine: ``integrity init``, ``integrity venues load`` and ``integrity ingest`` as the
+  operator runs them (three processes: every rule on, decision events, sealing at
+  close, the low-score alerts' projection), on SQLite and on PostgreSQL (COPY) with
+  the in-process limiter, and on PostgreSQL with Redis (one ``hit.lua`` call per
+  rating, pipelined).
+
+Every module is compiled to bytecode first, as an installed package is. Prints each
+step's median seconds, ratings/s, the ratio floor time / engine time
+(target >= 0.5x), and per size how the rate holds (every step's time per rating must
+not grow with the size).
+
+    .venv/bin/python -m bench.bench_ingest [--sizes 30000,300000] [--repeat 3]
+        [--backends sqlite,postgresql,postgresql+redis] [--seed 7]
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from datetime import UTC, datetime
-from typing import Any
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
 
-from bench._common import REDIS, fresh_database, instance
-from integrity.adapters import tables as t
-from integrity.adapters.sql import make_engine, rating_row
-from integrity.ingest import ingest
-from integrity.migrate import upgrade
-from integrity.model import DEFAULT_RUBRIC
-from integrity.parsing import parse_rating
-from integrity.pseudonym import Pseudonymiser, new_secret
-from integrity.venues import pseudonymise_venues
+import redis
+
+from bench._common import REDIS, fresh_database
 from simulation import WorldConfig, simulate
 
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, str(ROOT / "cli.py")]
+STEPS = ("init", "venues", "ingest")
 
-def floor(db_url: str, objs: list[dict]) -> float:
-    """Parse + pseudonymise + bulk-insert the rows the engine stores, into the same
-    ``ratings`` table (same schema and indexes, created by the same migrations).
 
-    The floor judges nothing: identical retries are dropped (the engine stores them
-    once) and the first rating of each ticket claims it, so the unique keys hold.
-    """
-    engine = make_engine(db_url)
-    upgrade(engine)
-    p = Pseudonymiser(new_secret())
+def write_world(n: int, seed: int, out: Path) -> int:
+    world = simulate(WorldConfig.benchmark(seed, n))
+    world.to_jsonl(out / "ratings.jsonl")
+    world.venues_json(out / "venues.json")
+    return len(world)
+
+
+def run(cmd: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    rows: list[dict] = []
-    seen: set[str] = set()
-    claimed: set[str] = set()
-    for obj in objs:
-        r = parse_rating(obj, rubric=DEFAULT_RUBRIC, pseudonymiser=p, received_at=datetime.now(UTC))
-        if r.fingerprint in seen:
-            continue
-        seen.add(r.fingerprint)
-        rows.append(rating_row(r, "rs-floor", r.ticket_id not in claimed))
-        claimed.add(r.ticket_id)
-        if len(rows) == 500:
-            with engine.begin() as conn:
-                conn.execute(t.ratings.insert(), rows)
-            rows = []
-    if rows:
-        with engine.begin() as conn:
-            conn.execute(t.ratings.insert(), rows)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=ROOT)
     elapsed = time.perf_counter() - t0
-    engine.dispose()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return elapsed
 
 
-def engine_run(db_url: str, limiter_url: str, world: Any) -> tuple[float, float, dict[str, Any]]:
-    with instance(db_url, limiter_url) as app:
-        pv = pseudonymise_venues(world.venues, app.pseudonymiser)
-        app.ledger.replace_venues(
-            pv.venues, pv.addresses, pv.kiosks, app.clock.now(), actor="bench"
-        )
-        app.hook.reload()
-        t0 = time.perf_counter()
-        summary = ingest(app.hook, world.ratings, replay=True)
-        t_ingest = time.perf_counter() - t0
-        app.log.seal(app.clock.now())
-        t_total = time.perf_counter() - t0
-        return t_ingest, t_total, summary.as_dict()
+#: backend -> (database kind, limiter); the floor runs on the same database kind
+BACKENDS = {
+    "sqlite": ("sqlite", "memory://"),
+    "postgresql": ("postgresql", "memory://"),
+    "postgresql+redis": ("postgresql", REDIS),
+}
+
+
+def floor_once(backend: str, data: Path) -> float:
+    with fresh_database(BACKENDS[backend][0]) as url:
+        cmd = [sys.executable, "-m", "bench.ingest_floor", "--db", url, str(data / "ratings.jsonl")]
+        return run(cmd, dict(os.environ))
+
+
+def engine_once(backend: str, data: Path) -> dict[str, float]:
+    kind, limiter = BACKENDS[backend]
+    with ExitStack() as stack:
+        url = stack.enter_context(fresh_database(kind))
+        home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INTEGRITY_")}
+        env.update(INTEGRITY_HOME=str(home), INTEGRITY_DB=url, INTEGRITY_REDIS=limiter)
+        if limiter == REDIS:
+            ns = f"bench-ingest-{uuid.uuid4().hex[:8]}"
+            env.update(INTEGRITY_NAMESPACE=ns)
+            stack.callback(_forget, ns)
+        times = {
+            "init": run([*CLI, "init"], env),
+            "venues": run([*CLI, "venues", "load", str(data / "venues.json")], env),
+            "ingest": run([*CLI, "ingest", str(data / "ratings.jsonl")], env),
+        }
+        return times
+
+
+def _forget(namespace: str) -> None:
+    client = redis.Redis.from_url(REDIS)
+    keys = list(client.scan_iter(match=f"{namespace}:*", count=5000))
+    for i in range(0, len(keys), 5000):
+        client.unlink(*keys[i : i + 5000])
+    client.close()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    ap.add_argument("--sizes", default="30000,300000")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--backends", default=",".join(BACKENDS), help=", ".join(BACKENDS))
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--days", type=int, default=30)
     args = ap.parse_args()
-    world = simulate(WorldConfig(seed=args.seed, days=args.days))
-    n = len(world.ratings)
-    print(f"batch ingest of a simulated month: {n:,} ratings, every rule on")
-    for kind, limiter in (("sqlite", "memory://"), ("postgresql", REDIS)):
-        with fresh_database(kind) as url:
-            f = floor(url, world.ratings)
-        with fresh_database(kind) as url:
-            ti, tt, _summary = engine_run(url, limiter, world)
-        lname = "memory" if limiter.startswith("memory") else "Redis"
-        print(
-            f"  {kind:<10} + {lname:<6}: floor {n / f:8,.0f}/s   ingest {n / ti:8,.0f}/s ({n / ti / (n / f):4.2f}x)"
-            f"   ingest+seal {n / tt:8,.0f}/s ({(n / tt) / (n / f):4.2f}x)  (target >= 0.50x)"
-        )
+    sizes = [int(s) for s in args.sizes.split(",")]
+    # Bytecode for every module, as an installed package has (PYTHONDONTWRITEBYTECODE,
+    # set on some machines, would otherwise make each process compile what it imports).
+    for pkg in ("integrity", "rules", "appeals", "audit_sampling", "followup", "publishing"):
+        compileall.compile_dir(ROOT / pkg, quiet=1)
+    compileall.compile_file(ROOT / "cli.py", quiet=1)
+    compileall.compile_file(ROOT / "bootstrap.py", quiet=1)
+    kinds = args.backends.split(",")
+    print("batch ingest, whole process (init + venues load + ingest, sealing included)")
+    print("floor: decode + HMAC ip/prefix/device + times + composite + SQLAlchemy Core bulk insert")
+    per_rating: dict[str, list[tuple[int, dict[str, float]]]] = {k: [] for k in kinds}
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as d:
+            data = Path(d)
+            n = write_world(size, args.seed, data)
+            repeat = args.repeat if n <= 100_000 else 1
+            print(f"\n{n:,} ratings (median of {repeat})")
+            for kind in kinds:
+                floors: list[float] = []
+                engines: list[dict[str, float]] = []
+                for _ in range(repeat):
+                    floors.append(floor_once(kind, data))
+                    engines.append(engine_once(kind, data))
+                f = statistics.median(floors)
+                steps = {s: statistics.median(e[s] for e in engines) for s in STEPS}
+                total = statistics.median(sum(e.values()) for e in engines)
+                per_rating[kind].append((n, {**steps, "floor": f, "total": total}))
+                print(
+                    f"  {kind:<16}: floor {f:6.2f} s {n / f:8,.0f}/s | engine {total:6.2f} s "
+                    f"{n / total:8,.0f}/s (init {steps['init']:.2f} + venues {steps['venues']:.2f} "
+                    f"+ ingest {steps['ingest']:.2f}) | ratio {f / total:4.2f}x (target >= 0.50x)",
+                    flush=True,
+                )
+    if len(sizes) > 1:
+        print("\nhow the rate holds: microseconds per rating, per step")
+        for kind in kinds:
+            for n, steps in per_rating[kind]:
+                cells = "  ".join(f"{k} {v / n * 1e6:7.1f}" for k, v in steps.items())
+                print(f"  {kind:<16} {n:>9,}: {cells}")
 
 
 if __name__ == "__main__":

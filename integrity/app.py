@@ -88,7 +88,9 @@ class App:
     people: People
     clock: Clock
     rules: Any  # the parsed rule set (``rules.ruleset.RuleSet``); the core reads ``core``
-    factories: dict[type, Callable[[App], Any]] = field(default_factory=dict)
+    #: Keyed by the service's type, or by its ``"module:Class"`` name for a service
+    #: whose module is heavy to import: it is imported by whoever asks for it.
+    factories: dict[type | str, Callable[[App], Any]] = field(default_factory=dict)
     _built: dict[type, Any] = field(default_factory=dict)
     on_close: list[Callable[[], None]] = field(default_factory=list)
     #: Work the server's background round runs besides sealing (each called with the
@@ -102,10 +104,11 @@ class App:
     def get(self, kind: type[T]) -> T:
         """The service of type ``kind``, built on first use by its registered factory."""
         if kind not in self._built:
-            try:
-                factory = self.factories[kind]
-            except KeyError:
-                raise LookupError(f"no service {kind.__name__} is wired") from None
+            factory = self.factories.get(kind) or self.factories.get(
+                f"{kind.__module__}:{kind.__qualname__}"
+            )
+            if factory is None:
+                raise LookupError(f"no service {kind.__name__} is wired")
             self._built[kind] = factory(self)
         return cast(T, self._built[kind])
 

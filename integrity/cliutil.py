@@ -21,6 +21,7 @@ Exit status: 0 success, 1 a handled error with one line on stderr, 2 bad usage.
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -185,17 +186,29 @@ def pass_inspecting_app(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def pass_service(kind: type[Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Call the command with the service of type ``kind`` as its first argument."""
+def pass_service(kind: type[Any] | str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Call the command with the service of type ``kind`` as its first argument.
+
+    ``kind`` may also name the type as ``"module:Class"``, imported when the command
+    runs (a service whose module loads heavy libraries, so every other command starts
+    without them)."""
 
     def deco(func: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return func(instance().get(kind), *args, **kwargs)
+            return func(instance().get(resolve_type(kind)), *args, **kwargs)
 
         return wrapper
 
     return deco
+
+
+def resolve_type(kind: type[Any] | str) -> type[Any]:
+    """``kind`` itself, or the class a ``"module:Class"`` string names (imported now)."""
+    if not isinstance(kind, str):
+        return kind
+    module, _, name = kind.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def format_option(default: str = "table", choices: tuple[str, ...] = FORMATS) -> Callable[[F], F]:

@@ -59,6 +59,10 @@ def _out() -> Any:
     return sys.stdout
 
 
+#: Ratings an ingest writes before it refreshes the planner's statistics (PostgreSQL).
+ANALYZE_AFTER = 10_000
+
+
 @click.command()
 @instance_options
 @pass_app
@@ -76,6 +80,14 @@ def _out() -> Any:
     "instead of a progress bar on a terminal.",
 )
 @click.option(
+    "--chunk",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    metavar="N",
+    help="Ratings per transaction (one chunk: judged together, written together or not at all).",
+)
+@click.option(
     "--client",
     "client_id",
     default=CLI_CLIENT,
@@ -85,7 +97,9 @@ def _out() -> Any:
     "(integrity clients list) whose history this is, or 'cli'.",
 )
 @format_option()
-def ingest(app: App, file: Any, live: bool, progress_lines: bool, client_id: str, fmt: str) -> None:
+def ingest(
+    app: App, file: Any, live: bool, progress_lines: bool, chunk: int, client_id: str, fmt: str
+) -> None:
     """Run every rating in a JSON Lines FILE (- for stdin) through the validation hook.
 
     Ratings are judged in order, each at its own submitted_at (replay), so a month of
@@ -106,8 +120,15 @@ def ingest(app: App, file: Any, live: bool, progress_lines: bool, client_id: str
         raise NotFound(f"no intake client {client_id!r} (integrity clients list), nor 'cli'")
     with progress("ingest", lines=progress_lines) as tick:
         summary = run_ingest(
-            app.hook, read_jsonl(file), replay=not live, on_progress=tick, client_id=client_id
+            app.hook,
+            read_jsonl(file),
+            replay=not live,
+            on_progress=tick,
+            client_id=client_id,
+            chunk=chunk,
         )
+    if summary.written >= ANALYZE_AFTER:
+        app.ledger.analyze()  # before sealing and the alerts read what was loaded
     for line, err in summary.errors:
         click.echo(f"line {line}: {err.summary()}", err=True)
     doc = summary.as_dict()

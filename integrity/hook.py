@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -120,9 +120,17 @@ class ValidationHook:
             self._release([rating], ctx)
         return self._receipted(decision)
 
-    def _receipted(self, decision: Decision) -> Decision:
+    def _receipted(self, d: Decision) -> Decision:
         """The decision with its rater's receipt code (derived, never stored)."""
-        return replace(decision, receipt=self.receipts.code(decision.rating_id))
+        return Decision(
+            d.rating_id,
+            d.status,
+            d.reasons,
+            d.rule_set_id,
+            d.retry_after_s,
+            d.replayed,
+            self.receipts.code(d.rating_id),
+        )
 
     def _release(self, ratings: Sequence[Rating], ctx: GateContext) -> None:
         for gate in self.gates:
@@ -172,56 +180,60 @@ class ValidationHook:
         objs: Iterable[Any],
         *,
         replay: bool = True,
-        chunk: int = 500,
+        chunk: int = 1000,
         on_progress: Callable[[int], None] | None = None,
         client_id: str | None = None,
+        receipts: bool = True,
     ) -> Iterator[IngestItem]:
         """Judge ratings in order, writing them in chunks; yields one item per input.
 
+        ``receipts=False`` leaves the decisions' receipt codes out (a batch whose
+        decisions go to no rater: ``integrity ingest`` prints a summary).
+
         Decisions are exactly those of calling :meth:`validate` one by one: a ticket
-        or an identical submission repeated inside a chunk is seen by the later one.
+        or an identical submission repeated inside a chunk is seen by the later one (an
+        identical one is answered with the earlier one's decision, as the ledger would).
         """
         batch: list[tuple[int, Rating]] = []
-        tickets: set[str] = set()
-        fingerprints: set[str] = set()
         for line, obj in enumerate(objs, start=1):
             try:
                 rating = self.parse(obj, client_id=client_id)
             except InvalidInput as err:
-                yield from self._flush(batch, replay, on_progress)
-                tickets.clear()
-                fingerprints.clear()
+                yield from self._flush(batch, replay, on_progress, receipts)
                 yield IngestItem(line, error=err)
                 continue
-            if rating.fingerprint in fingerprints or len(batch) >= chunk:
-                # An identical resubmission must see the earlier one's stored decision.
-                yield from self._flush(batch, replay, on_progress)
-                tickets.clear()
-                fingerprints.clear()
+            if len(batch) >= chunk:
+                yield from self._flush(batch, replay, on_progress, receipts)
             batch.append((line, rating))
-            fingerprints.add(rating.fingerprint)
-        yield from self._flush(batch, replay, on_progress)
+        yield from self._flush(batch, replay, on_progress, receipts)
 
     def _flush(
         self,
         batch: list[tuple[int, Rating]],
         replay: bool,
         on_progress: Callable[[int], None] | None,
+        receipts: bool = True,
     ) -> Iterator[IngestItem]:
         if not batch:
             return
         ratings = [r for _, r in batch]
         lookups = self.ledger.lookup_many(ratings)
         claimed: set[str] = set()
+        first: dict[str, int] = {}  # fingerprint -> index of its first submission here
         out: list[Decision | None] = [None] * len(batch)
+        again: dict[int, int] = {}  # index -> index of the identical earlier submission
         to_check: list[int] = []
         dup: set[int] = set()
         for i, (r, found) in enumerate(zip(ratings, lookups, strict=True)):
             if found.existing is not None:
                 out[i] = found.existing
+            elif r.fingerprint in first:
+                again[i] = first[r.fingerprint]
             elif found.ticket_taken or r.ticket_id in claimed:
+                first[r.fingerprint] = i
                 dup.add(i)
             else:
+                first[r.fingerprint] = i
                 claimed.add(r.ticket_id)
                 to_check.append(i)
         ctx = self._context(replay)
@@ -237,7 +249,7 @@ class ValidationHook:
         pending: list[Pending] = []
         slots: list[int] = []
         for i, r in enumerate(ratings):
-            if out[i] is not None:
+            if out[i] is not None or i in again:
                 continue
             if i in dup:
                 pending.append(
@@ -253,9 +265,16 @@ class ValidationHook:
             raise
         for i, d in zip(slots, written, strict=True):
             out[i] = d
+        for i, j in again.items():
+            # what the ledger answers an identical retry: the first decision, as stored
+            orig = out[j]
+            assert orig is not None
+            out[i] = Decision(
+                orig.rating_id, orig.status, orig.reasons, orig.rule_set_id, replayed=True
+            )
         for (line, _), decided in zip(batch, out, strict=True):
             assert decided is not None
-            yield IngestItem(line, decision=self._receipted(decided))
+            yield IngestItem(line, decision=self._receipted(decided) if receipts else decided)
         if on_progress is not None:
             on_progress(len(batch))
         batch.clear()

@@ -75,10 +75,12 @@ def ingest(
     replay: bool = True,
     on_progress: Callable[[int], None] | None = None,
     client_id: str | None = None,
+    chunk: int = 5000,
 ) -> IngestSummary:
     """Run every object through the hook in order; refused lines are counted, not written.
 
-    ``client_id`` is recorded with every rating as the client that sent it."""
+    ``client_id`` is recorded with every rating as the client that sent it; ``chunk``
+    ratings are judged and written together (one transaction)."""
 
     summary = IngestSummary()
     pending_bad: dict[int, str] = {}
@@ -92,7 +94,12 @@ def ingest(
                 yield obj
 
     for item in hook.validate_stream(
-        objects(), replay=replay, on_progress=on_progress, client_id=client_id
+        objects(),
+        replay=replay,
+        on_progress=on_progress,
+        client_id=client_id,
+        chunk=chunk,
+        receipts=False,  # a summary: no rater reads these decisions
     ):
         if item.line in pending_bad:
             item = IngestItem(

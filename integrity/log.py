@@ -21,10 +21,11 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection
 
 from integrity import merkle
@@ -35,7 +36,10 @@ from integrity.config import rule_set_id
 from integrity.config_tables import current_columns
 from integrity.errors import AlreadyExists
 from integrity.model import Event, Status
-from integrity.sqlkit import translate_errors
+from integrity.sqlkit import UTCDateTime, translate_errors
+
+UTC_TIME = UTCDateTime()
+_SQLITE = sqlite_dialect.dialect()
 
 #: How many unsealed events verify lists by id.
 UNSEALED_SHOWN = 10
@@ -148,6 +152,101 @@ def _check_client(row: Mapping[Any, Any], report: VerifyReport) -> None:
         )
 
 
+class _RawLeaves:
+    """Leaf hashes from the rows of :func:`_event_query` as the driver returns them.
+
+    The same bytes as :func:`leaf_data` of the rows SQLAlchemy would return, without
+    its per-value result processing: times become aware UTC ISO 8601 (SQLite stores
+    naive UTC text, PostgreSQL returns ``timestamptz`` in the session's zone), and
+    booleans ``true``/``false`` (SQLite stores 0/1). Used by ``seal``; ``verify``
+    recomputes every leaf through the processed rows, so the two must agree.
+    """
+
+    _cache: ClassVar[dict[str, _RawLeaves]] = {}
+
+    def __init__(self, dialect: str) -> None:
+        self.dialect = dialect
+        cols = [c.name for c in _event_query().selected_columns]
+        self.ev_idx = [cols.index(k) for k in EVENT_FIELDS]
+        self.rt_idx = [cols.index("r_" + k) for k in RATING_FIELDS]
+        self.kind_idx = cols.index("kind")
+        self.rid_idx = cols.index("r_rating_id")
+        times = {"at", "r_served_at", "r_submitted_at", "r_received_at", "r_occurred_at"}
+        bools = {"r_claims_ticket", "r_submitted_at_given"}
+        # the leaf's fields are contiguous in the query: slices, then the few conversions
+        assert self.ev_idx == list(range(self.ev_idx[0], self.ev_idx[-1] + 1))
+        assert self.rt_idx == list(range(self.rt_idx[0], self.rt_idx[-1] + 1))
+        self.ev_slice = slice(self.ev_idx[0], self.ev_idx[-1] + 1)
+        self.rt_slice = slice(self.rt_idx[0], self.rt_idx[-1] + 1)
+        self.ev_conv = [
+            (n, conv)
+            for n, i in enumerate(self.ev_idx)
+            if (conv := self._conv(cols[i], times, bools)) is not None
+        ]
+        self.rt_conv = [
+            (n, conv)
+            for n, i in enumerate(self.rt_idx)
+            if (conv := self._conv(cols[i], times, bools)) is not None
+        ]
+
+    @classmethod
+    def of(cls, dialect: str) -> _RawLeaves:
+        found = cls._cache.get(dialect)
+        if found is None:
+            found = cls._cache[dialect] = cls(dialect)
+        return found
+
+    def sql(self, query: sa.Select[Any], conn: Connection) -> str:
+        # the block size is the one value bound in the query: render it inline
+        return str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+
+    def _conv(self, name: str, times: set[str], bools: set[str]) -> Any:
+        if name in times:
+            return _sqlite_iso if self.dialect == "sqlite" else _aware_iso
+        if name in bools:
+            return _bool
+        return None
+
+    def leaf_hash(self, row: Sequence[Any]) -> bytes:
+        ev = list(row[self.ev_slice])
+        for n, conv in self.ev_conv:
+            ev[n] = conv(ev[n])
+        if row[self.kind_idx] != "decision":
+            return merkle.leaf_hash(_ENCODE([LEAF_FORMAT, ev, None]).encode())
+        if row[self.rid_idx] is None:
+            return merkle.leaf_hash(b"missing rating")
+        rt = list(row[self.rt_slice])
+        for n, conv in self.rt_conv:
+            rt[n] = conv(rt[n])
+        return merkle.leaf_hash(_ENCODE([LEAF_FORMAT, ev, rt]).encode())
+
+
+def _sqlite_iso(value: Any) -> Any:
+    """SQLite's stored text of a UTC time -> what ``_plain`` makes of it once processed."""
+    if value is None:
+        return None
+    if isinstance(value, str) and len(value) == 26 and value[10] == " " and value[19] == ".":
+        frac = value[20:]
+        return f"{value[:10]}T{value[11:19]}{'' if frac == '000000' else '.' + frac}+00:00"
+    return _aware_iso(UTC_TIME.process_result_value(value, _SQLITE))
+
+
+def _aware_iso(value: Any) -> Any:
+    if value is None:
+        return None
+    if value.__class__ is datetime and value.tzinfo is UTC:
+        return value.isoformat()
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC).isoformat()
+    return value.astimezone(UTC).isoformat()
+
+
+def _bool(value: Any) -> Any:
+    return None if value is None else bool(value)
+
+
 @dataclass(frozen=True)
 class Head:
     size: int
@@ -175,18 +274,34 @@ class MerkleLog:
     def seal(self, now: datetime, limit: int | None = None) -> int:
         """Append every unsealed event to the log; returns how many were sealed.
 
-        Runs in blocks of ``self.block`` events, one transaction each. On PostgreSQL a
-        second sealer that finds the head locked returns 0 at once (the other one is
-        doing the work).
+        Runs in blocks of up to ``self.block`` events (a window of as many ids), one
+        transaction each. On PostgreSQL a second sealer that finds the head locked
+        returns at once (the other one is doing the work).
         """
+        # The lowest unsealed id and the highest id now: then windows of ``block`` ids,
+        # each a range of the primary key (so no block re-reads what earlier ones saw,
+        # whatever plan the database picks). An event committed late below a window
+        # already sealed is found by the next call.
+        with translate_errors(), self.ledger.engine.connect() as conn:
+            sealed = sa.select(t.log_leaves.c.event_id).where(
+                t.log_leaves.c.event_id == t.events.c.event_id
+            )
+            first = conn.execute(
+                sa.select(sa.func.min(t.events.c.event_id)).where(~sa.exists(sealed))
+            ).scalar()
+            last = conn.execute(sa.select(sa.func.max(t.events.c.event_id))).scalar()
+        if first is None or last is None:
+            return 0
         total = 0
-        after: int | None = None  # the last event of the previous block
-        while limit is None or total < limit:
+        after = int(first) - 1
+        while after < last and (limit is None or total < limit):
+            upto = min(after + self.block, int(last))
             with translate_errors(), self.ledger.engine.begin() as conn:
-                n, after = self._seal_block(conn, now, after)
-            total += n
-            if n < self.block:
+                n = self._seal_block(conn, now, after, upto)
+            if n is None:  # another sealer holds the head: it does the work
                 break
+            total += n
+            after = upto
         return total
 
     def _lock_head(self, conn: Connection, now: datetime) -> Mapping[Any, Any] | None:
@@ -215,33 +330,43 @@ class MerkleLog:
             )
         return conn.execute(sa.select(t.log_head).where(t.log_head.c.id == 1)).mappings().first()
 
-    def _seal_block(
-        self, conn: Connection, now: datetime, after: int | None = None
-    ) -> tuple[int, int | None]:
-        """Seal the next block: the lowest unsealed events (above ``after``, the previous
-        block's last event in the same :meth:`seal`: everything unsealed below it was in
-        that block, so the search need not walk the sealed log again; an event committed
-        late below it is found by the next ``seal``, whose first block looks at all)."""
+    def _seal_block(self, conn: Connection, now: datetime, after: int, upto: int) -> int | None:
+        """Seal the unsealed events with ids in ``(after, upto]``, in id order; returns
+        how many, or ``None`` when another sealer holds the log head."""
         head = self._lock_head(conn, now)
         if head is None:
-            return 0, after
+            return None
         sealed = sa.select(t.log_leaves.c.event_id).where(
             t.log_leaves.c.event_id == t.events.c.event_id
         )
-        q = _event_query().where(~sa.exists(sealed))
-        if after is not None:
-            q = q.where(t.events.c.event_id > after)
-        rows = conn.execute(q.order_by(t.events.c.event_id).limit(self.block)).mappings().all()
+        query = (
+            _event_query()
+            .where(~sa.exists(sealed), t.events.c.event_id > after, t.events.c.event_id <= upto)
+            .order_by(t.events.c.event_id)
+        )
+        # The rows as the driver gives them (no SQLAlchemy result processing per value):
+        # _RawLeaves turns them into exactly the bytes leaf_data makes of processed rows.
+        raw = _RawLeaves.of(self.ledger.dialect)
+        if self.ledger.dialect == "postgresql":
+            # times come back in UTC (no conversion per value); and index probes, never a
+            # hash of all ratings or leaves: a block costs its own size on any ledger
+            conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+            conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+            conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+        rows = conn.exec_driver_sql(raw.sql(query, conn)).all()
         if not rows:
-            return 0, after
+            return 0
         frontier = merkle.CompactRange.from_list(json.loads(head["frontier"]))
         start = frontier.size
-        leaves = []
-        for i, row in enumerate(rows):
-            h = _leaf_of(row)
-            frontier.append(h)
-            leaves.append({"leaf_index": start + i, "event_id": row["event_id"], "leaf_hash": h})
-        conn.execute(t.log_leaves.insert(), leaves)
+        hashes = [raw.leaf_hash(row) for row in rows]
+        frontier.extend(hashes)
+        leaves = [
+            (start + i, row[0], h) for i, (row, h) in enumerate(zip(rows, hashes, strict=True))
+        ]
+        marks = "%s, %s, %s" if self.ledger.dialect == "postgresql" else "?, ?, ?"
+        conn.exec_driver_sql(
+            f"INSERT INTO log_leaves (leaf_index, event_id, leaf_hash) VALUES ({marks})", leaves
+        )
         conn.execute(
             t.log_head.update()
             .where(t.log_head.c.id == 1)
@@ -252,7 +377,7 @@ class MerkleLog:
                 sealed_at=now,
             )
         )
-        return len(rows), int(rows[-1]["event_id"])
+        return len(rows)
 
     @contextmanager
     def counted_at(

@@ -189,9 +189,13 @@ def _content(
     return times["served_at"], times["submitted_at"], scores, ip_hash, prefix_hash
 
 
+_FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def fingerprint(content: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of a rating's content (hex)."""
-    blob = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # json.dumps with these options would build a new encoder on every call
+    blob = _FINGERPRINT_JSON.encode(content)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

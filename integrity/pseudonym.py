@@ -9,7 +9,6 @@ hashed too, so rules can count per network without knowing the network.
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import ipaddress
 import os
@@ -57,8 +56,9 @@ class Pseudonymiser:
     key: bytes
 
     def _digest(self, domain: str, value: str) -> str:
-        mac = hmac.new(self.key, f"{domain}\x00{value}".encode(), hashlib.sha256)
-        return mac.hexdigest()[:DIGEST_HEX]
+        # hmac.digest: the one-shot HMAC (OpenSSL), the same bytes as hmac.new(...).digest()
+        mac = hmac.digest(self.key, f"{domain}\x00{value}".encode(), "sha256")
+        return mac[: DIGEST_HEX // 2].hex()
 
     def ip(self, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
         return self._digest("ip", str(addr))
@@ -85,8 +85,27 @@ class Pseudonymiser:
 @functools.lru_cache(maxsize=65536)
 def _address(key: bytes, text: str) -> tuple[str, str]:
     p = Pseudonymiser(key)
+    quad = _plain_ipv4(text)
+    if quad is not None:  # what ipaddress makes of it, without ipaddress (most addresses)
+        a, b, c, _ = quad
+        return p._digest("ip", text), p._digest("prefix", f"{a}.{b}.{c}.0/24")
     addr = normalise_ip(text)
     return p.ip(addr), p.prefix(prefix_of(addr))
+
+
+def _plain_ipv4(text: str) -> list[str] | None:
+    """The four parts of ``text`` if it is an IPv4 address written as ``ipaddress``
+    writes it back (four decimal octets 0-255, no leading zeros, no spaces), else
+    ``None`` (anything else takes the ``ipaddress`` path)."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    for part in parts:
+        if not (0 < len(part) <= 3 and part.isascii() and part.isdigit()):
+            return None
+        if (part[0] == "0" and len(part) > 1) or int(part) > 255:
+            return None
+    return parts
 
 
 def write_secret(path: Path) -> None:

@@ -57,12 +57,12 @@ class ReceiptCodec:
         self._key = hmac.new(secret, b"integrity receipts v1", hashlib.sha256).digest()
 
     def _tag(self, rating_id: int) -> int:
-        mac = hmac.new(self._key, b"tag\x00" + rating_id.to_bytes(8, "big"), hashlib.sha256)
-        return int.from_bytes(mac.digest()[:8], "big") >> (64 - TAG_BITS)
+        mac = hmac.digest(self._key, b"tag\x00" + rating_id.to_bytes(8, "big"), "sha256")
+        return int.from_bytes(mac[:8], "big") >> (64 - TAG_BITS)
 
     def _pad(self, tag: int) -> int:
-        mac = hmac.new(self._key, b"pad\x00" + tag.to_bytes(8, "big"), hashlib.sha256)
-        return int.from_bytes(mac.digest()[:5], "big")
+        mac = hmac.digest(self._key, b"pad\x00" + tag.to_bytes(8, "big"), "sha256")
+        return int.from_bytes(mac[:5], "big")
 
     def code(self, rating_id: int) -> str:
         """The receipt of ``rating_id`` (``XXXXX-XXXXX-XXXXX-XXXXX``)."""

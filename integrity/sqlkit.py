@@ -68,9 +68,15 @@ Pseudonym = sa.String(32)
 Id = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+)
+
+
 def canonical_json(value: Any) -> str:
     """Sorted keys, no spaces, UTF-8 text: the same value always gives the same bytes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    # one encoder: json.dumps with these options would build a new one on every call
+    return _CANONICAL.encode(value)
 
 
 @contextmanager

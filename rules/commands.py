@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime, time
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import click
@@ -24,7 +25,6 @@ from integrity.cliutil import (
 from integrity.errors import FieldError, InvalidInput
 from integrity.model import CHANNELS
 from integrity.render import dump_json, jsonable, render
-from rules.detectors.base import Flag
 from rules.detectors.review import (
     CASE_COLUMNS,
     LIST_COLUMNS,
@@ -32,7 +32,10 @@ from rules.detectors.review import (
     CaseSelector,
     ReviewService,
 )
-from rules.detectors.service import DetectService
+
+if TYPE_CHECKING:  # numpy, pandas and scipy load only when detection runs
+    from rules.detectors.base import Flag
+    from rules.detectors.service import DetectService
 
 DOC_FORMATS = ("table", "json")
 
@@ -77,7 +80,7 @@ def _when(value: str | None, name: str, tz: ZoneInfo) -> datetime | None:
     "--show", default=15, show_default=True, type=click.IntRange(min=0), help="Findings to print."
 )
 @format_option(choices=DOC_FORMATS)
-@pass_service(DetectService)
+@pass_service("rules.detectors.service:DetectService")
 def detect_command(
     svc: DetectService,
     since: str | None,

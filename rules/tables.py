@@ -17,8 +17,9 @@ ledger event (``hold``, ``clear``, ``confirm``). Rows are only ever inserted.
   item is escalated again only once its deadline moved.
 
 Migrations: ``rules/migrations/0300_detect.py``, ``0301_review.py``,
-``0302_detect_watermark.py``, ``0303_events_by_kind.py`` (an index on the core's
-``events`` by kind, declared with that table).
+``0302_detect_watermark.py``. (The newest event of a kind, which detection's closing
+projections ask per batch, is one lookup in the core's partial index on ``events``,
+migration ``0011_events_kind_index``.)
 """
 
 from __future__ import annotations

@@ -275,83 +275,112 @@ class AlertService:
         )
         registry: ServiceRegistry | None = None
         opened = voided = 0
+        # alerts to open, written together (a replayed month opens thousands); any void
+        # writes them first, so events keep the order of their causes
+        opening: list[tuple[StoredRating, StatusChange]] = []
+
+        def flush() -> None:
+            if opening:
+                assert registry is not None
+                for alert in self._open_many(uow, opening, registry, now):
+                    claimed[alert.rating_id] = alert
+                opening.clear()
+
+        waiting: set[int] = set()
         for c in relevant:
-            alert = claimed.get(c.rating_id)
             if c.status is Status.ACCEPTED:
                 r = ratings.get(c.rating_id)
-                if alert is None and r is not None:
+                if (
+                    claimed.get(c.rating_id) is None
+                    and c.rating_id not in waiting
+                    and r is not None
+                ):
                     registry = registry or self.registry()
-                    claimed[c.rating_id] = self._open(uow, r, c, registry, now)
+                    opening.append((r, c))
+                    waiting.add(c.rating_id)
                     opened += 1
-            elif alert is not None and not alert.state.final:
+                continue
+            flush()
+            waiting.clear()
+            alert = claimed.get(c.rating_id)
+            if alert is not None and not alert.state.final:
                 self._void(uow, alert, c, now)
                 del claimed[c.rating_id]
                 voided += 1
+        flush()
         return SyncSummary(events=len(changes), opened=opened, voided=voided)
 
-    def _open(
+    def _open_many(
         self,
         uow: UnitOfWork,
-        r: StoredRating,
-        cause: StatusChange,
+        opening: Sequence[tuple[StoredRating, StatusChange]],
         reg: ServiceRegistry,
         now: datetime,
-    ) -> Alert:
-        """Open the alert for ``r``, which started to count with ``cause``."""
-        if cause.kind == Kind.DECISION:
-            via = "replay" if cause.actor == REPLAY_ACTOR else "intake"
-            opened_at = r.submitted_at if via == "replay" else cause.at
-        else:
-            via, opened_at = str(cause.kind), cause.at
-        window = reg.window(r.window_id)
-        hall = reg.hall_of(r.window_id)
-        respond_by = self.policy.respond_by(opened_at)
-        reply_by = self.policy.reply_by(opened_at)
-        row: dict[str, Any] = {
-            "rating_id": r.rating_id,
-            "claims_rating": True,
-            "window_id": r.window_id,
-            "staff_id": r.staff_id,
-            "service_type": r.service_type,
-            "channel": r.channel,
-            "state": State.OPEN.value,
-            "opened_at": opened_at,
-            "respond_by": respond_by,
-            "reply_by": reply_by,
-            "via": via[:16],
-            "cause_event_id": cause.event_id,
-            "updated_at": now,
-            "version": 1,
-        }
-        alert_id = self.store.insert(uow.connection, row)
-        alert = alert_of({**EMPTY_ROW, **row, "alert_id": alert_id})
-        uow.append(
-            Event(
-                kind=OPENED_KIND,
-                actor=SYSTEM_ACTOR,
-                at=now,
-                rating_id=r.rating_id,
-                rule_set_id=self.rule_set_id,
-                subject=subject(alert_id),
-                evidence={
-                    "alert_id": alert_id,
-                    "from": None,
-                    "to": State.OPEN.value,
-                    "version": 1,
+    ) -> list[Alert]:
+        """Open the alert of each ``r``, which started to count with its ``cause``: the
+        alert rows in one statement, then their ``alert.opened`` events in one."""
+        rows: list[dict[str, Any]] = []
+        vias: list[str] = []
+        for r, cause in opening:
+            if cause.kind == Kind.DECISION:
+                via = "replay" if cause.actor == REPLAY_ACTOR else "intake"
+                opened_at = r.submitted_at if via == "replay" else cause.at
+            else:
+                via, opened_at = str(cause.kind), cause.at
+            vias.append(via)
+            rows.append(
+                {
+                    "rating_id": r.rating_id,
+                    "claims_rating": True,
                     "window_id": r.window_id,
                     "staff_id": r.staff_id,
-                    "head": window.head if window else None,
-                    "hall_id": hall.hall_id if hall else None,
-                    "composite": round(r.composite, 6),
-                    "via": via,
+                    "service_type": r.service_type,
+                    "channel": r.channel,
+                    "state": State.OPEN.value,
+                    "opened_at": opened_at,
+                    "respond_by": self.policy.respond_by(opened_at),
+                    "reply_by": self.policy.reply_by(opened_at),
+                    "via": via[:16],
                     "cause_event_id": cause.event_id,
-                    "opened_at": opened_at.isoformat(),
-                    "respond_by": respond_by.isoformat(),
-                    "reply_by": reply_by.isoformat(),
-                },
+                    "updated_at": now,
+                    "version": 1,
+                }
             )
-        )
-        return alert
+        ids = self.store.insert_many(uow.connection, rows)
+        alerts: list[Alert] = []
+        events: list[Event] = []
+        for (r, cause), row, via, alert_id in zip(opening, rows, vias, ids, strict=True):
+            alerts.append(alert_of({**EMPTY_ROW, **row, "alert_id": alert_id}))
+            window = reg.window(r.window_id)
+            hall = reg.hall_of(r.window_id)
+            events.append(
+                Event(
+                    kind=OPENED_KIND,
+                    actor=SYSTEM_ACTOR,
+                    at=now,
+                    rating_id=r.rating_id,
+                    rule_set_id=self.rule_set_id,
+                    subject=subject(alert_id),
+                    evidence={
+                        "alert_id": alert_id,
+                        "from": None,
+                        "to": State.OPEN.value,
+                        "version": 1,
+                        "window_id": r.window_id,
+                        "staff_id": r.staff_id,
+                        "head": window.head if window else None,
+                        "hall_id": hall.hall_id if hall else None,
+                        "composite": round(r.composite, 6),
+                        "via": via,
+                        "cause_event_id": cause.event_id,
+                        "opened_at": row["opened_at"].isoformat(),
+                        "respond_by": row["respond_by"].isoformat(),
+                        "reply_by": row["reply_by"].isoformat(),
+                    },
+                )
+            )
+        uow.append_many(events)
+        return alerts
 
     def _void(self, uow: UnitOfWork, alert: Alert, cause: StatusChange, now: datetime) -> None:
         """Void ``alert``: its rating stopped counting with ``cause``."""

@@ -80,6 +80,16 @@ class AlertStore:
     def insert(self, conn: Connection, row: Mapping[str, Any]) -> int:
         return int(conn.execute(AL.insert().returning(AL.c.alert_id), dict(row)).scalar_one())
 
+    def insert_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Insert alerts in one statement; their ids, in the order of ``rows``."""
+        if not rows:
+            return []
+        ids = conn.execute(
+            AL.insert().returning(AL.c.alert_id, sort_by_parameter_order=True),
+            [dict(row) for row in rows],
+        ).scalars()
+        return [int(i) for i in ids]
+
     def update(
         self, conn: Connection, alert_id: int, version: int, values: Mapping[str, Any]
     ) -> None:

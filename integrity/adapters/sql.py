@@ -7,6 +7,7 @@ race (two workers, one ticket) becomes a clean ``duplicate_ticket`` decision.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -14,17 +15,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import psycopg  # the PostgreSQL driver: bulk loads use its COPY directly
-import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 
 from integrity.adapters import tables as t
-from integrity.adapters.columnar import columnar
 from integrity.catalogue import KINDS, REASONS, Kind, Reason
 from integrity.config import rule_set_id as text_rule_set_id
 from integrity.config_tables import (
@@ -64,6 +61,11 @@ from integrity.ports import (
 )
 from integrity.sqlkit import canonical_json, translate_errors
 
+if TYPE_CHECKING:  # numpy and pyarrow are imported where detection's reads use them, so
+    # that commands which never read columns (ingest, the hook) start without them
+    import numpy as np
+    import pyarrow as pa
+
 
 def _limited_bits(reasons: Any) -> Any:
     """SQL: the sum of :data:`~integrity.ports.LIMITED_BITS` of the codes in a
@@ -96,26 +98,31 @@ def _scan_state(status: Any, reasons: Any) -> Any:
 #: :mod:`integrity.adapters.columnar`): below, starting it costs more than it saves.
 BULK_SCAN_ROWS = 200_000
 
-#: The Arrow schema of the scan's slices (:data:`~integrity.ports.SCAN_COLUMNS`).
-SCAN_SCHEMA = pa.schema(
-    [
-        ("rating_id", pa.int64()),
-        ("window_id", pa.string()),
-        ("staff_id", pa.string()),
-        ("service_type", pa.string()),
-        ("served_s", pa.float64()),
-        ("submitted_s", pa.float64()),
-        ("composite", pa.float64()),
-        ("comment", pa.string()),
-        ("ip_hash", pa.string()),
-        ("prefix_hash", pa.string()),
-        ("device_hash", pa.string()),
-        ("state", pa.int64()),
-    ]
-)
-assert tuple(SCAN_SCHEMA.names) == SCAN_COLUMNS
-#: The scan's slices with ``ScanSpec.state_only``.
-STATE_SCHEMA = pa.schema([("rating_id", pa.int64()), ("state", pa.int64())])
+
+@functools.cache
+def scan_schemas() -> tuple[pa.Schema, pa.Schema]:
+    """The Arrow schemas of the scan's slices: :data:`~integrity.ports.SCAN_COLUMNS`,
+    and ``ScanSpec.state_only``'s (built on first use: pyarrow is imported then)."""
+    import pyarrow as pa
+
+    full = pa.schema(
+        [
+            ("rating_id", pa.int64()),
+            ("window_id", pa.string()),
+            ("staff_id", pa.string()),
+            ("service_type", pa.string()),
+            ("served_s", pa.float64()),
+            ("submitted_s", pa.float64()),
+            ("composite", pa.float64()),
+            ("comment", pa.string()),
+            ("ip_hash", pa.string()),
+            ("prefix_hash", pa.string()),
+            ("device_hash", pa.string()),
+            ("state", pa.int64()),
+        ]
+    )
+    assert tuple(full.names) == SCAN_COLUMNS
+    return full, pa.schema([("rating_id", pa.int64()), ("state", pa.int64())])
 
 
 def make_engine(url: str) -> Engine:
@@ -314,15 +321,17 @@ def _pg_record_statement() -> sa.Insert:
     )
 
 
-def _sqlite_record_statement() -> sa.Insert:
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(t.ratings).on_conflict_do_nothing().returning(t.ratings.c.rating_id)
-
-
 _PG_RECORD = _pg_record_statement()
-_SQLITE_RECORD = _sqlite_record_statement()
-_INSERT_EVENT = t.events.insert().returning(t.events.c.event_id)
+
+
+@functools.cache
+def _pg_record_sql() -> str:
+    """``_PG_RECORD`` compiled once for psycopg (on first use: the driver is imported
+    only where PostgreSQL is): the live hook passes it plain values (no SQLAlchemy
+    parameter processing per call)."""
+    from sqlalchemy.dialects.postgresql import psycopg as pg
+
+    return str(_PG_RECORD.compile(dialect=pg.dialect()))
 
 
 def risk_value(x: float) -> float:
@@ -377,6 +386,140 @@ def _decision_from(rating_id: int, row: Mapping[Any, Any], replayed: bool) -> De
     )
 
 
+def _sqlite_time(value: datetime | None) -> str | None:
+    """A datetime as :class:`~integrity.sqlkit.UTCDateTime` stores it on SQLite (naive
+    UTC text with microseconds, SQLAlchemy's format), without the type machinery."""
+    if value is None:
+        return None
+    if value.tzinfo is UTC:  # the usual case: 'YYYY-MM-DD HH:MM:SS.ffffff+00:00'
+        return value.isoformat(" ", "microseconds")[:26]
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the ledger")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _same(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("naive datetime given to the ledger")
+    return value
+
+
+#: Column order of the bulk path's tuples (``record_many``); every column of each table.
+_BULK_RATING_COLS = (
+    "rating_id", "fingerprint", "ticket_id", "claims_ticket", "window_id", "staff_id",
+    "service_type", "channel", "served_at", "submitted_at", "submitted_at_given",
+    "received_at", "occurred_at", "scores", "composite", "comment", "ip_hash",
+    "prefix_hash", "device_hash", "rule_set_id", "client_id", *_SCORE_COLS,
+)  # fmt: skip
+_BULK_EVENT_COLS = ("event_id", "rating_id", *_EVENT_COLS)
+_BULK_STATUS_COLS = ("rating_id", "last_event_id", *_STATUS_COLS)
+for _table, _cols in (
+    (t.ratings, _BULK_RATING_COLS),
+    (t.events, _BULK_EVENT_COLS),
+    (t.rating_status, _BULK_STATUS_COLS),
+):
+    assert sorted(_cols) == sorted(c.name for c in _table.columns), _table.name
+_KNOWN_REASONS = frozenset(REASONS)
+
+
+_JSON_CACHE: dict[Any, str] = {}
+
+
+def _reasons_json(reasons: Sequence[str]) -> str:
+    """``canonical_json(list(reasons))``, remembered (a few dozen combinations occur)."""
+    key = tuple(reasons)
+    found = _JSON_CACHE.get(key)
+    if found is None:
+        found = canonical_json(list(key))
+        if len(_JSON_CACHE) < 4096:
+            _JSON_CACHE[key] = found
+    return found
+
+
+def _evidence_json(evidence: Mapping[str, Any]) -> str:
+    """``canonical_json(dict(evidence))``; a flat one of plain strings (the usual
+    ``{"client_id": ...}``) remembered."""
+    if len(evidence) == 1:
+        ((k, v),) = evidence.items()
+        if type(v) is str:
+            key = ("evidence", k, v)
+            found = _JSON_CACHE.get(key)
+            if found is None:
+                found = canonical_json({k: v})
+                if len(_JSON_CACHE) < 4096:
+                    _JSON_CACHE[key] = found
+            return found
+    return canonical_json(dict(evidence))
+
+
+def _row_values(
+    p: Pending,
+    claims: bool,
+    actor: str,
+    slots: Mapping[str, int | None],
+    when: Callable[[datetime | None], Any],
+) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
+    """The rows ``rating_row``, ``_decision_event`` and ``_status_row`` describe, as
+    tuples in the ``_BULK_*_COLS`` order less the ids (rating; event without event and
+    rating id; status without rating and event id), times converted by ``when``."""
+    r = p.rating
+    if not _KNOWN_REASONS.issuperset(p.reasons):
+        raise ValueError(f"reasons not in integrity.catalogue: {list(p.reasons)}")
+    scores: list[int | None] = [None] * len(_SCORE_COLS)
+    for dim, value in r.scores.items():
+        slot = slots.get(dim)
+        if slot is not None:
+            scores[slot - 1] = int(value)
+    received = when(r.received_at)
+    status = p.status.value
+    rating = (
+        r.fingerprint, r.ticket_id, claims, r.window_id, r.staff_id, r.service_type,
+        r.channel, when(r.served_at), when(r.submitted_at), r.submitted_at_given, received,
+        when(r.occurred_at), canonical_json(dict(r.scores)), r.composite, r.comment,
+        r.ip_hash, r.prefix_hash, r.device_hash, p.rule_set_id, r.client_id, *scores,
+    )  # fmt: skip
+    event = (
+        None, _DECISION, actor, status, _reasons_json(p.reasons), p.rule_set_id,
+        _evidence_json(p.evidence), received,
+    )  # fmt: skip
+    return rating, event, (status, ";".join(p.reasons), 0.0, 1)
+
+
+_DECISION = Kind.DECISION.value
+
+
+def _bulk_rows(
+    pending: Sequence[Pending],
+    rids: Sequence[int],
+    eids: Sequence[int],
+    actor: str,
+    slots: Mapping[str, int | None],
+    when: Callable[[datetime | None], Any],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """:func:`_row_values` of each pending rating, with the ids allocated for it."""
+    ratings, events, statuses = [], [], []
+    for rid, eid, p in zip(rids, eids, pending, strict=True):
+        rating, event, status = _row_values(
+            p, Reason.DUPLICATE_TICKET not in p.reasons, actor, slots, when
+        )
+        ratings.append((rid, *rating))
+        events.append((eid, rid, *event))
+        statuses.append((rid, eid, *status))
+    return ratings, events, statuses
+
+
+def _insert_sql(table: str, cols: Sequence[str], tail: str = "") -> str:
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}){tail}"
+
+
+#: The live hook's three statements on SQLite, as plain SQL (``_insert_all``).
+_SQLITE_RATING = _insert_sql(
+    "ratings", _BULK_RATING_COLS[1:], " ON CONFLICT DO NOTHING RETURNING rating_id"
+)
+_SQLITE_EVENT = _insert_sql("events", _BULK_EVENT_COLS[1:], " RETURNING event_id")
+_SQLITE_STATUS = _insert_sql("rating_status", _BULK_STATUS_COLS)
+
+
 class SqlLedger:
     """Append-only ledger of ratings and events on one SQLAlchemy engine."""
 
@@ -421,31 +564,50 @@ class SqlLedger:
         return Lookup(None, bool(rows))
 
     def lookup_many(self, ratings: Sequence[Rating]) -> list[Lookup]:
-        """``lookup`` for many ratings with two queries."""
+        """``lookup`` for many ratings with two queries (plain DBAPI: one array parameter
+        on PostgreSQL, chunks of 900 placeholders on SQLite)."""
         fps = [r.fingerprint for r in ratings]
         tickets = list({r.ticket_id for r in ratings})
         with translate_errors(), self.engine.connect() as conn:
-            known: dict[str, int] = {}
-            for part in _chunks(fps, 900):
-                rows = conn.execute(
-                    sa.select(t.ratings.c.fingerprint, t.ratings.c.rating_id).where(
-                        t.ratings.c.fingerprint.in_(part)
-                    )
+            if self.dialect == "postgresql":
+                known: dict[str, int] = dict(
+                    conn.exec_driver_sql(
+                        "SELECT fingerprint, rating_id FROM ratings WHERE fingerprint = ANY(%s)",
+                        (fps,),
+                    ).all()
                 )
-                known.update({fp: rid for fp, rid in rows})
-            taken: set[str] = set()
-            for part in _chunks(tickets, 900):
-                tickets_rows = conn.execute(
-                    sa.select(t.ratings.c.ticket_id).where(
-                        t.ratings.c.ticket_id.in_(part), t.ratings.c.claims_ticket.is_(True)
+                taken = {
+                    str(tid)
+                    for (tid,) in conn.exec_driver_sql(
+                        "SELECT ticket_id FROM ratings WHERE ticket_id = ANY(%s) AND claims_ticket",
+                        (tickets,),
                     )
-                )
-                taken.update(str(tid) for tid in tickets_rows.scalars())
+                }
+            else:
+                known = {}
+                taken = set()
+                for part in _chunks(fps, 900):
+                    marks = ", ".join("?" * len(part))
+                    known.update(
+                        conn.exec_driver_sql(
+                            f"SELECT fingerprint, rating_id FROM ratings WHERE fingerprint IN ({marks})",
+                            tuple(part),
+                        ).all()
+                    )
+                for part in _chunks(tickets, 900):
+                    marks = ", ".join("?" * len(part))
+                    taken.update(
+                        str(tid)
+                        for (tid,) in conn.exec_driver_sql(
+                            f"SELECT ticket_id FROM ratings WHERE ticket_id IN ({marks}) AND claims_ticket",
+                            tuple(part),
+                        )
+                    )
             out = []
             for r in ratings:
                 rid = known.get(r.fingerprint)
                 existing = (
-                    self._first_decision(conn, rid, replayed=True) if rid is not None else None
+                    self._first_decision(conn, int(rid), replayed=True) if rid is not None else None
                 )
                 out.append(Lookup(existing, existing is not None or r.ticket_id in taken))
             return out
@@ -651,7 +813,7 @@ class SqlLedger:
         self, spec: ScanSpec, on_progress: Callable[[int], None] | None = None
     ) -> Iterator[pa.Table]:
         """Slices of :data:`~integrity.ports.SCAN_COLUMNS` as Arrow tables of
-        :data:`SCAN_SCHEMA`, each in rating-id order, read column by column (an ADBC driver
+        :func:`scan_schemas`, each in rating-id order, read column by column (an ADBC driver
         where one is installed, see :mod:`integrity.adapters.columnar`); see ``ScanSpec``."""
         r, s = t.ratings.c, t.rating_status.c
         cols = [
@@ -668,10 +830,12 @@ class SqlLedger:
             r.device_hash,
             _scan_state(s.status, s.reasons).label("state"),
         ]
-        schema = SCAN_SCHEMA
+        from integrity.adapters.columnar import columnar
+
+        schema, state_schema = scan_schemas()
         if spec.state_only:
             cols = [cols[0], cols[-1]]
-            schema = STATE_SCHEMA
+            schema = state_schema
         base = sa.select(*cols).select_from(
             t.ratings.join(t.rating_status, s.rating_id == r.rating_id)
         )
@@ -793,6 +957,8 @@ class SqlLedger:
         q = sa.select(sa.func.max(t.events.c.event_id))
         if kind is not None:
             q = q.where(t.events.c.kind == kind)
+            if kind != Kind.DECISION:  # the partial index ix_events_kind_event_id
+                q = q.where(t.events.c.kind != Kind.DECISION.value)
         with translate_errors(), self.reader.connect() as conn:
             value = conn.execute(q).scalar()
         return int(value) if value is not None else None
@@ -834,34 +1000,45 @@ class SqlLedger:
     ) -> list[StatusChange]:
         """Status events above ``after`` (up to ``until``) with their ratings' composite
         and scores, in id order: one join, plain tuples."""
-        e, r = t.events.c, t.ratings.c
-        q = (
-            sa.select(
-                e.event_id, e.kind, e.rating_id, e.status, e.at, e.actor, e.subject,
-                e.reasons, r.composite, r.scores,
-            )
-            .join_from(t.events, t.ratings, e.rating_id == r.rating_id)
-            .where(e.event_id > after, e.status.is_not(None))
-        )  # fmt: skip
+        # Plain SQL, values converted here (a replayed month reads tens of thousands)
+        # On PostgreSQL each rating is fetched by its key (LATERAL): never a hash of every
+        # rating per batch, whatever the planner's estimates (cost grows with the batch)
+        join = (
+            "JOIN LATERAL (SELECT composite, scores FROM ratings WHERE rating_id = e.rating_id)"
+            " r ON true"
+            if self.dialect == "postgresql"
+            else "JOIN ratings r ON e.rating_id = r.rating_id"
+        )
+        sql = (
+            "SELECT e.event_id, e.kind, e.rating_id, e.status, e.at, e.actor, e.subject, "
+            f"e.reasons, r.composite, r.scores FROM events e {join} "
+            "WHERE e.event_id > {p} AND e.status IS NOT NULL"
+        )
+        params: tuple[Any, ...] = (after,)
         if until is not None:
-            q = q.where(e.event_id <= until)
-        q = q.order_by(e.event_id).limit(limit)
+            sql += " AND e.event_id <= {p}"
+            params += (until,)
+        sql += " ORDER BY e.event_id LIMIT {p}"
+        params += (limit,)
+        sql = sql.format(p="%s" if self.dialect == "postgresql" else "?")
+        status_of = {s.value: s for s in Status}
+        loads = json.loads
         with translate_errors(), self.reader.connect() as conn:
             return [
                 StatusChange(
                     event_id=int(i),
                     kind=str(kind),
                     rating_id=int(rid),
-                    status=Status(status),
-                    at=at,
+                    status=status_of[status],
+                    at=_utc(at),
                     actor=str(actor),
                     subject=subject,
-                    reasons=() if reasons == "[]" else tuple(json.loads(reasons)),
+                    reasons=() if reasons == "[]" else tuple(loads(reasons)),
                     composite=float(composite),
-                    scores=json.loads(scores),
+                    scores=loads(scores),
                 )
                 for i, kind, rid, status, at, actor, subject, reasons, composite, scores in (
-                    conn.execute(q)
+                    conn.exec_driver_sql(sql, params)
                 )
             ]
 
@@ -884,6 +1061,18 @@ class SqlLedger:
             return [_event_from_row(r) for r in rows]
 
     # -- writes --------------------------------------------------------------------------
+
+    def analyze(self) -> None:
+        """PostgreSQL: refresh the planner's statistics of the ledger's tables, as after
+        any bulk load (a table that grew from nothing within minutes still looks empty to
+        the planner, which then hashes whole tables to find a few rows). Samples a fixed
+        number of rows, so it costs about the same on any ledger. SQLite: nothing."""
+        if self.dialect != "postgresql":
+            return
+        with translate_errors(), self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "ANALYZE ratings, events, rating_status, log_leaves"
+            )
 
     def record(self, p: Pending, actor: str = "hook") -> Decision:
         """Write one rating, its decision event and status row in one transaction.
@@ -925,20 +1114,19 @@ class SqlLedger:
         slots: Mapping[str, int | None],
     ) -> int | None:
         """Insert rating + decision event + status; ``None`` if a unique key was taken."""
+        if self.dialect == "sqlite":  # plain SQL: no statement compiled, no type processing
+            rating, event, status_row = _row_values(p, claims, actor, slots, _sqlite_time)
+            found = conn.exec_driver_sql(_SQLITE_RATING, rating).scalar()
+            if found is None:
+                return None
+            eid = conn.exec_driver_sql(_SQLITE_EVENT, (found, *event)).scalar_one()
+            conn.exec_driver_sql(_SQLITE_STATUS, (found, eid, *status_row))
+            return int(found)
         row = rating_row(p.rating, p.rule_set_id, claims, slots)
-        ev = _decision_event(p, actor)
-        status = _status_row(p)
-        if self.dialect == "postgresql":
-            params = {f"r_{k}": v for k, v in row.items()}
-            params.update({f"e_{k}": v for k, v in ev.items()})
-            params.update({f"s_{k}": v for k, v in status.items()})
-            return conn.execute(_PG_RECORD, params).scalar()
-        rid = conn.execute(_SQLITE_RECORD, row).scalar()
-        if rid is None:
-            return None
-        eid = conn.execute(_INSERT_EVENT, {"rating_id": rid, **ev}).scalar_one()
-        conn.execute(t.rating_status.insert(), {"rating_id": rid, "last_event_id": eid, **status})
-        return int(rid)
+        params = {f"r_{k}": v for k, v in row.items()}
+        params.update({f"e_{k}": v for k, v in _decision_event(p, actor).items()})
+        params.update({f"s_{k}": v for k, v in _status_row(p).items()})
+        return conn.exec_driver_sql(_pg_record_sql(), params).scalar()
 
     def record_many(self, pending: Sequence[Pending], actor: str = "hook") -> list[Decision]:
         """Write many ratings in one transaction (ingest): all of them or none. Falls back
@@ -957,38 +1145,11 @@ class SqlLedger:
                 with self._writing() as conn:
                     rids = self._allocate(conn, t.ratings.c.rating_id, len(pending))
                     eids = self._allocate(conn, t.events.c.event_id, len(pending))
-                    self._load(
-                        conn,
-                        t.ratings,
-                        [
-                            {
-                                "rating_id": rid,
-                                **rating_row(
-                                    p.rating,
-                                    p.rule_set_id,
-                                    Reason.DUPLICATE_TICKET not in p.reasons,
-                                    slots,
-                                ),
-                            }
-                            for rid, p in zip(rids, pending, strict=True)
-                        ],
-                    )
-                    self._load(
-                        conn,
-                        t.events,
-                        [
-                            {"event_id": eid, "rating_id": rid, **_decision_event(p, actor)}
-                            for rid, eid, p in zip(rids, eids, pending, strict=True)
-                        ],
-                    )
-                    self._load(
-                        conn,
-                        t.rating_status,
-                        [
-                            {"rating_id": rid, "last_event_id": eid, **_status_row(p)}
-                            for rid, eid, p in zip(rids, eids, pending, strict=True)
-                        ],
-                    )
+                    when = _sqlite_time if self.dialect == "sqlite" else _same
+                    ratings, events, statuses = _bulk_rows(pending, rids, eids, actor, slots, when)
+                    self._load(conn, t.ratings, _BULK_RATING_COLS, ratings)
+                    self._load(conn, t.events, _BULK_EVENT_COLS, events)
+                    self._load(conn, t.rating_status, _BULK_STATUS_COLS, statuses)
             except AlreadyExists:  # a concurrent writer took a ticket or a fingerprint
                 # one by one, settling each race, still in one transaction: all or nothing
                 with self._writing() as conn:
@@ -998,22 +1159,30 @@ class SqlLedger:
             for rid, p in zip(rids, pending, strict=True)
         ]
 
-    def _load(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        """Insert many rows: ``COPY`` on PostgreSQL (one stream, not one statement per
-        row), ``executemany`` elsewhere. Same transaction either way."""
+    def _load(
+        self, conn: Connection, table: sa.Table, cols: Sequence[str], rows: list[tuple[Any, ...]]
+    ) -> None:
+        """Insert many rows, given as tuples in the order of ``cols`` with values as the
+        driver takes them (no SQLAlchemy type processing, no statement compiled per
+        call): ``COPY`` on PostgreSQL (one stream, not one statement per row), one plain
+        DBAPI ``executemany`` on SQLite. Same transaction either way."""
         if not rows:
             return
         if self.dialect != "postgresql":
-            conn.execute(table.insert(), rows)
+            marks = ", ".join("?" * len(cols))
+            conn.exec_driver_sql(
+                f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks})", rows
+            )
             return
-        cols = list(rows[0])
+        import psycopg  # the PostgreSQL driver: bulk loads use its COPY directly
+
         raw = conn.connection.driver_connection
         assert raw is not None
         sql = f"COPY {table.name} ({', '.join(cols)}) FROM STDIN"
         try:
             with raw.cursor() as cur, cur.copy(sql) as copy:
                 for row in rows:
-                    copy.write_row([row[c] for c in cols])
+                    copy.write_row(row)
         except psycopg.Error as err:  # as SQLAlchemy would have wrapped it
             raise sa.exc.DBAPIError.instance(sql, None, err, psycopg.Error) from err
 
@@ -1121,6 +1290,8 @@ class SqlLedger:
         of those rows, so the log seals them; ``rating_status.risk`` keeps the latest
         value for reads and is checked against them by ``ledger verify``.
         """
+        import numpy as np
+
         if isinstance(risks, RiskColumns):
             ids = np.asarray(risks.rating_ids, dtype=np.int64)
             vals = np.asarray(risks.risks, dtype=float)
@@ -1183,10 +1354,8 @@ class SqlLedger:
                     self._load(
                         conn,
                         t.risk_scores,
-                        [
-                            {"event_id": eid, "rating_id": rid, "risk": v}
-                            for rid, v in zip(part_ids, part_vals, strict=True)
-                        ],
+                        ("event_id", "rating_id", "risk"),
+                        [(eid, rid, v) for rid, v in zip(part_ids, part_vals, strict=True)],
                     )
                     continue
                 # SQLite: plain DBAPI executemany, no per-row SQLAlchemy work
@@ -1584,6 +1753,22 @@ class SqlUnitOfWork:
                 )
         return out
 
+    def append_many(self, events: Sequence[Event]) -> list[Event]:
+        """See :meth:`integrity.ports.UnitOfWork.append_many`."""
+        if not events:
+            return []
+        if any(ev.status is not None for ev in events):
+            raise ValueError("append_many takes events that change no status")
+        eids = (
+            self.connection.execute(
+                t.events.insert().returning(t.events.c.event_id, sort_by_parameter_order=True),
+                [_event_row(ev) for ev in events],
+            )
+            .scalars()
+            .all()
+        )
+        return [replace(ev, event_id=int(eid)) for ev, eid in zip(events, eids, strict=True)]
+
     def change_many(
         self, events: Sequence[Event], only_if: Callable[[RatingState], bool]
     ) -> list[Event]:
@@ -1613,11 +1798,13 @@ class SqlUnitOfWork:
         # with a sequence on PostgreSQL), so the events load in bulk without RETURNING
         # (which SQLite can only do a row at a time when the ids must come back in order)
         eids = self.ledger._allocate(self.connection, t.events.c.event_id, len(todo))
-        self.ledger._load(
-            self.connection,
-            t.events,
-            [{"event_id": eid, **_event_row(ev)} for ev, eid in zip(todo, eids, strict=True)],
-        )
+        when = _sqlite_time if self.ledger.dialect == "sqlite" else _same
+        rows = []
+        for ev, eid in zip(todo, eids, strict=True):
+            row = _event_row(ev) | {"event_id": eid}
+            row["at"] = when(row["at"])
+            rows.append(tuple(row[c] for c in _BULK_EVENT_COLS))
+        self.ledger._load(self.connection, t.events, _BULK_EVENT_COLS, rows)
         rs = t.rating_status
         self.connection.execute(
             rs.update()
@@ -1727,6 +1914,15 @@ def _rating(row: Mapping[Any, Any]) -> Rating:
         fingerprint=row["fingerprint"],
         rating_id=int(row["rating_id"]),
     )
+
+
+def _utc(value: Any) -> datetime:
+    """A time as the driver returns it, as :class:`~integrity.sqlkit.UTCDateTime` reads it."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
 def _aware(value: Any) -> datetime:

@@ -105,10 +105,16 @@ events = sa.Table(
     sa.Column("rule_set_id", sa.String(32)),
     sa.Column("evidence", sa.Text, nullable=False),  # canonical JSON object
     sa.Column("at", UTCDateTime, nullable=False),
-    # the newest event of a kind in one lookup (Ledger.last_event_id(kind), asked per
-    # batch by the projections a detection run's holds set off); created by the
-    # detection package's migration 0303_events_by_kind
-    sa.Index("ix_events_kind_event", "kind", "event_id"),
+    # The newest event of a kind (which registry, venues, periods are current) without
+    # scanning the ledger; decisions, most of the ledger, stay out of it (no cost on
+    # the write path). Queries name ``kind <> 'decision'`` so SQLite uses it.
+    sa.Index(
+        "ix_events_kind_event_id",
+        "kind",
+        "event_id",
+        sqlite_where=sa.text("kind <> 'decision'"),
+        postgresql_where=sa.text("kind <> 'decision'"),
+    ),
 )
 
 rating_status = sa.Table(

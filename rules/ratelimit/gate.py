@@ -11,11 +11,9 @@ a flood through one client key is bounded whatever addresses and devices it clai
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, NamedTuple
 
 from integrity.catalogue import Reason
 from integrity.model import Rating, Status, VenueRegistry, Verdict
@@ -25,10 +23,10 @@ from rules.realtime import Snapshot
 from rules.ruleset import LimitRule, RuleSet
 
 KEY_SCHEMA = "v1"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class _Plan:
+class _Plan(NamedTuple):
     """What the gate asks the limiter for one rating."""
 
     checks: tuple[LimitCheck, ...]
@@ -63,6 +61,9 @@ class RateLimitGate:
         self.namespace = namespace
         self._tz = ruleset.tz
         self._days: dict[date, tuple[str, int, int]] = {}
+        # the last local day planned: (first ms, ms after its end, _day's answer)
+        self._last_day: tuple[int, int, tuple[str, int, int]] = (0, 0, ("", 0, 0))
+        self._specs: dict[tuple[bool, bool, bool], _Specs] = {}
 
     @property
     def registry(self) -> VenueRegistry:
@@ -104,17 +105,42 @@ class RateLimitGate:
 
     def _note(self, ctx: GateContext, rating: Rating, plan: _Plan, outcome: LimitOutcome) -> None:
         """Keep the receipt: the checks whose key newly got this rating (see ``release``)."""
-        ctx.taken[(self.name, rating.fingerprint)] = tuple(plan.checks[i] for i in outcome.added)
+        added = outcome.added
+        # every key (the usual case: a first submission) is the plan's own tuple
+        taken = (
+            plan.checks if len(added) == len(plan.checks) else tuple(plan.checks[i] for i in added)
+        )
+        ctx.taken[(self.name, rating.fingerprint)] = taken
 
     # --- planning ----------------------------------------------------------------------
 
     def applicable_rules(self, rating: Rating) -> tuple[LimitRule, ...]:
         """The limit rules that apply to this rating, in rule-set order."""
-        at_venue = self.registry.venue_of_address(rating.ip_hash, rating.prefix_hash) is not None
-        at_kiosk = self.registry.kiosk(rating.device_hash) is not None
-        return self._rules_for(at_venue, at_kiosk, rating.client_id is not None)
+        return self._specs_for(rating).rules
 
-    @functools.lru_cache(maxsize=8)  # noqa: B019 - eight combinations, gate lives for the process
+    def _specs_for(self, rating: Rating) -> _Specs:
+        reg = self.registry
+        at_venue = reg.venue_of_address(rating.ip_hash, rating.prefix_hash) is not None
+        at_kiosk = reg.kiosk(rating.device_hash) is not None
+        combo = (at_venue, at_kiosk, rating.client_id is not None)
+        specs = self._specs.get(combo)
+        if specs is None:
+            rules = self._rules_for(*combo)
+            specs = self._specs[combo] = _Specs(
+                rules,
+                {rule.id: rule for rule in rules},
+                tuple(
+                    (
+                        rule,
+                        f"{self.namespace}:{KEY_SCHEMA}:rl:{rule.id}:",
+                        None if rule.window_s is None else rule.window_s * 1000,
+                        _SUBJECTS[rule.key],
+                    )
+                    for rule in rules
+                ),
+            )
+        return specs
+
     def _rules_for(self, at_venue: bool, at_kiosk: bool, has_client: bool) -> tuple[LimitRule, ...]:
         address_scope = "venue" if at_venue else "default"
         device_scope = "kiosk" if at_kiosk else "default"
@@ -147,39 +173,56 @@ class RateLimitGate:
             self._days[local_date] = hit
         return hit
 
+    def _day_span(self, day_time: datetime, day_time_ms: int) -> tuple[str, int, int]:
+        """``_day(day_time)``, remembering the span of epoch ms of that local day, so the
+        next ratings of the same day skip the time zone arithmetic. The span is kept
+        only when both its ends fall on that date (local dates grow with time, so every
+        instant between does too)."""
+        known = self._day(day_time)
+        day, day_end_ms, _ = known
+        local_date = date.fromisoformat(day)
+        start_ms = epoch_ms(datetime.combine(local_date, time(0), tzinfo=self._tz))
+
+        def on_day(ms: int) -> bool:
+            return (_EPOCH + timedelta(milliseconds=ms)).astimezone(self._tz).date() == local_date
+
+        if start_ms <= day_time_ms < day_end_ms and on_day(start_ms) and on_day(day_end_ms - 1):
+            self._last_day = (start_ms, day_end_ms, known)
+        return known
+
     def plan(self, rating: Rating, ctx: GateContext) -> _Plan:
         """The limiter checks for ``rating``; replay judges at ``submitted_at``, live at receipt."""
-        at_ms = epoch_ms(rating.submitted_at) if ctx.replay else None
         # The calendar day: the rating's own time on replay; live, the time of receipt
         # (what the Redis server clock also measures, give or take the network).
         day_time = rating.submitted_at if ctx.replay else rating.received_at
-        day, day_end_ms, day_after_ms = self._day(day_time)
         day_time_ms = epoch_ms(day_time)
+        at_ms = day_time_ms if ctx.replay else None
+        first, after, known = self._last_day
+        if not first <= day_time_ms < after:
+            known = self._day_span(day_time, day_time_ms)
+        day, day_end_ms, day_after_ms = known
         # Keep a day's key a full day past its end: late (skewed) ratings still find it.
         day_ttl_ms = max(1, day_after_ms - day_time_ms)
 
+        specs = self._specs_for(rating)
         checks = []
-        rules: dict[str, LimitRule] = {}
-        for rule in self.applicable_rules(rating):
-            key = f"{self.namespace}:{KEY_SCHEMA}:rl:{rule.id}:{_subject(rule, rating)}"
-            if rule.window_s is None:
-                check = LimitCheck(rule.id, f"{key}:{day}", 0, rule.limit, day_ttl_ms)
+        subjects: dict[str, str] = {}
+        for rule, prefix, window_ms, subject in specs.checks:
+            who = subjects.get(rule.key)
+            if who is None:
+                who = subjects[rule.key] = subject(rating)
+            key = prefix + who
+            if window_ms is None:
+                checks.append(LimitCheck(rule.id, f"{key}:{day}", 0, rule.limit, day_ttl_ms))
             else:
-                window_ms = rule.window_s * 1000
-                check = LimitCheck(rule.id, key, window_ms, rule.limit, window_ms)
-            checks.append(check)
-            rules[rule.id] = rule
-        return _Plan(
-            checks=tuple(checks),
-            rules=rules,
-            day_end_ms=day_end_ms,
-            day_time_ms=day_time_ms,
-            at_ms=at_ms,
-        )
+                checks.append(LimitCheck(rule.id, key, window_ms, rule.limit, window_ms))
+        return _Plan(tuple(checks), specs.by_id, day_end_ms, day_time_ms, at_ms)
 
     # --- verdict -----------------------------------------------------------------------
 
     def _verdict(self, rating: Rating, plan: _Plan, outcome: LimitOutcome) -> Verdict | None:
+        if outcome.allowed:
+            return None
         reasons: set[str] = set()
         evidence: dict[str, Any] = {}
         status: Status | None = None
@@ -219,17 +262,26 @@ class RateLimitGate:
 
 
 def _subject(rule: LimitRule, rating: Rating) -> str:
-    if rule.key == "device":
-        return rating.device_hash
-    if rule.key == "ip":
-        return rating.ip_hash
-    if rule.key == "prefix":
-        return rating.prefix_hash
-    if rule.key == "device_window":
-        return f"{rating.device_hash}:{rating.window_id}"
-    if rule.key == "client":
-        return str(rating.client_id)
-    raise ValueError(f"limit rule {rule.id!r}: unknown key {rule.key!r}")
+    return _SUBJECTS[rule.key](rating)
+
+
+#: What each rule key counts, read from a rating.
+_SUBJECTS: dict[str, Callable[[Rating], str]] = {
+    "device": lambda r: r.device_hash,
+    "ip": lambda r: r.ip_hash,
+    "prefix": lambda r: r.prefix_hash,
+    "device_window": lambda r: f"{r.device_hash}:{r.window_id}",
+    "client": lambda r: str(r.client_id),
+}
+
+
+class _Specs(NamedTuple):
+    """The rules that apply to one kind of rating, planned once: each rule with its
+    key prefix, window in ms (``None``: calendar day) and subject."""
+
+    rules: tuple[LimitRule, ...]
+    by_id: dict[str, LimitRule]
+    checks: tuple[tuple[LimitRule, str, int | None, Callable[[Rating], str]], ...]
 
 
 _SEVERITY = {Status.HELD: 1, Status.REJECTED: 2}

@@ -20,7 +20,10 @@ from integrity.clock import Clock, SystemClock
 from integrity.ports import LimitCheck, LimitFailure, LimitOutcome
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_SWEEP_EVERY = 10_000  # hits between sweeps of expired keys
+# Hits between sweeps of expired keys: at least this many, and at least as many as there
+# are keys, so sweeping costs O(1) per hit however many keys a long replay keeps (keys
+# expire by the clock, not by replayed time: replaying a year keeps them all).
+_SWEEP_EVERY = 10_000
 
 
 def epoch_ms(at: datetime) -> int:
@@ -35,14 +38,15 @@ def validate_checks(checks: Sequence[LimitCheck], member: str) -> None:
     if not isinstance(member, str) or not member:
         raise ValueError("a limiter member must be a non-empty string")
     for c in checks:
-        if not all(isinstance(v, int) for v in (c.window_ms, c.limit, c.ttl_ms)):
+        window_ms, limit, ttl_ms = c.window_ms, c.limit, c.ttl_ms
+        if not (isinstance(window_ms, int) and isinstance(limit, int) and isinstance(ttl_ms, int)):
             raise ValueError(f"check {c.rule_id!r}: window_ms, limit and ttl_ms must be integers")
-        if c.limit < 1:
-            raise ValueError(f"check {c.rule_id!r}: limit must be >= 1, got {c.limit}")
-        if c.window_ms < 0:
-            raise ValueError(f"check {c.rule_id!r}: window_ms must be >= 0, got {c.window_ms}")
-        if c.ttl_ms < 1:
-            raise ValueError(f"check {c.rule_id!r}: ttl_ms must be >= 1, got {c.ttl_ms}")
+        if limit < 1:
+            raise ValueError(f"check {c.rule_id!r}: limit must be >= 1, got {limit}")
+        if window_ms < 0:
+            raise ValueError(f"check {c.rule_id!r}: window_ms must be >= 0, got {window_ms}")
+        if ttl_ms < 1:
+            raise ValueError(f"check {c.rule_id!r}: ttl_ms must be >= 1, got {ttl_ms}")
         if not c.key:
             raise ValueError(f"check {c.rule_id!r}: empty key")
 
@@ -79,7 +83,11 @@ class _Bucket:
         if member in self.scores:
             return False
         self.scores[member] = score
-        bisect.insort(self.entries, (score, member))
+        entry = (score, member)
+        if not self.entries or self.entries[-1] < entry:
+            self.entries.append(entry)  # in time order: the usual case
+        else:
+            bisect.insort(self.entries, entry)
         return True
 
 
@@ -210,44 +218,66 @@ class MemoryLimiter:
         return bucket
 
     def _hit(self, checks: Sequence[LimitCheck], member: str, at_ms: int | None) -> LimitOutcome:
+        # Written for speed (ingest runs it for every rating): the steps of _live, trim,
+        # in_window and add inlined, with the same results.
         clock_ms = self._clock_ms()
         now = clock_ms if at_ms is None else int(at_ms)
         self._hits_since_sweep += 1
-        if self._hits_since_sweep >= _SWEEP_EVERY:
+        if self._hits_since_sweep >= _SWEEP_EVERY and self._hits_since_sweep >= len(self._keys):
             self._sweep(clock_ms)
+        keys = self._keys
 
         failures: list[LimitFailure] = []
         for check in checks:
-            bucket = self._live(check.key, clock_ms)
+            key = check.key
+            bucket = keys.get(key)
             if bucket is None:
                 continue  # an empty key: count 0 < limit, and the member is not in it
-            if check.window_ms > 0:
-                bucket.trim(now - check.window_ms)
-                if not bucket.entries:
-                    del self._keys[check.key]  # Redis drops an empty sorted set
+            expires = bucket.expires_at_ms
+            if expires is not None and expires <= clock_ms:
+                del keys[key]
+                continue
+            entries = bucket.entries
+            window_ms = check.window_ms
+            if window_ms > 0:
+                lo = now - window_ms
+                if entries and entries[0][0] <= lo:  # trim: drop scores <= lo
+                    cut = bisect.bisect_right(entries, lo, key=_score)
+                    scores = bucket.scores
+                    for _, gone in entries[:cut]:
+                        del scores[gone]
+                    del entries[:cut]
+                if not entries:
+                    del keys[key]  # Redis drops an empty sorted set
                     continue
             if member in bucket.scores:
                 continue
-            if check.window_ms > 0:
-                start, stop = bucket.in_window(now - check.window_ms, now)
-                count = stop - start
+            if window_ms > 0:
+                # every entry left is above lo: the window is entries[0:stop]
+                start = 0
+                count = (
+                    len(entries)
+                    if entries[-1][0] <= now
+                    else bisect.bisect_right(entries, now, key=_score)
+                )
             else:
-                start, count = 0, len(bucket.entries)
+                start, count = 0, len(entries)
             if count >= check.limit:
                 retry = 0
-                if check.window_ms > 0:
+                if window_ms > 0:
                     # the entry that must leave the window for the count to drop below limit
-                    score = bucket.entries[start + count - check.limit][0]
-                    retry = score + check.window_ms - now
+                    score = entries[start + count - check.limit][0]
+                    retry = score + window_ms - now
                 failures.append(LimitFailure(check.rule_id, retry))
 
         if failures:
             return LimitOutcome(allowed=False, failures=tuple(failures))
         added = []
         for i, check in enumerate(checks):
-            bucket = self._live(check.key, clock_ms)
+            key = check.key
+            bucket = keys.get(key)  # the loop above dropped every expired one
             if bucket is None:
-                bucket = self._keys[check.key] = _Bucket()
+                bucket = keys[key] = _Bucket()
             if bucket.add(now, member):
                 added.append(i)
             expires = clock_ms + check.ttl_ms

@@ -241,7 +241,7 @@ def test_ingest_looks_tickets_up_once_per_chunk_and_live_once_per_rating(app: Ap
         rating(ticket_id=f"ING-{i}", submitted_at=(T0 - timedelta(seconds=1200 - i)).isoformat())
         for i in range(1200)
     ]
-    summary = ingest(app.hook, docs)
+    summary = ingest(app.hook, docs, chunk=500)
     assert calls == [500, 500, 200]
     assert summary.statuses == {"accepted": 600, "held": 600}
     assert summary.reasons == {Reason.UNKNOWN_TICKET: 600}

@@ -331,15 +331,16 @@ def test_a_503_batch_may_be_partly_written_and_its_retry_is_safe(app: App) -> No
     hook = ValidationHook(flaky, app.core, app.hook.gates, app.pseudonymiser, app.clock)  # type: ignore[arg-type]
     broken = dataclasses.replace(app, hook=hook)
     a, b, c = rating(), rating(), rating()
-    batch = [a, b, dict(a), c]  # the repeat of `a` makes the hook write a, b first
+    bad = {**rating(), "ticket_id": ""}  # refused: the hook writes a, b before going on
+    batch = [a, b, bad, c, dict(a)]
     with TestClient(create_app(broken, seal_every_s=None), headers=bearer(key)) as api:
         r = api.post("/v1/ratings:batch", json=batch)
         assert r.status_code == 503
         assert "retrying the same batch is safe" in r.json()["detail"]
         assert written(app) == 2  # a and b were recorded before the failure
         again = api.post("/v1/ratings:batch", json=batch).json()["results"]
-    assert [x["status"] for x in again] == ["accepted"] * 4
+    assert [x["status"] for x in again] == ["accepted", "accepted", None, "accepted", "accepted"]
     assert again[0].get("replayed") and again[1].get("replayed")  # the first decisions
-    assert again[2]["rating_id"] == again[0]["rating_id"]
     assert "replayed" not in again[3]  # c, written now
+    assert again[4].get("replayed") and again[4]["rating_id"] == again[0]["rating_id"]
     assert written(app) == 3

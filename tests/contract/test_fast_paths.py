@@ -1,0 +1,194 @@
+"""The ingest's fast paths write and read exactly what the SQLAlchemy paths do.
+
+The bulk write (tuples through plain DBAPI ``executemany`` on SQLite, ``COPY`` on
+PostgreSQL) stores the same values as one-by-one ``record``; sealing hashes the rows as
+the driver returns them into the same leaves ``verify`` recomputes through processed
+rows; the caches and conversions agree with what they stand for. On both backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from factories import backend_url, make_app, rating, second_backend_url
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.dialects import sqlite
+
+from integrity.adapters import tables as t
+from integrity.adapters.sql import _evidence_json, _reasons_json, _sqlite_time
+from integrity.app import App
+from integrity.log import _event_query, _leaf_of, _RawLeaves
+from integrity.ports import RatingQuery
+from integrity.sqlkit import canonical_json
+
+_BIND = t.ratings.c.received_at.type._cached_bind_processor(sqlite.dialect())  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return backend_url(request, tmp_path)
+
+
+@pytest.fixture
+def app(db_url: str, tmp_path: Path) -> Iterator[App]:
+    a = make_app(tmp_path / "home", db_url)
+    yield a
+    a.close()
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 30), timezones=st.just(UTC)
+    ),
+    st.integers(min_value=-14 * 60, max_value=14 * 60),
+)
+def test_sqlite_times_are_stored_as_sqlalchemy_stores_them(at: datetime, offset_min: int) -> None:
+    assert _sqlite_time(at) == _BIND(at)
+    local = at.astimezone(timezone(timedelta(minutes=offset_min)))
+    assert _sqlite_time(local) == _BIND(local)
+    assert _sqlite_time(None) is None
+
+
+@given(
+    st.lists(st.sampled_from(["rate_limit.device", "duplicate_ticket", "time.too_old"])),
+    st.dictionaries(
+        st.text(max_size=5), st.one_of(st.text(max_size=5), st.none(), st.integers()), max_size=2
+    ),
+)
+def test_remembered_json_is_canonical_json(reasons: list[str], evidence: dict[str, Any]) -> None:
+    for _ in range(2):  # computed, then remembered
+        assert _reasons_json(tuple(reasons)) == canonical_json(list(reasons))
+        assert _evidence_json(evidence) == canonical_json(dict(evidence))
+
+
+def _values(app: App, query: str) -> list[tuple[Any, ...]]:
+    with app.ledger.engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(query)]
+
+
+@pytest.fixture
+def twin_url(request: pytest.FixtureRequest, db_url: str, tmp_path: Path) -> Iterator[str]:
+    request.param = "sqlite" if db_url.startswith("sqlite") else "postgresql"
+    yield from second_backend_url(request, tmp_path)
+
+
+def test_bulk_rows_are_the_rows_record_writes(app: App, tmp_path: Path, twin_url: str) -> None:
+    docs = [
+        rating(),
+        rating(comment='très bien \u2014 "quoted" \\ 满意', staff_id=None),
+        rating(omit=("served_at",)),
+        rating(submitted_at=(datetime.now(UTC) - timedelta(days=1)).isoformat()),
+    ]
+    one = [app.validate(d, replay=True) for d in docs]
+    (tmp_path / "bulk").mkdir()
+    (tmp_path / "bulk" / "secret.key").write_bytes((tmp_path / "home" / "secret.key").read_bytes())
+    bulk = make_app(tmp_path / "bulk", twin_url)
+    try:
+        items = list(bulk.hook.validate_stream(docs, replay=True))
+        assert [i.decision.status for i in items if i.decision] == [d.status for d in one]
+        cols = "fingerprint, ticket_id, claims_ticket, window_id, staff_id, served_at, "
+        cols += "submitted_at, submitted_at_given, occurred_at, scores, composite, comment, "
+        cols += "ip_hash, prefix_hash, device_hash, rule_set_id, client_id, score_1, score_5"
+        q = f"SELECT {cols} FROM ratings ORDER BY rating_id"
+        assert _values(bulk, q) == _values(app, q)
+        q = "SELECT e.kind, e.actor, e.status, e.reasons, e.evidence, s.status, s.reasons, "
+        q += "s.risk, s.version FROM events e JOIN rating_status s ON s.last_event_id = "
+        q += "e.event_id ORDER BY e.event_id"
+        assert _values(bulk, q) == _values(app, q)
+    finally:
+        bulk.close()
+
+
+def test_bulk_rows_read_back_as_written_on_either_backend(app: App) -> None:
+    at = datetime.now(UTC) - timedelta(hours=1)
+    docs = [
+        rating(comment="été \u2603", submitted_at=at.isoformat()),
+        rating(omit=("served_at", "staff_id"), submitted_at=at.replace(microsecond=0).isoformat()),
+        rating(submitted_at=at.astimezone(timezone(timedelta(hours=8))).isoformat()),
+    ]
+    items = list(app.hook.validate_stream(docs, replay=True))
+    ids = [i.decision.rating_id for i in items if i.decision]
+    stored = app.ledger.find_ratings(RatingQuery(ids=ids))
+    for doc, r in zip(docs, stored, strict=True):
+        assert r.comment == doc.get("comment")
+        assert r.submitted_at == datetime.fromisoformat(doc["submitted_at"]).astimezone(UTC)
+        assert r.submitted_at.tzinfo is not None
+
+
+def test_raw_leaves_are_the_leaves_verify_computes(app: App) -> None:
+    for d in (rating(), rating(comment='\u2014 "x" 满意'), rating(omit=("served_at",))):
+        app.validate(d)
+    list(app.hook.validate_stream([rating(), rating()], replay=True))
+    raw = _RawLeaves.of(app.ledger.dialect)
+    with app.ledger.engine.begin() as conn:
+        if app.ledger.dialect == "postgresql":
+            conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+        q = _event_query().order_by(t.events.c.event_id)
+        fast = [raw.leaf_hash(row) for row in conn.exec_driver_sql(raw.sql(q, conn)).all()]
+    with app.ledger.engine.connect() as conn:
+        slow = [_leaf_of(row) for row in conn.execute(q).mappings()]
+    assert fast == slow
+    assert len(slow) >= 5
+    app.log.seal(app.clock.now())
+    assert app.log.verify(app.clock.now()).ok
+
+
+def test_raw_leaves_convert_times_from_any_session_zone(app: App) -> None:
+    if app.ledger.dialect != "postgresql":
+        pytest.skip("PostgreSQL returns timestamptz in the session's zone")
+    app.validate(rating())
+    raw = _RawLeaves.of("postgresql")
+    q = _event_query().order_by(t.events.c.event_id)
+    with app.ledger.engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL TIME ZONE 'Asia/Shanghai'")
+        fast = [raw.leaf_hash(row) for row in conn.exec_driver_sql(raw.sql(q, conn)).all()]
+    with app.ledger.engine.connect() as conn:
+        slow = [_leaf_of(row) for row in conn.execute(q).mappings()]
+    assert fast == slow
+
+
+def test_the_newest_event_of_a_kind_uses_the_partial_index(app: App) -> None:
+    app.validate(rating())
+    with app.ledger.engine.connect() as conn:
+        if app.ledger.dialect == "sqlite":
+            plan = " ".join(
+                str(r[-1])
+                for r in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN SELECT max(event_id) FROM events "
+                    "WHERE kind = 'venues.loaded' AND kind <> 'decision'"
+                )
+            )
+            assert "ix_events_kind_event_id" in plan
+        names = {ix["name"] for ix in sa.inspect(conn).get_indexes("events")}
+    assert "ix_events_kind_event_id" in names
+    assert app.ledger.last_event_id("decision") == app.ledger.last_event_id()
+
+
+def test_sealing_in_small_blocks_seals_every_event_in_order(app: App) -> None:
+    from integrity.log import MerkleLog
+
+    for _ in range(3):
+        app.validate(rating())
+    list(app.hook.validate_stream([rating() for _ in range(7)], replay=True))
+    log = MerkleLog(app.ledger, block=3)
+    sealed = log.seal(app.clock.now())
+    assert sealed == app.ledger.last_event_id()  # every event, from the first
+    with app.ledger.engine.connect() as conn:
+        pairs = conn.exec_driver_sql(
+            "SELECT leaf_index, event_id FROM log_leaves ORDER BY leaf_index"
+        ).all()
+    assert [e for _, e in pairs] == sorted(e for _, e in pairs)
+    assert log.seal(app.clock.now()) == 0
+    assert log.verify(app.clock.now()).ok
+
+
+def test_statistics_refresh_after_a_bulk_load(app: App) -> None:
+    list(app.hook.validate_stream([rating() for _ in range(5)], replay=True))
+    app.ledger.analyze()  # PostgreSQL: ANALYZE outside any transaction; SQLite: nothing
+    assert len(app.ledger.status_changes(0, 100)) == 5
