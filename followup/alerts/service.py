@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from followup.acting import acting_person, text_field
 from followup.alerts.model import (
     EVENT_KINDS,
     OPENED_KIND,
@@ -429,15 +430,7 @@ class AlertService:
 
     def _person(self, actor: str | None) -> Person:
         """The acting person: signed in, registered and active."""
-        if not actor:
-            return self.people.require(actor, "head")  # raises: nobody is signed in
-        try:
-            person = self.people.get(actor)
-        except NotFound:
-            raise PermissionDenied(f"{actor!r} is not in the registry") from None
-        if not person.active:
-            raise PermissionDenied(f"{actor!r} is not active")
-        return person
+        return acting_person(self.people, actor, "head")
 
     def _address(self, a: Alert, reg: ServiceRegistry, now: datetime) -> Addressed:
         window = reg.window(a.window_id)
@@ -732,11 +725,7 @@ class AlertService:
         return self.store.get(alert_id)
 
     def _text(self, field: str, value: str | None) -> tuple[str, list[FieldError]]:
-        text = (value or "").strip()
-        lo = self.policy.min_text_chars
-        if len(text) < lo or len(text) > MAX_TEXT_CHARS:
-            return text, [FieldError(field, f"write {lo}-{MAX_TEXT_CHARS} characters")]
-        return text, []
+        return text_field(field, value, self.policy.min_text_chars, MAX_TEXT_CHARS)
 
     def _private_words(self, alert: Alert, text: str) -> list[FieldError]:
         """The reply goes to the public: it may not carry the staff member's id or name

@@ -18,9 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from followup.acting import update_at_version
 from followup.alerts import tables as at
 from followup.alerts.model import BEFORE_REPLY, Alert, Callback, Finding, State
-from integrity.errors import Conflict, NotFound
+from integrity.errors import NotFound
 from integrity.ports import Ledger
 
 AL, CURSOR, GAPS = at.alerts, at.alert_cursor, at.alert_gaps
@@ -94,19 +95,15 @@ class AlertStore:
         self, conn: Connection, alert_id: int, version: int, values: Mapping[str, Any]
     ) -> None:
         """Apply ``values`` (and bump the version) if the alert is still at ``version``."""
-        res = conn.execute(
-            AL.update()
-            .where(AL.c.alert_id == alert_id, AL.c.version == version)
-            .values(**values, version=version + 1)
+        update_at_version(
+            conn,
+            AL.c.alert_id,
+            alert_id,
+            version,
+            values,
+            what="alert",
+            show="integrity alerts show",
         )
-        if res.rowcount != 1:
-            found = conn.execute(sa.select(AL.c.version).where(AL.c.alert_id == alert_id)).first()
-            if found is None:
-                raise NotFound(f"no alert {alert_id}")
-            raise Conflict(
-                f"alert {alert_id} changed meanwhile (version {found.version}, expected "
-                f"{version}); look at it again (integrity alerts show {alert_id})"
-            )
 
     def get(self, alert_id: int, conn: Connection | None = None) -> Alert:
         found = self.find(AlertFilter(ids=(alert_id,)), conn)

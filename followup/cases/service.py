@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
+from followup.acting import acting_person, text_field
 from followup.cases.model import (
     ACTIVE_STATES,
     EVENT_KINDS,
@@ -836,24 +837,13 @@ class CaseService:
         return self.store.get(case_id)
 
     def _text(self, name: str, value: str | None) -> tuple[str, list[FieldError]]:
-        text = (value or "").strip()
-        lo = self.policy.min_text_chars
-        if len(text) < lo or len(text) > MAX_TEXT_CHARS:
-            return text, [FieldError(name, f"write {lo}-{MAX_TEXT_CHARS} characters")]
-        return text, []
+        return text_field(name, value, self.policy.min_text_chars, MAX_TEXT_CHARS)
 
     # -- who --------------------------------------------------------------------------------
 
     def _person(self, actor: str | None) -> Person:
-        if not actor:
-            return self.people.require(actor, "admin")  # raises: nobody is signed in
-        try:
-            person = self.people.get(actor)
-        except NotFound:
-            raise PermissionDenied(f"{actor!r} is not in the registry") from None
-        if not person.active:
-            raise PermissionDenied(f"{actor!r} is not active")
-        return person
+        """The acting person: signed in, registered and active."""
+        return acting_person(self.people, actor, "admin")
 
     def _reader(self, actor: str | None) -> Person | None:
         return None if not actor else self._person(actor)

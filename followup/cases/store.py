@@ -16,9 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from followup.acting import update_at_version
 from followup.cases import tables as ct
 from followup.cases.model import Case, CaseKind, State
-from integrity.errors import Conflict, NotFound
+from integrity.errors import NotFound
 from integrity.ports import Ledger
 
 CASES = ct.cases
@@ -52,21 +53,15 @@ class CaseStore:
         self, conn: Connection, case_id: int, version: int, values: Mapping[str, Any]
     ) -> None:
         """Apply ``values`` (and bump the version) if the case is still at ``version``."""
-        res = conn.execute(
-            CASES.update()
-            .where(CASES.c.case_id == case_id, CASES.c.version == version)
-            .values(**values, version=version + 1)
+        update_at_version(
+            conn,
+            CASES.c.case_id,
+            case_id,
+            version,
+            values,
+            what="case",
+            show="integrity cases show",
         )
-        if res.rowcount != 1:
-            found = conn.execute(
-                sa.select(CASES.c.version).where(CASES.c.case_id == case_id)
-            ).first()
-            if found is None:
-                raise NotFound(f"no case {case_id}")
-            raise Conflict(
-                f"case {case_id} changed meanwhile (version {found.version}, expected "
-                f"{version}); look at it again (integrity cases show {case_id})"
-            )
 
     def get(self, case_id: int, conn: Connection | None = None) -> Case:
         found = self.find(CaseFilter(ids=(case_id,)), conn)
