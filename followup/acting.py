@@ -8,14 +8,18 @@ only the mechanics that must behave the same in both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from integrity.catalogue import Kind
 from integrity.errors import Conflict, FieldError, NotFound, PermissionDenied
+from integrity.model import Event
 from integrity.people import People, Person
+from integrity.ports import UnitOfWork
 
 
 def acting_person(people: People, actor: str | None, role: str) -> Person:
@@ -68,4 +72,45 @@ def update_at_version(
     raise Conflict(
         f"{what} {item_id} changed meanwhile (version {found.version}, expected "
         f"{version}); look at it again ({show} {item_id})"
+    )
+
+
+def record_transition(
+    uow: UnitOfWork,
+    update: Callable[[Connection, int, int, Mapping[str, Any]], None],
+    *,
+    id_key: str,
+    item_id: int,
+    version: int,
+    before: str,
+    after: str,
+    now: datetime,
+    kind: Kind,
+    actor: str,
+    rule_set_id: str | None,
+    subject: str,
+    values: Mapping[str, Any],
+    extra: Mapping[str, Any],
+    rating_id: int | None = None,
+) -> None:
+    """In ``uow``: the item's row moved from state ``before`` to ``after`` at ``version``
+    (``update``, the store's versioned update) and its ledger event, whose evidence names
+    the item (``id_key``), both states, the new version and ``extra``."""
+    update(uow.connection, item_id, version, {"state": after, "updated_at": now, **values})
+    uow.append(
+        Event(
+            kind=kind,
+            actor=actor,
+            at=now,
+            rating_id=rating_id,
+            rule_set_id=rule_set_id,
+            subject=subject,
+            evidence={
+                id_key: item_id,
+                "from": before,
+                "to": after,
+                "version": version + 1,
+                **extra,
+            },
+        )
     )

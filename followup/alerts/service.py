@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from followup.acting import acting_person, text_field
+from followup.acting import acting_person, record_transition, text_field
 from followup.alerts.model import (
     EVENT_KINDS,
     OPENED_KIND,
@@ -699,28 +699,22 @@ class AlertService:
         nxt = transition(a.state, action, alert_id)
         with self.ledger.unit_of_work() as uow:
             uow.lock(LOCK)
-            self.store.update(
-                uow.connection,
-                alert_id,
-                a.version,
-                {"state": nxt.value, "updated_at": now, **values(a, person.person_id)},
-            )
-            uow.append(
-                Event(
-                    kind=EVENT_KINDS[action],
-                    actor=person.person_id,
-                    at=now,
-                    rating_id=a.rating_id,
-                    rule_set_id=self.rule_set_id,
-                    subject=a.subject,
-                    evidence={
-                        "alert_id": alert_id,
-                        "from": a.state.value,
-                        "to": nxt.value,
-                        "version": a.version + 1,
-                        **extra(a),
-                    },
-                )
+            record_transition(
+                uow,
+                self.store.update,
+                id_key="alert_id",
+                item_id=alert_id,
+                version=a.version,
+                before=a.state.value,
+                after=nxt.value,
+                now=now,
+                kind=EVENT_KINDS[action],
+                actor=person.person_id,
+                rule_set_id=self.rule_set_id,
+                subject=a.subject,
+                values=values(a, person.person_id),
+                extra=extra(a),
+                rating_id=a.rating_id,
             )
         return self.store.get(alert_id)
 

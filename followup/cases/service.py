@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from followup.acting import acting_person, text_field
+from followup.acting import acting_person, record_transition, text_field
 from followup.cases.model import (
     ACTIVE_STATES,
     EVENT_KINDS,
@@ -812,27 +812,21 @@ class CaseService:
         nxt = transition(c.state, action, case_id)
         with self.ledger.unit_of_work() as uow:
             uow.lock(LOCK)
-            self.store.update(
-                uow.connection,
-                case_id,
-                c.version,
-                {"state": nxt.value, "updated_at": now, **values(c, person.person_id)},
-            )
-            uow.append(
-                Event(
-                    kind=EVENT_KINDS[action],
-                    actor=person.person_id,
-                    at=now,
-                    rule_set_id=self.rule_set_id,
-                    subject=c.ledger_subject,
-                    evidence={
-                        "case_id": case_id,
-                        "from": c.state.value,
-                        "to": nxt.value,
-                        "version": c.version + 1,
-                        **extra(c),
-                    },
-                )
+            record_transition(
+                uow,
+                self.store.update,
+                id_key="case_id",
+                item_id=case_id,
+                version=c.version,
+                before=c.state.value,
+                after=nxt.value,
+                now=now,
+                kind=EVENT_KINDS[action],
+                actor=person.person_id,
+                rule_set_id=self.rule_set_id,
+                subject=c.ledger_subject,
+                values=values(c, person.person_id),
+                extra=extra(c),
             )
         return self.store.get(case_id)
 
