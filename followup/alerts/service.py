@@ -799,6 +799,27 @@ class AlertService:
                 escalated += e
         return EscalationRun(tuple(overdue), tuple(escalated))
 
+    def _in_place(
+        self, a: Alert, action: Action, by: str, now: datetime, version: int, **extra: Any
+    ) -> Event:
+        """The ledger event of an action that leaves the alert in its state (a deadline
+        marked, an escalation): the same evidence skeleton as every alert action."""
+        return Event(
+            kind=EVENT_KINDS[action],
+            actor=by,
+            at=now,
+            rating_id=a.rating_id,
+            rule_set_id=self.rule_set_id,
+            subject=a.subject,
+            evidence={
+                "alert_id": a.alert_id,
+                "from": a.state.value,
+                "to": a.state.value,
+                "version": version,
+                **extra,
+            },
+        )
+
     def _deadlines(
         self, uow: UnitOfWork, a: Alert, reg: ServiceRegistry, by: str, now: datetime
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -817,21 +838,14 @@ class AlertService:
             transition(a.state, Action.MARK_OVERDUE, a.alert_id)
             values[f"{deadline.value}_overdue_at"] = now
             ev = uow.append(
-                Event(
-                    kind=EVENT_KINDS[Action.MARK_OVERDUE],
-                    actor=by,
-                    at=now,
-                    rating_id=a.rating_id,
-                    rule_set_id=self.rule_set_id,
-                    subject=a.subject,
-                    evidence={
-                        "alert_id": a.alert_id,
-                        "from": a.state.value,
-                        "to": a.state.value,
-                        "version": version,
-                        "deadline": deadline.value,
-                        "due_at": due.isoformat(),
-                    },
+                self._in_place(
+                    a,
+                    Action.MARK_OVERDUE,
+                    by,
+                    now,
+                    version,
+                    deadline=deadline.value,
+                    due_at=due.isoformat(),
                 )
             )
             marked.append(
@@ -851,22 +865,15 @@ class AlertService:
             to = hall.supervisor if hall else None
             values.update(escalated_at=now, escalated_to=to)
             ev = uow.append(
-                Event(
-                    kind=EVENT_KINDS[Action.ESCALATE],
-                    actor=by,
-                    at=now,
-                    rating_id=a.rating_id,
-                    rule_set_id=self.rule_set_id,
-                    subject=a.subject,
-                    evidence={
-                        "alert_id": a.alert_id,
-                        "from": a.state.value,
-                        "to": a.state.value,
-                        "version": version,
-                        "hall_id": hall.hall_id if hall else None,
-                        "escalated_to": to,
-                        "deadlines": [d.value for d in a.missed(now)],
-                    },
+                self._in_place(
+                    a,
+                    Action.ESCALATE,
+                    by,
+                    now,
+                    version,
+                    hall_id=hall.hall_id if hall else None,
+                    escalated_to=to,
+                    deadlines=[d.value for d in a.missed(now)],
                 )
             )
             raised.append(
