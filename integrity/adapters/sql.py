@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -334,6 +335,16 @@ def _pg_record_sql() -> str:
     return str(_PG_RECORD.compile(dialect=pg.dialect()))
 
 
+def _pg_record_params(
+    p: Pending, claims: bool, actor: str, slots: Mapping[str, int | None]
+) -> dict[str, Any]:
+    """The parameters of :func:`_pg_record_sql` for one pending rating."""
+    params = {f"r_{k}": v for k, v in rating_row(p.rating, p.rule_set_id, claims, slots).items()}
+    params.update({f"e_{k}": v for k, v in _decision_event(p, actor).items()})
+    params.update({f"s_{k}": v for k, v in _status_row(p).items()})
+    return params
+
+
 def risk_value(x: float) -> float:
     """Risk as stored: clipped to [0, 1], 6 decimals (so digests are reproducible)."""
     return round(min(1.0, max(0.0, float(x))), 6)
@@ -508,6 +519,31 @@ def _bulk_rows(
     return ratings, events, statuses
 
 
+@contextmanager
+def _driver_errors(sql: str) -> Iterator[None]:
+    """A DBAPI error raised by a driver cursor used directly, as SQLAlchemy would have
+    wrapped it (``IntegrityError``, ``OperationalError`` ...), for ``translate_errors``."""
+    try:
+        yield
+    except Exception as err:
+        base = _dbapi_base(err)
+        if base is None:
+            raise
+        raise sa.exc.DBAPIError.instance(sql, None, err, base) from err
+
+
+def _dbapi_base(err: Exception) -> type[Exception] | None:
+    """The DBAPI ``Error`` class of the driver that raised ``err``, if one did."""
+    import sqlite3
+
+    if isinstance(err, sqlite3.Error):
+        return sqlite3.Error
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(err, psycopg.Error):
+        return psycopg.Error
+    return None
+
+
 def _insert_sql(table: str, cols: Sequence[str], tail: str = "") -> str:
     return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}){tail}"
 
@@ -526,6 +562,8 @@ class SqlLedger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        #: the same pool, each checkout in autocommit (one-statement writes)
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.written = False  # set by every committed write: the log has events to seal
         #: The configuration tables sealed on every change and checked by verify; the
         #: composition root registers the packages' tables here.
@@ -1084,7 +1122,7 @@ class SqlLedger:
         (``ON CONFLICT DO NOTHING`` on the fingerprint and the ticket claim).
         """
         slots = self.score_slots(p.rating.scores)
-        with self._writing() as conn:
+        with self._writing_one_statement() as conn:
             return self._record(conn, p, actor, slots)
 
     def _record(
@@ -1114,19 +1152,52 @@ class SqlLedger:
         slots: Mapping[str, int | None],
     ) -> int | None:
         """Insert rating + decision event + status; ``None`` if a unique key was taken."""
-        if self.dialect == "sqlite":  # plain SQL: no statement compiled, no type processing
-            rating, event, status_row = _row_values(p, claims, actor, slots, _sqlite_time)
-            found = conn.exec_driver_sql(_SQLITE_RATING, rating).scalar()
-            if found is None:
-                return None
-            eid = conn.exec_driver_sql(_SQLITE_EVENT, (found, *event)).scalar_one()
-            conn.exec_driver_sql(_SQLITE_STATUS, (found, eid, *status_row))
-            return int(found)
-        row = rating_row(p.rating, p.rule_set_id, claims, slots)
-        params = {f"r_{k}": v for k, v in row.items()}
-        params.update({f"e_{k}": v for k, v in _decision_event(p, actor).items()})
-        params.update({f"s_{k}": v for k, v in _status_row(p).items()})
-        return conn.exec_driver_sql(_pg_record_sql(), params).scalar()
+        with self._statements(conn) as run:
+            if self.dialect == "sqlite":
+                rating, event, status_row = _row_values(p, claims, actor, slots, _sqlite_time)
+                found = run(_SQLITE_RATING, rating)
+                if found is None:
+                    return None
+                rid = int(found[0])
+                eid = run(_SQLITE_EVENT, (rid, *event))
+                assert eid is not None
+                run(_SQLITE_STATUS, (rid, eid[0], *status_row))
+                return rid
+            got = run(_pg_record_sql(), _pg_record_params(p, claims, actor, slots))
+            return None if got is None else int(got[0])
+
+    @contextmanager
+    def _statements(self, conn: Connection) -> Iterator[Callable[[str, Any], Any]]:
+        """A runner of plain SQL statements in ``conn``'s transaction, each returning its
+        first row (or ``None``): the live hook's hot path.
+
+        It uses the driver's own cursor (no statement compiled, no type processing, no
+        result object per statement); driver errors surface as SQLAlchemy's, so
+        ``translate_errors`` reads them as everywhere else. When something watches
+        statements on this engine (a ``before_cursor_execute`` listener: tracing, or
+        the fault tests' simulated crash; ``echo``), the same statements go through
+        SQLAlchemy so that it sees them."""
+        if conn.dispatch.before_cursor_execute or self.engine.echo:
+
+            def watched(sql: str, params: Any) -> Any:
+                result = conn.exec_driver_sql(sql, params)
+                return result.first() if result.returns_rows else None
+
+            yield watched
+            return
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+
+        def plain(sql: str, params: Any) -> Any:
+            with _driver_errors(sql):
+                cur.execute(sql, params)
+                return cur.fetchone() if cur.description is not None else None
+
+        try:
+            yield plain
+        finally:
+            cur.close()
 
     def record_many(self, pending: Sequence[Pending], actor: str = "hook") -> list[Decision]:
         """Write many ratings in one transaction (ingest): all of them or none. Falls back
@@ -1214,6 +1285,22 @@ class SqlLedger:
         """
         with self._writing() as conn:
             yield SqlUnitOfWork(self, conn)
+
+    @contextmanager
+    def _writing_one_statement(self) -> Iterator[Connection]:
+        """A connection for writes that are each one atomic statement (the live hook's
+        record: on PostgreSQL the rating, its decision event and status row go in as
+        one statement of data-modifying CTEs). PostgreSQL: autocommit, so each
+        statement is its own transaction and needs no ``BEGIN`` and ``COMMIT`` round
+        trips; no configuration table may be written here (nothing tracks it). SQLite
+        writes the three rows as three statements: one transaction (:meth:`_writing`)."""
+        if self.dialect != "postgresql":
+            with self._writing() as conn:
+                yield conn
+            return
+        with translate_errors(), self._autocommit.connect() as conn:
+            yield conn
+        self.written = True
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
