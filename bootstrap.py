@@ -233,7 +233,13 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
         except EngineError as err:
             log.warning("low-score alerts not brought up to date: %s", err)
 
+    def cases_round(now: datetime) -> object:
+        """Rectification cases past their due date, marked and escalated in ``serve``'s
+        background thread (before the outbox, so their events go out in the same round)."""
+        return app.get(CaseService).round(now)
+
     app.background.append(alerts_round)
+    app.background.append(cases_round)
     app.closing.append(alerts_sync)
 
     def webhook_outbox(now: datetime) -> object:

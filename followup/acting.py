@@ -1,6 +1,8 @@
 """What the follow-up loop's workflows (alerts, rectification cases) share when a person
 acts: who is acting, a written text's bounds, and the versioned update of the item's row
-(optimistic concurrency: a second writer at the same version gets ``Conflict``).
+(optimistic concurrency: a second writer at the same version gets ``Conflict``); and
+when a deadline passes: who runs the check, the ledger event of a step that leaves the
+item in its state (marked overdue, escalated), and what one run did.
 
 Each workflow keeps its own transition table, roles and ledger event kinds; these are
 only the mechanics that must behave the same in both.
@@ -9,6 +11,7 @@ only the mechanics that must behave the same in both.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +21,7 @@ from sqlalchemy.engine import Connection
 from integrity.catalogue import Kind
 from integrity.errors import Conflict, FieldError, NotFound, PermissionDenied
 from integrity.model import Event
-from integrity.people import People, Person
+from integrity.people import People, Person, require_any
 from integrity.ports import UnitOfWork
 
 
@@ -34,6 +37,67 @@ def acting_person(people: People, actor: str | None, role: str) -> Person:
     if not person.active:
         raise PermissionDenied(f"{actor!r} is not active")
     return person
+
+
+#: Who may run a workflow's ``escalate-overdue`` when signed in (nobody signed in: the
+#: operator).
+ESCALATE_ROLES = ("admin", "supervisor")
+
+
+def deadline_actor(
+    people: People,
+    actor: str | None,
+    *,
+    system: bool,
+    system_actor: str,
+    operator_actor: str,
+) -> str:
+    """Who the ledger names for a run of the deadline check: the engine
+    (``system_actor``: ``serve``'s background round), the operator (``operator_actor``:
+    nobody signed in), or the person signed in, who must be an admin or a supervisor
+    (else ``PermissionDenied``)."""
+    if system:
+        return system_actor
+    if actor is None:
+        return operator_actor
+    return require_any(people, actor, ESCALATE_ROLES).person_id
+
+
+@dataclass(frozen=True)
+class EscalationRun:
+    """One run of a deadline check: the items marked overdue and those escalated, one
+    row each (the item's id, what was marked or to whom, the ledger event's id)."""
+
+    overdue: tuple[dict[str, Any], ...]
+    escalated: tuple[dict[str, Any], ...]
+
+
+def in_place_event(
+    *,
+    kind: Kind,
+    actor: str,
+    at: datetime,
+    id_key: str,
+    item_id: int,
+    state: str,
+    version: int,
+    rule_set_id: str | None,
+    subject: str,
+    extra: Mapping[str, Any],
+    rating_id: int | None = None,
+) -> Event:
+    """The ledger event of a step that leaves the item in ``state`` (a deadline marked,
+    an escalation): the evidence skeleton of every transition (``id_key``, ``from`` and
+    ``to`` both ``state``, the item's new ``version``) and ``extra``."""
+    return Event(
+        kind=kind,
+        actor=actor,
+        at=at,
+        rating_id=rating_id,
+        rule_set_id=rule_set_id,
+        subject=subject,
+        evidence={id_key: item_id, "from": state, "to": state, "version": version, **extra},
+    )
 
 
 def text_field(field: str, value: str | None, lo: int, hi: int) -> tuple[str, list[FieldError]]:

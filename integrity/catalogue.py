@@ -89,6 +89,8 @@ class Kind(enum.StrEnum):
     RECTIFICATION_NOTED = "rectification.noted"
     RECTIFICATION_CHECKED = "rectification.checked"
     RECTIFICATION_CLOSED = "rectification.closed"
+    RECTIFICATION_OVERDUE = "rectification.overdue"
+    RECTIFICATION_ESCALATED = "rectification.escalated"
 
 
 KINDS: Mapping[Kind, str] = {
@@ -155,6 +157,8 @@ KINDS: Mapping[Kind, str] = {
     Kind.RECTIFICATION_NOTED: "a progress note was added to a rectification case",
     Kind.RECTIFICATION_CHECKED: "the next close checked a rectification case: resolved, unresolved (carried) or too few ratings",
     Kind.RECTIFICATION_CLOSED: "a rectification case or talk was closed by hand, with a reason",
+    Kind.RECTIFICATION_OVERDUE: "an active rectification case or talk passed its due date (marked once)",
+    Kind.RECTIFICATION_ESCALATED: "an overdue rectification case or talk was escalated to the hall supervisor",
 }
 
 #: Kinds that move a rating's current status (each carries ``status``).

@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from followup.acting import EscalationRun
 from followup.alerts.model import Alert, Finding, State
-from followup.alerts.service import Addressed, AlertDetail, AlertService, EscalationRun
+from followup.alerts.service import Addressed, AlertDetail, AlertService
 from integrity.calendar import due_day
 from integrity.cliutil import (
     actor_option,

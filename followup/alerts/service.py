@@ -40,7 +40,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from followup.acting import acting_person, record_transition, text_field
+from followup.acting import (
+    EscalationRun,
+    acting_person,
+    deadline_actor,
+    in_place_event,
+    record_transition,
+    text_field,
+)
 from followup.alerts.model import (
     EVENT_KINDS,
     OPENED_KIND,
@@ -69,7 +76,7 @@ from integrity.errors import (
     PermissionDenied,
 )
 from integrity.model import REPLAY_ACTOR, Event, Status, StoredRating
-from integrity.people import NOT_SIGNED_IN, People, Person, require_any
+from integrity.people import NOT_SIGNED_IN, People, Person
 from integrity.ports import Ledger, RatingQuery, StatusChange, UnitOfWork
 from integrity.registry import RegistryService, ServiceRegistry
 
@@ -78,8 +85,6 @@ if TYPE_CHECKING:
 
 #: The lock every writer of alerts takes (the projection, people's actions, deadlines).
 LOCK = "followup.alerts"
-#: Who may run ``escalate-overdue`` when signed in (nobody signed in: the operator).
-ESCALATE_ROLES = ("admin", "supervisor")
 
 
 @dataclass(frozen=True)
@@ -119,14 +124,6 @@ class AlertDetail:
     allowed_next: tuple[str, ...]
     rating: StoredRating | None
     show_comment: bool
-
-
-@dataclass(frozen=True)
-class EscalationRun:
-    """Deadlines marked (``alert.overdue``) and alerts escalated (``alert.escalated``)."""
-
-    overdue: tuple[dict[str, Any], ...]
-    escalated: tuple[dict[str, Any], ...]
 
 
 class AlertService:
@@ -780,12 +777,13 @@ class AlertService:
         (``alert.escalated``; no supervisor known: to the admins). Idempotent. Runs as the
         person signed in (admin or supervisor), the operator (nobody), or the engine
         (``system``: ``serve``'s background round)."""
-        if system:
-            by = SYSTEM_ACTOR
-        elif actor is None:
-            by = OPERATOR_ACTOR
-        else:
-            by = require_any(self.people, actor, ESCALATE_ROLES).person_id
+        by = deadline_actor(
+            self.people,
+            actor,
+            system=system,
+            system_actor=SYSTEM_ACTOR,
+            operator_actor=OPERATOR_ACTOR,
+        )
         now = now or self.clock.now()
         self.sync(now)
         overdue: list[dict[str, Any]] = []
@@ -804,20 +802,18 @@ class AlertService:
     ) -> Event:
         """The ledger event of an action that leaves the alert in its state (a deadline
         marked, an escalation): the same evidence skeleton as every alert action."""
-        return Event(
+        return in_place_event(
             kind=EVENT_KINDS[action],
             actor=by,
             at=now,
-            rating_id=a.rating_id,
+            id_key="alert_id",
+            item_id=a.alert_id,
+            state=a.state.value,
+            version=version,
             rule_set_id=self.rule_set_id,
             subject=a.subject,
-            evidence={
-                "alert_id": a.alert_id,
-                "from": a.state.value,
-                "to": a.state.value,
-                "version": version,
-                **extra,
-            },
+            extra=extra,
+            rating_id=a.rating_id,
         )
 
     def _deadlines(

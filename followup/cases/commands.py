@@ -20,6 +20,7 @@ from followup.cases.model import Case, CaseKind, State
 from followup.cases.service import Amendment, CaseService, CloseResult, FigureChange, MonthClose
 from integrity.access import require_read
 from integrity.calendar import due_day
+from integrity.catalogue import Kind
 from integrity.cliutil import (
     actor_option,
     current_actor,
@@ -47,6 +48,8 @@ LIST_COLUMNS = (
     "status",
     "due",
     "overdue",
+    "escalated",
+    "escalated_to",
     "carried_from",
     "checked_period",
     "checked_rate",
@@ -59,6 +62,8 @@ DETAIL_FIELDS = (
     "supervisor_id",
     "opened_at",
     "due_at",
+    "overdue_at",
+    "escalated_at",
     "plan",
     "planned_at",
     "planned_by",
@@ -72,6 +77,7 @@ DETAIL_FIELDS = (
     "carried_into",
     "version",
 )
+ESCALATION_COLUMNS = ("case_id", "kind", "subject", "what", "to", "event_id")
 HISTORY_COLUMNS = ("event_id", "at", "kind", "actor", "from", "to", "text")
 AMENDMENT_COLUMNS = (
     "event_id",
@@ -134,6 +140,8 @@ def list_row(c: Case, tz: ZoneInfo, now: datetime) -> dict[str, Any]:
         "status": c.state.value,
         "due": due_day(c.due_at, tz),
         "overdue": c.overdue(now),
+        "escalated": c.escalated_at is not None,
+        "escalated_to": c.escalated_to,
         "carried_from": c.carried_from,
         "checked_period": c.checked_period,
         "checked_rate": c.checked_rate,
@@ -364,7 +372,9 @@ def cases_group() -> None:
     next close (the rate in that month against the mark), or closed by hand (close).
     Windows in the bottom ranks two closes running get a talk (kind talk, listed with
     --kind talk). The window's head plans and notes its window's case, the hall
-    supervisor any case of the hall, admins all; staff read their own.
+    supervisor any case of the hall, admins all; staff read their own. An active case
+    past its due date is marked overdue and escalated to its hall supervisor, once
+    (escalate-overdue; integrity serve does it in its background round).
     """
 
 
@@ -444,6 +454,8 @@ def cases_show(svc: CaseService, actor: str | None, case_id: int, fmt: str) -> N
         "supervisor_id": d.supervisor,
         "opened_at": _time(c.opened_at, tz, fmt),
         "due_at": _time(c.due_at, tz, fmt),
+        "overdue_at": _time(c.overdue_at, tz, fmt),
+        "escalated_at": _time(c.escalated_at, tz, fmt),
         "plan": c.plan,
         "planned_at": _time(c.planned_at, tz, fmt),
         "planned_by": c.planned_by,
@@ -468,7 +480,8 @@ def cases_show(svc: CaseService, actor: str | None, case_id: int, fmt: str) -> N
             "text": e.evidence.get("plan")
             or e.evidence.get("text")
             or e.evidence.get("reason")
-            or e.evidence.get("outcome"),
+            or e.evidence.get("outcome")
+            or _deadline_text(str(e.kind), e.evidence),
             **({"evidence": jsonable(dict(e.evidence))} if fmt == "json" else {}),
         }
         for e in d.history
@@ -482,6 +495,15 @@ def cases_show(svc: CaseService, actor: str | None, case_id: int, fmt: str) -> N
     out.write(f"{'next'.ljust(width)}  {', '.join(d.allowed_next) or 'nothing (final)'}\n")
     out.write("\nhistory\n")
     render(history, HISTORY_COLUMNS, "table", out)
+
+
+def _deadline_text(kind: str, evidence: Mapping[str, Any]) -> str | None:
+    """What a due date marked or an escalation says in a case's history."""
+    if kind == str(Kind.RECTIFICATION_OVERDUE):
+        return f"past its due date ({evidence.get('due_at')})"
+    if kind == str(Kind.RECTIFICATION_ESCALATED):
+        return f"escalated to {evidence.get('escalated_to') or 'the admins'}"
+    return None
 
 
 def _print_case(svc: CaseService, c: Case, fmt: str, message: str) -> None:
@@ -535,3 +557,38 @@ def cases_close(svc: CaseService, actor: str | None, case_id: int, reason: str, 
     """Close CASE_ID by hand (the hall supervisor or an admin), with the reason."""
     c = svc.close(current_actor(actor), case_id, reason)
     _print_case(svc, c, fmt, f"case {c.case_id}: closed")
+
+
+@cases_group.command("escalate-overdue")
+@instance_options
+@pass_service(CaseService)
+@actor_option
+@format_option()
+def cases_escalate_overdue(svc: CaseService, actor: str | None, fmt: str) -> None:
+    """Mark every active case past its due date overdue and escalate it to its hall
+    supervisor.
+
+    One rectification.overdue event per case (its due date and the state it was in),
+    one rectification.escalated event per case (to the admins when its hall has no
+    supervisor): running it again changes nothing. `integrity serve` does this in its
+    background round. Nobody signed in: the operator; signed in: an admin or a
+    supervisor.
+    """
+    run = svc.escalate_overdue(current_actor(actor))
+    rows = [
+        {**{k: o[k] for k in ("case_id", "kind", "subject", "event_id")},
+         "what": "overdue", "to": None}
+        for o in run.overdue
+    ]  # fmt: skip
+    rows += [
+        {**{k: e[k] for k in ("case_id", "kind", "subject", "event_id")},
+         "what": "escalated", "to": e["escalated_to"] or "(admins)"}
+        for e in run.escalated
+    ]  # fmt: skip
+    rows.sort(key=lambda r: (r["case_id"], r["event_id"]))
+    if fmt == "table":
+        click.echo(f"{len(run.overdue)} case(s) marked overdue; {len(run.escalated)} escalated")
+        if rows:
+            render(rows, ESCALATION_COLUMNS, "table", sys.stdout)
+        return
+    render(rows, ESCALATION_COLUMNS, fmt, sys.stdout)

@@ -18,6 +18,10 @@ ranks two closes running (the hall supervisor talks to the window). Then::
 and staff cases only; with too few counted ratings in that month to judge, the case
 is left as it is and checked again at the close after (``rectification.checked`` with
 outcome ``too_few``). ``resolved``, ``unresolved`` and ``closed`` are final.
+
+A due date passed does not move a case: an active case past ``due_at`` is marked
+(``mark_overdue``, once) and escalated to its hall's supervisor (``escalate``, once),
+both in place, as the alerts' deadlines are.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from datetime import datetime
 from integrity.catalogue import Kind
 from integrity.errors import PolicyViolation
 
-#: Who the ledger names for what the month's close does on its own (checks).
+#: Who the ledger names for what the engine does on its own (the close's checks, due
+#: dates marked from ``serve``'s background round).
 SYSTEM_ACTOR = "cases"
-#: Who the ledger names for a close run with nobody signed in.
+#: Who the ledger names for a close or ``escalate-overdue`` run with nobody signed in.
 OPERATOR_ACTOR = "operator"
 
 
@@ -70,6 +75,8 @@ class Action(enum.StrEnum):
     CHECK_RESOLVED = "check_resolved"  # the next close: at or below the mark
     CHECK_UNRESOLVED = "check_unresolved"  # the next close: still above the mark
     CHECK_TOO_FEW = "check_too_few"  # the next close: too few counted ratings to judge
+    MARK_OVERDUE = "mark_overdue"  # the engine or an operator: the due date passed
+    ESCALATE = "escalate"  # the engine or an operator: to the hall supervisor
 
 
 S, A = State, Action
@@ -94,6 +101,13 @@ TRANSITIONS: Mapping[tuple[State, Action], State] = {
     (S.OPEN, A.CHECK_TOO_FEW): S.OPEN,
     (S.PLANNED, A.CHECK_TOO_FEW): S.PLANNED,
     (S.IN_PROGRESS, A.CHECK_TOO_FEW): S.IN_PROGRESS,
+    # the due date passed: marked and escalated in place, while the case is active
+    (S.OPEN, A.MARK_OVERDUE): S.OPEN,
+    (S.PLANNED, A.MARK_OVERDUE): S.PLANNED,
+    (S.IN_PROGRESS, A.MARK_OVERDUE): S.IN_PROGRESS,
+    (S.OPEN, A.ESCALATE): S.OPEN,
+    (S.PLANNED, A.ESCALATE): S.PLANNED,
+    (S.IN_PROGRESS, A.ESCALATE): S.IN_PROGRESS,
 }
 
 #: Opening is its own kind (a case starts ``open``); then one kind per action (the
@@ -106,6 +120,8 @@ EVENT_KINDS: Mapping[Action, Kind] = {
     A.CHECK_RESOLVED: Kind.RECTIFICATION_CHECKED,
     A.CHECK_UNRESOLVED: Kind.RECTIFICATION_CHECKED,
     A.CHECK_TOO_FEW: Kind.RECTIFICATION_CHECKED,
+    A.MARK_OVERDUE: Kind.RECTIFICATION_OVERDUE,
+    A.ESCALATE: Kind.RECTIFICATION_ESCALATED,
 }
 #: The outcome a check's event records.
 OUTCOMES: Mapping[Action, str] = {
@@ -121,6 +137,8 @@ COMMANDS: Mapping[Action, str] = {
     A.CHECK_RESOLVED: "(the next period close)",
     A.CHECK_UNRESOLVED: "(the next period close)",
     A.CHECK_TOO_FEW: "(the next period close)",
+    A.MARK_OVERDUE: "escalate-overdue",
+    A.ESCALATE: "escalate-overdue",
 }
 PERSON_ACTIONS = (A.PLAN, A.NOTE, A.CLOSE)
 
@@ -161,6 +179,9 @@ class Case:
     among windows for a talk), and the mark it was above. ``due_at``: UTC, exclusive.
     ``carried_from``: the unresolved case of the month before it continues.
     ``checked_*``: the next close's check (the month and the subject's figures in it).
+    ``overdue_at``: when it was marked overdue (past ``due_at`` while active);
+    ``escalated_at``, ``escalated_to``: when and to whom it was escalated (the hall's
+    supervisor; ``None`` with ``escalated_at`` set: the admins).
     """
 
     case_id: int
@@ -193,6 +214,9 @@ class Case:
     closed_at: datetime | None = None
     closed_by: str | None = None
     close_reason: str | None = None
+    overdue_at: datetime | None = None
+    escalated_at: datetime | None = None
+    escalated_to: str | None = None
     updated_at: datetime | None = None
     version: int = 1
 

@@ -19,6 +19,13 @@ window's head plans and notes its window's case; a staff member reads their own.
 nobody signed in (the operator, on the database) every case is read and the close may
 run. Each action is a checked transition (:mod:`followup.cases.model`) written with
 its ledger event at the version read.
+
+**Due dates** (:meth:`CaseService.escalate_overdue`, ``integrity cases escalate-overdue``,
+also ``serve``'s background round). An active case past its due date is marked overdue
+(``rectification.overdue``, once) and escalated to its hall's supervisor in the current
+service registry (``rectification.escalated``, once; no supervisor known: the admins),
+its row and both events in one unit of work under the cases' lock. The supervisor it
+was escalated to reads and acts on it even if the registry names another one later.
 """
 
 from __future__ import annotations
@@ -30,7 +37,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from followup.acting import acting_person, record_transition, text_field
+from followup.acting import (
+    EscalationRun,
+    acting_person,
+    deadline_actor,
+    in_place_event,
+    record_transition,
+    text_field,
+)
 from followup.cases.model import (
     ACTIVE_STATES,
     EVENT_KINDS,
@@ -68,7 +82,7 @@ from integrity.reports import Period, ReportService
 if TYPE_CHECKING:
     from integrity.app import App
 
-#: The lock every writer of cases takes (the close, people's actions).
+#: The lock every writer of cases takes (the close, people's actions, due dates).
 LOCK = "followup.cases"
 #: Who may close a month when signed in (nobody signed in: the operator).
 CLOSE_ROLES = ("admin",)
@@ -833,6 +847,98 @@ class CaseService:
     def _text(self, name: str, value: str | None) -> tuple[str, list[FieldError]]:
         return text_field(name, value, self.policy.min_text_chars, MAX_TEXT_CHARS)
 
+    # -- due dates --------------------------------------------------------------------------
+
+    def escalate_overdue(
+        self, actor: str | None, now: datetime | None = None, *, system: bool = False
+    ) -> EscalationRun:
+        """Mark every active case past its due date overdue (one ``rectification.overdue``
+        per case) and escalate it to its hall's supervisor (one ``rectification.escalated``
+        per case; no supervisor known: to the admins). Idempotent. Runs as the person
+        signed in (admin or supervisor), the operator (nobody), or the engine
+        (``system``: ``serve``'s background round)."""
+        by = deadline_actor(
+            self.people,
+            actor,
+            system=system,
+            system_actor=SYSTEM_ACTOR,
+            operator_actor=OPERATOR_ACTOR,
+        )
+        now = now or self.clock.now()
+        with self.ledger.reading() as conn:  # nothing due: no lock (SQLite's write lock)
+            if not self.store.deadline_candidates(conn, now):
+                return EscalationRun((), ())
+        overdue: list[dict[str, Any]] = []
+        escalated: list[dict[str, Any]] = []
+        reg = self.registry()
+        with self.ledger.unit_of_work() as uow:
+            uow.lock(LOCK)
+            for c in self.store.deadline_candidates(uow.connection, now):
+                o, e = self._due_date(uow, c, reg, by, now)
+                overdue += o
+                escalated += e
+        return EscalationRun(tuple(overdue), tuple(escalated))
+
+    def _in_place(
+        self, c: Case, action: Action, by: str, now: datetime, version: int, **extra: Any
+    ) -> Event:
+        """The ledger event of an action that leaves the case in its state (its due date
+        marked, an escalation)."""
+        transition(c.state, action, c.case_id)
+        return in_place_event(
+            kind=EVENT_KINDS[action],
+            actor=by,
+            at=now,
+            id_key="case_id",
+            item_id=c.case_id,
+            state=c.state.value,
+            version=version,
+            rule_set_id=self.rule_set_id,
+            subject=c.ledger_subject,
+            extra={"kind": c.kind.value, "subject": c.subject, **extra},
+        )
+
+    def _due_date(
+        self, uow: UnitOfWork, c: Case, reg: ServiceRegistry, by: str, now: datetime
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        values: dict[str, Any] = {"updated_at": now}
+        version = c.version + 1
+        due = c.due_at.isoformat()
+        marked: list[dict[str, Any]] = []
+        row = {"case_id": c.case_id, "kind": c.kind.value, "subject": c.subject}
+        if c.overdue_at is None:
+            values["overdue_at"] = now
+            ev = uow.append(self._in_place(c, Action.MARK_OVERDUE, by, now, version, due_at=due))
+            marked.append(
+                {**row, "state": c.state.value, "due_at": c.due_at, "event_id": ev.event_id}
+            )
+        raised: list[dict[str, Any]] = []
+        if c.escalated_at is None:
+            _, to = self._whom(c, reg)
+            values.update(escalated_at=now, escalated_to=to)
+            ev = uow.append(
+                self._in_place(
+                    c,
+                    Action.ESCALATE,
+                    by,
+                    now,
+                    version,
+                    hall_id=c.hall_id,
+                    escalated_to=to,
+                    due_at=due,
+                )
+            )
+            raised.append(
+                {**row, "hall_id": c.hall_id, "escalated_to": to, "event_id": ev.event_id}
+            )
+        if marked or raised:
+            self.store.update(uow.connection, c.case_id, c.version, values)
+        return marked, raised
+
+    def round(self, now: datetime) -> EscalationRun:
+        """``serve``'s background round: mark and escalate the cases past their due date."""
+        return self.escalate_overdue(None, now, system=True)
+
     # -- who --------------------------------------------------------------------------------
 
     def _person(self, actor: str | None) -> Person:
@@ -854,11 +960,19 @@ class CaseService:
         hall = reg.halls.get(c.hall_id) if c.hall_id else None
         return hall is None or hall.supervisor in (None, person.person_id)
 
+    def _escalated_to(self, person: Person, c: Case) -> bool:
+        """The supervisor the case was escalated to (whoever supervises the hall now)."""
+        return (
+            c.escalated_at is not None
+            and c.escalated_to == person.person_id
+            and person.has("supervisor")
+        )
+
     def _may_read(self, person: Person | None, c: Case, reg: ServiceRegistry) -> bool:
         if person is None or person.has("admin"):
             return True
         pid = person.person_id
-        if self._supervises(person, c, reg):
+        if self._supervises(person, c, reg) or self._escalated_to(person, c):
             return True
         head, _ = self._whom(c, reg)
         if person.has("head") and head == pid:
@@ -866,7 +980,7 @@ class CaseService:
         return c.kind is CaseKind.STAFF and c.subject == pid
 
     def _check_may_act(self, person: Person, c: Case, reg: ServiceRegistry, action: Action) -> None:
-        if person.has("admin") or self._supervises(person, c, reg):
+        if person.has("admin") or self._supervises(person, c, reg) or self._escalated_to(person, c):
             return
         head, supervisor = self._whom(c, reg)
         pid = person.person_id

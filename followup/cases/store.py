@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from followup.acting import update_at_version
 from followup.cases import tables as ct
-from followup.cases.model import Case, CaseKind, State
+from followup.cases.model import ACTIVE_STATES, Case, CaseKind, State
 from integrity.errors import NotFound
 from integrity.ports import Ledger
 
@@ -62,6 +63,19 @@ class CaseStore:
             what="case",
             show="integrity cases show",
         )
+
+    def deadline_candidates(self, conn: Connection, now: datetime) -> list[Case]:
+        """Active cases past their due date by ``now`` not marked overdue yet, or marked
+        and not yet escalated, by id."""
+        c = CASES.c
+        due = sa.and_(c.due_at <= now, c.overdue_at.is_(None))
+        marked = sa.and_(c.overdue_at.is_not(None), c.escalated_at.is_(None))
+        q = (
+            sa.select(CASES)
+            .where(c.state.in_([s.value for s in ACTIVE_STATES]), sa.or_(due, marked))
+            .order_by(c.case_id)
+        )
+        return [case_of(r) for r in conn.execute(q).mappings()]
 
     def get(self, case_id: int, conn: Connection | None = None) -> Case:
         found = self.find(CaseFilter(ids=(case_id,)), conn)
@@ -136,6 +150,9 @@ def case_of(r: Mapping[Any, Any]) -> Case:
         closed_at=r["closed_at"],
         closed_by=r["closed_by"],
         close_reason=r["close_reason"],
+        overdue_at=r["overdue_at"],
+        escalated_at=r["escalated_at"],
+        escalated_to=r["escalated_to"],
         updated_at=r["updated_at"],
         version=int(r["version"] or 1),
     )

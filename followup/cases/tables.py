@@ -4,7 +4,7 @@
 ledger's events about ``rectification:<id>`` (sealed in the Merkle log). One case per
 kind, subject and period (a unique key), so a close can never open one twice. Written
 on a unit of work's connection only, so each row commits with the events that record
-it. Migration: ``followup/migrations/0402_cases.py``.
+it. Migrations: ``followup/migrations/0402_cases.py``, ``0403_case_deadlines.py``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ cases = sa.Table(
     sa.Column("closed_at", UTCDateTime),
     sa.Column("closed_by", sa.String(64)),
     sa.Column("close_reason", sa.Text),
+    sa.Column("overdue_at", UTCDateTime),  # marked overdue (migration 0403)
+    sa.Column("escalated_at", UTCDateTime),
+    sa.Column("escalated_to", sa.String(64)),  # the hall supervisor (None: the admins)
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     sa.UniqueConstraint("kind", "subject", "period", name="uq_rectification_cases_subject"),

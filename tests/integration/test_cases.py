@@ -7,20 +7,23 @@ unresolved and carried, too few ratings); windows in the bottom ranks two closes
 running get a talk; an appeal upheld after the close is listed as an amendment with the
 figures' difference; the outbox queues ``rectification.opened`` for a webhook; people
 plan, note and close cases as their roles allow; due dates in working days on an
-injected clock.
+injected clock; an active case past its due date marked overdue and escalated to its
+hall's supervisor once (by an operator, an admin, a supervisor or ``serve``'s round;
+nobody else), to the admins when the hall has none, and nothing for final cases.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from alerts_factories import HIGH, LOW, add_people, load_registry, submit
+from alerts_factories import HIGH, LOW, REGISTRY, add_people, load_registry, submit
 from factories import backend_url, make_app
 
 from appeals.service import AppealService
+from followup.acting import EscalationRun
 from followup.cases import CaseService, MonthClose
 from followup.cases.model import CaseKind, State, TransitionNotAllowed
 from followup.cases.service import figures_digest
@@ -35,8 +38,10 @@ from integrity.errors import (
     PermissionDenied,
     PolicyViolation,
 )
+from integrity.http import Background
 from integrity.model import Status
 from integrity.periods import ClosedPeriods
+from integrity.registry import RegistryService, parse_registry
 from rules.ruleset import default_ruleset_text
 
 # Monday 2 November 2026, 10:00 in Shanghai: October is over.
@@ -45,6 +50,8 @@ NOV2 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
 DEC1 = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 PLAN = "Retrain the window on the queue rules; daily checks by the head"
 REASON = "Checked the ticket against the queue record"
+# The due date of a case opened on 2 November: the end of Monday 30 November, Shanghai.
+DUE = datetime(2026, 11, 30, 16, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -400,3 +407,160 @@ def test_two_closes_of_one_month_at_once_one_wins_and_nothing_is_doubled(
         assert len(cases(app)) == 2
     finally:
         other.close()
+
+
+# -- due dates: marked overdue and escalated --------------------------------------------------
+
+
+def _four_cases(app: App) -> dict[str, int]:
+    """October's close opens cases for W01 and S1 (hall H1, SUP1), W03 and S3 (H2, SUP2);
+    returns their ids by subject."""
+    month(app, date(2026, 10, 1), {"W01": (3, 7), "W03": (3, 7)})
+    res = app.get(MonthClose).close("A1", "2026-10")
+    return {c.subject: c.case_id for c in res.opened}
+
+
+def test_a_case_past_its_due_date_is_marked_and_escalated_once_to_its_hall_supervisor(
+    app: App, clock: FrozenClock
+) -> None:
+    ids = _four_cases(app)
+    svc = app.get(CaseService)
+    clock.advance(3600)
+    svc.plan("HD1", ids["W01"], PLAN)  # planned
+    svc.plan("HD3", ids["W03"], PLAN)
+    svc.note("HD3", ids["W03"], "Two staff retrained this week")  # in_progress
+    svc.close("SUP2", ids["S3"], "The staff member moved to another hall")  # final
+    assert {c.due_at for c in cases(app)} == {DUE}
+
+    # not yet due: nothing, and nothing written
+    clock.set(DUE - timedelta(seconds=1))
+    before = app.ledger.last_event_id()
+    assert svc.escalate_overdue(None) == EscalationRun((), ())
+    assert app.ledger.last_event_id() == before
+
+    clock.set(DUE)  # due before this instant: overdue from it on
+    run = svc.escalate_overdue(None)
+    marked = {o["subject"]: (o["state"], o["due_at"]) for o in run.overdue}
+    assert marked == {
+        "W01": ("planned", DUE),
+        "S1": ("open", DUE),
+        "W03": ("in_progress", DUE),
+    }
+    assert {e["subject"]: e["escalated_to"] for e in run.escalated} == {
+        "W01": "SUP1",
+        "S1": "SUP1",
+        "W03": "SUP2",
+    }
+    w1 = svc.store.get(ids["W01"])
+    assert (w1.state, w1.overdue_at, w1.escalated_at, w1.escalated_to) == (
+        State.PLANNED,
+        DUE,
+        DUE,
+        "SUP1",
+    )
+    assert w1.version == 3  # opened 1, planned 2, marked and escalated together 3
+    history = svc.show(None, ids["W01"]).history
+    assert [(e.kind, e.actor) for e in history] == [
+        (Kind.RECTIFICATION_OPENED, "cases"),
+        (Kind.RECTIFICATION_PLANNED, "HD1"),
+        (Kind.RECTIFICATION_OVERDUE, "operator"),
+        (Kind.RECTIFICATION_ESCALATED, "operator"),
+    ]
+    over, up = history[2].evidence, history[3].evidence
+    assert (over["case_id"], over["from"], over["to"], over["version"]) == (
+        ids["W01"],
+        "planned",
+        "planned",
+        3,
+    )
+    assert over["due_at"] == DUE.isoformat() and over["subject"] == "W01"
+    assert (up["escalated_to"], up["hall_id"], up["kind"]) == ("SUP1", "H1", "window")
+    closed = svc.store.get(ids["S3"])
+    assert (closed.overdue_at, closed.escalated_at) == (None, None)
+    assert app.ledger.events_about(f"rectification:{ids['S3']}")[-1].kind == (
+        Kind.RECTIFICATION_CLOSED
+    )
+
+    # idempotent: a second run, later, does nothing
+    clock.advance(86400)
+    before = app.ledger.last_event_id()
+    assert svc.escalate_overdue("A1") == EscalationRun((), ())
+    assert app.ledger.last_event_id() == before
+    assert {c.subject for c in svc.listing(None, overdue=True)} == {"W01", "S1", "W03"}
+
+    # the next close checks them as any other: a final case is never marked again
+    month(app, date(2026, 11, 1), {"W01": (1, 9), "W03": (1, 9)})
+    clock.set(DEC1)
+    app.get(MonthClose).close("A1", "2026-11")
+    assert {c.state for c in cases(app, period="2026-10")} == {State.RESOLVED, State.CLOSED}
+    assert svc.escalate_overdue(None) == EscalationRun((), ())
+
+
+def test_who_may_escalate_and_the_supervisor_it_went_to_acts_on_it(
+    app: App, clock: FrozenClock
+) -> None:
+    ids = _four_cases(app)
+    svc = app.get(CaseService)
+    clock.set(DUE)
+    before = app.ledger.last_event_id()
+    for who in ("HD1", "S1", "R1", "AU"):
+        with pytest.raises(PermissionDenied):
+            svc.escalate_overdue(who)
+    assert app.ledger.last_event_id() == before
+    run = svc.escalate_overdue("SUP2")  # a supervisor runs it for every hall
+    assert len(run.overdue) == len(run.escalated) == 4
+    assert {e.actor for e in app.ledger.events_about(f"rectification:{ids['W01']}")[1:]} == {"SUP2"}
+
+    # the registry names another supervisor for H1 now: the case stays with SUP1, who
+    # reads and acts on it; SUP2 supervises H1 now and does too
+    moved = {
+        **REGISTRY,
+        "halls": [
+            {"hall_id": "H1", "name": "North", "supervisor": "SUP2"},
+            {"hall_id": "H2", "name": "South", "supervisor": "SUP2"},
+        ],
+    }
+    app.get(RegistryService).load(parse_registry(moved), actor="operator")
+    assert {c.subject for c in svc.listing("SUP1")} == {"W01", "S1"}
+    noted = svc.note("SUP1", ids["W01"], "Visited the window; the checklist is up")
+    assert noted.notes == 1
+    svc.note("SUP2", ids["S1"], "Talked to the staff member about the queue rules")
+    with pytest.raises(PermissionDenied):
+        svc.note("SUP1", ids["W03"], "Not the case of a hall SUP1 supervises")
+
+
+def test_a_hall_with_no_supervisor_escalates_to_the_admins(app: App, clock: FrozenClock) -> None:
+    ids = _four_cases(app)
+    bare = {**REGISTRY, "halls": [{"hall_id": "H1", "name": "North"}, REGISTRY["halls"][1]]}
+    app.get(RegistryService).load(parse_registry(bare), actor="operator")
+    clock.set(DUE + timedelta(days=3))
+    run = app.get(CaseService).escalate_overdue(None)
+    to = {e["subject"]: e["escalated_to"] for e in run.escalated}
+    assert to == {"W01": None, "S1": None, "W03": "SUP2", "S3": "SUP2"}
+    case = app.get(CaseService).store.get(ids["W01"])
+    assert case.escalated_at == clock.now() and case.escalated_to is None
+
+
+def test_the_servers_background_round_escalates_and_webhooks_receive_it(
+    app: App, clock: FrozenClock
+) -> None:
+    hooks = app.get(WebhookService)
+    added = hooks.add(
+        "http://127.0.0.1:9/hook", ["rectification.overdue", "rectification.escalated"]
+    )
+    ids = _four_cases(app)
+    Background(app, every=3600).round()
+    assert all(c.overdue_at is None for c in cases(app))
+    clock.set(DUE)
+    Background(app, every=3600).round()
+    w1 = app.get(CaseService).store.get(ids["W01"])
+    assert (w1.overdue_at, w1.escalated_to) == (DUE, "SUP1")
+    history = app.ledger.events_about(f"rectification:{ids['W01']}")
+    assert [(e.kind, e.actor) for e in history[1:]] == [
+        (Kind.RECTIFICATION_OVERDUE, "cases"),
+        (Kind.RECTIFICATION_ESCALATED, "cases"),
+    ]
+    Background(app, every=3600).round()  # once: the next round changes nothing
+    assert len(app.ledger.events_about(f"rectification:{ids['W01']}")) == 3
+    kinds = [d.kind for d in hooks.deliveries(added.endpoint.endpoint_id)]
+    assert sorted(kinds) == ["rectification.escalated"] * 4 + ["rectification.overdue"] * 4
