@@ -114,8 +114,10 @@ def serve(
 
     Intake needs an intake client's key: Authorization: Bearer KEY (integrity clients
     add). Bodies past the rule set's [http] bounds are answered 413 before they are
-    read. Every 2 s a background round seals new ledger events and runs the webhook
-    outbox (and, every [tickets] settle_every_s, integrity tickets settle). The OpenAPI schema is at /openapi.json, interactive docs at /docs. With
+    read. Every 2 s a background round seals new ledger events, brings the low-score
+    alerts up to date, marks and escalates alerts and rectification cases past their
+    deadlines, and runs the webhook outbox (and, every [tickets] settle_every_s,
+    integrity tickets settle). The OpenAPI schema is at /openapi.json, interactive docs at /docs. With
     --workers N, N processes share the ledger and the limiter; use PostgreSQL and Redis
     for that (the embedded SQLite file and in-process limiter are for one process).
     """

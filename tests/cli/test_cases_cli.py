@@ -280,3 +280,66 @@ def test_through_the_server_roles_are_checked_there(run: Cli, clock: FrozenClock
     finally:
         app.close()
     clock.advance(timedelta(days=1).total_seconds())
+
+
+def test_cases_past_their_due_date_escalate_once_to_the_hall_supervisor(
+    run: Cli, clock: FrozenClock
+) -> None:
+    run("period", "close", "2026-10", "--as", "A1")
+    res = run("cases", "escalate-overdue")
+    assert "0 case(s) marked overdue; 0 escalated" in res.stdout
+    clock.set(datetime(2026, 11, 30, 16, 0, tzinfo=UTC))  # the end of the due day
+    res = run("cases", "escalate-overdue", "--as", "HD1", code=1)
+    assert "HD1" in res.stderr and "supervisor" in res.stderr
+    res = run("cases", "escalate-overdue", "--as", "S1", code=1)
+    res = run("cases", "escalate-overdue")  # the operator
+    assert "2 case(s) marked overdue; 2 escalated" in res.stdout
+    assert "SUP1" in res.stdout
+    assert rows(run("cases", "escalate-overdue", "--format", "csv", "--as", "SUP1").stdout) == []
+
+    got = rows(run("cases", "list", "--format", "csv").stdout)
+    assert [(r["case_id"], r["overdue"], r["escalated"], r["escalated_to"]) for r in got] == [
+        ("1", "true", "true", "SUP1"),
+        ("2", "true", "true", "SUP1"),
+    ]
+    assert [
+        r["case_id"] for r in rows(run("cases", "list", "--overdue", "--format", "csv").stdout)
+    ] == ["1", "2"]
+    show = run.json("cases", "show", "1", "--as", "SUP1")
+    assert show["overdue"] is True and show["escalated_to"] == "SUP1"
+    assert show["overdue_at"] == show["escalated_at"] == "2026-12-01T00:00:00+08:00"
+    assert [(h["kind"], h["actor"]) for h in show["history"][1:]] == [
+        ("rectification.overdue", "operator"),
+        ("rectification.escalated", "operator"),
+    ]
+    assert show["history"][2]["text"] == "escalated to SUP1"
+    table = run("cases", "show", "2").stdout
+    assert "rectification.escalated" in table and "escalated to SUP1" in table
+    # escalated: the hall supervisor writes on it
+    run("cases", "note", "2", "--text", "Talked to the staff member about it", "--as", "SUP1")
+    assert run("ledger", "verify", "--strict").stdout.startswith("ok")
+
+
+def test_escalate_overdue_through_the_server(run: Cli, clock: FrozenClock) -> None:
+    import bootstrap
+    import cli
+    from integrity.app import Settings
+    from integrity.remote import CommandRunner
+
+    app = bootstrap.open_app(Settings.resolve(home=run.home), clock=clock)
+    try:
+        runner = CommandRunner(cli.main, app)
+        runner.run(app.people.get("A1"), ["period", "close", "2026-10"], {})
+        clock.set(datetime(2026, 12, 1, 2, 0, tzinfo=UTC))
+        res = runner.run(app.people.get("HD1"), ["cases", "escalate-overdue"], {})
+        assert res.exit_code == 1 and "HD1" in res.stderr
+        res = runner.run(app.people.get("SUP2"), ["cases", "escalate-overdue"], {})
+        assert res.exit_code == 0, res.stderr
+        assert "2 case(s) marked overdue; 2 escalated" in res.stdout
+        history = app.ledger.events_about("rectification:1")
+        assert [(e.kind, e.actor) for e in history[1:]] == [
+            ("rectification.overdue", "SUP2"),
+            ("rectification.escalated", "SUP2"),
+        ]
+    finally:
+        app.close()
