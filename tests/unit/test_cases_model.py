@@ -51,6 +51,13 @@ EXPECTED = {
     ("open", "check_too_few"): "open",
     ("planned", "check_too_few"): "planned",
     ("in_progress", "check_too_few"): "in_progress",
+    # past the due date: marked and escalated in place, while active
+    ("open", "mark_overdue"): "open",
+    ("planned", "mark_overdue"): "planned",
+    ("in_progress", "mark_overdue"): "in_progress",
+    ("open", "escalate"): "open",
+    ("planned", "escalate"): "planned",
+    ("in_progress", "escalate"): "in_progress",
 }
 
 
@@ -74,6 +81,8 @@ def test_final_states_allow_nothing_and_every_action_has_a_catalogued_kind() -> 
     assert allowed_commands(State.OPEN) == ("plan", "note", "close")
     assert {OPENED_KIND, *EVENT_KINDS.values()} <= set(KINDS)
     assert str(OPENED_KIND) == "rectification.opened"
+    assert str(EVENT_KINDS[Action.MARK_OVERDUE]) == "rectification.overdue"
+    assert str(EVENT_KINDS[Action.ESCALATE]) == "rectification.escalated"
 
 
 def test_one_low_score_in_three_opens_no_case_and_the_check_needs_enough_ratings() -> None:
