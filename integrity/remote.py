@@ -61,7 +61,8 @@ log = logging.getLogger("integrity.remote")
 
 #: Commands a person may run through the server: group -> its allowed subcommands
 #: (``None``: the whole group, or a top-level command). The services check roles
-#: (``period close``: an admin; ``cases``: the window's head, the hall supervisor, admins).
+#: (``period close``: an admin; ``cases``: the window's head, the hall supervisor, admins;
+#: ``alerts escalate-overdue``, ``cases escalate-overdue``: admins and supervisors).
 PERSON_COMMANDS: Mapping[str, frozenset[str] | None] = {
     "appeal": None,
     "review": None,

@@ -564,3 +564,51 @@ def test_the_servers_background_round_escalates_and_webhooks_receive_it(
     assert len(app.ledger.events_about(f"rectification:{ids['W01']}")) == 3
     kinds = [d.kind for d in hooks.deliveries(added.endpoint.endpoint_id)]
     assert sorted(kinds) == ["rectification.escalated"] * 4 + ["rectification.overdue"] * 4
+
+
+def test_two_runs_at_once_mark_and_escalate_each_case_once(
+    app: App, tmp_path: Path, db_url: str, clock: FrozenClock
+) -> None:
+    """Two processes run the check at the same moment: both have seen the cases due (a
+    barrier makes sure), then write under the cases' lock; each case gets one of each."""
+    import threading
+
+    ids = _four_cases(app)
+    clock.set(DUE)
+    other = make_app(tmp_path / "home", db_url, clock=clock, init=False)
+    try:
+        barrier = threading.Barrier(2)
+        runners = [app.get(CaseService), other.get(CaseService)]
+        for svc in runners:
+            read = svc.registry
+
+            def gated(read=read):  # type: ignore[no-untyped-def]
+                barrier.wait(timeout=20)  # both found the cases due; now both write
+                return read()
+
+            svc.registry = gated  # type: ignore[method-assign]
+        results: list[object] = [None, None]
+
+        def run(i: int) -> None:
+            try:
+                results[i] = runners[i].escalate_overdue(None)
+            except Exception as err:
+                results[i] = err
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert all(isinstance(r, EscalationRun) for r in results), results
+        done = sorted(len(r.escalated) for r in results)  # type: ignore[union-attr]
+        assert done == [0, 4]
+        for case_id in ids.values():
+            kinds = [e.kind for e in app.ledger.events_about(f"rectification:{case_id}")]
+            assert kinds == [
+                Kind.RECTIFICATION_OPENED,
+                Kind.RECTIFICATION_OVERDUE,
+                Kind.RECTIFICATION_ESCALATED,
+            ]
+    finally:
+        other.close()
