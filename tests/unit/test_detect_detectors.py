@@ -612,6 +612,44 @@ def test_coerced_window_is_a_case_and_its_pressed_ratings_are_held() -> None:
     assert ids(pressed) <= set(flags[0].rating_ids)
 
 
+def test_coerced_holds_first_what_is_least_like_unpressed_ratings() -> None:
+    # pressed ratings come 15-25 s after service; the window's honest kiosk raters give
+    # their usual scores (some all-5s) at the delays kiosk raters give everywhere (3-30 s)
+    rows = population(windows=WINDOWS[1:])
+    rng = np.random.default_rng(9)
+    pressed, honest = [], []
+    for d in range(14):
+        for _ in range(40):
+            t = DAY0 + d * 86400 + rng.uniform(9, 17) * 3600
+            score = float(honest_scores(rng, 1)[0])
+            if d >= 4 and rng.random() < 0.7:
+                pressed.append(
+                    row(window="W1", device="pad-W1", ip="ip-wired", t=t,
+                        delay=rng.uniform(15, 25), score=5.0)
+                )  # fmt: skip
+            elif rng.random() < 0.6:
+                (honest if d >= 4 else rows).append(
+                    row(window="W1", device="pad-W1", ip="ip-wired", t=t,
+                        delay=rng.uniform(3, 30), score=score)
+                )  # fmt: skip
+            else:
+                rows.append(row(window="W1", t=t + 7200, delay=7200, score=score))
+    fr = frame(rows + pressed + honest)
+    det = CoercedDetector(budget=0.001)
+    det.fit(fr)
+    (flag,) = [f for f in det.flags(fr) if f.strength >= 1]
+    hit = set(flag.rating_ids)
+    assert len(hit & ids(pressed)) >= 0.9 * len(pressed)
+    # honest all-5s at delays pressure never has are spared first
+    unlike = {
+        r["rating_id"]
+        for r in honest
+        if r["composite"] == 5.0 and r["submitted_s"] - r["served_s"] < 14
+    }
+    assert unlike and len(hit & unlike) <= 0.25 * len(unlike)
+    assert "least like unpressed ratings first" in flag.explanation
+
+
 def test_coerced_ignores_a_genuinely_excellent_window() -> None:
     rows = population(windows=WINDOWS[1:])
     rng = np.random.default_rng(8)
