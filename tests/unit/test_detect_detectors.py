@@ -475,6 +475,34 @@ def test_lockstep_ignores_a_carrier_nat_address_spread_over_windows() -> None:
     assert not (ids(cgnat) & held(LockstepDetector(budget=0.001), frame(rows + cgnat)))
 
 
+def test_lockstep_holds_a_ring_behind_a_carrier_prefix_not_the_carriers_customers() -> None:
+    # fourteen phones behind one carrier prefix rate W2 every evening for a week with 5s;
+    # the carrier's customers rate windows by their popularity, W2 among them, once each
+    rows = population()
+    rng = np.random.default_rng(4)
+    ring = [
+        row(window="W2", device=f"ring-{j}", ip=f"ip-ring-{d}-{j}", prefix="pfx-carrier",
+            t=DAY0 + d * 86400 + 20 * 3600 + 600 * j, score=5.0)
+        for d in range(7)
+        for j in range(14)
+    ]  # fmt: skip
+    customers = [
+        row(window=WINDOWS[i % 6], device=f"cust-{i}", ip=f"ip-cust-{i}", prefix="pfx-carrier",
+            t=DAY0 + (i % 7) * 86400 + 10 * 3600 + 300 * i, score=float(s))
+        for i, s in enumerate(honest_scores(rng, 84))
+    ]  # fmt: skip
+    det = LockstepDetector(budget=0.001)
+    fr = frame(rows + ring + customers)
+    det.fit(fr)
+    flags = [f for f in det.flags(fr) if f.strength >= 1]
+    assert len(flags) == 7  # one block a day
+    hit = {r for f in flags for r in f.rating_ids}
+    # as many devices as exceed the ordinary count are held, the ring's (back every day) first
+    assert len(hit & ids(ring)) >= 0.9 * len(ring)
+    assert not hit & {r["rating_id"] for r in customers}
+    assert "Held: the ratings of 13 of those devices" in flags[0].explanation
+
+
 def test_corating_fires_on_devices_rating_one_window_in_the_same_evenings() -> None:
     rows, attack = population(), crew()
     assert ids(attack) <= held(CoRatingDetector(budget=0.001), frame(rows + attack))
