@@ -7,7 +7,8 @@ day concentrate on one window far beyond the window's share of that address's tr
 A block holds the ratings of its excess devices, not of every device behind a shared
 address: the key's devices that rated other windows that day are its ordinary traffic,
 and about as many of them, in proportion to the window's share, would have rated this
-window anyway. That many of the block's devices keep counting: those that rate the
+window anyway. That many (the median of a Poisson count with that mean) of the block's
+devices keep counting: those that rate the
 window on fewest days (a farm or a brushing ring comes back, a carrier's customer
 rarely does), then those whose scores are least like the block's.
 """
@@ -113,7 +114,7 @@ class LockstepDetector(Detector):
         p_w = float(unit["usual"]) / max(float(unit["key_devices"]), 1.0)
         ordinary = (float(unit["key_devices"]) - len(per)) * p_w / max(1e-9, 1.0 - p_w)
         unit["ordinary"] = ordinary
-        take = len(per) - int(np.floor(ordinary))
+        take = len(per) - int(np.floor(ordinary + 1 / 3))  # the median of a Poisson count
         unit["held_devices"] = max(0, min(len(per), take))
         order = per.sort_values(["days", "gap", "n"], ascending=[False, True, False], kind="stable")
         keep = order.index[: unit["held_devices"]]

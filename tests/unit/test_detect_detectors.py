@@ -442,6 +442,22 @@ def test_episode_ignores_a_family_that_tripped_a_per_device_limit() -> None:
     assert not (ids(fam) & held(EpisodeDetector(budget=0.001), frame(rows + fam)))
 
 
+def test_burst_leaves_as_many_as_ordinary_traffic_brings_counting() -> None:
+    # a busy window, where about one rating from outside the crowd is usual per quarter
+    # hour at 11:00: a flood from one address, and a citizen's own 5 in the same minutes
+    rows = population(per_day=250)
+    t0 = DAY0 + 3 * 86400 + 11 * 3600
+    flood = [row(window="W2", ip="ip-x", t=t0 + 30 * i, delay=7200, score=5.0) for i in range(15)]
+    citizen = [row(window="W2", t=t0 + 100, delay=7200, score=5.0)]
+    det = BurstDetector(budget=0.001)
+    fr = frame(rows + flood + citizen)
+    det.fit(fr)
+    (flag,) = [f for f in det.flags(fr) if f.strength >= 1 and f.unit.startswith("window:W2")]
+    assert ids(flood) <= set(flag.rating_ids)
+    assert not ids(citizen) & set(flag.rating_ids)
+    assert "but the 1 least like it" in flag.explanation
+
+
 def test_burst_ignores_the_same_crowd_on_hall_wifi_and_kiosks() -> None:
     rows = population()
     t0 = DAY0 + 3 * 86400 + 11 * 3600
