@@ -9,8 +9,13 @@ of exclusion, whether every coerced window was flagged as a case, and the distor
 removed: 1 - MAE(counted window scores vs honest truth) / MAE(all ratings counted vs
 honest truth).
 
-Seeds are split: tuning seeds (looked at while building the detectors) and held-out
-seeds plus a world with changed parameters (never looked at while tuning).
+Worlds are split (``--split``): tuning worlds, looked at while building and tuning the
+detectors (seeds 1-5 and ``changed_world(9)``: seeds 3-5 and changed9 were the held-out
+worlds of earlier rounds; once their results had been looked at they became tuning
+worlds), and held-out worlds nobody looked at while tuning (seeds 21-23 and
+``changed_world_b(29)``, a second world with changed parameters). Held-out worlds are
+meant to be run once, after a round's changes are final; when a round has looked at
+them, fresh seeds replace them.
 
 Besides the simulator's attacks, each world gets ``flood_hour`` campaigns injected here
 (one for each unit of the world's flood intensity, rounded): one address sends 200-400
@@ -18,8 +23,9 @@ all-5 ratings in an hour of opening time to one window, a new device id each tim
 invented tickets, no ``served_at`` and no staff: what the rate limits admit at first
 and between refusals is what detection must still catch.
 
-    .venv/bin/python bench/eval_detect.py                       # default split
-    .venv/bin/python bench/eval_detect.py --seeds 11 12 --json out.json
+    .venv/bin/python bench/eval_detect.py                       # every world of the split
+    .venv/bin/python bench/eval_detect.py --split tune          # tuning worlds only
+    .venv/bin/python bench/eval_detect.py --seeds 5 --no-changed --json out.json
 """
 
 from __future__ import annotations
@@ -49,8 +55,10 @@ from integrity.model import DEFAULT_RUBRIC  # noqa: E402
 from integrity.venues import pseudonymise_venues  # noqa: E402
 from simulation import Label, WorldConfig, simulate  # noqa: E402
 
-TUNE_SEEDS = (1, 2)
-HOLDOUT_SEEDS = (3, 4, 5)
+TUNE_SEEDS = (1, 2, 3, 4, 5)
+TUNE_CHANGED = 9  # changed_world(9)
+HOLDOUT_SEEDS = (21, 22, 23)
+HOLDOUT_CHANGED = 29  # changed_world_b(29)
 ATTACKS = (
     "flood",
     "flood_hour",
@@ -84,6 +92,52 @@ def changed_world(seed: int) -> WorldConfig:
         bombing=2.0,
         replay=1.5,
     )
+
+
+def changed_world_b(seed: int) -> WorldConfig:
+    """A second world unlike the tuning ones, unlike :func:`changed_world` too: four halls
+    of five windows, open Monday to Friday only, lower participation, fewer staff pairs,
+    a closed day mid-month, twice the coerced and self-rating campaigns."""
+    from datetime import date
+
+    return WorldConfig(
+        seed=seed,
+        halls=4,
+        windows_per_hall=5,
+        honest_ratings=30_000,
+        participation=0.6,
+        open_weekdays=(0, 1, 2, 3, 4),
+        two_staff_share=0.3,
+        closed_dates=(date(2026, 10, 14),),
+        flood=1.0,
+        device_farm=1.5,
+        brushing_slow=1.5,
+        self_rating=2.0,
+        coerced=2.0,
+        bombing=1.5,
+        replay=1.0,
+    )
+
+
+def split_worlds(
+    split: str, seeds: list[int] | None, changed: bool
+) -> list[tuple[str, WorldConfig]]:
+    """The worlds to run: ``seeds`` (named ``seedN``) or the ``split``'s (tune / holdout / all)."""
+    worlds: list[tuple[str, WorldConfig]] = []
+    if seeds:
+        worlds += [(f"seed{s}", WorldConfig(seed=s)) for s in seeds]
+        if changed:
+            worlds.append((f"changed{TUNE_CHANGED}", changed_world(TUNE_CHANGED)))
+        return worlds
+    if split in ("tune", "all"):
+        worlds += [(f"tune{s}", WorldConfig(seed=s)) for s in TUNE_SEEDS]
+        if changed:
+            worlds.append((f"changed{TUNE_CHANGED}", changed_world(TUNE_CHANGED)))
+    if split in ("holdout", "all"):
+        worlds += [(f"hold{s}", WorldConfig(seed=s)) for s in HOLDOUT_SEEDS]
+        if changed:
+            worlds.append((f"hold-changed{HOLDOUT_CHANGED}", changed_world_b(HOLDOUT_CHANGED)))
+    return worlds
 
 
 @dataclass
@@ -318,11 +372,11 @@ def run_detect(app: App) -> dict[str, Any]:
 def table(results: list[dict[str, Any]]) -> str:
     kinds = ("honest", *ATTACKS, "identical_retry")
     lines = []
-    head = f"{'world':<12}" + "".join(f"{k[:10]:>11}" for k in kinds)
+    head = f"{'world':<15}" + "".join(f"{k[:10]:>11}" for k in kinds)
     head += f"{'hon.wifi':>9}{'hon.kiosk':>10}{'precision':>10}{'coerced':>8}{'distort.':>9}"
     lines.append(head)
     for r in results:
-        row = f"{r['world']:<12}"
+        row = f"{r['world']:<15}"
         for k in kinds:
             v = r["by_kind"].get(k)
             row += f"{(v['not_counted'] * 100):>10.1f}%" if v else f"{'-':>11}"
@@ -337,8 +391,19 @@ def table(results: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--base", type=Path, default=Path("/tmp/eval_detect"))
-    p.add_argument("--seeds", type=int, nargs="*", help="seeds of default worlds (default: split)")
-    p.add_argument("--no-changed", action="store_true", help="skip the changed-parameter world")
+    p.add_argument(
+        "--split",
+        choices=("all", "tune", "holdout"),
+        default="all",
+        help="tuning worlds, held-out worlds or both (default: both)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="*",
+        help="seeds of default worlds instead of the split's (with changed9 unless --no-changed)",
+    )
+    p.add_argument("--no-changed", action="store_true", help="skip the changed-parameter worlds")
     p.add_argument("--fresh", action="store_true", help="rebuild cached ledgers")
     p.add_argument("--build-only", action="store_true")
     p.add_argument("--json", type=Path)
@@ -346,14 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         "--rules", type=Path, help="rule set TOML to detect with (default: the built-in one)"
     )
     args = p.parse_args(argv)
-    worlds: list[tuple[str, WorldConfig]] = []
-    if args.seeds:
-        worlds += [(f"seed{s}", WorldConfig(seed=s)) for s in args.seeds]
-    else:
-        worlds += [(f"tune{s}", WorldConfig(seed=s)) for s in TUNE_SEEDS]
-        worlds += [(f"hold{s}", WorldConfig(seed=s)) for s in HOLDOUT_SEEDS]
-    if not args.no_changed:
-        worlds.append(("changed9", changed_world(9)))
+    worlds = split_worlds(args.split, args.seeds, not args.no_changed)
     results = []
     for name, cfg in worlds:
         t0 = time.perf_counter()

@@ -9,6 +9,12 @@ cut still shows where its survivors came from.
 A burst has sources: an address or device with at least ``source_min`` ratings in the
 bucket. Their ratings at that window in the ``lookback_s`` before the bucket belong to
 the same episode (the first part of a flood, before it stood out) and are held with it.
+
+A burst holds its ratings scoring within ``band`` of its median, but not every one: as
+many as ordinary traffic brings to that window at that hour (the median of a Poisson
+count with the expected mean) keep counting, those least like the burst: rated from an
+address, prefix and device no other rating in the bucket shares, then scoring furthest
+from its median.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from integrity.catalogue import Reason
 from rules.detectors.base import Detector, Unit, fmt_p, neglog10
 from rules.detectors.features import Frame, rows_of
 from rules.detectors.stats import nb_sf
+
+#: The keys a burst's ratings can share: address, prefix, device.
+KEYS = ("ipc", "pfx", "dev")
 
 
 def _hour_profile(hour: np.ndarray, weight: float = 0.02) -> np.ndarray:
@@ -113,25 +122,43 @@ class BurstDetector(Detector):
 
     def _unit_ratings(self, X: Frame, cand: pd.DataFrame) -> Iterator[tuple[Unit, list[int]]]:
         df = X.frame
-        cols = ["win", "submitted_s", "composite", "in_scope", "rating_id", "ipc", "dev"]
+        cols = ["win", "submitted_s", "composite", "in_scope", "rating_id", "ipc", "pfx", "dev"]
         allrows = df.loc[~df["crowd"], cols]
         allrows = allrows.assign(bucket=(allrows["submitted_s"] // self.bucket_s).astype(np.int64))
         d = rows_of(allrows, cand, ["win", "bucket"])
         d["med"] = d.groupby(["win", "bucket"])["composite"].transform("median")
-        keep = ((d["composite"] - d["med"]).abs() <= self.band) & d["in_scope"]
-        held = d[keep].groupby(["win", "bucket"])["rating_id"].agg(list)
+        # how many of the bucket's ratings share each one's address, prefix or device
+        d["shared"] = np.max(
+            [d.groupby(["win", "bucket", c])["rating_id"].transform("size") for c in KEYS],
+            axis=0,
+        )
+        d["gap"] = (d["composite"] - d["med"]).abs()
+        expected = cand.set_index(["win", "bucket"])["expected"]
+        keep = (d["gap"] <= self.band) & d["in_scope"]
+        held = (
+            d[keep]
+            .sort_values(["shared", "gap", "rating_id"], ascending=[False, True, True])
+            .groupby(["win", "bucket"])["rating_id"]
+            .agg(list)
+        )
         med = d.groupby(["win", "bucket"])["med"].first()
         earlier = self._earlier(allrows, d, med)
         rec = {(r.win, r.bucket): r for r in cand.itertuples(index=False)}
         wid = df.drop_duplicates("win").set_index("win")["window_id"]
         for (w, b), rid_list in held.items():
             before = earlier.get((w, b), [])
+            # as many as ordinary traffic brings keep counting (the median of a Poisson
+            # count with the expected mean), those least like the burst: on an address,
+            # prefix and device of their own, scoring furthest from its median
+            ordinary = int(np.floor(float(expected[(w, b)]) + 1 / 3))
+            rid_list = rid_list[: max(0, len(rid_list) - ordinary)]
             unit = {
                 **rec[(w, b)]._asdict(),
                 "window": str(wid[w]),
                 "start": datetime.fromtimestamp(int(b) * self.bucket_s, X.tz),
                 "median": med[(w, b)],
                 "earlier": len(before),
+                "ordinary": ordinary,
             }
             yield unit, sorted(set(rid_list) | set(before))
 
@@ -183,6 +210,12 @@ class BurstDetector(Detector):
             f"{unit['window']} in the {self.bucket_s // 60} minutes from {unit['start']:%Y-%m-%d %H:%M}, "
             f"where about {unit['expected']:.2f} are usual at that hour ({fmt_p(unit['score'])}); "
             f"held: those scoring within {self.band} of the burst's median {unit['median']:.2f}"
+            + (
+                f" but the {unit['ordinary']} least like it (an address, prefix and device of "
+                f"their own, scores furthest from it), as many as ordinary traffic brings"
+                if unit["ordinary"]
+                else ""
+            )
             + (
                 f", and {int(unit['earlier'])} its sources gave that window in the "
                 f"{self.lookback_s / 60:.0f} minutes before."

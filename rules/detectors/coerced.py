@@ -18,12 +18,19 @@ fast near-straight-lined ratings ``k`` among the fast ratings ``n`` are compared
 the share ``p`` that way of rating had at that window before the onset (shrunk to the
 window's expectation from its slow ratings and its peers). Pressed ratings are all
 near-straight-lined, so about ``(k - n p) / (1 - p)`` of the ``k`` are pressed (the
-excess, scaled to the ratings it displaced); that many are held, all-maximum before
-one-step-below and the fastest first, and the rest, about as many as honest raters
-give that way, keep counting (``pattern = "top"`` counts all-maximum ratings only: fewer
-honest ones held, more pressure left counting). ``hold = "excess"`` (default) does that; ``"straight"``
-holds every fast all-maximum rating from the onset, ``"near"`` every fast
-near-straight-lined one, ``"none"`` only opens the case.
+excess, scaled to the ratings it displaced); that many are held, and the rest, about
+as many as honest raters give that way, keep counting. Which ones: pressed and honest
+top ratings look alike one by one, so those held first are the ones least like the
+unpressed fast ratings of that way (everywhere outside the flagged pressed periods):
+each rating's delay bin (at the unpressed delays' deciles) and pattern (all-maximum or
+one step below), by how much more often it occurs in the pressed period's pool than
+among unpressed ratings (the pool mixes the two, so that ratio grows with the odds of
+pressure), then the fastest. Even so, an honest top rating given in the pressed period
+is held about as often as the pool is pressure. ``pattern = "top"`` counts all-maximum
+ratings only (fewer honest ones held, more pressure left counting); ``delay_bins`` sets
+the delay bins. ``hold = "excess"`` (default) does all this; ``"straight"`` holds every
+fast all-maximum rating from the onset, ``"near"`` every fast near-straight-lined one,
+``"none"`` only opens the case.
 """
 
 from __future__ import annotations
@@ -61,9 +68,11 @@ class CoercedDetector(Detector):
         hold: str = "excess",
         prior_weight: float = 20.0,
         pattern: str = "near",
+        delay_bins: int = 10,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
+        self.delay_bins = max(1, int(delay_bins))
         if hold not in ("excess", "straight", "near", "none"):
             raise TypeError(f"hold must be 'excess', 'straight', 'near' or 'none', not {hold!r}")
         self.prior_weight = prior_weight
@@ -167,6 +176,9 @@ class CoercedDetector(Detector):
             way_win = fast[fast["kiosk"] == way].groupby("win")[self._col].mean()
             both = (way_win / (by_win["k"] / by_win["n"]).replace(0, np.nan)).dropna()
             ratio[way] = float(np.median(both)) if len(both) else 1.0
+        # the unpressed reference: fast ratings outside the flagged windows' pressed periods
+        onset = fast["win"].map(cand.set_index("win")["onset_day"])
+        reference = fast[~(fast["day"] >= onset)]
         for _, r in cand.iterrows():
             w = fast[fast["win"] == r["win"]]
             after = w[w["day"] >= r["onset_day"]]
@@ -182,7 +194,7 @@ class CoercedDetector(Detector):
             elif self.hold == "near":
                 held = after[after["straight"]]
             else:
-                held = self._excess(w, after, r, ratio, unit)
+                held = self._excess(w, after, r, ratio, unit, reference)
             unit.setdefault("pool", int(after["straight"].sum()))
             unit.setdefault("estimated", len(held))
             yield unit, held.loc[held["in_scope"], "rating_id"]
@@ -199,6 +211,7 @@ class CoercedDetector(Detector):
         r: pd.Series,
         ratio: dict[bool, float],
         unit: dict[str, Any],
+        reference: pd.DataFrame,
     ) -> pd.DataFrame:
         """The fast near-straight-lined ratings of one window from its onset that stand
         for the excess over its baseline, per way of rating and day (module docstring)."""
@@ -210,6 +223,7 @@ class CoercedDetector(Detector):
             prior = float(np.clip(r["p_exp"] * ratio[way], 0.01, 0.99))
             p = (pre[self._col].sum() + self.prior_weight * prior) / (len(pre) + self.prior_weight)
             g = after[after["kiosk"] == way]
+            unlike = self._unlike(g[g[self._col]], reference[reference["kiosk"] == way])
             for _, day in g.groupby("day"):
                 k, n = int(day[self._col].sum()), len(day)
                 pressed = max(0.0, (k - n * p) / (1 - p))
@@ -218,12 +232,37 @@ class CoercedDetector(Detector):
                 if take <= 0:
                     continue
                 pool = day[day[self._col]]
-                # all-maximum before one step below, then the fastest (at the counter)
-                order = np.lexsort((pool["rating_id"], pool["delay_s"], ~pool["top"]))
+                # least like unpressed ratings first, then the fastest (at the counter)
+                order = np.lexsort((pool["rating_id"], pool["delay_s"], -unlike.loc[pool.index]))
                 chosen.append(pool.iloc[order[:take]])
         unit["pool"] = int(after[self._col].sum())
         unit["estimated"] = round(estimated)
         return pd.concat(chosen) if chosen else after.iloc[:0]
+
+    def _unlike(self, pool: pd.DataFrame, reference: pd.DataFrame) -> pd.Series:
+        """How much more often a pooled rating's delay and pattern occur in the pressed
+        period's pool than among unpressed fast ratings of the same way (log ratio).
+
+        The pool is pressed and honest ratings mixed, so the ratio of its frequencies to
+        the unpressed ones grows with the pressed-to-honest ratio: delays binned at the
+        reference's quantiles, and all-maximum against one step below, each smoothed
+        with half a rating per cell."""
+        if pool.empty or len(reference) < 2 * self.delay_bins:
+            return pd.Series(0.0, index=pool.index)
+        qs = np.linspace(0, 1, self.delay_bins + 1)[1:-1]
+        edges = np.unique(np.quantile(reference["delay_s"].to_numpy(dtype=float), qs))
+        ref_bin = np.searchsorted(edges, reference["delay_s"].to_numpy(dtype=float), side="right")
+        pool_bin = np.searchsorted(edges, pool["delay_s"].to_numpy(dtype=float), side="right")
+        cells = len(edges) + 1
+        f_ref = (np.bincount(ref_bin, minlength=cells) + 0.5) / (len(reference) + 0.5 * cells)
+        f_pool = (np.bincount(pool_bin, minlength=cells) + 0.5) / (len(pool) + 0.5 * cells)
+        delay = np.log(f_pool / f_ref)[pool_bin]
+        ref_top = reference.loc[reference[self._col], "top"]
+        t_ref = (ref_top.sum() + 0.5) / (len(ref_top) + 1.0)
+        t_pool = (pool["top"].sum() + 0.5) / (len(pool) + 1.0)
+        top = pool["top"].to_numpy()
+        pattern = np.where(top, np.log(t_pool / t_ref), np.log((1 - t_pool) / (1 - t_ref)))
+        return pd.Series(delay + pattern, index=pool.index)
 
     def _unit(self, unit: Unit) -> str:
         return f"window:{unit['window']}"
@@ -244,9 +283,10 @@ class CoercedDetector(Detector):
     def _explain(self, unit: Unit) -> str:
         held = {
             "excess": (
-                f"held: {int(unit['estimated'])} of those {int(unit['pool'])} that stand for "
-                f"the excess over the window's own earlier share and its peers (all-maximum "
-                f"first, the fastest first); the rest keep counting"
+                f"held: {int(unit['estimated'])} of those {int(unit['pool'])}, as many as the "
+                f"excess over the window's own earlier share and its peers stands for, those "
+                f"whose delay and scores are least like unpressed ratings first; the rest keep "
+                f"counting"
             ),
             "straight": "held: every fast all-maximum rating since",
             "near": "held: every fast rating at or one step below the maximum since",

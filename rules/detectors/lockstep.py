@@ -3,6 +3,14 @@
 One address or prefix (never a registered hall network) whose distinct devices on one
 day concentrate on one window far beyond the window's share of that address's traffic
 (CopyCatch / CrossSpot in spirit: a dense block of key x window x day).
+
+A block holds the ratings of its excess devices, not of every device behind a shared
+address: the key's devices that rated other windows that day are its ordinary traffic,
+and about as many of them, in proportion to the window's share, would have rated this
+window anyway. That many (the median of a Poisson count with that mean) of the block's
+devices keep counting: those that rate the
+window on fewest days (a farm or a brushing ring comes back, a carrier's customer
+rarely does), then those whose scores are least like the block's.
 """
 
 from __future__ import annotations
@@ -70,11 +78,16 @@ class LockstepDetector(Detector):
     def _unit_ratings(self, X: Frame, cand: pd.DataFrame) -> Iterator[tuple[Unit, pd.Series]]:
         df = X.frame
         wid = df.drop_duplicates("win").set_index("win")["window_id"]
+        # on how many days each device rated each window (from anywhere)
+        days_at = nunique_by(df.loc[~df["crowd"] & ~df["dup"]], ["dev", "win"], "day")
         for kind, (col, hash_col) in KEYS.items():
             c = cand[cand["kind"] == kind]
             if c.empty:
                 continue
-            d = df.loc[df["in_scope"] & ~df["crowd"], [col, "win", "day", "rating_id", hash_col]]
+            d = df.loc[
+                df["in_scope"] & ~df["crowd"],
+                [col, "win", "day", "dev", "composite", "rating_id", hash_col],
+            ]
             d = rows_of(d, c.rename(columns={"key": col}), [col, "win", "day"])
             rows = c.set_index(["key", "win", "day"])
             for (k, w, day), g in d.groupby([col, "win", "day"]):
@@ -85,7 +98,27 @@ class LockstepDetector(Detector):
                     "hash": str(g[hash_col].iloc[0]),
                     "date": pd.Timestamp(int(day) * 86400, unit="s").date(),
                 }
-                yield unit, g["rating_id"]
+                yield unit, self._excess(g, unit, days_at)
+
+    def _excess(self, g: pd.DataFrame, unit: dict[str, Any], days_at: pd.Series) -> pd.Series:
+        """The block's ratings from as many of its devices as exceed the usual count, the
+        least ordinary first: those that rate the window on the most days, then those
+        whose scores sit closest to the block's, then those with the most ratings."""
+        per = g.groupby("dev").agg(n=("rating_id", "size"), med=("composite", "median"))
+        per["days"] = days_at.reindex(
+            pd.MultiIndex.from_arrays([per.index, np.full(len(per), g["win"].iloc[0])])
+        ).to_numpy()
+        per["gap"] = (per["med"] - float(g["composite"].median())).abs()
+        # the key's devices that went elsewhere are its ordinary traffic; as many again,
+        # in proportion to this window's share, are ordinary here
+        p_w = float(unit["usual"]) / max(float(unit["key_devices"]), 1.0)
+        ordinary = (float(unit["key_devices"]) - len(per)) * p_w / max(1e-9, 1.0 - p_w)
+        unit["ordinary"] = ordinary
+        take = len(per) - int(np.floor(ordinary + 1 / 3))  # the median of a Poisson count
+        unit["held_devices"] = max(0, min(len(per), take))
+        order = per.sort_values(["days", "gap", "n"], ascending=[False, True, False], kind="stable")
+        keep = order.index[: unit["held_devices"]]
+        return g.loc[g["dev"].isin(keep), "rating_id"]
 
     def _unit(self, unit: Unit) -> str:
         return f"{unit['kind']}:{unit['hash']}:window:{unit['window']}:day:{unit['date']}"
@@ -102,5 +135,8 @@ class LockstepDetector(Detector):
             f"On {unit['date']}, {int(unit['devices'])} of the {int(unit['key_devices'])} devices seen "
             f"behind {kind} {unit['hash'][:8]} rated window {unit['window']}, where about "
             f"{float(unit['usual']):.1f} would have by that window's share of all traffic "
-            f"({fmt_p(unit['score'])}); the {kind} is not a registered hall network."
+            f"({fmt_p(unit['score'])}); the {kind} is not a registered hall network. Held: the "
+            f"ratings of {int(unit['held_devices'])} of those devices, as many as exceed the "
+            f"{float(unit['ordinary']):.1f} its other devices' traffic makes ordinary there, those "
+            f"rating the window on the most days and scoring most alike first."
         )

@@ -442,6 +442,22 @@ def test_episode_ignores_a_family_that_tripped_a_per_device_limit() -> None:
     assert not (ids(fam) & held(EpisodeDetector(budget=0.001), frame(rows + fam)))
 
 
+def test_burst_leaves_as_many_as_ordinary_traffic_brings_counting() -> None:
+    # a busy window, where about one rating from outside the crowd is usual per quarter
+    # hour at 11:00: a flood from one address, and a citizen's own 5 in the same minutes
+    rows = population(per_day=250)
+    t0 = DAY0 + 3 * 86400 + 11 * 3600
+    flood = [row(window="W2", ip="ip-x", t=t0 + 30 * i, delay=7200, score=5.0) for i in range(15)]
+    citizen = [row(window="W2", t=t0 + 100, delay=7200, score=5.0)]
+    det = BurstDetector(budget=0.001)
+    fr = frame(rows + flood + citizen)
+    det.fit(fr)
+    (flag,) = [f for f in det.flags(fr) if f.strength >= 1 and f.unit.startswith("window:W2")]
+    assert ids(flood) <= set(flag.rating_ids)
+    assert not ids(citizen) & set(flag.rating_ids)
+    assert "but the 1 least like it" in flag.explanation
+
+
 def test_burst_ignores_the_same_crowd_on_hall_wifi_and_kiosks() -> None:
     rows = population()
     t0 = DAY0 + 3 * 86400 + 11 * 3600
@@ -473,6 +489,34 @@ def test_lockstep_ignores_a_carrier_nat_address_spread_over_windows() -> None:
         for i, s in enumerate(honest_scores(rng, 24))
     ]
     assert not (ids(cgnat) & held(LockstepDetector(budget=0.001), frame(rows + cgnat)))
+
+
+def test_lockstep_holds_a_ring_behind_a_carrier_prefix_not_the_carriers_customers() -> None:
+    # fourteen phones behind one carrier prefix rate W2 every evening for a week with 5s;
+    # the carrier's customers rate windows by their popularity, W2 among them, once each
+    rows = population()
+    rng = np.random.default_rng(4)
+    ring = [
+        row(window="W2", device=f"ring-{j}", ip=f"ip-ring-{d}-{j}", prefix="pfx-carrier",
+            t=DAY0 + d * 86400 + 20 * 3600 + 600 * j, score=5.0)
+        for d in range(7)
+        for j in range(14)
+    ]  # fmt: skip
+    customers = [
+        row(window=WINDOWS[i % 6], device=f"cust-{i}", ip=f"ip-cust-{i}", prefix="pfx-carrier",
+            t=DAY0 + (i % 7) * 86400 + 10 * 3600 + 300 * i, score=float(s))
+        for i, s in enumerate(honest_scores(rng, 84))
+    ]  # fmt: skip
+    det = LockstepDetector(budget=0.001)
+    fr = frame(rows + ring + customers)
+    det.fit(fr)
+    flags = [f for f in det.flags(fr) if f.strength >= 1]
+    assert len(flags) == 7  # one block a day
+    hit = {r for f in flags for r in f.rating_ids}
+    # as many devices as exceed the ordinary count are held, the ring's (back every day) first
+    assert len(hit & ids(ring)) >= 0.9 * len(ring)
+    assert not hit & {r["rating_id"] for r in customers}
+    assert "Held: the ratings of 13 of those devices" in flags[0].explanation
 
 
 def test_corating_fires_on_devices_rating_one_window_in_the_same_evenings() -> None:
@@ -610,6 +654,44 @@ def test_coerced_window_is_a_case_and_its_pressed_ratings_are_held() -> None:
     flags = [f for f in det.flags(fr) if f.strength >= 1]
     assert [f.case for f in flags] == ["case:window:W1"]
     assert ids(pressed) <= set(flags[0].rating_ids)
+
+
+def test_coerced_holds_first_what_is_least_like_unpressed_ratings() -> None:
+    # pressed ratings come 15-25 s after service; the window's honest kiosk raters give
+    # their usual scores (some all-5s) at the delays kiosk raters give everywhere (3-30 s)
+    rows = population(windows=WINDOWS[1:])
+    rng = np.random.default_rng(9)
+    pressed, honest = [], []
+    for d in range(14):
+        for _ in range(40):
+            t = DAY0 + d * 86400 + rng.uniform(9, 17) * 3600
+            score = float(honest_scores(rng, 1)[0])
+            if d >= 4 and rng.random() < 0.7:
+                pressed.append(
+                    row(window="W1", device="pad-W1", ip="ip-wired", t=t,
+                        delay=rng.uniform(15, 25), score=5.0)
+                )  # fmt: skip
+            elif rng.random() < 0.6:
+                (honest if d >= 4 else rows).append(
+                    row(window="W1", device="pad-W1", ip="ip-wired", t=t,
+                        delay=rng.uniform(3, 30), score=score)
+                )  # fmt: skip
+            else:
+                rows.append(row(window="W1", t=t + 7200, delay=7200, score=score))
+    fr = frame(rows + pressed + honest)
+    det = CoercedDetector(budget=0.001)
+    det.fit(fr)
+    (flag,) = [f for f in det.flags(fr) if f.strength >= 1]
+    hit = set(flag.rating_ids)
+    assert len(hit & ids(pressed)) >= 0.9 * len(pressed)
+    # honest all-5s at delays pressure never has are spared first
+    unlike = {
+        r["rating_id"]
+        for r in honest
+        if r["composite"] == 5.0 and r["submitted_s"] - r["served_s"] < 14
+    }
+    assert unlike and len(hit & unlike) <= 0.25 * len(unlike)
+    assert "least like unpressed ratings first" in flag.explanation
 
 
 def test_coerced_ignores_a_genuinely_excellent_window() -> None:
