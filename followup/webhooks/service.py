@@ -12,7 +12,8 @@ are queued, possibly after later events) or are older than ``gap_grace_s`` (a ro
 back transaction leaves ids that never appear).
 
 **Delivery.** :meth:`WebhookService.deliver` sends each endpoint's pending deliveries in
-event order, one sender per endpoint at a time (a lease on the endpoint's row): while
+event order, one sender per endpoint at a time (a lease on the endpoint, in
+``webhook_leases``: the endpoint's own row is sealed configuration): while
 the oldest fails, the later ones wait behind it, so a receiver that was down gets
 everything in order once it is back. A 2xx answer is delivered; anything else, or no
 answer within ``timeout_s``, is retried with exponential backoff and jitter until
@@ -161,6 +162,7 @@ class WebhookService:
                 )
             )
             self.store.update_endpoint(uow.connection, eid, since_event_id=ev.event_id)
+            uow.seal_tables(at=now, actor=actor)  # webhook_endpoints
             [endpoint] = self.store.endpoints(uow.connection, ids=[eid])
         return Added(endpoint, plain if made else None, int(ev.event_id or 0))
 
@@ -225,6 +227,7 @@ class WebhookService:
             elif after is EndpointState.DISABLED:
                 values["until_event_id"] = ev.event_id
             self.store.update_endpoint(uow.connection, endpoint_id, **values)
+            uow.seal_tables(at=now, actor=actor)  # webhook_endpoints
             [changed] = self.store.endpoints(uow.connection, ids=[endpoint_id])
         return changed
 

@@ -520,6 +520,7 @@ def test_an_endpoint_whose_secret_cannot_be_read_does_not_hold_up_the_others(
                 .where(wt.webhook_endpoints.c.endpoint_id == broken.endpoint_id)
                 .values(secret=SecretBox(b"another instance key").seal("x" * 32))
             )
+            uow.seal_tables("webhook_endpoints", at=clock.now(), actor="operator")
         ev = case(app)
         with pytest.raises(ConfigError, match="another instance secret key"):
             svc.round(clock.now())
