@@ -22,6 +22,11 @@ person can list and replay). Delivery is at least once: a sender that dies after
 receiver answered but before the answer was recorded sends again, with the same
 ``Idempotency-Key``.
 
+**Sealed.** ``webhook_endpoints`` is a configuration table: every change of an endpoint
+is sealed (``config.sealed``) in its unit of work, and a round that has something to
+queue or send first checks the table against its seal, refusing (``ConfigError``) while
+it differs, so an endpoint edited behind the engine's back is never acted on.
+
 Times come from the round's ``now`` (the injected clock); ``timer`` only measures how
 long an attempt took and how far a round has run.
 """
@@ -243,6 +248,7 @@ class WebhookService:
         gaps); returns how many were queued. Reads at most ``dispatch_rounds`` batches."""
         if self._idle():
             return 0
+        self._check_sealed("to queue deliveries for its endpoints")
         queued = 0
         for i in range(self.policy.dispatch_rounds):
             n, more = self._dispatch_batch(now, recheck_gaps=i == 0)
@@ -317,6 +323,9 @@ class WebhookService:
         start = self.timer()
         total = RoundSummary()
         trouble: EngineError | None = None
+        if not self.store.due_endpoints(now):
+            return total
+        self._check_sealed("to send to its endpoints")
         for ep in self.store.due_endpoints(now):
             held = self._lease_end(now, start)
             with self.ledger.unit_of_work() as uow:
@@ -342,6 +351,14 @@ class WebhookService:
         if trouble is not None:
             raise trouble
         return total
+
+    def _check_sealed(self, refusing: str) -> None:
+        """``ConfigError`` while ``webhook_endpoints`` differs from its latest seal: an
+        endpoint redirected, resubscribed or given another secret behind the engine's
+        back is not sent to (nor is any other: the digest covers the whole table) until
+        the table is restored. What is queued waits; nothing is lost."""
+        with self.ledger.unit_of_work() as uow:
+            self.store.check_sealed(uow, refusing)
 
     def _lease_end(self, now: datetime, start: float) -> datetime:
         return now + timedelta(seconds=self.timer() - start + self.policy.lease_s)

@@ -24,7 +24,7 @@ from followup.webhooks.model import (
     Endpoint,
     EndpointState,
 )
-from integrity.ports import Ledger
+from integrity.ports import Ledger, UnitOfWork
 from integrity.sqlkit import canonical_json
 
 E, D, A = wt.webhook_endpoints, wt.webhook_deliveries, wt.webhook_attempts
@@ -128,6 +128,10 @@ class WebhookStore:
         with self._conn(None) as c:
             ids = [int(i) for i in c.execute(q).scalars()]
         return self.endpoints(ids=ids) if ids else []
+
+    def check_sealed(self, uow: UnitOfWork, refusing: str) -> None:
+        """``ConfigError`` while the endpoints differ from their latest seal."""
+        uow.check_sealed(*wt.CONFIG_TABLES, refusing=refusing)
 
     # -- the sender's lease on an endpoint (its own table: the endpoints are sealed) ---------
 

@@ -369,7 +369,8 @@ def test_a_senders_lease_is_not_configuration(w: World) -> None:
 
 def test_the_engine_never_seals_over_an_edited_webhook_endpoint(w: World) -> None:
     """An endpoint redirected behind the engine's back: the operator's next change of
-    any endpoint is refused (its seal would cover the redirect) and nothing is written."""
+    any endpoint is refused (its seal would cover the redirect), nothing is written, and
+    the sender sends nothing until the table is restored."""
     seal = last_seal(w, "webhook_endpoints")
     hooks = w.app.get(WebhookService)
     key = {"endpoint_id": w.endpoint_id}
@@ -380,6 +381,11 @@ def test_the_engine_never_seals_over_an_edited_webhook_endpoint(w: World) -> Non
             hooks.add("https://hooks.example.org/new", ["case.opened"], actor="A1")
         with pytest.raises(ConfigError, match=match):
             hooks.disable(w.endpoint_id, actor="A1")
+        # nor does the sender act on it: nothing is sent, to that endpoint or any other
+        attempts = len(hooks.attempts(endpoint_id=w.endpoint_id))
+        with pytest.raises(ConfigError, match=f"{match}.*refusing to send to its endpoints"):
+            hooks.deliver(NOW + timedelta(hours=1))
+        assert len(hooks.attempts(endpoint_id=w.endpoint_id)) == attempts
         assert w.app.ledger.last_event_id() == events_before
         assert last_seal(w, "webhook_endpoints") == seal
         [ep] = [e for e in hooks.endpoints(include_removed=True) if e.endpoint_id == w.endpoint_id]
