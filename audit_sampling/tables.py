@@ -142,7 +142,8 @@ audit_findings = sa.Table(
 #: auditors' verdicts live in ``audit_findings``, which is not configuration: each
 #: finding is a ledger event of its own and its row is only ever inserted. The cost:
 #: the whole table is digested on each of those writes (twice: checked, then sealed)
-#: and by ``ledger verify``, about 0.3 s per 100,000 items on SQLite.
+#: and by ``ledger verify``, about 0.6-0.7 s per 100,000 items on SQLite or PostgreSQL
+#: (``bench/bench_config_seal.py``), growing with every sample ever drawn.
 CONFIG_TABLES: tuple[str, ...] = (
     audit_frames.name,
     audit_samples.name,
