@@ -31,6 +31,7 @@ from audit_sampling.figures import PeriodAudit
 from followup.alerts import AlertFigures, AlertService, AlertView
 from followup.cases import CaseService, MonthClose
 from followup.webhooks import WebhookService
+from followup.webhooks import tables as webhook_tables
 from integrity.adapters.clients import SqlClientStore
 from integrity.adapters.periods import SqlPeriodStore
 from integrity.adapters.registry import SqlRegistryStore
@@ -71,7 +72,10 @@ MIGRATION_LOCATIONS = tuple(
 
 #: Each package's configuration tables, registered with every ledger this root opens
 #: (the core's own are in ``integrity.config_tables.CORE_CONFIG_TABLES``).
-PACKAGE_CONFIG_TABLES: tuple[str, ...] = (*audit_tables.CONFIG_TABLES,)
+PACKAGE_CONFIG_TABLES: tuple[str, ...] = (
+    *audit_tables.CONFIG_TABLES,
+    *webhook_tables.CONFIG_TABLES,
+)
 
 
 def open_ledger(db_url: str) -> SqlLedger:

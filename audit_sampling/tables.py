@@ -7,7 +7,8 @@ that records it, so the ledger's Merkle log covers what the audit did. The table
 tables: the composition root registers them with the ledger, and every unit of work
 that changes them ends with ``uow.seal_tables(...)``, so ``ledger verify`` names an
 edit made behind the engine's back. Findings are not among them (each finding is a
-ledger event of its own), nor are the items (see :data:`CONFIG_TABLES`). Reads go through the ledger's reading connection.
+ledger event of its own); the items, the sample's membership, are (see
+:data:`CONFIG_TABLES`). Reads go through the ledger's reading connection.
 """
 
 from __future__ import annotations
@@ -134,12 +135,19 @@ audit_findings = sa.Table(
 
 
 #: The audit's configuration tables (sealed on every change; checked by ``ledger verify``).
-#: Not ``audit_items``: a sample's items follow from its frame and seed (``audit verify
-#: --ledger`` recomputes them), and the table grows by a tenth of every month's ratings,
-#: too large to digest whole on every finding.
+#: ``audit_items`` is among them: it is the sample's membership (which ratings are
+#: audited, their ranks, and the batch each is in), written only by the draw, an
+#: expansion, a replacement and batching, each of which seals it; an edit behind the
+#: engine's back would drop a rating from the audit or move it to another batch. The
+#: auditors' verdicts live in ``audit_findings``, which is not configuration: each
+#: finding is a ledger event of its own and its row is only ever inserted. The cost:
+#: the whole table is digested on each of those writes (twice: checked, then sealed)
+#: and by ``ledger verify``, about 0.6-0.7 s per 100,000 items on SQLite or PostgreSQL
+#: (``bench/bench_config_seal.py``), growing with every sample ever drawn.
 CONFIG_TABLES: tuple[str, ...] = (
     audit_frames.name,
     audit_samples.name,
     audit_strata.name,
     audit_batches.name,
+    audit_items.name,
 )

@@ -64,7 +64,15 @@ class PolicyViolation(EngineError):
 
 
 class BackendUnavailable(EngineError):
-    """A backing service (database, Redis) did not answer; nothing was half-written."""
+    """A backing service (database, Redis) did not answer; nothing was half-written.
+
+    ``retry_after_s``: seconds until a retry is worth making, when the raiser knows it
+    (a circuit breaker's cool-down); ``None`` otherwise.
+    """
+
+    def __init__(self, *args: object, retry_after_s: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_after_s = retry_after_s
 
 
 class ConfigError(EngineError):

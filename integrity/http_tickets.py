@@ -10,7 +10,8 @@
 - ``GET /v1/receipts/{code}``: what a rater's receipt says (no key: the code is the
   capability). A bad or unknown code is 404 with the same few words either way; lookups
   are counted per address (IPv6: per /64) through the rate limiter: 429 beyond the
-  rule set's ``[receipts] lookups_per_minute``.
+  rule set's ``[receipts] lookups_per_minute``; 503 with ``Retry-After`` while the
+  limiter does not answer (fails closed, like intake's ``limiter_unavailable``).
 
 :func:`add_endpoints` adds both to the application :func:`integrity.http.create_app`
 builds, with its intake-client dependency.
@@ -29,7 +30,13 @@ from pydantic import BaseModel, Field
 
 from integrity.app import App
 from integrity.clients import IntakeClients
-from integrity.errors import FieldError, InvalidInput, NotFound, PermissionDenied
+from integrity.errors import (
+    BackendUnavailable,
+    FieldError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from integrity.http import (
     _UNAUTHORIZED,
     _UNAVAILABLE,
@@ -41,8 +48,10 @@ from integrity.http import (
     decode_json,
 )
 from integrity.model import IntakeClient
-from integrity.receipts import NO_SUCH_RECEIPT, ReceiptService
+from integrity.receipts import LOOKUPS_UNAVAILABLE, NO_SUCH_RECEIPT, ReceiptService
 from integrity.tickets import ServiceRecords, TicketIn, TicketResult
+
+log = logging.getLogger("integrity.http")
 
 #: Receipts are capabilities: no cache or referrer should keep one.
 PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -201,12 +210,24 @@ def add_endpoints(
             200: {"model": ReceiptOut, "description": "The rating's state in plain words"},
             404: {"model": ErrorOut, "description": "No such receipt (a bad or unknown code)"},
             429: {"model": ErrorOut, "description": "Too many lookups from this address"},
-            503: _UNAVAILABLE,
+            503: {
+                "model": ErrorOut,
+                "description": "The ledger or the rate limiter is unavailable (lookups fail "
+                "closed; see Retry-After)",
+            },
         },
     )
     def get_receipt(code: str, request: Request) -> JSONResponse:
         receipts = app.get(ReceiptService)
-        wait = receipts.allow(request.client.host if request.client else None)
+        try:
+            wait = receipts.allow(request.client.host if request.client else None)
+        except BackendUnavailable as err:  # the limiter: refuse rather than count nothing
+            log.warning("receipt lookup refused: %s", err)
+            return JSONResponse(
+                status_code=503,
+                content={"detail": LOOKUPS_UNAVAILABLE},
+                headers={**PRIVATE, "Retry-After": str(math.ceil(err.retry_after_s or 1))},
+            )
         if wait is not None:
             return JSONResponse(
                 status_code=429,

@@ -416,6 +416,18 @@ class UnitOfWork(Protocol):
         """
         ...
 
+    def check_sealed(self, *names: str, refusing: str) -> None:
+        """``ConfigError`` if a configuration table no longer matches its latest seal (an
+        edit made behind the engine's back), its message ending "refusing ``refusing``".
+
+        For a reader that must not act on an edited table (the webhook sender: where to
+        send, with which secret). Holds the configuration lock until this unit of work
+        ends, so no change of configuration commits between the seal and the table
+        being read. ``ValueError`` for a name that is not a registered configuration
+        table.
+        """
+        ...
+
 
 class Ledger(RatingLedger, Protocol):
     """The score ledger as packages use it: reads, read models, and units of work."""

@@ -47,6 +47,11 @@ GROUP = 5
 MAX_RATING_ID = (1 << ID_BITS) - 1
 #: What a lookup of a code that names no rating answers (says nothing more).
 NO_SUCH_RECEIPT = "no such receipt"
+#: What a lookup refused because the rate limiter did not answer is told (HTTP 503).
+LOOKUPS_UNAVAILABLE = "receipt lookups are paused: the rate limiter did not answer; try later"
+#: Seconds a lookup refused for want of the limiter is told to wait (``Retry-After``)
+#: when the limiter does not say (its circuit breaker's cool-down when it does).
+LOOKUPS_RETRY_S = 5.0
 
 
 class ReceiptCodec:
@@ -343,8 +348,13 @@ class ReceiptService:
     def allow(self, address: str | None) -> float | None:
         """Count one lookup from ``address`` (the client's IP as the server sees it):
         ``None`` when allowed, else seconds until the next one would be. Keyed by the
-        address's keyed hash (IPv6: its /64), never the address; a limiter that does
-        not answer lets the lookup through (a lookup reads, it never writes)."""
+        address's keyed hash (IPv6: its /64), never the address.
+
+        Fails closed, like intake (a rating the limiter could not check is held, never
+        accepted unchecked): a limiter that does not answer refuses the lookup with
+        ``BackendUnavailable`` (:data:`LOOKUPS_UNAVAILABLE`; ``retry_after_s`` set, in
+        seconds, at least 1), so a dead Redis never opens receipt codes to guessing at
+        full speed."""
         if self.limiter is None or self.pseudonymiser is None or not address:
             return None
         subject = self._subject(address)
@@ -357,8 +367,11 @@ class ReceiptService:
         )
         try:
             outcome = self.limiter.hit([check], uuid.uuid4().hex, None)
-        except BackendUnavailable:
-            return None
+        except BackendUnavailable as err:
+            wait = err.retry_after_s if err.retry_after_s is not None else LOOKUPS_RETRY_S
+            raise BackendUnavailable(
+                f"{LOOKUPS_UNAVAILABLE} ({err})", retry_after_s=max(1.0, wait)
+            ) from err
         if outcome.allowed:
             return None
         wait_ms = max((f.retry_after_ms for f in outcome.failures), default=0)
@@ -377,6 +390,8 @@ class ReceiptService:
 
 __all__ = [
     "ALPHABET",
+    "LOOKUPS_RETRY_S",
+    "LOOKUPS_UNAVAILABLE",
     "PUBLIC_REASONS",
     "FollowUpView",
     "LookupLimit",

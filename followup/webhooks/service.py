@@ -12,7 +12,8 @@ are queued, possibly after later events) or are older than ``gap_grace_s`` (a ro
 back transaction leaves ids that never appear).
 
 **Delivery.** :meth:`WebhookService.deliver` sends each endpoint's pending deliveries in
-event order, one sender per endpoint at a time (a lease on the endpoint's row): while
+event order, one sender per endpoint at a time (a lease on the endpoint, in
+``webhook_leases``: the endpoint's own row is sealed configuration): while
 the oldest fails, the later ones wait behind it, so a receiver that was down gets
 everything in order once it is back. A 2xx answer is delivered; anything else, or no
 answer within ``timeout_s``, is retried with exponential backoff and jitter until
@@ -20,6 +21,11 @@ answer within ``timeout_s``, is retried with exponential backoff and jitter unti
 person can list and replay). Delivery is at least once: a sender that dies after the
 receiver answered but before the answer was recorded sends again, with the same
 ``Idempotency-Key``.
+
+**Sealed.** ``webhook_endpoints`` is a configuration table: every change of an endpoint
+is sealed (``config.sealed``) in its unit of work, and a round that has something to
+queue or send first checks the table against its seal, refusing (``ConfigError``) while
+it differs, so an endpoint edited behind the engine's back is never acted on.
 
 Times come from the round's ``now`` (the injected clock); ``timer`` only measures how
 long an attempt took and how far a round has run.
@@ -161,6 +167,7 @@ class WebhookService:
                 )
             )
             self.store.update_endpoint(uow.connection, eid, since_event_id=ev.event_id)
+            uow.seal_tables(at=now, actor=actor)  # webhook_endpoints
             [endpoint] = self.store.endpoints(uow.connection, ids=[eid])
         return Added(endpoint, plain if made else None, int(ev.event_id or 0))
 
@@ -225,6 +232,7 @@ class WebhookService:
             elif after is EndpointState.DISABLED:
                 values["until_event_id"] = ev.event_id
             self.store.update_endpoint(uow.connection, endpoint_id, **values)
+            uow.seal_tables(at=now, actor=actor)  # webhook_endpoints
             [changed] = self.store.endpoints(uow.connection, ids=[endpoint_id])
         return changed
 
@@ -240,6 +248,7 @@ class WebhookService:
         gaps); returns how many were queued. Reads at most ``dispatch_rounds`` batches."""
         if self._idle():
             return 0
+        self._check_sealed("to queue deliveries for its endpoints")
         queued = 0
         for i in range(self.policy.dispatch_rounds):
             n, more = self._dispatch_batch(now, recheck_gaps=i == 0)
@@ -314,6 +323,9 @@ class WebhookService:
         start = self.timer()
         total = RoundSummary()
         trouble: EngineError | None = None
+        if not self.store.due_endpoints(now):
+            return total
+        self._check_sealed("to send to its endpoints")
         for ep in self.store.due_endpoints(now):
             held = self._lease_end(now, start)
             with self.ledger.unit_of_work() as uow:
@@ -339,6 +351,14 @@ class WebhookService:
         if trouble is not None:
             raise trouble
         return total
+
+    def _check_sealed(self, refusing: str) -> None:
+        """``ConfigError`` while ``webhook_endpoints`` differs from its latest seal: an
+        endpoint redirected, resubscribed or given another secret behind the engine's
+        back is not sent to (nor is any other: the digest covers the whole table) until
+        the table is restored. What is queued waits; nothing is lost."""
+        with self.ledger.unit_of_work() as uow:
+            self.store.check_sealed(uow, refusing)
 
     def _lease_end(self, now: datetime, start: float) -> datetime:
         return now + timedelta(seconds=self.timer() - start + self.policy.lease_s)

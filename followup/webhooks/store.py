@@ -24,10 +24,11 @@ from followup.webhooks.model import (
     Endpoint,
     EndpointState,
 )
-from integrity.ports import Ledger
+from integrity.ports import Ledger, UnitOfWork
 from integrity.sqlkit import canonical_json
 
 E, D, A = wt.webhook_endpoints, wt.webhook_deliveries, wt.webhook_attempts
+L = wt.webhook_leases
 OUTBOX, GAPS = wt.webhook_outbox, wt.webhook_gaps
 
 
@@ -115,23 +116,40 @@ class WebhookStore:
             D.c.status == DeliveryStatus.PENDING.value,
             D.c.next_attempt_at <= now,
         )
-        q = sa.select(E.c.endpoint_id).where(
-            E.c.state == EndpointState.ENABLED.value,
-            sa.or_(E.c.lease_until.is_(None), E.c.lease_until <= now),
-            due,
+        q = (
+            sa.select(E.c.endpoint_id)
+            .select_from(E.outerjoin(L, L.c.endpoint_id == E.c.endpoint_id))
+            .where(
+                E.c.state == EndpointState.ENABLED.value,
+                sa.or_(L.c.lease_until.is_(None), L.c.lease_until <= now),
+                due,
+            )
         )
         with self._conn(None) as c:
             ids = [int(i) for i in c.execute(q).scalars()]
         return self.endpoints(ids=ids) if ids else []
 
+    def check_sealed(self, uow: UnitOfWork, refusing: str) -> None:
+        """``ConfigError`` while the endpoints differ from their latest seal."""
+        uow.check_sealed(*wt.CONFIG_TABLES, refusing=refusing)
+
+    # -- the sender's lease on an endpoint (its own table: the endpoints are sealed) ---------
+
     def claim(self, conn: Connection, endpoint_id: int, now: datetime, until: datetime) -> bool:
         """Hold an enabled endpoint until ``until`` unless another sender holds it."""
+        conn.execute(
+            _insert(self.ledger.dialect, L).on_conflict_do_nothing(),
+            {"endpoint_id": endpoint_id, "lease_until": None},
+        )
+        enabled = sa.exists().where(
+            E.c.endpoint_id == endpoint_id, E.c.state == EndpointState.ENABLED.value
+        )
         res = conn.execute(
-            E.update()
+            L.update()
             .where(
-                E.c.endpoint_id == endpoint_id,
-                E.c.state == EndpointState.ENABLED.value,
-                sa.or_(E.c.lease_until.is_(None), E.c.lease_until <= now),
+                L.c.endpoint_id == endpoint_id,
+                sa.or_(L.c.lease_until.is_(None), L.c.lease_until <= now),
+                enabled,
             )
             .values(lease_until=until)
         )
@@ -139,16 +157,16 @@ class WebhookStore:
 
     def renew(self, conn: Connection, endpoint_id: int, held: datetime, until: datetime) -> bool:
         res = conn.execute(
-            E.update()
-            .where(E.c.endpoint_id == endpoint_id, E.c.lease_until == held)
+            L.update()
+            .where(L.c.endpoint_id == endpoint_id, L.c.lease_until == held)
             .values(lease_until=until)
         )
         return res.rowcount == 1
 
     def release(self, conn: Connection, endpoint_id: int, held: datetime) -> None:
         conn.execute(
-            E.update()
-            .where(E.c.endpoint_id == endpoint_id, E.c.lease_until == held)
+            L.update()
+            .where(L.c.endpoint_id == endpoint_id, L.c.lease_until == held)
             .values(lease_until=None)
         )
 
@@ -183,11 +201,7 @@ class WebhookStore:
         Returns how many were inserted."""
         if not rows:
             return 0
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-        stmt = insert(D).on_conflict_do_nothing().returning(D.c.delivery_id)
+        stmt = _insert(dialect, D).on_conflict_do_nothing().returning(D.c.delivery_id)
         return len(conn.execute(stmt, [dict(r) for r in rows]).all())
 
     def pending(self, endpoint_id: int, limit: int) -> list[Delivery]:
@@ -350,6 +364,15 @@ class _Borrowed:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def _insert(dialect: str, table: sa.Table) -> Any:
+    """INSERT for ``dialect``, with its ``on_conflict_do_nothing``."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    return insert(table)
 
 
 def _delivery(r: Mapping[str, Any]) -> Delivery:

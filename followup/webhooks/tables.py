@@ -1,14 +1,16 @@
 """SQL tables owned by ``followup.webhooks``, on the shared metadata of :mod:`integrity.sqlkit`.
 
 ``webhook_endpoints``: one row per endpoint (removed ones are kept, without their
-secret, so the delivery log still names them). ``webhook_outbox``: the one row holding
+secret, so the delivery log still names them), a sealed configuration table (see
+:data:`CONFIG_TABLES`). ``webhook_leases``: which sender holds an endpoint, until when
+(one row per endpoint once held). ``webhook_outbox``: the one row holding
 the dispatcher's cursor, the highest ledger event id it has read. ``webhook_gaps``:
 ranges of event ids below the cursor that were not yet committed when the cursor
 passed them (PostgreSQL hands out ids before commit), re-read until they appear or
 are older than the grace period. ``webhook_deliveries``: one row per (endpoint, event),
 unique, with its status and retry schedule. ``webhook_attempts``: every HTTP attempt,
 only ever inserted. Written on a unit of work's connection only.
-Migration: ``followup/migrations/0400_followup.py``.
+Migrations: ``followup/migrations/0400_followup.py``, ``0404_webhook_leases.py``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,21 @@ webhook_endpoints = sa.Table(
     sa.Column("created_by", sa.String(128), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
-    # A sender holds the endpoint until then (one sender per endpoint keeps it in order).
+)
+
+# A sender holds the endpoint until ``lease_until`` (one sender per endpoint keeps it in
+# order); empty once released. Kept apart from the endpoint's row, which is sealed
+# configuration: the lease changes on every delivery round.
+webhook_leases = sa.Table(
+    "webhook_leases",
+    metadata,
+    sa.Column(
+        "endpoint_id",
+        sa.BigInteger,
+        sa.ForeignKey("webhook_endpoints.endpoint_id"),
+        primary_key=True,
+        autoincrement=False,
+    ),
     sa.Column("lease_until", UTCDateTime),
 )
 
@@ -97,11 +113,18 @@ webhook_attempts = sa.Table(
     sa.Column("duration_ms", sa.Float, nullable=False),
 )
 
-#: The tables the followup migration creates.
+#: The tables the followup migrations create.
 TABLES = (
     "webhook_endpoints",
+    "webhook_leases",
     "webhook_outbox",
     "webhook_gaps",
     "webhook_deliveries",
     "webhook_attempts",
 )
+
+#: The webhooks' configuration tables (who gets which events, at which address, signed
+#: with which secret): sealed by every command that changes them (``config.sealed``),
+#: checked by ``ledger verify``. Not the leases, the outbox, the deliveries or the
+#: attempts: they change on every round by design.
+CONFIG_TABLES: tuple[str, ...] = (webhook_endpoints.name,)

@@ -213,13 +213,17 @@ def _track_config_writes(
     tracker.changed.add(name)
 
 
-def _refuse_if_edited(ledger: SqlLedger, conn: Connection, name: str) -> None:
+def _refuse_if_edited(
+    ledger: SqlLedger,
+    conn: Connection,
+    name: str,
+    refusing: str = "to change or seal it (that would seal over the edit)",
+) -> None:
     """``ConfigError`` if table ``name`` no longer matches its latest seal."""
     problem = ledger.config_problem(conn, name, ledger.latest_config_seal(conn, name))
     if problem is not None:
         raise ConfigError(
-            f"{problem}; refusing to change or seal it (that would seal over the edit). "
-            "Run `integrity ledger verify`, and restore the table"
+            f"{problem}; refusing {refusing}. Run `integrity ledger verify`, and restore the table"
         )
 
 
@@ -1805,6 +1809,15 @@ class SqlUnitOfWork:
                 tracker.checked.add(name)
                 _refuse_if_edited(self.ledger, self.connection, name)
         return self._seal(todo, at, actor)
+
+    def check_sealed(self, *names: str, refusing: str) -> None:
+        """See :meth:`integrity.ports.UnitOfWork.check_sealed`."""
+        unknown = [n for n in names if n not in self.ledger.config_tables]
+        if unknown:
+            raise ValueError(f"not registered configuration tables: {', '.join(unknown)}")
+        self.lock(CONFIG_LOCK)
+        for name in sorted(set(names)):
+            _refuse_if_edited(self.ledger, self.connection, name, refusing)
 
     def _seal(self, names: Sequence[str], at: datetime, actor: str) -> list[Event]:
         """Append one ``config.sealed`` event per table (no checks: see ``seal_tables``)."""

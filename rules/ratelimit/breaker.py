@@ -76,7 +76,8 @@ class CircuitBreaker:
             left = max(0.0, self._opened_at + self.cooldown_s - self._now())
             raise CircuitOpen(
                 f"{self.name} unavailable: circuit open after {self._failures} consecutive "
-                f"failures (next trial in {left:.1f} s)"
+                f"failures (next trial in {left:.1f} s)",
+                retry_after_s=left,
             )
 
     def record_success(self) -> None:

@@ -1,6 +1,7 @@
 """Tamper evidence over what is not a leaf, on SQLite and PostgreSQL: the rule sets, the
-configuration tables (people, venues, the service registry, the audit's frames, samples
-and batches), the stored checkpoints, and events inserted behind the engine's back.
+configuration tables (people, venues, the service registry, the audit's frames, samples,
+items and batches, the webhook endpoints), the stored checkpoints, and events inserted
+behind the engine's back.
 
 One ledger per backend is filled once through the engine's own services (every writer of
 configuration runs), checked clean (strictly: nothing unsealed), then each test edits it
@@ -31,6 +32,9 @@ from audit_sampling.context import AuditContext
 from audit_sampling.draw import draw_sample
 from audit_sampling.frame import make_frame
 from bootstrap import init_instance, open_app
+from followup.webhooks import WebhookService
+from followup.webhooks import tables as wt
+from followup.webhooks.model import EndpointState
 from integrity.adapters import tables as t
 from integrity.adapters.periods import SqlPeriodStore
 from integrity.app import App
@@ -65,6 +69,7 @@ class World:
     checkpoint_size: int
     batch_id: int
     held_rating: int
+    endpoint_id: int
 
 
 def fill(app: App) -> World:
@@ -99,10 +104,19 @@ def fill(app: App) -> World:
     app.ledger.replace_venues(pv.venues, pv.addresses, pv.kiosks, NOW, actor="A1")
     ids = populate(app, {"W01": 20, "W02": 10}, datetime(2026, 10, 2, 1, 0, tzinfo=UTC))
     app.get(RegistryService).load(parse_registry(REGISTRY), actor="A1")
+    hooks = app.get(WebhookService)
+    # nothing listens there: the round below fails the delivery, holding and releasing
+    # the endpoint's lease and logging the attempt (none of it configuration)
+    endpoint = hooks.add("http://127.0.0.1:9/integrity", ["hold"], actor="A1").endpoint
+    hooks.disable(
+        hooks.add("https://hooks.example.org/x", ["case.*"], actor="A1").endpoint.endpoint_id,
+        actor="A1",
+    )
     held = app.ledger.append(
         _event("hold", ids[3], "held", "outlier.burst"), app.ledger.current(ids[3])[1]
     )
     assert held.event_id is not None
+    assert hooks.round(app.clock.now()).failed == 1
     ctx = app.get(AuditContext)
     frame = make_frame(ctx, "2026-10", "A1").frame
     sample = draw_sample(ctx, frame.frame_id, SEED, "A1").sample
@@ -111,7 +125,7 @@ def fill(app: App) -> World:
     issue_token(ctx, "aud1", "A1")
     head = app.log.checkpoint(app.clock.now())
     app.log.seal(app.clock.now())
-    return World(app, ctx, head.size, made[1].batch_id, ids[3])
+    return World(app, ctx, head.size, made[1].batch_id, ids[3], endpoint.endpoint_id)
 
 
 def _event(kind: str, rid: int, status: str, *reasons: str) -> Any:
@@ -284,6 +298,11 @@ def test_decisions_citing_a_rule_set_that_no_table_holds_are_named(w: World) -> 
         (t.halls, {"hall_id": "H1"}, {"supervisor": "aud1"}),
         (at.audit_batches, "batch", {"auditor_id": "aud2"}),
         (at.audit_samples, None, {"rate": "0.01"}),
+        (at.audit_items, None, {"batch_id": None}),
+        (at.audit_items, None, {"rank": 99}),
+        (wt.webhook_endpoints, "endpoint", {"url": "https://attacker.example/collect"}),
+        (wt.webhook_endpoints, "endpoint", {"state": "disabled"}),
+        (wt.webhook_endpoints, "endpoint", {"events": '["alert.opened"]'}),
     ],
     ids=lambda v: getattr(v, "name", None) or None,
 )
@@ -292,6 +311,8 @@ def test_an_edited_configuration_row_names_the_table_and_its_seal(
 ) -> None:
     if key == "batch":
         key = {"batch_id": w.batch_id}
+    if key == "endpoint":
+        key = {"endpoint_id": w.endpoint_id}
     if key is None:  # the table's only row, or its first
         with w.app.ledger.engine.connect() as conn:
             pk = [c.name for c in table.primary_key.columns]
@@ -316,6 +337,60 @@ def test_a_deleted_roster_entry_and_an_inserted_person_are_named(w: World) -> No
 
     with tampered(w, insert, remove):
         assert_reported(verify(w), "table people differs", f"event {last_seal(w, 'people')}")
+
+
+def test_a_rating_dropped_from_the_audit_sample_is_named(w: World) -> None:
+    with w.app.ledger.engine.connect() as conn:
+        n = conn.execute(sa.select(sa.func.count()).select_from(at.audit_items)).scalar_one()
+        row = conn.execute(sa.select(at.audit_items).limit(1)).mappings().one()
+    key = {"sample_id": row["sample_id"], "rating_id": row["rating_id"]}
+    with tampered(w, *delete(at.audit_items, **key)):
+        assert_reported(verify(w), "table audit_items differs", f"({n - 1} row(s) now, {n} sealed)")
+
+
+def test_a_planted_webhook_secret_is_named(w: World) -> None:
+    """Whoever sets an endpoint's secret can sign as the engine: it is an edit of
+    ``webhook_endpoints``."""
+    key = {"endpoint_id": w.endpoint_id}
+    with tampered(w, *edit(wt.webhook_endpoints, key, secret="v1:planted")):
+        assert_reported(verify(w), "table webhook_endpoints differs")
+
+
+def test_a_senders_lease_is_not_configuration(w: World) -> None:
+    """The lease changes on every delivery round: it lives in ``webhook_leases``,
+    outside the seal (the round in ``fill`` held and released it)."""
+    with w.app.ledger.engine.connect() as conn:
+        held = conn.execute(sa.select(wt.webhook_leases)).mappings().all()
+    assert [r["endpoint_id"] for r in held] == [w.endpoint_id]
+    key = {"endpoint_id": w.endpoint_id}
+    with tampered(w, *edit(wt.webhook_leases, key, lease_until=NOW + timedelta(hours=1))):
+        assert verify(w).strict_ok
+
+
+def test_the_engine_never_seals_over_an_edited_webhook_endpoint(w: World) -> None:
+    """An endpoint redirected behind the engine's back: the operator's next change of
+    any endpoint is refused (its seal would cover the redirect), nothing is written, and
+    the sender sends nothing until the table is restored."""
+    seal = last_seal(w, "webhook_endpoints")
+    hooks = w.app.get(WebhookService)
+    key = {"endpoint_id": w.endpoint_id}
+    with tampered(w, *edit(wt.webhook_endpoints, key, url="https://attacker.example/collect")):
+        events_before = w.app.ledger.last_event_id()
+        match = f"table webhook_endpoints differs from what event {seal}"
+        with pytest.raises(ConfigError, match=match):
+            hooks.add("https://hooks.example.org/new", ["case.opened"], actor="A1")
+        with pytest.raises(ConfigError, match=match):
+            hooks.disable(w.endpoint_id, actor="A1")
+        # nor does the sender act on it: nothing is sent, to that endpoint or any other
+        attempts = len(hooks.attempts(endpoint_id=w.endpoint_id))
+        with pytest.raises(ConfigError, match=f"{match}.*refusing to send to its endpoints"):
+            hooks.deliver(NOW + timedelta(hours=1))
+        assert len(hooks.attempts(endpoint_id=w.endpoint_id)) == attempts
+        assert w.app.ledger.last_event_id() == events_before
+        assert last_seal(w, "webhook_endpoints") == seal
+        [ep] = [e for e in hooks.endpoints(include_removed=True) if e.endpoint_id == w.endpoint_id]
+        assert ep.state is EndpointState.ENABLED
+        assert_reported(verify(w), f"table webhook_endpoints differs from what event {seal} sealed")
 
 
 def test_a_planted_token_hash_is_named(w: World) -> None:

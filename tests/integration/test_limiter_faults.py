@@ -73,8 +73,10 @@ def test_unreachable_redis_raises_backend_unavailable_then_opens(
     assert limiter.breaker.state is BreakerState.OPEN
 
     # open: fails at once, without a connection attempt, for every entry point
-    with pytest.raises(CircuitOpen, match="circuit open after 3 consecutive failures"):
+    with pytest.raises(CircuitOpen, match="circuit open after 3 consecutive failures") as opened:
         limiter.hit(check(), "m", T0)
+    assert opened.value.retry_after_s == limiter.breaker.cooldown_s  # the clock is frozen
+    assert info.value.retry_after_s is None  # a refused connection does not say when
     with pytest.raises(CircuitOpen):
         limiter.hit_many([(check(), "m", T0)])
     with pytest.raises(CircuitOpen):

@@ -195,3 +195,60 @@ def test_credentials_upgrade_carries_old_tokens_over_with_an_expiry(engine: sa.E
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+
+
+def test_webhook_leases_upgrade_moves_the_lease_out_of_the_sealed_endpoints(
+    db_url: str, tmp_path: Path
+) -> None:
+    """0404_webhook_leases on a ledger with two endpoints, one held by a sender: the lease
+    moves to ``webhook_leases``, ``webhook_endpoints`` loses the column, and ``integrity
+    init`` then seals the endpoints as they stand; down again, the lease comes back."""
+    from datetime import UTC, datetime
+
+    from integrity.clock import FrozenClock
+    from integrity.log import MerkleLog
+
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    held = datetime(2026, 12, 1, 0, 5, tzinfo=UTC)
+    engine = make_engine(db_url)
+    try:
+        migrate.upgrade(engine, MIGRATION_LOCATIONS, "0403_case_deadlines")
+        meta = sa.MetaData()
+        meta.reflect(engine)
+        endpoints = meta.tables["webhook_endpoints"]
+        assert "webhook_leases" not in meta.tables
+        row = {"url": "https://hooks.example.org/", "events": '["case.opened"]', "secret": "v1:x",
+               "state": "enabled", "created_by": "operator", "created_at": at, "updated_at": at}  # fmt: skip
+        with engine.begin() as conn:
+            conn.execute(
+                endpoints.insert(), [row | {"lease_until": held}, row | {"lease_until": None}]
+            )
+        migrate.upgrade(engine, MIGRATION_LOCATIONS)
+        insp = sa.inspect(engine)
+        assert "lease_until" not in {c["name"] for c in insp.get_columns("webhook_endpoints")}
+        with engine.connect() as conn:
+            leases = conn.execute(sa.text("SELECT endpoint_id, lease_until FROM webhook_leases"))
+            [(eid, until)] = leases.all()
+        assert eid == 1 and until is not None
+        if engine.dialect.name == "sqlite":
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+
+        settings = make_settings(tmp_path / "home", db_url)
+        init_instance(settings, clock=FrozenClock(at))
+        from bootstrap import open_ledger
+
+        ledger = open_ledger(db_url)
+        try:
+            [seal] = ledger.events_about("table:webhook_endpoints")
+            assert seal.actor == "init" and seal.evidence["rows"] == 2
+            assert MerkleLog(ledger).verify(at).ok
+        finally:
+            ledger.engine.dispose()
+
+        migrate.downgrade(engine, "0403_case_deadlines", MIGRATION_LOCATIONS)
+        with engine.connect() as conn:
+            got = conn.execute(sa.text("SELECT lease_until FROM webhook_endpoints ORDER BY 1"))
+            assert sum(v is not None for (v,) in got) == 1
+    finally:
+        engine.dispose()

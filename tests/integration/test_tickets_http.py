@@ -4,6 +4,7 @@ unguessable, plain words, no personal data, rate-limited), on SQLite and Postgre
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +23,13 @@ from integrity.clients import IntakeClients
 from integrity.clock import FrozenClock
 from integrity.http import create_app
 from integrity.model import void_event
-from integrity.receipts import ALPHABET, FollowUpView, ReceiptService
+from integrity.receipts import (
+    ALPHABET,
+    LOOKUPS_RETRY_S,
+    LOOKUPS_UNAVAILABLE,
+    FollowUpView,
+    ReceiptService,
+)
 from rules.ruleset import default_ruleset_text
 
 ON = (
@@ -281,6 +288,40 @@ def test_lookups_are_rate_limited_per_address(app: App, http: TestClient) -> Non
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
     app.clock.advance(61)  # type: ignore[attr-defined]
     assert http.get(f"/v1/receipts/{code}").status_code == 200
+
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection refused
+
+
+def test_lookups_fail_closed_while_the_limiter_does_not_answer(tmp_path: Path, db_url: str) -> None:
+    """A dead Redis: every lookup is refused with 503 and a Retry-After, never answered
+    uncounted (intake holds the rating with ``limiter_unavailable`` alike); the operator's
+    ``integrity receipt`` (no limiter) still reads it."""
+    home = tmp_path / "dead-redis"
+    app = make_app(home, db_url, DEAD_REDIS, rules_text=ON)
+    try:
+        key = intake_key(app, "queue-gw")
+        with TestClient(create_app(app, seal_every_s=None), headers=bearer(key)) as http:
+            d = http.post("/v1/ratings", json=rating()).json()
+            assert d["status"] == "held" and Reason.LIMITER_UNAVAILABLE in d["reasons"]
+            waits = []
+            for _ in range(8):  # far more than lookups_per_minute = 5: none gets through
+                r = http.get(f"/v1/receipts/{d['receipt']}")
+                assert r.status_code == 503, r.text
+                assert r.json() == {"detail": LOOKUPS_UNAVAILABLE}
+                assert r.headers["cache-control"] == "no-store"
+                assert d["receipt"] not in r.text
+                waits.append(int(r.headers["retry-after"]))
+            assert min(waits) >= 1
+            # once the breaker is open (frozen clock), the wait is its cool-down
+            assert waits[-1] == math.ceil(LOOKUPS_RETRY_S)
+            bad = http.get("/v1/receipts/00000-00000-00000-00000")
+            assert bad.status_code == 503  # not a 404 that would confirm a guess uncounted
+            paths = http.get("/openapi.json").json()["paths"]
+            assert "503" in paths["/v1/receipts/{code}"]["get"]["responses"]
+        assert app.get(ReceiptService).look_up(d["receipt"]).state == "waiting"
+    finally:
+        app.close()
 
 
 def test_the_schema_documents_both_endpoints(http: TestClient) -> None:

@@ -520,6 +520,7 @@ def test_an_endpoint_whose_secret_cannot_be_read_does_not_hold_up_the_others(
                 .where(wt.webhook_endpoints.c.endpoint_id == broken.endpoint_id)
                 .values(secret=SecretBox(b"another instance key").seal("x" * 32))
             )
+            uow.seal_tables("webhook_endpoints", at=clock.now(), actor="operator")
         ev = case(app)
         with pytest.raises(ConfigError, match="another instance secret key"):
             svc.round(clock.now())
@@ -527,6 +528,32 @@ def test_an_endpoint_whose_secret_cannot_be_read_does_not_hold_up_the_others(
         assert other.received == []
     finally:
         other.close()
+
+
+def test_an_endpoint_redirected_behind_the_engines_back_is_not_sent_to(
+    app: App, svc: WebhookService, receiver: Receiver, clock: FrozenClock
+) -> None:
+    """``webhook_endpoints`` is sealed configuration: while it differs from its seal the
+    round queues and sends nothing (ConfigError, logged by ``serve``); once restored,
+    what waited is sent to the right place, once."""
+    thief = Receiver()
+    try:
+        ep = svc.add(receiver.url, ["case.opened"]).endpoint
+        E = wt.webhook_endpoints
+        with app.ledger.engine.begin() as conn:  # behind the engine's back
+            conn.execute(E.update().where(E.c.endpoint_id == ep.endpoint_id).values(url=thief.url))
+        ev = case(app)
+        with pytest.raises(ConfigError, match="refusing to queue deliveries for its endpoints"):
+            svc.round(clock.now())
+        assert svc.deliveries() == [] and thief.received == [] and receiver.received == []
+        with app.ledger.engine.begin() as conn:
+            conn.execute(
+                E.update().where(E.c.endpoint_id == ep.endpoint_id).values(url=receiver.url)
+            )
+        svc.round(clock.now())
+        assert ids(receiver.received) == [ev.event_id] and thief.received == []
+    finally:
+        thief.close()
 
 
 def test_bad_endpoints_are_refused_with_field_errors_and_nothing_written(
