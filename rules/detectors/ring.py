@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from integrity.catalogue import Reason
-from rules.detectors.base import Unit, fmt_p, neglog10
+from rules.detectors.base import Unit, bh_cutoff, fmt_p, neglog10
 from rules.detectors.device_repeat import DeviceRepeatDetector
 from rules.detectors.features import Frame, rows_of
 from rules.detectors.units import own_devices
@@ -77,6 +77,10 @@ class RingDetector(DeviceRepeatDetector):
     name = "ring"
     reason = Reason.OUTLIER_DEVICE_REPEAT
 
+    def __init__(self, *, slot_h: int = 4, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.slot_h = slot_h  # the local hours of one day a ring's activity is counted in
+
     def _score(self, X: Frame) -> pd.DataFrame:
         dev = super()._score(X)
         self.devices_ = dev
@@ -120,8 +124,20 @@ class RingDetector(DeviceRepeatDetector):
             strong = float(r.score) >= self.threshold_
             k = ring_members(np.asarray(r.p_dev), self.fdr) if strong else int(r.k)
             rings.append((r, k))
+        at = df.loc[
+            own_devices(df) & df["win"].isin(cand["win"]),
+            ["dev", "win", "day", "hour", "topbox", "in_scope", "rating_id"],
+        ]
+        at = at.assign(cell=at["day"] * 24 // self.slot_h + at["hour"] // self.slot_h)
+        at_win = {w: g for w, g in at.groupby("win")}
+        links = {}
+        for r, k in rings:
+            if float(r.score) >= self.threshold_ and r.win in at_win:
+                links[r.win] = self._linked(at_win[r.win], set(r.order[:k]))
         members = pd.DataFrame(
-            [(r.win, dv) for r, k in rings for dv in r.order[:k]], columns=["win", "dev"]
+            [(r.win, dv) for r, k in rings for dv in r.order[:k]]
+            + [(w, dv) for w, ln in links.items() for dv in ln["devices"]],
+            columns=["win", "dev"],
         ).astype({"win": d["win"].dtype, "dev": d["dev"].dtype})
         d = rows_of(d, members, ["win", "dev"])
         by_win = {w: g for w, g in d.groupby("win")}
@@ -130,6 +146,7 @@ class RingDetector(DeviceRepeatDetector):
             if g is None:
                 continue
             hashes = g.drop_duplicates("dev").set_index("dev")["device_hash"]
+            ln = links.get(r.win, {"devices": [], "x": 0, "n": 0, "share": 0.0})
             unit = {
                 **r._asdict(),
                 "members": k,
@@ -138,8 +155,48 @@ class RingDetector(DeviceRepeatDetector):
                 "n": int(sum(r.ns[:k])),
                 "window": str(g["window_id"].iloc[0]),
                 "devices": [str(hashes[dv])[:8] for dv in r.order[:k] if dv in hashes.index],
+                "linked": [str(hashes[dv])[:8] for dv in ln["devices"] if dv in hashes.index],
+                "link_x": ln["x"],
+                "link_n": ln["n"],
+                "link_share": ln["share"],
             }
             yield unit, g["rating_id"]
+
+    def _linked(self, at: pd.DataFrame, ring: set[Any]) -> dict[str, Any]:
+        """The devices at a flagged ring's window linked to it in time.
+
+        ``at``: the window's ratings from own devices with their local (day, slot) cell.
+        A device with ``min_ratings`` or more ratings there (as many as a device unit
+        needs), not of the ring, is linked when its top
+        ratings fall in the cells the ring rated in more often than the window's other
+        ratings do: ``P(Binomial(n, share) >= x)``, Benjamini-Hochberg at the fdr among
+        those devices.
+        """
+        in_ring = at["dev"].isin(ring)
+        cells = set(at.loc[in_ring, "cell"].tolist())
+        rest = at[~in_ring]
+        hit = rest["topbox"] & rest["cell"].isin(cells)
+        share = float(hit.mean()) if len(rest) else 1.0
+        per = (
+            rest.assign(hit=hit)
+            .groupby("dev")
+            .agg(n=("hit", "size"), x=("hit", "sum"), in_scope=("in_scope", "any"))
+        )
+        per = per[(per["n"] >= self.min_ratings) & per["in_scope"]]
+        none = {"devices": [], "x": 0, "n": 0, "share": share}
+        if per.empty or share <= 0:
+            return none
+        p = stats.binom.sf(per["x"].to_numpy() - 1, per["n"].to_numpy(), min(share, 1.0))
+        cut = bh_cutoff(p, self.fdr)
+        ok = per[(p <= cut) & (per["x"] > 0)]
+        if ok.empty:
+            return none
+        return {
+            "devices": ok.index.tolist(),
+            "x": int(ok["x"].sum()),
+            "n": int(ok["n"].sum()),
+            "share": share,
+        }
 
     def _reason(self, unit: Unit) -> str:
         return self.reason
@@ -151,7 +208,11 @@ class RingDetector(DeviceRepeatDetector):
         return (unit["window"],)
 
     def _unit_params(self, unit: Unit) -> dict[str, Any]:
-        return {"min_ratings": self.min_ratings, "rho": round(self.rho_top_, 4)}
+        return {
+            "min_ratings": self.min_ratings,
+            "rho": round(self.rho_top_, 4),
+            "slot_h": self.slot_h,
+        }
 
     def _explain(self, unit: Unit) -> str:
         m, k = int(unit["m"]), int(unit["members"])
@@ -164,6 +225,15 @@ class RingDetector(DeviceRepeatDetector):
             if k > k0
             else ""
         )
+        linked = list(unit["linked"])
+        if linked:
+            grown += (
+                f"; and {len(linked)} device(s) linked to it in time ({', '.join(linked[:8])}"
+                f"{' and more' if len(linked) > 8 else ''}): {int(unit['link_x'])} of their "
+                f"{int(unit['link_n'])} ratings there are top scores in the {self.slot_h}-hour "
+                f"slots of the days the ring rated in, where {float(unit['link_share']):.0%} of "
+                f"the window's other ratings are (Benjamini-Hochberg at {self.fdr:g})"
+            )
         return (
             f"At window {unit['window']}, {k} of the {m} devices that rated it "
             f"{self.min_ratings} times or more ({named}) each gave near-straight-lined top "
@@ -173,5 +243,6 @@ class RingDetector(DeviceRepeatDetector):
             f"of {m} each reaching p <= {float(unit['p_dev'][k0 - 1]):.2g}, where about "
             f"{m * float(unit['p_dev'][k0 - 1]):.2g} would by chance, is unlikely "
             f"({fmt_p(unit['score'])}, corrected for the {m - 1} ring sizes tried){grown}. "
-            f"Held: their near-straight-lined top ratings at that window, each as one of the ring."
+            f"Held: their near-straight-lined top ratings at that window, each as one of the ring"
+            f"{' or linked to it' if linked else ''}."
         )

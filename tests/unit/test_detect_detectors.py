@@ -614,6 +614,30 @@ def test_ring_holds_devices_that_alone_look_like_citizens_who_always_give_5s() -
     assert "4 of the 16 devices" in f.explanation and "unlikely" in f.explanation
 
 
+def test_ring_holds_a_phone_linked_to_it_in_time_not_a_fan_by_day() -> None:
+    """A fifth phone with three 5s, each in the evening slot of a night the ring rated,
+    is linked to the ring; a fan giving three 5s by day on the same days is not."""
+    attack = ring()
+    nights = [
+        int((r["submitted_s"] - DAY0) // 86400)
+        for r in attack
+        if r["device_hash"] == "ring-0" and (r["submitted_s"] - DAY0) % 86400 >= 20 * 3600
+    ][:3]
+    fifth = [
+        row(window="W3", device="ring-5", t=DAY0 + d * 86400 + 21.5 * 3600, delay=30000, score=5.0)
+        for d in nights
+    ]
+    fan = [
+        row(window="W3", device="fan", t=DAY0 + d * 86400 + 11 * 3600, delay=600, score=5.0)
+        for d in nights
+    ]
+    fr = frame(population() + regulars() + attack + fifth + fan)
+    det = RingDetector(budget=0.001)
+    assert held(det, fr) == ids(attack) | ids(fifth)
+    (f,) = det.flags(fr)
+    assert "1 device(s) linked to it in time (ring-5)" in f.explanation
+
+
 def test_ring_ignores_regulars_and_lone_yea_sayers() -> None:
     """Regulars at two windows, and one phone giving 5s on eight evenings at each of
     four windows: no window has a group beyond what independent raters make."""
