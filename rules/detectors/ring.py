@@ -123,6 +123,9 @@ class RingDetector(DeviceRepeatDetector):
             # significant at the fdr among themselves; a soft one keeps its likeliest ring
             strong = float(r.score) >= self.threshold_
             k = ring_members(np.asarray(r.p_dev), self.fdr) if strong else int(r.k)
+            # a member needs some evidence of its own: p at most the fdr alone (the
+            # association lifts weak evidence to a hold, it never makes it from none)
+            k = min(k, int(np.searchsorted(np.asarray(r.p_dev), self.fdr, side="right")))
             rings.append((r, k))
         at = df.loc[
             own_devices(df) & df["win"].isin(cand["win"]),
@@ -143,14 +146,13 @@ class RingDetector(DeviceRepeatDetector):
         by_win = {w: g for w, g in d.groupby("win")}
         for r, k in rings:
             g = by_win.get(r.win)
-            if g is None:
+            if g is None or k == 0:
                 continue
             hashes = g.drop_duplicates("dev").set_index("dev")["device_hash"]
             ln = links.get(r.win, {"devices": [], "x": 0, "n": 0, "share": 0.0})
             unit = {
                 **r._asdict(),
                 "members": k,
-                "p_k": float(r.p_dev[k - 1]),
                 "k_top": int(sum(r.k_tops[:k])),
                 "n": int(sum(r.ns[:k])),
                 "window": str(g["window_id"].iloc[0]),
@@ -215,34 +217,36 @@ class RingDetector(DeviceRepeatDetector):
         }
 
     def _explain(self, unit: Unit) -> str:
-        m, k = int(unit["m"]), int(unit["members"])
-        devs = list(unit["devices"])
+        m, k, k0 = int(unit["m"]), int(unit["members"]), int(unit["k"])
+        devs = list(unit["devices"]) + list(unit["linked"])
         named = ", ".join(devs[:8]) + (f" and {len(devs) - 8} more" if len(devs) > 8 else "")
-        k0 = int(unit["k"])
-        grown = (
-            f"; with it, {k - k0} more whose group is as unlikely among the window's other "
-            f"devices at the false discovery rate {self.fdr:g}"
-            if k > k0
-            else ""
-        )
+        p_k0 = float(unit["p_dev"][k0 - 1])
+        if k > k0:
+            grown = (
+                f"; with it, {k - k0} more whose group is as unlikely among the window's other "
+                f"devices at the false discovery rate {self.fdr:g}"
+            )
+        elif k < k0:
+            grown = f"; {k} of them reach p <= {self.fdr:g} alone, as a member must"
+        else:
+            grown = ""
         linked = list(unit["linked"])
         if linked:
             grown += (
-                f"; and {len(linked)} device(s) linked to it in time ({', '.join(linked[:8])}"
-                f"{' and more' if len(linked) > 8 else ''}): {int(unit['link_x'])} of their "
-                f"{int(unit['link_n'])} ratings there are top scores in the {self.slot_h}-hour "
-                f"slots of the days the ring rated in, where {float(unit['link_share']):.0%} of "
-                f"the window's other ratings are (Benjamini-Hochberg at {self.fdr:g})"
+                f"; and {len(linked)} device(s) linked to it in time: {int(unit['link_x'])} of "
+                f"their {int(unit['link_n'])} ratings there are top scores in the "
+                f"{self.slot_h}-hour slots of the days the ring rated in, where "
+                f"{float(unit['link_share']):.0%} of the window's other ratings are "
+                f"(Benjamini-Hochberg at {self.fdr:g})"
             )
         return (
-            f"At window {unit['window']}, {k} of the {m} devices that rated it "
-            f"{self.min_ratings} times or more ({named}) each gave near-straight-lined top "
-            f"scores more often than that window's share makes usual ({int(unit['k_top'])} "
-            f"such ratings in {int(unit['n'])}). Alone each could be a citizen who always "
-            f"gives top scores; together they are not independent raters: {k0} devices "
-            f"of {m} each reaching p <= {float(unit['p_dev'][k0 - 1]):.2g}, where about "
-            f"{m * float(unit['p_dev'][k0 - 1]):.2g} would by chance, is unlikely "
+            f"At window {unit['window']}, {k0} of the {m} devices that rated it "
+            f"{self.min_ratings} times or more each gave near-straight-lined top scores more "
+            f"often than that window's share makes usual, each at p <= {p_k0:.2g}. Alone each "
+            f"could be a citizen who always gives top scores; together they are not "
+            f"independent raters: about {m * p_k0:.2g} would be so by chance "
             f"({fmt_p(unit['score'])}, corrected for the {m - 1} ring sizes tried){grown}. "
-            f"Held: their near-straight-lined top ratings at that window, each as one of the ring"
-            f"{' or linked to it' if linked else ''}."
+            f"Held, each as one of the ring: the near-straight-lined top ratings at that "
+            f"window of {named} ({int(unit['k_top'])} of the ring's {int(unit['n'])} ratings "
+            f"there{' and the linked ones' if linked else ''})."
         )
