@@ -10,12 +10,12 @@ removed: 1 - MAE(counted window scores vs honest truth) / MAE(all ratings counte
 honest truth).
 
 Worlds are split (``--split``): tuning worlds, looked at while building and tuning the
-detectors (seeds 1-5 and ``changed_world(9)``: seeds 3-5 and changed9 were the held-out
-worlds of earlier rounds; once their results had been looked at they became tuning
-worlds), and held-out worlds nobody looked at while tuning (seeds 21-23 and
-``changed_world_b(29)``, a second world with changed parameters). Held-out worlds are
-meant to be run once, after a round's changes are final; when a round has looked at
-them, fresh seeds replace them.
+detectors (seeds 1-5, 21-23, ``changed_world(9)`` and ``changed_world_b(29)``: all but
+seeds 1-2 were the held-out worlds of earlier rounds; once their results had been looked
+at they became tuning worlds), and held-out worlds nobody looked at while tuning (seeds
+31-33 and ``changed_world_b(39)``, a second world with changed parameters, fresh in the
+round that added the ring detector). Held-out worlds are meant to be run once, after a
+round's changes are final; when a round has looked at them, fresh seeds replace them.
 
 Besides the simulator's attacks, each world gets ``flood_hour`` campaigns injected here
 (one for each unit of the world's flood intensity, rounded): one address sends 200-400
@@ -26,6 +26,7 @@ and between refusals is what detection must still catch.
     .venv/bin/python bench/eval_detect.py                       # every world of the split
     .venv/bin/python bench/eval_detect.py --split tune          # tuning worlds only
     .venv/bin/python bench/eval_detect.py --seeds 5 --no-changed --json out.json
+    .venv/bin/python bench/eval_detect.py --seeds --no-changed --changed-b 29  # one world
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ from integrity.model import DEFAULT_RUBRIC  # noqa: E402
 from integrity.venues import pseudonymise_venues  # noqa: E402
 from simulation import Label, WorldConfig, simulate  # noqa: E402
 
-TUNE_SEEDS = (1, 2, 3, 4, 5)
+TUNE_SEEDS = (1, 2, 3, 4, 5, 21, 22, 23)
 TUNE_CHANGED = 9  # changed_world(9)
-HOLDOUT_SEEDS = (21, 22, 23)
-HOLDOUT_CHANGED = 29  # changed_world_b(29)
+TUNE_CHANGED_B = 29  # changed_world_b(29)
+HOLDOUT_SEEDS = (31, 32, 33)
+HOLDOUT_CHANGED = 39  # changed_world_b(39)
 ATTACKS = (
     "flood",
     "flood_hour",
@@ -120,11 +122,14 @@ def changed_world_b(seed: int) -> WorldConfig:
 
 
 def split_worlds(
-    split: str, seeds: list[int] | None, changed: bool
+    split: str, seeds: list[int] | None, changed: bool, changed_b: int | None = None
 ) -> list[tuple[str, WorldConfig]]:
-    """The worlds to run: ``seeds`` (named ``seedN``) or the ``split``'s (tune / holdout / all)."""
+    """The worlds to run: ``seeds`` (named ``seedN``) or the ``split``'s (tune / holdout /
+    all); with ``changed_b``, ``changed_world_b(changed_b)`` (named ``changed-bN``) too."""
     worlds: list[tuple[str, WorldConfig]] = []
-    if seeds:
+    if changed_b is not None:
+        worlds.append((f"changed-b{changed_b}", changed_world_b(changed_b)))
+    if seeds is not None:
         worlds += [(f"seed{s}", WorldConfig(seed=s)) for s in seeds]
         if changed:
             worlds.append((f"changed{TUNE_CHANGED}", changed_world(TUNE_CHANGED)))
@@ -133,6 +138,7 @@ def split_worlds(
         worlds += [(f"tune{s}", WorldConfig(seed=s)) for s in TUNE_SEEDS]
         if changed:
             worlds.append((f"changed{TUNE_CHANGED}", changed_world(TUNE_CHANGED)))
+            worlds.append((f"changed-b{TUNE_CHANGED_B}", changed_world_b(TUNE_CHANGED_B)))
     if split in ("holdout", "all"):
         worlds += [(f"hold{s}", WorldConfig(seed=s)) for s in HOLDOUT_SEEDS]
         if changed:
@@ -404,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         help="seeds of default worlds instead of the split's (with changed9 unless --no-changed)",
     )
     p.add_argument("--no-changed", action="store_true", help="skip the changed-parameter worlds")
+    p.add_argument(
+        "--changed-b",
+        type=int,
+        metavar="SEED",
+        help="also run changed_world_b(SEED) (with --seeds and no seed: only it)",
+    )
     p.add_argument("--fresh", action="store_true", help="rebuild cached ledgers")
     p.add_argument("--build-only", action="store_true")
     p.add_argument("--json", type=Path)
@@ -411,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         "--rules", type=Path, help="rule set TOML to detect with (default: the built-in one)"
     )
     args = p.parse_args(argv)
-    worlds = split_worlds(args.split, args.seeds, not args.no_changed)
+    worlds = split_worlds(args.split, args.seeds, not args.no_changed, args.changed_b)
     results = []
     for name, cfg in worlds:
         t0 = time.perf_counter()

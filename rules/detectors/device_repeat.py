@@ -69,6 +69,7 @@ class DeviceRepeatDetector(Detector):
         u = u[(u["n"] >= self.min_ratings) & u["in_scope"]].reset_index(drop=True)
         p_hi = betabinom_sf(u["k_top"], u["n"], u["p_top"], self.rho_top_)
         p_lo = betabinom_sf(u["k_low"], u["n"], u["p_low"], self.rho_low_)
+        u["p_high"] = p_hi  # one-sided, the top-score side (rings: rules.detectors.ring)
         u["side"] = np.where(p_lo < p_hi, "low", "high")
         # two-sided: each side's p doubled
         u["p"] = np.minimum(1.0, 2 * np.minimum(p_hi, p_lo))

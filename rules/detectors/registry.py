@@ -16,6 +16,7 @@ from rules.detectors.episode import EpisodeDetector
 from rules.detectors.lockstep import LockstepDetector
 from rules.detectors.low_concentration import LowConcentrationDetector
 from rules.detectors.low_shift import LowShiftDetector
+from rules.detectors.ring import RingDetector
 from rules.detectors.self_rating import SelfRatingDetector
 
 _SHARES: tuple[tuple[type[Detector], float], ...] = (
@@ -24,6 +25,7 @@ _SHARES: tuple[tuple[type[Detector], float], ...] = (
     (LockstepDetector, 1.0),
     (CoRatingDetector, 1.0),
     (DeviceRepeatDetector, 1.0),
+    (RingDetector, 0.5),
     (SelfRatingDetector, 1.0),
     (CoercedDetector, 1.0),
     (LowConcentrationDetector, 0.5),

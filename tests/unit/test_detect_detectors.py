@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from integrity.catalogue import REASONS
 from integrity.model import DEFAULT_RUBRIC, Kiosk, VenueRegistry
@@ -35,6 +36,7 @@ from rules.detectors.lockstep import LockstepDetector
 from rules.detectors.low_concentration import LowConcentrationDetector
 from rules.detectors.low_shift import LowShiftDetector
 from rules.detectors.registry import DETECTORS
+from rules.detectors.ring import RingDetector, ring_members, ring_sizes
 from rules.detectors.self_rating import SelfRatingDetector
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -213,6 +215,38 @@ def slow_brusher() -> list[dict[str, Any]]:
     ]
 
 
+def regulars(window: str = "W3", seed: int = 6, k: int = 12) -> list[dict[str, Any]]:
+    """Twelve citizens who like the window come back four times each, by day, mostly 5s."""
+    rng = np.random.default_rng(seed)
+    return [
+        row(
+            window=window,
+            device=f"regular-{window}-{j}",
+            t=DAY0 + d * 86400 + rng.uniform(10, 16) * 3600,
+            delay=600,
+            score=float(honest_scores(rng, 1, 4.6)[0]),
+        )
+        for j in range(k)
+        for d in sorted(rng.choice(14, 4, replace=False))
+    ]
+
+
+def ring(window: str = "W3", k: int = 4, nights: int = 8) -> list[dict[str, Any]]:
+    """Four phones each rate the window with 5s on eight of fourteen evenings."""
+    rng = np.random.default_rng(7)
+    return [
+        row(
+            window=window,
+            device=f"ring-{j}",
+            t=DAY0 + d * 86400 + rng.uniform(19, 23) * 3600,
+            delay=30000,
+            score=5.0,
+        )
+        for j in range(k)
+        for d in sorted(rng.choice(14, nights, replace=False))
+    ]
+
+
 def staff_phone() -> list[dict[str, Any]]:
     """A phone on the hall Wi-Fi rates its window's tickets on the spot four times a day."""
     return [
@@ -305,6 +339,7 @@ FINDS: dict[str, Callable[[], Frame]] = {
     "lockstep": lambda: frame(population() + device_farm()),
     "corating": lambda: frame(population() + crew()),
     "device_repeat": lambda: frame(population() + slow_brusher()),
+    "ring": lambda: frame(population() + regulars() + ring()),
     "self_rating": lambda: frame(population() + staff_phone()),
     "coerced": _coerced_frame,
     "low_concentration": lambda: frame(population() + household()),
@@ -564,6 +599,71 @@ def test_device_repeat_ignores_an_agent_who_returns_eighteen_times() -> None:
         for i, s in enumerate(honest_scores(rng, 18))
     ]
     assert not (ids(agent) & held(DeviceRepeatDetector(budget=0.001), frame(rows + agent)))
+
+
+def test_ring_holds_devices_that_alone_look_like_citizens_who_always_give_5s() -> None:
+    """At a window its regulars rate highly, each ring phone alone is within what
+    yea-sayers do (device_repeat holds none); four of them at one window are not."""
+    rows, attack = population() + regulars(), ring()
+    fr = frame(rows + attack)
+    assert not ids(attack) & held(DeviceRepeatDetector(budget=0.001), fr)
+    det = RingDetector(budget=0.001)
+    assert held(det, fr) == ids(attack)
+    (f,) = [f for f in det.flags(fr) if f.strength >= 1]
+    assert f.reason == "outlier.device_repeat" and f.unit == "window:W3"
+    assert "4 of the 16 devices" in f.explanation and "by chance" in f.explanation
+
+
+def test_ring_holds_a_phone_linked_to_it_in_time_not_a_fan_by_day() -> None:
+    """A fifth phone with three 5s, each in the evening slot of a night the ring rated,
+    is linked to the ring; a fan giving three 5s by day on the same days is not."""
+    attack = ring()
+    nights = [
+        int((r["submitted_s"] - DAY0) // 86400)
+        for r in attack
+        if r["device_hash"] == "ring-0" and (r["submitted_s"] - DAY0) % 86400 >= 20 * 3600
+    ][:3]
+    fifth = [
+        row(window="W3", device="ring-5", t=DAY0 + d * 86400 + 21.5 * 3600, delay=30000, score=5.0)
+        for d in nights
+    ]
+    fan = [
+        row(window="W3", device="fan", t=DAY0 + d * 86400 + 11 * 3600, delay=600, score=5.0)
+        for d in nights
+    ]
+    fr = frame(population() + regulars() + attack + fifth + fan)
+    det = RingDetector(budget=0.001)
+    assert held(det, fr) == ids(attack) | ids(fifth)
+    (f,) = det.flags(fr)
+    assert "1 device(s) linked to it in time" in f.explanation and "ring-5" in f.explanation
+
+
+def test_ring_ignores_regulars_and_lone_yea_sayers() -> None:
+    """Regulars at two windows, and one phone giving 5s on eight evenings at each of
+    four windows: no window has a group beyond what independent raters make."""
+    lone = [r for w in ("W1", "W2", "W4", "W6") for r in ring(window=w, k=1)]
+    for r in lone:
+        r["device_hash"] = f"{r['device_hash']}-{r['window_id']}"
+    fr = frame(population() + regulars() + regulars("W5", seed=8) + lone)
+    assert held(RingDetector(budget=0.001), fr) == set()
+
+
+def test_ring_sizes_and_members() -> None:
+    # uniform p-values: no ring size is unlikely
+    p = np.random.default_rng(3).random(30)
+    assert ring_sizes(p).min() > 0.05
+    assert len(ring_sizes(np.array([0.01]))) == 0
+    # three devices at p 0.001 among twenty: P(Bin(20, 0.001) >= 3) * 19
+    p = np.r_[[0.001] * 3, np.linspace(0.2, 1, 17)]
+    q = ring_sizes(p)
+    assert q.argmin() == 1  # size 3
+    assert q[1] == pytest.approx(stats.binom.sf(2, 20, 0.001) * 19)
+    assert ring_members(p, 0.05) == 3
+    # a second, weaker group among the rest joins at the fdr, not an ordinary device
+    p2 = np.r_[[1e-6] * 2, [0.003] * 2, np.linspace(0.3, 1, 12)]
+    assert ring_sizes(p2).argmin() == 0  # the likeliest ring is the first two
+    assert ring_members(p2, 0.05) == 4
+    assert ring_members(p2, 1e-3) == 2
 
 
 def test_device_repeat_low_side_is_bombing() -> None:
