@@ -66,6 +66,8 @@ WORKER_DETECTORS = frozenset(
 _ORDER = {name: i for i, name in enumerate(DETECTORS)}
 #: Holds written per transaction (each a ledger event, a status row and its evidence rows).
 _HOLD_CHUNK = 10_000
+#: The columns of a ``detect_holds`` row, as :meth:`DetectService._hold_rows` gives them.
+_HOLD_COLS = ("rating_id", "fingerprint", "detector", "reason", "event_id", "run_id")
 #: The columnar snapshot of the last whole-ledger read, in the instance's home.
 SNAPSHOT_FILE = "detect-snapshot.arrow"
 #: Event kinds without a status that change what detection reads (besides status events).
@@ -165,6 +167,21 @@ class DetectReport:
             if f.strength >= 1:
                 c[f.reason] += 1
         return dict(c)
+
+
+def _recorded(verdicts: Verdicts, ids: list[int]) -> dict[int, float]:
+    """:meth:`Verdicts.recorded` of many ratings at once (one lookup of the ranked risks,
+    not one per rating): the same values."""
+    ranked = verdicts.ranked
+    if ranked.index.has_duplicates:  # never from combine; then rating by rating
+        return {rid: verdicts.recorded(rid) for rid in ids}
+    got = ranked.reindex(ids)
+    known = got.notna().to_numpy()
+    vals = got.to_numpy(dtype=float)
+    return {
+        rid: float(v) if ok else float(verdicts.risk.get(rid, 0.0))
+        for rid, v, ok in zip(ids, vals.tolist(), known.tolist(), strict=True)
+    }
 
 
 def _peak(timings: dict[str, float], stage: str) -> None:
@@ -528,9 +545,10 @@ class DetectService:
             if fl:
                 todo.append((rid, fl))
         self._evidence_cache.clear()
+        recorded = _recorded(verdicts, [rid for rid, _ in todo])
         for lo in range(0, len(todo), _HOLD_CHUNK):
             chunk = {
-                rid: (self._hold_event(rid, fl, verdicts, run_id, now), fl)
+                rid: (self._hold_event(rid, fl, verdicts, run_id, now, recorded[rid]), fl)
                 for rid, fl in todo[lo : lo + _HOLD_CHUNK]
             }
             with self.ledger.unit_of_work() as uow:
@@ -547,8 +565,7 @@ class DetectService:
                         int(ev.event_id or 0), run_id,
                     )
                 ]  # fmt: skip
-                if holds:
-                    uow.connection.execute(rt.detect_holds.insert(), holds)
+                uow.load(rt.detect_holds, _HOLD_COLS, holds)
             for ev in written:
                 held += 1
                 by_reason.update(ev.reasons)
@@ -556,13 +573,19 @@ class DetectService:
         return held, by_reason
 
     def _hold_event(
-        self, rid: int, fl: list[Flag], verdicts: Verdicts, run_id: int, now: datetime
+        self,
+        rid: int,
+        fl: list[Flag],
+        verdicts: Verdicts,
+        run_id: int,
+        now: datetime,
+        risk: float | None = None,
     ) -> Event:
         reasons = tuple(sorted({f.reason for f in fl}))
         # the strongest finding in full; the others without repeating the parameters
         evidence: dict[str, Any] = {
             **self._evidence(fl[0]),
-            "risk": round(verdicts.recorded(rid), 6),
+            "risk": round(verdicts.recorded(rid) if risk is None else risk, 6),
             "run_id": run_id,
         }
         if len(fl) > 1:
@@ -597,16 +620,10 @@ class DetectService:
         return cached[1]
 
     @staticmethod
-    def _hold_rows(rid: int, fl: list[Flag], event_id: int, run_id: int) -> list[dict[str, Any]]:
+    def _hold_rows(rid: int, fl: list[Flag], event_id: int, run_id: int) -> list[tuple[Any, ...]]:
+        """``detect_holds`` rows (in the order of :data:`_HOLD_COLS`), one per finding."""
         return [
-            {
-                "rating_id": rid,
-                "fingerprint": f.fingerprint,
-                "detector": f.detector,
-                "reason": f.reason,
-                "event_id": event_id,
-                "run_id": run_id,
-            }
+            (rid, f.fingerprint, f.detector, str(f.reason), event_id, run_id)
             for f in {f.fingerprint: f for f in fl}.values()
         ]
 
