@@ -31,6 +31,7 @@ hold, ids allocated up front) and risks as columns under one sealed event.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -167,6 +168,35 @@ class DetectReport:
             if f.strength >= 1:
                 c[f.reason] += 1
         return dict(c)
+
+
+class _Snapshot:
+    """:func:`write_snapshot` in a thread of its own, started at once."""
+
+    def __init__(self, path: Path, frame: Frame) -> None:
+        self.sha: str | None = None
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self._thread = threading.Thread(target=self._write, args=(path, frame), daemon=True)
+        self._thread.start()
+
+    def _write(self, path: Path, frame: Frame) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.sha = write_snapshot(path, frame)
+        except OSError:  # no room, read-only home: the next run reads everything
+            self.sha = None
+        except BaseException as err:  # a bug: raised in the run's thread by result()
+            self.error = err
+        self.seconds = time.perf_counter() - t0
+
+    def result(self, timings: dict[str, float]) -> str | None:
+        """Its SHA-256 once written (``None`` if it could not be)."""
+        self._thread.join()
+        timings["snapshot_write (beside)"] = self.seconds
+        if self.error is not None:
+            raise self.error
+        return self.sha
 
 
 def _recorded(verdicts: Verdicts, ids: list[int]) -> dict[int, float]:
@@ -417,20 +447,22 @@ class DetectService:
                 None, len(frame), flags, len(verdicts.hold), [], Counter(), 0,
                 time.perf_counter() - t0, thresholds, timings,
             )  # fmt: skip
-        run_id = self._start_run(started, since, until, len(frame))
-        held, by_reason = self._hold(verdicts, frame, run_id)
-        cases = self._cases(flags, verdicts, run_id)
-        timings["write_holds"] = time.perf_counter() - t1
-        _peak(timings, "write_holds")
-        risk_updates = self._risks(verdicts, frame)
-        sha = None
-        if whole and self.snapshot is not None:
+        # the snapshot is written beside the holds and risks (Arrow's writer and the
+        # hash release the GIL, as SQLite does); its SHA-256 is recorded only when the
+        # run finishes, so a run that fails leaves the last one's record (which no
+        # longer matches the file: the next run reads everything)
+        snap = _Snapshot(self.snapshot, frame) if whole and self.snapshot is not None else None
+        try:
+            run_id = self._start_run(started, since, until, len(frame))
+            held, by_reason = self._hold(verdicts, frame, run_id)
+            cases = self._cases(flags, verdicts, run_id)
+            timings["write_holds"] = time.perf_counter() - t1
+            _peak(timings, "write_holds")
             t2 = time.perf_counter()
-            try:
-                sha = write_snapshot(self.snapshot, frame)
-            except OSError:  # no room, read-only home: the next run reads everything
-                sha = None
-            timings["snapshot_write"] = time.perf_counter() - t2
+            risk_updates = self._risks(verdicts, frame)
+            timings["write_risks"] = time.perf_counter() - t2
+        finally:
+            sha = snap.result(timings) if snap is not None else None
         self._finish_run(
             run_id, len([f for f in flags if f.strength >= 1]), held, len(cases), events_from,
             sha,
