@@ -59,7 +59,7 @@ from integrity.ports import (
     StatusChange,
     Tally,
 )
-from integrity.sqlkit import canonical_json, translate_errors
+from integrity.sqlkit import Encoded, canonical_json, translate_errors
 
 if TYPE_CHECKING:  # numpy and pyarrow are imported where detection's reads use them, so
     # that commands which never read columns (ingest, the hook) start without them
@@ -1890,7 +1890,11 @@ def _event_row(ev: Event) -> dict[str, Any]:
         "status": ev.status.value if ev.status else None,
         "reasons": canonical_json([str(r) for r in ev.reasons]),
         "rule_set_id": ev.rule_set_id,
-        "evidence": canonical_json(dict(ev.evidence)),
+        "evidence": (
+            ev.evidence.text
+            if isinstance(ev.evidence, Encoded)
+            else canonical_json(dict(ev.evidence))
+        ),
         "at": ev.at,
     }
 

@@ -51,6 +51,7 @@ from integrity.clock import Clock
 from integrity.errors import ConfigError
 from integrity.model import Event, Rubric, Status
 from integrity.ports import Ledger, RiskColumns
+from integrity.sqlkit import Encoded, canonical_json
 from rules import tables as rt
 from rules.detectors.base import Detector, Flag, Signal
 from rules.detectors.combine import Verdicts, combine
@@ -252,6 +253,8 @@ class DetectService:
         #: no snapshot, every run reads everything). See :func:`features.write_snapshot`.
         self.snapshot = snapshot
         self._evidence_cache: dict[tuple[int, bool], tuple[Flag, dict[str, Any]]] = {}
+        self._parts_cache: dict[tuple[int, bool], tuple[Flag, dict[str, str]]] = {}
+        self._text_cache: dict[tuple[int, bool], tuple[Flag, str]] = {}
 
     @classmethod
     def from_app(cls, app: App) -> DetectService:
@@ -576,7 +579,7 @@ class DetectService:
             fl = [f for f in verdicts.hold[rid] if (rid, f.fingerprint) not in done]
             if fl:
                 todo.append((rid, fl))
-        self._evidence_cache.clear()
+        self._clear_caches()
         recorded = _recorded(verdicts, [rid for rid, _ in todo])
         for lo in range(0, len(todo), _HOLD_CHUNK):
             chunk = {
@@ -601,7 +604,7 @@ class DetectService:
             for ev in written:
                 held += 1
                 by_reason.update(ev.reasons)
-        self._evidence_cache.clear()
+        self._clear_caches()
         return held, by_reason
 
     def _hold_event(
@@ -615,16 +618,27 @@ class DetectService:
     ) -> Event:
         reasons = tuple(sorted({f.reason for f in fl}))
         # the strongest finding in full; the others without repeating the parameters
+        # (each finding's evidence encoded once however many ratings it holds: the
+        # event's text joined from the encoded parts, as encoding it whole would give)
+        first, first_parts = self._evidence_parts(fl[0])
         evidence: dict[str, Any] = {
-            **self._evidence(fl[0]),
+            **first,
             "risk": round(verdicts.recorded(rid) if risk is None else risk, 6),
             "run_id": run_id,
         }
+        parts = {
+            **first_parts,
+            "risk": canonical_json(evidence["risk"]),
+            "run_id": canonical_json(run_id),
+        }
         if len(fl) > 1:
-            evidence["also"] = [self._evidence(f, brief=True) for f in fl[1:]]
+            also = [self._evidence_parts(f, brief=True) for f in fl[1:]]
+            evidence["also"] = [doc for doc, _ in also]
+            parts["also"] = "[" + ",".join(self._evidence_text(f) for f in fl[1:]) + "]"
         soft = verdicts.soft.get(rid)
         if soft:
             evidence["signals"] = {k: round(v, 4) for k, v in soft.items()}
+            parts["signals"] = canonical_json(evidence["signals"])
             if all(f.strength < 1 for f in fl):
                 reasons = tuple(sorted({*reasons, Reason.OUTLIER_PYOD}))
         return Event(
@@ -635,8 +649,32 @@ class DetectService:
             status=Status.HELD,
             reasons=reasons,
             rule_set_id=self.rule_set_id,
-            evidence=evidence,
+            evidence=Encoded.of(evidence, parts),
         )
+
+    def _clear_caches(self) -> None:
+        self._evidence_cache.clear()
+        self._parts_cache.clear()
+        self._text_cache.clear()
+
+    def _evidence_parts(
+        self, f: Flag, *, brief: bool = False
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """A finding's evidence and each of its values encoded, built once per finding."""
+        doc = self._evidence(f, brief=brief)
+        key = (id(f), brief)
+        cached = self._parts_cache.get(key)
+        if cached is None or cached[0] is not f:
+            cached = self._parts_cache[key] = (f, {k: canonical_json(v) for k, v in doc.items()})
+        return doc, cached[1]
+
+    def _evidence_text(self, f: Flag) -> str:
+        """The brief evidence of a finding, encoded once."""
+        key = (id(f), True)
+        cached = self._text_cache.get(key)
+        if cached is None or cached[0] is not f:
+            cached = self._text_cache[key] = (f, canonical_json(self._evidence(f, brief=True)))
+        return cached[1]
 
     def _evidence(self, f: Flag, *, brief: bool = False) -> dict[str, Any]:
         """A finding's evidence (``brief``: without its parameters), built once per finding

@@ -401,6 +401,11 @@ def test_what_a_run_writes_is_what_its_analysis_decided(app: App) -> None:
             )
         ).all()
         blocks = conn.execute(sa.select(t.risk_blocks.c.data)).scalars().all()
+        texts = dict(
+            conn.execute(
+                sa.select(t.events.c.event_id, t.events.c.evidence).where(t.events.c.kind == "hold")
+            ).all()
+        )
     want_rows = {
         (rid, f.fingerprint, f.detector, str(f.reason))
         for rid, fl in verdicts.hold.items()
@@ -414,6 +419,9 @@ def test_what_a_run_writes_is_what_its_analysis_decided(app: App) -> None:
         want = svc._hold_event(rid, fl, verdicts, int(rep.run_id or 0), ev.at)
         assert ev.reasons == want.reasons and ev.status is Status.HELD
         assert ev.evidence == json.loads(canonical_json(dict(want.evidence)))
+        # the text written, joined from parts encoded once per finding, is the text of
+        # the whole evidence encoded at once
+        assert texts[ev.event_id] == canonical_json(dict(want.evidence))
 
     # risks: every rating's recorded risk, read back three ways
     ranked = verdicts.ranked
