@@ -26,7 +26,10 @@ Speed and memory: the read is columnar (:mod:`integrity.adapters.columnar`); a s
 process, forked before the read while this one is small, imports pyod meanwhile and
 then computes the soft signals and fits half of the detectors beside this process
 (:class:`~rules.detectors.generic.Worker`); holds are written in bulk (one event per
-hold, ids allocated up front) and risks as columns under one sealed event.
+hold, ids allocated up front, evidence rows and status moves as plain driver
+statements, each finding's evidence encoded once) and the changed risks as one block of
+columns under one sealed event (``Ledger.set_risk``); the snapshot is written in a
+thread beside them.
 """
 
 from __future__ import annotations
