@@ -260,8 +260,9 @@ def reset_detection(app: App) -> None:
         ids = [r[0] for r in held]
         for tbl in rt.metadata_tables():
             conn.execute(tbl.delete())
-        if hasattr(t, "risk_scores"):
-            conn.execute(t.risk_scores.delete())
+        for name in ("risk_scores", "risk_blocks"):
+            if hasattr(t, name):
+                conn.execute(getattr(t, name).delete())
         conn.execute(
             ev.delete().where(sa.or_(ev.c.actor == "detector", ev.c.kind == "risk.scored"))
         )

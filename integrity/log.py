@@ -30,7 +30,13 @@ from sqlalchemy.engine import Connection
 
 from integrity import merkle
 from integrity.adapters import tables as t
-from integrity.adapters.sql import SqlLedger, risk_digest, score_column_mismatches
+from integrity.adapters.sql import (
+    SqlLedger,
+    decode_risks,
+    risk_digest,
+    risk_digest_columns,
+    score_column_mismatches,
+)
 from integrity.catalogue import Kind
 from integrity.config import rule_set_id
 from integrity.config_tables import current_columns
@@ -713,46 +719,81 @@ class MerkleLog:
             report.fail(f"{orphan} rating(s) have no status row")
 
     def _check_risk(self, conn: Connection, report: VerifyReport) -> None:
-        """Each scoring run's rows match its sealed digest; each rating's risk is its latest row."""
+        """Each scoring run's rows (its ``risk_blocks`` row, or on ledgers from before
+        blocks its ``risk_scores`` rows) match its sealed digest; each rating's risk is
+        its latest row (0 if none)."""
+        import numpy as np
+
         runs = conn.execute(
-            sa.select(t.events.c.event_id, t.events.c.evidence).where(
-                t.events.c.kind == "risk.scored"
-            )
+            sa.select(t.events.c.event_id, t.events.c.evidence)
+            .where(t.events.c.kind == "risk.scored")
+            .order_by(t.events.c.event_id)
         ).all()
+        blocks = {
+            int(eid): data
+            for eid, data in conn.execute(sa.select(t.risk_blocks.c.event_id, t.risk_blocks.c.data))
+        }
+        latest_ids: list[np.ndarray] = []
+        latest_vals: list[np.ndarray] = []
         for eid, evidence in runs:
-            rows = conn.execute(
-                sa.select(t.risk_scores.c.rating_id, t.risk_scores.c.risk).where(
-                    t.risk_scores.c.event_id == eid
-                )
-            ).all()
             want = json.loads(evidence)
-            got = [(int(r), float(v)) for r, v in rows]
-            if len(got) != want.get("ratings") or risk_digest(got) != want.get("sha256"):
+            data = blocks.pop(int(eid), None)
+            if data is not None:
+                try:
+                    ids, vals = decode_risks(data)
+                except ValueError as err:
+                    report.fail(f"risk scores of event {eid} cannot be read: {err}")
+                    continue
+                digest = risk_digest_columns(ids, vals)
+            else:
+                rows = conn.execute(
+                    sa.select(t.risk_scores.c.rating_id, t.risk_scores.c.risk)
+                    .where(t.risk_scores.c.event_id == eid)
+                    .order_by(t.risk_scores.c.rating_id)
+                ).all()
+                ids = np.array([int(r) for r, _ in rows], dtype=np.int64)
+                vals = np.array([float(v) for _, v in rows], dtype=float)
+                digest = risk_digest(list(zip(ids.tolist(), vals.tolist(), strict=True)))
+            if len(ids) != want.get("ratings") or digest != want.get("sha256"):
                 report.fail(f"risk scores of event {eid} differ from what the event recorded")
-        latest = (
-            sa.select(t.risk_scores.c.rating_id, sa.func.max(t.risk_scores.c.event_id).label("eid"))
-            .group_by(t.risk_scores.c.rating_id)
-            .subquery()
-        )
-        rs = t.risk_scores.alias("rs")
-        q = (
-            sa.select(
-                t.rating_status.c.rating_id, t.rating_status.c.risk, rs.c.risk.label("scored")
-            )
-            .select_from(
-                t.rating_status.outerjoin(
-                    latest, latest.c.rating_id == t.rating_status.c.rating_id
-                ).outerjoin(
-                    rs, sa.and_(rs.c.rating_id == latest.c.rating_id, rs.c.event_id == latest.c.eid)
+            latest_ids.append(ids)
+            latest_vals.append(vals)
+        for eid in sorted(blocks):
+            report.fail(f"risk scores of event {eid} belong to no risk.scored event")
+        # the latest value per rating: later runs' rows after earlier ones, the last wins
+        if latest_ids:
+            all_ids = np.concatenate(latest_ids)
+            all_vals = np.concatenate(latest_vals)
+            order = np.argsort(all_ids, kind="stable")
+            all_ids, all_vals = all_ids[order], all_vals[order]
+            last = np.r_[all_ids[1:] != all_ids[:-1], True] if len(all_ids) else all_ids > 0
+            s_ids, s_vals = all_ids[last], all_vals[last]
+        else:
+            s_ids, s_vals = np.zeros(0, dtype=np.int64), np.zeros(0)
+        st = t.rating_status.c
+        found = 0
+        after = None
+        while found < 20:  # the status rows in slices of the id range, as arrays
+            q = sa.select(st.rating_id, st.risk).order_by(st.rating_id).limit(500_000)
+            if after is not None:
+                q = q.where(st.rating_id > after)
+            rows = conn.execute(q).all()
+            if not rows:
+                break
+            ids = np.array([int(r) for r, _ in rows], dtype=np.int64)
+            risk = np.array([float(v or 0.0) for _, v in rows], dtype=float)
+            after = int(ids[-1])
+            pos = np.searchsorted(s_ids, ids)
+            hit = pos < len(s_ids)
+            hit[hit] = s_ids[pos[hit]] == ids[hit]
+            scored = np.zeros(len(ids))
+            scored[hit] = s_vals[pos[hit]]
+            for i in np.flatnonzero(np.abs(risk - scored) > 1e-6)[: 20 - found]:
+                found += 1
+                report.fail(
+                    f"rating {int(ids[i])}: risk {risk[i]:.6f} in the status row, but its "
+                    f"scoring events say {scored[i]:.6f}"
                 )
-            )
-            .where(sa.func.abs(t.rating_status.c.risk - sa.func.coalesce(rs.c.risk, 0.0)) > 1e-6)
-            .limit(20)
-        )
-        for rid, risk, scored in conn.execute(q):
-            report.fail(
-                f"rating {rid}: risk {risk:.6f} in the status row, but its scoring events say {scored or 0.0:.6f}"
-            )
 
     def _check_ratings_have_decisions(self, conn: Connection, report: VerifyReport) -> None:
         dec = sa.select(t.events.c.event_id).where(

@@ -399,6 +399,13 @@ class UnitOfWork(Protocol):
         """Current status, version and reasons of these ratings, read in this transaction."""
         ...
 
+    def load(self, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        """Insert many rows into one of the package's own tables (a SQLAlchemy ``Table``),
+        given as tuples in the order of ``columns`` with plain values the driver takes
+        as they are (numbers, text, ``None``): ``COPY`` on PostgreSQL, one plain
+        ``executemany`` on SQLite, no SQLAlchemy work per row."""
+        ...
+
     def lock(self, key: str) -> None:
         """Serialise writers that lock the same ``key`` until this unit of work ends."""
         ...

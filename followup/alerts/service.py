@@ -284,6 +284,15 @@ class AlertService:
                     claimed[alert.rating_id] = alert
                 opening.clear()
 
+        # and alerts to void, written together too; each kind is flushed before the
+        # other is queued, so the events still come in the order of their causes
+        voiding: list[tuple[Alert, StatusChange]] = []
+
+        def flush_voids() -> None:
+            if voiding:
+                self._void_many(uow, voiding, now)
+                voiding.clear()
+
         waiting: set[int] = set()
         for c in relevant:
             if c.status is Status.ACCEPTED:
@@ -293,6 +302,7 @@ class AlertService:
                     and c.rating_id not in waiting
                     and r is not None
                 ):
+                    flush_voids()
                     registry = registry or self.registry()
                     opening.append((r, c))
                     waiting.add(c.rating_id)
@@ -302,9 +312,10 @@ class AlertService:
             waiting.clear()
             alert = claimed.get(c.rating_id)
             if alert is not None and not alert.state.final:
-                self._void(uow, alert, c, now)
+                voiding.append((alert, c))
                 del claimed[c.rating_id]
                 voided += 1
+        flush_voids()
         flush()
         return SyncSummary(events=len(changes), opened=opened, voided=voided)
 
@@ -380,21 +391,40 @@ class AlertService:
         uow.append_many(events)
         return alerts
 
-    def _void(self, uow: UnitOfWork, alert: Alert, cause: StatusChange, now: datetime) -> None:
-        """Void ``alert``: its rating stopped counting with ``cause``."""
-        nxt = transition(alert.state, Action.VOID, alert.alert_id)
-        self.store.update(
+    def _void_many(
+        self, uow: UnitOfWork, voiding: Sequence[tuple[Alert, StatusChange]], now: datetime
+    ) -> None:
+        """Void each ``alert``, whose rating stopped counting with its ``cause``: the
+        alert rows in one statement, then their ``alert.voided`` events in order."""
+        moves = [
+            (alert, transition(alert.state, Action.VOID, alert.alert_id)) for alert, _ in voiding
+        ]
+        self.store.update_many(
             uow.connection,
-            alert.alert_id,
-            alert.version,
-            {
-                "state": nxt.value,
-                "claims_rating": False,
-                "voided_at": now,
-                "void_event_id": cause.event_id,
-                "updated_at": now,
-            },
+            [
+                (
+                    alert.alert_id,
+                    alert.version,
+                    {
+                        "state": nxt.value,
+                        "claims_rating": False,
+                        "voided_at": now,
+                        "void_event_id": cause.event_id,
+                        "updated_at": now,
+                    },
+                )
+                for (alert, nxt), (_, cause) in zip(moves, voiding, strict=True)
+            ],
         )
+        uow.append_many(
+            [
+                self._void_event(alert, nxt, cause, now)
+                for (alert, nxt), (_, cause) in zip(moves, voiding, strict=True)
+            ]
+        )
+
+    def _void_event(self, alert: Alert, nxt: State, cause: StatusChange, now: datetime) -> Event:
+        """The ``alert.voided`` event of ``alert``, voided by ``cause``."""
         cause_subject = cause.subject or ""
         evidence: dict[str, Any] = {
             "alert_id": alert.alert_id,
@@ -410,17 +440,15 @@ class AlertService:
         if cause_subject.startswith("appeal:"):
             with contextlib.suppress(ValueError):
                 evidence["appeal_id"] = int(cause_subject.split(":", 1)[1])
-        uow.append(
-            Event(
-                kind=EVENT_KINDS[Action.VOID],
-                actor=SYSTEM_ACTOR,
-                at=now,
-                rating_id=alert.rating_id,
-                reasons=tuple(cause.reasons),
-                rule_set_id=self.rule_set_id,
-                subject=alert.subject,
-                evidence=evidence,
-            )
+        return Event(
+            kind=EVENT_KINDS[Action.VOID],
+            actor=SYSTEM_ACTOR,
+            at=now,
+            rating_id=alert.rating_id,
+            reasons=tuple(cause.reasons),
+            rule_set_id=self.rule_set_id,
+            subject=alert.subject,
+            evidence=evidence,
         )
 
     # -- who is acting, who may read --------------------------------------------------------

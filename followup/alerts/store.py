@@ -105,6 +105,40 @@ class AlertStore:
             show="integrity alerts show",
         )
 
+    def update_many(
+        self, conn: Connection, rows: Sequence[tuple[int, int, Mapping[str, Any]]]
+    ) -> None:
+        """:meth:`update` of many alerts in one statement: ``(alert_id, version, values)``,
+        the same columns in every ``values``; each applies only at its version, and if
+        one is not there any more, :meth:`update`'s ``NotFound`` or ``Conflict`` is
+        raised (the unit of work then rolls all of them back)."""
+        if not rows:
+            return
+        cols = sorted(rows[0][2])
+        stmt = (
+            AL.update()
+            .where(AL.c.alert_id == sa.bindparam("b_id"), AL.c.version == sa.bindparam("b_at"))
+            .values({**{c: sa.bindparam(f"b_{c}") for c in cols}, "version": sa.bindparam("b_to")})
+        )
+        params = [
+            {"b_id": i, "b_at": v, "b_to": v + 1, **{f"b_{c}": values[c] for c in cols}}
+            for i, v, values in rows
+        ]
+        if conn.execute(stmt, params).rowcount == len(rows):
+            return
+        done = {
+            int(i): int(v)
+            for i, v in conn.execute(
+                sa.select(AL.c.alert_id, AL.c.version).where(
+                    AL.c.alert_id.in_([i for i, _, _ in rows])
+                )
+            )
+        }
+        for alert_id, version, values in rows:  # the first one that was not applied
+            if done.get(alert_id) != version + 1:
+                self.update(conn, alert_id, version, values)  # raises what update raises
+        raise AssertionError("rows not applied, yet every alert is at its next version")
+
     def get(self, alert_id: int, conn: Connection | None = None) -> Alert:
         found = self.find(AlertFilter(ids=(alert_id,)), conn)
         if not found:

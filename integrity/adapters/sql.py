@@ -60,7 +60,7 @@ from integrity.ports import (
     StatusChange,
     Tally,
 )
-from integrity.sqlkit import canonical_json, translate_errors
+from integrity.sqlkit import Encoded, canonical_json, translate_errors
 
 if TYPE_CHECKING:  # numpy and pyarrow are imported where detection's reads use them, so
     # that commands which never read columns (ingest, the hook) start without them
@@ -368,6 +368,48 @@ def risk_digest_columns(ids: np.ndarray, risks: np.ndarray) -> str:
         text = "\n".join(f"{rid}:{risk:.6f}" for rid, risk in part)
         h.update((("\n" if lo else "") + text).encode())
     return h.hexdigest()
+
+
+_RISK_BLOCK = b"RSK1"
+
+
+def encode_risks(ids: np.ndarray, risks: np.ndarray) -> bytes:
+    """A scoring run's rows as one ``risk_blocks`` value: ``RSK1``, the row count, then
+    the rating ids (sorted, as differences) and the risks (the exact float64 values
+    stored), each as little-endian 8-byte numbers compressed with zlib. Lossless:
+    :func:`decode_risks` gives back the same two columns."""
+    import zlib
+
+    import numpy as np
+
+    ids = np.asarray(ids, dtype="<i8")
+    risks = np.asarray(risks, dtype="<f8")
+    gaps = zlib.compress(np.diff(ids, prepend=np.int64(0)).astype("<i8").tobytes(), 1)
+    vals = zlib.compress(risks.tobytes(), 1)
+    head = _RISK_BLOCK + len(ids).to_bytes(8, "little") + len(gaps).to_bytes(8, "little")
+    return head + gaps + vals
+
+
+def decode_risks(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The rating ids and risks of a ``risk_blocks`` value (see :func:`encode_risks`);
+    ``ValueError`` if it is not one (a damaged or edited block)."""
+    import zlib
+
+    import numpy as np
+
+    data = bytes(data)
+    if data[:4] != _RISK_BLOCK or len(data) < 20:
+        raise ValueError("not a risk block")
+    n = int.from_bytes(data[4:12], "little")
+    cut = 20 + int.from_bytes(data[12:20], "little")
+    try:
+        gaps = np.frombuffer(zlib.decompress(data[20:cut]), dtype="<i8")
+        risks = np.frombuffer(zlib.decompress(data[cut:]), dtype="<f8")
+    except zlib.error as err:
+        raise ValueError(f"not a risk block: {err}") from err
+    if len(gaps) != n or len(risks) != n:
+        raise ValueError("a risk block's columns do not hold its row count")
+    return np.cumsum(gaps).astype(np.int64), risks.astype(float)
 
 
 def _decision_event(p: Pending, actor: str) -> dict[str, Any]:
@@ -1376,10 +1418,11 @@ class SqlLedger:
     ) -> int:
         """Record detector risk (0..1) per rating; returns how many ratings changed.
 
-        Append-only: the ratings whose risk changed (by more than 1e-6) get a row in
-        ``risk_scores`` under one ``risk.scored`` event whose evidence holds the SHA-256
-        of those rows, so the log seals them; ``rating_status.risk`` keeps the latest
-        value for reads and is checked against them by ``ledger verify``.
+        Append-only: the ratings whose risk changed (by more than 1e-6), with their new
+        values, go in one ``risk_blocks`` row (two compressed columns, not a row per
+        rating) under one ``risk.scored`` event whose evidence holds the SHA-256 of
+        those rows, so the log seals them; ``rating_status.risk`` keeps the latest value
+        for reads and is checked against them by ``ledger verify``.
         """
         import numpy as np
 
@@ -1437,32 +1480,32 @@ class SqlLedger:
                 ),
                 None,
             )
-            eid = int(ev.event_id or 0)
+            # the run's rows as one block of columns under its event (sealed by the
+            # event's digest), then the current value in the status rows
+            conn.execute(
+                t.risk_blocks.insert(),
+                {
+                    "event_id": int(ev.event_id or 0),
+                    "ratings": len(ch_ids),
+                    "data": encode_risks(ch_ids, ch_vals),
+                },
+            )
             for lo in range(0, len(ch_ids), 200_000):  # a slice of rows at a time
                 part_ids = ch_ids[lo : lo + 200_000].tolist()
                 part_vals = ch_vals[lo : lo + 200_000].tolist()
                 if self.dialect == "postgresql":
-                    self._load(
-                        conn,
-                        t.risk_scores,
-                        ("event_id", "rating_id", "risk"),
-                        [(eid, rid, v) for rid, v in zip(part_ids, part_vals, strict=True)],
+                    conn.exec_driver_sql(
+                        f"UPDATE {t.rating_status.name} AS s SET risk = v.risk "
+                        "FROM unnest(%s::bigint[], %s::float8[]) AS v(rating_id, risk) "
+                        "WHERE s.rating_id = v.rating_id",
+                        (part_ids, part_vals),
                     )
                     continue
                 # SQLite: plain DBAPI executemany, no per-row SQLAlchemy work
                 conn.exec_driver_sql(
-                    f"INSERT INTO {t.risk_scores.name} (event_id, rating_id, risk) "
-                    "VALUES (?, ?, ?)",
-                    [(eid, rid, v) for rid, v in zip(part_ids, part_vals, strict=True)],
+                    f"UPDATE {t.rating_status.name} SET risk = ? WHERE rating_id = ?",
+                    list(zip(part_vals, part_ids, strict=True)),
                 )
-            # the current value from the rows just written: one joined UPDATE
-            mark = "%s" if self.dialect == "postgresql" else "?"
-            conn.exec_driver_sql(
-                f"UPDATE {t.rating_status.name} SET risk = r.risk "
-                f"FROM {t.risk_scores.name} AS r "
-                f"WHERE r.event_id = {mark} AND {t.rating_status.name}.rating_id = r.rating_id",
-                (eid,),
-            )
             return len(ch_ids)
 
     # -- venues --------------------------------------------------------------------------
@@ -1853,6 +1896,10 @@ class SqlUnitOfWork:
                 )
         return out
 
+    def load(self, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        """See :meth:`integrity.ports.UnitOfWork.load`."""
+        self.ledger._load(self.connection, table, columns, rows)
+
     def append_many(self, events: Sequence[Event]) -> list[Event]:
         """See :meth:`integrity.ports.UnitOfWork.append_many`."""
         if not events:
@@ -1905,26 +1952,27 @@ class SqlUnitOfWork:
             row["at"] = when(row["at"])
             rows.append(tuple(row[c] for c in _BULK_EVENT_COLS))
         self.ledger._load(self.connection, t.events, _BULK_EVENT_COLS, rows)
-        rs = t.rating_status
-        self.connection.execute(
-            rs.update()
-            .where(rs.c.rating_id == sa.bindparam("b_rid"))
-            .values(
-                status=sa.bindparam("b_status"),
-                reasons=sa.bindparam("b_reasons"),
-                version=rs.c.version + 1,
-                last_event_id=sa.bindparam("b_eid"),
-            ),
-            [
-                {
-                    "b_rid": ev.rating_id,
-                    "b_status": (ev.status or Status.HELD).value,
-                    "b_reasons": ";".join(ev.reasons),
-                    "b_eid": eid,
-                }
-                for ev, eid in zip(todo, eids, strict=True)
-            ],
-        )
+        # the status rows: plain driver statements, no SQLAlchemy work per row
+        moves = [
+            ((ev.status or Status.HELD).value, ";".join(ev.reasons), eid, ev.rating_id)
+            for ev, eid in zip(todo, eids, strict=True)
+        ]
+        name = t.rating_status.name
+        if self.dialect == "postgresql":
+            cols = list(zip(*moves, strict=True))
+            self.connection.exec_driver_sql(
+                f"UPDATE {name} AS s SET status = v.status, reasons = v.reasons, "
+                "version = s.version + 1, last_event_id = v.eid "
+                "FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) "
+                "AS v(status, reasons, eid, rating_id) WHERE s.rating_id = v.rating_id",
+                tuple(list(c) for c in cols),
+            )
+        else:
+            self.connection.exec_driver_sql(
+                f"UPDATE {name} SET status = ?, reasons = ?, version = version + 1, "
+                "last_event_id = ? WHERE rating_id = ?",
+                moves,
+            )
         return [replace(ev, event_id=int(eid)) for ev, eid in zip(todo, eids, strict=True)]
 
 
@@ -1942,7 +1990,11 @@ def _event_row(ev: Event) -> dict[str, Any]:
         "status": ev.status.value if ev.status else None,
         "reasons": canonical_json([str(r) for r in ev.reasons]),
         "rule_set_id": ev.rule_set_id,
-        "evidence": canonical_json(dict(ev.evidence)),
+        "evidence": (
+            ev.evidence.text
+            if isinstance(ev.evidence, Encoded)
+            else canonical_json(dict(ev.evidence))
+        ),
         "at": ev.at,
     }
 

@@ -228,7 +228,8 @@ os_users = sa.Table(
     sa.Column("mapped_by", sa.String(64), nullable=False),
 )
 
-# Detector risk, append-only: one row per rating whose risk a scoring run changed. The
+# Detector risk as it was written before ``risk_blocks`` (kept for ledgers that have
+# rows in it): one row per rating whose risk a scoring run changed. The
 # run's ``risk.scored`` event carries the SHA-256 of its rows, so the Merkle log seals
 # them, and ``rating_status.risk`` (the latest value) is checked against them by verify.
 risk_scores = sa.Table(
@@ -250,6 +251,26 @@ risk_scores = sa.Table(
     ),
     sa.Column("risk", sa.Float, nullable=False),
     sa.Index("ix_risk_scores_rating_event", "rating_id", "event_id"),
+)
+
+# Detector risk as columns: one row per ``risk.scored`` event, holding the ratings whose
+# risk the run changed and their new values (``sql.encode_risks``: rating ids and risks,
+# each compressed). The event's evidence carries the SHA-256 of those rows, so the log
+# seals them; verify decodes every block. Ledgers from before keep their ``risk_scores``
+# rows (verify reads both); new runs write blocks only (a whole ledger's risks is one
+# row, not a row per rating).
+risk_blocks = sa.Table(
+    "risk_blocks",
+    metadata,
+    sa.Column(
+        "event_id",
+        sa.BigInteger,
+        sa.ForeignKey("events.event_id"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    sa.Column("ratings", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
 )
 
 # The service registry: halls, windows, roster (replaced whole by `registry load`, with

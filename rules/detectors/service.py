@@ -26,11 +26,15 @@ Speed and memory: the read is columnar (:mod:`integrity.adapters.columnar`); a s
 process, forked before the read while this one is small, imports pyod meanwhile and
 then computes the soft signals and fits half of the detectors beside this process
 (:class:`~rules.detectors.generic.Worker`); holds are written in bulk (one event per
-hold, ids allocated up front) and risks as columns under one sealed event.
+hold, ids allocated up front, evidence rows and status moves as plain driver
+statements, each finding's evidence encoded once) and the changed risks as one block of
+columns under one sealed event (``Ledger.set_risk``); the snapshot is written in a
+thread beside them.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -50,6 +54,7 @@ from integrity.clock import Clock
 from integrity.errors import ConfigError
 from integrity.model import Event, Rubric, Status
 from integrity.ports import Ledger, RiskColumns
+from integrity.sqlkit import Encoded, canonical_json
 from rules import tables as rt
 from rules.detectors.base import Detector, Flag, Signal
 from rules.detectors.combine import Verdicts, combine
@@ -66,6 +71,8 @@ WORKER_DETECTORS = frozenset(
 _ORDER = {name: i for i, name in enumerate(DETECTORS)}
 #: Holds written per transaction (each a ledger event, a status row and its evidence rows).
 _HOLD_CHUNK = 10_000
+#: The columns of a ``detect_holds`` row, as :meth:`DetectService._hold_rows` gives them.
+_HOLD_COLS = ("rating_id", "fingerprint", "detector", "reason", "event_id", "run_id")
 #: The columnar snapshot of the last whole-ledger read, in the instance's home.
 SNAPSHOT_FILE = "detect-snapshot.arrow"
 #: Event kinds without a status that change what detection reads (besides status events).
@@ -167,6 +174,50 @@ class DetectReport:
         return dict(c)
 
 
+class _Snapshot:
+    """:func:`write_snapshot` in a thread of its own, started at once."""
+
+    def __init__(self, path: Path, frame: Frame) -> None:
+        self.sha: str | None = None
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self._thread = threading.Thread(target=self._write, args=(path, frame), daemon=True)
+        self._thread.start()
+
+    def _write(self, path: Path, frame: Frame) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.sha = write_snapshot(path, frame)
+        except OSError:  # no room, read-only home: the next run reads everything
+            self.sha = None
+        except BaseException as err:  # a bug: raised in the run's thread by result()
+            self.error = err
+        self.seconds = time.perf_counter() - t0
+
+    def result(self, timings: dict[str, float]) -> str | None:
+        """Its SHA-256 once written (``None`` if it could not be)."""
+        self._thread.join()
+        timings["snapshot_write (beside)"] = self.seconds
+        if self.error is not None:
+            raise self.error
+        return self.sha
+
+
+def _recorded(verdicts: Verdicts, ids: list[int]) -> dict[int, float]:
+    """:meth:`Verdicts.recorded` of many ratings at once (one lookup of the ranked risks,
+    not one per rating): the same values."""
+    ranked = verdicts.ranked
+    if ranked.index.has_duplicates:  # never from combine; then rating by rating
+        return {rid: verdicts.recorded(rid) for rid in ids}
+    got = ranked.reindex(ids)
+    known = got.notna().to_numpy()
+    vals = got.to_numpy(dtype=float)
+    return {
+        rid: float(v) if ok else float(verdicts.risk.get(rid, 0.0))
+        for rid, v, ok in zip(ids, vals.tolist(), known.tolist(), strict=True)
+    }
+
+
 def _peak(timings: dict[str, float], stage: str) -> None:
     """The process's peak resident memory so far (MB), recorded after ``stage``; after
     the read also the peak of the processes that ended by then (the SQLite reader)."""
@@ -205,6 +256,8 @@ class DetectService:
         #: no snapshot, every run reads everything). See :func:`features.write_snapshot`.
         self.snapshot = snapshot
         self._evidence_cache: dict[tuple[int, bool], tuple[Flag, dict[str, Any]]] = {}
+        self._parts_cache: dict[tuple[int, bool], tuple[Flag, dict[str, str]]] = {}
+        self._text_cache: dict[tuple[int, bool], tuple[Flag, str]] = {}
 
     @classmethod
     def from_app(cls, app: App) -> DetectService:
@@ -400,20 +453,22 @@ class DetectService:
                 None, len(frame), flags, len(verdicts.hold), [], Counter(), 0,
                 time.perf_counter() - t0, thresholds, timings,
             )  # fmt: skip
-        run_id = self._start_run(started, since, until, len(frame))
-        held, by_reason = self._hold(verdicts, frame, run_id)
-        cases = self._cases(flags, verdicts, run_id)
-        timings["write_holds"] = time.perf_counter() - t1
-        _peak(timings, "write_holds")
-        risk_updates = self._risks(verdicts, frame)
-        sha = None
-        if whole and self.snapshot is not None:
+        # the snapshot is written beside the holds and risks (Arrow's writer and the
+        # hash release the GIL, as SQLite does); its SHA-256 is recorded only when the
+        # run finishes, so a run that fails leaves the last one's record (which no
+        # longer matches the file: the next run reads everything)
+        snap = _Snapshot(self.snapshot, frame) if whole and self.snapshot is not None else None
+        try:
+            run_id = self._start_run(started, since, until, len(frame))
+            held, by_reason = self._hold(verdicts, frame, run_id)
+            cases = self._cases(flags, verdicts, run_id)
+            timings["write_holds"] = time.perf_counter() - t1
+            _peak(timings, "write_holds")
             t2 = time.perf_counter()
-            try:
-                sha = write_snapshot(self.snapshot, frame)
-            except OSError:  # no room, read-only home: the next run reads everything
-                sha = None
-            timings["snapshot_write"] = time.perf_counter() - t2
+            risk_updates = self._risks(verdicts, frame)
+            timings["write_risks"] = time.perf_counter() - t2
+        finally:
+            sha = snap.result(timings) if snap is not None else None
         self._finish_run(
             run_id, len([f for f in flags if f.strength >= 1]), held, len(cases), events_from,
             sha,
@@ -527,10 +582,11 @@ class DetectService:
             fl = [f for f in verdicts.hold[rid] if (rid, f.fingerprint) not in done]
             if fl:
                 todo.append((rid, fl))
-        self._evidence_cache.clear()
+        self._clear_caches()
+        recorded = _recorded(verdicts, [rid for rid, _ in todo])
         for lo in range(0, len(todo), _HOLD_CHUNK):
             chunk = {
-                rid: (self._hold_event(rid, fl, verdicts, run_id, now), fl)
+                rid: (self._hold_event(rid, fl, verdicts, run_id, now, recorded[rid]), fl)
                 for rid, fl in todo[lo : lo + _HOLD_CHUNK]
             }
             with self.ledger.unit_of_work() as uow:
@@ -547,29 +603,45 @@ class DetectService:
                         int(ev.event_id or 0), run_id,
                     )
                 ]  # fmt: skip
-                if holds:
-                    uow.connection.execute(rt.detect_holds.insert(), holds)
+                uow.load(rt.detect_holds, _HOLD_COLS, holds)
             for ev in written:
                 held += 1
                 by_reason.update(ev.reasons)
-        self._evidence_cache.clear()
+        self._clear_caches()
         return held, by_reason
 
     def _hold_event(
-        self, rid: int, fl: list[Flag], verdicts: Verdicts, run_id: int, now: datetime
+        self,
+        rid: int,
+        fl: list[Flag],
+        verdicts: Verdicts,
+        run_id: int,
+        now: datetime,
+        risk: float | None = None,
     ) -> Event:
         reasons = tuple(sorted({f.reason for f in fl}))
         # the strongest finding in full; the others without repeating the parameters
+        # (each finding's evidence encoded once however many ratings it holds: the
+        # event's text joined from the encoded parts, as encoding it whole would give)
+        first, first_parts = self._evidence_parts(fl[0])
         evidence: dict[str, Any] = {
-            **self._evidence(fl[0]),
-            "risk": round(verdicts.recorded(rid), 6),
+            **first,
+            "risk": round(verdicts.recorded(rid) if risk is None else risk, 6),
             "run_id": run_id,
         }
+        parts = {
+            **first_parts,
+            "risk": canonical_json(evidence["risk"]),
+            "run_id": canonical_json(run_id),
+        }
         if len(fl) > 1:
-            evidence["also"] = [self._evidence(f, brief=True) for f in fl[1:]]
+            also = [self._evidence_parts(f, brief=True) for f in fl[1:]]
+            evidence["also"] = [doc for doc, _ in also]
+            parts["also"] = "[" + ",".join(self._evidence_text(f) for f in fl[1:]) + "]"
         soft = verdicts.soft.get(rid)
         if soft:
             evidence["signals"] = {k: round(v, 4) for k, v in soft.items()}
+            parts["signals"] = canonical_json(evidence["signals"])
             if all(f.strength < 1 for f in fl):
                 reasons = tuple(sorted({*reasons, Reason.OUTLIER_PYOD}))
         return Event(
@@ -580,8 +652,32 @@ class DetectService:
             status=Status.HELD,
             reasons=reasons,
             rule_set_id=self.rule_set_id,
-            evidence=evidence,
+            evidence=Encoded.of(evidence, parts),
         )
+
+    def _clear_caches(self) -> None:
+        self._evidence_cache.clear()
+        self._parts_cache.clear()
+        self._text_cache.clear()
+
+    def _evidence_parts(
+        self, f: Flag, *, brief: bool = False
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """A finding's evidence and each of its values encoded, built once per finding."""
+        doc = self._evidence(f, brief=brief)
+        key = (id(f), brief)
+        cached = self._parts_cache.get(key)
+        if cached is None or cached[0] is not f:
+            cached = self._parts_cache[key] = (f, {k: canonical_json(v) for k, v in doc.items()})
+        return doc, cached[1]
+
+    def _evidence_text(self, f: Flag) -> str:
+        """The brief evidence of a finding, encoded once."""
+        key = (id(f), True)
+        cached = self._text_cache.get(key)
+        if cached is None or cached[0] is not f:
+            cached = self._text_cache[key] = (f, canonical_json(self._evidence(f, brief=True)))
+        return cached[1]
 
     def _evidence(self, f: Flag, *, brief: bool = False) -> dict[str, Any]:
         """A finding's evidence (``brief``: without its parameters), built once per finding
@@ -597,16 +693,10 @@ class DetectService:
         return cached[1]
 
     @staticmethod
-    def _hold_rows(rid: int, fl: list[Flag], event_id: int, run_id: int) -> list[dict[str, Any]]:
+    def _hold_rows(rid: int, fl: list[Flag], event_id: int, run_id: int) -> list[tuple[Any, ...]]:
+        """``detect_holds`` rows (in the order of :data:`_HOLD_COLS`), one per finding."""
         return [
-            {
-                "rating_id": rid,
-                "fingerprint": f.fingerprint,
-                "detector": f.detector,
-                "reason": f.reason,
-                "event_id": event_id,
-                "run_id": run_id,
-            }
+            (rid, f.fingerprint, f.detector, str(f.reason), event_id, run_id)
             for f in {f.fingerprint: f for f in fl}.values()
         ]
 

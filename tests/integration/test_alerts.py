@@ -772,3 +772,25 @@ def _walk(svc: AlertService, alert_id: int, who: str, to: State) -> Alert:
     while a.state is not to:
         a = _step(svc, a, who)
     return a
+
+
+def test_voids_in_bulk_apply_each_at_its_version_or_none(app: App, svc: AlertService) -> None:
+    """Alerts voided together (a detection run holds thousands of low scores) are one
+    statement; if one alert moved meanwhile, its ``Conflict`` rolls all of them back."""
+    rids = [submit(app, LOW).rating_id for _ in range(3)]
+    alerts = [one_alert(app, rid) for rid in rids]
+    values = {"state": State.VOID.value, "claims_rating": False}
+    stale = alerts[1]
+    with (
+        pytest.raises(Conflict, match=f"alert {stale.alert_id} changed meanwhile"),
+        app.ledger.unit_of_work() as uow,
+    ):
+        svc.store.update_many(
+            uow.connection,
+            [(a.alert_id, a.version + (1 if a is stale else 0), values) for a in alerts],
+        )
+    assert [one_alert(app, rid).state for rid in rids] == [State.OPEN] * 3
+    with app.ledger.unit_of_work() as uow:
+        svc.store.update_many(uow.connection, [(a.alert_id, a.version, values) for a in alerts])
+    after = [alerts_of(app, rid) for rid in rids]
+    assert [[(a.state, a.version) for a in got] for got in after] == [[(State.VOID, 2)]] * 3

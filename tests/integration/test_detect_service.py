@@ -364,3 +364,76 @@ def test_a_failed_reader_process_falls_back_to_the_cursor(
     monkeypatch.setattr(sql_adapter, "BULK_SCAN_ROWS", 0)
     monkeypatch.setattr(columnar.sys, "executable", "/bin/false")  # exits, writes nothing
     _same_frames(plain, load_frame(sqlite_app.ledger, **kw).frame)
+
+
+def test_what_a_run_writes_is_what_its_analysis_decided(app: App) -> None:
+    """The bulk write path (holds as events with their evidence rows and status moves,
+    risks as one block) records exactly what the analysis decided, as a plain per-rating
+    reading of the verdicts gives it: the same held ratings, reasons, evidence and
+    evidence rows, and every rating's risk as read back (the status row, the export and
+    the sealed block), on SQLite and PostgreSQL."""
+    import json
+
+    from integrity.adapters.sql import decode_risks
+    from integrity.sqlkit import canonical_json
+    from rules.detectors.features import load_frame
+
+    svc = _fast(app)
+    frame = load_frame(app.ledger, rubric=svc.rubric, tz=svc.tz)
+    flags, _, verdicts, _ = svc.analyse(frame)
+    before = _statuses(app)
+    rep = svc.run(full=True)
+    assert rep.held == len(verdicts.hold) > 0
+    assert rep.flags == flags
+
+    statuses = _statuses(app)
+    moved = {rid for rid, (st, v, _) in statuses.items() if (st, v) != before[rid][:2]}
+    assert moved == set(verdicts.hold)
+    assert all(statuses[rid][0] == "held" for rid in moved)
+    with app.ledger.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                rt.detect_holds.c.rating_id,
+                rt.detect_holds.c.fingerprint,
+                rt.detect_holds.c.detector,
+                rt.detect_holds.c.reason,
+                rt.detect_holds.c.event_id,
+            )
+        ).all()
+        blocks = conn.execute(sa.select(t.risk_blocks.c.data)).scalars().all()
+        texts = dict(
+            conn.execute(
+                sa.select(t.events.c.event_id, t.events.c.evidence).where(t.events.c.kind == "hold")
+            ).all()
+        )
+    want_rows = {
+        (rid, f.fingerprint, f.detector, str(f.reason))
+        for rid, fl in verdicts.hold.items()
+        for f in fl
+    }
+    assert {(int(r), f, d, c) for r, f, d, c, _ in rows} == want_rows
+    event_of = {int(r): int(e) for r, _, _, _, e in rows}
+    for rid, fl in verdicts.hold.items():
+        (ev,) = [e for e in app.ledger.events_of(rid) if e.kind == "hold"]
+        assert ev.event_id == event_of[rid]
+        want = svc._hold_event(rid, fl, verdicts, int(rep.run_id or 0), ev.at)
+        assert ev.reasons == want.reasons and ev.status is Status.HELD
+        assert ev.evidence == json.loads(canonical_json(dict(want.evidence)))
+        # the text written, joined from parts encoded once per finding, is the text of
+        # the whole evidence encoded at once
+        assert texts[ev.event_id] == canonical_json(dict(want.evidence))
+
+    # risks: every rating's recorded risk, read back three ways
+    ranked = verdicts.ranked
+    want_risk = {
+        rid: round(float(ranked[rid]) if rid in ranked.index else 0.0, 6) for rid in statuses
+    }
+    assert {rid: round(r, 6) for rid, (_, _, r) in statuses.items()} == want_risk
+    exported = {int(r["rating_id"]): round(float(r["risk"]), 6) for r in export_ratings(app.ledger)}
+    assert exported == want_risk
+    (block,) = blocks
+    ids, vals = decode_risks(block)
+    assert ids.tolist() == sorted(rid for rid, r in want_risk.items() if r != 0.0)
+    assert [round(v, 6) for v in vals.tolist()] == [want_risk[i] for i in ids.tolist()]
+    app.log.seal(app.clock.now())
+    assert app.log.verify(app.clock.now()).problems == []

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from integrity.adapters import tables as t
+from integrity.adapters.sql import decode_risks, encode_risks
 from integrity.app import App
 from tests.factories import backend_url, make_app, rating
 
@@ -50,21 +51,72 @@ def test_risk_round_trip_and_tamper(app: App) -> None:
     assert verify_problems(app) == []
 
     with app.ledger.engine.begin() as conn:  # ... or rewrites the scoring history too
+        eid, data = conn.execute(
+            sa.select(t.risk_blocks.c.event_id, t.risk_blocks.c.data).order_by(
+                t.risk_blocks.c.event_id
+            )
+        ).first()
+        got_ids, got = decode_risks(data)
+        assert got_ids.tolist() == [ids[0], ids[1]] and got.tolist() == [0.9, 0.25]
+        got = got.copy()
+        got[1] = 0.0
         conn.execute(
-            t.risk_scores.update().where(t.risk_scores.c.rating_id == ids[1]).values(risk=0.0)
+            t.risk_blocks.update()
+            .where(t.risk_blocks.c.event_id == eid)
+            .values(data=encode_risks(got_ids, got))
         )
         conn.execute(
             t.rating_status.update().where(t.rating_status.c.rating_id == ids[1]).values(risk=0.0)
         )
     problems = verify_problems(app)
-    assert any("risk scores of event" in p for p in problems), problems
+    assert any(f"risk scores of event {eid} differ" in p for p in problems), problems
+
+    with app.ledger.engine.begin() as conn:  # a block that is not one any more
+        conn.execute(
+            t.risk_blocks.update().where(t.risk_blocks.c.event_id == eid).values(data=b"RSK1")
+        )
+    problems = verify_problems(app)
+    assert any(f"risk scores of event {eid} cannot be read" in p for p in problems), problems
+
+
+def test_risk_rows_from_before_blocks_are_still_verified(app: App) -> None:
+    """A ledger scored before risk blocks keeps its ``risk_scores`` rows: verify checks
+    them against their event's digest, and a later block's values win over them."""
+    ids = [app.validate(rating()).rating_id for _ in range(3)]
+    assert app.ledger.set_risk({ids[0]: 0.5, ids[1]: 0.25}, at=app.clock.now()) == 2
+    with app.ledger.engine.begin() as conn:  # the same run, as it was stored before blocks
+        eid, data = conn.execute(sa.select(t.risk_blocks.c.event_id, t.risk_blocks.c.data)).one()
+        got_ids, got = decode_risks(data)
+        conn.execute(t.risk_blocks.delete())
+        conn.execute(
+            t.risk_scores.insert(),
+            [
+                {"event_id": eid, "rating_id": int(r), "risk": float(v)}
+                for r, v in zip(got_ids, got, strict=True)
+            ],
+        )
+    assert app.ledger.set_risk({ids[1]: 0.75, ids[2]: 0.125}, at=app.clock.now()) == 2
+    app.log.seal(app.clock.now())
+    assert verify_problems(app) == []
+    assert [app.ledger.rating(i).risk for i in ids] == [0.5, 0.75, 0.125]
+    with app.ledger.engine.begin() as conn:
+        conn.execute(
+            t.risk_scores.update().where(t.risk_scores.c.rating_id == ids[0]).values(risk=0.0)
+        )
+        conn.execute(
+            t.rating_status.update().where(t.rating_status.c.rating_id == ids[0]).values(risk=0.0)
+        )
+    problems = verify_problems(app)
+    assert any(f"risk scores of event {eid} differ" in p for p in problems), problems
 
 
 def test_unknown_ratings_are_ignored(app: App) -> None:
     rid = app.validate(rating()).rating_id
     assert app.ledger.set_risk({rid: 0.5, rid + 1000: 0.9}) == 1
     with app.ledger.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(t.risk_scores)).scalar_one() == 1
+        blocks = conn.execute(sa.select(t.risk_blocks.c.ratings, t.risk_blocks.c.data)).all()
+    assert [n for n, _ in blocks] == [1]
+    assert decode_risks(blocks[0][1])[0].tolist() == [rid]
 
 
 def test_a_whole_ledgers_risks_at_once(app: App) -> None:
