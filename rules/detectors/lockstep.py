@@ -90,35 +90,58 @@ class LockstepDetector(Detector):
             ]
             d = rows_of(d, c.rename(columns={"key": col}), [col, "win", "day"])
             rows = c.set_index(["key", "win", "day"])
+            held, blocks = self._excess(d, [col, "win", "day"], rows, days_at)
+            d["_held"] = held
             for (k, w, day), g in d.groupby([col, "win", "day"]):
                 unit = {
                     **rows.loc[(k, w, day)],
+                    **blocks.loc[(k, w, day)],
                     "day": day,
                     "window": str(wid[w]),
                     "hash": str(g[hash_col].iloc[0]),
                     "date": pd.Timestamp(int(day) * 86400, unit="s").date(),
                 }
-                yield unit, self._excess(g, unit, days_at)
+                unit["held_devices"] = int(unit["held_devices"])
+                yield unit, g.loc[g["_held"], "rating_id"]
 
-    def _excess(self, g: pd.DataFrame, unit: dict[str, Any], days_at: pd.Series) -> pd.Series:
-        """The block's ratings from as many of its devices as exceed the usual count, the
-        least ordinary first: those that rate the window on the most days, then those
-        whose scores sit closest to the block's, then those with the most ratings."""
-        per = g.groupby("dev").agg(n=("rating_id", "size"), med=("composite", "median"))
+    @staticmethod
+    def _excess(
+        d: pd.DataFrame, blk: list[str], rows: pd.DataFrame, days_at: pd.Series
+    ) -> tuple[np.ndarray, pd.DataFrame]:
+        """Which of the blocks' ratings to hold (a mask over ``d``), and per block
+        (``ordinary``, ``held_devices``): in each block, the ratings from as many of its
+        devices as exceed the usual count, the least ordinary first: those that rate the
+        window on the most days, then those whose scores sit closest to the block's,
+        then those with the most ratings (then by device code). All blocks at once."""
+        per = (
+            d.groupby([*blk, "dev"])
+            .agg(n=("rating_id", "size"), med=("composite", "median"))
+            .reset_index()
+        )
+        per = per.join(d.groupby(blk)["composite"].median().rename("block_med"), on=blk)
+        per["gap"] = (per["med"] - per["block_med"]).abs()
         per["days"] = days_at.reindex(
-            pd.MultiIndex.from_arrays([per.index, np.full(len(per), g["win"].iloc[0])])
+            pd.MultiIndex.from_arrays([per["dev"], per["win"]])
         ).to_numpy()
-        per["gap"] = (per["med"] - float(g["composite"].median())).abs()
+        per["devs"] = per.groupby(blk)["dev"].transform("size")
+        r = rows.reindex(pd.MultiIndex.from_frame(per[blk]))
+        usual = r["usual"].to_numpy(dtype=float)
+        key_devices = r["key_devices"].to_numpy(dtype=float)
         # the key's devices that went elsewhere are its ordinary traffic; as many again,
         # in proportion to this window's share, are ordinary here
-        p_w = float(unit["usual"]) / max(float(unit["key_devices"]), 1.0)
-        ordinary = (float(unit["key_devices"]) - len(per)) * p_w / max(1e-9, 1.0 - p_w)
-        unit["ordinary"] = ordinary
-        take = len(per) - int(np.floor(ordinary + 1 / 3))  # the median of a Poisson count
-        unit["held_devices"] = max(0, min(len(per), take))
-        order = per.sort_values(["days", "gap", "n"], ascending=[False, True, False], kind="stable")
-        keep = order.index[: unit["held_devices"]]
-        return g.loc[g["dev"].isin(keep), "rating_id"]
+        p_w = usual / np.maximum(key_devices, 1.0)
+        per["ordinary"] = (key_devices - per["devs"]) * p_w / np.maximum(1e-9, 1.0 - p_w)
+        take = per["devs"] - np.floor(per["ordinary"] + 1 / 3)  # the median of a Poisson count
+        per["held_devices"] = np.clip(take, 0, per["devs"]).astype(int)
+        per = per.sort_values(
+            [*blk, "days", "gap", "n", "dev"],
+            ascending=[True] * len(blk) + [False, True, False, True],
+            kind="stable",
+        )
+        keep = per.loc[per.groupby(blk).cumcount().to_numpy() < per["held_devices"], [*blk, "dev"]]
+        held = pd.MultiIndex.from_frame(d[[*blk, "dev"]]).isin(pd.MultiIndex.from_frame(keep))
+        blocks = per.groupby(blk)[["ordinary", "held_devices"]].first()
+        return held, blocks
 
     def _unit(self, unit: Unit) -> str:
         return f"{unit['kind']}:{unit['hash']}:window:{unit['window']}:day:{unit['date']}"
