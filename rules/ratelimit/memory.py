@@ -20,9 +20,12 @@ from integrity.clock import Clock, SystemClock
 from integrity.ports import LimitCheck, LimitFailure, LimitOutcome
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Hits between sweeps of expired keys: at least this many, and at least as many as there
-# are keys, so sweeping costs O(1) per hit however many keys a long replay keeps (keys
-# expire by the clock, not by replayed time: replaying a year keeps them all).
+# Hits between sweeps of expired keys: at least this many, and at least as many as the
+# last sweep kept, so sweeping costs O(1) per hit however many keys there are (a sweep
+# visits the keys kept plus at most a few per hit since). Keys expire by the
+# clock, like Redis keys; a replay (hits at given times) also drops the keys its replayed
+# time has left behind (``MemoryLimiter.bound_replay``), or replaying a year would keep
+# them all.
 _SWEEP_EVERY = 10_000
 
 
@@ -58,6 +61,10 @@ class _Bucket:
     entries: list[tuple[int, str]] = field(default_factory=list)
     scores: dict[str, int] = field(default_factory=dict)
     expires_at_ms: int | None = None
+    #: The latest hit time (ms; replayed or clock) plus the key's ttl: no hit at or after
+    #: it can count this key's entries (a sliding log has trimmed them all by then; a
+    #: calendar day's key is named by a day that is over).
+    until_ms: int = 0
 
     def trim(self, upto: int) -> None:
         """Drop every entry with score <= ``upto`` (ms)."""
@@ -111,6 +118,11 @@ class MemoryLimiter:
         self._lock = threading.Lock()
         self._keys: dict[str, _Bucket] = {}
         self._hits_since_sweep = 0
+        self._kept_at_sweep = 0  # keys the last sweep kept
+        #: how far behind the latest replayed hit a replayed hit may come (ms), or None:
+        #: keys are then dropped by the clock only (see ``bound_replay``)
+        self._lateness_ms: int | None = None
+        self._replayed_ms: int | None = None  # the latest hit time given (``at_ms``)
         self._pending: Callable[[], object] | None = None
         self._pending_lock = threading.Lock()
 
@@ -119,6 +131,31 @@ class MemoryLimiter:
         before the first hit, release or size, not now: a process that never checks a
         limit (``integrity detect``, reports) never pays for it."""
         self._pending = fill
+
+    def bound_replay(self, lateness_ms: int) -> None:
+        """Also drop keys by the hit times given (replayed time), not only by the clock.
+
+        A replay (``integrity ingest`` of history) gives each hit its own time, and its
+        keys would otherwise live ``ttl_ms`` past the *clock* time of their last hit, so a
+        long replay kept every key it ever touched. Bounded, a key is dropped once the
+        latest replayed hit time is ``lateness_ms`` past the key's last hit plus its ttl:
+        the counters then hold what the busiest stretch of replayed time needs, not the
+        whole replay.
+
+        Decisions are unchanged for every hit no more than ``lateness_ms`` earlier than
+        the latest replayed hit (a hit at or after a key's last hit plus its ttl counts
+        none of its entries). An even later one is judged without the dropped keys, as
+        a rebuild from the ledger judges it (``rules.ratelimit.rebuild.horizon``).
+        """
+        if lateness_ms < 0:
+            raise ValueError(f"lateness_ms must be >= 0, got {lateness_ms}")
+        self._lateness_ms = int(lateness_ms)
+
+    def keys(self) -> int:
+        """How many keys the counters hold (tests, benchmarks)."""
+        self._ready()
+        with self._lock:
+            return len(self._keys)
 
     def _ready(self) -> None:
         if self._pending is None:
@@ -192,6 +229,9 @@ class MemoryLimiter:
                     expires = int(recorded_at_ms) + check.ttl_ms
                     if bucket.expires_at_ms is None or bucket.expires_at_ms < expires:
                         bucket.expires_at_ms = expires
+                    until = int(at_ms) + check.ttl_ms
+                    if bucket.until_ms < until:
+                        bucket.until_ms = until
             self._sweep(clock_ms)
         return added
 
@@ -221,9 +261,14 @@ class MemoryLimiter:
         # Written for speed (ingest runs it for every rating): the steps of _live, trim,
         # in_window and add inlined, with the same results.
         clock_ms = self._clock_ms()
-        now = clock_ms if at_ms is None else int(at_ms)
+        if at_ms is None:
+            now = clock_ms
+        else:
+            now = int(at_ms)
+            if self._replayed_ms is None or now > self._replayed_ms:
+                self._replayed_ms = now
         self._hits_since_sweep += 1
-        if self._hits_since_sweep >= _SWEEP_EVERY and self._hits_since_sweep >= len(self._keys):
+        if self._hits_since_sweep >= _SWEEP_EVERY and self._hits_since_sweep >= self._kept_at_sweep:
             self._sweep(clock_ms)
         keys = self._keys
 
@@ -283,9 +328,23 @@ class MemoryLimiter:
             expires = clock_ms + check.ttl_ms
             if bucket.expires_at_ms is None or bucket.expires_at_ms < expires:
                 bucket.expires_at_ms = expires
+            until = now + check.ttl_ms
+            if bucket.until_ms < until:
+                bucket.until_ms = until
         return LimitOutcome(allowed=True, added=tuple(added))
 
     def _sweep(self, clock_ms: int) -> None:
+        """Drop the keys expired by the clock and, when bounded, those the replayed time
+        has left behind (see :meth:`bound_replay`)."""
         self._hits_since_sweep = 0
-        for key in list(self._keys):
-            self._live(key, clock_ms)
+        keys = self._keys
+        behind: int | None = None
+        if self._lateness_ms is not None and self._replayed_ms is not None:
+            behind = self._replayed_ms - self._lateness_ms
+        for key, bucket in list(keys.items()):
+            expires = bucket.expires_at_ms
+            if (expires is not None and expires <= clock_ms) or (
+                behind is not None and bucket.until_ms <= behind
+            ):
+                del keys[key]
+        self._kept_at_sweep = len(keys)
