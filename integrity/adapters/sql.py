@@ -1147,9 +1147,9 @@ class SqlLedger:
                     eids = self._allocate(conn, t.events.c.event_id, len(pending))
                     when = _sqlite_time if self.dialect == "sqlite" else _same
                     ratings, events, statuses = _bulk_rows(pending, rids, eids, actor, slots, when)
-                    self._load(conn, t.ratings, _BULK_RATING_COLS, ratings)
-                    self._load(conn, t.events, _BULK_EVENT_COLS, events)
-                    self._load(conn, t.rating_status, _BULK_STATUS_COLS, statuses)
+                    self.load_rows(conn, t.ratings, _BULK_RATING_COLS, ratings)
+                    self.load_rows(conn, t.events, _BULK_EVENT_COLS, events)
+                    self.load_rows(conn, t.rating_status, _BULK_STATUS_COLS, statuses)
             except AlreadyExists:  # a concurrent writer took a ticket or a fingerprint
                 # one by one, settling each race, still in one transaction: all or nothing
                 with self._writing() as conn:
@@ -1159,7 +1159,7 @@ class SqlLedger:
             for rid, p in zip(rids, pending, strict=True)
         ]
 
-    def _load(
+    def load_rows(
         self, conn: Connection, table: sa.Table, cols: Sequence[str], rows: list[tuple[Any, ...]]
     ) -> None:
         """Insert many rows, given as tuples in the order of ``cols`` with values as the
@@ -1351,7 +1351,7 @@ class SqlLedger:
                 part_ids = ch_ids[lo : lo + 200_000].tolist()
                 part_vals = ch_vals[lo : lo + 200_000].tolist()
                 if self.dialect == "postgresql":
-                    self._load(
+                    self.load_rows(
                         conn,
                         t.risk_scores,
                         ("event_id", "rating_id", "risk"),
@@ -1804,7 +1804,7 @@ class SqlUnitOfWork:
             row = _event_row(ev) | {"event_id": eid}
             row["at"] = when(row["at"])
             rows.append(tuple(row[c] for c in _BULK_EVENT_COLS))
-        self.ledger._load(self.connection, t.events, _BULK_EVENT_COLS, rows)
+        self.ledger.load_rows(self.connection, t.events, _BULK_EVENT_COLS, rows)
         rs = t.rating_status
         self.connection.execute(
             rs.update()
