@@ -436,6 +436,21 @@ def _reasons_json(reasons: Sequence[str]) -> str:
     return found
 
 
+_SCORES_JSON: dict[tuple[tuple[str, int], ...], str] = {}
+
+
+def _scores_json(scores: Mapping[str, int]) -> str:
+    """``canonical_json(dict(scores))``, remembered (a rubric has a few thousand
+    combinations of scores)."""
+    key = tuple(scores.items())
+    found = _SCORES_JSON.get(key)
+    if found is None:
+        found = canonical_json(dict(scores))
+        if len(_SCORES_JSON) < 65536:
+            _SCORES_JSON[key] = found
+    return found
+
+
 def _evidence_json(evidence: Mapping[str, Any]) -> str:
     """``canonical_json(dict(evidence))``; a flat one of plain strings (the usual
     ``{"client_id": ...}``) remembered."""
@@ -475,7 +490,7 @@ def _row_values(
     rating = (
         r.fingerprint, r.ticket_id, claims, r.window_id, r.staff_id, r.service_type,
         r.channel, when(r.served_at), when(r.submitted_at), r.submitted_at_given, received,
-        when(r.occurred_at), canonical_json(dict(r.scores)), r.composite, r.comment,
+        when(r.occurred_at), _scores_json(r.scores), r.composite, r.comment,
         r.ip_hash, r.prefix_hash, r.device_hash, p.rule_set_id, r.client_id, *scores,
     )  # fmt: skip
     event = (

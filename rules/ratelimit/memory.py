@@ -181,12 +181,15 @@ class MemoryLimiter:
     def hit_many(
         self, calls: Sequence[tuple[Sequence[LimitCheck], str, int | None]]
     ) -> list[LimitOutcome]:
-        """Several :meth:`hit` calls in order, under one lock acquisition."""
+        """Several :meth:`hit` calls in order, under one lock acquisition and one reading
+        of the clock (the batch is judged as of one instant)."""
         for checks, member, _ in calls:
             validate_checks(checks, member)
         self._ready()
         with self._lock:
-            return [self._hit(checks, member, at_ms) for checks, member, at_ms in calls]
+            clock_ms = self._clock_ms()
+            hit = self._hit
+            return [hit(checks, member, at_ms, clock_ms) for checks, member, at_ms in calls]
 
     def release(self, checks: Sequence[LimitCheck], member: str) -> None:
         """Give back the slots ``member`` holds in these keys (a refund; no-op where absent)."""
@@ -257,10 +260,17 @@ class MemoryLimiter:
             return None
         return bucket
 
-    def _hit(self, checks: Sequence[LimitCheck], member: str, at_ms: int | None) -> LimitOutcome:
+    def _hit(
+        self,
+        checks: Sequence[LimitCheck],
+        member: str,
+        at_ms: int | None,
+        clock_ms: int | None = None,
+    ) -> LimitOutcome:
         # Written for speed (ingest runs it for every rating): the steps of _live, trim,
         # in_window and add inlined, with the same results.
-        clock_ms = self._clock_ms()
+        if clock_ms is None:
+            clock_ms = self._clock_ms()
         if at_ms is None:
             now = clock_ms
         else:
@@ -323,7 +333,15 @@ class MemoryLimiter:
             bucket = keys.get(key)  # the loop above dropped every expired one
             if bucket is None:
                 bucket = keys[key] = _Bucket()
-            if bucket.add(now, member):
+            scores = bucket.scores
+            if member not in scores:  # _Bucket.add, inlined
+                scores[member] = now
+                entries = bucket.entries
+                entry = (now, member)
+                if not entries or entries[-1] < entry:
+                    entries.append(entry)  # in time order: the usual case
+                else:
+                    bisect.insort(entries, entry)
                 added.append(i)
             expires = clock_ms + check.ttl_ms
             if bucket.expires_at_ms is None or bucket.expires_at_ms < expires:
