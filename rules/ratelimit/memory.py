@@ -11,6 +11,7 @@ crash can never leave them disagreeing with the ratings written.
 from __future__ import annotations
 
 import bisect
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -100,6 +101,12 @@ class _Bucket:
 
 def _score(entry: tuple[int, str]) -> int:
     return entry[0]
+
+
+@functools.cache
+def _all_added(n: int) -> LimitOutcome:
+    """The outcome of a hit recorded in all of its ``n`` keys (frozen: shared)."""
+    return LimitOutcome(allowed=True, added=tuple(range(n)))
 
 
 class MemoryLimiter:
@@ -283,8 +290,7 @@ class MemoryLimiter:
         keys = self._keys
 
         failures: list[LimitFailure] = []
-        for check in checks:
-            key = check.key
+        for rule_id, key, window_ms, limit, _ in checks:  # LimitCheck's fields, unpacked
             bucket = keys.get(key)
             if bucket is None:
                 continue  # an empty key: count 0 < limit, and the member is not in it
@@ -293,7 +299,6 @@ class MemoryLimiter:
                 del keys[key]
                 continue
             entries = bucket.entries
-            window_ms = check.window_ms
             if window_ms > 0:
                 lo = now - window_ms
                 if entries and entries[0][0] <= lo:  # trim: drop scores <= lo
@@ -317,19 +322,18 @@ class MemoryLimiter:
                 )
             else:
                 start, count = 0, len(entries)
-            if count >= check.limit:
+            if count >= limit:
                 retry = 0
                 if window_ms > 0:
                     # the entry that must leave the window for the count to drop below limit
-                    score = entries[start + count - check.limit][0]
+                    score = entries[start + count - limit][0]
                     retry = score + window_ms - now
-                failures.append(LimitFailure(check.rule_id, retry))
+                failures.append(LimitFailure(rule_id, retry))
 
         if failures:
             return LimitOutcome(allowed=False, failures=tuple(failures))
         added = []
-        for i, check in enumerate(checks):
-            key = check.key
+        for i, (_, key, _, _, ttl_ms) in enumerate(checks):
             bucket = keys.get(key)  # the loop above dropped every expired one
             if bucket is None:
                 bucket = keys[key] = _Bucket()
@@ -343,12 +347,14 @@ class MemoryLimiter:
                 else:
                     bisect.insort(entries, entry)
                 added.append(i)
-            expires = clock_ms + check.ttl_ms
+            expires = clock_ms + ttl_ms
             if bucket.expires_at_ms is None or bucket.expires_at_ms < expires:
                 bucket.expires_at_ms = expires
-            until = now + check.ttl_ms
+            until = now + ttl_ms
             if bucket.until_ms < until:
                 bucket.until_ms = until
+        if len(added) == len(checks):  # the usual case: one shared (immutable) outcome
+            return _all_added(len(added))
         return LimitOutcome(allowed=True, added=tuple(added))
 
     def _sweep(self, clock_ms: int) -> None:
