@@ -56,12 +56,24 @@ def write_world(n: int, seed: int, out: Path) -> int:
     return len(world)
 
 
-def run(cmd: list[str], env: dict[str, str]) -> float:
+#: the peak resident memory (MB) of each step's last process, by step
+PEAK_MB: dict[str, float] = {}
+
+
+def run(cmd: list[str], env: dict[str, str], step: str = "") -> float:
+    """Run ``cmd`` to its end; seconds elapsed (its peak RSS goes to ``PEAK_MB[step]``)."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=ROOT)
-    elapsed = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-3000:]
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{tail}")
+    if step:
+        PEAK_MB[step] = usage.ru_maxrss / 1024  # KB on Linux
     return elapsed
 
 
@@ -76,7 +88,7 @@ BACKENDS = {
 def floor_once(backend: str, data: Path) -> float:
     with fresh_database(BACKENDS[backend][0]) as url:
         cmd = [sys.executable, "-m", "bench.ingest_floor", "--db", url, str(data / "ratings.jsonl")]
-        return run(cmd, dict(os.environ))
+        return run(cmd, dict(os.environ), "floor")
 
 
 def engine_once(backend: str, data: Path) -> dict[str, float]:
@@ -91,9 +103,9 @@ def engine_once(backend: str, data: Path) -> dict[str, float]:
             env.update(INTEGRITY_NAMESPACE=ns)
             stack.callback(_forget, ns)
         times = {
-            "init": run([*CLI, "init"], env),
-            "venues": run([*CLI, "venues", "load", str(data / "venues.json")], env),
-            "ingest": run([*CLI, "ingest", str(data / "ratings.jsonl")], env),
+            "init": run([*CLI, "init"], env, "init"),
+            "venues": run([*CLI, "venues", "load", str(data / "venues.json")], env, "venues"),
+            "ingest": run([*CLI, "ingest", str(data / "ratings.jsonl")], env, "ingest"),
         }
         return times
 
@@ -145,7 +157,8 @@ def main() -> None:
                 print(
                     f"  {kind:<16}: floor {f:6.2f} s {n / f:8,.0f}/s | engine {total:6.2f} s "
                     f"{n / total:8,.0f}/s (init {steps['init']:.2f} + venues {steps['venues']:.2f} "
-                    f"+ ingest {steps['ingest']:.2f}) | ratio {f / total:4.2f}x (target >= 0.50x)",
+                    f"+ ingest {steps['ingest']:.2f}) | ratio {f / total:4.2f}x (target >= 0.50x) "
+                    f"| peak RSS: ingest {PEAK_MB['ingest']:,.0f} MB, floor {PEAK_MB['floor']:,.0f} MB",
                     flush=True,
                 )
     if len(sizes) > 1:
