@@ -21,9 +21,10 @@ from integrity.clock import Clock, SystemClock
 from integrity.ports import LimitCheck, LimitFailure, LimitOutcome
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Hits between sweeps of expired keys: at least this many, and at least as many as the
-# last sweep kept, so sweeping costs O(1) per hit however many keys there are (a sweep
-# visits the keys kept plus at most a few per hit since). Keys expire by the
+# Keys touched by hits between sweeps of expired keys: at least this many, and at least
+# as many as the last sweep kept. A sweep visits the keys kept plus at most the keys
+# touched since, so it costs O(1) per key touched however many keys there are, and the
+# keys held stay within twice what a sweep keeps (plus this many). Keys expire by the
 # clock, like Redis keys; a replay (hits at given times) also drops the keys its replayed
 # time has left behind (``MemoryLimiter.bound_replay``), or replaying a year would keep
 # them all.
@@ -124,7 +125,7 @@ class MemoryLimiter:
         self.namespace = namespace
         self._lock = threading.Lock()
         self._keys: dict[str, _Bucket] = {}
-        self._hits_since_sweep = 0
+        self._touched_since_sweep = 0  # keys touched by hits since the last sweep
         self._kept_at_sweep = 0  # keys the last sweep kept
         #: how far behind the latest replayed hit a replayed hit may come (ms), or None:
         #: keys are then dropped by the clock only (see ``bound_replay``)
@@ -284,8 +285,9 @@ class MemoryLimiter:
             now = int(at_ms)
             if self._replayed_ms is None or now > self._replayed_ms:
                 self._replayed_ms = now
-        self._hits_since_sweep += 1
-        if self._hits_since_sweep >= _SWEEP_EVERY and self._hits_since_sweep >= self._kept_at_sweep:
+        self._touched_since_sweep += len(checks)
+        touched = self._touched_since_sweep
+        if touched >= _SWEEP_EVERY and touched >= self._kept_at_sweep:
             self._sweep(clock_ms)
         keys = self._keys
 
@@ -360,7 +362,7 @@ class MemoryLimiter:
     def _sweep(self, clock_ms: int) -> None:
         """Drop the keys expired by the clock and, when bounded, those the replayed time
         has left behind (see :meth:`bound_replay`)."""
-        self._hits_since_sweep = 0
+        self._touched_since_sweep = 0
         keys = self._keys
         behind: int | None = None
         if self._lateness_ms is not None and self._replayed_ms is not None:
