@@ -58,7 +58,7 @@ from integrity.tickets import ServiceRecords, TicketPolicy
 from publishing import Pages, Releases
 from rules.detectors.review import ReviewService
 from rules.ratelimit import MemoryLimiter, RateLimitGate, limiter_from_url
-from rules.ratelimit.rebuild import rebuild
+from rules.ratelimit.rebuild import rebuild, replay_lateness_ms
 from rules.realtime import KioskGate, PeriodGate, RegistryGate, Snapshot, TicketGate, TimeGate
 from rules.ruleset import default_ruleset_text, load_ruleset
 
@@ -161,6 +161,9 @@ def open_app(settings: Settings, clock: Clock | None = None, *, inspect: bool = 
         # first limit is checked, not at open: commands that never check one (detect,
         # reports, review) do not read the recent ratings for it.
         limiter.defer(lambda: rebuild(ledger, rate_limit, limiter))
+        # ... and a replay's keys are dropped by replayed time too, so a long replay
+        # holds what its busiest days need, not every key it touched
+        limiter.bound_replay(replay_lateness_ms(rate_limit))
     gates: list[Gate] = [
         rate_limit,
         KioskGate(venues),

@@ -14,15 +14,16 @@ backend, alternating, ``--repeat`` times (the median counts):
 
 Every module is compiled to bytecode first, as an installed package is. Prints each
 step's median seconds, ratings/s, the ratio floor time / engine time
-(target >= 0.5x), and per size how the rate holds (every step's time per rating must
-not grow with the size).
+(target >= 0.5x), the peak resident memory of the last ingest and floor processes, and
+per size how the rate holds (every step's time per rating must not grow with the size).
 
     .venv/bin/python -m bench.bench_ingest [--sizes 30000,300000] [--repeat 3]
         [--backends sqlite,postgresql,postgresql+redis] [--seed 7]
 
-Last measured (2 shared cores; README, Benchmarks): a 29,648-rating month SQLite 0.44x,
-PostgreSQL 0.30x, PostgreSQL + Redis 0.29x; 297,818 ratings SQLite 0.60x, PostgreSQL
-0.30x; 2,959,597 ratings SQLite 0.68x (3M runs take about 20 minutes a backend).
+Last measured (2 shared cores; README, Benchmarks): a 29,648-rating month SQLite 0.36x,
+PostgreSQL 0.35x, PostgreSQL + Redis 0.29x at load 1-2 (0.29-0.48x under load 3-6);
+297,818 ratings PostgreSQL 0.32x; 2,959,597 ratings PostgreSQL 0.43x, the ingest
+process at 1.27 GB (3M runs take 20-40 minutes a backend).
 """
 
 from __future__ import annotations
@@ -56,12 +57,25 @@ def write_world(n: int, seed: int, out: Path) -> int:
     return len(world)
 
 
-def run(cmd: list[str], env: dict[str, str]) -> float:
+#: the peak resident memory (MB) of each step's last process, by step (GNU time's %M:
+#: the rusage a parent gets back counts the pages a forked child shared with it before
+#: its exec, here the bench's own, with the whole world in memory)
+PEAK_MB: dict[str, float] = {}
+GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else None
+
+
+def run(cmd: list[str], env: dict[str, str], step: str = "") -> float:
+    """Run ``cmd`` to its end; seconds elapsed (its peak RSS goes to ``PEAK_MB[step]``)."""
+    if GNU_TIME is not None:
+        cmd = [GNU_TIME, "-f", "peak_kb=%M", *cmd]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=ROOT)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    peaks = [line for line in proc.stderr.splitlines() if line.startswith("peak_kb=")]
+    if step and peaks:
+        PEAK_MB[step] = int(peaks[-1].split("=", 1)[1]) / 1024
     return elapsed
 
 
@@ -76,7 +90,7 @@ BACKENDS = {
 def floor_once(backend: str, data: Path) -> float:
     with fresh_database(BACKENDS[backend][0]) as url:
         cmd = [sys.executable, "-m", "bench.ingest_floor", "--db", url, str(data / "ratings.jsonl")]
-        return run(cmd, dict(os.environ))
+        return run(cmd, dict(os.environ), "floor")
 
 
 def engine_once(backend: str, data: Path) -> dict[str, float]:
@@ -91,9 +105,9 @@ def engine_once(backend: str, data: Path) -> dict[str, float]:
             env.update(INTEGRITY_NAMESPACE=ns)
             stack.callback(_forget, ns)
         times = {
-            "init": run([*CLI, "init"], env),
-            "venues": run([*CLI, "venues", "load", str(data / "venues.json")], env),
-            "ingest": run([*CLI, "ingest", str(data / "ratings.jsonl")], env),
+            "init": run([*CLI, "init"], env, "init"),
+            "venues": run([*CLI, "venues", "load", str(data / "venues.json")], env, "venues"),
+            "ingest": run([*CLI, "ingest", str(data / "ratings.jsonl")], env, "ingest"),
         }
         return times
 
@@ -145,7 +159,9 @@ def main() -> None:
                 print(
                     f"  {kind:<16}: floor {f:6.2f} s {n / f:8,.0f}/s | engine {total:6.2f} s "
                     f"{n / total:8,.0f}/s (init {steps['init']:.2f} + venues {steps['venues']:.2f} "
-                    f"+ ingest {steps['ingest']:.2f}) | ratio {f / total:4.2f}x (target >= 0.50x)",
+                    f"+ ingest {steps['ingest']:.2f}) | ratio {f / total:4.2f}x (target >= 0.50x) "
+                    f"| peak RSS: ingest {PEAK_MB.get('ingest', 0):,.0f} MB, "
+                    f"floor {PEAK_MB.get('floor', 0):,.0f} MB",
                     flush=True,
                 )
     if len(sizes) > 1:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -124,13 +125,30 @@ class App:
         hooks, release connections."""
         try:
             if self.ledger.written:
-                for task in self.closing:
-                    task()
-                self.log.seal(self.clock.now())
+                self._finish_and_seal()
         finally:
             for hook in reversed(self.on_close):
                 hook()
             self.ledger.engine.dispose()
+
+    def _finish_and_seal(self) -> None:
+        """The ``closing`` hooks, then a seal of everything. On PostgreSQL what this
+        process wrote is sealed meanwhile, on a connection of its own (the closing hooks
+        and the sealer lock different things), so the last seal is left with only the
+        events the hooks wrote. (On SQLite one writer at a time: one after the other.)"""
+        if self.ledger.dialect != "postgresql" or not self.closing:
+            for task in self.closing:
+                task()
+            self.log.seal(self.clock.now())
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="sealer") as sealer:
+            first = sealer.submit(self.log.seal, self.clock.now())
+            try:
+                for task in self.closing:
+                    task()
+            finally:
+                first.result()
+        self.log.seal(self.clock.now())
 
     def __enter__(self) -> App:
         return self

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -193,19 +194,39 @@ class ValidationHook:
         Decisions are exactly those of calling :meth:`validate` one by one: a ticket
         or an identical submission repeated inside a chunk is seen by the later one (an
         identical one is answered with the earlier one's decision, as the ledger would).
+
+        A chunk's write (one transaction) runs in a worker thread while the next chunk
+        is parsed; the next chunk is judged only once that write has committed (its
+        lookups see it), so chunks are judged and written strictly one after another.
+        A chunk's items are yielded once its write has committed.
         """
         batch: list[tuple[int, Rating]] = []
-        for line, obj in enumerate(objs, start=1):
+        writing: _Writing | None = None  # the chunk whose write is in flight
+        with ThreadPoolExecutor(1, thread_name_prefix="ingest-writer") as writer:
             try:
-                rating = self.parse(obj, client_id=client_id)
-            except InvalidInput as err:
+                for line, obj in enumerate(objs, start=1):
+                    try:
+                        rating = self.parse(obj, client_id=client_id)
+                    except InvalidInput as err:
+                        yield from self._settle(writing, on_progress, receipts)
+                        writing = None
+                        yield from self._flush(batch, replay, on_progress, receipts)
+                        yield IngestItem(line, error=err)
+                        continue
+                    if len(batch) >= chunk:
+                        yield from self._settle(writing, on_progress, receipts)
+                        writing = self._start(batch, replay, writer)
+                        batch = []
+                    batch.append((line, rating))
+                yield from self._settle(writing, on_progress, receipts)
+                writing = None
                 yield from self._flush(batch, replay, on_progress, receipts)
-                yield IngestItem(line, error=err)
-                continue
-            if len(batch) >= chunk:
-                yield from self._flush(batch, replay, on_progress, receipts)
-            batch.append((line, rating))
-        yield from self._flush(batch, replay, on_progress, receipts)
+            finally:
+                if writing is not None:  # the consumer stopped, or parsing failed
+                    try:
+                        writing.done.result()  # a write is never left running
+                    except Exception:  # not written: its slots go back
+                        self._release(writing.checked, writing.ctx)
 
     def _flush(
         self,
@@ -214,8 +235,20 @@ class ValidationHook:
         on_progress: Callable[[int], None] | None,
         receipts: bool = True,
     ) -> Iterator[IngestItem]:
+        """Judge and write ``batch`` now (in this thread), yield its items, empty it."""
         if not batch:
             return
+        yield from self._settle(self._start(list(batch), replay, None), on_progress, receipts)
+        batch.clear()
+
+    def _start(
+        self,
+        batch: list[tuple[int, Rating]],
+        replay: bool,
+        writer: ThreadPoolExecutor | None,
+    ) -> _Writing:
+        """Judge ``batch`` (lookups, gates) and start its write: in ``writer``'s thread, or
+        here and now without one."""
         ratings = [r for _, r in batch]
         lookups = self.ledger.lookup_many(ratings)
         claimed: set[str] = set()
@@ -258,26 +291,61 @@ class ValidationHook:
             else:
                 pending.append(self._pending(r, combine(gate_verdicts[i])))
             slots.append(i)
+        actor = decision_actor(replay)
+        done: Future[list[Decision]]
+        if writer is not None:
+            done = writer.submit(self.ledger.record_many, pending, actor=actor)
+        else:
+            done = Future()
+            try:
+                done.set_result(self.ledger.record_many(pending, actor=actor))
+            except Exception as err:  # raised where the write is settled
+                done.set_exception(err)
+        return _Writing(batch, out, slots, again, checked, ctx, done)
+
+    def _settle(
+        self,
+        writing: _Writing | None,
+        on_progress: Callable[[int], None] | None,
+        receipts: bool,
+    ) -> Iterator[IngestItem]:
+        """Wait for a chunk's write; yield its items (or, if it failed, give its slots
+        back and raise: the chunk is one transaction, none of it was written)."""
+        if writing is None:
+            return
+        out = writing.out
         try:
-            written = self.ledger.record_many(pending, actor=decision_actor(replay))
-        except Exception:  # the chunk is one transaction: none of it was written
-            self._release(checked, ctx)
+            written = writing.done.result()
+        except Exception:
+            self._release(writing.checked, writing.ctx)
             raise
-        for i, d in zip(slots, written, strict=True):
+        for i, d in zip(writing.slots, written, strict=True):
             out[i] = d
-        for i, j in again.items():
+        for i, j in writing.again.items():
             # what the ledger answers an identical retry: the first decision, as stored
             orig = out[j]
             assert orig is not None
             out[i] = Decision(
                 orig.rating_id, orig.status, orig.reasons, orig.rule_set_id, replayed=True
             )
-        for (line, _), decided in zip(batch, out, strict=True):
+        for (line, _), decided in zip(writing.batch, out, strict=True):
             assert decided is not None
             yield IngestItem(line, decision=self._receipted(decided) if receipts else decided)
         if on_progress is not None:
-            on_progress(len(batch))
-        batch.clear()
+            on_progress(len(writing.batch))
+
+
+@dataclass
+class _Writing:
+    """A judged chunk whose write (``done``) is in flight or finished."""
+
+    batch: list[tuple[int, Rating]]
+    out: list[Decision | None]  # decisions known before the write (earlier ratings)
+    slots: list[int]  # the indexes written, in the order of the write's decisions
+    again: dict[int, int]  # identical repeats inside the chunk -> their first index
+    checked: list[Rating]  # what the gates counted (given back if the write fails)
+    ctx: GateContext
+    done: Future[list[Decision]]
 
 
 def _gates_missed(first: Decision, gates: Sequence[Gate]) -> bool:

@@ -369,10 +369,8 @@ class MerkleLog:
         leaves = [
             (start + i, row[0], h) for i, (row, h) in enumerate(zip(rows, hashes, strict=True))
         ]
-        marks = "%s, %s, %s" if self.ledger.dialect == "postgresql" else "?, ?, ?"
-        conn.exec_driver_sql(
-            f"INSERT INTO log_leaves (leaf_index, event_id, leaf_hash) VALUES ({marks})", leaves
-        )
+        # one COPY stream on PostgreSQL, one executemany on SQLite (as the ledger loads)
+        self.ledger.load_rows(conn, t.log_leaves, ("leaf_index", "event_id", "leaf_hash"), leaves)
         conn.execute(
             t.log_head.update()
             .where(t.log_head.c.id == 1)

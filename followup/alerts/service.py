@@ -273,9 +273,11 @@ class AlertService:
         )
         registry: ServiceRegistry | None = None
         opened = voided = 0
-        # alerts to open, written together (a replayed month opens thousands); any void
-        # writes them first, so events keep the order of their causes
+        # alerts to open, written together (a replayed month opens thousands); a void
+        # writes them first, so events keep the order of their causes (a change that
+        # voids nothing writes nothing: the batch goes on)
         opening: list[tuple[StoredRating, StatusChange]] = []
+        waiting: set[int] = set()  # their ratings
 
         def flush() -> None:
             if opening:
@@ -283,6 +285,7 @@ class AlertService:
                 for alert in self._open_many(uow, opening, registry, now):
                     claimed[alert.rating_id] = alert
                 opening.clear()
+                waiting.clear()
 
         # and alerts to void, written together too; each kind is flushed before the
         # other is queued, so the events still come in the order of their causes
@@ -293,7 +296,6 @@ class AlertService:
                 self._void_many(uow, voiding, now)
                 voiding.clear()
 
-        waiting: set[int] = set()
         for c in relevant:
             if c.status is Status.ACCEPTED:
                 r = ratings.get(c.rating_id)
@@ -308,10 +310,11 @@ class AlertService:
                     waiting.add(c.rating_id)
                     opened += 1
                 continue
-            flush()
-            waiting.clear()
+            if c.rating_id in waiting:
+                flush()  # its alert is about to open: open it, then void it
             alert = claimed.get(c.rating_id)
             if alert is not None and not alert.state.final:
+                flush()
                 voiding.append((alert, c))
                 del claimed[c.rating_id]
                 voided += 1

@@ -493,6 +493,21 @@ def _reasons_json(reasons: Sequence[str]) -> str:
     return found
 
 
+_SCORES_JSON: dict[tuple[tuple[str, int], ...], str] = {}
+
+
+def _scores_json(scores: Mapping[str, int]) -> str:
+    """``canonical_json(dict(scores))``, remembered (a rubric has a few thousand
+    combinations of scores)."""
+    key = tuple(scores.items())
+    found = _SCORES_JSON.get(key)
+    if found is None:
+        found = canonical_json(dict(scores))
+        if len(_SCORES_JSON) < 65536:
+            _SCORES_JSON[key] = found
+    return found
+
+
 def _evidence_json(evidence: Mapping[str, Any]) -> str:
     """``canonical_json(dict(evidence))``; a flat one of plain strings (the usual
     ``{"client_id": ...}``) remembered."""
@@ -532,7 +547,7 @@ def _row_values(
     rating = (
         r.fingerprint, r.ticket_id, claims, r.window_id, r.staff_id, r.service_type,
         r.channel, when(r.served_at), when(r.submitted_at), r.submitted_at_given, received,
-        when(r.occurred_at), canonical_json(dict(r.scores)), r.composite, r.comment,
+        when(r.occurred_at), _scores_json(r.scores), r.composite, r.comment,
         r.ip_hash, r.prefix_hash, r.device_hash, p.rule_set_id, r.client_id, *scores,
     )  # fmt: skip
     event = (
@@ -1264,9 +1279,9 @@ class SqlLedger:
                     eids = self._allocate(conn, t.events.c.event_id, len(pending))
                     when = _sqlite_time if self.dialect == "sqlite" else _same
                     ratings, events, statuses = _bulk_rows(pending, rids, eids, actor, slots, when)
-                    self._load(conn, t.ratings, _BULK_RATING_COLS, ratings)
-                    self._load(conn, t.events, _BULK_EVENT_COLS, events)
-                    self._load(conn, t.rating_status, _BULK_STATUS_COLS, statuses)
+                    self.load_rows(conn, t.ratings, _BULK_RATING_COLS, ratings)
+                    self.load_rows(conn, t.events, _BULK_EVENT_COLS, events)
+                    self.load_rows(conn, t.rating_status, _BULK_STATUS_COLS, statuses)
             except AlreadyExists:  # a concurrent writer took a ticket or a fingerprint
                 # one by one, settling each race, still in one transaction: all or nothing
                 with self._writing() as conn:
@@ -1276,7 +1291,7 @@ class SqlLedger:
             for rid, p in zip(rids, pending, strict=True)
         ]
 
-    def _load(
+    def load_rows(
         self, conn: Connection, table: sa.Table, cols: Sequence[str], rows: list[tuple[Any, ...]]
     ) -> None:
         """Insert many rows, given as tuples in the order of ``cols`` with values as the
@@ -1898,7 +1913,7 @@ class SqlUnitOfWork:
 
     def load(self, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         """See :meth:`integrity.ports.UnitOfWork.load`."""
-        self.ledger._load(self.connection, table, columns, rows)
+        self.ledger.load_rows(self.connection, table, columns, rows)
 
     def append_many(self, events: Sequence[Event]) -> list[Event]:
         """See :meth:`integrity.ports.UnitOfWork.append_many`."""
@@ -1951,7 +1966,7 @@ class SqlUnitOfWork:
             row = _event_row(ev) | {"event_id": eid}
             row["at"] = when(row["at"])
             rows.append(tuple(row[c] for c in _BULK_EVENT_COLS))
-        self.ledger._load(self.connection, t.events, _BULK_EVENT_COLS, rows)
+        self.ledger.load_rows(self.connection, t.events, _BULK_EVENT_COLS, rows)
         # the status rows: plain driver statements, no SQLAlchemy work per row
         moves = [
             ((ev.status or Status.HELD).value, ";".join(ev.reasons), eid, ev.rating_id)

@@ -11,6 +11,7 @@ crash can never leave them disagreeing with the ratings written.
 from __future__ import annotations
 
 import bisect
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +21,13 @@ from integrity.clock import Clock, SystemClock
 from integrity.ports import LimitCheck, LimitFailure, LimitOutcome
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# Hits between sweeps of expired keys: at least this many, and at least as many as there
-# are keys, so sweeping costs O(1) per hit however many keys a long replay keeps (keys
-# expire by the clock, not by replayed time: replaying a year keeps them all).
+# Keys touched by hits between sweeps of expired keys: at least this many, and at least
+# as many as the last sweep kept. A sweep visits the keys kept plus at most the keys
+# touched since, so it costs O(1) per key touched however many keys there are, and the
+# keys held stay within twice what a sweep keeps (plus this many). Keys expire by the
+# clock, like Redis keys; a replay (hits at given times) also drops the keys its replayed
+# time has left behind (``MemoryLimiter.bound_replay``), or replaying a year would keep
+# them all.
 _SWEEP_EVERY = 10_000
 
 
@@ -58,6 +63,10 @@ class _Bucket:
     entries: list[tuple[int, str]] = field(default_factory=list)
     scores: dict[str, int] = field(default_factory=dict)
     expires_at_ms: int | None = None
+    #: The latest hit time (ms; replayed or clock) plus the key's ttl: no hit at or after
+    #: it can count this key's entries (a sliding log has trimmed them all by then; a
+    #: calendar day's key is named by a day that is over).
+    until_ms: int = 0
 
     def trim(self, upto: int) -> None:
         """Drop every entry with score <= ``upto`` (ms)."""
@@ -95,6 +104,12 @@ def _score(entry: tuple[int, str]) -> int:
     return entry[0]
 
 
+@functools.cache
+def _all_added(n: int) -> LimitOutcome:
+    """The outcome of a hit recorded in all of its ``n`` keys (frozen: shared)."""
+    return LimitOutcome(allowed=True, added=tuple(range(n)))
+
+
 class MemoryLimiter:
     """Sliding-log limiter in process memory; same semantics as ``hit.lua``.
 
@@ -110,7 +125,12 @@ class MemoryLimiter:
         self.namespace = namespace
         self._lock = threading.Lock()
         self._keys: dict[str, _Bucket] = {}
-        self._hits_since_sweep = 0
+        self._touched_since_sweep = 0  # keys touched by hits since the last sweep
+        self._kept_at_sweep = 0  # keys the last sweep kept
+        #: how far behind the latest replayed hit a replayed hit may come (ms), or None:
+        #: keys are then dropped by the clock only (see ``bound_replay``)
+        self._lateness_ms: int | None = None
+        self._replayed_ms: int | None = None  # the latest hit time given (``at_ms``)
         self._pending: Callable[[], object] | None = None
         self._pending_lock = threading.Lock()
 
@@ -119,6 +139,31 @@ class MemoryLimiter:
         before the first hit, release or size, not now: a process that never checks a
         limit (``integrity detect``, reports) never pays for it."""
         self._pending = fill
+
+    def bound_replay(self, lateness_ms: int) -> None:
+        """Also drop keys by the hit times given (replayed time), not only by the clock.
+
+        A replay (``integrity ingest`` of history) gives each hit its own time, and its
+        keys would otherwise live ``ttl_ms`` past the *clock* time of their last hit, so a
+        long replay kept every key it ever touched. Bounded, a key is dropped once the
+        latest replayed hit time is ``lateness_ms`` past the key's last hit plus its ttl:
+        the counters then hold what the busiest stretch of replayed time needs, not the
+        whole replay.
+
+        Decisions are unchanged for every hit no more than ``lateness_ms`` earlier than
+        the latest replayed hit (a hit at or after a key's last hit plus its ttl counts
+        none of its entries). An even later one is judged without the dropped keys, as
+        a rebuild from the ledger judges it (``rules.ratelimit.rebuild.horizon``).
+        """
+        if lateness_ms < 0:
+            raise ValueError(f"lateness_ms must be >= 0, got {lateness_ms}")
+        self._lateness_ms = int(lateness_ms)
+
+    def keys(self) -> int:
+        """How many keys the counters hold (tests, benchmarks)."""
+        self._ready()
+        with self._lock:
+            return len(self._keys)
 
     def _ready(self) -> None:
         if self._pending is None:
@@ -144,12 +189,15 @@ class MemoryLimiter:
     def hit_many(
         self, calls: Sequence[tuple[Sequence[LimitCheck], str, int | None]]
     ) -> list[LimitOutcome]:
-        """Several :meth:`hit` calls in order, under one lock acquisition."""
+        """Several :meth:`hit` calls in order, under one lock acquisition and one reading
+        of the clock (the batch is judged as of one instant)."""
         for checks, member, _ in calls:
             validate_checks(checks, member)
         self._ready()
         with self._lock:
-            return [self._hit(checks, member, at_ms) for checks, member, at_ms in calls]
+            clock_ms = self._clock_ms()
+            hit = self._hit
+            return [hit(checks, member, at_ms, clock_ms) for checks, member, at_ms in calls]
 
     def release(self, checks: Sequence[LimitCheck], member: str) -> None:
         """Give back the slots ``member`` holds in these keys (a refund; no-op where absent)."""
@@ -192,6 +240,9 @@ class MemoryLimiter:
                     expires = int(recorded_at_ms) + check.ttl_ms
                     if bucket.expires_at_ms is None or bucket.expires_at_ms < expires:
                         bucket.expires_at_ms = expires
+                    until = int(at_ms) + check.ttl_ms
+                    if bucket.until_ms < until:
+                        bucket.until_ms = until
             self._sweep(clock_ms)
         return added
 
@@ -217,19 +268,31 @@ class MemoryLimiter:
             return None
         return bucket
 
-    def _hit(self, checks: Sequence[LimitCheck], member: str, at_ms: int | None) -> LimitOutcome:
+    def _hit(
+        self,
+        checks: Sequence[LimitCheck],
+        member: str,
+        at_ms: int | None,
+        clock_ms: int | None = None,
+    ) -> LimitOutcome:
         # Written for speed (ingest runs it for every rating): the steps of _live, trim,
         # in_window and add inlined, with the same results.
-        clock_ms = self._clock_ms()
-        now = clock_ms if at_ms is None else int(at_ms)
-        self._hits_since_sweep += 1
-        if self._hits_since_sweep >= _SWEEP_EVERY and self._hits_since_sweep >= len(self._keys):
+        if clock_ms is None:
+            clock_ms = self._clock_ms()
+        if at_ms is None:
+            now = clock_ms
+        else:
+            now = int(at_ms)
+            if self._replayed_ms is None or now > self._replayed_ms:
+                self._replayed_ms = now
+        self._touched_since_sweep += len(checks)
+        touched = self._touched_since_sweep
+        if touched >= _SWEEP_EVERY and touched >= self._kept_at_sweep:
             self._sweep(clock_ms)
         keys = self._keys
 
         failures: list[LimitFailure] = []
-        for check in checks:
-            key = check.key
+        for rule_id, key, window_ms, limit, _ in checks:  # LimitCheck's fields, unpacked
             bucket = keys.get(key)
             if bucket is None:
                 continue  # an empty key: count 0 < limit, and the member is not in it
@@ -238,7 +301,6 @@ class MemoryLimiter:
                 del keys[key]
                 continue
             entries = bucket.entries
-            window_ms = check.window_ms
             if window_ms > 0:
                 lo = now - window_ms
                 if entries and entries[0][0] <= lo:  # trim: drop scores <= lo
@@ -262,30 +324,53 @@ class MemoryLimiter:
                 )
             else:
                 start, count = 0, len(entries)
-            if count >= check.limit:
+            if count >= limit:
                 retry = 0
                 if window_ms > 0:
                     # the entry that must leave the window for the count to drop below limit
-                    score = entries[start + count - check.limit][0]
+                    score = entries[start + count - limit][0]
                     retry = score + window_ms - now
-                failures.append(LimitFailure(check.rule_id, retry))
+                failures.append(LimitFailure(rule_id, retry))
 
         if failures:
             return LimitOutcome(allowed=False, failures=tuple(failures))
         added = []
-        for i, check in enumerate(checks):
-            key = check.key
+        for i, (_, key, _, _, ttl_ms) in enumerate(checks):
             bucket = keys.get(key)  # the loop above dropped every expired one
             if bucket is None:
                 bucket = keys[key] = _Bucket()
-            if bucket.add(now, member):
+            scores = bucket.scores
+            if member not in scores:  # _Bucket.add, inlined
+                scores[member] = now
+                entries = bucket.entries
+                entry = (now, member)
+                if not entries or entries[-1] < entry:
+                    entries.append(entry)  # in time order: the usual case
+                else:
+                    bisect.insort(entries, entry)
                 added.append(i)
-            expires = clock_ms + check.ttl_ms
+            expires = clock_ms + ttl_ms
             if bucket.expires_at_ms is None or bucket.expires_at_ms < expires:
                 bucket.expires_at_ms = expires
+            until = now + ttl_ms
+            if bucket.until_ms < until:
+                bucket.until_ms = until
+        if len(added) == len(checks):  # the usual case: one shared (immutable) outcome
+            return _all_added(len(added))
         return LimitOutcome(allowed=True, added=tuple(added))
 
     def _sweep(self, clock_ms: int) -> None:
-        self._hits_since_sweep = 0
-        for key in list(self._keys):
-            self._live(key, clock_ms)
+        """Drop the keys expired by the clock and, when bounded, those the replayed time
+        has left behind (see :meth:`bound_replay`)."""
+        self._touched_since_sweep = 0
+        keys = self._keys
+        behind: int | None = None
+        if self._lateness_ms is not None and self._replayed_ms is not None:
+            behind = self._replayed_ms - self._lateness_ms
+        for key, bucket in list(keys.items()):
+            expires = bucket.expires_at_ms
+            if (expires is not None and expires <= clock_ms) or (
+                behind is not None and bucket.until_ms <= behind
+            ):
+                del keys[key]
+        self._kept_at_sweep = len(keys)

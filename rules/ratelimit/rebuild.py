@@ -56,6 +56,17 @@ def horizon(latest: datetime, gate: RateLimitGate) -> datetime:
     return min(latest - timedelta(seconds=longest), datetime.combine(day, time(0), tzinfo=tz))
 
 
+def replay_lateness_ms(gate: RateLimitGate) -> int:
+    """How far behind the latest replayed rating a replayed rating may come and still be
+    judged against every counter that can matter (ms): at least as far back as any
+    :func:`horizon` reaches (the longest sliding window, and the start of the previous
+    calendar day, at most 49 hours back across a daylight-saving change). The in-process
+    limiter keeps its keys that long in replayed time (``MemoryLimiter.bound_replay``),
+    so an uninterrupted replay keeps at least what a rebuild restores."""
+    longest = max((rule.window_s or 0 for rule in gate.ruleset.limits), default=0)
+    return max(longest, 49 * 3600) * 1000
+
+
 class SlotSource(Protocol):
     """The two read models of :class:`integrity.ports.Ledger` a rebuild needs."""
 

@@ -321,6 +321,69 @@ def test_check_many_equals_check_one_by_one() -> None:
     assert any(v is not None for v in expected) and any(v is None for v in expected)
 
 
+def _replay_days(gate: RateLimitGate, days: int, per_day: int) -> list[Verdict | None]:
+    """Replay ``days`` days of ``per_day`` ratings each (devices, addresses and windows
+    recurring across days, bursts included), one ``check_many`` a day."""
+    verdicts: list[Verdict | None] = []
+    for day in range(days):
+        start = T + timedelta(days=day)
+        batch = [
+            rating(
+                start + timedelta(seconds=400 * i),
+                device=f"dev-{(day * 37 + i) % 400}",
+                ip=f"ip-{(day * 11 + i) % 90}",
+                prefix=f"pfx-{i % 15}",
+                window=f"W{i % 6}",
+            )
+            for i in range(per_day)
+        ]
+        batch += [dataclasses.replace(batch[0], fingerprint=f"burst-{day}-{k}") for k in range(4)]
+        verdicts.extend(gate.check_many(batch, REPLAY))
+    return verdicts
+
+
+def test_a_long_replay_holds_what_its_busiest_days_need(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Replayed keys are dropped by replayed time: a 60-day replay holds a few days'
+    entries, not sixty days' (the clock never moves here), and decides exactly as an
+    unbounded limiter."""
+    from rules.ratelimit import memory
+    from rules.ratelimit.rebuild import replay_lateness_ms
+
+    monkeypatch.setattr(memory, "_SWEEP_EVERY", 200)  # sweep often: a tight bound
+    per_day = 200
+    unbounded, free = make_gate()
+    bounded, kept = make_gate()
+    kept.bound_replay(replay_lateness_ms(bounded))
+
+    expected = _replay_days(unbounded, 60, per_day)
+    assert _replay_days(bounded, 60, per_day) == expected
+    assert any(v is not None for v in expected) and any(v is None for v in expected)
+    # each rating puts at most one entry in each of its ~6 keys; keys live through their
+    # day, the next and ~2 more (the lateness allowed): at most 6 days of ratings
+    six_days = 6 * (per_day + 4) * len(bounded.plan(rating(), REPLAY).checks)
+    assert kept.size() <= six_days
+    # the clock alone drops nothing in a replay: sixty days' worth
+    assert free.size() > 3 * six_days
+    assert kept.keys() < free.keys() / 4
+
+
+def test_a_replay_bound_leaves_a_late_hit_within_the_lateness_unchanged() -> None:
+    """A replayed hit up to the lateness behind the latest one still sees its keys."""
+    from rules.ratelimit.rebuild import replay_lateness_ms
+
+    gate, limiter = make_gate()
+    limiter.bound_replay(replay_lateness_ms(gate))
+    late = [rating(T + timedelta(seconds=i), device="dev-late", window=f"W{i}") for i in range(3)]
+    assert gate.check_many(late, REPLAY) == [None, None, None]
+    # the replay runs two days on (other devices), then the late device comes back
+    _replay_days(gate, 2, 60)
+    again = rating(T + timedelta(seconds=10), device="dev-late", window="W9")
+    verdict = gate.check(again, REPLAY)
+    assert verdict is not None and verdict.reasons == ("rate_limit.device",)
+
+
 def test_backend_unavailable_propagates() -> None:
     class DeadLimiter:
         def hit(self, checks: Sequence[LimitCheck], member: str, at_ms: int | None) -> LimitOutcome:
