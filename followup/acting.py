@@ -10,10 +10,10 @@ only the mechanics that must behave the same in both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -22,7 +22,9 @@ from integrity.catalogue import Kind
 from integrity.errors import Conflict, FieldError, NotFound, PermissionDenied
 from integrity.model import Event
 from integrity.people import People, Person, require_any
-from integrity.ports import UnitOfWork
+from integrity.ports import Ledger, UnitOfWork
+
+T = TypeVar("T")
 
 
 def acting_person(people: People, actor: str | None, role: str) -> Person:
@@ -70,6 +72,34 @@ class EscalationRun:
 
     overdue: tuple[dict[str, Any], ...]
     escalated: tuple[dict[str, Any], ...]
+
+
+#: What a deadline run does to one due item: the rows it marked overdue and escalated.
+Marked = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+
+
+def run_deadlines(
+    ledger: Ledger,
+    lock: str,
+    candidates: Callable[[Connection], Sequence[T]],
+    handle: Callable[[UnitOfWork, T], Marked],
+) -> EscalationRun:
+    """One deadline run over the items ``candidates`` finds due: when there are some,
+    each handled in one unit of work under ``lock``; none due: a read, no lock taken
+    (on SQLite the lock is the database's write lock, and ``serve`` runs this every
+    round)."""
+    with ledger.reading() as conn:
+        if not candidates(conn):
+            return EscalationRun((), ())
+    overdue: list[dict[str, Any]] = []
+    escalated: list[dict[str, Any]] = []
+    with ledger.unit_of_work() as uow:
+        uow.lock(lock)
+        for item in candidates(uow.connection):
+            o, e = handle(uow, item)
+            overdue += o
+            escalated += e
+    return EscalationRun(tuple(overdue), tuple(escalated))
 
 
 def in_place_event(

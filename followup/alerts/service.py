@@ -46,6 +46,7 @@ from followup.acting import (
     deadline_actor,
     in_place_event,
     record_transition,
+    run_deadlines,
     text_field,
 )
 from followup.alerts.model import (
@@ -817,16 +818,13 @@ class AlertService:
         )
         now = now or self.clock.now()
         self.sync(now)
-        overdue: list[dict[str, Any]] = []
-        escalated: list[dict[str, Any]] = []
         reg = self.registry()
-        with self.ledger.unit_of_work() as uow:
-            uow.lock(LOCK)
-            for a in self.store.deadline_candidates(uow.connection, now):
-                o, e = self._deadlines(uow, a, reg, by, now)
-                overdue += o
-                escalated += e
-        return EscalationRun(tuple(overdue), tuple(escalated))
+        return run_deadlines(
+            self.ledger,
+            LOCK,
+            lambda conn: self.store.deadline_candidates(conn, now),
+            lambda uow, a: self._deadlines(uow, a, reg, by, now),
+        )
 
     def _in_place(
         self, a: Alert, action: Action, by: str, now: datetime, version: int, **extra: Any

@@ -43,6 +43,7 @@ from followup.acting import (
     deadline_actor,
     in_place_event,
     record_transition,
+    run_deadlines,
     text_field,
 )
 from followup.cases.model import (
@@ -865,19 +866,13 @@ class CaseService:
             operator_actor=OPERATOR_ACTOR,
         )
         now = now or self.clock.now()
-        with self.ledger.reading() as conn:  # nothing due: no lock (SQLite's write lock)
-            if not self.store.deadline_candidates(conn, now):
-                return EscalationRun((), ())
-        overdue: list[dict[str, Any]] = []
-        escalated: list[dict[str, Any]] = []
         reg = self.registry()
-        with self.ledger.unit_of_work() as uow:
-            uow.lock(LOCK)
-            for c in self.store.deadline_candidates(uow.connection, now):
-                o, e = self._due_date(uow, c, reg, by, now)
-                overdue += o
-                escalated += e
-        return EscalationRun(tuple(overdue), tuple(escalated))
+        return run_deadlines(
+            self.ledger,
+            LOCK,
+            lambda conn: self.store.deadline_candidates(conn, now),
+            lambda uow, c: self._due_date(uow, c, reg, by, now),
+        )
 
     def _in_place(
         self, c: Case, action: Action, by: str, now: datetime, version: int, **extra: Any
