@@ -95,10 +95,23 @@ class Encoded(dict[str, Any]):
         return out
 
 
+#: Object keys already encoded (a writer of many objects uses the same few keys).
+_KEY_TEXT: dict[str, str] = {}
+
+
 def canonical_object(parts: Mapping[str, str]) -> str:
     """The canonical JSON of an object given each key's value already encoded (by
     :func:`canonical_json`): the same text as encoding the whole object at once."""
-    return "{" + ",".join(f"{_CANONICAL.encode(k)}:{v}" for k, v in sorted(parts.items())) + "}"
+    keys = _KEY_TEXT
+    out = []
+    for k in sorted(parts):  # keys are unique: the order of sorting the items
+        text = keys.get(k)
+        if text is None:
+            text = _CANONICAL.encode(k)
+            if type(k) is str and len(keys) < 4096:
+                keys[k] = text
+        out.append(text + ":" + parts[k])
+    return "{" + ",".join(out) + "}"
 
 
 @contextmanager

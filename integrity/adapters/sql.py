@@ -10,11 +10,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import operator
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -441,6 +442,10 @@ def _decision_from(rating_id: int, row: Mapping[Any, Any], replayed: bool) -> De
         rule_set_id=row["rule_set_id"] or "",
         replayed=replayed,
     )
+
+
+#: A status by its stored value (``Status(value)`` without the enum's call machinery).
+_STATUS: dict[str, Status] = {st.value: st for st in Status}
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
@@ -1901,14 +1906,18 @@ class SqlUnitOfWork:
     def states(self, rating_ids: Sequence[int]) -> dict[int, RatingState]:
         s = t.rating_status.c
         out: dict[int, RatingState] = {}
+        split: dict[str, tuple[str, ...]] = {}  # a few distinct reason lists, split once
         for part in _chunks(sorted({int(i) for i in rating_ids}), 900):
             q = sa.select(s.rating_id, s.status, s.version, s.reasons).where(s.rating_id.in_(part))
             if self.dialect == "postgresql":
                 q = q.with_for_update()
-            for rid, st, version, reasons in self.connection.execute(q):
-                out[int(rid)] = RatingState(
-                    Status(st), int(version), tuple(x for x in str(reasons).split(";") if x)
-                )
+            # plain driver rows (ints and strings: no type processing to skip)
+            for rid, st, version, reasons in self.connection.execute(q).cursor.fetchall():
+                text = str(reasons)
+                got = split.get(text)
+                if got is None:
+                    got = split[text] = tuple(x for x in text.split(";") if x)
+                out[int(rid)] = RatingState(_STATUS.get(st) or Status(st), int(version), got)
         return out
 
     def load(self, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
@@ -1962,10 +1971,16 @@ class SqlUnitOfWork:
         eids = self.ledger._allocate(self.connection, t.events.c.event_id, len(todo))
         when = _sqlite_time if self.ledger.dialect == "sqlite" else _same
         rows = []
+        last_at: Any = when  # no event's time: the first one is converted
+        last_when: Any = None
         for ev, eid in zip(todo, eids, strict=True):
-            row = _event_row(ev) | {"event_id": eid}
-            row["at"] = when(row["at"])
-            rows.append(tuple(row[c] for c in _BULK_EVENT_COLS))
+            row = _event_row(ev)
+            row["event_id"] = eid
+            at = row["at"]
+            if at is not last_at:  # a batch's events usually share one time
+                last_at, last_when = at, when(at)
+            row["at"] = last_when
+            rows.append(_bulk_event_values(row))
         self.ledger.load_rows(self.connection, t.events, _BULK_EVENT_COLS, rows)
         # the status rows: plain driver statements, no SQLAlchemy work per row
         moves = [
@@ -1988,7 +2003,25 @@ class SqlUnitOfWork:
                 "last_event_id = ? WHERE rating_id = ?",
                 moves,
             )
-        return [replace(ev, event_id=int(eid)) for ev, eid in zip(todo, eids, strict=True)]
+        return [_with_id(ev, int(eid)) for ev, eid in zip(todo, eids, strict=True)]
+
+
+_bulk_event_values = operator.itemgetter(*_BULK_EVENT_COLS)
+
+
+def _with_id(ev: Event, event_id: int) -> Event:
+    """``dataclasses.replace(ev, event_id=event_id)``, without its per-call field walk."""
+    return Event(
+        ev.kind, ev.actor, ev.at, ev.rating_id, ev.status, ev.reasons, ev.rule_set_id,
+        ev.evidence, ev.subject, event_id,
+    )  # fmt: skip
+
+
+# _with_id passes every field of Event by position: it must know them all, in order
+assert [f.name for f in fields(Event)] == [
+    "kind", "actor", "at", "rating_id", "status", "reasons", "rule_set_id", "evidence",
+    "subject", "event_id",
+]  # fmt: skip
 
 
 def _event_row(ev: Event) -> dict[str, Any]:
@@ -2003,7 +2036,7 @@ def _event_row(ev: Event) -> dict[str, Any]:
         "kind": str(ev.kind),
         "actor": ev.actor,
         "status": ev.status.value if ev.status else None,
-        "reasons": canonical_json([str(r) for r in ev.reasons]),
+        "reasons": _reasons_json(ev.reasons),
         "rule_set_id": ev.rule_set_id,
         "evidence": (
             ev.evidence.text
