@@ -34,6 +34,7 @@ thread beside them.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -258,6 +259,7 @@ class DetectService:
         self._evidence_cache: dict[tuple[int, bool], tuple[Flag, dict[str, Any]]] = {}
         self._parts_cache: dict[tuple[int, bool], tuple[Flag, dict[str, str]]] = {}
         self._text_cache: dict[tuple[int, bool], tuple[Flag, str]] = {}
+        self._run_text: tuple[int | None, str] = (None, "")  # a run's id, encoded once
 
     @classmethod
     def from_app(cls, app: App) -> DetectService:
@@ -624,15 +626,20 @@ class DetectService:
         # (each finding's evidence encoded once however many ratings it holds: the
         # event's text joined from the encoded parts, as encoding it whole would give)
         first, first_parts = self._evidence_parts(fl[0])
-        evidence: dict[str, Any] = {
-            **first,
-            "risk": round(verdicts.recorded(rid) if risk is None else risk, 6),
-            "run_id": run_id,
-        }
+        value = round(verdicts.recorded(rid) if risk is None else risk, 6)
+        evidence: dict[str, Any] = {**first, "risk": value, "run_id": run_id}
+        run_text = self._run_text
+        if run_text[0] != run_id:
+            run_text = self._run_text = (run_id, canonical_json(run_id))
         parts = {
             **first_parts,
-            "risk": canonical_json(evidence["risk"]),
-            "run_id": canonical_json(run_id),
+            # a finite float encodes as its repr (what the JSON encoder writes for it)
+            "risk": (
+                float.__repr__(value)
+                if type(value) is float and math.isfinite(value)
+                else canonical_json(value)
+            ),
+            "run_id": run_text[1],
         }
         if len(fl) > 1:
             also = [self._evidence_parts(f, brief=True) for f in fl[1:]]

@@ -9,6 +9,7 @@ rows; the caches and conversions agree with what they stand for. On both backend
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,12 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
 from integrity.adapters import tables as t
-from integrity.adapters.sql import _evidence_json, _reasons_json, _sqlite_time
+from integrity.adapters.sql import _evidence_json, _reasons_json, _sqlite_time, _with_id
 from integrity.app import App
 from integrity.log import _event_query, _leaf_of, _RawLeaves
+from integrity.model import Event, Status
 from integrity.ports import RatingQuery
-from integrity.sqlkit import canonical_json
+from integrity.sqlkit import canonical_json, canonical_object
 
 _BIND = t.ratings.c.received_at.type._cached_bind_processor(sqlite.dialect())  # type: ignore[attr-defined]
 
@@ -65,6 +67,37 @@ def test_remembered_json_is_canonical_json(reasons: list[str], evidence: dict[st
     for _ in range(2):  # computed, then remembered
         assert _reasons_json(tuple(reasons)) == canonical_json(list(reasons))
         assert _evidence_json(evidence) == canonical_json(dict(evidence))
+
+
+_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=4)),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.text(max_size=6), _JSON, max_size=6))
+def test_object_joined_from_encoded_values_is_canonical_json(value: dict[str, Any]) -> None:
+    for _ in range(2):  # keys encoded, then remembered
+        parts = {k: canonical_json(v) for k, v in value.items()}
+        assert canonical_object(parts) == canonical_json(value)
+
+
+@given(st.floats())
+def test_a_finite_floats_repr_is_its_json(x: float) -> None:
+    # the hold writer encodes a risk as ``float.__repr__`` when it is finite
+    if x == x and abs(x) != float("inf"):
+        assert float.__repr__(x) == canonical_json(x)
+
+
+@given(st.integers(min_value=1, max_value=2**62))
+def test_an_event_given_its_id_is_dataclasses_replace(event_id: int) -> None:
+    ev = Event(
+        kind="hold", actor="detector", at=datetime(2026, 1, 1, tzinfo=UTC), rating_id=7,
+        status=Status.HELD, reasons=("outlier.burst",), rule_set_id="r",
+        evidence={"a": 1}, subject="s",
+    )  # fmt: skip
+    assert _with_id(ev, event_id) == replace(ev, event_id=event_id)
 
 
 def _values(app: App, query: str) -> list[tuple[Any, ...]]:
