@@ -14,9 +14,11 @@ nobody else), to the admins when the hall has none, and nothing for final cases.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alerts_factories import HIGH, LOW, REGISTRY, add_people, load_registry, submit
@@ -367,39 +369,46 @@ def test_people_plan_note_and_close_as_their_roles_allow(app: App, clock: Frozen
     assert {c.subject for c in svc.listing(None, overdue=True)} == {"S1", "W03", "S3"}
 
 
+def at_once(services: list[Any], call: Callable[[Any], object]) -> list[object]:
+    """``call`` on each service in its own thread, released together: each service's
+    ``registry`` read waits at a barrier until both threads have reached it. Returns
+    each call's result, or the exception it raised."""
+    barrier = threading.Barrier(len(services))
+    for svc in services:
+        read = svc.registry
+
+        def gated(read: Callable[[], Any] = read) -> Any:
+            barrier.wait(timeout=20)
+            return read()
+
+        svc.registry = gated
+    results: list[object] = [None] * len(services)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = call(services[i])
+        except Exception as err:
+            results[i] = err
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(services))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
 def test_two_closes_of_one_month_at_once_one_wins_and_nothing_is_doubled(
     app: App, tmp_path: Path, db_url: str, clock: FrozenClock
 ) -> None:
     """Two processes close October at the same moment: both read the figures (a barrier
     makes sure), then write; one closes it, the other is refused whole."""
-    import threading
-
     month(app, date(2026, 10, 1), {"W01": (3, 7)})
     other = make_app(tmp_path / "home", db_url, clock=clock, init=False)
     try:
-        barrier = threading.Barrier(2)
+        # both read the figures (the registry, read after them), then both write
         closers = [app.get(MonthClose), other.get(MonthClose)]
-        for svc in closers:
-            read = svc.registry
-
-            def gated(read=read):  # type: ignore[no-untyped-def]
-                barrier.wait(timeout=20)  # both have read the figures; now both write
-                return read()
-
-            svc.registry = gated  # type: ignore[method-assign]
-        results: list[object] = [None, None]
-
-        def run(i: int) -> None:
-            try:
-                results[i] = closers[i].close("A1", "2026-10")
-            except Exception as err:
-                results[i] = err
-
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
+        results = at_once(closers, lambda svc: svc.close("A1", "2026-10"))
         refused = [r for r in results if isinstance(r, Exception)]
         assert len(refused) == 1 and isinstance(refused[0], AlreadyExists), results
         closed = [e for e in app.ledger.events_about("period:2026-10")]
@@ -569,37 +578,16 @@ def test_the_servers_background_round_escalates_and_webhooks_receive_it(
 def test_two_runs_at_once_mark_and_escalate_each_case_once(
     app: App, tmp_path: Path, db_url: str, clock: FrozenClock
 ) -> None:
-    """Two processes run the check at the same moment: both have seen the cases due (a
-    barrier makes sure), then write under the cases' lock; each case gets one of each."""
-    import threading
-
+    """Two processes run the check at the same moment (a barrier makes sure), each
+    finding the cases due, then writing under the cases' lock; each case gets one of
+    each."""
     ids = _four_cases(app)
     clock.set(DUE)
     other = make_app(tmp_path / "home", db_url, clock=clock, init=False)
     try:
-        barrier = threading.Barrier(2)
+        # both read the registry, then both look for cases due and write
         runners = [app.get(CaseService), other.get(CaseService)]
-        for svc in runners:
-            read = svc.registry
-
-            def gated(read=read):  # type: ignore[no-untyped-def]
-                barrier.wait(timeout=20)  # both found the cases due; now both write
-                return read()
-
-            svc.registry = gated  # type: ignore[method-assign]
-        results: list[object] = [None, None]
-
-        def run(i: int) -> None:
-            try:
-                results[i] = runners[i].escalate_overdue(None)
-            except Exception as err:
-                results[i] = err
-
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
+        results = at_once(runners, lambda svc: svc.escalate_overdue(None))
         assert all(isinstance(r, EscalationRun) for r in results), results
         done = sorted(len(r.escalated) for r in results)  # type: ignore[union-attr]
         assert done == [0, 4]
