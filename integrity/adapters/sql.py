@@ -1311,17 +1311,13 @@ class SqlLedger:
                 f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks})", rows
             )
             return
-        import psycopg  # the PostgreSQL driver: bulk loads use its COPY directly
-
+        # the PostgreSQL driver's COPY, used directly
         raw = conn.connection.driver_connection
         assert raw is not None
         sql = f"COPY {table.name} ({', '.join(cols)}) FROM STDIN"
-        try:
-            with raw.cursor() as cur, cur.copy(sql) as copy:
-                for row in rows:
-                    copy.write_row(row)
-        except psycopg.Error as err:  # as SQLAlchemy would have wrapped it
-            raise sa.exc.DBAPIError.instance(sql, None, err, psycopg.Error) from err
+        with _driver_errors(sql), raw.cursor() as cur, cur.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def _allocate(self, conn: Connection, col: sa.Column[Any], n: int) -> list[int]:
         """``n`` fresh ids for ``col`` inside the current write transaction."""
