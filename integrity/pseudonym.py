@@ -9,7 +9,7 @@ hashed too, so rules can count per network without knowing the network.
 from __future__ import annotations
 
 import functools
-import hmac
+import hashlib
 import ipaddress
 import os
 import secrets
@@ -56,8 +56,7 @@ class Pseudonymiser:
     key: bytes
 
     def _digest(self, domain: str, value: str) -> str:
-        # hmac.digest: the one-shot HMAC (OpenSSL), the same bytes as hmac.new(...).digest()
-        mac = hmac.digest(self.key, f"{domain}\x00{value}".encode(), "sha256")
+        mac = hmac_sha256(self.key, f"{domain}\x00{value}".encode())
         return mac[: DIGEST_HEX // 2].hex()
 
     def ip(self, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -80,6 +79,32 @@ class Pseudonymiser:
     @classmethod
     def from_file(cls, path: Path) -> Pseudonymiser:
         return cls(bytes.fromhex(path.read_text().strip()))
+
+
+def hmac_sha256(key: bytes, msg: bytes) -> bytes:
+    """HMAC-SHA256 (RFC 2104): the same bytes as ``hmac.digest(key, msg, "sha256")``.
+
+    Made from the key's two padded SHA-256 states, copied per message: half the cost of
+    the one-shot, and it keeps the GIL (OpenSSL's one-shot HMAC releases and retakes it
+    on every call, which stalls a batch ingest's parser behind its writer thread).
+    """
+    inner, outer = _pads(key)
+    h = inner.copy()
+    h.update(msg)
+    o = outer.copy()
+    o.update(h.digest())
+    return o.digest()
+
+
+@functools.lru_cache(maxsize=8)
+def _pads(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+    """SHA-256 states after the HMAC inner and outer pads of ``key`` (RFC 2104)."""
+    block = hashlib.sha256().block_size
+    k = hashlib.sha256(key).digest() if len(key) > block else key
+    k = k.ljust(block, b"\x00")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in k))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in k))
+    return inner, outer
 
 
 @functools.lru_cache(maxsize=65536)

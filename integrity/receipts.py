@@ -32,7 +32,7 @@ from integrity.catalogue import Reason
 from integrity.errors import BackendUnavailable, ConfigError, NotFound
 from integrity.model import Rubric, Status, StoredRating
 from integrity.ports import Ledger, LimitCheck, Limiter, RatingQuery
-from integrity.pseudonym import Pseudonymiser, normalise_ip
+from integrity.pseudonym import Pseudonymiser, hmac_sha256, normalise_ip
 
 if TYPE_CHECKING:
     from integrity.app import App
@@ -62,11 +62,11 @@ class ReceiptCodec:
         self._key = hmac.new(secret, b"integrity receipts v1", hashlib.sha256).digest()
 
     def _tag(self, rating_id: int) -> int:
-        mac = hmac.digest(self._key, b"tag\x00" + rating_id.to_bytes(8, "big"), "sha256")
+        mac = hmac_sha256(self._key, b"tag\x00" + rating_id.to_bytes(8, "big"))
         return int.from_bytes(mac[:8], "big") >> (64 - TAG_BITS)
 
     def _pad(self, tag: int) -> int:
-        mac = hmac.digest(self._key, b"pad\x00" + tag.to_bytes(8, "big"), "sha256")
+        mac = hmac_sha256(self._key, b"pad\x00" + tag.to_bytes(8, "big"))
         return int.from_bytes(mac[:5], "big")
 
     def code(self, rating_id: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import stat
 from pathlib import Path
@@ -76,6 +77,16 @@ def test_digests_are_hex_of_fixed_length() -> None:
     for h in (*KEY.address("2001:db8::1"), KEY.device("d")):
         assert len(h) == DIGEST_HEX
         int(h, 16)
+
+
+@given(
+    key=st.binary(max_size=200), domain=st.sampled_from(["ip", "prefix", "device"]), value=st.text()
+)
+def test_digest_is_hmac_sha256_of_domain_and_value(key: bytes, domain: str, value: str) -> None:
+    """The precomputed-pad HMAC gives the standard one's bytes, for keys of every length
+    (shorter than, equal to and longer than SHA-256's 64-byte block)."""
+    expected = hmac.digest(key, f"{domain}\x00{value}".encode(), "sha256")
+    assert Pseudonymiser(key)._digest(domain, value) == expected[: DIGEST_HEX // 2].hex()
 
 
 def test_keys_differ_give_different_hashes() -> None:
