@@ -113,18 +113,16 @@ def ingest(
 
     Every rating records the client that sent it (--client).
     """
-    from integrity.ingest import ingest as run_ingest
-    from integrity.ingest import read_jsonl
+    from integrity.ingest import judge, parse_jsonl
 
     if client_id != CLI_CLIENT and not app.get(IntakeClients).known(client_id):
         raise NotFound(f"no intake client {client_id!r} (integrity clients list), nor 'cli'")
     with progress("ingest", lines=progress_lines) as tick:
-        summary = run_ingest(
+        summary = judge(
             app.hook,
-            read_jsonl(file),
+            parse_jsonl(app.hook, file, client_id=client_id),
             replay=not live,
             on_progress=tick,
-            client_id=client_id,
             chunk=chunk,
         )
     if summary.written >= ANALYZE_AFTER:

@@ -33,6 +33,10 @@ class InvalidInput(EngineError):
         self.what = what
         super().__init__(self.summary())
 
+    def __reduce__(self) -> tuple[type[InvalidInput], tuple[list[FieldError], str]]:
+        # pickled as what it was made of (a batch's parsing process sends it back)
+        return (type(self), (self.errors, self.what))
+
     def summary(self) -> str:
         parts = [f"{e.field}: {e.message}" for e in self.errors]
         return f"invalid {self.what}: " + "; ".join(parts)

@@ -186,7 +186,38 @@ class ValidationHook:
         client_id: str | None = None,
         receipts: bool = True,
     ) -> Iterator[IngestItem]:
-        """Judge ratings in order, writing them in chunks; yields one item per input.
+        """Parse and judge ratings (decoded JSON objects) in order, writing them in
+        chunks; yields one item per input (see :meth:`judge_stream`)."""
+        return self.judge_stream(
+            self.parse_each(objs, client_id=client_id),
+            replay=replay,
+            chunk=chunk,
+            on_progress=on_progress,
+            receipts=receipts,
+        )
+
+    def parse_each(
+        self, objs: Iterable[Any], *, client_id: str | None = None
+    ) -> Iterator[Rating | InvalidInput]:
+        """Each object parsed at its time of receipt, or the field errors refusing it."""
+        for obj in objs:
+            try:
+                yield self.parse(obj, client_id=client_id)
+            except InvalidInput as err:
+                yield err
+
+    def judge_stream(
+        self,
+        parsed: Iterable[Rating | InvalidInput],
+        *,
+        replay: bool = True,
+        chunk: int = 1000,
+        on_progress: Callable[[int], None] | None = None,
+        receipts: bool = True,
+    ) -> Iterator[IngestItem]:
+        """Judge parsed ratings in order, writing them in chunks; yields one item per
+        input (line numbers count from 1), a refused one (:class:`InvalidInput`) as its
+        errors.
 
         ``receipts=False`` leaves the decisions' receipt codes out (a batch whose
         decisions go to no rater: ``integrity ingest`` prints a summary).
@@ -204,14 +235,12 @@ class ValidationHook:
         writing: _Writing | None = None  # the chunk whose write is in flight
         with ThreadPoolExecutor(1, thread_name_prefix="ingest-writer") as writer:
             try:
-                for line, obj in enumerate(objs, start=1):
-                    try:
-                        rating = self.parse(obj, client_id=client_id)
-                    except InvalidInput as err:
+                for line, rating in enumerate(parsed, start=1):
+                    if isinstance(rating, InvalidInput):
                         yield from self._settle(writing, on_progress, receipts)
                         writing = None
                         yield from self._flush(batch, replay, on_progress, receipts)
-                        yield IngestItem(line, error=err)
+                        yield IngestItem(line, error=rating)
                         continue
                     if len(batch) >= chunk:
                         yield from self._settle(writing, on_progress, receipts)

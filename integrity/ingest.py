@@ -1,34 +1,153 @@
-"""Batch intake from JSON Lines: read, judge in order, summarise."""
+"""Batch intake from JSON Lines: read, parse (in a second process), judge in order, summarise."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+import multiprocessing
+import sys
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
 from typing import Any, TextIO
 
 from integrity.errors import FieldError, InvalidInput
 from integrity.hook import IngestItem, ValidationHook
+from integrity.model import Rating, Rubric
+from integrity.parsing import parse_rating
+from integrity.pseudonym import Pseudonymiser
+
+#: non-blank lines parsed together, with one time of receipt
+BLOCK = 2000
+#: blocks handed to the parsing process ahead of the one being judged
+AHEAD = 3
+
+Parsed = Rating | InvalidInput
 
 
-class _BadLine:
-    """A line that is not JSON: refused like a rating with a field error."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-def read_jsonl(stream: TextIO) -> Iterator[Any]:
-    """Decoded objects, one per non-blank line; a bad line yields a :class:`_BadLine`."""
-    for raw in stream:
-        line = raw.strip()
-        if not line:
+def parse_lines(
+    lines: list[str],
+    *,
+    rubric: Rubric,
+    pseudonymiser: Pseudonymiser,
+    received_at: datetime,
+    client_id: str | None,
+) -> list[Parsed]:
+    """Each line decoded and parsed (received at ``received_at``), or why it is refused."""
+    out: list[Parsed] = []
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            msg = f"not valid JSON: {err.msg} at column {err.colno}"
+            out.append(InvalidInput([FieldError("(line)", msg)]))
             continue
         try:
-            yield json.loads(line)
-        except json.JSONDecodeError as err:
-            yield _BadLine(f"not valid JSON: {err.msg} at column {err.colno}")
+            out.append(
+                parse_rating(
+                    obj,
+                    rubric=rubric,
+                    pseudonymiser=pseudonymiser,
+                    received_at=received_at,
+                    client_id=client_id,
+                )
+            )
+        except InvalidInput as err:
+            out.append(err)
+    return out
+
+
+def parse_jsonl(
+    hook: ValidationHook,
+    stream: TextIO,
+    *,
+    client_id: str | None = None,
+    workers: bool = True,
+) -> Iterator[Parsed]:
+    """Every non-blank line of ``stream`` parsed, in order (see :func:`parse_lines`).
+
+    Blocks of :data:`BLOCK` lines are parsed in a second process (forked, so it holds
+    the instance key as this one does: raw addresses and devices only ever cross a
+    pipe between the two, never storage or a log) while this one judges and writes
+    what came before; each block's time of receipt is read from the hook's clock when
+    it is handed over. A file of one block, ``workers=False``, or a platform without
+    ``fork`` parses here, by the same function.
+    """
+    rubric, pseudonymiser = hook.config.rubric, hook.pseudonymiser
+    blocks = _blocks(stream)
+    first = next(blocks, None)
+    if first is None:
+        return
+    second = next(blocks, None)
+    if second is None or not workers or not _can_fork():
+        for lines in _chain(first, second, blocks):
+            yield from parse_lines(
+                lines,
+                rubric=rubric,
+                pseudonymiser=pseudonymiser,
+                received_at=hook.clock.now(),
+                client_id=client_id,
+            )
+        return
+    # the child inherits its parser by the fork (the key is never pickled)
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        1, mp_context=ctx, initializer=_set_parser, initargs=(rubric, pseudonymiser)
+    ) as pool:
+        inflight: deque[Future[list[Parsed]]] = deque()
+        try:
+            for lines in _chain(first, second, blocks):
+                inflight.append(pool.submit(_parse_here, lines, hook.clock.now(), client_id))
+                if len(inflight) > AHEAD:
+                    yield from inflight.popleft().result()
+            while inflight:
+                yield from inflight.popleft().result()
+        finally:
+            for f in inflight:  # the consumer stopped early: nothing more is parsed
+                f.cancel()
+
+
+_parser: tuple[Rubric, Pseudonymiser] | None = None  # set in the parsing process
+
+
+def _set_parser(rubric: Rubric, pseudonymiser: Pseudonymiser) -> None:
+    global _parser
+    _parser = (rubric, pseudonymiser)
+
+
+def _parse_here(lines: list[str], received_at: datetime, client_id: str | None) -> list[Parsed]:
+    assert _parser is not None, "the parsing process was started without its parser"
+    rubric, pseudonymiser = _parser
+    return parse_lines(
+        lines,
+        rubric=rubric,
+        pseudonymiser=pseudonymiser,
+        received_at=received_at,
+        client_id=client_id,
+    )
+
+
+def _blocks(stream: TextIO) -> Iterator[list[str]]:
+    lines = (s for s in (raw.strip() for raw in stream) if s)
+    while block := list(islice(lines, BLOCK)):
+        yield block
+
+
+def _chain(
+    first: list[str], second: list[str] | None, rest: Iterator[list[str]]
+) -> Iterator[list[str]]:
+    yield first
+    if second is not None:
+        yield second
+        yield from rest
+
+
+def _can_fork() -> bool:
+    # fork is safe here (the child only parses, and leaves through os._exit); macOS and
+    # Windows parse in process
+    return sys.platform.startswith("linux")
 
 
 @dataclass
@@ -77,33 +196,29 @@ def ingest(
     client_id: str | None = None,
     chunk: int = 5000,
 ) -> IngestSummary:
-    """Run every object through the hook in order; refused lines are counted, not written.
+    """Run every object (decoded JSON) through the hook in order (see :func:`judge`)."""
+    parsed = hook.parse_each(objs, client_id=client_id)
+    return judge(hook, parsed, replay=replay, on_progress=on_progress, chunk=chunk)
 
-    ``client_id`` is recorded with every rating as the client that sent it; ``chunk``
-    ratings are judged and written together (one transaction)."""
 
+def judge(
+    hook: ValidationHook,
+    parsed: Iterable[Parsed],
+    *,
+    replay: bool = True,
+    on_progress: Callable[[int], None] | None = None,
+    chunk: int = 5000,
+) -> IngestSummary:
+    """Judge parsed ratings in order; refused lines are counted, not written.
+
+    ``chunk`` ratings are judged and written together (one transaction)."""
     summary = IngestSummary()
-    pending_bad: dict[int, str] = {}
-
-    def objects() -> Iterator[Any]:
-        for n, obj in enumerate(objs, start=1):
-            if isinstance(obj, _BadLine):
-                pending_bad[n] = obj.message
-                yield {"__bad_line__": obj.message}
-            else:
-                yield obj
-
-    for item in hook.validate_stream(
-        objects(),
+    for item in hook.judge_stream(
+        parsed,
         replay=replay,
         on_progress=on_progress,
-        client_id=client_id,
         chunk=chunk,
         receipts=False,  # a summary: no rater reads these decisions
     ):
-        if item.line in pending_bad:
-            item = IngestItem(
-                item.line, error=InvalidInput([FieldError("(line)", pending_bad.pop(item.line))])
-            )
         summary.add(item)
     return summary

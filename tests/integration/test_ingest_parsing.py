@@ -1,0 +1,95 @@
+"""A batch file's lines are parsed in a second process (``integrity.ingest.parse_jsonl``):
+what comes back is exactly what parsing in process gives, refused lines included, in
+order; and a file ingested that way is decided exactly as its decoded objects are."""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from factories import T0, history, make_app, rating, sqlite_url
+
+from integrity import ingest as ingest_module
+from integrity.app import App
+from integrity.errors import InvalidInput
+from integrity.ingest import ingest, judge, parse_jsonl
+from integrity.ports import RatingQuery
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[App]:
+    a = make_app(tmp_path / "home")
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+def _lines(docs: list[dict[str, Any]]) -> list[str]:
+    return [json.dumps(d) for d in docs]
+
+
+def _flat(parsed: list[Any]) -> list[Any]:
+    """Comparable values: a rating as itself, a refusal as its field errors."""
+    return [
+        ("refused", p.what, p.errors) if isinstance(p, InvalidInput) else ("rating", p)
+        for p in parsed
+    ]
+
+
+def test_lines_parsed_in_a_second_process_equal_those_parsed_here(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_module, "BLOCK", 40)  # several blocks from a short file
+    lines = _lines([rating() for _ in range(230)])
+    lines[0] = '{"ticket_id": "T-1",'  # not JSON
+    lines[77] = json.dumps(rating(scores={"attitude": 9}))  # a field error
+    lines[120] = json.dumps(rating(ip="not-an-address", device_id=""))  # two
+    lines[-1] = "[1, 2]"  # JSON, not an object
+    lines.insert(50, "   ")  # blank lines are skipped, not counted
+    text = "\n".join(lines) + "\n\n"
+
+    here = list(parse_jsonl(app.hook, io.StringIO(text), client_id="cli", workers=False))
+    stream = parse_jsonl(app.hook, io.StringIO(text), client_id="cli", workers=True)
+    first = next(stream)
+    assert multiprocessing.active_children(), "the blocks went to no second process"
+    there = [first, *stream]
+
+    assert len(here) == 230
+    assert _flat(there) == _flat(here)
+    refused = [i for i, p in enumerate(here) if isinstance(p, InvalidInput)]
+    assert refused == [0, 77, 120, 229]
+    assert here[0].errors[0].field == "(line)"
+    assert {e.field for e in here[120].errors} == {"ip", "device_id"}
+    assert all(p.client_id == "cli" for p in here if not isinstance(p, InvalidInput))
+
+
+def test_a_file_is_decided_as_its_decoded_objects_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_module, "BLOCK", 100)
+    docs = history(T0, 900, seed=5)  # limits trip, retries and second ratings of tickets
+    lines = _lines(docs)
+    lines[300] = "not json"
+    home = tmp_path / "home"
+    by_file = make_app(home, sqlite_url(tmp_path / "a.db"))
+    by_objects = make_app(home, sqlite_url(tmp_path / "b.db"))
+    try:
+        parsed = parse_jsonl(by_file.hook, io.StringIO("\n".join(lines)), workers=True)
+        from_file = judge(by_file.hook, parsed, chunk=128)
+        objs = [json.loads(x) if i != 300 else "not an object" for i, x in enumerate(lines)]
+        from_objects = ingest(by_objects.hook, objs, chunk=128)
+        rows_a = [(r.fingerprint, r.status) for r in by_file.ledger.find_ratings(RatingQuery())]
+        rows_b = [(r.fingerprint, r.status) for r in by_objects.ledger.find_ratings(RatingQuery())]
+    finally:
+        by_file.close()
+        by_objects.close()
+    assert from_file.as_dict() == from_objects.as_dict()
+    assert from_file.as_dict()["statuses"].keys() >= {"accepted", "rejected"}
+    assert [line for line, _ in from_file.errors] == [301]
+    assert rows_a == rows_b and len(rows_a) == from_file.written
