@@ -25,6 +25,7 @@ from typing import Any, TypeVar, cast
 from integrity.adapters.sql import SqlLedger
 from integrity.clock import Clock
 from integrity.config import CoreConfig
+from integrity.forking import fork_pool
 from integrity.hook import ValidationHook
 from integrity.log import MerkleLog
 from integrity.model import Decision
@@ -134,15 +135,19 @@ class App:
     def _finish_and_seal(self) -> None:
         """The ``closing`` hooks, then a seal of everything. On PostgreSQL what this
         process wrote is sealed meanwhile, on a connection of its own (the closing hooks
-        and the sealer lock different things), so the last seal is left with only the
-        events the hooks wrote. (On SQLite one writer at a time: one after the other.)"""
+        and the sealer lock different things), in a forked process where one can be
+        made (:mod:`integrity.forking`: hashing leaves is CPU work, the closing hooks
+        are too), else in a thread; so the last seal is left with only the events the
+        hooks wrote. (On SQLite one writer at a time: one after the other.)"""
         if self.ledger.dialect != "postgresql" or not self.closing:
             for task in self.closing:
                 task()
             self.log.seal(self.clock.now())
             return
-        with ThreadPoolExecutor(1, thread_name_prefix="sealer") as sealer:
-            first = sealer.submit(self.log.seal, self.clock.now())
+        pool = fork_pool(_set_sealer, (self.log,))
+        with pool or ThreadPoolExecutor(1, thread_name_prefix="sealer") as sealer:
+            seal = _seal_here if pool is not None else self.log.seal
+            first = sealer.submit(seal, self.clock.now())
             try:
                 for task in self.closing:
                     task()
@@ -155,3 +160,19 @@ class App:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_sealer: MerkleLog | None = None  # set in a forked sealing process
+
+
+def _set_sealer(log: MerkleLog) -> None:
+    """In the forked sealer: connections of its own (the parent's stay the parent's:
+    dropped here without being closed)."""
+    global _sealer
+    log.ledger.engine.dispose(close=False)
+    _sealer = log
+
+
+def _seal_here(now: datetime) -> int:
+    assert _sealer is not None, "the sealing process was started without its log"
+    return _sealer.seal(now)

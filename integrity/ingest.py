@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
-import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Any, TextIO
 
 from integrity.errors import FieldError, InvalidInput
+from integrity.forking import fork_pool
 from integrity.hook import IngestItem, ValidationHook
 from integrity.model import Rating, Rubric
 from integrity.parsing import parse_rating
@@ -68,12 +67,13 @@ def parse_jsonl(
 ) -> Iterator[Parsed]:
     """Every non-blank line of ``stream`` parsed, in order (see :func:`parse_lines`).
 
-    Blocks of :data:`BLOCK` lines are parsed in a second process (forked, so it holds
-    the instance key as this one does: raw addresses and devices only ever cross a
-    pipe between the two, never storage or a log) while this one judges and writes
-    what came before; each block's time of receipt is read from the hook's clock when
-    it is handed over. A file of one block, ``workers=False``, or a platform without
-    ``fork`` parses here, by the same function.
+    Blocks of :data:`BLOCK` lines are parsed in a second process
+    (:mod:`integrity.forking`: it holds the instance key as this one does; raw
+    addresses and devices only ever cross a pipe between the two, never storage or a
+    log) while this one judges and writes what came before; each block's time of
+    receipt is read from the hook's clock when it is handed over. A file of one block,
+    ``workers=False``, or where no process can be forked, parses here, by the same
+    function.
     """
     rubric, pseudonymiser = hook.config.rubric, hook.pseudonymiser
     blocks = _blocks(stream)
@@ -81,7 +81,8 @@ def parse_jsonl(
     if first is None:
         return
     second = next(blocks, None)
-    if second is None or not workers or not _can_fork():
+    pool = fork_pool(_set_parser, (rubric, pseudonymiser)) if second and workers else None
+    if pool is None:
         for lines in _chain(first, second, blocks):
             yield from parse_lines(
                 lines,
@@ -91,11 +92,7 @@ def parse_jsonl(
                 client_id=client_id,
             )
         return
-    # the child inherits its parser by the fork (the key is never pickled)
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(
-        1, mp_context=ctx, initializer=_set_parser, initargs=(rubric, pseudonymiser)
-    ) as pool:
+    with pool:
         inflight: deque[Future[list[Parsed]]] = deque()
         try:
             for lines in _chain(first, second, blocks):
@@ -142,12 +139,6 @@ def _chain(
     if second is not None:
         yield second
         yield from rest
-
-
-def _can_fork() -> bool:
-    # fork is safe here (the child only parses, and leaves through os._exit); macOS and
-    # Windows parse in process
-    return sys.platform.startswith("linux")
 
 
 @dataclass

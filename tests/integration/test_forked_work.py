@@ -1,23 +1,28 @@
-"""A batch file's lines are parsed in a second process (``integrity.ingest.parse_jsonl``):
-what comes back is exactly what parsing in process gives, refused lines included, in
-order; and a file ingested that way is decided exactly as its decoded objects are."""
+"""Work forked to a second process (``integrity.forking``).
+
+A batch file's lines are parsed there (``integrity.ingest.parse_jsonl``): what comes
+back is exactly what parsing in process gives, refused lines included, in order, and a
+file ingested that way is decided exactly as its decoded objects are. On PostgreSQL
+what a process wrote is sealed there at close, beside the closing hooks."""
 
 from __future__ import annotations
 
 import io
 import json
 import multiprocessing
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import T0, history, make_app, rating, sqlite_url
+from factories import T0, backend_url, history, make_app, rating, sqlite_url
 
 from integrity import ingest as ingest_module
 from integrity.app import App
 from integrity.errors import InvalidInput
 from integrity.ingest import ingest, judge, parse_jsonl
+from integrity.log import MerkleLog
 from integrity.ports import RatingQuery
 
 
@@ -28,6 +33,11 @@ def app(tmp_path: Path) -> Iterator[App]:
         yield a
     finally:
         a.close()
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return backend_url(request, tmp_path)
 
 
 def _lines(docs: list[dict[str, Any]]) -> list[str]:
@@ -93,3 +103,39 @@ def test_a_file_is_decided_as_its_decoded_objects_are(
     assert from_file.as_dict()["statuses"].keys() >= {"accepted", "rejected"}
     assert [line for line, _ in from_file.errors] == [301]
     assert rows_a == rows_b and len(rows_a) == from_file.written
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=["backend"])
+def test_what_a_batch_wrote_is_sealed_by_a_forked_process_on_postgresql(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At close the sealer runs in a second process (its own connections) while the
+    closing hooks run here; everything ends sealed, and this process's connections
+    still work after the child has gone."""
+    calls = tmp_path / "seal-calls"
+    plain_seal = MerkleLog.seal
+
+    def seal(log: MerkleLog, now: Any, limit: int | None = None) -> int:
+        n = plain_seal(log, now, limit)
+        with calls.open("a") as fh:  # the child appends too: inherited by the fork
+            fh.write(f"{os.getpid()} {n}\n")
+        return n
+
+    monkeypatch.setattr(MerkleLog, "seal", seal)
+    app = make_app(tmp_path / "home", backend)
+    ran_beside: list[int] = []
+    app.closing.append(lambda: ran_beside.append(os.getpid()))
+    summary = judge(app.hook, app.hook.parse_each(history(T0, 300, seed=3)))
+    app.close()
+
+    seals = [tuple(map(int, line.split())) for line in calls.read_text().splitlines()]
+    by_child = [n for pid, n in seals if pid != os.getpid()]
+    assert ran_beside == [os.getpid()]
+    # the batch's decisions (one event per rating written), sealed over there
+    assert by_child and by_child[0] >= summary.written > 250
+    again = make_app(tmp_path / "home", backend, init=False)
+    try:
+        report = again.log.verify(again.clock.now())
+        assert report.strict_ok, report  # verified, and no event left unsealed
+    finally:
+        again.close()
