@@ -3,8 +3,10 @@
 Python runs one thread at a time, so work that is CPU-bound and independent of what
 this process does meanwhile (parsing a batch file's lines, sealing what a batch wrote)
 goes to a forked child: it inherits what it needs (the instance key, the ledger's
-settings) without anything being pickled, and leaves through ``os._exit`` (no
-clean-up touches what it shares with the parent). A fork copies only the calling
+settings) without anything being pickled, leaves through ``os._exit`` (no clean-up
+touches what it shares with the parent), and is killed when the parent dies, however
+it dies (``PR_SET_PDEATHSIG``: it would otherwise wait forever on a pipe whose other
+end it holds itself). A fork copies only the calling
 thread, so one is made only while no other thread runs (another thread may hold a
 lock the child would need); elsewhere, and on macOS or Windows, callers do the work
 in process.
@@ -12,7 +14,10 @@ in process.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -30,6 +35,18 @@ def fork_pool(
     return ProcessPoolExecutor(
         1,
         mp_context=multiprocessing.get_context("fork"),
-        initializer=initializer,
-        initargs=initargs,
+        initializer=_child,
+        initargs=(os.getpid(), initializer, initargs),
     )
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _child(parent: int, initializer: Callable[..., None], initargs: tuple[Any, ...]) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
+    initializer(*initargs)

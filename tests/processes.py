@@ -3,9 +3,12 @@ every line a process writes is read as it comes, and a test blocks on the line i
 
 from __future__ import annotations
 
+import os
 import queue
+import select
 import subprocess
 import threading
+from pathlib import Path
 from typing import IO
 
 import pytest
@@ -43,3 +46,33 @@ def start(args: list[str], **kwargs: object) -> tuple[subprocess.Popen[bytes], O
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)  # type: ignore[call-overload]
     assert proc.stdout is not None
     return proc, Output(proc.stdout)
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux: read from /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if int(text.rsplit(")", 1)[1].split()[1]) == pid:  # after "pid (comm) state"
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def wait_until_dead(pids: list[int], timeout: float = 30) -> bool:
+    """Block until every process in ``pids`` has ended (a pidfd turns readable when it
+    does: no polling); ``False`` if one still runs after ``timeout`` seconds."""
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            ready, _, _ = select.select([fd], [], [], timeout)
+        finally:
+            os.close(fd)
+        if not ready:
+            return False
+    return True

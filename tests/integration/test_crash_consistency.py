@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 from factories import history, make_app, pg_ledger, rating, serial
-from processes import start
+from processes import children_of, start, wait_until_dead
 
 from integrity.adapters.sql import make_engine
 
@@ -97,10 +97,13 @@ def killed_ingest(home: Path, file: Path, commits: int) -> None:
     )
     try:
         out.wait_for("ratings committed", times=commits, what="integrity ingest")
+        helpers = children_of(proc.pid)  # the process parsing the file's lines
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+    assert helpers, "the file was parsed by no second process"
+    assert wait_until_dead(helpers), "a helper process outlived the killed ingest"
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
