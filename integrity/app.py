@@ -133,18 +133,19 @@ class App:
             self.ledger.engine.dispose()
 
     def _finish_and_seal(self) -> None:
-        """The ``closing`` hooks, then a seal of everything. On PostgreSQL what this
-        process wrote is sealed meanwhile, on a connection of its own (the closing hooks
-        and the sealer lock different things), in a forked process where one can be
-        made (:mod:`integrity.forking`: hashing leaves is CPU work, the closing hooks
-        are too), else in a thread; so the last seal is left with only the events the
-        hooks wrote. (On SQLite one writer at a time: one after the other.)"""
-        if self.ledger.dialect != "postgresql" or not self.closing:
+        """The ``closing`` hooks, then a seal of everything. What this process wrote is
+        sealed meanwhile, on connections of its own, in a forked process where one can
+        be made (:mod:`integrity.forking`: hashing leaves is CPU work, and so are the
+        closing hooks; a sealer hashes before it takes the log's head, so on SQLite it
+        waits for the write lock only to write), else on PostgreSQL in a thread (the
+        closing hooks and the sealer lock different things) and on SQLite after the
+        hooks. The last seal is left with only the events the hooks wrote."""
+        pool = fork_pool(_set_sealer, (self.log,)) if self.closing else None
+        if pool is None and (self.ledger.dialect != "postgresql" or not self.closing):
             for task in self.closing:
                 task()
             self.log.seal(self.clock.now())
             return
-        pool = fork_pool(_set_sealer, (self.log,))
         with pool or ThreadPoolExecutor(1, thread_name_prefix="sealer") as sealer:
             seal = _seal_here if pool is not None else self.log.seal
             first = sealer.submit(seal, self.clock.now())
@@ -163,12 +164,15 @@ class App:
 
 
 _sealer: MerkleLog | None = None  # set in a forked sealing process
+_inherited: list[Any] = []  # the parent's connections, kept (never closed) in the child
 
 
 def _set_sealer(log: MerkleLog) -> None:
-    """In the forked sealer: connections of its own (the parent's stay the parent's:
-    dropped here without being closed)."""
+    """In the forked sealer: connections of its own. The parent's stay the parent's:
+    kept referenced here, never closed (closing an inherited SQLite handle would drop
+    this process's own locks on the file)."""
     global _sealer
+    _inherited.append(log.ledger.engine.pool)
     log.ledger.engine.dispose(close=False)
     _sealer = log
 

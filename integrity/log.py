@@ -302,8 +302,13 @@ class MerkleLog:
         after = int(first) - 1
         while after < last and (limit is None or total < limit):
             upto = min(after + self.block, int(last))
+            # hashed before the head is taken (events and ratings never change), so the
+            # write lock is held for the writes only: a sealer in another process hashes
+            # while this one's other work holds the lock (see App.close)
             with translate_errors(), self.ledger.engine.begin() as conn:
-                n = self._seal_block(conn, now, after, upto)
+                hashed = self._leaf_hashes(conn, after, upto)
+            with translate_errors(), self.ledger.engine.begin() as conn:
+                n = self._seal_block(conn, now, after, upto, hashed)
             if n is None:  # another sealer holds the head: it does the work
                 break
             total += n
@@ -336,39 +341,63 @@ class MerkleLog:
             )
         return conn.execute(sa.select(t.log_head).where(t.log_head.c.id == 1)).mappings().first()
 
-    def _seal_block(self, conn: Connection, now: datetime, after: int, upto: int) -> int | None:
-        """Seal the unsealed events with ids in ``(after, upto]``, in id order; returns
-        how many, or ``None`` when another sealer holds the log head."""
-        head = self._lock_head(conn, now)
-        if head is None:
-            return None
+    def _leaf_hashes(
+        self, conn: Connection, after: int, upto: int, ids: Sequence[int] | None = None
+    ) -> dict[int, bytes]:
+        """The leaf hash of each unsealed event with an id in ``(after, upto]`` (of those
+        in ``ids`` when given), by event id; ``conn`` is in a transaction."""
         sealed = sa.select(t.log_leaves.c.event_id).where(
             t.log_leaves.c.event_id == t.events.c.event_id
         )
-        query = (
-            _event_query()
-            .where(~sa.exists(sealed), t.events.c.event_id > after, t.events.c.event_id <= upto)
-            .order_by(t.events.c.event_id)
+        query = _event_query().where(
+            ~sa.exists(sealed), t.events.c.event_id > after, t.events.c.event_id <= upto
         )
+        if ids is not None:
+            query = query.where(t.events.c.event_id.in_(ids))
         # The rows as the driver gives them (no SQLAlchemy result processing per value):
         # _RawLeaves turns them into exactly the bytes leaf_data makes of processed rows.
         raw = _RawLeaves.of(self.ledger.dialect)
-        if self.ledger.dialect == "postgresql":
+        if self.ledger.dialect == "postgresql":  # (for the rest of the caller's transaction)
             # times come back in UTC (no conversion per value); and index probes, never a
             # hash of all ratings or leaves: a block costs its own size on any ledger
             conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
             conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
             conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
         rows = conn.exec_driver_sql(raw.sql(query, conn)).all()
-        if not rows:
+        return {int(row[0]): raw.leaf_hash(row) for row in rows}
+
+    def _seal_block(
+        self, conn: Connection, now: datetime, after: int, upto: int, hashed: dict[int, bytes]
+    ) -> int | None:
+        """Seal the unsealed events with ids in ``(after, upto]``, in id order, with the
+        leaf hashes in ``hashed`` (any missing are made here); returns how many, or
+        ``None`` when another sealer holds the log head."""
+        head = self._lock_head(conn, now)
+        if head is None:
+            return None
+        sealed = sa.select(t.log_leaves.c.event_id).where(
+            t.log_leaves.c.event_id == t.events.c.event_id
+        )
+        # what is unsealed now (another sealer may have sealed some meanwhile, and an
+        # event may have committed late into the window)
+        ids = [
+            int(i)
+            for (i,) in conn.execute(
+                sa.select(t.events.c.event_id)
+                .where(~sa.exists(sealed), t.events.c.event_id > after, t.events.c.event_id <= upto)
+                .order_by(t.events.c.event_id)
+            )
+        ]
+        if not ids:
             return 0
+        missing = [i for i in ids if i not in hashed]
+        if missing:
+            hashed = {**hashed, **self._leaf_hashes(conn, after, upto, missing)}
+        hashes = [hashed[i] for i in ids]
         frontier = merkle.CompactRange.from_list(json.loads(head["frontier"]))
         start = frontier.size
-        hashes = [raw.leaf_hash(row) for row in rows]
         frontier.extend(hashes)
-        leaves = [
-            (start + i, row[0], h) for i, (row, h) in enumerate(zip(rows, hashes, strict=True))
-        ]
+        leaves = [(start + n, i, h) for n, (i, h) in enumerate(zip(ids, hashes, strict=True))]
         # one COPY stream on PostgreSQL, one executemany on SQLite (as the ledger loads)
         self.ledger.load_rows(conn, t.log_leaves, ("leaf_index", "event_id", "leaf_hash"), leaves)
         conn.execute(
@@ -381,7 +410,7 @@ class MerkleLog:
                 sealed_at=now,
             )
         )
-        return len(rows)
+        return len(ids)
 
     @contextmanager
     def counted_at(

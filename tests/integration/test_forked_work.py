@@ -2,8 +2,8 @@
 
 A batch file's lines are parsed there (``integrity.ingest.parse_jsonl``): what comes
 back is exactly what parsing in process gives, refused lines included, in order, and a
-file ingested that way is decided exactly as its decoded objects are. On PostgreSQL
-what a process wrote is sealed there at close, beside the closing hooks."""
+file ingested that way is decided exactly as its decoded objects are. What a process
+wrote is sealed there at close, beside the closing hooks (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -105,8 +105,8 @@ def test_a_file_is_decided_as_its_decoded_objects_are(
     assert rows_a == rows_b and len(rows_a) == from_file.written
 
 
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=["backend"])
-def test_what_a_batch_wrote_is_sealed_by_a_forked_process_on_postgresql(
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=["backend"])
+def test_what_a_batch_wrote_is_sealed_by_a_forked_process(
     backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """At close the sealer runs in a second process (its own connections) while the
