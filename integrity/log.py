@@ -363,7 +363,8 @@ class MerkleLog:
             conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
             conn.exec_driver_sql("SET LOCAL enable_hashjoin = off")
             conn.exec_driver_sql("SET LOCAL enable_mergejoin = off")
-        rows = conn.exec_driver_sql(raw.sql(query, conn)).all()
+        # plain driver tuples (no result row object per event)
+        rows = conn.exec_driver_sql(raw.sql(query, conn)).cursor.fetchall()
         return {int(row[0]): raw.leaf_hash(row) for row in rows}
 
     def _seal_block(

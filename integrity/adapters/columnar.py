@@ -9,8 +9,9 @@ go straight into Arrow columns in C, about twice as fast.
 PostgreSQL: the driver runs in process. SQLite: the driver brings its own copy of the
 SQLite library, and two copies must never open one database file in one process
 (POSIX locks belong to the process: one copy closing the file drops the other's
-locks, and the next write fails or worse). So a large read goes through a helper
-process (:mod:`integrity.adapters._sqlite_reader`) that streams Arrow IPC back; small
+locks, and the next write fails or worse). So a large read goes through helper
+processes (:mod:`integrity.adapters._sqlite_reader`, two at once on two cores, each
+reading every other slice) that stream Arrow IPC back; small
 reads, an in-memory database, or no driver installed: the same tables are built from
 DBAPI rows (same schema, same values, slower).
 
@@ -162,80 +163,114 @@ class ColumnarReader:
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def _helper(self, db: str, sql: list[str]) -> Iterator[pa.Table]:
-        """Run :mod:`integrity.adapters._sqlite_reader` and read its stream slice by slice.
+        """Run :mod:`integrity.adapters._sqlite_reader` and read its streams slice by slice.
 
         The helper encodes text as dictionaries (:func:`encoded_schema`), so the tables
-        yielded here carry dictionary columns where :attr:`schema` has text. A thread
-        reads the stream ahead (at most a few slices), so the helper keeps reading while
-        the caller works on the slice before.
+        yielded here carry dictionary columns where :attr:`schema` has text. With two
+        slices or more and two cores, two helpers read at once, one the even slices and
+        the other the odd ones (each its own reader of the database), and the slices are
+        yielded in order, alternating between them. A thread per helper reads its stream
+        ahead (at most a few slices), so the helpers keep reading while the caller works
+        on the slice before.
         """
         wire = encoded_schema(self.schema)
-        req = {
+        n = max(1, min(_HELPERS, os.cpu_count() or 1, len(sql)))
+        helpers = [_Helper(db, wire, sql[i::n]) for i in range(n)]
+        done = 0
+        failure: BaseException | None = None
+        try:
+            for h in helpers:
+                h.start()
+            while done < len(sql):
+                item = helpers[done % n].slices.get()
+                if item is None or isinstance(item, BaseException):
+                    failure = item
+                    break
+                done += 1
+                yield item
+        finally:
+            errors = [h.finish(kill=done < len(sql)) for h in helpers]
+        failed = [(code, err) for code, err in errors if code != 0]
+        if failed or done != len(sql) or failure is not None:
+            code, err = failed[0] if failed else errors[0]
+            raise RuntimeError(
+                f"the SQLite reader process failed (exit {code}): {err.strip() or failure}"
+            )
+
+
+#: Helper processes that read one bulk read's slices at once (a core each).
+_HELPERS = 2
+
+
+class _Helper:
+    """One :mod:`integrity.adapters._sqlite_reader` process reading ``sql`` in order,
+    its slices put in :attr:`slices` by a thread (``None`` after the last, or after an
+    error, which is put first)."""
+
+    def __init__(self, db: str, wire: pa.Schema, sql: list[str]) -> None:
+        self.req = {
             "db": db,
             "schema": base64.b64encode(wire.serialize().to_pybytes()).decode(),
             "sql": sql,
             "batch_rows": _SQLITE_BATCH,
         }
+        self.wire = wire
+        self.slices: queue.Queue[pa.Table | BaseException | None] = queue.Queue(maxsize=3)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.reader: threading.Thread | None = None
+
+    def start(self) -> None:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")])),
         }
-        proc = subprocess.Popen(
+        self.proc = proc = subprocess.Popen(
             [sys.executable, "-m", "integrity.adapters._sqlite_reader"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
         )
-        assert proc.stdin is not None and proc.stdout is not None
-        slices: queue.Queue[pa.Table | BaseException | None] = queue.Queue(maxsize=3)
+        assert proc.stdin is not None
+        self.reader = threading.Thread(target=self._pump, name="sqlite-reader", daemon=True)
+        proc.stdin.write((json.dumps(self.req) + "\n").encode())
+        proc.stdin.close()
+        self.reader.start()
 
-        def pump() -> None:
-            assert proc.stdout is not None
-            try:
-                batches: list[pa.RecordBatch] = []
-                with pa.ipc.open_stream(proc.stdout) as stream:
-                    for batch in stream:
-                        if batch.num_rows:
-                            batches.append(batch)
-                            continue
-                        slices.put(pa.Table.from_batches(batches, schema=wire))
-                        batches = []
-            except BaseException as err:
-                slices.put(err)
-            finally:
-                slices.put(None)
-
-        reader = threading.Thread(target=pump, name="sqlite-reader", daemon=True)
-        done = 0
-        failure: BaseException | None = None
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
         try:
-            proc.stdin.write((json.dumps(req) + "\n").encode())
-            proc.stdin.close()
-            reader.start()
-            while True:
-                item = slices.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    failure = item
-                    continue
-                done += 1
-                yield item
+            batches: list[pa.RecordBatch] = []
+            with pa.ipc.open_stream(self.proc.stdout) as stream:
+                for batch in stream:
+                    if batch.num_rows:
+                        batches.append(batch)
+                        continue
+                    self.slices.put(pa.Table.from_batches(batches, schema=self.wire))
+                    batches = []
+        except BaseException as err:
+            self.slices.put(err)
         finally:
-            if done < len(sql) and proc.poll() is None:
-                proc.kill()  # the caller stopped early, or the stream broke
-            while reader.is_alive():  # let the pump see the end of the stream
-                with suppress(queue.Empty):
-                    slices.get(timeout=0.1)
+            self.slices.put(None)
+
+    def finish(self, *, kill: bool) -> tuple[int, str]:
+        """Wait for the process (killed first if ``kill`` and still running); its exit
+        code and what it wrote on stderr."""
+        proc = self.proc
+        if proc is None:
+            return 0, ""
+        if kill and proc.poll() is None:
+            proc.kill()  # the caller stopped early, or a stream broke
+        reader = self.reader
+        while reader is not None and reader.is_alive():  # let the pump see the end
+            with suppress(queue.Empty):
+                self.slices.get(timeout=0.1)
+        if reader is not None:
             reader.join()
+        if proc.stdout is not None:
             proc.stdout.close()
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            code = proc.wait()
-        if code != 0 or done != len(sql) or failure is not None:
-            raise RuntimeError(
-                f"the SQLite reader process failed (exit {code}): {err.strip() or failure}"
-            )
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        return proc.wait(), err
 
 
 def encoded_schema(schema: pa.Schema) -> pa.Schema:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -369,6 +370,22 @@ def risk_digest_columns(ids: np.ndarray, risks: np.ndarray) -> str:
         text = "\n".join(f"{rid}:{risk:.6f}" for rid, risk in part)
         h.update((("\n" if lo else "") + text).encode())
     return h.hexdigest()
+
+
+def _id_runs(ids: np.ndarray, most: int = 1000) -> list[tuple[int, int]] | None:
+    """Sorted, distinct ``ids`` as index ranges ``[a, b)`` of consecutive ids, or ``None``
+    if they are not distinct or fall in more than ``most`` runs."""
+    import numpy as np
+
+    if not len(ids):
+        return None
+    steps = np.diff(ids)
+    if bool((steps < 1).any()):
+        return None
+    cuts = (np.flatnonzero(steps != 1) + 1).tolist()
+    if len(cuts) >= most:
+        return None
+    return list(pairwise([0, *cuts, len(ids)]))
 
 
 _RISK_BLOCK = b"RSK1"
@@ -1454,30 +1471,43 @@ class SqlLedger:
         ids, vals = ids[order], np.round(np.clip(vals[order], 0.0, 1.0), 6)
         with self._writing() as conn:
             s = t.rating_status.c
-            if len(ids) > 5000:
-                # many ratings (a whole ledger's risks): the id range in slices, as arrays
-                parts = []
-                for lo in range(int(ids[0]), int(ids[-1]) + 1, 500_000):
-                    q = sa.select(s.rating_id, s.risk).where(
-                        s.rating_id >= lo, s.rating_id < lo + 500_000
-                    )
-                    rows = conn.execute(q).cursor.fetchall()
-                    if rows:
-                        parts.append(np.array(rows, dtype=float))
-                got = np.concatenate(parts) if parts else np.zeros((0, 2))
+            dense = _id_runs(ids) if len(ids) > 5000 else None
+            if dense is not None:
+                # many ratings in few runs of consecutive ids (a whole ledger's risks):
+                # which exist, counted per run; the stored risks read where not 0 (a
+                # first run reads none), so no Python object per rating
+                known, cur_ids, cur_vals = self._stored_risks(conn, ids, dense)
+                current = np.zeros(len(ids))
+                if len(cur_ids):
+                    pos = np.minimum(np.searchsorted(cur_ids, ids), len(cur_ids) - 1)
+                    hit = cur_ids[pos] == ids
+                    current[hit] = cur_vals[pos[hit]]
+                moved = known & (np.abs(vals - current) > 1e-6)
             else:
-                got_rows: list[tuple[int, float]] = []
-                for part in _chunks(ids.tolist(), 900):
-                    q = sa.select(s.rating_id, s.risk).where(s.rating_id.in_(part))
-                    got_rows.extend((int(r), float(v)) for r, v in conn.execute(q))
-                got = np.array(got_rows, dtype=float).reshape(-1, 2)
-            cur_ids = got[:, 0].astype(np.int64)
-            cur_order = np.argsort(cur_ids, kind="stable")
-            cur_ids, cur_vals = cur_ids[cur_order], got[cur_order, 1]
-            pos = np.searchsorted(cur_ids, ids)
-            pos_ok = np.minimum(pos, max(len(cur_ids) - 1, 0))
-            known = (pos < len(cur_ids)) & (cur_ids[pos_ok] == ids) if len(cur_ids) else pos < 0
-            moved = known & (np.abs(vals - (cur_vals[pos_ok] if len(cur_ids) else 0.0)) > 1e-6)
+                if len(ids) > 5000:
+                    # many ratings, scattered: the id range in slices, as arrays
+                    parts = []
+                    for lo in range(int(ids[0]), int(ids[-1]) + 1, 500_000):
+                        q = sa.select(s.rating_id, s.risk).where(
+                            s.rating_id >= lo, s.rating_id < lo + 500_000
+                        )
+                        rows = conn.execute(q).cursor.fetchall()
+                        if rows:
+                            parts.append(np.array(rows, dtype=float))
+                    got = np.concatenate(parts) if parts else np.zeros((0, 2))
+                else:
+                    got_rows: list[tuple[int, float]] = []
+                    for part in _chunks(ids.tolist(), 900):
+                        q = sa.select(s.rating_id, s.risk).where(s.rating_id.in_(part))
+                        got_rows.extend((int(r), float(v)) for r, v in conn.execute(q))
+                    got = np.array(got_rows, dtype=float).reshape(-1, 2)
+                cur_ids = got[:, 0].astype(np.int64)
+                cur_order = np.argsort(cur_ids, kind="stable")
+                cur_ids, cur_vals = cur_ids[cur_order], got[cur_order, 1]
+                pos = np.searchsorted(cur_ids, ids)
+                pos_ok = np.minimum(pos, max(len(cur_ids) - 1, 0))
+                known = (pos < len(cur_ids)) & (cur_ids[pos_ok] == ids) if len(cur_ids) else pos < 0
+                moved = known & (np.abs(vals - (cur_vals[pos_ok] if len(cur_ids) else 0.0)) > 1e-6)
             ch_ids, ch_vals = ids[moved], vals[moved]
             if not len(ch_ids):
                 return 0
@@ -1523,6 +1553,40 @@ class SqlLedger:
                     list(zip(part_vals, part_ids, strict=True)),
                 )
             return len(ch_ids)
+
+    @staticmethod
+    def _stored_risks(
+        conn: Connection, ids: np.ndarray, runs: list[tuple[int, int]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For sorted ``ids`` in ``runs`` (index ranges of consecutive ids, see
+        :func:`_id_runs`): which have a status row, and the ids and risks of the status
+        rows in their range whose risk is not 0 (sorted by id). A run whose rows all exist
+        is known from one count; otherwise its ids are read."""
+        import numpy as np
+
+        s = t.rating_status.c
+        known = np.zeros(len(ids), dtype=bool)
+        for a, b in runs:
+            lo, hi = int(ids[a]), int(ids[b - 1])
+            rng = (s.rating_id >= lo, s.rating_id <= hi)
+            n = conn.execute(sa.select(sa.func.count()).where(*rng)).scalar_one()
+            if int(n) == b - a:
+                known[a:b] = True
+            else:
+                have = [r for (r,) in conn.execute(sa.select(s.rating_id).where(*rng))]
+                known[a:b] = np.isin(ids[a:b], np.array(have, dtype=np.int64))
+        parts = []
+        for lo in range(int(ids[0]), int(ids[-1]) + 1, 500_000):
+            q = sa.select(s.rating_id, s.risk).where(
+                s.rating_id >= lo, s.rating_id < lo + 500_000, s.risk != 0
+            )
+            rows = conn.execute(q).cursor.fetchall()
+            if rows:
+                parts.append(np.array(rows, dtype=float))
+        got = np.concatenate(parts) if parts else np.zeros((0, 2))
+        cur_ids = got[:, 0].astype(np.int64)
+        order = np.argsort(cur_ids, kind="stable")
+        return known, cur_ids[order], got[order, 1]
 
     # -- venues --------------------------------------------------------------------------
 

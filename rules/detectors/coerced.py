@@ -179,6 +179,8 @@ class CoercedDetector(Detector):
         # the unpressed reference: fast ratings outside the flagged windows' pressed periods
         onset = fast["win"].map(cand.set_index("win")["onset_day"])
         reference = fast[~(fast["day"] >= onset)]
+        by_way = {way: reference[reference["kiosk"] == way] for way in (True, False)}
+        del reference
         for _, r in cand.iterrows():
             w = fast[fast["win"] == r["win"]]
             after = w[w["day"] >= r["onset_day"]]
@@ -194,7 +196,7 @@ class CoercedDetector(Detector):
             elif self.hold == "near":
                 held = after[after["straight"]]
             else:
-                held = self._excess(w, after, r, ratio, unit, reference)
+                held = self._excess(w, after, r, ratio, unit, by_way)
             unit.setdefault("pool", int(after["straight"].sum()))
             unit.setdefault("estimated", len(held))
             yield unit, held.loc[held["in_scope"], "rating_id"]
@@ -211,33 +213,45 @@ class CoercedDetector(Detector):
         r: pd.Series,
         ratio: dict[bool, float],
         unit: dict[str, Any],
-        reference: pd.DataFrame,
+        reference: dict[bool, pd.DataFrame],
     ) -> pd.DataFrame:
         """The fast near-straight-lined ratings of one window from its onset that stand
-        for the excess over its baseline, per way of rating and day (module docstring)."""
+        for the excess over its baseline, per way of rating and day (module docstring);
+        ``reference``: the unpressed fast ratings of each way (kiosk or not)."""
         before = w[w["day"] < r["onset_day"]]
-        chosen = []
+        chosen: list[np.ndarray] = []  # positions in ``after``
         estimated = 0.0
+        kiosk = after["kiosk"].to_numpy(dtype=bool)
+        marked = after[self._col].to_numpy(dtype=bool)
         for way in (True, False):
             pre = before[before["kiosk"] == way]
             prior = float(np.clip(r["p_exp"] * ratio[way], 0.01, 0.99))
             p = (pre[self._col].sum() + self.prior_weight * prior) / (len(pre) + self.prior_weight)
-            g = after[after["kiosk"] == way]
-            unlike = self._unlike(g[g[self._col]], reference[reference["kiosk"] == way])
-            for _, day in g.groupby("day"):
-                k, n = int(day[self._col].sum()), len(day)
+            rows = np.flatnonzero(kiosk == way)  # the way's ratings, in order
+            g = after.iloc[rows]
+            unlike = np.zeros(len(rows))
+            mine = marked[rows]
+            unlike[mine] = self._unlike(g[mine], reference[way]).to_numpy()
+            # day by day, in day order (each day's ratings in their order), with arrays
+            days = g["day"].to_numpy()
+            by_day = np.argsort(days, kind="stable")
+            cuts = np.flatnonzero(np.diff(days[by_day])) + 1
+            rid = g["rating_id"].to_numpy()
+            delay = g["delay_s"].to_numpy()
+            for day in np.split(by_day, cuts) if len(by_day) else ():
+                in_pool = day[mine[day]]
+                k, n = len(in_pool), len(day)
                 pressed = max(0.0, (k - n * p) / (1 - p))
                 estimated += pressed
                 take = min(k, round(pressed))
                 if take <= 0:
                     continue
-                pool = day[day[self._col]]
                 # least like unpressed ratings first, then the fastest (at the counter)
-                order = np.lexsort((pool["rating_id"], pool["delay_s"], -unlike.loc[pool.index]))
-                chosen.append(pool.iloc[order[:take]])
+                order = np.lexsort((rid[in_pool], delay[in_pool], -unlike[in_pool]))
+                chosen.append(rows[in_pool[order[:take]]])
         unit["pool"] = int(after[self._col].sum())
         unit["estimated"] = round(estimated)
-        return pd.concat(chosen) if chosen else after.iloc[:0]
+        return after.iloc[np.concatenate(chosen)] if chosen else after.iloc[:0]
 
     def _unlike(self, pool: pd.DataFrame, reference: pd.DataFrame) -> pd.Series:
         """How much more often a pooled rating's delay and pattern occur in the pressed

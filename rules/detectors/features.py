@@ -169,8 +169,7 @@ def write_snapshot(path: Path, frame: Frame) -> str:
         if name in _STRINGS:
             cat = col.array
             codes = pa.array(np.asarray(cat.codes, dtype=np.int32), mask=np.asarray(cat.codes) < 0)
-            values = pa.array(np.asarray(cat.categories.astype(object)), type=pa.string())
-            arrays.append(pa.DictionaryArray.from_arrays(codes, values))
+            arrays.append(pa.DictionaryArray.from_arrays(codes, _string_values(cat.categories)))
         elif name in _NUMERIC:
             arrays.append(pa.array(col.to_numpy()))
         else:
@@ -185,6 +184,18 @@ def write_snapshot(path: Path, frame: Frame) -> str:
     digest = _sha256(tmp)
     os.replace(tmp, path)
     return digest
+
+
+def _string_values(index: pd.Index) -> pa.Array:
+    """A text index as an Arrow ``string`` array: categories kept in Arrow buffers (the
+    pseudonyms, :data:`_ARROW_CATEGORIES`) are cast as they are, with no Python string
+    per value; the same values as converting them one by one."""
+    if isinstance(index.array, pd.arrays.ArrowStringArray):
+        got = pa.array(index.array)
+        if isinstance(got, pa.ChunkedArray):
+            got = got.combine_chunks()
+        return got.cast(pa.string())
+    return pa.array(np.asarray(index.astype(object)), type=pa.string())
 
 
 def read_snapshot(path: Path, sha256: str) -> pa.Table | None:
@@ -399,8 +410,11 @@ def _member(df: pd.DataFrame, col: str, code: str, wanted: set[str]) -> np.ndarr
 
 
 def nunique_by(df: pd.DataFrame, keys: list[str], col: str) -> pd.Series:
-    """Distinct ``col`` values per ``keys`` group (faster than ``groupby().nunique()``)."""
-    return df.drop_duplicates([*keys, col]).groupby(keys).size()
+    """Distinct ``col`` values per ``keys`` group (faster than ``groupby().nunique()``).
+
+    Only the columns it counts are copied (the distinct rows of the whole frame would
+    copy every column of a large frame only to count them)."""
+    return df[[*keys, col]].drop_duplicates().groupby(keys).size()
 
 
 def rows_of(df: pd.DataFrame, units: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -52,12 +52,15 @@ class LockstepDetector(Detector):
         self.family_ = 0
         win_share = base.groupby("win").size() / max(len(base), 1)
         for kind, (col, _) in KEYS.items():
-            # distinct devices per key-day, and per key-window-day
-            kd = nunique_by(base, [col, "day"], "dev").rename("key_devices")
+            # distinct devices per key-window-day, and per key-day (from the distinct
+            # key-window-day-device rows: the same devices, fewer rows to look at)
+            seen = base[[col, "win", "day", "dev"]].drop_duplicates()
+            kd = nunique_by(seen, [col, "day"], "dev").rename("key_devices")
             kwd = base.groupby([col, "win", "day"]).agg(
                 n=("rating_id", "size"), in_scope=("in_scope", "any")
             )
-            kwd["devices"] = nunique_by(base, [col, "win", "day"], "dev")
+            kwd["devices"] = seen.groupby([col, "win", "day"]).size()
+            del seen
             self.family_ += len(kwd)
             kwd = kwd[kwd["devices"] >= self.min_devices]
             kwd = kwd.join(kd, on=[col, "day"]).reset_index().rename(columns={col: "key"})

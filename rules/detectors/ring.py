@@ -18,6 +18,7 @@ held because the others are there, and the finding names them.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -85,24 +86,34 @@ class RingDetector(DeviceRepeatDetector):
         dev = super()._score(X)
         self.devices_ = dev
         rows = []
-        for w, g in dev.groupby("win", sort=True):
-            q = ring_sizes(g["p_high"].to_numpy())
+        # each window's devices by p then device (one sort for all windows; a device is
+        # one unit per window), walked as array slices
+        s = dev.sort_values(["win", "p_high", "dev"], kind="stable")
+        wins = s["win"].to_numpy()
+        p_high = s["p_high"].to_numpy()
+        devs = s["dev"].to_numpy()
+        k_top = s["k_top"].to_numpy()
+        ns = s["n"].to_numpy()
+        cuts = np.flatnonzero(wins[1:] != wins[:-1]) + 1
+        for a, b in pairwise([0, *cuts.tolist(), len(s)]):
+            if b <= a:
+                continue
+            q = ring_sizes(p_high[a:b])
             if len(q) == 0:
                 continue
-            g = g.sort_values(["p_high", "dev"], kind="stable")
             k = int(np.argmin(q)) + 2
             rows.append(
                 {
-                    "win": w,
-                    "m": len(g),
+                    "win": int(wins[a]),
+                    "m": b - a,
                     "k": k,
                     "p": float(q[k - 2]),
                     "q": tuple(q.tolist()),
-                    "order": tuple(g["dev"].tolist()),
-                    "p_dev": tuple(g["p_high"].tolist()),
-                    "k_tops": tuple(g["k_top"].tolist()),
-                    "ns": tuple(g["n"].tolist()),
-                    "weight": int(g["k_top"].iloc[:k].sum()),
+                    "order": tuple(devs[a:b].tolist()),
+                    "p_dev": tuple(p_high[a:b].tolist()),
+                    "k_tops": tuple(k_top[a:b].tolist()),
+                    "ns": tuple(ns[a:b].tolist()),
+                    "weight": int(k_top[a : a + k].sum()),
                 }
             )
         cols = ["win", "m", "k", "p", "q", "order", "p_dev", "k_tops", "ns", "weight"]

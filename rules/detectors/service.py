@@ -67,7 +67,14 @@ ACTOR = "detector"
 #: Detectors fitted in the run's second process, beside the soft signals (the split
 #: that balances the two on the benchmark ledger; the result does not depend on it).
 WORKER_DETECTORS = frozenset(
-    {"self_rating", "coerced", "low_concentration", "comment_duplicate", "low_shift"}
+    {
+        "device_repeat",
+        "self_rating",
+        "coerced",
+        "low_concentration",
+        "comment_duplicate",
+        "low_shift",
+    }
 )
 _ORDER = {name: i for i, name in enumerate(DETECTORS)}
 #: Holds written per transaction (each a ledger event, a status row and its evidence rows).

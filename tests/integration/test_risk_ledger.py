@@ -139,9 +139,16 @@ def test_a_whole_ledgers_risks_at_once(app: App) -> None:
         ids = sorted(r for (r,) in conn.execute(sa.select(t.rating_status.c.rating_id)))
     risks = {rid: (rid % 97) / 100 for rid in ids}
     risks[ids[-1] + 10_000] = 0.5  # unknown: ignored
+    risks[ids[-1] + 1] = 0.5  # unknown, next to the known ids: ignored too
     changed = sum(1 for rid in ids if rid % 97)
     assert app.ledger.set_risk(risks, at=app.clock.now()) == changed
     assert app.ledger.set_risk(risks, at=app.clock.now()) == 0
     assert app.ledger.rating(ids[5]).risk == pytest.approx((ids[5] % 97) / 100)
+    # against stored risks, zero or not: only the real changes
+    again = {rid: (0.0 if rid % 3 == 0 else risks[rid]) for rid in ids}
+    assert app.ledger.set_risk(again, at=app.clock.now()) == sum(
+        1 for rid in ids if rid % 3 == 0 and rid % 97
+    )
+    assert [app.ledger.rating(i).risk for i in ids[:6]] == [again[i] for i in ids[:6]]
     app.log.seal(app.clock.now())
     assert verify_problems(app) == []
