@@ -328,6 +328,11 @@ def _partitions_written(
     return found
 
 
+def _partition_order(item: tuple[str, Any]) -> tuple[int, str]:
+    """Partitions in a fixed order (numbers as numbers): by their text's length, then text."""
+    return len(item[0]), item[0]
+
+
 def _is_and(clause: Any) -> bool:
     return (
         isinstance(clause, sa.sql.elements.BooleanClauseList) and clause.operator is operator.and_
@@ -1897,7 +1902,7 @@ class SqlLedger:
         else:
             values = {str(v): v for v in partitions}
         problems = []
-        for key, value in sorted(values.items(), key=lambda kv: (len(kv[0]), kv[0])):
+        for key, value in sorted(values.items(), key=_partition_order):
             problem = self._partition_problem(conn, name, (column, value), seals.get(key))
             if problem is not None:
                 problems.append(problem)
@@ -2179,7 +2184,7 @@ class SqlUnitOfWork:
                     every = self.ledger.partition_values(self.connection, name)
                     for key, (_, doc) in self.ledger.partition_seals(self.connection, name).items():
                         every.setdefault(key, doc["partition"]["value"])
-                    values = list(every.values())
+                    values = [v for _, v in sorted(every.items(), key=_partition_order)]
                 digests = [
                     table_digest(self.connection, name, partition=(column, v)) for v in values
                 ]
