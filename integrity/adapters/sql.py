@@ -1858,8 +1858,11 @@ class SqlLedger:
         whole = self.latest_config_seal(conn, name)
         since = whole[0] if whole is not None else 0
         ev = t.events.c
-        if values is None:
-            which = ev.subject.startswith(f"table:{name}/{column}=", autoescape=True)
+        if values is None:  # ``kind <> 'decision'``: the partial index of non-decisions
+            which = sa.and_(
+                ev.kind != Kind.DECISION.value,
+                ev.subject.startswith(f"table:{name}/{column}=", autoescape=True),
+            )
         else:
             which = ev.subject.in_([config_subject(name, (column, v)) for v in values])
         last = (
