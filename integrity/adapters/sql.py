@@ -2183,6 +2183,8 @@ class SqlUnitOfWork:
                 if self.ledger.sealed_whole(self.connection, name):
                     values = None
                     out.append(self._switch_to_partitions(name, column, at, actor))
+                    if tracker is not None:
+                        tracker.whole_sealed[name] = False
                 if values is None:
                     every = self.ledger.partition_values(self.connection, name)
                     for key, (_, doc) in self.ledger.partition_seals(self.connection, name).items():
