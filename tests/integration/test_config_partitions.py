@@ -24,11 +24,13 @@ from audit_factories import populate, register
 from factories import backend_url, make_app
 
 import integrity.adapters.sql as sql_adapter
-from audit_sampling import batches
+from audit_sampling import batches, findings
 from audit_sampling import tables as at
 from audit_sampling.context import AuditContext
 from audit_sampling.draw import draw_sample
+from audit_sampling.expand import expand
 from audit_sampling.frame import make_frame
+from audit_sampling.records import sample_items
 from bootstrap import init_instance
 from integrity.app import App
 from integrity.catalogue import Kind
@@ -262,3 +264,43 @@ def test_a_whole_table_seal_is_switched_by_the_next_change(
     batches.split(audit.ctx, second, "boss", 4, ["aud1"])
     assert items_digested(digested) == [(second, n2), (second, n2)]
     assert audit.app.log.verify(NOW).ok
+
+
+def findings_csv(rows: list[tuple[int, str, str]]) -> str:
+    return "rating_id,code,note\n" + "".join(f"{r},{c},{n}\n" for r, c, n in rows)
+
+
+def test_replacement_and_expansion_digest_only_their_sample(
+    audit: Audit, digested: list[tuple[str, Any, int]]
+) -> None:
+    first = draw(audit, "2026-09", "11111111111111111111")
+    second = draw(audit, "2026-10", "22222222222222222222")
+    [batch] = batches.split(audit.ctx, second, "boss", 100, ["aud1"])
+    w1 = [i for i in sample_items(audit.ctx, second) if i["window_id"] == "W1" and i["rank"]]
+    digested.clear()
+    # a replacement (not applicable: the next item of the window joins the batch)
+    out = findings.record_csv(
+        audit.ctx,
+        batch.batch_id,
+        "aud1",
+        findings_csv(
+            [(w1[0]["rating_id"], "not_applicable", "no such service")]
+            + [(i["rating_id"], "genuine", "") for i in w1[2:]]
+            + [(w1[1]["rating_id"], "cannot_verify", "no answer")]
+        ),
+    )
+    assert out.replacements and out.replacements[0][1] is not None
+    assert {part for part, _ in items_digested(digested)} == {second}
+    replacement = out.replacements[0][1]
+    findings.record_csv(
+        audit.ctx, batch.batch_id, "aud1", findings_csv([(replacement, "genuine", "")])
+    )
+    digested.clear()
+    # an expansion (a deviation in W1)
+    report = expand(audit.ctx, second, "boss")
+    assert [s.window_id for s in report.expanded] == ["W1"] and report.added
+    n2 = len(items(audit, second))
+    assert items_digested(digested)[-1] == (second, n2)
+    assert {part for part, _ in items_digested(digested)} == {second}
+    assert audit.app.log.verify(NOW).ok
+    assert len(seals_of(audit, first)) == 1
