@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from integrity.config_tables import PARTITION_INFO
 from integrity.sqlkit import Hash, Id, UTCDateTime, metadata
 
 # A frame: the population of one period as of a ledger checkpoint. ``content`` is the
@@ -93,6 +94,7 @@ audit_batches = sa.Table(
 
 # A sampled rating. ``rank``: its place in its window's priority order (uniform
 # stratum), ``risk_rank`` its place in the risk order (risk stratum); either or both.
+# Sealed per sample (partition column ``sample_id``, see ``integrity.config_tables``).
 audit_items = sa.Table(
     "audit_items",
     metadata,
@@ -107,6 +109,7 @@ audit_items = sa.Table(
     sa.Column("risk", sa.Float, nullable=False, server_default="0"),
     sa.Column("added", sa.String(16), nullable=False),  # draw | expansion | replacement
     sa.Column("batch_id", sa.BigInteger, sa.ForeignKey("audit_batches.batch_id"), index=True),
+    info={PARTITION_INFO: "sample_id"},
 )
 
 # An auditor's verdict on one sampled rating; final once recorded.
@@ -140,10 +143,11 @@ audit_findings = sa.Table(
 #: expansion, a replacement and batching, each of which seals it; an edit behind the
 #: engine's back would drop a rating from the audit or move it to another batch. The
 #: auditors' verdicts live in ``audit_findings``, which is not configuration: each
-#: finding is a ledger event of its own and its row is only ever inserted. The cost:
-#: the whole table is digested on each of those writes (twice: checked, then sealed)
-#: and by ``ledger verify``, about 0.6-0.7 s per 100,000 items on SQLite or PostgreSQL
-#: (``bench/bench_config_seal.py``), growing with every sample ever drawn.
+#: finding is a ledger event of its own and its row is only ever inserted. It is sealed
+#: per sample (one ``config.sealed`` event per sample id, subject
+#: ``table:audit_items/sample_id=<id>``): each of those writes digests the items of
+#: the sample it changes (twice: checked, then sealed), not every sample ever drawn;
+#: ``ledger verify`` digests every sample's (``bench/bench_config_seal.py``).
 CONFIG_TABLES: tuple[str, ...] = (
     audit_frames.name,
     audit_samples.name,

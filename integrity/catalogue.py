@@ -107,7 +107,10 @@ KINDS: Mapping[Kind, str] = {
     Kind.STAFF_ADDED: "a person was added to the registry",
     Kind.STAFF_UPDATED: "one person's registry record was changed",
     Kind.STAFF_IMPORTED: "people were imported into the registry from a file",
-    Kind.CONFIG_SEALED: "a configuration table changed: SHA-256 and row count of its whole content",
+    Kind.CONFIG_SEALED: (
+        "a configuration table changed: SHA-256 and row count of its whole content "
+        "(of a partitioned table, of one partition's)"
+    ),
     Kind.LEDGER_CHECKPOINT: "a checkpoint (log size and root hash) was recorded",
     Kind.PERSON_OS_USER_MAPPED: "an OS account of a shared host was mapped to a person (or unmapped)",
     Kind.CREDENTIAL_ISSUED: "a personal token was issued to a person (its id and expiry; never the token)",

@@ -23,6 +23,25 @@ and a newline, then one JSON array of the rows, sorted by primary key in Python 
 the database's collation does not matter), each the array of the row's values in the
 header's column order: times as ISO 8601, dates as ``YYYY-MM-DD``, binary values as
 ``"sha256:<hex>"`` of their bytes. The SHA-256 of those bytes is the table's digest.
+
+Partitioned tables. A table that grows by one independent group of rows per operation
+(``audit_items``: the sample of every period) declares a *partition column*, the
+first column of its primary key, in ``Table.info[PARTITION_INFO]``; it is then sealed
+one partition at a time: each ``config.sealed`` event (subject
+``table:<name>/<column>=<value>``) carries the digest of the rows with that value
+(format ``config-partition/v1``: the header
+``["config-partition/v1", name, column, value, [columns]]``, then the rows as above).
+A unit of work checks and seals only the partitions its writes name (an INSERT's
+values of the column, an UPDATE's or DELETE's ``column = v`` / ``column IN (...)``
+condition; a write that names none counts as a write to every partition), so its cost
+follows the partition, not the table. ``ledger verify`` checks every partition
+against its latest seal and names the partition that differs, and a partition with
+rows but no seal. A table sealed whole before it was partitioned (format
+``config-table/v1``, an older instance) keeps being checked whole until it is
+converted (``integrity init``, or the first change through the engine): if it still
+matches its whole-table seal, a ``config.sealed`` event of format
+``config-partitioned/v1`` (subject ``table:<name>``) marks the switch, followed by
+one seal per partition; partition seals older than that marker count for nothing.
 """
 
 from __future__ import annotations
@@ -62,11 +81,21 @@ CORE_CONFIG_TABLES: tuple[str, ...] = (
 VOLATILE_COLUMNS: dict[str, tuple[str, ...]] = {"credentials": ("last_used_at",)}
 
 DIGEST_FORMAT = "config-table/v1"
+#: The digest of one partition of a partitioned table.
+PARTITION_FORMAT = "config-partition/v1"
+#: The evidence of the event that switches a table sealed whole to per-partition seals.
+PARTITIONED_FORMAT = "config-partitioned/v1"
+
+#: ``Table.info`` key naming a configuration table's partition column.
+PARTITION_INFO = "config_partition"
 
 
-def config_subject(name: str) -> str:
-    """The subject of a table's ``config.sealed`` events: ``table:<name>``."""
-    return f"table:{name}"
+def config_subject(name: str, partition: tuple[str, Any] | None = None) -> str:
+    """The subject of a table's ``config.sealed`` events: ``table:<name>``; a partition's
+    is ``table:<name>/<column>=<value>``."""
+    if partition is None:
+        return f"table:{name}"
+    return f"table:{name}/{partition[0]}={partition[1]}"
 
 
 class ConfigTables:
@@ -89,9 +118,21 @@ class ConfigTables:
             table = metadata.tables.get(name)
             if table is None:
                 raise ValueError(f"configuration table {name!r} is not declared on sqlkit.metadata")
-            if not list(table.primary_key.columns):
+            key = [c.name for c in table.primary_key.columns]
+            if not key:
                 raise ValueError(f"configuration table {name!r} has no primary key")
+            column = table.info.get(PARTITION_INFO)
+            if column is not None and column != key[0]:
+                raise ValueError(
+                    f"configuration table {name!r}: its partition column {column!r} must be "
+                    "the first column of its primary key"
+                )
             self._names.add(name)
+
+    def partition_column(self, name: str) -> str | None:
+        """The column a table is sealed by (one seal per value), or ``None``: sealed whole."""
+        column = metadata.tables[name].info.get(PARTITION_INFO)
+        return None if column is None else str(column)
 
     def __contains__(self, name: object) -> bool:
         return name in self._names
@@ -110,11 +151,22 @@ class TableDigest:
     sha256: str
     rows: int
     columns: tuple[str, ...]
+    #: (column, value) of the partition digested, or ``None``: the whole table
+    partition: tuple[str, Any] | None = None
 
     def evidence(self) -> dict[str, Any]:
         """The ``config.sealed`` event's evidence (besides the table's name)."""
+        if self.partition is None:
+            return {
+                "format": DIGEST_FORMAT,
+                "sha256": self.sha256,
+                "rows": self.rows,
+                "columns": list(self.columns),
+            }
+        column, value = self.partition
         return {
-            "format": DIGEST_FORMAT,
+            "format": PARTITION_FORMAT,
+            "partition": {"column": column, "value": value},
             "sha256": self.sha256,
             "rows": self.rows,
             "columns": list(self.columns),
@@ -135,8 +187,14 @@ def _plain(value: Any) -> Any:
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_plain).encode
 
 
-def table_digest(conn: Connection, name: str, columns: Sequence[str] | None = None) -> TableDigest:
-    """The digest of table ``name`` as ``conn`` sees it (in its transaction).
+def table_digest(
+    conn: Connection,
+    name: str,
+    columns: Sequence[str] | None = None,
+    partition: tuple[str, Any] | None = None,
+) -> TableDigest:
+    """The digest of table ``name`` as ``conn`` sees it (in its transaction), or of its
+    rows whose column ``partition[0]`` equals ``partition[1]``.
 
     ``columns`` (default: every column the table declares now) are the columns
     covered; a seal records them, so verify recomputes over the same ones after a
@@ -147,11 +205,16 @@ def table_digest(conn: Connection, name: str, columns: Sequence[str] | None = No
     key = [c.name for c in table.primary_key.columns]
     nkey = len(key)
     q = sa.select(*[table.c[c] for c in key], *[table.c[c] for c in cols])
+    if partition is None:
+        header: list[Any] = [DIGEST_FORMAT, name, list(cols)]
+    else:
+        q = q.where(table.c[partition[0]] == partition[1])
+        header = [PARTITION_FORMAT, name, partition[0], partition[1], list(cols)]
     rows = list(conn.execute(q).all())
     rows.sort(key=operator.itemgetter(*range(nkey)))
-    h = hashlib.sha256(_ENCODE([DIGEST_FORMAT, name, list(cols)]).encode() + b"\n")
+    h = hashlib.sha256(_ENCODE(header).encode() + b"\n")
     h.update(_ENCODE([r[nkey:] for r in rows]).encode())
-    return TableDigest(h.hexdigest(), len(rows), cols)
+    return TableDigest(h.hexdigest(), len(rows), cols, partition)
 
 
 def current_columns(name: str) -> tuple[str, ...]:

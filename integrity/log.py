@@ -668,16 +668,22 @@ class MerkleLog:
             report.fail(f"{n} {what}(s) cite a rule set that is not stored ({shown})")
 
     def _check_config_tables(self, conn: Connection, report: VerifyReport) -> None:
-        """Each configuration table's content matches its latest ``config.sealed`` event."""
+        """Each configuration table's content matches its latest ``config.sealed`` event;
+        a partitioned table's, each partition's (every one with rows or a seal)."""
         present = set(sa.inspect(conn).get_table_names())
         seals = self.ledger.latest_config_seals(conn)
         for name in self.ledger.config_tables:
             if name not in present:
                 continue
-            seal = seals.get(name)
-            problem = self.ledger.config_problem(conn, name, seal)
-            if problem is not None:
+            problems = self.ledger.config_problems(conn, name)
+            for problem in problems:
                 report.fail(problem)
+            if problems:
+                continue
+            column = self.ledger.config_tables.partition_column(name)
+            seal = seals.get(name)
+            if column is not None and not self.ledger.sealed_whole(conn, name):
+                self._warn_partition_columns(conn, name, report)
             elif seal is not None:
                 cols = set(seal[1].get("columns") or ())
                 new_cols = [c for c in current_columns(name) if c not in cols]
@@ -686,6 +692,22 @@ class MerkleLog:
                         f"table {name}: column(s) {', '.join(new_cols)} are not covered by its "
                         f"last seal (event {seal[0]}); `integrity init` seals them"
                     )
+
+    def _warn_partition_columns(self, conn: Connection, name: str, report: VerifyReport) -> None:
+        """Partitions whose latest seal leaves out a column the table has now."""
+        now_cols = current_columns(name)
+        short = [
+            (key, eid, [c for c in now_cols if c not in set(doc.get("columns") or ())])
+            for key, (eid, doc) in self.ledger.partition_seals(conn, name).items()
+        ]
+        short = [s for s in short if s[2]]
+        if short:
+            key, eid, cols = min(short)
+            report.warn(
+                f"table {name}: column(s) {', '.join(cols)} are not covered by the last seal "
+                f"of {len(short)} partition(s) (e.g. {key}, event {eid}); `integrity init` "
+                "seals them"
+            )
 
     def _check_status(self, conn: Connection, report: VerifyReport) -> None:
         last = (

@@ -413,7 +413,9 @@ class UnitOfWork(Protocol):
     def seal_tables(self, *names: str, at: datetime, actor: str) -> list[Event]:
         """Seal configuration tables: one ``config.sealed`` event per table (subject
         ``table:<name>``) with the SHA-256 and row count of its whole content as this
-        transaction sees it (see :mod:`integrity.config_tables`).
+        transaction sees it (see :mod:`integrity.config_tables`); a partitioned table,
+        one per partition this unit of work wrote (subject
+        ``table:<name>/<column>=<value>``), or every partition if its writes named none.
 
         Call it after the last write to those tables in this unit of work. Without
         ``names``: every configuration table this unit of work changed. A unit of work

@@ -28,6 +28,7 @@ from integrity.adapters import tables as t
 from integrity.catalogue import KINDS, REASONS, Kind, Reason
 from integrity.config import rule_set_id as text_rule_set_id
 from integrity.config_tables import (
+    PARTITIONED_FORMAT,
     ConfigTables,
     config_subject,
     current_columns,
@@ -62,7 +63,7 @@ from integrity.ports import (
     StatusChange,
     Tally,
 )
-from integrity.sqlkit import Encoded, canonical_json, translate_errors
+from integrity.sqlkit import Encoded, canonical_json, metadata, translate_errors
 
 if TYPE_CHECKING:  # numpy and pyarrow are imported where detection's reads use them, so
     # that commands which never read columns (ingest, the hook) start without them
@@ -184,13 +185,54 @@ CONFIG_LOCK = "config"
 
 class _ConfigWrites:
     """A unit of work's configuration writes: the tables checked against their seal
-    before the first write, and those written since they were last sealed."""
+    before the first write, and those written since they were last sealed.
+
+    A partitioned table (:meth:`ConfigTables.partition_column`) is checked and sealed
+    by partition: ``parts_checked`` / ``parts_changed`` hold the partitions (value as
+    text -> value) its writes named; a write that named none, or to a table still
+    sealed whole (``whole_sealed``), puts it in ``checked`` and ``whole_changed``: every
+    partition is checked and then sealed."""
 
     def __init__(self, ledger: SqlLedger) -> None:
         self.ledger = ledger
         self.tables = ledger.config_tables
         self.checked: set[str] = set()
         self.changed: set[str] = set()
+        self.whole_sealed: dict[str, bool] = {}
+        self.parts_checked: dict[str, set[str]] = {}
+        self.parts_changed: dict[str, dict[str, Any]] = {}
+        self.whole_changed: set[str] = set()
+
+    def note(self, conn: Connection, name: str, values: dict[str, Any] | None) -> None:
+        """A write to configuration table ``name``, to the partitions ``values`` (``None``:
+        to any row). Before the first write to a table (to a partition), takes the
+        configuration lock and checks it against its latest seal."""
+        column = self.tables.partition_column(name)
+        if column is not None and name not in self.whole_sealed:
+            _lock(conn, self.ledger.dialect, CONFIG_LOCK)
+            self.whole_sealed[name] = self.ledger.sealed_whole(conn, name)
+        if column is None or values is None or self.whole_sealed[name]:
+            if name not in self.checked:
+                self.checked.add(name)
+                _lock(conn, self.ledger.dialect, CONFIG_LOCK)
+                _refuse_if_edited(self.ledger, conn, name)
+            if column is not None:
+                self.whole_changed.add(name)
+            self.changed.add(name)
+            return
+        if name not in self.checked:
+            seen = self.parts_checked.setdefault(name, set())
+            todo = {k: v for k, v in values.items() if k not in seen}
+            if todo:
+                seen.update(todo)
+                _refuse_if_edited(self.ledger, conn, name, partitions=list(todo.values()))
+        self.parts_changed.setdefault(name, {}).update(values)
+        self.changed.add(name)
+
+    def sealed(self, name: str) -> None:
+        self.changed.discard(name)
+        self.whole_changed.discard(name)
+        self.parts_changed.pop(name, None)
 
 
 def _track_config_writes(
@@ -201,18 +243,101 @@ def _track_config_writes(
 
     Before the first such write to a table, the unit of work takes the configuration
     lock and checks the table against its latest seal (``ConfigError`` if it differs:
-    a change through the engine never seals over an edit made behind its back)."""
-    tracker = conn.info.get(_TRACKER)
+    a change through the engine never seals over an edit made behind its back); for a
+    partitioned table, each partition the statement names, before the first write to
+    it (:func:`_partitions_written`)."""
+    tracker: _ConfigWrites | None = conn.info.get(_TRACKER)
     if tracker is None or not isinstance(clauseelement, sa.sql.dml.UpdateBase):
         return
     name = getattr(clauseelement.table, "name", None)
     if not isinstance(name, str) or name not in tracker.tables:
         return
-    if name not in tracker.checked:
-        tracker.checked.add(name)
-        _lock(conn, tracker.ledger.dialect, CONFIG_LOCK)
-        _refuse_if_edited(tracker.ledger, conn, name)
-    tracker.changed.add(name)
+    column = tracker.tables.partition_column(name)
+    values = None
+    if column is not None:
+        values = _partitions_written(clauseelement, multiparams, params, column)
+    tracker.note(conn, name, values)
+
+
+def _partitions_written(
+    stmt: Any, multiparams: Any, params: Any, column: str
+) -> dict[str, Any] | None:
+    """The values of ``column`` a write statement can touch (as text -> value), or
+    ``None`` when the statement does not say: an INSERT's values of the column, an
+    UPDATE's or DELETE's top-level ``column = v`` or ``column IN (...)`` condition (and
+    an UPDATE that sets the column, its new values). ``None`` is always safe: it counts
+    as a write to every partition."""
+    rows: list[Mapping[str, Any]] = [
+        r for r in ([params] if params else []) + list(multiparams or ()) if isinstance(r, Mapping)
+    ]
+    found: dict[str, Any] = {}
+
+    def add(value: Any) -> bool:
+        if value is None:
+            return False
+        found[str(value)] = value
+        return True
+
+    def resolve(bind: Any) -> list[Any] | None:
+        if not isinstance(bind, sa.BindParameter):
+            return None
+        if rows and all(bind.key in r for r in rows):
+            return [r[bind.key] for r in rows]
+        value = bind.effective_value
+        if value is None or any(bind.key in r for r in rows):
+            return None
+        return list(value) if bind.expanding else [value]
+
+    set_values = getattr(stmt, "_values", None) or {}
+    set_here = [v for k, v in set_values.items() if getattr(k, "name", k) == column]
+    if isinstance(stmt, sa.sql.dml.Insert):
+        if getattr(stmt, "_multi_values", None) or getattr(stmt, "select", None) is not None:
+            return None
+        if set_here:
+            got = resolve(set_here[0])
+            return found if got is not None and all(add(v) for v in got) else None
+        if not rows or not all(add(r.get(column)) for r in rows):
+            return None
+        return found
+    if not isinstance(stmt, sa.sql.dml.Update | sa.sql.dml.Delete):
+        return None
+    where = stmt.whereclause
+    if where is None:
+        return None
+    conds = list(where.clauses) if _is_and(where) else [where]
+    named = False
+    for cond in conds:
+        left = getattr(cond, "left", None)
+        op = getattr(cond, "operator", None)
+        if not (isinstance(left, sa.Column) and left.name == column and left.table is stmt.table):
+            continue
+        if op not in (operator.eq, sa.sql.operators.in_op):
+            continue
+        got = resolve(cond.right)
+        if got is None or not all(add(v) for v in got):
+            return None
+        named = True
+        break
+    if not named:
+        return None
+    if set_here:
+        got = resolve(set_here[0])
+        if got is None or not all(add(v) for v in got):
+            return None
+    if isinstance(stmt, sa.sql.dml.Update) and any(column in r for r in rows):
+        return None  # the column set per row: say nothing, rather than guess
+    return found
+
+
+def _partition_order(item: tuple[str, Any]) -> tuple[int, str]:
+    """Partitions in a fixed order (numbers as numbers): by their text's length, then text."""
+    return len(item[0]), item[0]
+
+
+def _is_and(clause: Any) -> bool:
+    return (
+        isinstance(clause, sa.sql.elements.BooleanClauseList) and clause.operator is operator.and_
+    )
 
 
 def _refuse_if_edited(
@@ -220,12 +345,16 @@ def _refuse_if_edited(
     conn: Connection,
     name: str,
     refusing: str = "to change or seal it (that would seal over the edit)",
+    partitions: Sequence[Any] | None = None,
 ) -> None:
-    """``ConfigError`` if table ``name`` no longer matches its latest seal."""
-    problem = ledger.config_problem(conn, name, ledger.latest_config_seal(conn, name))
-    if problem is not None:
+    """``ConfigError`` if table ``name`` (or those of its ``partitions``) no longer
+    matches its latest seal."""
+    problems = ledger.config_problems(conn, name, partitions)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ConfigError(
-            f"{problem}; refusing {refusing}. Run `integrity ledger verify`, and restore the table"
+            f"{problems[0]}{more}; refusing {refusing}. "
+            "Run `integrity ledger verify`, and restore the table"
         )
 
 
@@ -1775,6 +1904,112 @@ class SqlLedger:
             )
         return None
 
+    def sealed_whole(self, conn: Connection, name: str) -> bool:
+        """Whether partitioned table ``name`` is still sealed whole: its newest
+        ``table:<name>`` seal is a whole-table digest (an instance from before it was
+        partitioned), not the ``config-partitioned/v1`` switch."""
+        seal = self.latest_config_seal(conn, name)
+        return seal is not None and seal[1].get("format") != PARTITIONED_FORMAT
+
+    def partition_seals(
+        self, conn: Connection, name: str, values: Sequence[Any] | None = None
+    ) -> dict[str, tuple[int, dict[str, Any]]]:
+        """The newest seal of each partition of ``name`` (those of ``values``, or every
+        one), newer than the table's switch to partition seals: value as text ->
+        (event id, evidence)."""
+        column = self.config_tables.partition_column(name)
+        assert column is not None, name
+        whole = self.latest_config_seal(conn, name)
+        since = whole[0] if whole is not None else 0
+        ev = t.events.c
+        if values is None:  # ``kind <> 'decision'``: the partial index of non-decisions
+            which = sa.and_(
+                ev.kind != Kind.DECISION.value,
+                ev.subject.startswith(f"table:{name}/{column}=", autoescape=True),
+            )
+        else:
+            which = ev.subject.in_([config_subject(name, (column, v)) for v in values])
+        last = (
+            sa.select(sa.func.max(ev.event_id))
+            .where(ev.kind == Kind.CONFIG_SEALED.value, which, ev.event_id > since)
+            .group_by(ev.subject)
+        )
+        out: dict[str, tuple[int, dict[str, Any]]] = {}
+        for eid, evidence in conn.execute(
+            sa.select(ev.event_id, ev.evidence).where(ev.event_id.in_(last))
+        ):
+            doc = json.loads(evidence)
+            out[str(doc["partition"]["value"])] = (int(eid), doc)
+        return out
+
+    def partition_values(self, conn: Connection, name: str) -> dict[str, Any]:
+        """The values of partitioned table ``name``'s partition column that have rows."""
+        column = self.config_tables.partition_column(name)
+        assert column is not None, name
+        col = metadata.tables[name].c[column]
+        return {str(v): v for (v,) in conn.execute(sa.select(col).distinct())}
+
+    def config_problems(
+        self, conn: Connection, name: str, partitions: Sequence[Any] | None = None
+    ) -> list[str]:
+        """What is wrong with configuration table ``name`` (read on ``conn``) against its
+        latest seals. A partitioned table: those of its ``partitions`` (default: every
+        partition with rows or a seal), each one named; while it is sealed whole, the
+        whole table."""
+        column = self.config_tables.partition_column(name)
+        whole = self.latest_config_seal(conn, name)
+        if column is None or (whole is not None and whole[1].get("format") != PARTITIONED_FORMAT):
+            problem = self.config_problem(conn, name, whole)
+            return [] if problem is None else [problem]
+        seals = self.partition_seals(conn, name, partitions)
+        if partitions is None:
+            values = self.partition_values(conn, name)
+            for key, (_, doc) in seals.items():
+                values.setdefault(key, doc["partition"]["value"])
+        else:
+            values = {str(v): v for v in partitions}
+        problems = []
+        for key, value in sorted(values.items(), key=_partition_order):
+            problem = self._partition_problem(conn, name, (column, value), seals.get(key))
+            if problem is not None:
+                problems.append(problem)
+        return problems
+
+    def _partition_problem(
+        self,
+        conn: Connection,
+        name: str,
+        partition: tuple[str, Any],
+        seal: tuple[int, dict[str, Any]] | None,
+    ) -> str | None:
+        column, value = partition
+        if seal is None:
+            table = metadata.tables[name]
+            rows = conn.execute(
+                sa.select(sa.func.count()).select_from(table).where(table.c[column] == value)
+            ).scalar_one()
+            if rows:
+                return (
+                    f"table {name} has {rows} row(s) with {column} {value} but no config.sealed "
+                    "event covers them (written behind the engine's back)"
+                )
+            return None
+        eid, sealed = seal
+        cols = tuple(sealed.get("columns") or ())
+        gone = [c for c in cols if c not in current_columns(name)]
+        if gone:
+            return (
+                f"table {name}: column(s) {', '.join(gone)} sealed by event {eid} "
+                f"for {column} {value} no longer exist"
+            )
+        got = table_digest(conn, name, cols, partition)
+        if got.sha256 != sealed.get("sha256"):
+            return (
+                f"table {name} differs from what event {eid} sealed for {column} {value} "
+                f"({got.rows} row(s) now, {sealed.get('rows')} sealed)"
+            )
+        return None
+
     def adopt_config(self, at: datetime, actor: str = "init") -> list[str]:
         """Seal the configuration tables an upgrade brings under the seal; returns them.
 
@@ -1782,15 +2017,26 @@ class SqlLedger:
         table registered since) is sealed as it stands; a table whose columns changed
         since its last seal (a migration added one) is sealed again, but only if its
         content over the sealed columns still matches that seal, so an upgrade never
-        launders an edit: ``ledger verify`` keeps reporting it.
+        launders an edit: ``ledger verify`` keeps reporting it. A partitioned table is
+        handled partition by partition, and one still sealed whole (sealed before it was
+        partitioned) is switched to partition seals if it still matches that seal.
         """
         adopted: list[str] = []
+        parts: dict[str, list[Any]] = {}
         with self.unit_of_work() as uow:
             conn = uow.connection
             present = set(sa.inspect(conn).get_table_names())
             seals = self.latest_config_seals(conn)
             for name in self.config_tables:
                 if name not in present:
+                    continue
+                column = self.config_tables.partition_column(name)
+                if column is not None and not self.sealed_whole(conn, name):
+                    values = self._adopt_partitions(conn, name, column)
+                    if values is None or values:
+                        adopted.append(name)
+                        if values is not None:
+                            parts[name] = values
                     continue
                 if name not in seals:
                     if table_digest(conn, name).rows:
@@ -1799,14 +2045,36 @@ class SqlLedger:
                 sealed = seals[name][1]
                 cols = tuple(sealed.get("columns") or ())
                 now_cols = current_columns(name)
-                if set(cols) == set(now_cols) or not set(cols) <= set(now_cols):
+                if column is None and (
+                    set(cols) == set(now_cols) or not set(cols) <= set(now_cols)
+                ):
                     continue
-                if table_digest(conn, name, cols).sha256 == sealed.get("sha256"):
+                if set(cols) <= set(now_cols) and table_digest(
+                    conn, name, cols
+                ).sha256 == sealed.get("sha256"):
                     adopted.append(name)
             if adopted:
                 uow.lock(CONFIG_LOCK)
-                uow._seal(adopted, at, actor)
+                uow._seal(adopted, at, actor, parts)
         return adopted
+
+    def _adopt_partitions(self, conn: Connection, name: str, column: str) -> list[Any] | None:
+        """For :meth:`adopt_config`: a partitioned table sealed by partition (or never):
+        ``None`` to seal every partition (a table with rows and no seal of any kind), else
+        the partitions whose columns changed since their seal and that still match it."""
+        seals = self.partition_seals(conn, name)
+        if not seals and self.latest_config_seal(conn, name) is None:
+            return None if self.partition_values(conn, name) else []
+        now_cols = current_columns(name)
+        out = []
+        for _, (_, sealed) in sorted(seals.items()):
+            cols = tuple(sealed.get("columns") or ())
+            if set(cols) == set(now_cols) or not set(cols) <= set(now_cols):
+                continue
+            value = sealed["partition"]["value"]
+            if table_digest(conn, name, cols, (column, value)).sha256 == sealed.get("sha256"):
+                out.append(value)
+        return out
 
     def rule_set_text(self, rule_set_id: str) -> str:
         with translate_errors(), self.engine.connect() as conn:
@@ -1915,7 +2183,10 @@ class SqlUnitOfWork:
         Every change of configuration holds one lock (:data:`CONFIG_LOCK`: an advisory
         lock on PostgreSQL, the write lock on SQLite) from its first write (or from
         here) until it commits, so changes of configuration are serialised and the
-        newest seal of a table covers every committed change.
+        newest seal of a table covers every committed change. A partitioned table is
+        sealed in the partitions this unit of work wrote (each checked before its first
+        write); one named here without a write, or written without naming partitions,
+        is checked and sealed in every partition.
         """
         tracker: _ConfigWrites | None = self.connection.info.get(_TRACKER)
         todo = sorted(set(names)) if names else sorted(tracker.changed if tracker else ())
@@ -1928,7 +2199,11 @@ class SqlUnitOfWork:
         if todo:
             self.lock(CONFIG_LOCK)
         for name in todo:  # a table sealed without a write here is checked first too
-            if tracker is not None and name not in tracker.checked:
+            if tracker is None:
+                continue
+            if name in tracker.parts_changed and name not in tracker.whole_changed:
+                continue  # each partition written was checked before its first write
+            if name not in tracker.checked:
                 tracker.checked.add(name)
                 _refuse_if_edited(self.ledger, self.connection, name)
         return self._seal(todo, at, actor)
@@ -1942,26 +2217,74 @@ class SqlUnitOfWork:
         for name in sorted(set(names)):
             _refuse_if_edited(self.ledger, self.connection, name, refusing)
 
-    def _seal(self, names: Sequence[str], at: datetime, actor: str) -> list[Event]:
-        """Append one ``config.sealed`` event per table (no checks: see ``seal_tables``)."""
+    def _seal(
+        self,
+        names: Sequence[str],
+        at: datetime,
+        actor: str,
+        partitions: Mapping[str, Sequence[Any]] | None = None,
+    ) -> list[Event]:
+        """Append one ``config.sealed`` event per table, or per partition of a partitioned
+        table (no checks: see ``seal_tables``). A partitioned table's partitions: those
+        in ``partitions``, else those this unit of work wrote, else every one (with rows
+        or a seal); one still sealed whole is first switched to partition seals."""
         tracker: _ConfigWrites | None = self.connection.info.get(_TRACKER)
         out = []
         for name in names:
-            digest = table_digest(self.connection, name)
-            out.append(
-                self.append(
-                    Event(
-                        kind=Kind.CONFIG_SEALED,
-                        actor=actor,
-                        at=at,
-                        subject=config_subject(name),
-                        evidence={"table": name, **digest.evidence()},
+            column = self.ledger.config_tables.partition_column(name)
+            if column is None:
+                digests = [table_digest(self.connection, name)]
+            else:
+                values: list[Any] | None = None
+                if partitions is not None and name in partitions:
+                    values = list(partitions[name])
+                elif (
+                    tracker is not None
+                    and name in tracker.parts_changed
+                    and name not in tracker.whole_changed
+                ):
+                    values = list(tracker.parts_changed[name].values())
+                if self.ledger.sealed_whole(self.connection, name):
+                    values = None
+                    out.append(self._switch_to_partitions(name, column, at, actor))
+                    if tracker is not None:
+                        tracker.whole_sealed[name] = False
+                if values is None:
+                    every = self.ledger.partition_values(self.connection, name)
+                    for key, (_, doc) in self.ledger.partition_seals(self.connection, name).items():
+                        every.setdefault(key, doc["partition"]["value"])
+                    values = [v for _, v in sorted(every.items(), key=_partition_order)]
+                digests = [
+                    table_digest(self.connection, name, partition=(column, v)) for v in values
+                ]
+            for digest in digests:
+                out.append(
+                    self.append(
+                        Event(
+                            kind=Kind.CONFIG_SEALED,
+                            actor=actor,
+                            at=at,
+                            subject=config_subject(name, digest.partition),
+                            evidence={"table": name, **digest.evidence()},
+                        )
                     )
                 )
-            )
             if tracker is not None:
-                tracker.changed.discard(name)
+                tracker.sealed(name)
         return out
+
+    def _switch_to_partitions(self, name: str, column: str, at: datetime, actor: str) -> Event:
+        """The event after which partitioned table ``name``, sealed whole until now, is
+        sealed by partition (its whole-table seal checked by the caller)."""
+        return self.append(
+            Event(
+                kind=Kind.CONFIG_SEALED,
+                actor=actor,
+                at=at,
+                subject=config_subject(name),
+                evidence={"table": name, "format": PARTITIONED_FORMAT, "partition": column},
+            )
+        )
 
     def states(self, rating_ids: Sequence[int]) -> dict[int, RatingState]:
         s = t.rating_status.c
@@ -1982,6 +2305,14 @@ class SqlUnitOfWork:
 
     def load(self, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         """See :meth:`integrity.ports.UnitOfWork.load`."""
+        tracker: _ConfigWrites | None = self.connection.info.get(_TRACKER)
+        if tracker is not None and rows and table.name in tracker.tables:
+            column = tracker.tables.partition_column(table.name)
+            values = None
+            if column is not None and column in columns:
+                i = list(columns).index(column)
+                values = {str(r[i]): r[i] for r in rows}
+            tracker.note(self.connection, table.name, values)
         self.ledger.load_rows(self.connection, table, columns, rows)
 
     def append_many(self, events: Sequence[Event]) -> list[Event]:

@@ -43,6 +43,7 @@ from integrity.catalogue import Kind
 from integrity.clients import IntakeClients
 from integrity.clock import FrozenClock
 from integrity.config import rule_set_id
+from integrity.config_tables import config_subject
 from integrity.errors import ConfigError
 from integrity.log import VerifyReport
 from integrity.people import StaffRecord, StaffRegistry
@@ -70,6 +71,7 @@ class World:
     batch_id: int
     held_rating: int
     endpoint_id: int
+    sample_id: int
 
 
 def fill(app: App) -> World:
@@ -125,7 +127,9 @@ def fill(app: App) -> World:
     issue_token(ctx, "aud1", "A1")
     head = app.log.checkpoint(app.clock.now())
     app.log.seal(app.clock.now())
-    return World(app, ctx, head.size, made[1].batch_id, ids[3], endpoint.endpoint_id)
+    return World(
+        app, ctx, head.size, made[1].batch_id, ids[3], endpoint.endpoint_id, sample.sample_id
+    )
 
 
 def _event(kind: str, rid: int, status: str, *reasons: str) -> Any:
@@ -220,7 +224,11 @@ def delete(table: sa.Table, **key: Any) -> tuple[Any, Any]:
 
 
 def last_seal(w: World, table: str) -> int:
-    [*_, ev] = w.app.ledger.events_about(f"table:{table}")
+    """The newest seal of ``table``; of a table sealed per partition (``audit_items``),
+    the newest seal of the world's sample."""
+    column = w.app.ledger.config_tables.partition_column(table)
+    partition = None if column is None else (column, w.sample_id)
+    [*_, ev] = w.app.ledger.events_about(config_subject(table, partition))
     assert ev.kind == Kind.CONFIG_SEALED and ev.event_id is not None
     return ev.event_id
 
