@@ -20,8 +20,8 @@ per size how the rate holds (every step's time per rating must not grow with the
     .venv/bin/python -m bench.bench_ingest [--sizes 30000,300000] [--repeat 3]
         [--backends sqlite,postgresql,postgresql+redis] [--seed 7]
 
-Last measured (2 shared cores; README, Benchmarks): a 29,648-rating month SQLite 0.36x,
-PostgreSQL 0.35x, PostgreSQL + Redis 0.29x at load 1-2 (0.29-0.48x under load 3-6);
+Last measured (2 shared cores; README, Benchmarks): a 29,648-rating month SQLite 0.44x,
+PostgreSQL 0.39x at load ~1 (the previous round's code 0.35x / 0.36x right after);
 297,818 ratings PostgreSQL 0.32x; 2,959,597 ratings PostgreSQL 0.43x, the ingest
 process at 1.27 GB (3M runs take 20-40 minutes a backend).
 """
