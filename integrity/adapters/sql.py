@@ -340,6 +340,12 @@ def _is_and(clause: Any) -> bool:
     )
 
 
+def _sealed_columns(name: str, sealed: Mapping[str, Any]) -> tuple[tuple[str, ...], list[str]]:
+    """The columns a seal digested, and those of them the table no longer has."""
+    cols = tuple(sealed.get("columns") or ())
+    return cols, [c for c in cols if c not in current_columns(name)]
+
+
 def _refuse_if_edited(
     ledger: SqlLedger,
     conn: Connection,
@@ -1890,8 +1896,7 @@ class SqlLedger:
                 )
             return None
         eid, sealed = seal
-        cols = tuple(sealed.get("columns") or ())
-        gone = [c for c in cols if c not in current_columns(name)]
+        cols, gone = _sealed_columns(name, sealed)
         if gone:
             return (
                 f"table {name}: column(s) {', '.join(gone)} sealed by event {eid} no longer exist"
@@ -1995,8 +2000,7 @@ class SqlLedger:
                 )
             return None
         eid, sealed = seal
-        cols = tuple(sealed.get("columns") or ())
-        gone = [c for c in cols if c not in current_columns(name)]
+        cols, gone = _sealed_columns(name, sealed)
         if gone:
             return (
                 f"table {name}: column(s) {', '.join(gone)} sealed by event {eid} "
