@@ -11,6 +11,7 @@ import io
 import json
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,56 @@ def test_what_a_batch_wrote_is_sealed_by_a_forked_process(
         assert report.strict_ok, report  # verified, and no event left unsealed
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=["backend"])
+def test_an_ingest_refreshes_statistics_beside_its_writes_and_still_forks_its_sealer(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``integrity ingest`` refreshes the planner's statistics once, in a thread, as
+    soon as enough is committed (not at close, where the alerts wait for it), and ends
+    with that thread gone, so the seal at close is still forked."""
+    from click.testing import CliRunner
+
+    import cli
+    from integrity import commands
+    from integrity.adapters.sql import SqlLedger
+
+    monkeypatch.setattr(commands, "ANALYZE_AFTER", 120)
+    calls: list[tuple[str, int]] = []
+    plain_analyze = SqlLedger.analyze
+
+    def analyze(ledger: SqlLedger) -> None:
+        with ledger.engine.connect() as conn:
+            committed = conn.exec_driver_sql("SELECT count(*) FROM ratings").scalar_one()
+        calls.append((threading.current_thread().name, committed))
+        plain_analyze(ledger)
+
+    monkeypatch.setattr(SqlLedger, "analyze", analyze)
+    plain_seal = MerkleLog.seal
+    pids = tmp_path / "seal-pids"
+
+    def seal(log: MerkleLog, now: Any, limit: int | None = None) -> int:
+        with pids.open("a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return plain_seal(log, now, limit)
+
+    monkeypatch.setattr(MerkleLog, "seal", seal)
+    home = tmp_path / "home"
+    make_app(home, backend).close()
+    data = tmp_path / "month.jsonl"
+    data.write_text("\n".join(_lines(history(T0, 300, seed=5))) + "\n")
+    res = CliRunner().invoke(
+        cli.main,
+        ["ingest", str(data), "--chunk", "50", "--home", str(home), "--db", backend],
+    )
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert threading.active_count() == 1
+
+    # once, in a thread of its own, after the chunks that made 120 were committed
+    assert len(calls) == 1, calls
+    name, committed = calls[0]
+    assert name == "analyze"
+    assert committed >= 120
+    sealed_by = [int(line) for line in pids.read_text().split()]
+    assert any(pid != os.getpid() for pid in sealed_by), "the seal at close was not forked"
