@@ -318,6 +318,16 @@ class StatusChange:
     scores: Mapping[str, int]
 
 
+@dataclass(frozen=True)
+class LowMark:
+    """What makes a counted rating low for a reader of status changes: a composite
+    below ``composite_below``, or any dimension at most ``dimension_at_most`` (0: no
+    dimension test). See :meth:`Ledger.status_changes`."""
+
+    composite_below: float
+    dimension_at_most: int = 0
+
+
 #: Rating columns a report may group ratings by (``AggregateQuery.by``).
 GROUP_COLUMNS = ("window_id", "staff_id", "service_type", "channel")
 
@@ -495,11 +505,15 @@ class Ledger(RatingLedger, Protocol):
         ...
 
     def status_changes(
-        self, after: int, limit: int, until: int | None = None
+        self, after: int, limit: int, until: int | None = None, *, low: LowMark | None = None
     ) -> list[StatusChange]:
         """Committed status events with ``after < event_id <= until``, in id order, at most
         ``limit``, each with its rating's composite and scores, in one query: for readers
-        that follow ratings' status (the low-score alerts) without reading whole events."""
+        that follow ratings' status (the low-score alerts) without reading whole events.
+
+        With ``low``, only the events such a reader can act on: every status other than
+        accepted, and an accepted rating only when it is low by ``low`` (a superset may
+        come back; never less)."""
         ...
 
     def set_risk(

@@ -78,7 +78,7 @@ from integrity.errors import (
 )
 from integrity.model import REPLAY_ACTOR, Event, Status, StoredRating
 from integrity.people import NOT_SIGNED_IN, People, Person
-from integrity.ports import Ledger, RatingQuery, StatusChange, UnitOfWork
+from integrity.ports import Ledger, LowMark, RatingQuery, StatusChange, UnitOfWork
 from integrity.registry import RegistryService, ServiceRegistry
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ LOCK = "followup.alerts"
 
 @dataclass(frozen=True)
 class SyncSummary:
-    """One run of the projection: status events read, alerts opened and voided."""
+    """One run of the projection: status events seen, alerts opened and voided."""
 
     events: int = 0
     opened: int = 0
@@ -227,11 +227,13 @@ class AlertService:
             changes: list[StatusChange] = []
             for after, until in ranges if wanted else ():
                 # only what the heads showed: an id committing meanwhile is still a gap
-                got = self.ledger.status_changes(after, until - after, until=until)
+                # (and of those, only what can open or void an alert: not every rating)
+                low = LowMark(self.policy.low_score_below, self.policy.low_dimension_at_most)
+                got = self.ledger.status_changes(after, until - after, until=until, low=low)
                 changes.extend(c for c in got if c.event_id in wanted)
             changes.sort(key=lambda c: c.event_id)
-            summary = self._project(uow, changes, now) if changes else SyncSummary()
-        return summary, len(heads) == batch
+            opened, voided = self._project(uow, changes, now) if changes else (0, 0)
+        return SyncSummary(len(wanted), opened, voided), len(heads) == batch
 
     def _recheck_gaps(
         self, conn: Any, now: datetime, ranges: list[tuple[int, int]]
@@ -253,8 +255,9 @@ class AlertService:
 
     def _project(
         self, uow: UnitOfWork, changes: Sequence[StatusChange], now: datetime
-    ) -> SyncSummary:
-        """Open and void alerts for ``changes`` (status events in id order)."""
+    ) -> tuple[int, int]:
+        """Open and void alerts for ``changes`` (status events in id order); how many
+        were opened and voided."""
         is_low = self.policy.is_low
         # what can matter: low scores that count, and anything that stops a count
         relevant = [
@@ -263,7 +266,7 @@ class AlertService:
             if (is_low(c.composite, c.scores) if c.status is Status.ACCEPTED else True)
         ]
         if not relevant:
-            return SyncSummary(events=len(changes))
+            return 0, 0
         conn = uow.connection
         claimed = self.store.claiming(conn, [c.rating_id for c in relevant])
         low_ids = sorted({c.rating_id for c in relevant if c.status is Status.ACCEPTED})
@@ -321,7 +324,7 @@ class AlertService:
                 voided += 1
         flush_voids()
         flush()
-        return SyncSummary(events=len(changes), opened=opened, voided=voided)
+        return opened, voided
 
     def _open_many(
         self,

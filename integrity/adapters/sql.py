@@ -55,6 +55,7 @@ from integrity.ports import (
     AggregateQuery,
     ClockTimes,
     Lookup,
+    LowMark,
     Pending,
     RatingQuery,
     RiskColumns,
@@ -1252,16 +1253,18 @@ class SqlLedger:
             return [(int(i), str(k)) for i, k in conn.execute(q)]
 
     def status_changes(
-        self, after: int, limit: int, until: int | None = None
+        self, after: int, limit: int, until: int | None = None, *, low: LowMark | None = None
     ) -> list[StatusChange]:
         """Status events above ``after`` (up to ``until``) with their ratings' composite
-        and scores, in id order: one join, plain tuples."""
+        and scores, in id order: one join, plain tuples. With ``low``, the accepted ones
+        only when low, tested in SQL on the composite and the score columns."""
         # Plain SQL, values converted here (a replayed month reads tens of thousands)
         # On PostgreSQL each rating is fetched by its key (LATERAL): never a hash of every
         # rating per batch, whatever the planner's estimates (cost grows with the batch)
+        slots = [f"score_{i}" for i in range(1, t.SCORE_SLOTS + 1)]
         join = (
-            "JOIN LATERAL (SELECT composite, scores FROM ratings WHERE rating_id = e.rating_id)"
-            " r ON true"
+            f"JOIN LATERAL (SELECT composite, scores, {', '.join(slots)} FROM ratings "
+            "WHERE rating_id = e.rating_id) r ON true"
             if self.dialect == "postgresql"
             else "JOIN ratings r ON e.rating_id = r.rating_id"
         )
@@ -1274,29 +1277,46 @@ class SqlLedger:
         if until is not None:
             sql += " AND e.event_id <= {p}"
             params += (until,)
-        sql += " ORDER BY e.event_id LIMIT {p}"
-        params += (limit,)
-        sql = sql.format(p="%s" if self.dialect == "postgresql" else "?")
+        base_sql, base_params = sql, params
+        if low is not None:
+            tests = ["e.status <> {p}", "r.composite < {p}"]
+            params += (Status.ACCEPTED.value, float(low.composite_below))
+            if low.dimension_at_most > 0:
+                tests += [f"r.{c} <= {{p}}" for c in slots]  # an unused slot is NULL
+                params += (int(low.dimension_at_most),) * len(slots)
+            sql += f" AND ({' OR '.join(tests)})"
+        tail = " ORDER BY e.event_id LIMIT {p}"
+        mark = "%s" if self.dialect == "postgresql" else "?"
         status_of = {s.value: s for s in Status}
         loads = json.loads
         with translate_errors(), self.reader.connect() as conn:
-            return [
-                StatusChange(
-                    event_id=int(i),
-                    kind=str(kind),
-                    rating_id=int(rid),
-                    status=status_of[status],
-                    at=_utc(at),
-                    actor=str(actor),
-                    subject=subject,
-                    reasons=() if reasons == "[]" else tuple(loads(reasons)),
-                    composite=float(composite),
-                    scores=loads(scores),
-                )
-                for i, kind, rid, status, at, actor, subject, reasons, composite, scores in (
-                    conn.exec_driver_sql(sql, params)
-                )
-            ]
+            rows = conn.exec_driver_sql((sql + tail).format(p=mark), (*params, limit)).all()
+            # A dimension beyond the score columns is in the JSON only: the map is read
+            # after the rows (a dimension has its entry before any rating of it is
+            # written), and if any has no column, every status event is read
+            if (
+                low is not None
+                and low.dimension_at_most > 0
+                and None in read_score_columns(conn).values()
+            ):
+                rows = conn.exec_driver_sql(
+                    (base_sql + tail).format(p=mark), (*base_params, limit)
+                ).all()
+        return [
+            StatusChange(
+                event_id=int(i),
+                kind=str(kind),
+                rating_id=int(rid),
+                status=status_of[status],
+                at=_utc(at),
+                actor=str(actor),
+                subject=subject,
+                reasons=() if reasons == "[]" else tuple(loads(reasons)),
+                composite=float(composite),
+                scores=loads(scores),
+            )
+            for i, kind, rid, status, at, actor, subject, reasons, composite, scores in rows
+        ]
 
     def events_of(self, rating_id: int) -> list[Event]:
         with translate_errors(), self.engine.connect() as conn:

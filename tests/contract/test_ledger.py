@@ -33,11 +33,12 @@ from integrity.adapters.periods import SqlPeriodStore
 from integrity.adapters.sql import Pending
 from integrity.app import App
 from integrity.catalogue import Reason
+from integrity.clock import FrozenClock
 from integrity.errors import AlreadyExists, BackendUnavailable, Conflict, InvalidInput, NotFound
 from integrity.hook import IngestItem
 from integrity.model import Event, Status
 from integrity.periods import close_period
-from integrity.ports import ClockTimes
+from integrity.ports import ClockTimes, LowMark
 from integrity.venues import pseudonymise_venues
 
 
@@ -501,6 +502,66 @@ def test_status_changes_carry_each_status_events_rating_scores_in_id_order(app: 
     assert app.ledger.status_changes(start, 1) == changes[:1]
     assert app.ledger.status_changes(start, 10, until=first.event_id) == changes[:1]
     assert app.ledger.status_changes(second.event_id, 10) == []
+
+
+def test_status_changes_for_a_low_score_reader_are_the_low_and_the_not_accepted(
+    app: App,
+) -> None:
+    """``low``: accepted ratings only when low (composite, or a dimension in its score
+    column), every other status always."""
+    start = app.ledger.last_event_id() or 0
+    high = app.validate(rating(scores={**SCORES, "attitude": 5})).rating_id
+    low_dim = app.validate(rating(scores={**SCORES, "overall": 1})).rating_id
+    low_composite = app.validate(rating(scores=dict.fromkeys(SCORES, 2))).rating_id
+    two = app.validate(rating(scores={**SCORES, "environment": 2})).rating_id
+    app.ledger.append(status_event(high, Status.HELD, "outlier.burst"))
+    everything = app.ledger.status_changes(start, 100)
+    composite_of = {c.rating_id: c.composite for c in everything}
+    assert composite_of[low_composite] < 3 <= min(composite_of[i] for i in (high, low_dim, two))
+
+    def seen(mark: LowMark) -> list[tuple[int, Status]]:
+        got = app.ledger.status_changes(start, 100, low=mark)
+        assert got == [c for c in everything if c in got]  # the same changes, in order
+        return [(c.rating_id, c.status) for c in got]
+
+    accepted = Status.ACCEPTED
+    assert seen(LowMark(3.0, 1)) == [
+        (low_dim, accepted),
+        (low_composite, accepted),
+        (high, Status.HELD),
+    ]
+    assert seen(LowMark(3.0, 2)) == [
+        (low_dim, accepted),
+        (low_composite, accepted),
+        (two, accepted),
+        (high, Status.HELD),
+    ]
+    assert seen(LowMark(3.0, 0)) == [(low_composite, accepted), (high, Status.HELD)]
+    assert seen(LowMark(1.0, 0)) == [(high, Status.HELD)]
+
+
+def test_status_changes_for_a_low_score_reader_read_a_dimension_beyond_the_columns(
+    tmp_path: Path, db_url: str
+) -> None:
+    """A rubric with more dimensions than score columns: the last ones live in the JSON
+    only, so a low one there is never filtered out."""
+    dims = [f"d{i}" for i in range(1, t.SCORE_SLOTS + 3)]
+    weights = ", ".join(f"{d} = 1" for d in dims)
+    rules = (
+        f'name = "wide"\ntimezone = "UTC"\n[rubric]\nscale = [1, 5]\nweights = {{ {weights} }}\n'
+    )
+    # activated after the default rule set the ledger may have (the later one is active)
+    later = FrozenClock(T0 + timedelta(seconds=1))
+    with make_app(tmp_path / "wide", db_url, rules_text=rules, clock=later) as app:
+        start = app.ledger.last_event_id() or 0
+        scores = dict.fromkeys(dims, 5)
+        high = app.validate(rating(scores=scores)).rating_id
+        # slots go to dimensions in name order: the last name has none
+        last_low = app.validate(rating(scores={**scores, max(dims): 1})).rating_id
+        assert app.ledger.score_slots(dims)[max(dims)] is None
+        got = app.ledger.status_changes(start, 100, low=LowMark(3.0, 1))
+        assert last_low in {c.rating_id for c in got}
+        assert {c.rating_id for c in app.ledger.status_changes(start, 100)} == {high, last_low}
 
 
 def test_status_derived_from_events_equals_rating_status(app: App) -> None:
