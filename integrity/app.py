@@ -27,7 +27,7 @@ from integrity.clock import Clock
 from integrity.config import CoreConfig
 from integrity.forking import fork_pool
 from integrity.hook import ValidationHook
-from integrity.log import MerkleLog
+from integrity.log import MerkleLog, adopt, seal_adopted
 from integrity.model import Decision
 from integrity.people import People
 from integrity.ports import Limiter
@@ -140,14 +140,14 @@ class App:
         waits for the write lock only to write), else on PostgreSQL in a thread (the
         closing hooks and the sealer lock different things) and on SQLite after the
         hooks. The last seal is left with only the events the hooks wrote."""
-        pool = fork_pool(_set_sealer, (self.log,)) if self.closing else None
+        pool = fork_pool(adopt, (self.log,)) if self.closing else None
         if pool is None and (self.ledger.dialect != "postgresql" or not self.closing):
             for task in self.closing:
                 task()
             self.log.seal(self.clock.now())
             return
         with pool or ThreadPoolExecutor(1, thread_name_prefix="sealer") as sealer:
-            seal = _seal_here if pool is not None else self.log.seal
+            seal = seal_adopted if pool is not None else self.log.seal
             first = sealer.submit(seal, self.clock.now())
             try:
                 for task in self.closing:
@@ -161,22 +161,3 @@ class App:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-_sealer: MerkleLog | None = None  # set in a forked sealing process
-_inherited: list[Any] = []  # the parent's connections, kept (never closed) in the child
-
-
-def _set_sealer(log: MerkleLog) -> None:
-    """In the forked sealer: connections of its own. The parent's stay the parent's:
-    kept referenced here, never closed (closing an inherited SQLite handle would drop
-    this process's own locks on the file)."""
-    global _sealer
-    _inherited.append(log.ledger.engine.pool)
-    log.ledger.engine.dispose(close=False)
-    _sealer = log
-
-
-def _seal_here(now: datetime) -> int:
-    assert _sealer is not None, "the sealing process was started without its log"
-    return _sealer.seal(now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -11,17 +12,22 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, TextIO
 
-from integrity.errors import FieldError, InvalidInput
+from integrity.errors import EngineError, FieldError, InvalidInput
 from integrity.forking import fork_pool
 from integrity.hook import IngestItem, ValidationHook
+from integrity.log import MerkleLog, adopt, seal_adopted
 from integrity.model import Rating, Rubric
 from integrity.parsing import parse_rating
 from integrity.pseudonym import Pseudonymiser
+
+_logger = logging.getLogger("integrity.ingest")
 
 #: non-blank lines parsed together, with one time of receipt
 BLOCK = 2000
 #: blocks handed to the parsing process ahead of the one being judged
 AHEAD = 3
+#: blocks handed over between two seals, in the same process, of what was committed
+SEAL_EVERY = 3
 
 Parsed = Rating | InvalidInput
 
@@ -64,6 +70,7 @@ def parse_jsonl(
     *,
     client_id: str | None = None,
     workers: bool = True,
+    log: MerkleLog | None = None,
 ) -> Iterator[Parsed]:
     """Every non-blank line of ``stream`` parsed, in order (see :func:`parse_lines`).
 
@@ -74,6 +81,11 @@ def parse_jsonl(
     receipt is read from the hook's clock when it is handed over. A file of one block,
     ``workers=False``, or where no process can be forked, parses here, by the same
     function.
+
+    With ``log``, that process also seals what the batch has committed so far, every
+    :data:`SEAL_EVERY` blocks, between blocks (it has time to spare: judging is the
+    slower side), so that the seal at close has only the rest to do. A seal that fails
+    there only warns: the seal at close makes it again.
     """
     rubric, pseudonymiser = hook.config.rubric, hook.pseudonymiser
     blocks = _blocks(stream)
@@ -81,7 +93,7 @@ def parse_jsonl(
     if first is None:
         return
     second = next(blocks, None)
-    pool = fork_pool(_set_parser, (rubric, pseudonymiser)) if second and workers else None
+    pool = fork_pool(_set_worker, (rubric, pseudonymiser, log)) if second and workers else None
     if pool is None:
         for lines in _chain(first, second, blocks):
             yield from parse_lines(
@@ -94,24 +106,41 @@ def parse_jsonl(
         return
     with pool:
         inflight: deque[Future[list[Parsed]]] = deque()
+        sealing: Future[int] | None = None
         try:
-            for lines in _chain(first, second, blocks):
+            for n, lines in enumerate(_chain(first, second, blocks), start=1):
                 inflight.append(pool.submit(_parse_here, lines, hook.clock.now(), client_id))
+                if log is not None and n % SEAL_EVERY == 0 and (sealing is None or sealing.done()):
+                    _sealed(sealing)
+                    sealing = pool.submit(seal_adopted, hook.clock.now(), beside=True)
                 if len(inflight) > AHEAD:
                     yield from inflight.popleft().result()
             while inflight:
                 yield from inflight.popleft().result()
+            _sealed(sealing)
         finally:
             for f in inflight:  # the consumer stopped early: nothing more is parsed
                 f.cancel()
 
 
+def _sealed(sealing: Future[int] | None) -> None:
+    """Wait for a seal made beside the batch (a failure warns: close seals again)."""
+    if sealing is None:
+        return
+    try:
+        sealing.result()
+    except EngineError as err:
+        _logger.warning("sealing beside the batch failed (the close seals it): %s", err)
+
+
 _parser: tuple[Rubric, Pseudonymiser] | None = None  # set in the parsing process
 
 
-def _set_parser(rubric: Rubric, pseudonymiser: Pseudonymiser) -> None:
+def _set_worker(rubric: Rubric, pseudonymiser: Pseudonymiser, log: MerkleLog | None) -> None:
     global _parser
     _parser = (rubric, pseudonymiser)
+    if log is not None:
+        adopt(log)
 
 
 def _parse_here(lines: list[str], received_at: datetime, client_id: str | None) -> list[Parsed]:

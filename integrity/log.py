@@ -277,12 +277,14 @@ class MerkleLog:
             return Head(0, merkle.EMPTY_ROOT, None)
         return Head(int(row["size"]), bytes(row["root"]), row["sealed_at"])
 
-    def seal(self, now: datetime, limit: int | None = None) -> int:
+    def seal(self, now: datetime, limit: int | None = None, *, above: int = 0) -> int:
         """Append every unsealed event to the log; returns how many were sealed.
 
         Runs in blocks of up to ``self.block`` events (a window of as many ids), one
         transaction each. On PostgreSQL a second sealer that finds the head locked
-        returns at once (the other one is doing the work).
+        returns at once (the other one is doing the work). ``above``: only events with
+        a greater id (a sealer that already sealed up to it, while a batch writes; a
+        call without it finds what is still unsealed below).
         """
         # The lowest unsealed id and the highest id now: then windows of ``block`` ids,
         # each a range of the primary key (so no block re-reads what earlier ones saw,
@@ -293,7 +295,9 @@ class MerkleLog:
                 t.log_leaves.c.event_id == t.events.c.event_id
             )
             first = conn.execute(
-                sa.select(sa.func.min(t.events.c.event_id)).where(~sa.exists(sealed))
+                sa.select(sa.func.min(t.events.c.event_id)).where(
+                    t.events.c.event_id > above, ~sa.exists(sealed)
+                )
             ).scalar()
             last = conn.execute(sa.select(sa.func.max(t.events.c.event_id))).scalar()
         if first is None or last is None:
@@ -900,6 +904,40 @@ def _population(size: int, start: datetime, end: datetime) -> tuple[sa.Select[An
         .group_by(r.c.window_id)
     )
     return rows, counts
+
+
+# -- sealing in a forked process (integrity.forking) ----------------------------------------
+
+_adopted: MerkleLog | None = None  # a forked child's log
+_inherited: list[Any] = []  # the parent's connections, kept (never closed) in the child
+_sealed_upto = 0  # the highest event id a forked child knows it sealed up to
+
+
+def adopt(log: MerkleLog) -> None:
+    """In a forked child (a :func:`~integrity.forking.fork_pool` initializer): seal with
+    ``log`` on connections of its own. The parent's stay the parent's: kept referenced
+    here, never closed (closing an inherited SQLite handle would drop this process's
+    own locks on the file)."""
+    global _adopted
+    _inherited.append(log.ledger.engine.pool)
+    log.ledger.engine.dispose(close=False)
+    _adopted = log
+
+
+def seal_adopted(now: datetime, *, beside: bool = False) -> int:
+    """In a forked child: seal what is unsealed (:meth:`MerkleLog.seal`); how many.
+
+    ``beside``: while a batch is still writing, seal what it committed since the last
+    such call (events above the highest id seen before it; one committed late below
+    that is left to the next full seal, which the batch's close makes)."""
+    global _sealed_upto
+    assert _adopted is not None, "the forked process was started without its log"
+    if not beside:
+        return _adopted.seal(now)
+    last = _adopted.ledger.last_event_id() or 0
+    n = _adopted.seal(now, above=_sealed_upto)
+    _sealed_upto = max(_sealed_upto, last)
+    return n
 
 
 @dataclass

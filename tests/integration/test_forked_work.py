@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,49 @@ def test_an_ingest_refreshes_statistics_beside_its_writes_and_still_forks_its_se
     assert committed >= 120
     sealed_by = [int(line) for line in pids.read_text().split()]
     assert any(pid != os.getpid() for pid in sealed_by), "the seal at close was not forked"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=["backend"])
+def test_the_parsing_process_seals_what_a_batch_committed_while_it_runs(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the log, the second process also seals between blocks what is committed: at
+    least what was there before the batch, never the batch's last chunk (written after
+    the last line was parsed); the rest at close, and everything verifies."""
+    monkeypatch.setattr(ingest_module, "BLOCK", 40)
+    monkeypatch.setattr(ingest_module, "SEAL_EVERY", 2)
+    app = make_app(tmp_path / "home", backend)
+    try:
+        before = app.log.head().size
+        earlier = ingest(app.hook, history(T0 - timedelta(days=2), 50, seed=7))
+        text = "\n".join(_lines(history(T0, 400, seed=11))) + "\n"
+        parsed = parse_jsonl(app.hook, io.StringIO(text), client_id="cli", log=app.log)
+        summary = judge(app.hook, parsed, chunk=60)
+        sealed_during = app.log.head().size - before
+        assert earlier.written <= sealed_during < earlier.written + summary.written
+        assert app.log.verify(app.clock.now()).ok
+    finally:
+        app.close()
+    again = make_app(tmp_path / "home", backend, init=False)
+    try:
+        report = again.log.verify(again.clock.now())
+        assert report.strict_ok, report
+        assert again.log.head().size - before >= summary.written
+    finally:
+        again.close()
+
+
+def test_a_seal_above_an_id_leaves_what_is_below_to_the_next_full_seal(app: App) -> None:
+    ids = [app.validate(rating()).rating_id for _ in range(3)]
+    assert ids
+    app.log.seal(app.clock.now())
+    low = app.ledger.last_event_id() or 0
+    for _ in range(4):
+        app.validate(rating())
+    mid = low + 2
+    start = app.log.head().size
+    assert app.log.seal(app.clock.now(), above=mid) == (app.ledger.last_event_id() or 0) - mid
+    assert app.log.head().size == start + 2
+    assert not app.log.verify(app.clock.now()).strict_ok  # two events left unsealed below
+    assert app.log.seal(app.clock.now()) == 2
+    assert app.log.verify(app.clock.now()).strict_ok
