@@ -123,7 +123,7 @@ def ingest(
     with progress("ingest", lines=progress_lines) as tick:
         summary = judge(
             app.hook,
-            parse_jsonl(app.hook, file, client_id=client_id, log=app.log),
+            parse_jsonl(app.hook, file, client_id=client_id, log=app.log, closing=app.closing),
             replay=not live,
             on_progress=analyzing.after(tick),
             chunk=chunk,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,6 +71,7 @@ def parse_jsonl(
     client_id: str | None = None,
     workers: bool = True,
     log: MerkleLog | None = None,
+    closing: Sequence[Callable[[], object]] = (),
 ) -> Iterator[Parsed]:
     """Every non-blank line of ``stream`` parsed, in order (see :func:`parse_lines`).
 
@@ -82,10 +83,12 @@ def parse_jsonl(
     ``workers=False``, or where no process can be forked, parses here, by the same
     function.
 
-    With ``log``, that process also seals what the batch has committed so far, every
-    :data:`SEAL_EVERY` blocks, between blocks (it has time to spare: judging is the
-    slower side), so that the seal at close has only the rest to do. A seal that fails
-    there only warns: the seal at close makes it again.
+    With ``log``, that process also catches up with what the batch has committed so
+    far, every :data:`SEAL_EVERY` blocks, between blocks (it has time to spare: judging
+    is the slower side): it runs ``closing`` (the App's closing hooks: the alerts'
+    projection, which follows the ledger by its own cursor) and seals, so that the
+    close has only the rest to do. What fails there only warns: the close does it
+    again.
     """
     rubric, pseudonymiser = hook.config.rubric, hook.pseudonymiser
     blocks = _blocks(stream)
@@ -93,7 +96,11 @@ def parse_jsonl(
     if first is None:
         return
     second = next(blocks, None)
-    pool = fork_pool(_set_worker, (rubric, pseudonymiser, log)) if second and workers else None
+    pool = (
+        fork_pool(_set_worker, (rubric, pseudonymiser, log, closing))
+        if second and workers
+        else None
+    )
     if pool is None:
         for lines in _chain(first, second, blocks):
             yield from parse_lines(
@@ -112,7 +119,7 @@ def parse_jsonl(
                 inflight.append(pool.submit(_parse_here, lines, hook.clock.now(), client_id))
                 if log is not None and n % SEAL_EVERY == 0 and (sealing is None or sealing.done()):
                     _sealed(sealing)
-                    sealing = pool.submit(seal_adopted, hook.clock.now(), beside=True)
+                    sealing = pool.submit(_catch_up, hook.clock.now())
                 if len(inflight) > AHEAD:
                     yield from inflight.popleft().result()
             while inflight:
@@ -124,23 +131,37 @@ def parse_jsonl(
 
 
 def _sealed(sealing: Future[int] | None) -> None:
-    """Wait for a seal made beside the batch (a failure warns: close seals again)."""
+    """Wait for a catch-up made beside the batch (a failure warns: close does it again)."""
     if sealing is None:
         return
     try:
         sealing.result()
     except EngineError as err:
-        _logger.warning("sealing beside the batch failed (the close seals it): %s", err)
+        _logger.warning("catching up beside the batch failed (the close does it): %s", err)
 
 
 _parser: tuple[Rubric, Pseudonymiser] | None = None  # set in the parsing process
+_closing: Sequence[Callable[[], object]] = ()  # the parent's closing hooks, inherited
 
 
-def _set_worker(rubric: Rubric, pseudonymiser: Pseudonymiser, log: MerkleLog | None) -> None:
-    global _parser
+def _set_worker(
+    rubric: Rubric,
+    pseudonymiser: Pseudonymiser,
+    log: MerkleLog | None,
+    closing: Sequence[Callable[[], object]],
+) -> None:
+    global _parser, _closing
     _parser = (rubric, pseudonymiser)
     if log is not None:
-        adopt(log)
+        adopt(log)  # the ledger's connections, the hooks' too, are this process's own
+        _closing = closing
+
+
+def _catch_up(now: datetime) -> int:
+    """In the parsing process: the closing hooks for what is committed, then a seal."""
+    for task in _closing:
+        task()
+    return seal_adopted(now, beside=True)
 
 
 def _parse_here(lines: list[str], received_at: datetime, client_id: str | None) -> list[Parsed]:

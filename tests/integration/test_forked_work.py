@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import T0, backend_url, history, make_app, rating, sqlite_url
+from alerts_factories import alerts_of
+from factories import SCORES, T0, backend_url, history, make_app, rating, sqlite_url
 
 from integrity import ingest as ingest_module
 from integrity.app import App
@@ -200,20 +201,27 @@ def test_an_ingest_refreshes_statistics_beside_its_writes_and_still_forks_its_se
 def test_the_parsing_process_seals_what_a_batch_committed_while_it_runs(
     backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With the log, the second process also seals between blocks what is committed: at
-    least what was there before the batch, never the batch's last chunk (written after
-    the last line was parsed); the rest at close, and everything verifies."""
+    """With the log, the second process also catches up between blocks with what is
+    committed: the closing hooks (the alerts' projection), then a seal. At least what
+    was there before the batch, never the batch's last chunk (written after the last
+    line was parsed); the rest at close, and everything verifies."""
     monkeypatch.setattr(ingest_module, "BLOCK", 40)
     monkeypatch.setattr(ingest_module, "SEAL_EVERY", 2)
     app = make_app(tmp_path / "home", backend)
     try:
         before = app.log.head().size
-        earlier = ingest(app.hook, history(T0 - timedelta(days=2), 50, seed=7))
+        low_id = app.validate(rating(scores=dict.fromkeys(SCORES, 1))).rating_id
+        earlier = ingest(app.hook, history(T0 - timedelta(days=2), 49, seed=7))
+        assert alerts_of(app, low_id) == []  # the projection runs at close, or beside
         text = "\n".join(_lines(history(T0, 400, seed=11))) + "\n"
-        parsed = parse_jsonl(app.hook, io.StringIO(text), client_id="cli", log=app.log)
+        parsed = parse_jsonl(
+            app.hook, io.StringIO(text), client_id="cli", log=app.log, closing=app.closing
+        )
         summary = judge(app.hook, parsed, chunk=60)
         sealed_during = app.log.head().size - before
-        assert earlier.written <= sealed_during < earlier.written + summary.written
+        # its alert, opened over there, and that event sealed too
+        assert len(alerts_of(app, low_id)) == 1
+        assert earlier.written + 2 <= sealed_during < earlier.written + summary.written
         assert app.log.verify(app.clock.now()).ok
     finally:
         app.close()
