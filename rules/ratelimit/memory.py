@@ -56,7 +56,7 @@ def validate_checks(checks: Sequence[LimitCheck], member: str) -> None:
             raise ValueError(f"check {c.rule_id!r}: empty key")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Bucket:
     """One key: its members sorted by (score, member), like a Redis sorted set."""
 
@@ -367,10 +367,18 @@ class MemoryLimiter:
         behind: int | None = None
         if self._lateness_ms is not None and self._replayed_ms is not None:
             behind = self._replayed_ms - self._lateness_ms
-        for key, bucket in list(keys.items()):
-            expires = bucket.expires_at_ms
-            if (expires is not None and expires <= clock_ms) or (
-                behind is not None and bucket.until_ms <= behind
-            ):
-                del keys[key]
-        self._kept_at_sweep = len(keys)
+        # kept keys copied into a new dict (a dict never shrinks as keys are deleted)
+        if behind is None:
+            kept = {
+                k: b
+                for k, b in keys.items()
+                if b.expires_at_ms is None or b.expires_at_ms > clock_ms
+            }
+        else:
+            kept = {
+                k: b
+                for k, b in keys.items()
+                if (b.expires_at_ms is None or b.expires_at_ms > clock_ms) and b.until_ms > behind
+            }
+        self._keys = kept
+        self._kept_at_sweep = len(kept)
