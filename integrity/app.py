@@ -100,7 +100,9 @@ class App:
     background: list[Callable[[datetime], object]] = field(default_factory=list)
     #: Work that follows from what this process wrote, run when it closes, before
     #: sealing, only if it wrote (e.g. the low-score alerts' projection); registered by
-    #: the composition root.
+    #: the composition root. Each catches up from the ledger and may run any number of
+    #: times, in a forked process too (``integrity ingest`` runs them beside its batch,
+    #: on that process's own connections).
     closing: list[Callable[[], None]] = field(default_factory=list)
 
     def get(self, kind: type[T]) -> T:
