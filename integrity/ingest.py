@@ -26,7 +26,8 @@ _logger = logging.getLogger("integrity.ingest")
 BLOCK = 2000
 #: blocks handed to the parsing process ahead of the one being judged
 AHEAD = 3
-#: blocks handed over between two seals, in the same process, of what was committed
+#: blocks handed over between two catch-ups (closing hooks and seal) with what is
+#: committed, made by the parsing process
 SEAL_EVERY = 3
 
 Parsed = Rating | InvalidInput
@@ -113,29 +114,33 @@ def parse_jsonl(
         return
     with pool:
         inflight: deque[Future[list[Parsed]]] = deque()
-        sealing: Future[int] | None = None
+        catching: Future[int] | None = None  # the catch-up in flight
         try:
             for n, lines in enumerate(_chain(first, second, blocks), start=1):
                 inflight.append(pool.submit(_parse_here, lines, hook.clock.now(), client_id))
-                if log is not None and n % SEAL_EVERY == 0 and (sealing is None or sealing.done()):
-                    _sealed(sealing)
-                    sealing = pool.submit(_catch_up, hook.clock.now())
+                if (
+                    log is not None
+                    and n % SEAL_EVERY == 0
+                    and (catching is None or catching.done())
+                ):
+                    _caught_up(catching)
+                    catching = pool.submit(_catch_up, hook.clock.now())
                 if len(inflight) > AHEAD:
                     yield from inflight.popleft().result()
             while inflight:
                 yield from inflight.popleft().result()
-            _sealed(sealing)
+            _caught_up(catching)
         finally:
             for f in inflight:  # the consumer stopped early: nothing more is parsed
                 f.cancel()
 
 
-def _sealed(sealing: Future[int] | None) -> None:
+def _caught_up(catching: Future[int] | None) -> None:
     """Wait for a catch-up made beside the batch (a failure warns: close does it again)."""
-    if sealing is None:
+    if catching is None:
         return
     try:
-        sealing.result()
+        catching.result()
     except EngineError as err:
         _logger.warning("catching up beside the batch failed (the close does it): %s", err)
 
