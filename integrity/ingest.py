@@ -85,10 +85,11 @@ def parse_jsonl(
     function.
 
     With ``log``, that process also catches up with what the batch has committed so
-    far, every :data:`SEAL_EVERY` blocks, between blocks (it has time to spare: judging
-    is the slower side): it runs ``closing`` (the App's closing hooks: the alerts'
-    projection, which follows the ledger by its own cursor) and seals, so that the
-    close has only the rest to do. What fails there only warns: the close does it
+    far, at most every :data:`SEAL_EVERY` blocks and then only if it has parsed every
+    block handed over (judging is usually the slower side, so it has time to spare;
+    when it has none, parsing comes first, for up to four times as many blocks): it runs ``closing`` (the App's closing hooks: the
+    alerts' projection, which follows the ledger by its own cursor) and seals, so that
+    the close has only the rest to do. What fails there only warns: the close does it
     again.
     """
     rubric, pseudonymiser = hook.config.rubric, hook.pseudonymiser
@@ -116,15 +117,17 @@ def parse_jsonl(
         inflight: deque[Future[list[Parsed]]] = deque()
         catching: Future[int] | None = None  # the catch-up in flight
         try:
-            for n, lines in enumerate(_chain(first, second, blocks), start=1):
-                inflight.append(pool.submit(_parse_here, lines, hook.clock.now(), client_id))
-                if (
-                    log is not None
-                    and n % SEAL_EVERY == 0
-                    and (catching is None or catching.done())
-                ):
+            since = 0  # blocks handed over since the last catch-up
+            for lines in _chain(first, second, blocks):
+                since += 1
+                # parsing comes first: while blocks wait, up to four times as long
+                idle = all(f.done() for f in inflight)
+                due = since >= (SEAL_EVERY if idle else 4 * SEAL_EVERY)
+                if log is not None and due and (catching is None or catching.done()):
                     _caught_up(catching)
                     catching = pool.submit(_catch_up, hook.clock.now())
+                    since = 0
+                inflight.append(pool.submit(_parse_here, lines, hook.clock.now(), client_id))
                 if len(inflight) > AHEAD:
                     yield from inflight.popleft().result()
             while inflight:
