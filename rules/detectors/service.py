@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -360,9 +361,12 @@ class DetectService:
             if timings is not None:
                 timings[f"{name} (worker)"] = seconds
         flags = [f for det in detectors for f in by_name[det.name]]
+        t0 = time.perf_counter()
         signals = soft_signals(frame, parts, pyod_opts, fair_opts, prior_opts)
         eligible = set(df.loc[df["counted"] & df["in_scope"], "rating_id"].tolist())
         verdicts = combine(flags, signals, hold_risk=self.config.hold_risk, eligible=eligible)
+        if timings is not None:
+            timings["combine"] = time.perf_counter() - t0
         return (
             flags,
             signals,
@@ -468,14 +472,18 @@ class DetectService:
         # longer matches the file: the next run reads everything)
         snap = _Snapshot(self.snapshot, frame) if whole and self.snapshot is not None else None
         try:
-            run_id = self._start_run(started, since, until, len(frame))
-            held, by_reason = self._hold(verdicts, frame, run_id)
-            cases = self._cases(flags, verdicts, run_id)
-            timings["write_holds"] = time.perf_counter() - t1
-            _peak(timings, "write_holds")
-            t2 = time.perf_counter()
-            risk_updates = self._risks(verdicts, frame)
-            timings["write_risks"] = time.perf_counter() - t2
+            # the WAL copied into the database beside the writes, not by each commit
+            with self.ledger.checkpointing_beside():
+                run_id = self._start_run(started, since, until, len(frame))
+                held, by_reason = self._hold(verdicts, frame, run_id)
+                cases = self._cases(flags, verdicts, run_id)
+                timings["write_holds"] = time.perf_counter() - t1
+                _peak(timings, "write_holds")
+                t2 = time.perf_counter()
+                risk_updates = self._risks(verdicts, frame)
+                timings["write_risks"] = time.perf_counter() - t2
+                t2 = time.perf_counter()
+            timings["last_checkpoint"] = time.perf_counter() - t2
         finally:
             sha = snap.result(timings) if snap is not None else None
         self._finish_run(
@@ -613,9 +621,8 @@ class DetectService:
                     )
                 ]  # fmt: skip
                 uow.load(rt.detect_holds, _HOLD_COLS, holds)
-            for ev in written:
-                held += 1
-                by_reason.update(ev.reasons)
+            held += len(written)
+            by_reason.update(chain.from_iterable(ev.reasons for ev in written))
         self._clear_caches()
         return held, by_reason
 
