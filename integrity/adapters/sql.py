@@ -786,11 +786,12 @@ _SQLITE_STATUS = _insert_sql("rating_status", _BULK_STATUS_COLS)
 class _Checkpointer:
     """A thread that checkpoints a SQLite database's WAL (``PASSIVE``: it never waits
     for the writer, nor the writer for it) each time :meth:`due` says a commit happened,
-    on a connection of its own; :meth:`close` makes a last checkpoint and joins it. A
-    checkpoint that fails is left to the next one (or to the automatic checkpoint)."""
+    on a plain connection of its own (not one of the pool's, whose page cache it would
+    fill); :meth:`close` makes a last checkpoint and joins it. A checkpoint that fails
+    is left to the next one (or to the automatic checkpoint)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, path: str) -> None:
+        self._path = path
         self._due = threading.Event()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
@@ -806,8 +807,8 @@ class _Checkpointer:
 
     def _run(self) -> None:
         try:
-            raw = self._engine.raw_connection()
-        except sa.exc.DBAPIError as err:
+            conn = sqlite3.connect(self._path, timeout=30, check_same_thread=False)
+        except sqlite3.Error as err:
             log.warning("WAL checkpoints beside the writer: no connection (%s)", err)
             return
         try:
@@ -815,17 +816,14 @@ class _Checkpointer:
                 self._due.wait()
                 self._due.clear()
                 last = self._stop
-                cur = raw.cursor()
                 try:
-                    cur.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error as err:
                     log.warning("WAL checkpoint beside the writer failed: %s", err)
-                finally:
-                    cur.close()
                 if last:
                     return
         finally:
-            raw.close()
+            conn.close()
 
 
 class SqlLedger:
@@ -1574,7 +1572,7 @@ class SqlLedger:
         ):
             yield
             return
-        ck = self._checkpointer = _Checkpointer(self.engine)
+        ck = self._checkpointer = _Checkpointer(str(self.engine.url.database))
         try:
             yield
         finally:

@@ -227,6 +227,16 @@ def _recorded(verdicts: Verdicts, ids: list[int]) -> dict[int, float]:
     }
 
 
+def _float_object(doc: dict[str, float]) -> str:
+    """:func:`canonical_json` of an object of plain keys (a soft signal's name) and
+    finite floats, each value written as its repr (what the JSON encoder writes)."""
+    if all(type(v) is float and math.isfinite(v) for v in doc.values()) and all(
+        type(k) is str and k.isidentifier() for k in doc
+    ):
+        return "{" + ",".join(f'"{k}":{float.__repr__(doc[k])}' for k in sorted(doc)) + "}"
+    return canonical_json(doc)
+
+
 def _peak(timings: dict[str, float], stage: str) -> None:
     """The process's peak resident memory so far (MB), recorded after ``stage``; after
     the read also the peak of the processes that ended by then (the SQLite reader)."""
@@ -661,8 +671,8 @@ class DetectService:
             parts["also"] = "[" + ",".join(self._evidence_text(f) for f in fl[1:]) + "]"
         soft = verdicts.soft.get(rid)
         if soft:
-            evidence["signals"] = {k: round(v, 4) for k, v in soft.items()}
-            parts["signals"] = canonical_json(evidence["signals"])
+            signals = evidence["signals"] = {k: round(v, 4) for k, v in soft.items()}
+            parts["signals"] = _float_object(signals)
             if all(f.strength < 1 for f in fl):
                 reasons = tuple(sorted({*reasons, Reason.OUTLIER_PYOD}))
         return Event(
