@@ -67,10 +67,12 @@ from rules.detectors.registry import DETECTORS
 ACTOR = "detector"
 #: Detectors fitted in the run's second process, beside the soft signals (the split
 #: that balances the two on the benchmark ledger; the result does not depend on it).
+#: The ring detector goes with ``device_repeat``: it starts from the same device units,
+#: scored once per process (see ``DeviceRepeatDetector._score``).
 WORKER_DETECTORS = frozenset(
     {
         "device_repeat",
-        "self_rating",
+        "ring",
         "coerced",
         "low_concentration",
         "comment_duplicate",
