@@ -44,7 +44,7 @@ class DeviceRepeatDetector(Detector):
     def _score(self, X: Frame) -> pd.DataFrame:
         # the device units once per frame and parameters: the ring detector (a subclass,
         # fitted in the same process) starts from the same ones
-        key = ("device_repeat.units", self.min_ratings, self.rho_cap)
+        key = f"device_repeat.units:{self.min_ratings}:{self.rho_cap!r}"
         got = X.meta.get(key)
         if got is None:
             got = X.meta[key] = self._device_units(X)
