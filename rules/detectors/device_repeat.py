@@ -45,10 +45,12 @@ class DeviceRepeatDetector(Detector):
         # the device units once per frame and parameters: the ring detector (a subclass,
         # fitted in the same process) starts from the same ones
         key = f"device_repeat.units:{self.min_ratings}:{self.rho_cap!r}"
-        got = X.meta.get(key)
+        got: tuple[pd.DataFrame, float, float] | None = X.meta.get(key)
         if got is None:
             got = X.meta[key] = self._device_units(X)
-        units, self.rho_top_, self.rho_low_ = got
+        units, rho_top, rho_low = got
+        self.rho_top_ = rho_top
+        self.rho_low_ = rho_low
         return units.copy()
 
     def _device_units(self, X: Frame) -> tuple[pd.DataFrame, float, float]:
