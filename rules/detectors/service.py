@@ -29,7 +29,8 @@ then computes the soft signals and fits half of the detectors beside this proces
 hold, ids allocated up front, evidence rows and status moves as plain driver
 statements, each finding's evidence encoded once) and the changed risks as one block of
 columns under one sealed event (``Ledger.set_risk``); the snapshot is written in a
-thread beside them.
+thread beside them, and so are SQLite's WAL checkpoints of those writes
+(``Ledger.checkpointing_beside``).
 """
 
 from __future__ import annotations
@@ -69,16 +70,11 @@ ACTOR = "detector"
 #: that balances the two on the benchmark ledger; the result does not depend on it).
 #: The ring detector goes with ``device_repeat``: it starts from the same device units,
 #: scored once per process (see ``DeviceRepeatDetector._score``).
-WORKER_DETECTORS = frozenset(
-    {
-        "device_repeat",
-        "ring",
-        "coerced",
-        "low_concentration",
-        "comment_duplicate",
-        "low_shift",
-    }
-)
+WORKER_DETECTORS = frozenset({"device_repeat", "ring", "coerced"})
+#: Detectors fitted by whichever process is free first (each claims the next when it has
+#: done its own share), largest first: how fast each process goes depends on what else
+#: runs on the machine.
+EITHER_DETECTORS = ("self_rating", "comment_duplicate", "low_shift", "low_concentration")
 _ORDER = {name: i for i, name in enumerate(DETECTORS)}
 #: Holds written per transaction (each a ledger event, a status row and its evidence rows).
 _HOLD_CHUNK = 10_000
@@ -337,17 +333,21 @@ class DetectService:
             prior_opts = {k: v for k, v in self.config.prior.items() if k != "enabled"}
         detectors = self.config.detectors()
         there = [d for d in detectors if d.name in WORKER_DETECTORS]
-        here = [d for d in detectors if d.name not in WORKER_DETECTORS]
+        either = sorted(
+            (d for d in detectors if d.name in EITHER_DETECTORS),
+            key=lambda d: EITHER_DETECTORS.index(d.name),
+        )
+        here = [d for d in detectors if d.name not in WORKER_DETECTORS | {*EITHER_DETECTORS}]
         by_name: dict[str, list[Flag]] = {}
         own = worker is None
         worker = worker or self.worker()
         try:
             worker.start()
             t0 = time.perf_counter()
-            worker.submit(frame, (pyod_opts, fair_opts, prior_opts), there, n)
+            worker.submit(frame, (pyod_opts, fair_opts, prior_opts), there, n, either)
             if timings is not None:
                 timings["to_worker"] = time.perf_counter() - t0
-            for det in here:
+            for det in chain(here, worker.claimed()):  # claimed one at a time
                 t0 = time.perf_counter()
                 det.fit(frame, total_ratings=n)
                 thresholds[det.name] = det.threshold_
