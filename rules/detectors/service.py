@@ -418,7 +418,10 @@ class DetectService:
         events_from = self.ledger.last_event_id()
         # what the process holds before the run (its imports, the app) and, after the
         # read, the frame are left out of the garbage collector's passes meanwhile (and
-        # the worker, forked now, never touches their pages for it)
+        # the worker, forked now, never touches their pages for it); undone afterwards
+        # unless the process had frozen what it held already (the CLI's policy: then
+        # it stays so for the rest of the process)
+        thawed = gc.get_freeze_count() == 0
         gc.freeze()
         try:
             with self.worker() as worker:  # forked now, while this process is small
@@ -427,7 +430,8 @@ class DetectService:
                     worker,
                 )  # fmt: skip
         finally:
-            gc.unfreeze()
+            if thawed:
+                gc.unfreeze()
 
     def _base(self) -> tuple[pa.Table | None, float]:
         """The snapshot the last complete whole-ledger run kept, if it is still the file it

@@ -337,7 +337,8 @@ def test_an_incremental_read_gives_the_full_reads_frame(
 
 def test_a_run_leaves_the_garbage_collector_as_it_found_it(sqlite_app: App) -> None:
     """The run keeps what the process held before it, and its frame, out of the
-    collector's passes meanwhile; afterwards nothing stays frozen, even when it fails."""
+    collector's passes meanwhile; afterwards nothing stays frozen, even when it fails,
+    unless the process had frozen what it held before the run."""
     import gc
 
     from factories import rating
@@ -351,6 +352,15 @@ def test_a_run_leaves_the_garbage_collector_as_it_found_it(sqlite_app: App) -> N
     with pytest.raises(TypeError):
         svc.run(full=True)
     assert gc.get_freeze_count() == 0
+    # a process that froze what it held before (the CLI does) keeps it frozen
+    del svc.analyse
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        svc.run(full=True)
+        assert gc.get_freeze_count() >= frozen > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_where_the_detectors_run_changes_nothing(sqlite_app: App) -> None:
