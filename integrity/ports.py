@@ -455,6 +455,11 @@ class Ledger(RatingLedger, Protocol):
 
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]: ...
 
+    def checkpointing_beside(self) -> AbstractContextManager[None]:
+        """Many large write transactions in a row: the database's own upkeep of them
+        (SQLite's WAL checkpoints) done beside the writer while inside."""
+        ...
+
     def reading(self) -> AbstractContextManager[Any]:
         """A connection for reading (a package's own tables too); errors translated."""
         ...

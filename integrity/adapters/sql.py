@@ -10,9 +10,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import operator
 import os
+import sqlite3
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields, replace
@@ -70,6 +73,8 @@ if TYPE_CHECKING:  # numpy and pyarrow are imported where detection's reads use 
     # that commands which never read columns (ingest, the hook) start without them
     import numpy as np
     import pyarrow as pa
+
+log = logging.getLogger(__name__)
 
 
 def _limited_bits(reasons: Any) -> Any:
@@ -130,6 +135,10 @@ def scan_schemas() -> tuple[pa.Schema, pa.Schema]:
     return full, pa.schema([("rating_id", pa.int64()), ("state", pa.int64())])
 
 
+#: SQLite's automatic checkpoint: after a commit that leaves the WAL above this many pages.
+WAL_AUTOCHECKPOINT = 10_000
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``sqlite:///path`` or ``postgresql://...`` with the ledger's settings.
 
@@ -151,7 +160,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             # Checkpoint the WAL every ~40 MB instead of ~4 MB: each checkpoint syncs, and
             # ledger commits touch a dozen index pages, so the default checkpoints often.
-            cur.execute("PRAGMA wal_autocheckpoint=10000")
+            cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
             # Index pages of hashed keys are touched at random: keep them cached (64 MB).
             cur.execute("PRAGMA cache_size=-65536")
             cur.close()
@@ -775,6 +784,49 @@ _SQLITE_EVENT = _insert_sql("events", _BULK_EVENT_COLS[1:], " RETURNING event_id
 _SQLITE_STATUS = _insert_sql("rating_status", _BULK_STATUS_COLS)
 
 
+class _Checkpointer:
+    """A thread that checkpoints a SQLite database's WAL (``PASSIVE``: it never waits
+    for the writer, nor the writer for it) each time :meth:`due` says a commit happened,
+    on a plain connection of its own (not one of the pool's, whose page cache it would
+    fill); :meth:`close` makes a last checkpoint and joins it. A checkpoint that fails
+    is left to the next one (or to the automatic checkpoint)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._due = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def due(self) -> None:
+        self._due.set()
+
+    def close(self) -> None:
+        self._stop = True
+        self._due.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, timeout=30, check_same_thread=False)
+        except sqlite3.Error as err:
+            log.warning("WAL checkpoints beside the writer: no connection (%s)", err)
+            return
+        try:
+            while True:
+                self._due.wait()
+                self._due.clear()
+                last = self._stop
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as err:
+                    log.warning("WAL checkpoint beside the writer failed: %s", err)
+                if last:
+                    return
+        finally:
+            conn.close()
+
+
 class SqlLedger:
     """Append-only ledger of ratings and events on one SQLAlchemy engine."""
 
@@ -789,6 +841,10 @@ class SqlLedger:
         self.config_tables = ConfigTables()
         if not sa_event.contains(engine, "before_execute", _track_config_writes):
             sa_event.listen(engine, "before_execute", _track_config_writes)
+        #: While :meth:`checkpointing_beside` runs: the thread that checkpoints the WAL.
+        self._checkpointer: _Checkpointer | None = None
+        if self.dialect == "sqlite":
+            sa_event.listen(engine, "checkout", self._autocheckpoint)
         # Single-statement reads need no transaction: on PostgreSQL that saves the
         # BEGIN/ROLLBACK round trips.
         self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -1521,6 +1577,39 @@ class SqlLedger:
             yield SqlUnitOfWork(self, conn)
 
     @contextmanager
+    def checkpointing_beside(self) -> Iterator[None]:
+        """Many large write transactions in a row (a detection run's holds and risks): on
+        SQLite the write-ahead log is copied into the database file by a thread of its
+        own after each commit, while the writer goes on, instead of by the committing
+        connection (whose automatic checkpoint is off meanwhile); the last copy is made
+        before this returns. What is written and committed is the same either way.
+        Elsewhere (PostgreSQL, an in-memory database), or when already inside, nothing
+        changes."""
+        if (
+            self.dialect != "sqlite"
+            or self._checkpointer is not None
+            or self.engine.url.database in (None, "", ":memory:")
+        ):
+            yield
+            return
+        ck = self._checkpointer = _Checkpointer(str(self.engine.url.database))
+        try:
+            yield
+        finally:
+            self._checkpointer = None
+            ck.close()
+
+    def _autocheckpoint(self, dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        """On checkout (SQLite): the connection's automatic checkpoint off while
+        :meth:`checkpointing_beside` runs, else as :func:`make_engine` set it."""
+        want = 0 if self._checkpointer is not None else WAL_AUTOCHECKPOINT
+        if record.info.get("wal_autocheckpoint", WAL_AUTOCHECKPOINT) != want:
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA wal_autocheckpoint={want}")
+            cur.close()
+            record.info["wal_autocheckpoint"] = want
+
+    @contextmanager
     def _writing_one_statement(self) -> Iterator[Connection]:
         """A connection for writes that are each one atomic statement (the live hook's
         record: on PostgreSQL the rating, its decision event and status row go in as
@@ -1554,6 +1643,8 @@ class SqlLedger:
             finally:
                 conn.info.pop(_TRACKER, None)
         self.written = True
+        if self._checkpointer is not None:
+            self._checkpointer.due()
 
     def _append(self, conn: Connection, ev: Event, expect_version: int | None) -> Event:
         if ev.status is not None:

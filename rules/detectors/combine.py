@@ -20,7 +20,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from rules.detectors.base import Flag, Signal
@@ -57,6 +56,7 @@ def combine(
     eligible: set[int] | None = None,
 ) -> Verdicts:
     """Combine findings and soft signals per rating (see module docstring)."""
+    flags = list(flags)
     by_rating: dict[int, list[Flag]] = defaultdict(list)
     for f in flags:
         for rid in f.rating_ids:
@@ -68,20 +68,29 @@ def combine(
         r = s.risk[s.risk > 0]
         for rid, v in zip(r.index.tolist(), r.to_numpy().tolist(), strict=True):
             soft[int(rid)][s.detector] = float(v)
+    # each finding's risk and strength once, however many ratings it covers; the
+    # noisy-OR's product taken in the same order as ever (findings, then soft signals)
+    strength = {id(f): f.strength for f in flags}
+    risk_of = {id(f): flag_risk(f) for f in flags}
     for rid in set(by_rating) | set(soft):
         fl = by_rating.get(rid, [])
-        rs = [flag_risk(f) for f in fl] + list(soft.get(rid, {}).values())
-        risk = 1.0 - float(np.prod([1.0 - r for r in rs])) if rs else 0.0
+        sr = soft.get(rid)
+        keep = 1.0
+        for f in fl:
+            keep *= 1.0 - risk_of[id(f)]
+        if sr:
+            for v in sr.values():
+                keep *= 1.0 - v
+            out.soft[rid] = sr
+        risk = 1.0 - keep if fl or sr else 0.0
         out.risk[rid] = risk
-        if soft.get(rid):
-            out.soft[rid] = soft[rid]
-        if eligible is not None and rid not in eligible:
+        if not fl or (eligible is not None and rid not in eligible):
             continue
-        strong = [f for f in fl if f.strength >= 1.0]
+        strong = [f for f in fl if strength[id(f)] >= 1.0]
         if strong:
-            out.hold[rid] = sorted(strong, key=lambda f: -f.strength)
-        elif fl and risk >= hold_risk:
-            out.hold[rid] = sorted(fl, key=lambda f: -f.strength)
+            out.hold[rid] = sorted(strong, key=lambda f: -strength[id(f)])
+        elif risk >= hold_risk:
+            out.hold[rid] = sorted(fl, key=lambda f: -strength[id(f)])
     ev = pd.Series(out.risk, dtype=float)
     ranked = ev
     for s in prior:

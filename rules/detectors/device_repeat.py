@@ -42,6 +42,19 @@ class DeviceRepeatDetector(Detector):
         self.rho_cap = rho_cap  # at most this much rater-to-rater spread is taken as honest
 
     def _score(self, X: Frame) -> pd.DataFrame:
+        # the device units once per frame and parameters: the ring detector (a subclass,
+        # fitted in the same process) starts from the same ones
+        key = f"device_repeat.units:{self.min_ratings}:{self.rho_cap!r}"
+        got: tuple[pd.DataFrame, float, float] | None = X.meta.get(key)
+        if got is None:
+            got = X.meta[key] = self._device_units(X)
+        units, rho_top, rho_low = got
+        self.rho_top_ = rho_top
+        self.rho_low_ = rho_low
+        return units.copy()
+
+    def _device_units(self, X: Frame) -> tuple[pd.DataFrame, float, float]:
+        """Every device x window unit scored, with the two sides' dispersions."""
         df = X.frame
         top = df["topbox"].to_numpy()  # near-straight-lined at the top
         d = df.loc[own_devices(df), ["dev", "win", "rating_id", "topbox", "low", "in_scope", "day"]]
@@ -64,18 +77,18 @@ class DeviceRepeatDetector(Detector):
         )
         u["p_top"] = (u["p_top"] * n_w + g_top * shrink) / (n_w + shrink)
         u["p_low"] = (u["p_low"] * n_w + g_low * shrink) / (n_w + shrink)
-        self.rho_top_ = rho_mom(u["k_top"], u["n"], u["p_top"], trim=0.05, cap=self.rho_cap)
-        self.rho_low_ = rho_mom(u["k_low"], u["n"], u["p_low"], trim=0.05, cap=self.rho_cap)
+        rho_top = rho_mom(u["k_top"], u["n"], u["p_top"], trim=0.05, cap=self.rho_cap)
+        rho_low = rho_mom(u["k_low"], u["n"], u["p_low"], trim=0.05, cap=self.rho_cap)
         u = u[(u["n"] >= self.min_ratings) & u["in_scope"]].reset_index(drop=True)
-        p_hi = betabinom_sf(u["k_top"], u["n"], u["p_top"], self.rho_top_)
-        p_lo = betabinom_sf(u["k_low"], u["n"], u["p_low"], self.rho_low_)
+        p_hi = betabinom_sf(u["k_top"], u["n"], u["p_top"], rho_top)
+        p_lo = betabinom_sf(u["k_low"], u["n"], u["p_low"], rho_low)
         u["p_high"] = p_hi  # one-sided, the top-score side (rings: rules.detectors.ring)
         u["side"] = np.where(p_lo < p_hi, "low", "high")
         # two-sided: each side's p doubled
         u["p"] = np.minimum(1.0, 2 * np.minimum(p_hi, p_lo))
         u["score"] = neglog10(u["p"].to_numpy())
         u["weight"] = np.where(u["side"] == "low", u["k_low"], u["k_top"])
-        return u
+        return u, float(rho_top), float(rho_low)
 
     def _unit_ratings(self, X: Frame, cand: pd.DataFrame) -> Iterator[tuple[Unit, pd.Series]]:
         df = X.frame

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from collections.abc import Iterator
 from typing import Any, cast
 
 import numpy as np
@@ -302,21 +303,56 @@ def _warm(method: str | None) -> bool:
     return True
 
 
+class _Claims:
+    """Which of the detectors either process may fit were taken: a counter both
+    processes of a run share (created before the fork, so the worker inherits it),
+    each taking the next one when it is free."""
+
+    def __init__(self, shared: bool) -> None:
+        if shared:
+            import multiprocessing as mp
+
+            self._value: Any = mp.get_context("fork").Value("i", 0)
+            self._lock: Any = self._value.get_lock()
+        else:
+            self._value, self._lock = _Count(), threading.Lock()
+
+    def take(self, n: int) -> int | None:
+        """The index of the next one of ``n`` nobody took yet (``None``: all taken)."""
+        with self._lock:
+            i = int(self._value.value)
+            if i >= n:
+                return None
+            self._value.value = i + 1
+            return i
+
+
+class _Count:
+    value = 0
+
+
+#: The claims of the run whose worker is being forked (the child finds them here).
+_CLAIMS: _Claims | None = None
+
+
 def _work(
     frame: Frame,
     soft: tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None],
     detectors: list[Any],
     total: int,
+    either: list[Any] | None = None,
+    claims: _Claims | None = None,
 ) -> tuple[dict[str, Any], dict[str, tuple[float, list[Any], float]]]:
-    """A worker's share of a run: the soft signals' parts, then its detectors (each
-    fitted on the same frame: threshold, flags, seconds)."""
+    """A worker's share of a run: the soft signals' parts, then its detectors, then
+    those of ``either`` the parent has not taken (each fitted on the same frame:
+    threshold, flags, seconds)."""
     import time
 
     t0 = time.perf_counter()
     parts = soft_parts(frame, *soft) if any(o is not None for o in soft) else {}
     parts["seconds"] = time.perf_counter() - t0
     fitted: dict[str, tuple[float, list[Any], float]] = {}
-    for det in detectors:
+    for det in _and_claimed(detectors, either or [], claims):
         t0 = time.perf_counter()
         det.fit(frame, total_ratings=total)
         fitted[det.name] = (det.threshold_, det.flags(frame), time.perf_counter() - t0)
@@ -329,18 +365,31 @@ def _work(
     return parts, fitted
 
 
+def _and_claimed(mine: list[Any], either: list[Any], claims: _Claims | None) -> Iterator[Any]:
+    """``mine``, then each of ``either`` this process claims (all of them without
+    ``claims``), one at a time, until none is left."""
+    yield from mine
+    if claims is None:
+        yield from either
+        return
+    while (i := claims.take(len(either))) is not None:
+        yield either[i]
+
+
 def _work_piped(
     fd: int,
     soft: tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None],
     detectors: list[Any],
     total: int,
+    either: list[Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, tuple[float, list[Any], float]]]:
-    """:func:`_work` on the frame the parent streams into the pipe ``fd``."""
+    """:func:`_work` on the frame the parent streams into the pipe ``fd`` (the claims
+    inherited from the parent)."""
     import pickle
 
     with os.fdopen(fd, "rb", buffering=1 << 20) as pipe:
         frame = pickle.load(pipe)
-    return _work(frame, soft, detectors, total)
+    return _work(frame, soft, detectors, total, either, _CLAIMS)
 
 
 class Worker:
@@ -363,6 +412,8 @@ class Worker:
         self._args: tuple[Any, ...] | None = None
         self._pipe: tuple[int, int] | None = None
         self._feeder: threading.Thread | None = None
+        self._claims = _Claims(shared=False)
+        self._either: list[Any] = []
 
     def start(self) -> Worker:
         import multiprocessing as mp
@@ -370,7 +421,9 @@ class Worker:
 
         if self.enabled and self._pool is None and "fork" in mp.get_all_start_methods():
             # the frame goes through a pipe the worker inherits, pickled straight into it
-            # (no copy of the whole payload in either process)
+            # (no copy of the whole payload in either process); so do the claims
+            global _CLAIMS
+            self._claims = _CLAIMS = _Claims(shared=True)
             self._pipe = os.pipe()
             self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
             # with fork, submit starts the process at once: the worker has its end now
@@ -387,11 +440,17 @@ class Worker:
         soft: tuple[dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None],
         detectors: list[Any],
         total: int,
+        either: list[Any] | None = None,
     ) -> None:
+        """Hand the worker the frame, the soft signals' options and its ``detectors``;
+        then it fits those of ``either`` the parent has not claimed (:meth:`claimed`)."""
+        self._either = list(either or [])
         if self._pool is not None and self._pipe is not None:
             read_end, write_end = self._pipe
             self._pipe = None
-            self._future = self._pool.submit(_work_piped, read_end, soft, detectors, total)
+            self._future = self._pool.submit(
+                _work_piped, read_end, soft, detectors, total, self._either
+            )
 
             def feed() -> None:
                 import pickle
@@ -402,7 +461,12 @@ class Worker:
             self._feeder = threading.Thread(target=feed, name="detect-worker-feed", daemon=True)
             self._feeder.start()
         else:
-            self._args = (frame, soft, detectors, total)
+            self._args = (frame, soft, detectors, total, self._either, self._claims)
+
+    def claimed(self) -> Iterator[Any]:
+        """The detectors of ``either`` (see :meth:`submit`) this process takes, one at a
+        time while the worker has not taken them (all of them without a worker)."""
+        return _and_claimed([], self._either, self._claims)
 
     def result(self) -> tuple[dict[str, Any], dict[str, tuple[float, list[Any], float]]]:
         if self._future is not None:

@@ -29,11 +29,13 @@ then computes the soft signals and fits half of the detectors beside this proces
 hold, ids allocated up front, evidence rows and status moves as plain driver
 statements, each finding's evidence encoded once) and the changed risks as one block of
 columns under one sealed event (``Ledger.set_risk``); the snapshot is written in a
-thread beside them.
+thread beside them, and so are SQLite's WAL checkpoints of those writes
+(``Ledger.checkpointing_beside``).
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import threading
 import time
@@ -41,6 +43,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -66,16 +69,13 @@ from rules.detectors.registry import DETECTORS
 ACTOR = "detector"
 #: Detectors fitted in the run's second process, beside the soft signals (the split
 #: that balances the two on the benchmark ledger; the result does not depend on it).
-WORKER_DETECTORS = frozenset(
-    {
-        "device_repeat",
-        "self_rating",
-        "coerced",
-        "low_concentration",
-        "comment_duplicate",
-        "low_shift",
-    }
-)
+#: The ring detector goes with ``device_repeat``: it starts from the same device units,
+#: scored once per process (see ``DeviceRepeatDetector._score``).
+WORKER_DETECTORS = frozenset({"device_repeat", "ring", "coerced"})
+#: Detectors fitted by whichever process is free first (each claims the next when it has
+#: done its own share), largest first: how fast each process goes depends on what else
+#: runs on the machine.
+EITHER_DETECTORS = ("self_rating", "comment_duplicate", "low_shift", "low_concentration")
 _ORDER = {name: i for i, name in enumerate(DETECTORS)}
 #: Holds written per transaction (each a ledger event, a status row and its evidence rows).
 _HOLD_CHUNK = 10_000
@@ -226,6 +226,16 @@ def _recorded(verdicts: Verdicts, ids: list[int]) -> dict[int, float]:
     }
 
 
+def _float_object(doc: dict[str, float]) -> str:
+    """:func:`canonical_json` of an object of plain keys (a soft signal's name) and
+    finite floats, each value written as its repr (what the JSON encoder writes)."""
+    if all(type(v) is float and math.isfinite(v) for v in doc.values()) and all(
+        type(k) is str and k.isidentifier() for k in doc
+    ):
+        return "{" + ",".join(f'"{k}":{float.__repr__(doc[k])}' for k in sorted(doc)) + "}"
+    return canonical_json(doc)
+
+
 def _peak(timings: dict[str, float], stage: str) -> None:
     """The process's peak resident memory so far (MB), recorded after ``stage``; after
     the read also the peak of the processes that ended by then (the SQLite reader)."""
@@ -324,17 +334,21 @@ class DetectService:
             prior_opts = {k: v for k, v in self.config.prior.items() if k != "enabled"}
         detectors = self.config.detectors()
         there = [d for d in detectors if d.name in WORKER_DETECTORS]
-        here = [d for d in detectors if d.name not in WORKER_DETECTORS]
+        either = sorted(
+            (d for d in detectors if d.name in EITHER_DETECTORS),
+            key=lambda d: EITHER_DETECTORS.index(d.name),
+        )
+        here = [d for d in detectors if d.name not in WORKER_DETECTORS | {*EITHER_DETECTORS}]
         by_name: dict[str, list[Flag]] = {}
         own = worker is None
         worker = worker or self.worker()
         try:
             worker.start()
             t0 = time.perf_counter()
-            worker.submit(frame, (pyod_opts, fair_opts, prior_opts), there, n)
+            worker.submit(frame, (pyod_opts, fair_opts, prior_opts), there, n, either)
             if timings is not None:
                 timings["to_worker"] = time.perf_counter() - t0
-            for det in here:
+            for det in chain(here, worker.claimed()):  # claimed one at a time
                 t0 = time.perf_counter()
                 det.fit(frame, total_ratings=n)
                 thresholds[det.name] = det.threshold_
@@ -360,9 +374,12 @@ class DetectService:
             if timings is not None:
                 timings[f"{name} (worker)"] = seconds
         flags = [f for det in detectors for f in by_name[det.name]]
+        t0 = time.perf_counter()
         signals = soft_signals(frame, parts, pyod_opts, fair_opts, prior_opts)
         eligible = set(df.loc[df["counted"] & df["in_scope"], "rating_id"].tolist())
         verdicts = combine(flags, signals, hold_risk=self.config.hold_risk, eligible=eligible)
+        if timings is not None:
+            timings["combine"] = time.perf_counter() - t0
         return (
             flags,
             signals,
@@ -399,10 +416,22 @@ class DetectService:
                     up_to_date=covered,
                 )  # fmt: skip
         events_from = self.ledger.last_event_id()
-        with self.worker() as worker:  # forked now, while this process is small
-            return self._run(
-                since, until, on_progress, dry_run, t0, timings, started, events_from, worker
-            )
+        # what the process holds before the run (its imports, the app) and, after the
+        # read, the frame are left out of the garbage collector's passes meanwhile (and
+        # the worker, forked now, never touches their pages for it); undone afterwards
+        # unless the process had frozen what it held already (the CLI's policy: then
+        # it stays so for the rest of the process)
+        thawed = gc.get_freeze_count() == 0
+        gc.freeze()
+        try:
+            with self.worker() as worker:  # forked now, while this process is small
+                return self._run(
+                    since, until, on_progress, dry_run, t0, timings, started, events_from,
+                    worker,
+                )  # fmt: skip
+        finally:
+            if thawed:
+                gc.unfreeze()
 
     def _base(self) -> tuple[pa.Table | None, float]:
         """The snapshot the last complete whole-ledger run kept, if it is still the file it
@@ -451,6 +480,7 @@ class DetectService:
             base=base,
         )
         del base
+        gc.freeze()
         timings["load"] = time.perf_counter() - t0
         _peak(timings, "load")
         flags, _, verdicts, thresholds = self.analyse(frame, timings, worker)
@@ -468,14 +498,18 @@ class DetectService:
         # longer matches the file: the next run reads everything)
         snap = _Snapshot(self.snapshot, frame) if whole and self.snapshot is not None else None
         try:
-            run_id = self._start_run(started, since, until, len(frame))
-            held, by_reason = self._hold(verdicts, frame, run_id)
-            cases = self._cases(flags, verdicts, run_id)
-            timings["write_holds"] = time.perf_counter() - t1
-            _peak(timings, "write_holds")
-            t2 = time.perf_counter()
-            risk_updates = self._risks(verdicts, frame)
-            timings["write_risks"] = time.perf_counter() - t2
+            # the WAL copied into the database beside the writes, not by each commit
+            with self.ledger.checkpointing_beside():
+                run_id = self._start_run(started, since, until, len(frame))
+                held, by_reason = self._hold(verdicts, frame, run_id)
+                cases = self._cases(flags, verdicts, run_id)
+                timings["write_holds"] = time.perf_counter() - t1
+                _peak(timings, "write_holds")
+                t2 = time.perf_counter()
+                risk_updates = self._risks(verdicts, frame)
+                timings["write_risks"] = time.perf_counter() - t2
+                t2 = time.perf_counter()
+            timings["last_checkpoint"] = time.perf_counter() - t2
         finally:
             sha = snap.result(timings) if snap is not None else None
         self._finish_run(
@@ -613,9 +647,8 @@ class DetectService:
                     )
                 ]  # fmt: skip
                 uow.load(rt.detect_holds, _HOLD_COLS, holds)
-            for ev in written:
-                held += 1
-                by_reason.update(ev.reasons)
+            held += len(written)
+            by_reason.update(chain.from_iterable(ev.reasons for ev in written))
         self._clear_caches()
         return held, by_reason
 
@@ -654,8 +687,8 @@ class DetectService:
             parts["also"] = "[" + ",".join(self._evidence_text(f) for f in fl[1:]) + "]"
         soft = verdicts.soft.get(rid)
         if soft:
-            evidence["signals"] = {k: round(v, 4) for k, v in soft.items()}
-            parts["signals"] = canonical_json(evidence["signals"])
+            signals = evidence["signals"] = {k: round(v, 4) for k, v in soft.items()}
+            parts["signals"] = _float_object(signals)
             if all(f.strength < 1 for f in fl):
                 reasons = tuple(sorted({*reasons, Reason.OUTLIER_PYOD}))
         return Event(

@@ -614,6 +614,26 @@ def test_ring_holds_devices_that_alone_look_like_citizens_who_always_give_5s() -
     assert "4 of the 16 devices" in f.explanation and "by chance" in f.explanation
 
 
+def test_ring_starts_from_the_device_units_device_repeat_scored_on_the_frame() -> None:
+    """The device units are scored once per frame and parameters (the run fits both in
+    one process): the ring's findings are those it finds fitted alone, and a
+    device_repeat with other parameters shares nothing with it."""
+    rows = population() + regulars() + ring()
+
+    def found(det: Detector, fr: Frame) -> list[tuple[Any, ...]]:
+        det.fit(fr)
+        return [(f.fingerprint, f.rating_ids, f.score, f.threshold) for f in det.flags(fr)]
+
+    alone = found(RingDetector(budget=0.001), frame(rows))
+    fr = frame(rows)
+    repeat = found(DeviceRepeatDetector(budget=0.001), fr)
+    found(DeviceRepeatDetector(budget=0.001, min_ratings=5), fr)
+    assert len(fr.meta) == 2  # one set of units per parameters
+    assert found(RingDetector(budget=0.001), fr) == alone
+    assert found(DeviceRepeatDetector(budget=0.001), fr) == repeat  # unchanged by the ring
+    assert len(fr.meta) == 2
+
+
 def test_ring_holds_a_phone_linked_to_it_in_time_not_a_fan_by_day() -> None:
     """A fifth phone with three 5s, each in the evening slot of a night the ring rated,
     is linked to the ring; a fan giving three 5s by day on the same days is not."""
