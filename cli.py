@@ -13,7 +13,6 @@ Exit status: 0 success, 1 a handled error (one line on stderr), 2 bad usage.
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 import click
@@ -22,6 +21,7 @@ import bootstrap
 from appeals.commands import appeal_group
 from audit_sampling.commands import audit_group
 from followup.commands import COMMANDS as FOLLOWUP_COMMANDS
+from integrity import heap
 from integrity.cliutil import EngineGroup, instance, instance_options
 from integrity.commands import COMMANDS, report
 from integrity.errors import EngineError
@@ -228,20 +228,10 @@ for command in REPORT_COMMANDS:
 
 
 def run() -> None:
-    """The ``integrity`` console script: :func:`main` in a process of its own.
-
-    Every command is a process that builds many long-lived objects (an ingest's
-    limiter counters, a detection run's holds, a server's caches). Python's default
-    collector runs a full collection each time the tracked heap has grown by a quarter,
-    traversing every module and object start-up made, again and again: 1.8 s of the
-    4.4 s of CPU a 30,000-rating ingest took. So what importing made is frozen (moved
-    out of every collection: it lives as long as the process) and collections run less
-    often: the young generation every 10,000 net allocations, a full one every 100
-    middle ones. Cyclic garbage is still collected, young, as before. (Tests call
-    :func:`main` in process and keep the interpreter's defaults.)
-    """
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 100)
+    """The ``integrity`` console script: :func:`main` in a process of its own, with the
+    engine's garbage collector policy (:mod:`integrity.heap`; tests call :func:`main`
+    in process and keep the interpreter's defaults)."""
+    heap.settle()
     main()
 
 

@@ -50,6 +50,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bootstrap import init_instance, open_app  # noqa: E402
+from integrity import heap  # noqa: E402
 from integrity.adapters.sql import Pending  # noqa: E402
 from integrity.app import Settings  # noqa: E402
 from integrity.catalogue import Reason  # noqa: E402
@@ -260,6 +261,7 @@ class _Sampler:
 
 def _child(home: Path, what: str) -> None:
     """Run in a fresh process: detect (or the floor read) and print JSON with peak RSS."""
+    heap.settle()  # the process policy of ``integrity detect`` (cli.run)
     settings = Settings.resolve(home=home, env={})
     t0 = time.perf_counter()
     out: dict[str, Any]

@@ -35,7 +35,6 @@ thread beside them, and so are SQLite's WAL checkpoints of those writes
 
 from __future__ import annotations
 
-import gc
 import math
 import threading
 import time
@@ -416,22 +415,11 @@ class DetectService:
                     up_to_date=covered,
                 )  # fmt: skip
         events_from = self.ledger.last_event_id()
-        # what the process holds before the run (its imports, the app) and, after the
-        # read, the frame are left out of the garbage collector's passes meanwhile (and
-        # the worker, forked now, never touches their pages for it); undone afterwards
-        # unless the process had frozen what it held already (the CLI's policy: then
-        # it stays so for the rest of the process)
-        thawed = gc.get_freeze_count() == 0
-        gc.freeze()
-        try:
-            with self.worker() as worker:  # forked now, while this process is small
-                return self._run(
-                    since, until, on_progress, dry_run, t0, timings, started, events_from,
-                    worker,
-                )  # fmt: skip
-        finally:
-            if thawed:
-                gc.unfreeze()
+        with self.worker() as worker:  # forked now, while this process is small
+            return self._run(
+                since, until, on_progress, dry_run, t0, timings, started, events_from,
+                worker,
+            )  # fmt: skip
 
     def _base(self) -> tuple[pa.Table | None, float]:
         """The snapshot the last complete whole-ledger run kept, if it is still the file it
@@ -480,7 +468,6 @@ class DetectService:
             base=base,
         )
         del base
-        gc.freeze()
         timings["load"] = time.perf_counter() - t0
         _peak(timings, "load")
         flags, _, verdicts, thresholds = self.analyse(frame, timings, worker)
