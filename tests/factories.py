@@ -304,6 +304,21 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     raise ValueError(f"unknown backend {request.param!r}")
 
 
+def app_on_each_backend() -> Any:
+    """A module's ``app`` fixture: an initialised App on SQLite, then on PostgreSQL
+    (``app = app_on_each_backend()`` in the test module)."""
+
+    @pytest.fixture(params=["sqlite", "postgresql"])
+    def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
+        a = make_app(tmp_path / "home", backend_url(request, tmp_path))
+        try:
+            yield a
+        finally:
+            a.close()
+
+    return app
+
+
 def second_backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Generator for a fixture: another initialised ledger of the same kind."""
     if request.param == "sqlite":

@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from factories import T0, backend_url, bearer, intake_key, make_app, rating
+from factories import T0, app_on_each_backend, bearer, intake_key, make_app, rating
 from fastapi.testclient import TestClient
 
 from integrity.app import App
@@ -26,13 +25,7 @@ from rules.ruleset import default_ruleset_text
 WEEK = timedelta(days=7)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
-    a = make_app(tmp_path / "home", backend_url(request, tmp_path))
-    try:
-        yield a
-    finally:
-        a.close()
+app = app_on_each_backend()
 
 
 def at(t: datetime) -> str:

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 
 from integrity.adapters import tables as t
 from integrity.adapters.sql import decode_risks, encode_risks
 from integrity.app import App
-from tests.factories import backend_url, make_app, rating
+from tests.factories import app_on_each_backend, rating
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
-    a = make_app(tmp_path / "home", backend_url(request, tmp_path))
-    try:
-        yield a
-    finally:
-        a.close()
+app = app_on_each_backend()
 
 
 def verify_problems(app: App) -> list[str]:

@@ -5,23 +5,14 @@ commit; what is written is the same."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from integrity.adapters.sql import WAL_AUTOCHECKPOINT
 from integrity.app import App
-from tests.factories import backend_url, make_app, rating, rating_counts
+from tests.factories import app_on_each_backend, rating, rating_counts
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
-    a = make_app(tmp_path / "home", backend_url(request, tmp_path))
-    try:
-        yield a
-    finally:
-        a.close()
+app = app_on_each_backend()
 
 
 def _autocheckpoint(app: App) -> int:
