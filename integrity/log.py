@@ -290,16 +290,41 @@ class MerkleLog:
         # each a range of the primary key (so no block re-reads what earlier ones saw,
         # whatever plan the database picks). An event committed late below a window
         # already sealed is found by the next call.
+        ev = t.events.c
         with translate_errors(), self.ledger.engine.connect() as conn:
-            sealed = sa.select(t.log_leaves.c.event_id).where(
-                t.log_leaves.c.event_id == t.events.c.event_id
-            )
-            first = conn.execute(
-                sa.select(sa.func.min(t.events.c.event_id)).where(
-                    t.events.c.event_id > above, ~sa.exists(sealed)
+            # When there are as many events up to the highest sealed one as leaves (one
+            # statement: one snapshot), every one of them is sealed, and the first
+            # unsealed is found above it by the primary key; else (an event committed
+            # late below it) by looking for events without a leaf.
+            top = sa.select(sa.func.max(t.log_leaves.c.event_id)).scalar_subquery()
+            size, sealed_top, below = conn.execute(
+                sa.select(
+                    sa.select(t.log_head.c.size).where(t.log_head.c.id == 1).scalar_subquery(),
+                    top,
+                    # all minus those above: a count of the whole table is the cheap one
+                    sa.select(sa.func.count()).select_from(t.events).scalar_subquery()
+                    - sa.select(sa.func.count())
+                    .select_from(t.events)
+                    .where(ev.event_id > top)
+                    .scalar_subquery(),
                 )
-            ).scalar()
-            last = conn.execute(sa.select(sa.func.max(t.events.c.event_id))).scalar()
+            ).one()
+            if sealed_top is not None and size is not None and int(size) == int(below):
+                first = conn.execute(
+                    sa.select(sa.func.min(ev.event_id)).where(
+                        ev.event_id > max(above, int(sealed_top))
+                    )
+                ).scalar()
+            else:
+                sealed = sa.select(t.log_leaves.c.event_id).where(
+                    t.log_leaves.c.event_id == ev.event_id
+                )
+                first = conn.execute(
+                    sa.select(sa.func.min(ev.event_id)).where(
+                        ev.event_id > above, ~sa.exists(sealed)
+                    )
+                ).scalar()
+            last = conn.execute(sa.select(sa.func.max(ev.event_id))).scalar()
         if first is None or last is None:
             return 0
         total = 0
