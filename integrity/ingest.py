@@ -85,12 +85,12 @@ def parse_jsonl(
     function.
 
     With ``log``, that process also catches up with what the batch has committed so
-    far, at most every :data:`SEAL_EVERY` blocks and then only if it has parsed every
-    block handed over (judging is usually the slower side, so it has time to spare;
-    when it has none, parsing comes first, for up to four times as many blocks): it runs ``closing`` (the App's closing hooks: the
-    alerts' projection, which follows the ledger by its own cursor) and seals, so that
-    the close has only the rest to do. What fails there only warns: the close does it
-    again.
+    far: it runs ``closing`` (the App's closing hooks: the alerts' projection, which
+    follows the ledger by its own cursor) and seals, so that the close has only the
+    rest to do. It does so at most every :data:`SEAL_EVERY` blocks, when it has parsed
+    every block handed over (judging is usually the slower side, so it has time to
+    spare), or after four times as many blocks when it never has. What fails there
+    only warns: the close does it again.
     """
     rubric, pseudonymiser = hook.config.rubric, hook.pseudonymiser
     blocks = _blocks(stream)

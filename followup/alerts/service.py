@@ -225,10 +225,10 @@ class AlertService:
             found.extend(heads)
             wanted = {eid for eid, kind in found if kind in STATUS_KINDS}
             changes: list[StatusChange] = []
+            # of the status changes, only those that can open or void an alert
+            low = LowMark(self.policy.low_score_below, self.policy.low_dimension_at_most)
             for after, until in ranges if wanted else ():
                 # only what the heads showed: an id committing meanwhile is still a gap
-                # (and of those, only what can open or void an alert: not every rating)
-                low = LowMark(self.policy.low_score_below, self.policy.low_dimension_at_most)
                 got = self.ledger.status_changes(after, until - after, until=until, low=low)
                 changes.extend(c for c in got if c.event_id in wanted)
             changes.sort(key=lambda c: c.event_id)
