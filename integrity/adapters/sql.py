@@ -849,6 +849,9 @@ class SqlLedger:
         # BEGIN/ROLLBACK round trips.
         self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._slots: dict[str, int | None] | None = None  # cache of meta['score_columns']
+        #: PostgreSQL: the sequence of each serial column, by "table.column" (for ids
+        #: allocated in bulk; a sequence is never renamed under a running ledger)
+        self._sequences: dict[str, str] = {}
         #: Whether bulk reads (the detection scan) may use an ADBC driver (tests switch
         #: it off to compare with the DBAPI path).
         self.adbc = True
@@ -1550,9 +1553,15 @@ class SqlLedger:
     def _allocate(self, conn: Connection, col: sa.Column[Any], n: int) -> list[int]:
         """``n`` fresh ids for ``col`` inside the current write transaction."""
         if self.dialect == "postgresql":
-            seq = sa.func.pg_get_serial_sequence(col.table.name, col.name)
-            rows = conn.execute(
-                sa.select(sa.func.nextval(seq)).select_from(sa.func.generate_series(1, n))
+            # the sequence's name looked up once: in the statement, the lookup would run
+            # for every id (a catalog search each, 7 of every 8 ms of 5,000 ids)
+            key = f"{col.table.name}.{col.name}"
+            seq = self._sequences.get(key)
+            if seq is None:
+                found = sa.select(sa.func.pg_get_serial_sequence(col.table.name, col.name))
+                seq = self._sequences[key] = str(conn.execute(found).scalar_one())
+            rows = conn.exec_driver_sql(
+                "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (seq, n)
             )
             return sorted(int(r[0]) for r in rows)
         # SQLite: a write statement takes the database's write lock for the rest of the
