@@ -796,6 +796,26 @@ class MerkleLog:
         ).scalar_one()
         if orphan:
             report.fail(f"{orphan} rating(s) have no status row")
+        self._check_ratings_exist(conn, report)
+
+    def _check_ratings_exist(self, conn: Connection, report: VerifyReport) -> None:
+        """Every event and status row that names a rating names one that is stored (the
+        schema has no foreign keys to ``ratings``, see ``tables.events``)."""
+        r = t.ratings.c
+        for table, key, what in (
+            (t.events, t.events.c.event_id, "event"),
+            (t.rating_status, t.rating_status.c.rating_id, "status row"),
+        ):
+            stored = sa.exists().where(r.rating_id == table.c.rating_id)
+            rows = conn.execute(
+                sa.select(key, table.c.rating_id)
+                .where(table.c.rating_id.is_not(None), ~stored)
+                .order_by(key)
+                .limit(20)
+            ).all()
+            for ident, rid in rows:
+                name = f"{what} {ident} names" if what == "event" else "a status row names"
+                report.fail(f"{name} rating {rid}, which is not stored")
 
     def _check_risk(self, conn: Connection, report: VerifyReport) -> None:
         """Each scoring run's rows (its ``risk_blocks`` row, or on ledgers from before

@@ -1685,6 +1685,12 @@ class SqlLedger:
                     f"rating {ev.rating_id} changed meanwhile (version {exists.version}, "
                     f"expected {expect_version}); re-read and decide again"
                 )
+        elif ev.rating_id is not None:
+            # about a rating, not changing its status: the rating must be stored (no
+            # foreign key checks it, see ``tables.events``)
+            known = sa.select(t.ratings.c.rating_id).where(t.ratings.c.rating_id == ev.rating_id)
+            if conn.execute(known).first() is None:
+                raise NotFound(f"no rating {ev.rating_id}")
         eid = conn.execute(
             t.events.insert().returning(t.events.c.event_id), _event_row(ev)
         ).scalar_one()

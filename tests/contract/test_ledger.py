@@ -450,6 +450,9 @@ def test_append_to_a_missing_rating_is_not_found(app: App) -> None:
         app.ledger.append(status_event(987654, Status.HELD, "x"))
     with pytest.raises(NotFound):
         app.ledger.current(987654)
+    # an event about a rating that changes no status: the rating must exist too
+    with pytest.raises(NotFound):
+        app.ledger.append(Event(kind="appeal.filed", actor="S01", at=T0, rating_id=987654))
     assert rating_counts(app.ledger.engine) == before
 
 

@@ -237,6 +237,17 @@ def test_deleted_decision_event_is_named(ledger: Ledger) -> None:
         assert_reported(report, f"rating {lg.rating_id} has no decision event")
 
 
+def test_deleted_rating_is_named(ledger: Ledger) -> None:
+    """No foreign key keeps a rating with events from being deleted: verify names its
+    sealed decision, every event left naming it and its status row."""
+    lg = ledger
+    with tampered(lg, *delete(t.ratings, rating_id=lg.held_rating)):
+        report = verify(lg)
+        assert_reported(report, f"rating {lg.held_rating} or its event")
+        assert_reported(report, f"event {lg.hold_event} names rating {lg.held_rating}")
+        assert_reported(report, f"a status row names rating {lg.held_rating}, which is not")
+
+
 def test_deleted_leaf_is_named(ledger: Ledger) -> None:
     lg = ledger
     leaf = leaf_of(lg.app, lg.decision_event)
