@@ -1,4 +1,4 @@
-"""A second process for CPU work, forked from this one (Linux).
+"""Processes for CPU work, forked from this one (Linux).
 
 Python runs one thread at a time, so work that is CPU-bound and independent of what
 this process does meanwhile (parsing a batch file's lines, sealing what a batch wrote)
@@ -26,14 +26,15 @@ from typing import Any
 
 
 def fork_pool(
-    initializer: Callable[..., None], initargs: tuple[Any, ...]
+    initializer: Callable[..., None], initargs: tuple[Any, ...], workers: int = 1
 ) -> ProcessPoolExecutor | None:
-    """A pool of one forked worker that first runs ``initializer(*initargs)``
-    (inherited, not pickled); ``None`` where forking is not safe here."""
+    """A pool of ``workers`` forked workers, each first running ``initializer(*initargs)``
+    (inherited, not pickled); ``None`` where forking is not safe here. All are forked
+    at the first submit, before the pool starts a thread of its own."""
     if not sys.platform.startswith("linux") or threading.active_count() > 1:
         return None
     return ProcessPoolExecutor(
-        1,
+        workers,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_child,
         initargs=(os.getpid(), initializer, initargs),

@@ -1,7 +1,8 @@
-"""Work forked to a second process (``integrity.forking``).
+"""Work forked to other processes (``integrity.forking``).
 
-A batch file's lines are parsed there (``integrity.ingest.parse_jsonl``): what comes
-back is exactly what parsing in process gives, refused lines included, in order, and a
+A batch file's lines are parsed there, by two processes where there are two processors
+(``integrity.ingest.parse_jsonl``): what comes back is exactly what parsing in process
+gives, refused lines included, in order, and a
 file ingested that way is decided exactly as its decoded objects are. What a process
 wrote is sealed there at close, beside the closing hooks (SQLite and PostgreSQL)."""
 
@@ -55,7 +56,7 @@ def _flat(parsed: list[Any]) -> list[Any]:
     ]
 
 
-def test_lines_parsed_in_a_second_process_equal_those_parsed_here(
+def test_lines_parsed_in_forked_processes_equal_those_parsed_here(
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(ingest_module, "BLOCK", 40)  # several blocks from a short file
@@ -70,7 +71,8 @@ def test_lines_parsed_in_a_second_process_equal_those_parsed_here(
     here = list(parse_jsonl(app.hook, io.StringIO(text), client_id="cli", workers=False))
     stream = parse_jsonl(app.hook, io.StringIO(text), client_id="cli", workers=True)
     first = next(stream)
-    assert multiprocessing.active_children(), "the blocks went to no second process"
+    children = len(multiprocessing.active_children())
+    assert children == ingest_module.parsers() == min(2, os.cpu_count() or 1), children
     there = [first, *stream]
 
     assert len(here) == 230
