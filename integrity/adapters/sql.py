@@ -2451,15 +2451,38 @@ class SqlUnitOfWork:
             return []
         if any(ev.status is not None for ev in events):
             raise ValueError("append_many takes events that change no status")
-        eids = (
-            self.connection.execute(
-                t.events.insert().returning(t.events.c.event_id, sort_by_parameter_order=True),
-                [_event_row(ev) for ev in events],
-            )
-            .scalars()
-            .all()
-        )
-        return [replace(ev, event_id=int(eid)) for ev, eid in zip(events, eids, strict=True)]
+        about = sorted({int(ev.rating_id) for ev in events if ev.rating_id is not None})
+        r = t.ratings.c
+        for part in _chunks(about, 900):  # as append: a rating named must be stored
+            stored = self.connection.execute(
+                sa.select(r.rating_id).where(r.rating_id.in_(part))
+            ).cursor.fetchall()
+            if len(stored) != len(part):
+                missing = sorted(set(part) - {int(i) for (i,) in stored})
+                raise NotFound(f"no rating {missing[0]}")
+        eids = self._load_events(events)
+        return [_with_id(ev, int(eid)) for ev, eid in zip(events, eids, strict=True)]
+
+    def _load_events(self, events: Sequence[Event]) -> list[int]:
+        """Insert ``events`` in bulk with ids allocated up front, ascending in the order
+        given (the write lock is held: SQLite's, taken by the allocation, or on
+        PostgreSQL a sequence), so they load without RETURNING (which SQLite can only do
+        a row at a time when the ids must come back in order); their ids."""
+        eids = self.ledger._allocate(self.connection, t.events.c.event_id, len(events))
+        when = _sqlite_time if self.ledger.dialect == "sqlite" else _same
+        rows = []
+        last_at: Any = when  # no event's time: the first one is converted
+        last_when: Any = None
+        for ev, eid in zip(events, eids, strict=True):
+            row = _event_row(ev)
+            row["event_id"] = eid
+            at = row["at"]
+            if at is not last_at:  # a batch's events usually share one time
+                last_at, last_when = at, when(at)
+            row["at"] = last_when
+            rows.append(_bulk_event_values(row))
+        self.ledger.load_rows(self.connection, t.events, _BULK_EVENT_COLS, rows)
+        return eids
 
     def change_many(
         self, events: Sequence[Event], only_if: Callable[[RatingState], bool]
@@ -2486,23 +2509,7 @@ class SqlUnitOfWork:
             raise ValueError("change_many takes at most one event per rating")
         if not todo:
             return []
-        # ids allocated up front (the write lock is held: SQLite's, or the rows' FOR UPDATE
-        # with a sequence on PostgreSQL), so the events load in bulk without RETURNING
-        # (which SQLite can only do a row at a time when the ids must come back in order)
-        eids = self.ledger._allocate(self.connection, t.events.c.event_id, len(todo))
-        when = _sqlite_time if self.ledger.dialect == "sqlite" else _same
-        rows = []
-        last_at: Any = when  # no event's time: the first one is converted
-        last_when: Any = None
-        for ev, eid in zip(todo, eids, strict=True):
-            row = _event_row(ev)
-            row["event_id"] = eid
-            at = row["at"]
-            if at is not last_at:  # a batch's events usually share one time
-                last_at, last_when = at, when(at)
-            row["at"] = last_when
-            rows.append(_bulk_event_values(row))
-        self.ledger.load_rows(self.connection, t.events, _BULK_EVENT_COLS, rows)
+        eids = self._load_events(todo)  # the status rows are locked (FOR UPDATE) already
         # the status rows: plain driver statements, no SQLAlchemy work per row
         moves = [
             ((ev.status or Status.HELD).value, ";".join(ev.reasons), eid, ev.rating_id)

@@ -456,6 +456,45 @@ def test_append_to_a_missing_rating_is_not_found(app: App) -> None:
     assert rating_counts(app.ledger.engine) == before
 
 
+def test_append_many_writes_what_append_writes_in_order(app: App) -> None:
+    a, b = app.validate(rating()), app.validate(rating())
+    events = [
+        Event(kind="appeal.filed", actor="S01", at=T0, rating_id=a.rating_id, subject="appeal:1"),
+        Event(kind="appeal.filed", actor="S02", at=T0 + timedelta(seconds=1), subject="appeal:2"),
+        Event(
+            kind="appeal.filed",
+            actor="S01",
+            at=T0 + timedelta(minutes=5),
+            rating_id=b.rating_id,
+            reasons=(Reason.DUPLICATE_TICKET,),
+            evidence={"note": "tab\there, quote ' and backslash \\"},
+        ),
+    ]
+    with app.ledger.unit_of_work() as uow:
+        written = uow.append_many(events)
+    ids = [ev.event_id for ev in written]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert [dataclasses.replace(ev, event_id=None) for ev in written] == events
+    # read back as stored: the same events, times and evidence included
+    stored = {ev.event_id: ev for ev in app.ledger.events_about("appeal:1")}
+    stored |= {ev.event_id: ev for ev in app.ledger.events_about("appeal:2")}
+    stored |= {ev.event_id: ev for ev in app.ledger.events_of(b.rating_id)}
+    assert [stored[i] for i in ids] == written
+    assert app.ledger.current(a.rating_id) == (Status.ACCEPTED, 1)  # no status moved
+
+
+def test_append_many_about_a_missing_rating_writes_nothing(app: App) -> None:
+    d = app.validate(rating())
+    before = rating_counts(app.ledger.engine)
+    events = [
+        Event(kind="appeal.filed", actor="S01", at=T0, rating_id=d.rating_id),
+        Event(kind="appeal.filed", actor="S01", at=T0, rating_id=987654),
+    ]
+    with pytest.raises(NotFound, match="987654"), app.ledger.unit_of_work() as uow:
+        uow.append_many(events)
+    assert rating_counts(app.ledger.engine) == before
+
+
 def test_event_without_status_leaves_the_status_alone(app: App) -> None:
     d = app.validate(rating())
     ev = app.ledger.append(
