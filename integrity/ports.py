@@ -416,6 +416,14 @@ class UnitOfWork(Protocol):
         ``executemany`` on SQLite, no SQLAlchemy work per row."""
         ...
 
+    def insert_many(self, table: Any, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Insert rows into one of the package's own tables whose primary key is one
+        autoincrementing column, with ids allocated up front (ascending, in the order
+        of ``rows``): loaded as :meth:`load` does, each value converted by its column's
+        type as a statement would bind it. Every row names the same columns; a column
+        left out gets its server default. Returns the ids."""
+        ...
+
     def lock(self, key: str) -> None:
         """Serialise writers that lock the same ``key`` until this unit of work ends."""
         ...

@@ -362,7 +362,7 @@ class AlertService:
                     "version": 1,
                 }
             )
-        ids = self.store.insert_many(uow.connection, rows)
+        ids = self.store.insert_many(uow, rows)
         alerts: list[Alert] = []
         events: list[Event] = []
         for (r, cause), row, via, alert_id in zip(opening, rows, vias, ids, strict=True):

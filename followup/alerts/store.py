@@ -22,7 +22,7 @@ from followup.acting import update_at_version
 from followup.alerts import tables as at
 from followup.alerts.model import BEFORE_REPLY, Alert, Callback, Finding, State
 from integrity.errors import NotFound
-from integrity.ports import Ledger
+from integrity.ports import Ledger, UnitOfWork
 
 AL, CURSOR, GAPS = at.alerts, at.alert_cursor, at.alert_gaps
 #: Every column empty: what a row inserted without them reads back as.
@@ -81,15 +81,9 @@ class AlertStore:
     def insert(self, conn: Connection, row: Mapping[str, Any]) -> int:
         return int(conn.execute(AL.insert().returning(AL.c.alert_id), dict(row)).scalar_one())
 
-    def insert_many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
-        """Insert alerts in one statement; their ids, in the order of ``rows``."""
-        if not rows:
-            return []
-        ids = conn.execute(
-            AL.insert().returning(AL.c.alert_id, sort_by_parameter_order=True),
-            [dict(row) for row in rows],
-        ).scalars()
-        return [int(i) for i in ids]
+    def insert_many(self, uow: UnitOfWork, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Insert alerts in bulk; their ids, in the order of ``rows``."""
+        return uow.insert_many(AL, rows)
 
     def update(
         self, conn: Connection, alert_id: int, version: int, values: Mapping[str, Any]

@@ -2433,6 +2433,27 @@ class SqlUnitOfWork:
                 out[int(rid)] = RatingState(_STATUS.get(st) or Status(st), int(version), got)
         return out
 
+    def insert_many(self, table: Any, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """See :meth:`integrity.ports.UnitOfWork.insert_many`."""
+        if not rows:
+            return []
+        (key,) = table.primary_key.columns
+        names = list(rows[0])
+        if key.name in names or any(list(r) != names for r in rows):
+            raise ValueError("insert_many takes rows of the same columns, without the key")
+        dialect = self.connection.dialect
+        bind = [(i, table.c[n].type.bind_processor(dialect)) for i, n in enumerate(names)]
+        convert = [(i, f) for i, f in bind if f is not None]
+        ids = self.ledger._allocate(self.connection, key, len(rows))
+        tuples = []
+        for rid, row in zip(ids, rows, strict=True):
+            values = [rid, *row.values()]
+            for i, f in convert:
+                values[i + 1] = f(values[i + 1])
+            tuples.append(tuple(values))
+        self.load(table, [key.name, *names], tuples)
+        return ids
+
     def load(self, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
         """See :meth:`integrity.ports.UnitOfWork.load`."""
         tracker: _ConfigWrites | None = self.connection.info.get(_TRACKER)

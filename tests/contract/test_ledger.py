@@ -495,6 +495,41 @@ def test_append_many_about_a_missing_rating_writes_nothing(app: App) -> None:
     assert rating_counts(app.ledger.engine) == before
 
 
+def test_insert_many_loads_a_package_table_as_statements_would(app: App) -> None:
+    """Ids allocated ascending in the order given; each value bound by its column's
+    type (aware times come back as they went in); a column left out gets its default."""
+    from integrity.sqlkit import Id, UTCDateTime
+
+    md = sa.MetaData()
+    notes = sa.Table(
+        "test_bulk_notes",
+        md,
+        sa.Column("note_id", Id, primary_key=True, autoincrement=True),
+        sa.Column("at", UTCDateTime, nullable=False),
+        sa.Column("flag", sa.Boolean, nullable=False),
+        sa.Column("text", sa.Text),
+        sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    )
+    md.create_all(app.ledger.engine)
+    rows = [
+        {"at": T0 + timedelta(microseconds=i * 1001), "flag": i % 2 == 0, "text": text}
+        for i, text in enumerate(["plain", None, "tab\tnew\nline \\ 'q'", "ü"])
+    ]
+    with app.ledger.unit_of_work() as uow:
+        first = uow.insert_many(notes, rows[:1])
+        rest = uow.insert_many(notes, rows[1:])
+        assert uow.insert_many(notes, []) == []
+    ids = first + rest
+    assert ids == sorted(ids) and len(set(ids)) == 4
+    with app.ledger.engine.connect() as conn:
+        got = conn.execute(sa.select(notes).order_by(notes.c.note_id)).mappings().all()
+    assert [r["note_id"] for r in got] == ids
+    assert [{k: r[k] for k in ("at", "flag", "text")} for r in got] == rows
+    assert {r["version"] for r in got} == {1}
+    with pytest.raises(ValueError), app.ledger.unit_of_work() as uow:
+        uow.insert_many(notes, [{"at": T0, "flag": True}, {"at": T0, "text": "x"}])
+
+
 def test_event_without_status_leaves_the_status_alone(app: App) -> None:
     d = app.validate(rating())
     ev = app.ledger.append(
