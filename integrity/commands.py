@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +57,6 @@ from integrity.reports import GROUPS, Report, ReportService
 
 def _out() -> Any:
     return sys.stdout
-
-
-#: Ratings an ingest commits before it refreshes the planner's statistics (PostgreSQL).
-ANALYZE_AFTER = 10_000
 
 
 @click.command()
@@ -115,20 +109,14 @@ def ingest(
 
     Every rating records the client that sent it (--client).
     """
-    from integrity.ingest import judge, parse_jsonl
+    from integrity.ingest import ingest_file
 
     if client_id != CLI_CLIENT and not app.get(IntakeClients).known(client_id):
         raise NotFound(f"no intake client {client_id!r} (integrity clients list), nor 'cli'")
-    analyzing = _Analyzing(app)
     with progress("ingest", lines=progress_lines) as tick:
-        summary = judge(
-            app.hook,
-            parse_jsonl(app.hook, file, client_id=client_id, log=app.log, closing=app.closing),
-            replay=not live,
-            on_progress=analyzing.after(tick),
-            chunk=chunk,
+        summary = ingest_file(
+            app, file, client_id=client_id, replay=not live, on_progress=tick, chunk=chunk
         )
-    analyzing.join()
     for line, err in summary.errors:
         click.echo(f"line {line}: {err.summary()}", err=True)
     doc = summary.as_dict()
@@ -154,45 +142,6 @@ def ingest(
             f"error: {summary.refused} line(s) refused; nothing was written for them", err=True
         )
         sys.exit(1)
-
-
-class _Analyzing:
-    """The planner's statistics refreshed once an ingest has committed
-    :data:`ANALYZE_AFTER` ratings, in a thread beside the rest of the ingest (the
-    database does the work), so that what reads the load at close (the alerts'
-    projection) and after it is planned for a table that is not empty. Statistics of
-    part of a load are enough: the planner scales them to the table's size on disk.
-    A failure only warns: they are a matter of speed, and autovacuum refreshes them
-    later."""
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.committed = 0
-        self.thread: threading.Thread | None = None
-
-    def after(self, tick: Callable[[int], None]) -> Callable[[int], None]:
-        """``tick`` (progress), which also starts the refresh once enough is committed."""
-
-        def on_progress(n: int) -> None:
-            tick(n)
-            self.committed += n
-            if self.thread is None and self.committed >= ANALYZE_AFTER:
-                self.thread = threading.Thread(target=self._run, name="analyze", daemon=True)
-                self.thread.start()
-
-        return on_progress
-
-    def _run(self) -> None:
-        try:
-            self.app.ledger.analyze()
-        except EngineError as err:
-            click.echo(f"warning: planner statistics not refreshed: {err}", err=True)
-
-    def join(self) -> None:
-        """Wait for the refresh, if one started (the ingest ends with no thread left,
-        so its close can fork its sealer)."""
-        if self.thread is not None:
-            self.thread.join()
 
 
 @click.group()

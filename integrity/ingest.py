@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from integrity.errors import EngineError, FieldError, InvalidInput
 from integrity.forking import fork_pool
@@ -20,6 +21,10 @@ from integrity.log import MerkleLog, adopt, seal_adopted
 from integrity.model import Rating, Rubric
 from integrity.parsing import parse_rating
 from integrity.pseudonym import Pseudonymiser
+
+if TYPE_CHECKING:
+    from integrity.adapters.sql import SqlLedger
+    from integrity.app import App
 
 _logger = logging.getLogger("integrity.ingest")
 
@@ -30,6 +35,8 @@ AHEAD = 3
 #: blocks handed over between two catch-ups (closing hooks and seal) with what is
 #: committed, made by a parsing process
 SEAL_EVERY = 3
+#: ratings a file's ingest commits before it refreshes the planner's statistics
+ANALYZE_AFTER = 10_000
 
 
 def parsers() -> int:
@@ -282,3 +289,67 @@ def judge(
     ):
         summary.add(item)
     return summary
+
+
+def ingest_file(
+    app: App,
+    stream: TextIO,
+    *,
+    client_id: str | None = None,
+    replay: bool = True,
+    on_progress: Callable[[int], None] | None = None,
+    chunk: int = 5000,
+) -> IngestSummary:
+    """A JSON Lines file through ``app``'s hook (``integrity ingest``): its lines parsed
+    beside the judging, with the catch-ups of :func:`parse_jsonl`, judged and written
+    in chunks of ``chunk`` (:func:`judge`), and the database's planner statistics
+    refreshed in a thread once :data:`ANALYZE_AFTER` ratings are committed (on
+    PostgreSQL, so that what reads the load at close, the alerts' projection, and after
+    it is planned for a table that is not empty; statistics of part of a load are
+    enough, the planner scales them to the table's size on disk). It returns with no
+    thread left, so the close can fork its sealer."""
+    refresh = _Statistics(app.ledger)
+    try:
+        return judge(
+            app.hook,
+            parse_jsonl(app.hook, stream, client_id=client_id, log=app.log, closing=app.closing),
+            replay=replay,
+            on_progress=refresh.after(on_progress),
+            chunk=chunk,
+        )
+    finally:
+        refresh.join()
+
+
+class _Statistics:
+    """The planner's statistics refreshed once, in a thread, when enough is committed.
+    A failure only warns: they are a matter of speed, and autovacuum refreshes them
+    later."""
+
+    def __init__(self, ledger: SqlLedger) -> None:
+        self.ledger = ledger
+        self.committed = 0
+        self.thread: threading.Thread | None = None
+
+    def after(self, tick: Callable[[int], None] | None) -> Callable[[int], None]:
+        """``tick`` (progress), which also starts the refresh once enough is committed."""
+
+        def on_progress(n: int) -> None:
+            if tick is not None:
+                tick(n)
+            self.committed += n
+            if self.thread is None and self.committed >= ANALYZE_AFTER:
+                self.thread = threading.Thread(target=self._run, name="analyze", daemon=True)
+                self.thread.start()
+
+        return on_progress
+
+    def _run(self) -> None:
+        try:
+            self.ledger.analyze()
+        except EngineError as err:
+            _logger.warning("planner statistics not refreshed: %s", err)
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()

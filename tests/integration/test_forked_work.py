@@ -156,10 +156,9 @@ def test_an_ingest_refreshes_statistics_beside_its_writes_and_still_forks_its_se
     from click.testing import CliRunner
 
     import cli
-    from integrity import commands
     from integrity.adapters.sql import SqlLedger
 
-    monkeypatch.setattr(commands, "ANALYZE_AFTER", 120)
+    monkeypatch.setattr(ingest_module, "ANALYZE_AFTER", 120)
     calls: list[tuple[str, int]] = []
     plain_analyze = SqlLedger.analyze
 
