@@ -102,6 +102,38 @@ def test_upgrade_builds_exactly_the_modelled_schema(engine: sa.Engine) -> None:
     assert insp.get_foreign_keys("rating_status") == []
 
 
+def test_hex_columns_compare_bytes_on_postgresql_whatever_the_database_collation(
+    engine: sa.Engine,
+) -> None:
+    """Every ``Hash`` and ``Pseudonym`` column, in every package's tables, is collated
+    "C" after the migrations on PostgreSQL (the comparison above passes over a column
+    whose collation only the model names)."""
+    from integrity.sqlkit import Hash, Pseudonym
+
+    migrate.upgrade(engine, MIGRATION_LOCATIONS)
+    hex_columns = {
+        (table.name, col.name)
+        for table in tables.metadata.tables.values()
+        for col in table.columns
+        if col.type is Hash or col.type is Pseudonym
+    }
+    assert ("ratings", "fingerprint") in hex_columns and (
+        "audit_frames",
+        "frame_hash",
+    ) in hex_columns
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema()"
+            )
+        ).all()
+    collation = {(t_, c): coll for t_, c, coll in rows}
+    assert {key: collation[key] for key in hex_columns} == dict.fromkeys(hex_columns, "C")
+
+
 def test_downgrade_to_base_removes_every_table(engine: sa.Engine) -> None:
     migrate.upgrade(engine, MIGRATION_LOCATIONS)
     migrate.downgrade(engine, "base", MIGRATION_LOCATIONS)
