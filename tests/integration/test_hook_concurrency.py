@@ -114,7 +114,9 @@ def events_of_ticket(app: App, ticket: str) -> int:
         return int(
             conn.execute(
                 sa.select(sa.func.count())
-                .select_from(t.events.join(t.ratings))
+                .select_from(
+                    t.events.join(t.ratings, t.ratings.c.rating_id == t.events.c.rating_id)
+                )
                 .where(t.ratings.c.ticket_id == ticket, t.events.c.kind == "decision")
             ).scalar_one()
         )
