@@ -17,7 +17,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from factories import make_settings, sqlite_url
+from factories import make_app, make_settings, rating, sqlite_url
 
 import appeals.tables  # noqa: F401 - every package's tables on the shared metadata, as
 import audit_sampling.tables  # noqa: F401 - `alembic check` sees them, whatever ran first
@@ -142,6 +142,82 @@ def test_downgrade_to_base_removes_every_table(engine: sa.Engine) -> None:
     # and up again from nothing: the round trip is clean
     migrate.upgrade(engine, MIGRATION_LOCATIONS)
     assert core_diff(engine) == []
+
+
+def test_a_filled_ledger_goes_through_the_foreign_key_revision_both_ways(
+    db_url: str, tmp_path: Path
+) -> None:
+    """0013 copies ``events`` and ``rating_status`` on SQLite (batch mode), which other
+    tables reference (a risk block names its event): with rows in them, both ways, every
+    row survives, the ledger still verifies, and foreign keys are enforced afterwards."""
+    app = make_app(tmp_path / "home", db_url)
+    try:
+        ids = [app.validate(rating()).rating_id for _ in range(3)]
+        app.ledger.set_risk({ids[0]: 0.7}, actor="detector")  # a risk_blocks row -> events
+    finally:
+        app.close()
+    engine = make_engine(db_url)
+
+    def rows() -> dict[str, int]:
+        with engine.connect() as conn:
+            return {
+                name: conn.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar_one()
+                for name in ("ratings", "events", "rating_status", "risk_blocks", "log_leaves")
+            }
+
+    def rating_fks() -> set[str]:
+        insp = sa.inspect(engine)
+        return {
+            name
+            for name in ("events", "rating_status")
+            for fk in insp.get_foreign_keys(name)
+            if fk["referred_table"] == "ratings"
+        }
+
+    try:
+        before = rows()
+        assert before["risk_blocks"] == 1 and rating_fks() == set()
+        migrate.downgrade(engine, "0012_risk_blocks", MIGRATION_LOCATIONS)
+        assert rows() == before and rating_fks() == {"events", "rating_status"}
+        migrate.upgrade(engine, MIGRATION_LOCATIONS)
+        assert rows() == before and rating_fks() == set()
+        if engine.dialect.name == "sqlite":  # enforced again on every connection
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+    finally:
+        engine.dispose()
+    again = make_app(tmp_path / "home", db_url, init=False)
+    try:
+        assert again.log.verify(again.clock.now()).ok
+    finally:
+        again.close()
+
+
+def test_a_sqlite_migration_leaving_a_dangling_reference_is_rolled_back(tmp_path: Path) -> None:
+    """SQLite migrates with foreign keys unenforced (see ``migrate._migrating``), so the
+    references are checked before the commit: one left dangling rolls every revision
+    of the run back, the tables it created included, and enforcement is on again."""
+    engine = make_engine(sqlite_url(tmp_path / "ledger.db"))
+    try:
+        migrate.upgrade(engine, MIGRATION_LOCATIONS, "0012_risk_blocks")
+        with engine.connect() as conn:  # a risk block naming no event, behind the back
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+            conn.exec_driver_sql("INSERT INTO risk_blocks VALUES (999, 1, x'00')")
+            conn.commit()
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        before, names = heads(engine), table_names(engine)
+        with pytest.raises(RuntimeError, match="dangling references"):
+            migrate.upgrade(engine, MIGRATION_LOCATIONS)
+        assert heads(engine) == before
+        assert table_names(engine) == names  # the tables created meanwhile too
+        assert {fk["referred_table"] for fk in sa.inspect(engine).get_foreign_keys("events")} == {
+            "ratings"
+        }
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+    finally:
+        engine.dispose()
 
 
 def test_upgrade_and_init_twice_are_idempotent(db_url: str, tmp_path: Path) -> None:
