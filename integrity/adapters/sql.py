@@ -1427,21 +1427,37 @@ class SqlLedger:
                 rows = conn.exec_driver_sql(
                     (base_sql + tail).format(p=mark), (*base_params, limit)
                 ).all()
-        return [
-            StatusChange(
-                event_id=int(i),
-                kind=str(kind),
-                rating_id=int(rid),
-                status=status_of[status],
-                at=_utc(at),
-                actor=str(actor),
-                subject=subject,
-                reasons=() if reasons == "[]" else tuple(loads(reasons)),
-                composite=float(composite),
-                scores=loads(scores),
+        # many rows share a time (a batch's events), reasons and scores: each distinct
+        # value converted once (the scores' map copied for each row: it is mutable)
+        times: dict[Any, datetime] = {}
+        codes: dict[str, tuple[str, ...]] = {"[]": ()}
+        maps: dict[str, dict[str, int]] = {}
+        out = []
+        for i, kind, rid, status, at, actor, subject, reasons, composite, scores in rows:
+            when = times.get(at)
+            if when is None:
+                when = times[at] = _utc(at)
+            why = codes.get(reasons)
+            if why is None:
+                why = codes[reasons] = tuple(loads(reasons))
+            got = maps.get(scores)
+            if got is None:
+                got = maps[scores] = loads(scores)
+            out.append(
+                StatusChange(
+                    event_id=int(i),
+                    kind=str(kind),
+                    rating_id=int(rid),
+                    status=status_of[status],
+                    at=when,
+                    actor=str(actor),
+                    subject=subject,
+                    reasons=why,
+                    composite=float(composite),
+                    scores=dict(got),
+                )
             )
-            for i, kind, rid, status, at, actor, subject, reasons, composite, scores in rows
-        ]
+        return out
 
     def events_of(self, rating_id: int) -> list[Event]:
         with translate_errors(), self.engine.connect() as conn:
