@@ -30,9 +30,10 @@ hold, ids allocated up front, evidence rows and status moves as plain driver
 statements, each finding's evidence encoded once) and the changed risks as one block of
 columns under one sealed event (``Ledger.set_risk``); the snapshot is written in a
 thread beside them, and so are SQLite's WAL checkpoints of those writes
-(``Ledger.checkpointing_beside``); the holds and cases are sealed into the log by a
-forked process while the risks are written (:class:`_Sealer`), so the close has only
-the rest to seal.
+(``Ledger.checkpointing_beside``); the holds and cases are sealed into the log by the
+second process while the risks are written (:meth:`Worker.seal`: forked while the run
+was small, so the run's writes copy none of its pages), and the close seals the rest
+(the same log: events are sealed in id order, and the run is their one writer).
 """
 
 from __future__ import annotations
@@ -58,8 +59,7 @@ from integrity.app import App
 from integrity.catalogue import Kind, Reason
 from integrity.clock import Clock
 from integrity.errors import ConfigError, EngineError
-from integrity.forking import fork_pool
-from integrity.log import MerkleLog, adopt, seal_adopted
+from integrity.log import MerkleLog
 from integrity.model import Event, Rubric, Status
 from integrity.ports import Ledger, RiskColumns
 from integrity.sqlkit import Encoded, canonical_json
@@ -217,44 +217,18 @@ class _Snapshot:
         return self.sha
 
 
-class _Sealer:
-    """The run's holds and cases sealed into the log while it writes the risks: a process
-    forked from this one when made (:func:`~integrity.forking.fork_pool`; so make it
-    before any other thread starts: where none can be forked, all is left to the close)
-    seals on connections of its own (:func:`~integrity.log.adopt`) what is committed
-    when :meth:`start` is called, hashing before it waits for the write lock. The close
-    seals the rest; the log is the same either way (events are sealed in id order, and
-    the run is their one writer). A seal that fails here only warns: the close seals
-    it. (Not beside the holds too: there it takes the CPU the holds' own work needs on a
-    busy machine.)"""
-
-    def __init__(self, merkle: MerkleLog | None) -> None:
-        self._pool = fork_pool(adopt, (merkle,)) if merkle is not None else None
-        self._future: Any = None
-        if self._pool is not None:
-            self._pool.submit(int)  # the first task forks the process: now, not later
-
-    def start(self, now: datetime) -> None:
-        """Seal what is committed."""
-        if self._pool is not None:
-            self._future = self._pool.submit(seal_adopted, now)
-
-    def close(self, timings: dict[str, float]) -> None:
-        """Wait for the seal (how many events, in ``timings``) and end the process."""
-        if self._pool is None:
-            return
-        t0 = time.perf_counter()
-        sealed = 0
-        try:
-            if self._future is not None:
-                sealed = int(self._future.result())
-        except EngineError as err:
-            log.warning("sealing beside the run failed (the close seals): %s", err)
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-            timings["sealed_beside"] = float(sealed)
-            timings["seal_beside_wait"] = time.perf_counter() - t0
+def _sealed(worker: Worker, timings: dict[str, float]) -> None:
+    """Wait for the seal the worker made beside the risks (how many events, and the
+    wait, in ``timings``). A seal that failed there only warns: the close seals."""
+    t0 = time.perf_counter()
+    try:
+        n = worker.sealed()
+    except EngineError as err:
+        log.warning("sealing beside the run failed (the close seals): %s", err)
+        return
+    if n is not None:
+        timings["sealed_beside"] = float(n)
+        timings["seal_beside_wait"] = time.perf_counter() - t0
 
 
 def _recorded(verdicts: Verdicts, ids: list[int]) -> dict[int, float]:
@@ -320,8 +294,8 @@ class DetectService:
         #: Where a whole-ledger run keeps the columnar snapshot of what it read (``None``:
         #: no snapshot, every run reads everything). See :func:`features.write_snapshot`.
         self.snapshot = snapshot
-        #: The instance's log: a run seals its holds and cases into it while it writes
-        #: the risks (``None``: all is left to the close). See :class:`_Sealer`.
+        #: The instance's log: the run's worker process seals the holds and cases into it
+        #: while the run writes the risks (``None``: all is left to the close).
         self.merkle = merkle
         self._evidence_cache: dict[tuple[int, bool], tuple[Flag, dict[str, Any]]] = {}
         self._parts_cache: dict[tuple[int, bool], tuple[Flag, dict[str, str]]] = {}
@@ -357,7 +331,8 @@ class DetectService:
         it before reading, while this process is small."""
         pyod = self.config.pyod
         return Worker(
-            pyod_method=str(pyod.get("method", "ecod")) if pyod.get("enabled", True) else None
+            pyod_method=str(pyod.get("method", "ecod")) if pyod.get("enabled", True) else None,
+            log=self.merkle,
         )
 
     def analyse(
@@ -524,7 +499,8 @@ class DetectService:
         _peak(timings, "load")
         flags, _, verdicts, thresholds = self.analyse(frame, timings, worker)
         _peak(timings, "analyse")
-        worker.close()
+        if dry_run or not worker.can_seal():
+            worker.close()  # else kept to seal the holds and cases beside the risks
         t1 = time.perf_counter()
         if dry_run:
             return DetectReport(
@@ -535,8 +511,6 @@ class DetectService:
         # hash release the GIL, as SQLite does); its SHA-256 is recorded only when the
         # run finishes, so a run that fails leaves the last one's record (which no
         # longer matches the file: the next run reads everything)
-        # the sealer forked first: no other thread runs yet
-        sealer = _Sealer(self.merkle)
         snap = _Snapshot(self.snapshot, frame) if whole and self.snapshot is not None else None
         try:
             # the WAL copied into the database beside the writes, not by each commit
@@ -544,7 +518,7 @@ class DetectService:
                 run_id = self._start_run(started, since, until, len(frame))
                 held, by_reason = self._hold(verdicts, frame, run_id)
                 cases = self._cases(flags, verdicts, run_id)
-                sealer.start(self.clock.now())  # the holds and cases, sealed beside the risks
+                worker.seal(self.clock.now())  # the holds and cases, sealed beside the risks
                 timings["write_holds"] = time.perf_counter() - t1
                 _peak(timings, "write_holds")
                 t2 = time.perf_counter()
@@ -556,7 +530,10 @@ class DetectService:
             try:
                 sha = snap.result(timings) if snap is not None else None
             finally:
-                sealer.close(timings)
+                try:
+                    _sealed(worker, timings)
+                finally:
+                    worker.close()
         self._finish_run(
             run_id, len([f for f in flags if f.strength >= 1]), held, len(cases), events_from,
             sha,

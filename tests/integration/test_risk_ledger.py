@@ -200,3 +200,20 @@ def test_risks_written_in_bulk_read_back_exactly(app: App) -> None:
     assert app.ledger.rating(ids[2]).risk == 0.5
     app.log.seal(app.clock.now())
     assert verify_problems(app) == []
+
+
+def test_risks_on_a_sqlite_without_json_are_written_row_by_row(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SQLite older than 3.38 (no built-in JSON, so no packed statement): the same
+    risks, written row by row."""
+    import sqlite3
+
+    if app.ledger.dialect != "sqlite":
+        pytest.skip("SQLite's own fallback")
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 37, 2))
+    ids = [app.validate(rating()).rating_id for _ in range(3)]
+    assert app.ledger.set_risk({ids[0]: 0.125, ids[1]: 1.0, ids[2]: 0.0}, at=app.clock.now()) == 2
+    assert [app.ledger.rating(i).risk for i in ids] == [0.125, 1.0, 0.0]
+    app.log.seal(app.clock.now())
+    assert verify_problems(app) == []
