@@ -284,7 +284,8 @@ class MerkleLog:
         """Append every unsealed event to the log; returns how many were sealed.
 
         Runs in blocks of up to ``self.block`` events (a window of as many ids), one
-        transaction each. On PostgreSQL a second sealer that finds the head locked
+        transaction each, the leaves of up to :data:`HASH_AHEAD` blocks hashed before
+        the first of them is written (one block with a ``limit``). On PostgreSQL a second sealer that finds the head locked
         returns at once (the other one is doing the work). ``above``: only events with
         a greater id (a sealer that already sealed up to it, while a batch writes; a
         call without it finds what is still unsealed below).
