@@ -454,6 +454,7 @@ class Worker:
             self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
             # with fork, submit starts the process at once: the worker has its end now
             self._pool.submit(_warm, self.pyod_method)
+            _LOG = None  # the worker has it; this process keeps no reference to it
             os.close(self._pipe[0])
         return self
 
