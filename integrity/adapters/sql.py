@@ -508,13 +508,79 @@ def risk_digest(rows: Sequence[tuple[int, float]]) -> str:
 
 
 def risk_digest_columns(ids: np.ndarray, risks: np.ndarray) -> str:
-    """:func:`risk_digest` of rows given as two columns sorted by rating id (streamed)."""
+    """:func:`risk_digest` of rows given as two columns sorted by rating id (streamed).
+
+    Risks as stored (each exactly the float nearest some ``m / 10**6``, ``0 <= m <=
+    10**6``) beside ids in ``[0, 10**18)`` are written as text by array operations (the
+    same bytes); any other row, row by row."""
+    import numpy as np
+
+    ids = np.asarray(ids)
+    risks = np.asarray(risks, dtype=float)
+    micro = _micro_risks(ids, risks)
     h = hashlib.sha256()
+    if micro is not None:
+        for lo in range(0, len(ids), 100_000):
+            lines = _digest_lines(ids[lo : lo + 100_000], micro[lo : lo + 100_000])
+            h.update(b"\n" + lines if lo else lines)
+        return h.hexdigest()
     for lo in range(0, len(ids), 100_000):
         part = zip(ids[lo : lo + 100_000].tolist(), risks[lo : lo + 100_000].tolist(), strict=True)
         text = "\n".join(f"{rid}:{risk:.6f}" for rid, risk in part)
         h.update((("\n" if lo else "") + text).encode())
     return h.hexdigest()
+
+
+def _micro_risks(ids: np.ndarray, risks: np.ndarray) -> np.ndarray | None:
+    """Each risk as the whole number ``m`` of millionths whose nearest float it is
+    exactly (the same bits: not -0.0), if every risk is one with ``0 <= m <= 10**6`` and
+    every id is in ``[0, 10**18)``; else ``None``."""
+    import numpy as np
+
+    if not len(ids):
+        return None
+    if not np.issubdtype(ids.dtype, np.integer) or int(ids.min()) < 0 or int(ids.max()) >= 10**18:
+        return None
+    with np.errstate(invalid="ignore"):
+        if not bool(((risks >= 0.0) & (risks <= 1.0)).all()):
+            return None
+    micro = np.rint(risks * 1e6).astype(np.int64)
+    back = micro / 1e6  # IEEE division: the float nearest micro / 10**6
+    if not bool((back.view(np.int64) == risks.astype(np.float64).view(np.int64)).all()):
+        return None
+    return micro
+
+
+def _digest_lines(ids: np.ndarray, micro: np.ndarray) -> bytes:
+    """``"\\n".join(f"{rid}:{risk:.6f}")`` of rows whose risks are ``micro / 10**6``
+    (see :func:`_micro_risks`), built as a matrix of characters: each row's id digits
+    right-aligned, ``:``, the risk's digits, ``\\n``; the padding left out."""
+    import numpy as np
+
+    ids = ids.astype(np.int64)
+    width = 1
+    while width < 18 and bool((ids >= 10**width).any()):
+        width += 1
+    digits = np.ones(len(ids), dtype=np.int64)  # each id's number of digits
+    for k in range(1, width):
+        digits += ids >= 10**k
+    cols = width + 10  # id, ':', 'd.dddddd', '\n'
+    out = np.empty((len(ids), cols), dtype=np.uint8)
+    rest = ids.copy()
+    for j in range(width - 1, -1, -1):
+        out[:, j] = 48 + rest % 10
+        rest //= 10
+    out[:, width] = ord(":")
+    out[:, width + 1] = 48 + micro // 1_000_000
+    out[:, width + 2] = ord(".")
+    frac = micro % 1_000_000
+    for j in range(width + 8, width + 2, -1):
+        out[:, j] = 48 + frac % 10
+        frac //= 10
+    out[:, width + 9] = ord("\n")
+    keep = np.ones((len(ids), cols), dtype=bool)
+    keep[:, :width] = np.arange(width) >= (width - digits)[:, None]
+    return out[keep].tobytes()[:-1]
 
 
 def _id_runs(ids: np.ndarray, most: int = 1000) -> list[tuple[int, int]] | None:
@@ -534,6 +600,9 @@ def _id_runs(ids: np.ndarray, most: int = 1000) -> list[tuple[int, int]] | None:
 
 
 _RISK_BLOCK = b"RSK1"
+#: How far a rating id is shifted left to pack its risk (in millionths, < 2**20) beside
+#: it in one whole number (:meth:`SqlLedger._set_risk_packed`).
+_RISK_SHIFT = 20
 
 
 def encode_risks(ids: np.ndarray, risks: np.ndarray) -> bytes:
@@ -1361,21 +1430,37 @@ class SqlLedger:
                 rows = conn.exec_driver_sql(
                     (base_sql + tail).format(p=mark), (*base_params, limit)
                 ).all()
-        return [
-            StatusChange(
-                event_id=int(i),
-                kind=str(kind),
-                rating_id=int(rid),
-                status=status_of[status],
-                at=_utc(at),
-                actor=str(actor),
-                subject=subject,
-                reasons=() if reasons == "[]" else tuple(loads(reasons)),
-                composite=float(composite),
-                scores=loads(scores),
+        # many rows share a time (a batch's events), reasons and scores: each distinct
+        # value converted once (the scores' map copied for each row: it is mutable)
+        times: dict[Any, datetime] = {}
+        codes: dict[str, tuple[str, ...]] = {"[]": ()}
+        maps: dict[str, dict[str, int]] = {}
+        out = []
+        for i, kind, rid, status, at, actor, subject, reasons, composite, scores in rows:
+            when = times.get(at)
+            if when is None:
+                when = times[at] = _utc(at)
+            why = codes.get(reasons)
+            if why is None:
+                why = codes[reasons] = tuple(loads(reasons))
+            got = maps.get(scores)
+            if got is None:
+                got = maps[scores] = loads(scores)
+            out.append(
+                StatusChange(
+                    event_id=int(i),
+                    kind=str(kind),
+                    rating_id=int(rid),
+                    status=status_of[status],
+                    at=when,
+                    actor=str(actor),
+                    subject=subject,
+                    reasons=why,
+                    composite=float(composite),
+                    scores=dict(got),
+                )
             )
-            for i, kind, rid, status, at, actor, subject, reasons, composite, scores in rows
-        ]
+        return out
 
     def events_of(self, rating_id: int) -> list[Event]:
         with translate_errors(), self.engine.connect() as conn:
@@ -1797,6 +1882,8 @@ class SqlLedger:
                     "data": encode_risks(ch_ids, ch_vals),
                 },
             )
+            if self.dialect == "sqlite" and self._set_risk_packed(conn, ch_ids, ch_vals):
+                return len(ch_ids)
             for lo in range(0, len(ch_ids), 200_000):  # a slice of rows at a time
                 part_ids = ch_ids[lo : lo + 200_000].tolist()
                 part_vals = ch_vals[lo : lo + 200_000].tolist()
@@ -1814,6 +1901,34 @@ class SqlLedger:
                     list(zip(part_vals, part_ids, strict=True)),
                 )
             return len(ch_ids)
+
+    @staticmethod
+    def _set_risk_packed(conn: Connection, ids: np.ndarray, vals: np.ndarray) -> bool:
+        """SQLite: ``rating_status.risk`` of the sorted ``ids`` set to ``vals`` by one
+        statement per slice, each row given as one whole number (the rating id shifted
+        left by 20 bits, plus the risk in millionths) in a JSON array that SQLite reads
+        with ``json_each`` and divides back (the same float: ``vals`` are rounded to 6
+        decimals, see :func:`_micro_risks`); no driver call per row. ``False`` (nothing
+        written) when a value or an id does not fit that, or this SQLite lacks
+        ``UPDATE ... FROM`` (3.33) or built-in JSON (3.38): the caller then writes row
+        by row."""
+        import numpy as np
+
+        if sqlite3.sqlite_version_info < (3, 38, 0):
+            return False
+        micro = _micro_risks(ids, vals)
+        if micro is None or int(ids[-1]) >= 1 << 42:
+            return False
+        packed = (ids.astype(np.int64) << _RISK_SHIFT) | micro
+        sql = (
+            f"UPDATE {t.rating_status.name} SET risk = v.risk FROM "
+            f"(SELECT value >> {_RISK_SHIFT} AS rating_id, "
+            f"(value & {(1 << _RISK_SHIFT) - 1}) / 1000000.0 AS risk FROM json_each(?)) AS v "
+            f"WHERE {t.rating_status.name}.rating_id = v.rating_id"
+        )
+        for lo in range(0, len(packed), 200_000):  # a slice of rows at a time
+            conn.exec_driver_sql(sql, (json.dumps(packed[lo : lo + 200_000].tolist()),))
+        return True
 
     @staticmethod
     def _stored_risks(

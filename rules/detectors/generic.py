@@ -333,6 +333,10 @@ class _Count:
 
 #: The claims of the run whose worker is being forked (the child finds them here).
 _CLAIMS: _Claims | None = None
+#: The log of the run whose worker is being forked (the child seals with it, on
+#: connections of its own once it has adopted it: see :meth:`Worker.seal`).
+_LOG: Any = None
+_LOG_ADOPTED = False
 
 
 def _work(
@@ -392,6 +396,18 @@ def _work_piped(
     return _work(frame, soft, detectors, total, either, _CLAIMS)
 
 
+def _seal(now: Any) -> int:
+    """In the worker: seal what is committed into the inherited log (:data:`_LOG`), on
+    connections of this process's own; how many events."""
+    global _LOG_ADOPTED
+    from integrity.log import adopt, seal_adopted
+
+    if not _LOG_ADOPTED:
+        adopt(_LOG)
+        _LOG_ADOPTED = True
+    return seal_adopted(now)
+
+
 class Worker:
     """A second process for a detection run (two cores: the run's work in two halves).
 
@@ -402,11 +418,20 @@ class Worker:
     columns, the categories once) and its share of the work (:func:`_work`). Where
     ``fork`` is not available it runs the same work in process. Use as a context
     manager.
+
+    With ``log`` (the instance's :class:`~integrity.log.MerkleLog`), the process can
+    also seal what the run has committed while the run goes on writing (:meth:`seal`):
+    it was forked while the run was small, so the run's own memory is not shared with
+    it (a process forked later would make every page the run then writes a copy).
     """
 
-    def __init__(self, *, enabled: bool = True, pyod_method: str | None = None) -> None:
+    def __init__(
+        self, *, enabled: bool = True, pyod_method: str | None = None, log: Any = None
+    ) -> None:
         self.enabled = enabled
         self.pyod_method = pyod_method
+        self.log = log
+        self._sealing: Any = None
         self._pool: Any = None
         self._future: Any = None
         self._args: tuple[Any, ...] | None = None
@@ -422,12 +447,14 @@ class Worker:
         if self.enabled and self._pool is None and "fork" in mp.get_all_start_methods():
             # the frame goes through a pipe the worker inherits, pickled straight into it
             # (no copy of the whole payload in either process); so do the claims
-            global _CLAIMS
+            global _CLAIMS, _LOG
             self._claims = _CLAIMS = _Claims(shared=True)
+            _LOG = self.log
             self._pipe = os.pipe()
             self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
             # with fork, submit starts the process at once: the worker has its end now
             self._pool.submit(_warm, self.pyod_method)
+            _LOG = None  # the worker has it; this process keeps no reference to it
             os.close(self._pipe[0])
         return self
 
@@ -476,6 +503,23 @@ class Worker:
             )
         assert self._args is not None, "submit first"
         return _work(*self._args)
+
+    def can_seal(self) -> bool:
+        """Whether :meth:`seal` seals in the worker (a log given, the process forked)."""
+        return self.log is not None and self._pool is not None
+
+    def seal(self, now: Any) -> None:
+        """Seal in the worker what is committed now, after its share of the analysis
+        (:meth:`sealed` waits for it); nothing where :meth:`can_seal` is false."""
+        if self.can_seal():
+            self._sealing = self._pool.submit(_seal, now)
+
+    def sealed(self) -> int | None:
+        """How many events :meth:`seal` sealed (``None``: none was asked for)."""
+        if self._sealing is None:
+            return None
+        future, self._sealing = self._sealing, None
+        return int(future.result())
 
     def close(self) -> None:
         if self._pipe is not None:  # started, never handed a frame

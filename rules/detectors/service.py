@@ -30,11 +30,15 @@ hold, ids allocated up front, evidence rows and status moves as plain driver
 statements, each finding's evidence encoded once) and the changed risks as one block of
 columns under one sealed event (``Ledger.set_risk``); the snapshot is written in a
 thread beside them, and so are SQLite's WAL checkpoints of those writes
-(``Ledger.checkpointing_beside``).
+(``Ledger.checkpointing_beside``); the holds and cases are sealed into the log by the
+second process while the risks are written (:meth:`Worker.seal`: forked while the run
+was small, so the run's writes copy none of its pages), and the close seals the rest
+(the same log: events are sealed in id order, and the run is their one writer).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -54,7 +58,8 @@ import sqlalchemy as sa
 from integrity.app import App
 from integrity.catalogue import Kind, Reason
 from integrity.clock import Clock
-from integrity.errors import ConfigError
+from integrity.errors import ConfigError, EngineError
+from integrity.log import MerkleLog
 from integrity.model import Event, Rubric, Status
 from integrity.ports import Ledger, RiskColumns
 from integrity.sqlkit import Encoded, canonical_json
@@ -64,6 +69,8 @@ from rules.detectors.combine import Verdicts, combine
 from rules.detectors.features import Frame, load_frame, read_snapshot, write_snapshot
 from rules.detectors.generic import Worker, soft_signals
 from rules.detectors.registry import DETECTORS
+
+log = logging.getLogger(__name__)
 
 ACTOR = "detector"
 #: Detectors fitted in the run's second process, beside the soft signals (the split
@@ -210,6 +217,20 @@ class _Snapshot:
         return self.sha
 
 
+def _sealed(worker: Worker, timings: dict[str, float]) -> None:
+    """Wait for the seal the worker made beside the risks (how many events, and the
+    wait, in ``timings``). A seal that failed there only warns: the close seals."""
+    t0 = time.perf_counter()
+    try:
+        n = worker.sealed()
+    except EngineError as err:
+        log.warning("sealing beside the run failed (the close seals): %s", err)
+        return
+    if n is not None:
+        timings["sealed_beside"] = float(n)
+        timings["seal_beside_wait"] = time.perf_counter() - t0
+
+
 def _recorded(verdicts: Verdicts, ids: list[int]) -> dict[int, float]:
     """:meth:`Verdicts.recorded` of many ratings at once (one lookup of the ranked risks,
     not one per rating): the same values."""
@@ -262,6 +283,7 @@ class DetectService:
         clock: Clock,
         rule_set_id: str,
         snapshot: Path | None = None,
+        merkle: MerkleLog | None = None,
     ) -> None:
         self.ledger = ledger
         self.config = config
@@ -272,6 +294,9 @@ class DetectService:
         #: Where a whole-ledger run keeps the columnar snapshot of what it read (``None``:
         #: no snapshot, every run reads everything). See :func:`features.write_snapshot`.
         self.snapshot = snapshot
+        #: The instance's log: the run's worker process seals the holds and cases into it
+        #: while the run writes the risks (``None``: all is left to the close).
+        self.merkle = merkle
         self._evidence_cache: dict[tuple[int, bool], tuple[Flag, dict[str, Any]]] = {}
         self._parts_cache: dict[tuple[int, bool], tuple[Flag, dict[str, str]]] = {}
         self._text_cache: dict[tuple[int, bool], tuple[Flag, str]] = {}
@@ -289,6 +314,7 @@ class DetectService:
             clock=app.clock,
             rule_set_id=app.core.rule_set_id,
             snapshot=app.settings.home / SNAPSHOT_FILE,
+            merkle=app.log,
         )
 
     @staticmethod
@@ -305,7 +331,8 @@ class DetectService:
         it before reading, while this process is small."""
         pyod = self.config.pyod
         return Worker(
-            pyod_method=str(pyod.get("method", "ecod")) if pyod.get("enabled", True) else None
+            pyod_method=str(pyod.get("method", "ecod")) if pyod.get("enabled", True) else None,
+            log=self.merkle,
         )
 
     def analyse(
@@ -472,7 +499,8 @@ class DetectService:
         _peak(timings, "load")
         flags, _, verdicts, thresholds = self.analyse(frame, timings, worker)
         _peak(timings, "analyse")
-        worker.close()
+        if dry_run or not worker.can_seal():
+            worker.close()  # else kept to seal the holds and cases beside the risks
         t1 = time.perf_counter()
         if dry_run:
             return DetectReport(
@@ -490,6 +518,7 @@ class DetectService:
                 run_id = self._start_run(started, since, until, len(frame))
                 held, by_reason = self._hold(verdicts, frame, run_id)
                 cases = self._cases(flags, verdicts, run_id)
+                worker.seal(self.clock.now())  # the holds and cases, sealed beside the risks
                 timings["write_holds"] = time.perf_counter() - t1
                 _peak(timings, "write_holds")
                 t2 = time.perf_counter()
@@ -498,7 +527,13 @@ class DetectService:
                 t2 = time.perf_counter()
             timings["last_checkpoint"] = time.perf_counter() - t2
         finally:
-            sha = snap.result(timings) if snap is not None else None
+            try:
+                sha = snap.result(timings) if snap is not None else None
+            finally:
+                try:
+                    _sealed(worker, timings)
+                finally:
+                    worker.close()
         self._finish_run(
             run_id, len([f for f in flags if f.strength >= 1]), held, len(cases), events_from,
             sha,

@@ -221,6 +221,30 @@ def test_sealing_in_small_blocks_seals_every_event_in_order(app: App) -> None:
     assert log.verify(app.clock.now()).ok
 
 
+def test_sealing_hashes_blocks_ahead_and_writes_them_in_order(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seal hashes several blocks before it writes the first (so one that waits for the
+    write lock has hashed meanwhile): every event still sealed once, in id order, in
+    windows of hashed blocks and within them; a limit still stops it early."""
+    from integrity import log as log_module
+    from integrity.log import MerkleLog
+
+    monkeypatch.setattr(log_module, "HASH_AHEAD", 2)
+    list(app.hook.validate_stream([rating() for _ in range(20)], replay=True))
+    log = MerkleLog(app.ledger, block=3)
+    assert 0 < log.seal(app.clock.now(), limit=4) < 20  # two blocks of three, at most
+    list(app.hook.validate_stream([rating() for _ in range(5)], replay=True))
+    log.seal(app.clock.now())
+    with app.ledger.engine.connect() as conn:
+        pairs = conn.exec_driver_sql(
+            "SELECT leaf_index, event_id FROM log_leaves ORDER BY leaf_index"
+        ).all()
+        events = [e for (e,) in conn.exec_driver_sql("SELECT event_id FROM events ORDER BY 1")]
+    assert [e for _, e in pairs] == events
+    assert log.verify(app.clock.now()).strict_ok
+
+
 def test_an_event_committed_late_below_the_sealed_ones_is_sealed_next(app: App) -> None:
     """The seal starts above the highest sealed event when every event up to it is
     sealed; an event whose id was taken before that seal but committed after it

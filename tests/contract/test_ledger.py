@@ -579,6 +579,13 @@ def test_status_changes_carry_each_status_events_rating_scores_in_id_order(app: 
     assert app.ledger.status_changes(start, 1) == changes[:1]
     assert app.ledger.status_changes(start, 10, until=first.event_id) == changes[:1]
     assert app.ledger.status_changes(second.event_id, 10) == []
+    # rows that share a time, reasons and scores (values converted once per read) each
+    # get a map of scores of their own
+    again = app.ledger.append(status_event(d.rating_id, Status.HELD, "outlier.burst"))
+    one, two = app.ledger.status_changes(first.event_id, 10)[:2]
+    assert two.event_id == again.event_id
+    assert (one.at, one.reasons, one.scores) == (two.at, two.reasons, two.scores)
+    assert one.scores is not two.scores
 
 
 def test_status_changes_for_a_low_score_reader_are_the_low_and_the_not_accepted(

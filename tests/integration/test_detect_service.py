@@ -447,3 +447,41 @@ def test_what_a_run_writes_is_what_its_analysis_decided(app: App) -> None:
     assert [round(v, 6) for v in vals.tolist()] == [want_risk[i] for i in ids.tolist()]
     app.log.seal(app.clock.now())
     assert app.log.verify(app.clock.now()).problems == []
+
+
+def test_a_run_seals_its_holds_beside_its_risks(app: App) -> None:
+    """A forked process seals the holds and cases while the run writes the risks; the
+    close seals the rest, and the log is the one sealing everything afterwards gives:
+    every event once, leaves in event order, verified."""
+    svc = _fast(app)
+    rep = svc.run()
+    assert rep.held > 0
+    assert rep.timings["sealed_beside"] >= rep.held + len(rep.cases)
+    with app.ledger.engine.connect() as conn:
+        sealed_ids = [
+            int(e)
+            for (e,) in conn.execute(
+                sa.select(t.log_leaves.c.event_id).order_by(t.log_leaves.c.leaf_index)
+            )
+        ]
+        holds = {
+            int(e)
+            for (e,) in conn.execute(
+                sa.select(t.events.c.event_id).where(t.events.c.kind == "hold")
+            )
+        }
+    assert holds and holds <= set(sealed_ids)
+    app.log.seal(app.clock.now())  # what the close seals: the risks' event, the alerts'
+    with app.ledger.engine.connect() as conn:
+        leaves = [
+            int(e)
+            for (e,) in conn.execute(
+                sa.select(t.log_leaves.c.event_id).order_by(t.log_leaves.c.leaf_index)
+            )
+        ]
+        every = [
+            int(e)
+            for (e,) in conn.execute(sa.select(t.events.c.event_id).order_by(t.events.c.event_id))
+        ]
+    assert leaves == every
+    assert app.log.verify(app.clock.now()).strict_ok

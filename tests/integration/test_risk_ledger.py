@@ -142,3 +142,78 @@ def test_a_whole_ledgers_risks_at_once(app: App) -> None:
     assert [app.ledger.rating(i).risk for i in ids[:6]] == [again[i] for i in ids[:6]]
     app.log.seal(app.clock.now())
     assert verify_problems(app) == []
+
+
+def test_digest_columns_is_the_row_digest() -> None:
+    """The digest of two columns, built by array operations for risks as stored, is the
+    digest of the rows written one by one; other values (not a whole number of
+    millionths, -0.0, out of [0, 1]) take the row-by-row path and agree too."""
+    import numpy as np
+
+    from integrity.adapters.sql import risk_digest, risk_digest_columns
+
+    rng = np.random.default_rng(7)
+    ids = np.unique(rng.integers(100, 10**12, 250_001))
+    ids[:4] = [0, 9, 10, 99]
+    ids[-1] = 10**18 - 1
+    vals = np.round(rng.random(len(ids)), 6)
+    vals[:3] = [0.0, 1.0, 0.000001]
+    for risks in (vals, np.array([0.5, -0.0, 0.1234567, 1.5] + [0.25] * (len(ids) - 4))):
+        rows = list(zip(ids.tolist(), risks.tolist(), strict=True))
+        assert risk_digest_columns(ids, risks) == risk_digest(rows)
+    assert risk_digest_columns(ids[:0], vals[:0]) == risk_digest([])
+
+
+def test_risks_written_in_bulk_read_back_exactly(app: App) -> None:
+    """Thousands of risks in one call are stored as exactly the floats given (rounded to
+    6 decimals) on each backend (SQLite: one statement per slice, each row packed as one
+    number); a value that cannot be packed (-0.0) is still written, row by row."""
+    from datetime import UTC, datetime
+
+    from integrity.model import Status
+    from integrity.ports import Pending
+
+    now = datetime.now(UTC)
+    batch = [
+        Pending(
+            app.hook.parse(rating(), received_at=now), Status.ACCEPTED, (), {}, app.core.rule_set_id
+        )
+        for _ in range(3000)
+    ]
+    app.ledger.record_many(batch)
+    with app.ledger.engine.connect() as conn:
+        ids = sorted(r for (r,) in conn.execute(sa.select(t.rating_status.c.rating_id)))
+    risks = {rid: ((rid * 7919) % 1_000_001) / 1_000_000 for rid in ids}
+    risks[ids[0]] = 1.0
+    risks[ids[1]] = 0.3333333  # rounded to 0.333333
+    expected = {rid: round(v, 6) for rid, v in risks.items()}
+    assert app.ledger.set_risk(risks, at=app.clock.now()) == sum(1 for v in expected.values() if v)
+    with app.ledger.engine.connect() as conn:
+        got = dict(
+            conn.execute(sa.select(t.rating_status.c.rating_id, t.rating_status.c.risk)).all()
+        )
+    assert got == expected  # the same floats, bit for bit
+    assert got[ids[1]] == 0.333333
+    # -0.0 is not packed: written row by row, the same as 0
+    assert app.ledger.set_risk({ids[0]: -0.0, ids[2]: 0.5}, at=app.clock.now()) == 2
+    assert app.ledger.rating(ids[0]).risk == 0.0
+    assert app.ledger.rating(ids[2]).risk == 0.5
+    app.log.seal(app.clock.now())
+    assert verify_problems(app) == []
+
+
+def test_risks_on_a_sqlite_without_json_are_written_row_by_row(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SQLite older than 3.38 (no built-in JSON, so no packed statement): the same
+    risks, written row by row."""
+    import sqlite3
+
+    if app.ledger.dialect != "sqlite":
+        pytest.skip("SQLite's own fallback")
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 37, 2))
+    ids = [app.validate(rating()).rating_id for _ in range(3)]
+    assert app.ledger.set_risk({ids[0]: 0.125, ids[1]: 1.0, ids[2]: 0.0}, at=app.clock.now()) == 2
+    assert [app.ledger.rating(i).risk for i in ids] == [0.125, 1.0, 0.0]
+    app.log.seal(app.clock.now())
+    assert verify_problems(app) == []
