@@ -44,8 +44,8 @@ def parsers() -> int:
 
     Parsing (decoding, pseudonymising, fingerprinting) costs more than judging and
     writing, so one parser kept the judging process waiting for blocks (a 30k month
-    on PostgreSQL: 2.6-4.5 s of its 5-7 s); two share the blocks, each block's result
-    still taken in order."""
+    on PostgreSQL, on a busy machine: 2.6-4.5 s of its 5-7 s; 0.7-0.9 s with two);
+    two share the blocks, each block's result still taken in order."""
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
