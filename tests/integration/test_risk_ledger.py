@@ -109,9 +109,8 @@ def test_unknown_ratings_are_ignored(app: App) -> None:
     assert decode_risks(blocks[0][1])[0].tolist() == [rid]
 
 
-def test_a_whole_ledgers_risks_at_once(app: App) -> None:
-    """Thousands of ratings in one call (detect records a risk for every rating): read by
-    id range, written in bulk; unchanged values and unknown ids still write nothing."""
+def _accepted(app: App, n: int) -> list[int]:
+    """``n`` accepted ratings written in one batch; every rating id, sorted."""
     from datetime import UTC, datetime
 
     from integrity.model import Status
@@ -122,11 +121,17 @@ def test_a_whole_ledgers_risks_at_once(app: App) -> None:
         Pending(
             app.hook.parse(rating(), received_at=now), Status.ACCEPTED, (), {}, app.core.rule_set_id
         )
-        for _ in range(6000)
+        for _ in range(n)
     ]
     app.ledger.record_many(batch)
     with app.ledger.engine.connect() as conn:
-        ids = sorted(r for (r,) in conn.execute(sa.select(t.rating_status.c.rating_id)))
+        return sorted(r for (r,) in conn.execute(sa.select(t.rating_status.c.rating_id)))
+
+
+def test_a_whole_ledgers_risks_at_once(app: App) -> None:
+    """Thousands of ratings in one call (detect records a risk for every rating): read by
+    id range, written in bulk; unchanged values and unknown ids still write nothing."""
+    ids = _accepted(app, 6000)
     risks = {rid: (rid % 97) / 100 for rid in ids}
     risks[ids[-1] + 10_000] = 0.5  # unknown: ignored
     risks[ids[-1] + 1] = 0.5  # unknown, next to the known ids: ignored too
@@ -168,21 +173,7 @@ def test_risks_written_in_bulk_read_back_exactly(app: App) -> None:
     """Thousands of risks in one call are stored as exactly the floats given (rounded to
     6 decimals) on each backend (SQLite: one statement per slice, each row packed as one
     number); a value that cannot be packed (-0.0) is still written, row by row."""
-    from datetime import UTC, datetime
-
-    from integrity.model import Status
-    from integrity.ports import Pending
-
-    now = datetime.now(UTC)
-    batch = [
-        Pending(
-            app.hook.parse(rating(), received_at=now), Status.ACCEPTED, (), {}, app.core.rule_set_id
-        )
-        for _ in range(3000)
-    ]
-    app.ledger.record_many(batch)
-    with app.ledger.engine.connect() as conn:
-        ids = sorted(r for (r,) in conn.execute(sa.select(t.rating_status.c.rating_id)))
+    ids = _accepted(app, 3000)
     risks = {rid: ((rid * 7919) % 1_000_001) / 1_000_000 for rid in ids}
     risks[ids[0]] = 1.0
     risks[ids[1]] = 0.3333333  # rounded to 0.333333
