@@ -285,10 +285,11 @@ class MerkleLog:
 
         Runs in blocks of up to ``self.block`` events (a window of as many ids), one
         transaction each, the leaves of up to :data:`HASH_AHEAD` blocks hashed before
-        the first of them is written (one block with a ``limit``). On PostgreSQL a second sealer that finds the head locked
-        returns at once (the other one is doing the work). ``above``: only events with
-        a greater id (a sealer that already sealed up to it, while a batch writes; a
-        call without it finds what is still unsealed below).
+        the first of them is written (one block with a ``limit``). On PostgreSQL a
+        second sealer that finds the head locked returns at once (the other one is
+        doing the work). ``above``: only events with a greater id (a sealer that
+        already sealed up to it, while a batch writes; a call without it finds what is
+        still unsealed below).
         """
         # The lowest unsealed id and the highest id now: then windows of ``block`` ids,
         # each a range of the primary key (so no block re-reads what earlier ones saw,
