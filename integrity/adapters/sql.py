@@ -1770,12 +1770,8 @@ class SqlLedger:
                     f"rating {ev.rating_id} changed meanwhile (version {exists.version}, "
                     f"expected {expect_version}); re-read and decide again"
                 )
-        elif ev.rating_id is not None:
-            # about a rating, not changing its status: the rating must be stored (no
-            # foreign key checks it, see ``tables.events``)
-            known = sa.select(t.ratings.c.rating_id).where(t.ratings.c.rating_id == ev.rating_id)
-            if conn.execute(known).first() is None:
-                raise NotFound(f"no rating {ev.rating_id}")
+        elif ev.rating_id is not None:  # about a rating, not changing its status
+            _require_ratings(conn, [ev.rating_id])
         eid = conn.execute(
             t.events.insert().returning(t.events.c.event_id), _event_row(ev)
         ).scalar_one()
@@ -2587,15 +2583,9 @@ class SqlUnitOfWork:
             return []
         if any(ev.status is not None for ev in events):
             raise ValueError("append_many takes events that change no status")
-        about = sorted({int(ev.rating_id) for ev in events if ev.rating_id is not None})
-        r = t.ratings.c
-        for part in _chunks(about, 900):  # as append: a rating named must be stored
-            stored = self.connection.execute(
-                sa.select(r.rating_id).where(r.rating_id.in_(part))
-            ).cursor.fetchall()
-            if len(stored) != len(part):
-                missing = sorted(set(part) - {int(i) for (i,) in stored})
-                raise NotFound(f"no rating {missing[0]}")
+        _require_ratings(
+            self.connection, [ev.rating_id for ev in events if ev.rating_id is not None]
+        )
         eids = self._load_events(events)
         return [_with_id(ev, int(eid)) for ev, eid in zip(events, eids, strict=True)]
 
@@ -2671,6 +2661,18 @@ class SqlUnitOfWork:
 
 
 _bulk_event_values = operator.itemgetter(*_BULK_EVENT_COLS)
+
+
+def _require_ratings(conn: Connection, rating_ids: Iterable[int]) -> None:
+    """``NotFound`` naming the first of ``rating_ids`` that is not stored: an event about
+    a rating needs the rating (no foreign key checks it, see ``tables.events``)."""
+    wanted = sorted({int(i) for i in rating_ids})
+    r = t.ratings.c
+    for part in _chunks(wanted, 900):
+        q = sa.select(r.rating_id).where(r.rating_id.in_(part))
+        stored = {int(i) for (i,) in conn.execute(q).cursor.fetchall()}
+        if len(stored) != len(part):
+            raise NotFound(f"no rating {min(set(part) - stored)}")
 
 
 def _with_id(ev: Event, event_id: int) -> Event:
