@@ -36,7 +36,7 @@ fast all-maximum rating from the onset, ``"near"`` every fast near-straight-line
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,15 @@ from integrity.catalogue import Reason
 from rules.detectors.base import Detector, Unit, fmt_p, neglog10
 from rules.detectors.features import Frame
 from rules.detectors.stats import rho_median, scan_matrix
+
+
+class _Reference(NamedTuple):
+    """The unpressed fast ratings of one way of rating, as :meth:`CoercedDetector._unlike`
+    reads them (built once per run by :meth:`CoercedDetector._reference`)."""
+
+    edges: np.ndarray | None  # delay bin edges; None: too few ratings to bin
+    f_ref: np.ndarray  # each bin's smoothed share
+    t_ref: float  # the smoothed share of all-maximum among the marked ones
 
 
 class CoercedDetector(Detector):
@@ -171,18 +180,24 @@ class CoercedDetector(Detector):
         # how much more (or less) each way of rating straight-lines than fast ratings do
         # overall, at the typical window (a median over windows: pressed ones do not set it)
         ratio = {}
+        by_win = fast.groupby("win").agg(k=("straight", "sum"), n=("straight", "size"))
         for way in (True, False):
-            by_win = fast.groupby("win").agg(k=("straight", "sum"), n=("straight", "size"))
             way_win = fast[fast["kiosk"] == way].groupby("win")[self._col].mean()
             both = (way_win / (by_win["k"] / by_win["n"]).replace(0, np.nan)).dropna()
             ratio[way] = float(np.median(both)) if len(both) else 1.0
-        # the unpressed reference: fast ratings outside the flagged windows' pressed periods
+        # the unpressed reference: fast ratings outside the flagged windows' pressed
+        # periods, summarised once per way (every window's pool is compared with it)
         onset = fast["win"].map(cand.set_index("win")["onset_day"])
         reference = fast[~(fast["day"] >= onset)]
-        by_way = {way: reference[reference["kiosk"] == way] for way in (True, False)}
+        by_way = {
+            way: self._reference(reference[reference["kiosk"] == way]) for way in (True, False)
+        }
         del reference
+        # each flagged window's fast ratings, in their order, by position (one pass)
+        rows_of = fast.groupby("win", sort=False).indices
+        no_rows = np.zeros(0, dtype=np.intp)
         for _, r in cand.iterrows():
-            w = fast[fast["win"] == r["win"]]
+            w = fast.iloc[rows_of.get(r["win"], no_rows)]
             after = w[w["day"] >= r["onset_day"]]
             unit = {
                 **r,
@@ -213,11 +228,11 @@ class CoercedDetector(Detector):
         r: pd.Series,
         ratio: dict[bool, float],
         unit: dict[str, Any],
-        reference: dict[bool, pd.DataFrame],
+        reference: dict[bool, _Reference],
     ) -> pd.DataFrame:
         """The fast near-straight-lined ratings of one window from its onset that stand
         for the excess over its baseline, per way of rating and day (module docstring);
-        ``reference``: the unpressed fast ratings of each way (kiosk or not)."""
+        ``reference``: the unpressed fast ratings of each way (kiosk or not), summarised."""
         before = w[w["day"] < r["onset_day"]]
         chosen: list[np.ndarray] = []  # positions in ``after``
         estimated = 0.0
@@ -253,26 +268,39 @@ class CoercedDetector(Detector):
         unit["estimated"] = round(estimated)
         return after.iloc[np.concatenate(chosen)] if chosen else after.iloc[:0]
 
-    def _unlike(self, pool: pd.DataFrame, reference: pd.DataFrame) -> pd.Series:
+    def _reference(self, reference: pd.DataFrame) -> _Reference:
+        """What :meth:`_unlike` compares pools with, from the unpressed fast ratings of
+        one way: delay bins at their deciles (``delay_bins``), each bin's share, and the
+        share of all-maximum among the marked ones, each smoothed with half a rating per
+        cell; no bins (``edges`` ``None``) when there are too few to cut."""
+        if len(reference) < 2 * self.delay_bins:
+            return _Reference(None, np.zeros(0), 0.0)
+        delays = reference["delay_s"].to_numpy(dtype=float)
+        qs = np.linspace(0, 1, self.delay_bins + 1)[1:-1]
+        edges = np.unique(np.quantile(delays, qs))
+        ref_bin = np.searchsorted(edges, delays, side="right")
+        cells = len(edges) + 1
+        f_ref = (np.bincount(ref_bin, minlength=cells) + 0.5) / (len(reference) + 0.5 * cells)
+        ref_top = reference.loc[reference[self._col], "top"]
+        t_ref = (ref_top.sum() + 0.5) / (len(ref_top) + 1.0)
+        return _Reference(edges, f_ref, float(t_ref))
+
+    def _unlike(self, pool: pd.DataFrame, reference: _Reference) -> pd.Series:
         """How much more often a pooled rating's delay and pattern occur in the pressed
         period's pool than among unpressed fast ratings of the same way (log ratio).
 
         The pool is pressed and honest ratings mixed, so the ratio of its frequencies to
         the unpressed ones grows with the pressed-to-honest ratio: delays binned at the
         reference's quantiles, and all-maximum against one step below, each smoothed
-        with half a rating per cell."""
-        if pool.empty or len(reference) < 2 * self.delay_bins:
+        with half a rating per cell (see :meth:`_reference`)."""
+        edges = reference.edges
+        if pool.empty or edges is None:
             return pd.Series(0.0, index=pool.index)
-        qs = np.linspace(0, 1, self.delay_bins + 1)[1:-1]
-        edges = np.unique(np.quantile(reference["delay_s"].to_numpy(dtype=float), qs))
-        ref_bin = np.searchsorted(edges, reference["delay_s"].to_numpy(dtype=float), side="right")
         pool_bin = np.searchsorted(edges, pool["delay_s"].to_numpy(dtype=float), side="right")
         cells = len(edges) + 1
-        f_ref = (np.bincount(ref_bin, minlength=cells) + 0.5) / (len(reference) + 0.5 * cells)
         f_pool = (np.bincount(pool_bin, minlength=cells) + 0.5) / (len(pool) + 0.5 * cells)
-        delay = np.log(f_pool / f_ref)[pool_bin]
-        ref_top = reference.loc[reference[self._col], "top"]
-        t_ref = (ref_top.sum() + 0.5) / (len(ref_top) + 1.0)
+        delay = np.log(f_pool / reference.f_ref)[pool_bin]
+        t_ref = reference.t_ref
         t_pool = (pool["top"].sum() + 0.5) / (len(pool) + 1.0)
         top = pool["top"].to_numpy()
         pattern = np.where(top, np.log(t_pool / t_ref), np.log((1 - t_pool) / (1 - t_ref)))
