@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from rules.detectors.base import Flag, Signal
@@ -39,6 +40,7 @@ class Verdicts:
 
     risk: dict[int, float] = field(default_factory=dict)  # the evidence the hold is judged on
     hold: dict[int, list[Flag]] = field(default_factory=dict)
+    #: the soft signals (> 0) of each rating a finding names: only those can be held
     soft: dict[int, dict[str, float]] = field(default_factory=dict)
     ranked: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))  # risk + prior
 
@@ -55,44 +57,56 @@ def combine(
     hold_risk: float = HOLD_RISK,
     eligible: set[int] | None = None,
 ) -> Verdicts:
-    """Combine findings and soft signals per rating (see module docstring)."""
+    """Combine findings and soft signals per rating (see module docstring).
+
+    The noisy-OR is taken on arrays over every rating with a finding or a soft signal,
+    factor by factor in the same order for each rating (its findings in the order
+    given, then the soft signals in theirs), so each risk is the same float as a
+    rating-by-rating product; only the ratings a finding names are walked one by one
+    (for the hold decision)."""
     flags = list(flags)
+    soft = [s for s in signals if s.detector not in RANK_ONLY]
+    prior = [s for s in signals if s.detector in RANK_ONLY]
+    names = [s.detector for s in soft]
+    if len(set(names)) != len(names):
+        raise ValueError(f"soft signals must have distinct names, not {names}")
+    # each signal's positive values (the last where an id repeats, as a mapping keeps)
+    positive = []
+    for s in soft:
+        r = s.risk[s.risk > 0]
+        if r.index.has_duplicates:
+            r = r[~r.index.duplicated(keep="last")]
+        positive.append((s.detector, r.index.to_numpy(dtype=np.int64), r.to_numpy(dtype=float)))
     by_rating: dict[int, list[Flag]] = defaultdict(list)
     for f in flags:
         for rid in f.rating_ids:
-            by_rating[rid].append(f)
+            by_rating[int(rid)].append(f)
+    flagged = np.fromiter(by_rating, dtype=np.int64, count=len(by_rating))
+    ids = np.unique(np.concatenate([flagged, *(i for _, i, _ in positive)]))
+    keep = np.ones(len(ids))
+    for f in flags:  # in order; a rating named twice by a finding counts twice
+        pos = np.searchsorted(ids, np.asarray(f.rating_ids, dtype=np.int64))
+        np.multiply.at(keep, pos, 1.0 - flag_risk(f))
+    for _, sid, val in positive:
+        keep[np.searchsorted(ids, sid)] *= 1.0 - val
+    risk = 1.0 - keep
     out = Verdicts()
-    soft: dict[int, dict[str, float]] = defaultdict(dict)
-    prior = [s for s in signals if s.detector in RANK_ONLY]
-    for s in (s for s in signals if s.detector not in RANK_ONLY):
-        r = s.risk[s.risk > 0]
-        for rid, v in zip(r.index.tolist(), r.to_numpy().tolist(), strict=True):
-            soft[int(rid)][s.detector] = float(v)
-    # each finding's risk and strength once, however many ratings it covers; the
-    # noisy-OR's product taken in the same order as ever (findings, then soft signals)
+    out.risk = dict(zip(ids.tolist(), risk.tolist(), strict=True))
+    # the findings' ratings: their soft signals, and the hold decision
+    at = {name: dict(zip(sid.tolist(), val.tolist(), strict=True)) for name, sid, val in positive}
     strength = {id(f): f.strength for f in flags}
-    risk_of = {id(f): flag_risk(f) for f in flags}
-    for rid in set(by_rating) | set(soft):
-        fl = by_rating.get(rid, [])
-        sr = soft.get(rid)
-        keep = 1.0
-        for f in fl:
-            keep *= 1.0 - risk_of[id(f)]
+    for rid, fl in by_rating.items():
+        sr = {name: v for name, vals in at.items() if (v := vals.get(rid)) is not None}
         if sr:
-            for v in sr.values():
-                keep *= 1.0 - v
             out.soft[rid] = sr
-        risk = 1.0 - keep if fl or sr else 0.0
-        out.risk[rid] = risk
-        if not fl or (eligible is not None and rid not in eligible):
+        if eligible is not None and rid not in eligible:
             continue
         strong = [f for f in fl if strength[id(f)] >= 1.0]
         if strong:
             out.hold[rid] = sorted(strong, key=lambda f: -strength[id(f)])
-        elif risk >= hold_risk:
+        elif out.risk[rid] >= hold_risk:
             out.hold[rid] = sorted(fl, key=lambda f: -strength[id(f)])
-    ev = pd.Series(out.risk, dtype=float)
-    ranked = ev
+    ranked = pd.Series(risk, index=ids, dtype=float)
     for s in prior:
         idx = ranked.index.union(s.risk.index)
         ranked = 1.0 - (1.0 - ranked.reindex(idx).fillna(0.0)) * (
