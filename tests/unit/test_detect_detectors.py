@@ -776,6 +776,29 @@ def test_coerced_window_is_a_case_and_its_pressed_ratings_are_held() -> None:
     assert ids(pressed) <= set(flags[0].rating_ids)
 
 
+def test_coerced_holds_each_pressed_window_s_own_ratings() -> None:
+    # two windows pressed from different days: each is its own case, and each case holds
+    # that window's pressed ratings and nothing of the other's
+    rows, pressed = _coerced_world(0.7)
+    other = WINDOWS[1]
+    rng = np.random.default_rng(11)
+    pressed_other = [
+        row(window=other, device=f"pad-{other}", ip="ip-wired-2", t=t, delay=rng.uniform(3, 25),
+            score=5.0)
+        for d in range(7, 14)
+        for t in DAY0 + d * 86400 + rng.uniform(9, 17, size=25) * 3600
+    ]  # fmt: skip
+    fr = frame(rows + pressed + pressed_other)
+    det = CoercedDetector(budget=0.001)
+    det.fit(fr)
+    flags = {f.case: f for f in det.flags(fr) if f.strength >= 1}
+    assert set(flags) == {"case:window:W1", f"case:window:{other}"}
+    w1, w2 = set(flags["case:window:W1"].rating_ids), set(flags[f"case:window:{other}"].rating_ids)
+    assert ids(pressed) <= w1 and len(w2 & ids(pressed_other)) >= 0.8 * len(pressed_other)
+    window_of = {r["rating_id"]: r["window_id"] for r in rows + pressed + pressed_other}
+    assert {window_of[i] for i in w1} == {"W1"} and {window_of[i] for i in w2} == {other}
+
+
 def test_coerced_holds_first_what_is_least_like_unpressed_ratings() -> None:
     # pressed ratings come 15-25 s after service; the window's honest kiosk raters give
     # their usual scores (some all-5s) at the delays kiosk raters give everywhere (3-30 s)
