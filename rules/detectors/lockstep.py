@@ -93,19 +93,32 @@ class LockstepDetector(Detector):
             ]
             d = rows_of(d, c.rename(columns={"key": col}), [col, "win", "day"])
             rows = c.set_index(["key", "win", "day"])
-            held, blocks = self._excess(d, [col, "win", "day"], rows, days_at)
-            d["_held"] = held
-            for (k, w, day), g in d.groupby([col, "win", "day"]):
+            blk = [col, "win", "day"]
+            held, blocks = self._excess(d, blk, rows, days_at)
+            # block by block in key order, each block's rows in their order: positions
+            # in ``d`` grouped once (thousands of blocks at millions of ratings), each
+            # block's fields looked up for all blocks at once
+            codes = d.groupby(blk, sort=True).ngroup().to_numpy()
+            order = np.argsort(codes, kind="stable")
+            cuts = np.flatnonzero(np.diff(codes[order])) + 1
+            starts, ends = np.r_[0, cuts], np.r_[cuts, len(order)]
+            first = d.iloc[order[starts]]
+            keys = pd.MultiIndex.from_arrays([first[col], first["win"], first["day"]])
+            fields = rows.join(blocks.rename_axis(rows.index.names)).reindex(keys)
+            held_ids = d["rating_id"].to_numpy()[order]
+            held_mask = held[order]
+            for i, rec in enumerate(fields.reset_index(drop=True).to_dict("records")):
+                w, day = keys[i][1], keys[i][2]
                 unit = {
-                    **rows.loc[(k, w, day)],
-                    **blocks.loc[(k, w, day)],
+                    **rec,
                     "day": day,
                     "window": str(wid[w]),
-                    "hash": str(g[hash_col].iloc[0]),
+                    "hash": str(first[hash_col].iat[i]),
                     "date": pd.Timestamp(int(day) * 86400, unit="s").date(),
                 }
                 unit["held_devices"] = int(unit["held_devices"])
-                yield unit, g.loc[g["_held"], "rating_id"]
+                a, b = starts[i], ends[i]
+                yield unit, held_ids[a:b][held_mask[a:b]]
 
     @staticmethod
     def _excess(
