@@ -20,10 +20,10 @@ per size how the rate holds (every step's time per rating must not grow with the
     .venv/bin/python -m bench.bench_ingest [--sizes 30000,300000] [--repeat 3]
         [--backends sqlite,postgresql,postgresql+redis] [--seed 7]
 
-Last measured (2 shared cores; README, Benchmarks): a 29,648-rating month SQLite 0.65x,
-PostgreSQL 0.55x (median of 3, load 0.9-1.4; alternating with the previous round's code
-0.64-0.66x / 0.54-0.56x against its 0.60-0.61x / 0.49-0.58x); 2,959,597 ratings SQLite 1.61x, the ingest process at 1.34 GB (under load);
-PostgreSQL at 3M 0.51x the round before (3M runs take 20-50 minutes a backend).
+Last measured (2 shared cores; README, Benchmarks): a 29,648-rating month SQLite
+0.58-0.65x, PostgreSQL 0.51-0.62x (median of 3, two runs, 2026-12-05); 2,959,597
+ratings SQLite 1.61x and PostgreSQL 0.51x in earlier rounds (3M runs take 20-50 minutes
+a backend; docs/benchmarks.md).
 """
 
 from __future__ import annotations
