@@ -194,10 +194,10 @@ class CoercedDetector(Detector):
         }
         del reference
         # each flagged window's fast ratings, in their order, by position (one pass)
-        rows_of = fast.groupby("win", sort=False).indices
-        no_rows = np.zeros(0, dtype=np.intp)
+        positions = fast.groupby("win", sort=False).indices
+        none = np.zeros(0, dtype=np.intp)
         for _, r in cand.iterrows():
-            w = fast.iloc[rows_of.get(r["win"], no_rows)]
+            w = fast.iloc[positions.get(r["win"], none)]
             after = w[w["day"] >= r["onset_day"]]
             unit = {
                 **r,

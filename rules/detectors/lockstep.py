@@ -92,6 +92,8 @@ class LockstepDetector(Detector):
                 [col, "win", "day", "dev", "composite", "rating_id", hash_col],
             ]
             d = rows_of(d, c.rename(columns={"key": col}), [col, "win", "day"])
+            if d.empty:
+                continue
             rows = c.set_index(["key", "win", "day"])
             blk = [col, "win", "day"]
             held, blocks = self._excess(d, blk, rows, days_at)
