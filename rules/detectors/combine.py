@@ -84,9 +84,14 @@ def combine(
     flagged = np.fromiter(by_rating, dtype=np.int64, count=len(by_rating))
     ids = np.unique(np.concatenate([flagged, *(i for _, i, _ in positive)]))
     keep = np.ones(len(ids))
-    for f in flags:  # in order; a rating named twice by a finding counts twice
-        pos = np.searchsorted(ids, np.asarray(f.rating_ids, dtype=np.int64))
-        np.multiply.at(keep, pos, 1.0 - flag_risk(f))
+    # every finding's factor on each of its ratings, findings in order: ``multiply.at``
+    # applies them in that order (a rating named twice by a finding counts twice)
+    sizes = [len(f.rating_ids) for f in flags]
+    named = np.fromiter(
+        (rid for f in flags for rid in f.rating_ids), dtype=np.int64, count=sum(sizes)
+    )
+    factor = np.repeat(np.array([1.0 - flag_risk(f) for f in flags], dtype=float), sizes)
+    np.multiply.at(keep, np.searchsorted(ids, named), factor)
     for _, sid, val in positive:
         keep[np.searchsorted(ids, sid)] *= 1.0 - val
     risk = 1.0 - keep

@@ -80,7 +80,7 @@ class LockstepDetector(Detector):
 
     def _unit_ratings(self, X: Frame, cand: pd.DataFrame) -> Iterator[tuple[Unit, pd.Series]]:
         df = X.frame
-        wid = df.drop_duplicates("win").set_index("win")["window_id"]
+        window_ids = df.drop_duplicates("win").set_index("win")["window_id"].to_dict()
         # on how many days each device rated each window (from anywhere)
         days_at = nunique_by(df.loc[~df["crowd"] & ~df["dup"]], ["dev", "win"], "day")
         for kind, (col, hash_col) in KEYS.items():
@@ -109,13 +109,15 @@ class LockstepDetector(Detector):
             fields = rows.join(blocks.rename_axis(rows.index.names)).reindex(keys)
             held_ids = d["rating_id"].to_numpy()[order]
             held_mask = held[order]
-            for i, rec in enumerate(fields.reset_index(drop=True).to_dict("records")):
-                w, day = keys[i][1], keys[i][2]
+            records = fields.reset_index(drop=True).to_dict("records")
+            for i, (rec, w, day, h) in enumerate(
+                zip(records, first["win"], first["day"], first[hash_col], strict=True)
+            ):
                 unit = {
                     **rec,
                     "day": day,
-                    "window": str(wid[w]),
-                    "hash": str(first[hash_col].iat[i]),
+                    "window": str(window_ids[w]),
+                    "hash": str(h),
                     "date": pd.Timestamp(int(day) * 86400, unit="s").date(),
                 }
                 unit["held_devices"] = int(unit["held_devices"])
