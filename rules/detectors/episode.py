@@ -30,7 +30,7 @@ import pandas as pd
 from integrity.catalogue import Reason
 from integrity.ports import LIMITED_BITS
 from rules.detectors.base import Detector, Unit, fmt_p, neglog10
-from rules.detectors.features import Frame
+from rules.detectors.features import Frame, rows_of
 from rules.detectors.stats import nb_dispersion, nb_sf
 
 #: The sources an episode can come from: kind -> (code column, hash column, crowd column,
@@ -100,23 +100,21 @@ class EpisodeDetector(Detector):
             self.sessions_[kind] = d
             if d.empty:
                 continue
-            cells = d.groupby(["session", "win"]).agg(
-                key=("key", "first"),
-                n=("rating_id", "size"),
-                limited=("limited", "sum"),
-                start=("submitted_s", "min"),
-                end=("submitted_s", "max"),
-                median=("composite", "median"),
-                in_scope=("in_scope", "any"),
-            )
-            cells = cells.reset_index()
-            counts = cells["n"].to_numpy(dtype=float)
+            # every cell's size and refusals (the population the null is fitted to); the
+            # rest of a cell's summary only for the cells tested (few: a limit refused)
+            grouped = d.groupby(["session", "win"])
+            sizes = grouped.size()
+            refused = grouped["limited"].sum()
+            counts = sizes.to_numpy(dtype=float)
             # what one session of this kind of source usually brings to one window
             usual = float(np.mean(np.minimum(counts, np.quantile(counts, 0.99))))
             disp = nb_dispersion(counts, np.full(len(counts), usual))
             self.usual_[kind], self.dispersion_[kind] = usual, disp
-            self.family_ += len(cells)
-            test = cells[(cells["limited"] > 0) & (cells["n"] >= self.min_ratings)]
+            self.family_ += len(sizes)
+            tested = sizes.index[(refused.to_numpy() > 0) & (sizes.to_numpy() >= self.min_ratings)]
+            if tested.empty:
+                continue
+            test = self._cells(d, tested)
             test = test[test["in_scope"]]
             if test.empty:
                 continue
@@ -128,6 +126,25 @@ class EpisodeDetector(Detector):
         units["score"] = neglog10(units["p"].to_numpy())
         units["weight"] = units["n"]
         return units
+
+    @staticmethod
+    def _cells(d: pd.DataFrame, cells: pd.MultiIndex) -> pd.DataFrame:
+        """The summary of each (session, window) cell in ``cells`` (sorted), from its rows
+        in ``d``: source, size, refusals, first and last time, median score, in scope."""
+        return (
+            rows_of(d, cells.to_frame(index=False), ["session", "win"])
+            .groupby(["session", "win"])
+            .agg(
+                key=("key", "first"),
+                n=("rating_id", "size"),
+                limited=("limited", "sum"),
+                start=("submitted_s", "min"),
+                end=("submitted_s", "max"),
+                median=("composite", "median"),
+                in_scope=("in_scope", "any"),
+            )
+            .reset_index()
+        )
 
     def _unit_ratings(self, X: Frame, cand: pd.DataFrame) -> Iterator[tuple[Unit, pd.Series]]:
         df = X.frame
