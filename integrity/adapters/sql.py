@@ -92,6 +92,17 @@ def _limited_bits(reasons: Any) -> Any:
     return total
 
 
+def _bounds(conn: Connection, col: Any, *where: Any) -> tuple[Any, Any]:
+    """The least and greatest ``col`` (an indexed column) of the rows ``where``, in one
+    round trip: each a scalar subquery, so each is read off the index's ends. SQLite
+    answers ``SELECT min(c), max(c)`` in one select by scanning every row in range
+    (150 ms over a million ratings); PostgreSQL plans both forms alike."""
+    lo = sa.select(sa.func.min(col)).where(*where).scalar_subquery()
+    hi = sa.select(sa.func.max(col)).where(*where).scalar_subquery()
+    row = conn.execute(sa.select(lo, hi)).one()
+    return row[0], row[1]
+
+
 def _scan_state(status: Any, reasons: Any) -> Any:
     """SQL: the scan's ``state`` integer (see :data:`~integrity.ports.STATE_BITS`)."""
     return (
@@ -1225,14 +1236,11 @@ class SqlLedger:
             t.ratings.join(t.rating_status, s.rating_id == r.rating_id)
         )
         with translate_errors(), self.engine.connect() as conn:
-            queries = self._scan_slices(conn, base, spec)
-            lo, hi = conn.execute(
-                sa.select(sa.func.min(r.rating_id), sa.func.max(r.rating_id))
-            ).one()
+            queries, span = self._scan_slices(conn, base, spec)
         if not queries:
             return
         # a helper process (see integrity.adapters.columnar) pays off on large reads only
-        bulk = lo is not None and int(hi) - int(lo) + 1 >= BULK_SCAN_ROWS
+        bulk = span >= BULK_SCAN_ROWS
         with (
             translate_errors(),
             columnar(self.engine, schema, use_adbc=self.adbc, bulk=bulk) as rd,
@@ -1251,26 +1259,28 @@ class SqlLedger:
     @staticmethod
     def _scan_slices(
         conn: Connection, base: sa.Select[Any], spec: ScanSpec
-    ) -> list[sa.Select[Any]]:
+    ) -> tuple[list[sa.Select[Any]], int]:
+        """The scan's slices, and the span of rating ids they cover (a time range: the
+        whole ledger's)."""
         r = t.ratings.c
         if spec.since is None and spec.until is None:
-            q = sa.select(sa.func.min(r.rating_id), sa.func.max(r.rating_id))
+            where = []
             if spec.ids_above is not None:
-                q = q.where(r.rating_id > spec.ids_above)
+                where.append(r.rating_id > spec.ids_above)
             if spec.ids_upto is not None:
-                q = q.where(r.rating_id <= spec.ids_upto)
-            lo, hi = conn.execute(q).one()
+                where.append(r.rating_id <= spec.ids_upto)
+            lo, hi = _bounds(conn, r.rating_id, *where)
             if lo is None:
-                return []
+                return [], 0
             return [
                 base.where(r.rating_id >= a, r.rating_id < min(a + spec.chunk, int(hi) + 1))
                 for a in range(int(lo), int(hi) + 1, spec.chunk)
-            ]
-        lo, hi = conn.execute(
-            sa.select(sa.func.min(r.occurred_at), sa.func.max(r.occurred_at))
-        ).one()
+            ], int(hi) - int(lo) + 1
+        lo, hi = _bounds(conn, r.occurred_at)
         if lo is None:
-            return []
+            return [], 0
+        id_lo, id_hi = _bounds(conn, r.rating_id)
+        span = int(id_hi) - int(id_lo) + 1 if id_lo is not None else 0
         start = _aware(lo)
         end = _aware(hi) + timedelta(seconds=1)
         if spec.since is not None:
@@ -1284,7 +1294,7 @@ class SqlLedger:
             nxt = min(end, cur + step)
             out.append(base.where(r.occurred_at >= cur, r.occurred_at < nxt))
             cur = nxt
-        return out
+        return out, span
 
     def latest_decided(self) -> ClockTimes:
         """See :meth:`integrity.ports.Ledger.latest_decided` (one aggregate query)."""
