@@ -20,7 +20,7 @@ services:
 	bash scripts/services.sh
 
 test: setup services lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 lint: setup
 	$(BIN)/ruff check .
