@@ -404,9 +404,8 @@ def _member(df: pd.DataFrame, col: str, code: str, wanted: set[str]) -> np.ndarr
     """Rows whose ``col`` is in ``wanted``, decided once per distinct value."""
     if not wanted or df.empty:
         return np.zeros(len(df), dtype=bool)
-    first = df.drop_duplicates(code)
-    hit = set(first.loc[first[col].isin(list(wanted)), code].tolist())
-    return df[code].isin(list(hit)).to_numpy()
+    hit = np.append(np.asarray(df[col].cat.categories.isin(list(wanted)), dtype=bool), False)
+    return hit[df[code].to_numpy()]  # code -1 (no value) reads the False appended
 
 
 def nunique_by(df: pd.DataFrame, keys: list[str], col: str) -> pd.Series:
