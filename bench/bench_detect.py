@@ -16,6 +16,10 @@ Each timed run starts from an untouched copy of the built ledger, in a fresh pro
 * first run: reads, analyses, writes holds, cases and a risk for every rating;
 * re-run: nothing changed since, so the watermark says there is nothing to do;
 * re-run ``--full``: the whole analysis again (idempotent: holds nothing, changes no risk);
+* the next day: the busiest day's ratings copied to the day after the last one (new
+  ids, tickets and fingerprints, the same raters and windows), sealed and projected as
+  a day's ingest would leave them, then a run (the snapshot the first run kept serves
+  the read of everything before the day);
 * floor: one read of the columns detection needs into its frame, the same way.
 
 Memory is counted over every process a run starts: the run's own peak RSS, the
@@ -203,6 +207,84 @@ def _replicate(home: Path, ratings: int, seed: int) -> int:
     return rows
 
 
+def _add_day(home: Path) -> int:
+    """The next day's ratings, as the ledger at ``home`` would have them after a day's
+    ingest: its busiest day's ratings copied to the day after its last rating (new ids,
+    tickets and fingerprints; the same windows, staff, addresses and devices rating
+    again), each with its decision event and a status as decided (a hold of the
+    original's left out); then sealed, with the alerts brought up to date, as the
+    ingest's close would have. How many ratings were added."""
+    settings = Settings.resolve(home=home, env={})
+    with open_app(settings) as app, app.ledger.engine.begin() as conn:
+        busiest, last = conn.exec_driver_sql(
+            "SELECT (SELECT date(submitted_at) FROM ratings GROUP BY 1 "
+            "ORDER BY count(*) DESC, 1 LIMIT 1), (SELECT max(date(submitted_at)) FROM ratings)"
+        ).one()
+        shift = (datetime.fromisoformat(last) - datetime.fromisoformat(busiest)).days + 1
+        r_max = conn.exec_driver_sql("SELECT max(rating_id) FROM ratings").scalar_one()
+        e_max = conn.exec_driver_sql("SELECT max(event_id) FROM events").scalar_one()
+        cols = [c[1] for c in conn.exec_driver_sql("PRAGMA table_info(ratings)")]
+        ev_cols = [c[1] for c in conn.exec_driver_sql("PRAGMA table_info(events)")]
+        st_cols = [c[1] for c in conn.exec_driver_sql("PRAGMA table_info(rating_status)")]
+
+        def moved(col: str) -> str:  # the same text form, a whole number of days later
+            return (
+                f"CASE WHEN {col} IS NULL THEN NULL ELSE strftime('%Y-%m-%d %H:%M:%S', "
+                f"{col}, '+{shift} days') || substr({col}, 20) END"
+            )
+
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE day AS SELECT rating_id FROM ratings "
+            f"WHERE date(submitted_at) = '{busiest}'"
+        )
+        picked = "rating_id IN (SELECT rating_id FROM day)"
+        hexd = "(instr('0123456789abcdef', substr(fingerprint, {0}, 1)) - 1)"
+        special = {
+            "rating_id": f"rating_id + {r_max}",
+            "fingerprint": "substr(fingerprint, 1, length(fingerprint) - 2) || printf('%02x', "
+            f"({hexd.format(-2)} * 16 + {hexd.format(-1)} + 1) % 256)",
+            "ticket_id": "ticket_id || '~next'",
+            **{c: moved(c) for c in ("served_at", "submitted_at", "received_at", "occurred_at")},
+        }
+        sel = ", ".join(special.get(c, c) for c in cols)
+        conn.exec_driver_sql(
+            f"INSERT INTO ratings ({', '.join(cols)}) SELECT {sel} FROM ratings WHERE {picked}"
+        )
+        special = {
+            "event_id": f"event_id + {e_max}",
+            "rating_id": f"rating_id + {r_max}",
+            "at": moved("at"),
+        }
+        sel = ", ".join(special.get(c, c) for c in ev_cols)
+        conn.exec_driver_sql(
+            f"INSERT INTO events ({', '.join(ev_cols)}) SELECT {sel} FROM events "
+            f"WHERE {picked} AND kind = 'decision'"
+        )
+        decided = (
+            "(SELECT {0} FROM events e WHERE e.rating_id = rating_status.rating_id "
+            "AND e.kind = 'decision')"
+        )
+        special = {
+            "rating_id": f"rating_id + {r_max}",
+            "status": decided.format("e.status"),
+            # the event's reasons (a JSON list) as a status row keeps them (';'-joined)
+            "reasons": decided.format(
+                "coalesce((SELECT group_concat(j.value, ';') FROM json_each(e.reasons) j), '')"
+            ),
+            "last_event_id": f"{decided.format('e.event_id')} + {e_max}",
+            "risk": "0",
+            "version": "1",
+        }
+        sel = ", ".join(special.get(c, c) for c in st_cols)
+        conn.exec_driver_sql(
+            f"INSERT INTO rating_status ({', '.join(st_cols)}) SELECT {sel} "
+            f"FROM rating_status WHERE {picked}"
+        )
+        added = int(conn.exec_driver_sql("SELECT count(*) FROM day").scalar_one())
+        app.ledger.written = True  # the closing projections and the seal take the day in
+    return added
+
+
 class _Sampler:
     """The peak, over the run, of the memory of this process and all its descendants
     together, sampled every ``every`` seconds from ``/proc``: RSS (pages a forked worker
@@ -333,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     init_instance(Settings.resolve(home=home, env={}))  # schema up to date (idempotent)
     print(f"ledger: {rows:,} ratings at {home} (build {time.perf_counter() - t0:.0f} s, cached)")
     work = home.parent / (home.name + "-run")
-    floors, firsts, seconds, fulls = [], [], [], []
+    floors, firsts, seconds, fulls, nexts = [], [], [], [], []
+    added = 0
     for _ in range(args.repeat):
         floors.append(_run(home, "floor"))
         if work.exists():
@@ -342,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
         firsts.append(_run(work, "detect"))
         seconds.append(_run(work, "detect"))
         fulls.append(_run(work, "full"))
+        added = _add_day(work)
+        nexts.append(_run(work, "detect"))
     shutil.rmtree(work, ignore_errors=True)
     floor_s, first_s = _median(floors, "seconds"), _median(firsts, "seconds")
     second_s, full_s = _median(seconds, "seconds"), _median(fulls, "seconds")
@@ -372,6 +457,14 @@ def main(argv: list[str] | None = None) -> int:
         f"({full_s / floor_s:.1f}x the floor), {full_mb:.0f} MB"
     )
     print(f"  stages (s, MB) of one: {full['timings']}")
+    next_s = _median(nexts, "seconds")
+    print(
+        f"the next day (its {added:,} ratings added after the runs above, sealed and "
+        f"projected as an ingest leaves them): {next_s:.1f} s ({next_s / floor_s:.1f}x the "
+        f"floor), {_median(nexts, 'total_mb'):.0f} MB; held {nexts[0]['held']:,}, "
+        f"risks recorded {nexts[0]['risk_updates']:,}"
+    )
+    print(f"  stages (s, MB) of one: {nexts[0]['timings']}")
     ok = first_s <= TARGET_S and first_mb <= TARGET_MB
     print(
         f"target <= {TARGET_S:.0f} s and <= {TARGET_MB:.0f} MB in all processes (first run): "
@@ -388,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         "rerun_s": second_s,
         "full_s": full_s,
         "full_mb": full_mb,
+        "next_day_s": next_s,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     store.write_text(json.dumps(results, indent=2))
