@@ -146,7 +146,8 @@ def _with_base(
     if len(got_ids) != len(ids) or not np.array_equal(got_ids, ids):
         return []
     state = (
-        pa.chunked_array([t.column("state") for t in states], type=pa.int64())
+        # the slices' arrays (a ChunkedArray given whole is read value by value)
+        pa.chunked_array([c for t in states for c in t.column("state").chunks], type=pa.int64())
         if states
         else pa.chunked_array([], type=pa.int64())
     )
