@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from integrity.catalogue import Reason
 from rules.detectors.base import Detector, Unit, fmt_p, neglog10
@@ -84,6 +83,8 @@ class CommentDuplicateDetector(Detector):
         return d.assign(cluster=label)
 
     def _score(self, X: Frame) -> pd.DataFrame:
+        from scipy import stats  # imported on first use (see rules.detectors.stats)
+
         d = self._clusters(X)
         if d.empty:
             return pd.DataFrame(columns=["cluster", "target", "p", "score", "weight"])

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from integrity.catalogue import Reason
 from rules.detectors.base import Detector, Unit, fmt_p, neglog10
@@ -49,6 +48,8 @@ class CoRatingDetector(Detector):
         self.min_shared = min_shared
 
     def _score(self, X: Frame) -> pd.DataFrame:
+        from scipy import stats  # imported on first use (see rules.detectors.stats)
+
         df = X.frame
         d = df.loc[
             ~df["kiosk"] & ~df["dup"],

@@ -298,6 +298,8 @@ def _warm(method: str | None) -> bool:
         from pyod.models.ecod import ECOD  # noqa: F401  (pyod's import and numba JIT)
 
         _pyod_scores(pd.DataFrame(np.random.default_rng(0).random((32, 3))), method)
+    import scipy.stats  # noqa: F401  (the detectors' tests, imported on first use)
+
     import rules.detectors.fairness  # noqa: F401
 
     return True

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from integrity.catalogue import Reason
 from rules.detectors.base import Unit, bh_cutoff, fmt_p, neglog10
@@ -40,6 +39,8 @@ def ring_sizes(p: np.ndarray) -> np.ndarray:
     ``P(Binomial(m, p_(k)) >= k)``; times the ``m - 1`` sizes tried (Bonferroni), capped
     at 1. Entry ``i`` is for size ``i + 2``; empty with fewer than two devices.
     """
+    from scipy import stats  # imported on first use (see rules.detectors.stats)
+
     m = len(p)
     if m < 2:
         return np.zeros(0)
@@ -199,6 +200,8 @@ class RingDetector(DeviceRepeatDetector):
         none = {"devices": [], "x": 0, "n": 0, "share": share}
         if per.empty or share <= 0:
             return none
+        from scipy import stats
+
         p = stats.binom.sf(per["x"].to_numpy() - 1, per["n"].to_numpy(), min(share, 1.0))
         cut = bh_cutoff(p, self.fdr)
         ok = per[(p <= cut) & (per["x"] > 0)]

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from integrity.catalogue import Reason
 from rules.detectors.base import Detector, Unit, fmt_p, neglog10
@@ -40,6 +39,8 @@ class SelfRatingDetector(Detector):
         self.session_gap_s = session_gap_s
 
     def _score(self, X: Frame) -> pd.DataFrame:
+        from scipy import stats  # imported on first use (see rules.detectors.stats)
+
         df = X.frame
         d = df.loc[
             own_devices(df),
