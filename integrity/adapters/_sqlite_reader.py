@@ -43,8 +43,9 @@ def main() -> int:
                     want = field.type
                     plain = want.value_type if pa.types.is_dictionary(want) else want
                     if col.type != plain:
+                        # a column NULL throughout the slice comes back untyped
                         col = (
-                            pa.nulls(len(col), plain)
+                            pa.chunked_array([pa.nulls(len(col), plain)])
                             if col.null_count == len(col)
                             else col.cast(plain)
                         )

@@ -103,6 +103,39 @@ def test_no_staff_anywhere(home: Path) -> None:
     detect_on(home, docs).close()
 
 
+def test_a_feed_that_stops_naming_staff_part_way_reads_alike_on_every_path(
+    home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On SQLite a large read goes through helper processes whose driver infers each
+    slice's column types from its values: a slice after the first where no rating names
+    a staff member (a feed that stopped sending it) comes back untyped, and must read as
+    the cursor reads it, with no fallback."""
+    import pandas as pd
+
+    import integrity.adapters.sql as sql_adapter
+    from rules.detectors.features import load_frame
+
+    app = make_app(home)
+    for i in range(60):
+        doc = rating(
+            window_id=f"W{i % 3}",
+            submitted_at=_at(T0 + timedelta(minutes=7 * i)),
+            **({} if i < 15 else {"omit": ["staff_id"]}),
+        )
+        app.validate(doc, replay=True)
+    kw: dict[str, Any] = {"rubric": app.core.rubric, "tz": app.core.timezone, "chunk": 10}
+    app.ledger.adbc = False
+    plain = load_frame(app.ledger, **kw).frame
+    app.ledger.adbc = True
+    monkeypatch.setattr(sql_adapter, "BULK_SCAN_ROWS", 0)  # a large read: the fast path
+    with caplog.at_level("WARNING", logger="integrity.columnar"):
+        fast = load_frame(app.ledger, **kw).frame
+    assert not caplog.records  # read by the helper, not by the cursor after it failed
+    assert plain["staff_id"].isna().sum() == 45
+    pd.testing.assert_frame_equal(plain, fast, check_exact=True)
+    app.close()
+
+
 def test_no_served_at_no_staff_one_window_one_day(home: Path) -> None:
     docs = [
         rating(
