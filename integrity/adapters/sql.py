@@ -1229,14 +1229,22 @@ class SqlLedger:
         from integrity.adapters.columnar import columnar
 
         schema, state_schema = scan_schemas()
-        if spec.state_only:
-            cols = [cols[0], cols[-1]]
+        key = r.rating_id
+        if spec.state_only and spec.since is None and spec.until is None:
+            # the status rows alone (one per rating), not joined with the ratings' wide
+            # rows: over 1M ratings 0.18 s of SQLite's time where the join took 0.44-0.66
+            key = s.rating_id
+            base = sa.select(s.rating_id, _scan_state(s.status, s.reasons).label("state"))
             schema = state_schema
-        base = sa.select(*cols).select_from(
-            t.ratings.join(t.rating_status, s.rating_id == r.rating_id)
-        )
+        else:
+            if spec.state_only:
+                cols = [cols[0], cols[-1]]
+                schema = state_schema
+            base = sa.select(*cols).select_from(
+                t.ratings.join(t.rating_status, s.rating_id == r.rating_id)
+            )
         with translate_errors(), self.engine.connect() as conn:
-            queries, span = self._scan_slices(conn, base, spec)
+            queries, span = self._scan_slices(conn, base, spec, key)
         if not queries:
             return
         # a helper process (see integrity.adapters.columnar) pays off on large reads only
@@ -1245,7 +1253,7 @@ class SqlLedger:
             translate_errors(),
             columnar(self.engine, schema, use_adbc=self.adbc, bulk=bulk) as rd,
         ):
-            for table in rd.read_all([q.order_by(r.rating_id) for q in queries]):
+            for table in rd.read_all([q.order_by(key) for q in queries]):
                 if on_progress is not None:
                     on_progress(table.num_rows)
                 yield table
@@ -1258,22 +1266,23 @@ class SqlLedger:
 
     @staticmethod
     def _scan_slices(
-        conn: Connection, base: sa.Select[Any], spec: ScanSpec
+        conn: Connection, base: sa.Select[Any], spec: ScanSpec, key: Any
     ) -> tuple[list[sa.Select[Any]], int]:
-        """The scan's slices, and the span of rating ids they cover (a time range: the
-        whole ledger's)."""
+        """The scan's slices (over the whole ledger, ranges of ``key``: the rating id of
+        the table ``base`` reads), and the span of rating ids they cover (a time range:
+        the whole ledger's)."""
         r = t.ratings.c
         if spec.since is None and spec.until is None:
             where = []
             if spec.ids_above is not None:
-                where.append(r.rating_id > spec.ids_above)
+                where.append(key > spec.ids_above)
             if spec.ids_upto is not None:
-                where.append(r.rating_id <= spec.ids_upto)
-            lo, hi = _bounds(conn, r.rating_id, *where)
+                where.append(key <= spec.ids_upto)
+            lo, hi = _bounds(conn, key, *where)
             if lo is None:
                 return [], 0
             return [
-                base.where(r.rating_id >= a, r.rating_id < min(a + spec.chunk, int(hi) + 1))
+                base.where(key >= a, key < min(a + spec.chunk, int(hi) + 1))
                 for a in range(int(lo), int(hi) + 1, spec.chunk)
             ], int(hi) - int(lo) + 1
         lo, hi = _bounds(conn, r.occurred_at)
