@@ -1,8 +1,18 @@
 """Dense address blocks: many devices behind one address on one window in one day.
 
 One address or prefix (never a registered hall network) whose distinct devices on one
-day concentrate on one window far beyond the window's share of that address's traffic
-(CopyCatch / CrossSpot in spirit: a dense block of key x window x day).
+day concentrate on one window far beyond the window's share of the traffic where that
+key's devices go (CopyCatch / CrossSpot in spirit: a dense block of key x window x day).
+
+Where a key's devices go is the window's *area*: the windows linked to it, directly or
+through others, by an address or prefix that rated both. A city's carrier prefixes only
+rate that city's halls, so over a province each city is an area of its own, and a
+window's share is taken of its city's traffic, not of the whole province's (which would
+make every busy address look concentrated). Where every window is linked to every other
+(one town, or a single address that rated in two cities) there is one area: the share of
+all traffic. So is the share of a window in an area of fewer than
+:data:`MIN_AREA_WINDOWS` windows (one whose raters' addresses rate nowhere else: an area
+drawn around a window by its own raters alone would make any block there ordinary).
 
 A block holds the ratings of its excess devices, not of every device behind a shared
 address: the key's devices that rated other windows that day are its ordinary traffic,
@@ -28,6 +38,32 @@ from rules.detectors.stats import betabinom_sf, rho_mom
 
 #: The two keys a block can sit behind: kind -> (code column, hash column).
 KEYS = {"ip": ("ipc", "ip_hash"), "prefix": ("pfx", "prefix_hash")}
+#: Windows an area needs for its windows' shares to be taken of its traffic alone.
+MIN_AREA_WINDOWS = 10
+
+
+def window_areas(base: pd.DataFrame) -> np.ndarray:
+    """The area of each window code of ``base`` (rows with ``win``, ``ipc``, ``pfx``
+    codes; hall networks and kiosks already left out): windows are in one area when an
+    address or a prefix rated both, or links them through other windows (the connected
+    components of the graph of windows and keys). Labels index ``0..max(win)``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if base.empty:
+        return np.zeros(0, dtype=np.int64)
+    n_win = int(base["win"].max()) + 1
+    keys, wins = [], []
+    offset = n_win  # the graph's nodes: the windows, then each kind's keys after them
+    for col in ("ipc", "pfx"):
+        pairs = base.loc[base[col].to_numpy() >= 0, [col, "win"]].drop_duplicates()
+        keys.append(pairs[col].to_numpy(dtype=np.int64) + offset)
+        wins.append(pairs["win"].to_numpy(dtype=np.int64))
+        offset += int(base[col].max()) + 1
+    k, w = np.concatenate(keys), np.concatenate(wins)
+    graph = coo_matrix((np.ones(len(k), dtype=np.int8), (k, w)), shape=(offset, offset))
+    _, labels = connected_components(graph, directed=False)
+    return np.asarray(labels[:n_win], dtype=np.int64)
 
 
 class LockstepDetector(Detector):
@@ -42,6 +78,7 @@ class LockstepDetector(Detector):
     def __init__(self, *, min_devices: int = 3, **kw: Any) -> None:
         super().__init__(**kw)
         self.min_devices = min_devices
+        self.local_: set[str] = set()  # windows whose share is of their area's traffic
 
     def _score(self, X: Frame) -> pd.DataFrame:
         df = X.frame
@@ -50,7 +87,20 @@ class LockstepDetector(Detector):
         ]
         frames = []
         self.family_ = 0
-        win_share = base.groupby("win").size() / max(len(base), 1)
+        traffic = base.groupby("win").size()
+        area = window_areas(base)[traffic.index.to_numpy()]
+        # an area of a few windows (a window whose raters' addresses rate nowhere else)
+        # says little about where a key's devices go: its windows keep the share of all
+        # traffic, as do all windows when the ledger is one area
+        small = np.bincount(area)[area] < MIN_AREA_WINDOWS
+        area = np.where(small, -1, area)
+        if len(np.unique(area[~small])) <= 1:
+            area[:] = -1
+        names = df["window_id"].cat.categories  # a window's code is its category's place
+        self.local_ = {str(names[w]) for w in traffic.index[area >= 0]}
+        total = traffic.groupby(area).transform("sum").to_numpy(copy=True)
+        total[area < 0] = len(base)
+        win_share = traffic / total
         for kind, (col, _) in KEYS.items():
             # distinct devices per key-window-day, and per key-day (from the distinct
             # key-window-day-device rows: the same devices, fewer rows to look at)
@@ -174,10 +224,16 @@ class LockstepDetector(Detector):
 
     def _explain(self, unit: Unit) -> str:
         kind = {"ip": "address"}.get(unit["kind"], unit["kind"])
+        share = (
+            "the traffic of its area (the windows linked to it by addresses and prefixes "
+            "that rated both)"
+            if unit["window"] in self.local_
+            else "all traffic"
+        )
         return (
             f"On {unit['date']}, {int(unit['devices'])} of the {int(unit['key_devices'])} devices seen "
             f"behind {kind} {unit['hash'][:8]} rated window {unit['window']}, where about "
-            f"{float(unit['usual']):.1f} would have by that window's share of all traffic "
+            f"{float(unit['usual']):.1f} would have by that window's share of {share} "
             f"({fmt_p(unit['score'])}); the {kind} is not a registered hall network. Held: the "
             f"ratings of {int(unit['held_devices'])} of those devices, as many as exceed the "
             f"{float(unit['ordinary']):.1f} its other devices' traffic makes ordinary there, those "

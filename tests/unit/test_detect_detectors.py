@@ -554,6 +554,43 @@ def test_lockstep_holds_a_ring_behind_a_carrier_prefix_not_the_carriers_customer
     assert "Held: the ratings of 13 of those devices" in flags[0].explanation
 
 
+def city(c: int, days: int = 14, per_day: int = 12) -> list[dict[str, Any]]:
+    """Ordinary traffic of one city's ten windows (``C<c>-W0`` ..): citizens at home, each
+    behind one of the city's three carrier prefixes, which rate only this city's halls."""
+    rng = np.random.default_rng(100 + c)
+    rows = []
+    for w in range(10):
+        for d in range(days):
+            n = rng.poisson(per_day)
+            ts = DAY0 + d * 86400 + rng.uniform(9 * 3600, 20 * 3600, n)
+            for t, s in zip(ts, honest_scores(rng, n), strict=True):
+                rows.append(
+                    row(window=f"C{c}-W{w}", prefix=f"pfx-C{c}-{rng.integers(3)}", t=t,
+                        delay=rng.uniform(600, 8 * 3600), score=float(s))
+                )  # fmt: skip
+    return rows
+
+
+def test_lockstep_judges_a_province_city_by_city() -> None:
+    """Over a province, a carrier prefix's devices go to its own city's windows: each
+    window's share is taken of its city's traffic (the windows its keys link), so a
+    ledger of ten cities holds in each what that city's own ledger would, its farms and
+    not its carriers' customers (against the province's traffic, every busy carrier's
+    ordinary day at a window would look like a block)."""
+    farm = [
+        row(window="C0-W3", device=f"farm-{i}", ip="ip-idc", prefix="pfx-idc",
+            t=DAY0 + 5 * 86400 + 13 * 3600 + 200 * i, score=5.0)
+        for i in range(12)
+    ]  # fmt: skip
+    one = city(0) + farm
+    province = one + [r for c in range(1, 10) for r in city(c)]
+    det = LockstepDetector(budget=0.001)
+    alone, within = held(det, frame(one)), held(det, frame(province))
+    assert within == alone == ids(farm)  # nothing of the carriers' customers, anywhere
+    flags = [f for f in det.flags(frame(province)) if f.strength >= 1]
+    assert flags and all("share of the traffic of its area" in f.explanation for f in flags)
+
+
 def test_corating_fires_on_devices_rating_one_window_in_the_same_evenings() -> None:
     rows, attack = population(), crew()
     assert ids(attack) <= held(CoRatingDetector(budget=0.001), frame(rows + attack))
