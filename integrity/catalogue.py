@@ -244,7 +244,10 @@ REASONS: Mapping[Reason, str] = {
     Reason.TICKET_ARRIVED: "the ticket's service record arrived late and matches: the hold is lifted",
     Reason.OUTLIER_BURST: "a window's ratings in a time bucket far above its own baseline",
     Reason.OUTLIER_EPISODE: "counted ratings of a rate-limit episode: the same source just before or between its refusals",
-    Reason.OUTLIER_LOCKSTEP: "devices or one address block rating one window in the same short slots",
+    Reason.OUTLIER_LOCKSTEP: (
+        "many devices behind one address or prefix rating one window on one day, far beyond "
+        "the window's share of its area's traffic"
+    ),
     Reason.OUTLIER_DEVICE_REPEAT: "one device, or a ring of devices, rating one window across many tickets with skewed scores",
     Reason.OUTLIER_SELF_RATING: "a non-kiosk device rating many tickets at one window just after service",
     Reason.OUTLIER_COERCED: "a window's fast, straight-lined top scores far above its own baseline and peers",
