@@ -241,8 +241,9 @@ def _add_day(home: Path) -> int:
         hexd = "(instr('0123456789abcdef', substr(fingerprint, {0}, 1)) - 1)"
         special = {
             "rating_id": f"rating_id + {r_max}",
-            "fingerprint": "substr(fingerprint, 1, length(fingerprint) - 2) || printf('%02x', "
-            f"({hexd.format(-2)} * 16 + {hexd.format(-1)} + 1) % 256)",
+            # the first byte moved (a copied hall's fingerprints differ in the last one)
+            "fingerprint": f"printf('%02x', ({hexd.format(1)} * 16 + {hexd.format(2)} + 1) "
+            "% 256) || substr(fingerprint, 3)",
             "ticket_id": "ticket_id || '~next'",
             **{c: moved(c) for c in ("served_at", "submitted_at", "received_at", "occurred_at")},
         }
