@@ -78,7 +78,8 @@ class LockstepDetector(Detector):
     def __init__(self, *, min_devices: int = 3, **kw: Any) -> None:
         super().__init__(**kw)
         self.min_devices = min_devices
-        self.local_: set[str] = set()  # windows whose share is of their area's traffic
+        #: the windows whose share is of their area's traffic: its windows and ratings
+        self.local_: dict[str, tuple[int, int]] = {}
 
     def _score(self, X: Frame) -> pd.DataFrame:
         df = X.frame
@@ -96,11 +97,16 @@ class LockstepDetector(Detector):
         area = np.where(small, -1, area)
         if len(np.unique(area[~small])) <= 1:
             area[:] = -1
-        names = df["window_id"].cat.categories  # a window's code is its category's place
-        self.local_ = {str(names[w]) for w in traffic.index[area >= 0]}
         total = traffic.groupby(area).transform("sum").to_numpy(copy=True)
         total[area < 0] = len(base)
         win_share = traffic / total
+        names = df["window_id"].cat.categories  # a window's code is its category's place
+        windows = np.bincount(area[area >= 0]) if (area >= 0).any() else np.zeros(0, int)
+        self.local_ = {
+            str(names[w]): (int(windows[a]), int(n))
+            for w, a, n in zip(traffic.index, area, total, strict=True)
+            if a >= 0
+        }
         for kind, (col, _) in KEYS.items():
             # distinct devices per key-window-day, and per key-day (from the distinct
             # key-window-day-device rows: the same devices, fewer rows to look at)
@@ -224,10 +230,11 @@ class LockstepDetector(Detector):
 
     def _explain(self, unit: Unit) -> str:
         kind = {"ip": "address"}.get(unit["kind"], unit["kind"])
+        area = self.local_.get(unit["window"])
         share = (
-            "the traffic of its area (the windows linked to it by addresses and prefixes "
-            "that rated both)"
-            if unit["window"] in self.local_
+            f"the traffic of its area ({area[0]} windows linked to it by addresses and "
+            f"prefixes that rated both, {area[1]:,} ratings from outside the halls' crowds)"
+            if area is not None
             else "all traffic"
         )
         return (
