@@ -90,21 +90,20 @@ class LockstepDetector(Detector):
         self.family_ = 0
         traffic = base.groupby("win").size()
         area = window_areas(base)[traffic.index.to_numpy()]
+        windows = np.bincount(area)[area]  # how many windows each window's area has
         # an area of a few windows (a window whose raters' addresses rate nowhere else)
         # says little about where a key's devices go: its windows keep the share of all
-        # traffic, as do all windows when the ledger is one area
-        small = np.bincount(area)[area] < MIN_AREA_WINDOWS
-        area = np.where(small, -1, area)
-        if len(np.unique(area[~small])) <= 1:
+        # traffic (area -1), as do all windows when the ledger is one area
+        area = np.where(windows >= MIN_AREA_WINDOWS, area, -1)
+        if len(np.unique(area[area >= 0])) <= 1:
             area[:] = -1
         total = traffic.groupby(area).transform("sum").to_numpy(copy=True)
         total[area < 0] = len(base)
         win_share = traffic / total
         names = df["window_id"].cat.categories  # a window's code is its category's place
-        windows = np.bincount(area[area >= 0]) if (area >= 0).any() else np.zeros(0, int)
         self.local_ = {
-            str(names[w]): (int(windows[a]), int(n))
-            for w, a, n in zip(traffic.index, area, total, strict=True)
+            str(names[w]): (int(k), int(n))
+            for w, a, k, n in zip(traffic.index, area, windows, total, strict=True)
             if a >= 0
         }
         for kind, (col, _) in KEYS.items():
