@@ -6,6 +6,7 @@ assert that an open breaker did not touch the network, instead of timing anythin
 
 from __future__ import annotations
 
+import os
 import socket
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -224,3 +225,55 @@ def test_script_cache_loss_is_recovered(redis_url: str, redis_namespace: str) ->
     assert [o.allowed for o in outs] == [True, True, True, False, False]
     assert limiter._script.sha == real_sha
     assert limiter.breaker.state is BreakerState.CLOSED
+
+
+def test_a_killed_connection_is_replaced_by_the_retry(redis_url: str, redis_namespace: str) -> None:
+    """Single hits keep one connection per thread; when the server drops it (restart,
+    idle timeout, ``CLIENT KILL``), the client's retry connects again and the hit counts
+    once. Without retries the hit fails as unavailable and the next one reconnects."""
+    c = check(redis_namespace)
+    for retries, first_ok in ((1, True), (0, False)):
+        limiter = RedisLimiter.from_url(redis_url, namespace=redis_namespace, retries=retries)
+        assert limiter.hit(c, f"a{retries}", T0).allowed
+        held = limiter._held.conn
+        assert held is not None
+        admin = redis.Redis.from_url(redis_url)
+        held.send_command("CLIENT", "ID")
+        assert admin.client_kill_filter(_id=held.read_response()) == 1
+        if first_ok:
+            assert limiter.hit(c, f"b{retries}", T0).allowed
+        else:
+            with pytest.raises(BackendUnavailable):
+                limiter.hit(c, f"b{retries}", T0)
+            assert limiter.hit(c, f"b{retries}", T0).allowed
+        limiter.close()
+    members = redis.Redis.from_url(redis_url).zrange(c[0].key, 0, -1)
+    assert sorted(members) == [b"a0", b"a1", b"b0", b"b1"]
+
+
+def test_a_forked_child_hits_on_a_connection_of_its_own(
+    redis_url: str, redis_namespace: str
+) -> None:
+    """The connection a thread keeps is never used across a fork: the child would share
+    the parent's socket and read its replies."""
+    limiter = RedisLimiter.from_url(redis_url, namespace=redis_namespace)
+    c = check(redis_namespace)
+    assert limiter.hit(c, "parent-1", T0).allowed
+    parents = limiter._held.conn
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: hit, and say whether it used a connection of its own
+        ok = False
+        try:
+            ok = limiter.hit(c, "child", T0).allowed and limiter._held.conn is not parents
+        finally:
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
+    assert limiter._held.conn is parents
+    assert limiter.hit(c, "parent-2", T0).allowed
+    members = redis.Redis.from_url(redis_url).zrange(c[0].key, 0, -1)
+    assert sorted(members) == [b"child", b"parent-1", b"parent-2"]
