@@ -180,7 +180,7 @@ def test_a_server_killed_mid_burst_keeps_limiting_it(tmp_path: Path) -> None:
 
     def serve() -> subprocess.Popen[bytes]:
         proc, out = start([*CLI, "serve", "--port", str(port)], env=embedded_env(home), cwd=home)
-        out.wait_for("Application startup complete", what="integrity serve")
+        out.wait_for("Uvicorn running on", what="integrity serve")  # bound, not only started
         return proc
 
     def post(n: int) -> list[str]:

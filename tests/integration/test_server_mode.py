@@ -156,7 +156,8 @@ def world(
             cwd=base_dir,
         )
         try:
-            out.wait_for("Application startup complete", what="integrity serve")
+            # one process binds its socket after its startup: wait until it listens
+            out.wait_for("Uvicorn running on", what="integrity serve")
             nowhere = base_dir / "nowhere"
             nowhere.mkdir()
             yield World(f"http://127.0.0.1:{port}", db_url, tokens, held, env, nowhere)
@@ -280,6 +281,7 @@ def test_an_auditor_pulls_and_records_files_through_the_server(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     res = world.person("AU", "audit", "batches", "--format", "json")
+    assert res.exit_code == 0, (res.stdout, res.stderr, res.exception)
     assert [b["auditor_id"] for b in json.loads(res.stdout)] == ["AU"]
     res = world.person("AU", "audit", "pull", "1", "--format", "csv", "-o", "out/batch.csv")
     assert res.exit_code == 0, res.stderr
