@@ -210,7 +210,10 @@ def test_crash_before_commit_leaves_nothing(app: App, path: str) -> None:
     assert rating_counts(app.ledger.engine)["ratings"] == before["ratings"] + 3
 
 
-@pytest.mark.parametrize(("table", "path"), [("events", "validate"), ("rating_status", "stream")])
+@pytest.mark.parametrize(
+    ("table", "path"),
+    [("events", "validate"), ("rating_status", "validate"), ("rating_status", "stream")],
+)
 def test_database_failure_after_the_rating_insert_rolls_everything_back(
     app: App, table: str, path: str
 ) -> None:
