@@ -66,7 +66,13 @@ from integrity.sqlkit import Encoded, canonical_json
 from rules import tables as rt
 from rules.detectors.base import Detector, Flag, Signal
 from rules.detectors.combine import Verdicts, combine
-from rules.detectors.features import Frame, load_frame, read_snapshot, write_snapshot
+from rules.detectors.features import (
+    Frame,
+    load_frame,
+    read_snapshot,
+    working_heap,
+    write_snapshot,
+)
 from rules.detectors.generic import Worker, soft_signals
 from rules.detectors.registry import DETECTORS
 
@@ -442,7 +448,9 @@ class DetectService:
                     up_to_date=covered,
                 )  # fmt: skip
         events_from = self.ledger.last_event_id()
-        with self.worker() as worker:  # forked now, while this process is small
+        # the worker is forked now, while this process is small; the frame's work then
+        # keeps its freed blocks for reuse (see ``features.working_heap``)
+        with self.worker() as worker, working_heap():
             return self._run(
                 since, until, on_progress, dry_run, t0, timings, started, events_from,
                 worker,
