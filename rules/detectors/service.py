@@ -25,7 +25,9 @@ all of it):
 Speed and memory: the read is columnar (:mod:`integrity.adapters.columnar`); a second
 process, forked before the read while this one is small, imports pyod meanwhile and
 then computes the soft signals and fits half of the detectors beside this process
-(:class:`~rules.detectors.generic.Worker`); holds are written in bulk (one event per
+(:class:`~rules.detectors.generic.Worker`); while this process works on the frame,
+glibc keeps the large blocks the detectors free for reuse
+(:func:`~rules.detectors.features.working_heap`); holds are written in bulk (one event per
 hold, ids allocated up front, evidence rows and status moves as plain driver
 statements, each finding's evidence encoded once) and the changed risks as one block of
 columns under one sealed event (``Ledger.set_risk``); the snapshot is written in a
