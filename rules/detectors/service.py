@@ -72,6 +72,7 @@ from rules.detectors.features import (
     Frame,
     load_frame,
     read_snapshot,
+    release_heap,
     working_heap,
     write_snapshot,
 )
@@ -509,6 +510,7 @@ class DetectService:
         _peak(timings, "load")
         flags, _, verdicts, thresholds = self.analyse(frame, timings, worker)
         _peak(timings, "analyse")
+        release_heap()  # what the analysis freed, before the writes build theirs
         if dry_run or not worker.can_seal():
             worker.close()  # else kept to seal the holds and cases beside the risks
         t1 = time.perf_counter()

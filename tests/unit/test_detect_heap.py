@@ -63,3 +63,10 @@ def test_without_glibc_nothing_is_called(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(features, "_libc", lambda: None)
     with features.working_heap(), features._lean_heap():
         assert features._working == [False]
+
+
+def test_releasing_the_heap_trims_it(libc: Recorder) -> None:
+    with features.working_heap():
+        libc.calls.clear()
+        features.release_heap()
+        assert libc.calls == ["trim"]  # the policy stays the working one
