@@ -1541,8 +1541,9 @@ class SqlLedger:
     ) -> Decision | None:
         """SQLite, the live hook's usual case: :meth:`record`'s three rows in one
         transaction on the driver's own connection, taken from the pool (no SQLAlchemy
-        connection, transaction or result object: they cost a third as much as the
-        statements). ``None`` when a unique key was taken (an identical submission, or
+        connection, transaction or result object: about 0.04 ms a rating, most of what
+        the three statements themselves take). ``None`` when a unique key was taken (an
+        identical submission, or
         the ticket's claim): that transaction is rolled back, nothing was written, and
         :meth:`_record` settles the race as it does for every other backend."""
         claims = Reason.DUPLICATE_TICKET not in p.reasons

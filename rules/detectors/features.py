@@ -258,9 +258,9 @@ def working_heap() -> Iterator[None]:
     mapped afresh for them is paid again in page faults. Inside, blocks up to 32 MB come
     from the heap and up to 64 MB freed at its top are kept for the next ones (at
     987,682 ratings: the first run 13.1-13.3 -> 11.6-12.4 s, lockstep alone 1.6 -> 0.9 s;
-    its main process about 90 MB larger at its peak);
-    the read inside (:func:`load_frame`) stays lean. On leaving: glibc's default
-    thresholds, and a trim. Elsewhere than glibc: no change."""
+    its main process 60-90 MB larger at its peak); the read inside (:func:`load_frame`)
+    stays lean. On leaving: glibc's default thresholds, and a trim. Elsewhere than
+    glibc: no change."""
     libc = _libc()
     if libc is None:
         yield
