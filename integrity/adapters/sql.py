@@ -864,6 +864,38 @@ _SQLITE_EVENT = _insert_sql("events", _BULK_EVENT_COLS[1:], " RETURNING event_id
 _SQLITE_STATUS = _insert_sql("rating_status", _BULK_STATUS_COLS)
 
 
+def _plain_runner(cur: Any) -> Callable[[str, Any], Any]:
+    """A runner of plain SQL statements on a driver cursor, each returning its first row
+    (or ``None``); driver errors surface as SQLAlchemy's (see :func:`_driver_errors`)."""
+
+    def plain(sql: str, params: Any) -> Any:
+        with _driver_errors(sql):
+            cur.execute(sql, params)
+            return cur.fetchone() if cur.description is not None else None
+
+    return plain
+
+
+def _sqlite_rows(
+    run: Callable[[str, Any], Any],
+    p: Pending,
+    claims: bool,
+    actor: str,
+    slots: Mapping[str, int | None],
+) -> int | None:
+    """The live hook's three rows on SQLite (rating, decision event, status) through
+    ``run``; the rating's id, or ``None`` if a unique key was taken (nothing inserted)."""
+    rating, event, status_row = _row_values(p, claims, actor, slots, _sqlite_time)
+    found = run(_SQLITE_RATING, rating)
+    if found is None:
+        return None
+    rid = int(found[0])
+    eid = run(_SQLITE_EVENT, (rid, *event))
+    assert eid is not None
+    run(_SQLITE_STATUS, (rid, eid[0], *status_row))
+    return rid
+
+
 class _Checkpointer:
     """A thread that checkpoints a SQLite database's WAL (``PASSIVE``: it never waits
     for the writer, nor the writer for it) each time :meth:`due` says a commit happened,
@@ -1543,11 +1575,10 @@ class SqlLedger:
         transaction on the driver's own connection, taken from the pool (no SQLAlchemy
         connection, transaction or result object: about 0.04 ms a rating, most of what
         the three statements themselves take). ``None`` when a unique key was taken (an
-        identical submission, or
-        the ticket's claim): that transaction is rolled back, nothing was written, and
-        :meth:`_record` settles the race as it does for every other backend."""
+        identical submission, or the ticket's claim): that transaction is rolled back,
+        nothing was written, and :meth:`_record` settles the race as it does for every
+        other backend."""
         claims = Reason.DUPLICATE_TICKET not in p.reasons
-        rating, event, status_row = _row_values(p, claims, actor, slots, _sqlite_time)
         with translate_errors():
             fairy = self.engine.raw_connection()
             try:
@@ -1555,17 +1586,11 @@ class SqlLedger:
                 assert raw is not None
                 cur = raw.cursor()
                 try:
-                    with _driver_errors(_SQLITE_RATING):
-                        cur.execute(_SQLITE_RATING, rating)
-                        found = cur.fetchone()
-                        if found is None:
-                            raw.rollback()
-                            return None
-                        rid = int(found[0])
-                        cur.execute(_SQLITE_EVENT, (rid, *event))
-                        eid = cur.fetchone()[0]
-                        cur.execute(_SQLITE_STATUS, (rid, eid, *status_row))
-                        raw.commit()
+                    rid = _sqlite_rows(_plain_runner(cur), p, claims, actor, slots)
+                    if rid is None:
+                        raw.rollback()
+                        return None
+                    raw.commit()
                 except BaseException:
                     raw.rollback()
                     raise
@@ -1607,15 +1632,7 @@ class SqlLedger:
         """Insert rating + decision event + status; ``None`` if a unique key was taken."""
         with self._statements(conn) as run:
             if self.dialect == "sqlite":
-                rating, event, status_row = _row_values(p, claims, actor, slots, _sqlite_time)
-                found = run(_SQLITE_RATING, rating)
-                if found is None:
-                    return None
-                rid = int(found[0])
-                eid = run(_SQLITE_EVENT, (rid, *event))
-                assert eid is not None
-                run(_SQLITE_STATUS, (rid, eid[0], *status_row))
-                return rid
+                return _sqlite_rows(run, p, claims, actor, slots)
             got = run(_pg_record_sql(), _pg_record_params(p, claims, actor, slots))
             return None if got is None else int(got[0])
 
@@ -1641,14 +1658,8 @@ class SqlLedger:
         raw = conn.connection.driver_connection
         assert raw is not None
         cur = raw.cursor()
-
-        def plain(sql: str, params: Any) -> Any:
-            with _driver_errors(sql):
-                cur.execute(sql, params)
-                return cur.fetchone() if cur.description is not None else None
-
         try:
-            yield plain
+            yield _plain_runner(cur)
         finally:
             cur.close()
 

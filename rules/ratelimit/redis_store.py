@@ -283,10 +283,10 @@ class RedisLimiter:
         """``EVALSHA`` on this thread's own connection, taken from the pool once and kept:
         the live hook's hot path. (Taken per call, the pool's checkout, with its health
         poll and bookkeeping, and the script object's wrapper cost 0.02-0.05 ms a call
-        here, on a round trip of about 0.06 ms.) The client's
-        retry policy applies as to any of its commands: a connection error or timeout
-        drops the connection, and a retry connects it again. NOSCRIPT loads the script
-        and runs the call again (a call that got NOSCRIPT did not run)."""
+        here, on a round trip of about 0.06 ms.) The client's retry policy applies as to
+        any of its commands: a connection error or timeout drops the connection, and a
+        retry connects it again. NOSCRIPT loads the script and runs the call again (a
+        call that got NOSCRIPT did not run)."""
         held = self._held
         sha = self._script.sha
 
