@@ -15,7 +15,7 @@ Driver errors are translated here, once: a unique key already taken becomes
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -155,3 +155,20 @@ def insert_or_ignore(dialect: str, table: sa.Table, row: Mapping[str, Any]) -> A
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
     return sqlite_insert(table).values(dict(row)).on_conflict_do_nothing()
+
+
+def id_in(dialect: str, column: Any, ids: Iterable[int]) -> Any:
+    """``column IN ids`` as one statement with one parameter however many ``ids`` there
+    are (a detection run's 42,000 held ratings: one query, not 47 lists of 900 values
+    compiled and bound one by one): ``= ANY(array)`` on PostgreSQL, the rows of a JSON
+    array (``json_each``, built into SQLite since 3.38 and in the JSON1 extension Python
+    ships before) elsewhere. An integer column only."""
+    values = [int(i) for i in ids]
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(None, values, type_=ARRAY(sa.BigInteger)))
+    each = sa.func.json_each(sa.bindparam(None, json.dumps(values), type_=sa.Text)).table_valued(
+        "value"
+    )
+    return column.in_(sa.select(each.c.value))

@@ -23,6 +23,7 @@ from followup.alerts import tables as at
 from followup.alerts.model import BEFORE_REPLY, Alert, Callback, Finding, State
 from integrity.errors import NotFound
 from integrity.ports import Ledger, UnitOfWork
+from integrity.sqlkit import id_in
 
 AL, CURSOR, GAPS = at.alerts, at.alert_cursor, at.alert_gaps
 #: Every column empty: what a row inserted without them reads back as.
@@ -161,12 +162,14 @@ class AlertStore:
         """The alert each of these ratings has that is not void (at most one each)."""
         wanted = sorted({int(r) for r in rating_ids})
         out: dict[int, Alert] = {}
-        for lo in range(0, len(wanted), 900):
-            part = wanted[lo : lo + 900]
-            q = sa.select(AL).where(AL.c.rating_id.in_(part), AL.c.claims_rating.is_(True))
-            for r in conn.execute(q).mappings():
-                a = alert_of(r)
-                out[a.rating_id] = a
+        if not wanted:
+            return out
+        q = sa.select(AL).where(
+            id_in(conn.dialect.name, AL.c.rating_id, wanted), AL.c.claims_rating.is_(True)
+        )
+        for r in conn.execute(q).mappings():
+            a = alert_of(r)
+            out[a.rating_id] = a
         return out
 
     def deadline_candidates(self, conn: Connection, now: datetime) -> list[Alert]:

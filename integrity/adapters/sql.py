@@ -67,7 +67,7 @@ from integrity.ports import (
     StatusChange,
     Tally,
 )
-from integrity.sqlkit import Encoded, canonical_json, metadata, translate_errors
+from integrity.sqlkit import Encoded, canonical_json, id_in, metadata, translate_errors
 
 if TYPE_CHECKING:  # numpy and pyarrow are imported where detection's reads use them, so
     # that commands which never read columns (ingest, the hook) start without them
@@ -2613,17 +2613,21 @@ class SqlUnitOfWork:
         s = t.rating_status.c
         out: dict[int, RatingState] = {}
         split: dict[str, tuple[str, ...]] = {}  # a few distinct reason lists, split once
-        for part in _chunks(sorted({int(i) for i in rating_ids}), 900):
-            q = sa.select(s.rating_id, s.status, s.version, s.reasons).where(s.rating_id.in_(part))
-            if self.dialect == "postgresql":
-                q = q.with_for_update()
-            # plain driver rows (ints and strings: no type processing to skip)
-            for rid, st, version, reasons in self.connection.execute(q).cursor.fetchall():
-                text = str(reasons)
-                got = split.get(text)
-                if got is None:
-                    got = split[text] = tuple(x for x in text.split(";") if x)
-                out[int(rid)] = RatingState(_STATUS.get(st) or Status(st), int(version), got)
+        wanted = sorted({int(i) for i in rating_ids})
+        if not wanted:
+            return out
+        q = sa.select(s.rating_id, s.status, s.version, s.reasons).where(
+            id_in(self.dialect, s.rating_id, wanted)
+        )
+        if self.dialect == "postgresql":
+            q = q.with_for_update()
+        # plain driver rows (ints and strings: no type processing to skip)
+        for rid, st, version, reasons in self.connection.execute(q).cursor.fetchall():
+            text = str(reasons)
+            got = split.get(text)
+            if got is None:
+                got = split[text] = tuple(x for x in text.split(";") if x)
+            out[int(rid)] = RatingState(_STATUS.get(st) or Status(st), int(version), got)
         return out
 
     def insert_many(self, table: Any, rows: Sequence[Mapping[str, Any]]) -> list[int]:

@@ -27,7 +27,7 @@ from integrity.app import App
 from integrity.log import _event_query, _leaf_of, _RawLeaves
 from integrity.model import Event, Status
 from integrity.ports import RatingQuery
-from integrity.sqlkit import canonical_json, canonical_object
+from integrity.sqlkit import canonical_json, canonical_object, id_in
 
 _BIND = t.ratings.c.received_at.type._cached_bind_processor(sqlite.dialect())  # type: ignore[attr-defined]
 
@@ -201,6 +201,27 @@ def test_the_newest_event_of_a_kind_uses_the_partial_index(app: App) -> None:
         names = {ix["name"] for ix in sa.inspect(conn).get_indexes("events")}
     assert "ix_events_kind_event_id" in names
     assert app.ledger.last_event_id("decision") == app.ledger.last_event_id()
+
+
+def test_one_parameter_id_list_selects_what_an_in_list_selects(app: App) -> None:
+    for i in range(5):
+        app.validate(rating(ticket_id=f"T-IN-{i}"))
+    s = t.rating_status.c
+    with app.ledger.engine.connect() as conn:
+        stored = sorted(int(r) for (r,) in conn.execute(sa.select(s.rating_id)))
+        dialect = conn.dialect.name
+        # a repeated id, an id with no row, out of order; then none at all
+        for wanted in ([stored[3], stored[0], stored[3], 10**9], [], stored):
+            got = conn.execute(sa.select(s.rating_id).where(id_in(dialect, s.rating_id, wanted)))
+            listed = conn.execute(sa.select(s.rating_id).where(s.rating_id.in_(wanted)))
+            assert sorted(int(r) for (r,) in got) == sorted(int(r) for (r,) in listed)
+        if dialect == "sqlite":  # each id looked up by the key, not a scan of the table
+            q = sa.select(s.rating_id).where(id_in(dialect, s.rating_id, stored))
+            sql = str(q.compile(dialect=conn.dialect))
+            plan = " ".join(
+                str(r[-1]) for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("[1]",))
+            )
+            assert "SEARCH rating_status" in plan
 
 
 def test_sealing_in_small_blocks_seals_every_event_in_order(app: App) -> None:
