@@ -70,7 +70,7 @@ def load_frame(
     until: datetime | None = None,
     context_days: int = 35,
     partition_days: int = 7,
-    chunk: int = 100_000,
+    chunk: int = 50_000,
     on_progress: Callable[[int], None] | None = None,
     base: pa.Table | None = None,
 ) -> Frame:
@@ -83,7 +83,10 @@ def load_frame(
     Ratings before ``since`` are context only (``in_scope`` false). The ledger's scan
     read model yields Arrow tables per slice (time partitions with a range, rating-id
     chunks over the whole ledger); text is dictionary-encoded per slice, so no Python
-    object per value is ever made (see :mod:`integrity.adapters.columnar`).
+    object per value is ever made (see :mod:`integrity.adapters.columnar`). ``chunk``
+    rating ids make a slice: a reader helper process holds one slice at a time as its
+    driver returns it, so it bounds that process's memory (on the 1M benchmark ledger
+    its peak is 243 MB with 50,000, 283 MB with 100,000, the read no slower).
     """
     registry = registry if registry is not None else ledger.venue_registry()
     spec = ScanSpec(
