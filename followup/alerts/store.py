@@ -150,12 +150,11 @@ class AlertStore:
                 col, values = (
                     (AL.c.alert_id, f.ids) if f.ids is not None else (AL.c.rating_id, f.rating_ids)
                 )
-                wanted = sorted({int(v) for v in values or ()})
-                out: list[Alert] = []
-                for lo in range(0, len(wanted), 900):
-                    part = wanted[lo : lo + 900]
-                    out.extend(alert_of(r) for r in c.execute(q.where(col.in_(part))).mappings())
-                return sorted(out, key=lambda a: a.alert_id)
+                wanted = {int(v) for v in values or ()}
+                if not wanted:
+                    return []
+                rows = c.execute(q.where(id_in(c.dialect.name, col, wanted))).mappings()
+                return sorted((alert_of(r) for r in rows), key=lambda a: a.alert_id)
             return [alert_of(r) for r in c.execute(q).mappings()]
 
     def claiming(self, conn: Connection, rating_ids: Sequence[int]) -> dict[int, Alert]:

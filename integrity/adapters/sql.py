@@ -1080,14 +1080,9 @@ class SqlLedger:
         with translate_errors(), self.engine.connect() as conn:
             if query.ids is None:
                 out = [_stored(dict(row)) for row in conn.execute(base).mappings()]
-            else:
-                for part in _chunks(sorted({int(i) for i in query.ids}), 900):
-                    q = base.where(r.rating_id.in_(part))
-                    out.extend(_stored(dict(row)) for row in conn.execute(q).mappings())
-                if len(query.ids) > 900:
-                    out.sort(key=_SORT_KEYS[query.order])
-                    if query.limit is not None:
-                        out = out[: query.limit]
+            elif query.ids:
+                q = base.where(id_in(self.dialect, r.rating_id, set(query.ids)))
+                out = [_stored(dict(row)) for row in conn.execute(q).mappings()]
         return out
 
     def iter_ratings(self, query: RatingQuery, batch: int = 5000) -> Iterator[StoredRating]:
@@ -1203,13 +1198,12 @@ class SqlLedger:
         """Events by id (those that exist)."""
         out: dict[int, Event] = {}
         wanted = sorted({int(i) for i in event_ids})
+        if not wanted:
+            return out
         with translate_errors(), self.engine.connect() as conn:
-            for part in _chunks(wanted, 900):
-                for row in conn.execute(
-                    sa.select(t.events).where(t.events.c.event_id.in_(part))
-                ).mappings():
-                    ev = _event_from_row(row)
-                    out[int(row["event_id"])] = ev
+            q = sa.select(t.events).where(id_in(self.dialect, t.events.c.event_id, wanted))
+            for row in conn.execute(q).mappings():
+                out[int(row["event_id"])] = _event_from_row(row)
         return out
 
     def count_events(self, kind: str, subjects: Sequence[str]) -> dict[str, int]:
@@ -1920,10 +1914,10 @@ class SqlLedger:
                             parts.append(np.array(rows, dtype=float))
                     got = np.concatenate(parts) if parts else np.zeros((0, 2))
                 else:
-                    got_rows: list[tuple[int, float]] = []
-                    for part in _chunks(ids.tolist(), 900):
-                        q = sa.select(s.rating_id, s.risk).where(s.rating_id.in_(part))
-                        got_rows.extend((int(r), float(v)) for r, v in conn.execute(q))
+                    q = sa.select(s.rating_id, s.risk).where(
+                        id_in(self.dialect, s.rating_id, ids.tolist())
+                    )
+                    got_rows = [(int(r), float(v)) for r, v in conn.execute(q)]
                     got = np.array(got_rows, dtype=float).reshape(-1, 2)
                 cur_ids = got[:, 0].astype(np.int64)
                 cur_order = np.argsort(cur_ids, kind="stable")
@@ -2752,13 +2746,14 @@ _bulk_event_values = operator.itemgetter(*_BULK_EVENT_COLS)
 def _require_ratings(conn: Connection, rating_ids: Iterable[int]) -> None:
     """``NotFound`` naming the first of ``rating_ids`` that is not stored: an event about
     a rating needs the rating (no foreign key checks it, see ``tables.events``)."""
-    wanted = sorted({int(i) for i in rating_ids})
+    wanted = {int(i) for i in rating_ids}
+    if not wanted:
+        return
     r = t.ratings.c
-    for part in _chunks(wanted, 900):
-        q = sa.select(r.rating_id).where(r.rating_id.in_(part))
-        stored = {int(i) for (i,) in conn.execute(q).cursor.fetchall()}
-        if len(stored) != len(part):
-            raise NotFound(f"no rating {min(set(part) - stored)}")
+    q = sa.select(r.rating_id).where(id_in(conn.dialect.name, r.rating_id, wanted))
+    stored = {int(i) for (i,) in conn.execute(q).cursor.fetchall()}
+    if len(stored) != len(wanted):
+        raise NotFound(f"no rating {min(wanted - stored)}")
 
 
 def _with_id(ev: Event, event_id: int) -> Event:
@@ -2807,12 +2802,6 @@ _STORED_COLS = (
     t.rating_status.c.version,
     t.rating_status.c.last_event_id,
 )
-
-_SORT_KEYS: dict[str, Callable[[StoredRating], Any]] = {
-    "rating_id": lambda r: r.rating_id,
-    "risk": lambda r: (-r.risk, r.rating_id),
-    "submitted_at": lambda r: (r.submitted_at, r.rating_id),
-}
 
 
 def _stored(row: Mapping[Any, Any]) -> StoredRating:

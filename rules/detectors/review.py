@@ -45,6 +45,7 @@ from integrity.errors import ConfigError, FieldError, InvalidInput, NotFound, Po
 from integrity.model import CHANNELS, Event, Status, StoredRating
 from integrity.people import People, Person, require_any
 from integrity.ports import Ledger, RatingQuery
+from integrity.sqlkit import id_in
 from rules import tables as rt
 
 if TYPE_CHECKING:
@@ -363,13 +364,16 @@ class ReviewService:
         ids = sorted({r for s in by_fp.values() for r in s})
         live: dict[int, set[str]] = {r: set() for r in ids}
         cl = rt.detect_cleared.c
-        for part in _chunks(ids, 900):
+        if ids:
+            dialect = conn.dialect.name
             for rid, fp in conn.execute(
-                sa.select(holds.rating_id, holds.fingerprint).where(holds.rating_id.in_(part))
+                sa.select(holds.rating_id, holds.fingerprint).where(
+                    id_in(dialect, holds.rating_id, ids)
+                )
             ):
                 live[int(rid)].add(str(fp))
             for rid, fp in conn.execute(
-                sa.select(cl.rating_id, cl.fingerprint).where(cl.rating_id.in_(part))
+                sa.select(cl.rating_id, cl.fingerprint).where(id_in(dialect, cl.rating_id, ids))
             ):
                 live[int(rid)].discard(str(fp))
         return by_fp, live
@@ -490,12 +494,13 @@ class ReviewService:
         """Insert the ``detect_cleared`` rows not there yet (same transaction as the events)."""
         cl = rt.detect_cleared.c
         done: set[tuple[int, str]] = set()
-        ids = sorted(fps)
-        for part in _chunks(ids, 900):
+        if fps:
             done.update(
                 (int(r), str(f))
                 for r, f in conn.execute(
-                    sa.select(cl.rating_id, cl.fingerprint).where(cl.rating_id.in_(part))
+                    sa.select(cl.rating_id, cl.fingerprint).where(
+                        id_in(conn.dialect.name, cl.rating_id, fps)
+                    )
                 )
             )
         rows = [
@@ -506,7 +511,7 @@ class ReviewService:
                 "cleared_at": at,
                 "event_id": event_ids[rid],
             }
-            for rid in ids
+            for rid in sorted(fps)
             for f in sorted(set(fps[rid]))
             if (rid, f) not in done
         ]

@@ -64,7 +64,7 @@ from integrity.errors import ConfigError, EngineError
 from integrity.log import MerkleLog
 from integrity.model import Event, Rubric, Status
 from integrity.ports import Ledger, RiskColumns
-from integrity.sqlkit import Encoded, canonical_json
+from integrity.sqlkit import Encoded, canonical_json, id_in
 from rules import tables as rt
 from rules.detectors.base import Detector, Flag, Signal
 from rules.detectors.combine import Verdicts, combine
@@ -636,11 +636,10 @@ class DetectService:
                 )
                 out.update((int(r), str(f)) for r, f in rows if int(r) in wanted)
                 return out
-            for lo in range(0, len(ids), 900):
-                part = ids[lo : lo + 900]
+            if ids:
                 rows = conn.execute(
                     sa.select(table.c.rating_id, table.c.fingerprint).where(
-                        table.c.rating_id.in_(part)
+                        id_in(conn.dialect.name, table.c.rating_id, ids)
                     )
                 )
                 out.update((int(r), str(f)) for r, f in rows)

@@ -107,3 +107,14 @@ def test_score_slots_are_given_once_and_shared_by_every_ledger(app: App) -> None
     assert more["zeal"] == 6 and {d: more[d] for d in DIMS} == first
     # a ledger whose cache predates "zeal" learns it when it meets it
     assert app.ledger.score_slots(["zeal"])["zeal"] == 6
+
+
+def test_ratings_by_id_come_in_the_querys_order_and_limit(app: App) -> None:
+    ids = load(app, [("W1", "S1", s, Status.ACCEPTED, ()) for s in (1, 2, 3, 4, 5, 1, 2)])
+    app.ledger.set_risk(dict(zip(ids, (0.2, 0.9, 0.5, 0.9, 0.1, 0.7, 0.3), strict=True)))
+    wanted = [ids[6], ids[0], ids[3], ids[1], ids[3], 10**9]  # out of order, repeated, absent
+    every = app.ledger.find_ratings(RatingQuery(order="risk"))
+    expected = [r.rating_id for r in every if r.rating_id in set(wanted)]
+    got = app.ledger.find_ratings(RatingQuery(ids=wanted, order="risk", limit=3))
+    assert [r.rating_id for r in got] == expected[:3] == [ids[1], ids[3], ids[6]]
+    assert app.ledger.find_ratings(RatingQuery(ids=[])) == []
