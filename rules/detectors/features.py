@@ -160,30 +160,43 @@ def _with_base(
     return [head, *ledger.scan(replace(spec, ids_above=upto), on_progress)]
 
 
+#: Rows per record batch of the snapshot file.
+_SNAPSHOT_BATCH = 1 << 17
+
+
 def write_snapshot(path: Path, frame: Frame) -> str:
     """Keep what a whole-ledger read gave (the raw columns but ``state``: a rating's row
     never changes) in an Arrow file at ``path``, written whole or not at all; returns its
     SHA-256, which the caller records where the file cannot change it (the ledger)."""
     df = frame.frame
-    arrays, names = [], []
-    for name in RAW_COLUMNS:
-        if name == "state":
-            continue
-        col = df[name]
-        if name in _STRINGS:
-            cat = col.array
-            codes = pa.array(np.asarray(cat.codes, dtype=np.int32), mask=np.asarray(cat.codes) < 0)
-            arrays.append(pa.DictionaryArray.from_arrays(codes, _string_values(cat.categories)))
-        elif name in _NUMERIC:
-            arrays.append(pa.array(col.to_numpy()))
-        else:
-            arrays.append(pa.array(col.to_numpy(dtype=object), type=pa.string()))
-        names.append(name)
-    table = pa.table(arrays, names=names)
+    names = [name for name in RAW_COLUMNS if name != "state"]
+    # each text column's values once, shared by every batch (the file's one dictionary)
+    values = {n: _string_values(df[n].array.categories) for n in names if n in _STRINGS}
+
+    def batch(lo: int, hi: int) -> pa.RecordBatch:
+        arrays = []
+        for name in names:
+            col = df[name]
+            if name in _STRINGS:
+                codes = np.asarray(col.array.codes[lo:hi], dtype=np.int32)
+                arrays.append(
+                    pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), values[name])
+                )
+            elif name in _NUMERIC:
+                arrays.append(pa.array(col.to_numpy()[lo:hi]))
+            else:
+                arrays.append(pa.array(col.iloc[lo:hi].to_numpy(dtype=object), type=pa.string()))
+        return pa.record_batch(arrays, names=names)
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
-        w.write_table(table, max_chunksize=1 << 20)
+    first = batch(0, _SNAPSHOT_BATCH)
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, first.schema) as w:
+        # a batch at a time: what is built beside the run's writes stays small
+        w.write_batch(first)
+        del first
+        for lo in range(_SNAPSHOT_BATCH, len(df), _SNAPSHOT_BATCH):
+            w.write_batch(batch(lo, lo + _SNAPSHOT_BATCH))
     os.chmod(tmp, 0o600)
     digest = _sha256(tmp)
     os.replace(tmp, path)

@@ -286,12 +286,15 @@ def test_an_incremental_read_gives_the_full_reads_frame(
     """After a whole-ledger run, the next reads only the new ratings and the state of the
     others from the ledger, the rest from the run's snapshot: the frame is the one a full
     read gives (rows, values, categories and codes), new ratings and status changes
-    included; a snapshot that is not the file the run wrote is not used."""
+    included; a snapshot that is not the file the run wrote is not used. The snapshot is
+    written in batches of a few rows here, so it spans many."""
     from factories import rating
 
     import integrity.adapters.sql as sql_adapter
+    from rules.detectors import features
     from rules.detectors.features import load_frame, read_snapshot
 
+    monkeypatch.setattr(features, "_SNAPSHOT_BATCH", 7)
     svc = _fast(app)
     assert svc.snapshot is not None
     first = svc.run()
@@ -314,6 +317,7 @@ def test_an_incremental_read_gives_the_full_reads_frame(
         ).scalar_one()
     base = read_snapshot(svc.snapshot, sha)
     assert base is not None and base.num_rows == first.ratings
+    assert base.column("rating_id").num_chunks == -(-first.ratings // 7)
     full = load_frame(app.ledger, **kw).frame
     incremental = load_frame(app.ledger, base=base, **kw).frame
     _same_frames(full, incremental)
