@@ -359,7 +359,11 @@ def _frame_of(slices: Iterable[pa.Table]) -> pd.DataFrame:
                 [pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False) for c in unified.chunks]
             ).astype(np.int32)
             if name in _ARROW_CATEGORIES:  # many distinct values: kept in Arrow buffers
-                cats = pd.Index(pd.arrays.ArrowStringArray(dictionary.cast(pa.large_string())))
+                # of their own (a concatenation allocates them): never a view of the
+                # snapshot's memory map, which then goes with the read's tables, and
+                # with it every page of the file the read touched
+                own = pa.concat_arrays([dictionary.slice(0, 0), dictionary])
+                cats = pd.Index(pd.arrays.ArrowStringArray(own.cast(pa.large_string())))
             else:
                 cats = pd.Index(dictionary.to_numpy(zero_copy_only=False), dtype=object)
             del unified
