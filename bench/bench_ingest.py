@@ -21,8 +21,8 @@ per size how the rate holds (every step's time per rating must not grow with the
         [--backends sqlite,postgresql,postgresql+redis] [--seed 7]
 
 Last measured (2 shared cores; README, Benchmarks): a 29,648-rating month SQLite
-0.61x, PostgreSQL 0.49-0.50x (median of 3, two runs, the second session of
-2026-12-05; 0.51-0.62x in the first); 2,959,597
+0.61-0.65x, PostgreSQL 0.53-0.56x (median of 3, two runs, the third session of
+2026-12-05; 0.49-0.62x in the two before); 2,959,597
 ratings SQLite 1.61x and PostgreSQL 0.51x in earlier rounds (3M runs take 20-50 minutes
 a backend; docs/benchmarks.md).
 """
