@@ -2171,7 +2171,8 @@ class SqlLedger:
         ev = t.events.c
         last = (
             sa.select(sa.func.max(ev.event_id))
-            .where(ev.kind == Kind.CONFIG_SEALED.value)
+            # named so SQLite reads the kind index, not the whole ledger
+            .where(ev.kind == Kind.CONFIG_SEALED.value, ev.kind != Kind.DECISION.value)
             .group_by(ev.subject)
         )
         rows = conn.execute(

@@ -64,9 +64,11 @@ ratings = sa.Table(
     sa.Column("scores", sa.Text, nullable=False),  # canonical JSON: dimension -> int
     sa.Column("composite", sa.Float, nullable=False),
     sa.Column("comment", sa.Text),
-    sa.Column("ip_hash", Pseudonym, nullable=False, index=True),
+    # Not indexed: no query looks a rating up by its address or device (detection reads
+    # them as columns), and an index of hashed keys costs every write a random page.
+    sa.Column("ip_hash", Pseudonym, nullable=False),
     sa.Column("prefix_hash", Pseudonym, nullable=False),
-    sa.Column("device_hash", Pseudonym, nullable=False, index=True),
+    sa.Column("device_hash", Pseudonym, nullable=False),
     sa.Column("rule_set_id", sa.String(32), nullable=False),
     # The intake client that sent it (``intake_clients.name``, or ``cli`` / ``open``);
     # NULL for ratings recorded before clients existed or through the Python API. Also in
@@ -102,7 +104,7 @@ events = sa.Table(
     # (``SqlLedger``) writes a rating and its events in one transaction, and
     # ``integrity ledger verify`` names any event or status row whose rating is missing.
     sa.Column("rating_id", sa.BigInteger, index=True),
-    sa.Column("subject", sa.String(128), index=True),
+    sa.Column("subject", sa.String(128)),
     sa.Column("kind", sa.String(64), nullable=False),
     sa.Column("actor", sa.String(128), nullable=False),
     sa.Column("status", sa.String(16)),
@@ -113,6 +115,15 @@ events = sa.Table(
     # The newest event of a kind (which registry, venues, periods are current) without
     # scanning the ledger; decisions, most of the ledger, stay out of it (no cost on
     # the write path). Queries name ``kind <> 'decision'`` so SQLite uses it.
+    # Events by subject (a case, a configuration table, an alert); decisions have none,
+    # so they stay out of it (no cost on the write path). ``subject = ...`` and
+    # ``subject IN (...)`` imply ``subject IS NOT NULL``: both databases then use it.
+    sa.Index(
+        "ix_events_subject",
+        "subject",
+        sqlite_where=sa.text("subject IS NOT NULL"),
+        postgresql_where=sa.text("subject IS NOT NULL"),
+    ),
     sa.Index(
         "ix_events_kind_event_id",
         "kind",

@@ -203,6 +203,38 @@ def test_the_newest_event_of_a_kind_uses_the_partial_index(app: App) -> None:
     assert app.ledger.last_event_id("decision") == app.ledger.last_event_id()
 
 
+def test_a_rating_adds_no_entry_to_indexes_no_query_reads(app: App) -> None:
+    """Decisions stay out of the subject index (they have none), which events by subject
+    still use; the pseudonyms of address and device are not indexed at all."""
+    rid = app.validate(rating()).rating_id
+    with app.ledger.engine.connect() as conn:
+        assert (
+            conn.execute(
+                sa.select(t.events.c.subject).where(t.events.c.rating_id == rid)
+            ).scalar_one()
+            is None
+        )
+        if app.ledger.dialect == "sqlite":
+            ddl = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'ix_events_subject'"
+            ).scalar_one()
+            plan = " ".join(
+                str(r[-1])
+                for r in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN SELECT event_id FROM events WHERE subject IN ('a', 'b')"
+                )
+            )
+            assert "ix_events_subject" in plan
+        else:
+            ddl = conn.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_events_subject'"
+            ).scalar_one()
+        assert "subject IS NOT NULL" in ddl.replace("(", "").replace(")", "")
+        indexed = {c for ix in sa.inspect(conn).get_indexes("ratings") for c in ix["column_names"]}
+    assert not indexed & {"ip_hash", "prefix_hash", "device_hash"}
+    assert {"ticket_id", "occurred_at", "window_id"} <= indexed
+
+
 def test_one_parameter_id_list_selects_what_an_in_list_selects(app: App) -> None:
     for i in range(5):
         app.validate(rating(ticket_id=f"T-IN-{i}"))
