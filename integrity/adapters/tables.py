@@ -112,9 +112,6 @@ events = sa.Table(
     sa.Column("rule_set_id", sa.String(32)),
     sa.Column("evidence", sa.Text, nullable=False),  # canonical JSON object
     sa.Column("at", UTCDateTime, nullable=False),
-    # The newest event of a kind (which registry, venues, periods are current) without
-    # scanning the ledger; decisions, most of the ledger, stay out of it (no cost on
-    # the write path). Queries name ``kind <> 'decision'`` so SQLite uses it.
     # Events by subject (a case, a configuration table, an alert); decisions have none,
     # so they stay out of it (no cost on the write path). ``subject = ...`` and
     # ``subject IN (...)`` imply ``subject IS NOT NULL``: both databases then use it.
@@ -124,6 +121,9 @@ events = sa.Table(
         sqlite_where=sa.text("subject IS NOT NULL"),
         postgresql_where=sa.text("subject IS NOT NULL"),
     ),
+    # The newest event of a kind (which registry, venues, periods are current) without
+    # scanning the ledger; decisions, most of the ledger, stay out of it (no cost on
+    # the write path). Queries name ``kind <> 'decision'`` so SQLite uses it.
     sa.Index(
         "ix_events_kind_event_id",
         "kind",
