@@ -380,24 +380,29 @@ def test_a_failed_reader_process_falls_back_to_the_cursor(
     _same_frames(plain, load_frame(sqlite_app.ledger, **kw).frame)
 
 
-def test_what_a_run_writes_is_what_its_analysis_decided(app: App) -> None:
+def test_what_a_run_writes_is_what_its_analysis_decided(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The bulk write path (holds as events with their evidence rows and status moves,
     risks as one block) records exactly what the analysis decided, as a plain per-rating
     reading of the verdicts gives it: the same held ratings, reasons, evidence and
     evidence rows, and every rating's risk as read back (the status row, the export and
-    the sealed block), on SQLite and PostgreSQL."""
+    the sealed block), on SQLite and PostgreSQL. The holds go in transactions of three
+    here, so they span many."""
     import json
 
     from integrity.adapters.sql import decode_risks
     from integrity.sqlkit import canonical_json
+    from rules.detectors import service as detect_service
     from rules.detectors.features import load_frame
 
+    monkeypatch.setattr(detect_service, "_HOLD_CHUNK", 3)
     svc = _fast(app)
     frame = load_frame(app.ledger, rubric=svc.rubric, tz=svc.tz)
     flags, _, verdicts, _ = svc.analyse(frame)
     before = _statuses(app)
     rep = svc.run(full=True)
-    assert rep.held == len(verdicts.hold) > 0
+    assert rep.held == len(verdicts.hold) > 3
     assert rep.flags == flags
 
     statuses = _statuses(app)
