@@ -1197,7 +1197,7 @@ class SqlLedger:
     def events(self, event_ids: Sequence[int]) -> dict[int, Event]:
         """Events by id (those that exist)."""
         out: dict[int, Event] = {}
-        wanted = sorted({int(i) for i in event_ids})
+        wanted = {int(i) for i in event_ids}
         if not wanted:
             return out
         with translate_errors(), self.engine.connect() as conn:
@@ -1902,23 +1902,12 @@ class SqlLedger:
                     current[hit] = cur_vals[pos[hit]]
                 moved = known & (np.abs(vals - current) > 1e-6)
             else:
-                if len(ids) > 5000:
-                    # many ratings, scattered: the id range in slices, as arrays
-                    parts = []
-                    for lo in range(int(ids[0]), int(ids[-1]) + 1, 500_000):
-                        q = sa.select(s.rating_id, s.risk).where(
-                            s.rating_id >= lo, s.rating_id < lo + 500_000
-                        )
-                        rows = conn.execute(q).cursor.fetchall()
-                        if rows:
-                            parts.append(np.array(rows, dtype=float))
-                    got = np.concatenate(parts) if parts else np.zeros((0, 2))
-                else:
-                    q = sa.select(s.rating_id, s.risk).where(
-                        id_in(self.dialect, s.rating_id, ids.tolist())
-                    )
-                    got_rows = [(int(r), float(v)) for r, v in conn.execute(q)]
-                    got = np.array(got_rows, dtype=float).reshape(-1, 2)
+                # scattered ratings: their status rows, in one statement
+                q = sa.select(s.rating_id, s.risk).where(
+                    id_in(self.dialect, s.rating_id, ids.tolist())
+                )
+                rows = conn.execute(q).cursor.fetchall()
+                got = np.array(rows, dtype=float).reshape(-1, 2)
                 cur_ids = got[:, 0].astype(np.int64)
                 cur_order = np.argsort(cur_ids, kind="stable")
                 cur_ids, cur_vals = cur_ids[cur_order], got[cur_order, 1]
@@ -2608,7 +2597,7 @@ class SqlUnitOfWork:
         s = t.rating_status.c
         out: dict[int, RatingState] = {}
         split: dict[str, tuple[str, ...]] = {}  # a few distinct reason lists, split once
-        wanted = sorted({int(i) for i in rating_ids})
+        wanted = {int(i) for i in rating_ids}
         if not wanted:
             return out
         q = sa.select(s.rating_id, s.status, s.version, s.reasons).where(

@@ -627,26 +627,16 @@ class DetectService:
         return None if moved is not None else int(last.run_id)
 
     def _known(self, table: sa.Table, ids: list[int]) -> set[tuple[int, str]]:
-        """(rating, fingerprint) pairs of ``table`` for the ratings ``ids`` (sorted)."""
-        out: set[tuple[int, str]] = set()
+        """(rating, fingerprint) pairs of ``table`` for the ratings ``ids``."""
+        if not ids:
+            return set()
         with self.ledger.reading() as conn:
-            if len(ids) > 5000:  # many: one read of the id range, not thousands of IN lists
-                wanted = set(ids)
-                rows = conn.execute(
-                    sa.select(table.c.rating_id, table.c.fingerprint).where(
-                        table.c.rating_id >= ids[0], table.c.rating_id <= ids[-1]
-                    )
+            rows = conn.execute(
+                sa.select(table.c.rating_id, table.c.fingerprint).where(
+                    id_in(conn.dialect.name, table.c.rating_id, ids)
                 )
-                out.update((int(r), str(f)) for r, f in rows if int(r) in wanted)
-                return out
-            if ids:
-                rows = conn.execute(
-                    sa.select(table.c.rating_id, table.c.fingerprint).where(
-                        id_in(conn.dialect.name, table.c.rating_id, ids)
-                    )
-                )
-                out.update((int(r), str(f)) for r, f in rows)
-        return out
+            )
+            return {(int(r), str(f)) for r, f in rows}
 
     def _hold(self, verdicts: Verdicts, frame: Frame, run_id: int) -> tuple[int, Counter[str]]:
         ids = sorted(verdicts.hold)
