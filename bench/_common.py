@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,16 +73,18 @@ def per_call(fn: Callable[[int], Any], n: int, warmup: int = 50) -> float:
     return statistics.median(times)
 
 
-def rating(i: int, *, day: int = 1) -> dict[str, Any]:
-    """A valid rating from a distinct device and address, so every gate passes."""
+def rating(i: int, *, served_at: datetime | None = None) -> dict[str, Any]:
+    """A valid rating that every gate passes: served ten minutes before now (or at
+    ``served_at``), from a device, an address and an address prefix (/24) of its own."""
+    served = served_at or datetime.now(UTC) - timedelta(minutes=10)
     return {
         "ticket_id": f"T{i}-{uuid.uuid4().hex[:6]}",
         "window_id": f"W{i % 12:02d}",
         "staff_id": f"S{i % 20:02d}",
         "service_type": "tax",
         "channel": "qr",
-        "served_at": f"2026-10-{day:02d}T09:00:00+08:00",
+        "served_at": served.isoformat(timespec="seconds"),
         "scores": {"attitude": 5, "efficiency": 4, "compliance": 5, "environment": 4, "overall": 5},
-        "ip": f"198.51.{(i // 250) % 250}.{i % 250 + 1}",
+        "ip": f"{11 + (i // 62500) % 200}.{(i // 250) % 250}.{i % 250}.7",
         "device_id": f"device-{i}-{uuid.uuid4().hex[:6]}",
     }
