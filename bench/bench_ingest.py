@@ -21,10 +21,10 @@ per size how the rate holds (every step's time per rating must not grow with the
         [--backends sqlite,postgresql,postgresql+redis] [--seed 7]
 
 Last measured (2 shared cores; README, Benchmarks): a 29,648-rating month SQLite
-0.61-0.65x, PostgreSQL 0.53-0.56x (median of 3, two runs, the third session of
-2026-12-05; 0.49-0.62x in the two before); 2,959,597
-ratings SQLite 1.61x and PostgreSQL 0.51x in earlier rounds (3M runs take 20-50 minutes
-a backend; docs/benchmarks.md).
+0.59x, PostgreSQL 0.53x (median of 3, the fourth session of 2026-12-05; 0.49-0.65x in
+the sessions before); 297,818 ratings SQLite 1.29x; 2,959,597 ratings SQLite
+1.09-1.24x (the ingest alone 501-566 s, 169-191 us a rating against 127-144 us at a
+million; the floor's 621 s in a run of its own). 3M runs take 10-50 minutes a backend.
 """
 
 from __future__ import annotations
