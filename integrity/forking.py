@@ -24,6 +24,18 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+#: Bumped in every forked child (:func:`generation`).
+_FORKS = [0]
+os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
+
+
+def generation() -> int:
+    """How many forks lie between this process and the one that imported this module:
+    a connection kept with the generation it was made in is this process's own only
+    while the two are equal (a forked child must make its own, and never close or use
+    the parent's)."""
+    return _FORKS[0]
+
 
 def fork_pool(
     initializer: Callable[..., None], initargs: tuple[Any, ...], workers: int = 1

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -32,6 +31,7 @@ from redis.retry import Retry
 
 from integrity.clock import Clock
 from integrity.errors import BackendUnavailable
+from integrity.forking import generation
 from integrity.ports import LimitCheck, LimitFailure, LimitOutcome
 from rules.ratelimit.breaker import CircuitBreaker
 from rules.ratelimit.memory import validate_checks
@@ -39,10 +39,6 @@ from rules.ratelimit.memory import validate_checks
 T = TypeVar("T")
 
 _PIPELINE_CHUNK = 500  # script calls per pipeline round trip in hit_many
-
-#: Bumped in every forked child: a connection held before the fork is the parent's.
-_FORKS = [0]
-os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
 
 
 class _Held(threading.local):
@@ -293,9 +289,9 @@ class RedisLimiter:
         def attempt() -> Any:
             nonlocal sha
             conn = held.conn
-            if conn is None or held.fork != _FORKS[0]:
+            if conn is None or held.fork != generation():
                 conn = held.conn = self.client.connection_pool.get_connection()
-                held.fork = _FORKS[0]
+                held.fork = generation()
             conn.send_command("EVALSHA", sha, len(keys), *keys, *args)
             try:
                 return conn.read_response()
