@@ -941,11 +941,11 @@ class _Checkpointer:
 
 
 class _Held(threading.local):
-    """One thread's own SQLite connection for the live hook's writes (see
+    """One thread's own driver connection for the live hook's writes (see
     :meth:`SqlLedger._plain_connection`): the connection, the fork generation it was
     made in, and the automatic checkpoint it was last set to."""
 
-    conn: sqlite3.Connection | None = None
+    conn: Any = None  # sqlite3 or psycopg
     fork: int = -1
     epoch: int = -1  # the ledger's ``_held_epoch`` when it was made
     autocheckpoint: int = -1
@@ -969,11 +969,11 @@ class SqlLedger:
         self._checkpointer: _Checkpointer | None = None
         if self.dialect == "sqlite":
             sa_event.listen(engine, "checkout", self._autocheckpoint)
-            sa_event.listen(engine, "engine_disposed", self._close_held)
-        #: SQLite: each thread's own connection for the live hook's writes, and every
-        #: one made, with its fork generation (closed with the engine's pool)
+        sa_event.listen(engine, "engine_disposed", self._close_held)
+        #: Each thread's own connection for the live hook's writes, and every one made,
+        #: with its fork generation (closed with the engine's pool)
         self._held = _Held()
-        self._held_all: list[tuple[int, sqlite3.Connection]] = []
+        self._held_all: list[tuple[int, Any]] = []
         self._held_lock = threading.Lock()
         self._held_epoch = 0  # bumped by each dispose: what was held before is closed
         # Single-statement reads need no transaction: on PostgreSQL that saves the
@@ -1568,7 +1568,7 @@ class SqlLedger:
         (``ON CONFLICT DO NOTHING`` on the fingerprint and the ticket claim).
         """
         slots = self.score_slots(p.rating.scores)
-        if self.dialect == "sqlite" and not self._watched():
+        if not self._watched():
             decided = self._record_plain(p, actor, slots)
             if decided is not None:
                 return decided
@@ -1584,28 +1584,36 @@ class SqlLedger:
     def _record_plain(
         self, p: Pending, actor: str, slots: Mapping[str, int | None]
     ) -> Decision | None:
-        """SQLite, the live hook's usual case: :meth:`record`'s three rows in one
-        transaction on the driver's own connection, this thread's (no SQLAlchemy
-        connection, transaction or result object: about 0.04 ms a rating, most of what
-        the three statements themselves take; no pool checkout and return either:
-        :meth:`_plain_connection`). ``None`` when a unique key was taken (an
-        identical submission, or the ticket's claim): that transaction is rolled back,
-        nothing was written, and :meth:`_record` settles the race as it does for every
-        other backend."""
+        """The live hook's usual case: :meth:`record`'s three rows on the driver's own
+        connection, this thread's (no SQLAlchemy connection, transaction or result
+        object: on SQLite about 0.04 ms a rating, most of what the three statements
+        themselves take; no pool checkout and return either: :meth:`_plain_connection`).
+        SQLite: three statements in one transaction; PostgreSQL: one statement of
+        data-modifying CTEs in autocommit. ``None`` when a unique key was taken (an
+        identical submission, or the ticket's claim): nothing was written, and
+        :meth:`_record` settles the race. A write that fails otherwise closes the
+        connection (which discards its transaction): the next one starts on a new one,
+        so a connection that died with its server fails one request."""
         claims = Reason.DUPLICATE_TICKET not in p.reasons
         with translate_errors():
             raw = self._plain_connection()
             cur = raw.cursor()
             try:
-                rid = _sqlite_rows(_plain_runner(cur), p, claims, actor, slots)
+                run = _plain_runner(cur)
+                if self.dialect == "sqlite":
+                    rid = _sqlite_rows(run, p, claims, actor, slots)
+                else:
+                    got = run(_pg_record_sql(), _pg_record_params(p, claims, actor, slots))
+                    rid = None if got is None else int(got[0])
                 if rid is None:
                     raw.rollback()
                     return None
                 raw.commit()
             except BaseException as err:
-                raw.rollback()
-                if not isinstance(err, sa.exc.IntegrityError):
-                    self._drop_held()  # the next write starts on a new connection
+                if isinstance(err, sa.exc.IntegrityError):
+                    raw.rollback()
+                else:
+                    self._drop_held()
                 raise
             finally:
                 cur.close()
@@ -1796,34 +1804,38 @@ class SqlLedger:
             cur.close()
             record.info["wal_autocheckpoint"] = want
 
-    def _plain_connection(self) -> sqlite3.Connection:
-        """This thread's own SQLite connection for the live hook's writes, made once by
+    def _plain_connection(self) -> Any:
+        """This thread's own driver connection for the live hook's writes, made once by
         the engine (its settings, from :func:`make_engine`) and taken out of its pool,
         so that a rating's write does not check a connection out and back in (with the
-        pool's reset and bookkeeping: 0.03-0.10 ms a rating, on a write of about
-        0.2 ms). A forked child makes its own (the parent's is never used or closed
-        there); the engine's ``dispose`` closes them (:meth:`_close_held`). Its
-        automatic checkpoint follows :meth:`checkpointing_beside`, as a pooled
-        connection's does on checkout."""
+        pool's reset and bookkeeping: 0.03-0.10 ms a rating on SQLite, on a write of
+        about 0.2 ms). A forked child makes its own (the parent's is never used or
+        closed there); the engine's ``dispose`` closes them (:meth:`_close_held`).
+        PostgreSQL's is in autocommit. SQLite's automatic checkpoint follows
+        :meth:`checkpointing_beside`, as a pooled connection's does on checkout."""
         held = self._held
         raw = held.conn
         if raw is None or held.fork != generation() or held.epoch != self._held_epoch:
             fairy = self.engine.raw_connection()
             raw = fairy.driver_connection
-            assert isinstance(raw, sqlite3.Connection)
+            assert raw is not None
             fairy.detach()  # the pool no longer counts it, nor closes it
+            if self.dialect == "postgresql":
+                raw.autocommit = True
             held.conn, held.fork, held.autocheckpoint = raw, generation(), -1
             held.epoch = self._held_epoch
             with self._held_lock:
                 self._held_all.append((held.fork, raw))
-        want = 0 if self._checkpointer is not None else WAL_AUTOCHECKPOINT
-        if held.autocheckpoint != want:
-            raw.execute(f"PRAGMA wal_autocheckpoint={want}")
-            held.autocheckpoint = want
+        if self.dialect == "sqlite":
+            want = 0 if self._checkpointer is not None else WAL_AUTOCHECKPOINT
+            if held.autocheckpoint != want:
+                raw.execute(f"PRAGMA wal_autocheckpoint={want}")
+                held.autocheckpoint = want
         return raw
 
     def _drop_held(self) -> None:
-        """Close this thread's held connection (after a failed write: it may be broken)."""
+        """Close this thread's held connection (after a failed write: it may be broken;
+        closing discards its transaction)."""
         raw, self._held.conn = self._held.conn, None
         if raw is None:
             return
@@ -1834,7 +1846,8 @@ class SqlLedger:
     def _close_held(self, _engine: Engine) -> None:
         """On the engine's ``dispose``: close the held connections this process made
         (a forked child's ``dispose`` leaves the parent's alone: closing an inherited
-        SQLite handle would drop this process's own locks on the file)."""
+        SQLite handle would drop this process's own locks on the file, and closing an
+        inherited PostgreSQL one would end the parent's session)."""
         mine = generation()
         with self._held_lock:
             self._held_epoch += 1  # every thread's held connection is then made anew

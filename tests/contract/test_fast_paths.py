@@ -328,44 +328,47 @@ def test_statistics_refresh_after_a_bulk_load(app: App) -> None:
     assert len(app.ledger.status_changes(0, 100)) == 5
 
 
-def test_the_live_hooks_sqlite_write_keeps_one_connection_per_thread(
-    tmp_path: Path,
-) -> None:
-    """The live hook's write on SQLite takes no connection from the pool: each thread
-    keeps one of its own, made once; the engine's dispose closes them, and a write after
-    it makes a new one."""
-    app = make_app(tmp_path / "home", f"sqlite:///{tmp_path / 'ledger.db'}")
-    try:
-        ledger = app.ledger
-        app.validate(rating())  # the first write makes this thread's connection
-        mine = ledger._held.conn
-        assert mine is not None
-        out_before = ledger.engine.pool.checkedout()  # type: ignore[attr-defined]
-        for _ in range(3):
-            assert app.validate(rating()).status is Status.ACCEPTED
-            assert ledger._held.conn is mine
-        assert ledger.engine.pool.checkedout() == out_before  # type: ignore[attr-defined]
+def _closed(raw: Any) -> bool:
+    """Whether a driver connection (sqlite3 or psycopg) was closed."""
+    if isinstance(raw, sqlite3.Connection):
+        try:
+            raw.execute("SELECT 1")
+        except sqlite3.ProgrammingError:
+            return True
+        return False
+    return bool(raw.closed)
 
-        theirs: list[Any] = []
 
-        def other() -> None:
-            app.validate(rating())
-            theirs.append(ledger._held.conn)
+def test_the_live_hooks_write_keeps_one_connection_per_thread(app: App) -> None:
+    """The live hook's write takes no connection from the pool: each thread keeps one of
+    its own, made once; the engine's dispose closes them, and a write after it makes a
+    new one."""
+    ledger = app.ledger
+    app.validate(rating())  # the first write makes this thread's connection
+    mine = ledger._held.conn
+    assert mine is not None
+    out_before = ledger.engine.pool.checkedout()  # type: ignore[attr-defined]
+    for _ in range(3):
+        assert app.validate(rating()).status is Status.ACCEPTED
+        assert ledger._held.conn is mine
+    assert ledger.engine.pool.checkedout() == out_before  # type: ignore[attr-defined]
 
-        worker = threading.Thread(target=other)
-        worker.start()
-        worker.join()
-        assert theirs[0] is not None and theirs[0] is not mine
-        assert {c for _, c in ledger._held_all} == {mine, theirs[0]}
+    theirs: list[Any] = []
 
-        ledger.engine.dispose()
-        for raw in (mine, theirs[0]):
-            with pytest.raises(sqlite3.ProgrammingError):
-                raw.execute("SELECT 1")  # closed
-        assert app.validate(rating()).status is Status.ACCEPTED  # on a new one
-        assert ledger._held.conn is not mine
-        with ledger.engine.connect() as conn:
-            n = conn.exec_driver_sql("SELECT count(*) FROM ratings").scalar()
-        assert n == 6
-    finally:
-        app.close()
+    def other() -> None:
+        app.validate(rating())
+        theirs.append(ledger._held.conn)
+
+    worker = threading.Thread(target=other)
+    worker.start()
+    worker.join()
+    assert theirs[0] is not None and theirs[0] is not mine
+    assert {id(c) for _, c in ledger._held_all} == {id(mine), id(theirs[0])}
+
+    ledger.engine.dispose()
+    assert _closed(mine) and _closed(theirs[0])
+    assert app.validate(rating()).status is Status.ACCEPTED  # on a new one
+    assert ledger._held.conn is not mine
+    with ledger.engine.connect() as conn:
+        n = conn.exec_driver_sql("SELECT count(*) FROM ratings").scalar()
+    assert n == 6
