@@ -26,6 +26,7 @@ from sqlalchemy.dialects import sqlite
 from integrity.adapters import tables as t
 from integrity.adapters.sql import _evidence_json, _reasons_json, _sqlite_time, _with_id
 from integrity.app import App
+from integrity.errors import BackendUnavailable
 from integrity.log import _event_query, _leaf_of, _RawLeaves
 from integrity.model import Event, Status
 from integrity.ports import RatingQuery
@@ -372,3 +373,22 @@ def test_the_live_hooks_write_keeps_one_connection_per_thread(app: App) -> None:
     with ledger.engine.connect() as conn:
         n = conn.exec_driver_sql("SELECT count(*) FROM ratings").scalar()
     assert n == 6
+
+
+def test_a_kept_connection_that_died_fails_one_write_then_reconnects(app: App) -> None:
+    """PostgreSQL: when the server ends the session of a thread's kept connection, that
+    write fails (``BackendUnavailable``, nothing written) and the next one connects
+    anew."""
+    if app.ledger.dialect != "postgresql":
+        pytest.skip("a PostgreSQL session ended by the server")
+    ledger = app.ledger
+    app.validate(rating())
+    pid = ledger._held.conn.info.backend_pid
+    with ledger.engine.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar()
+    with pytest.raises(BackendUnavailable):
+        app.validate(rating())
+    assert ledger._held.conn is None
+    assert app.validate(rating()).status is Status.ACCEPTED
+    with ledger.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM ratings").scalar() == 2
