@@ -9,7 +9,7 @@ Beyond its floor the hook parses and pseudonymises the rating, runs one ``hit.lu
 (checking and recording five to seven sorted sets where the floor sends a ``PING``),
 writes three rows (rating, decision event, status) where the floor writes one, and
 derives the rater's receipt code. The rows go through the driver's own cursor, on a
-connection the thread keeps (no pool checkout per rating): on SQLite three plain
+connection kept checked out between writes (no pool checkout per rating): on SQLite three plain
 statements in one transaction, on PostgreSQL one prepared statement of data-modifying
 CTEs in autocommit (one round trip, no ``BEGIN``/``COMMIT``). On
 SQLite, whose WAL commit costs about 0.1 ms, the fixed steps dominate the ratio: the

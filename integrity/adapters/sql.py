@@ -940,15 +940,15 @@ class _Checkpointer:
             conn.close()
 
 
-class _Held(threading.local):
-    """One thread's own driver connection for the live hook's writes (see
-    :meth:`SqlLedger._plain_connection`): the connection, the fork generation it was
-    made in, and the automatic checkpoint it was last set to."""
+#: Write connections a forked child found kept by the process it was forked from: held
+#: here, never used, closed or let go (a pool connection that is garbage collected is
+#: given back to its pool, which rolls it back or closes it: on the parent's session).
+_INHERITED: list[Any] = []
 
-    conn: Any = None  # sqlite3 or psycopg
-    fork: int = -1
-    epoch: int = -1  # the ledger's ``_held_epoch`` when it was made
-    autocheckpoint: int = -1
+#: How many connections the live hook's writes keep checked out between writes, for up
+#: to that many concurrent requests (:meth:`SqlLedger._writer`); a write beyond them
+#: checks one out of the pool and returns it.
+IDLE_WRITERS = 4
 
 
 class SqlLedger:
@@ -969,13 +969,11 @@ class SqlLedger:
         self._checkpointer: _Checkpointer | None = None
         if self.dialect == "sqlite":
             sa_event.listen(engine, "checkout", self._autocheckpoint)
-        sa_event.listen(engine, "engine_disposed", self._close_held)
-        #: Each thread's own connection for the live hook's writes, and every one made,
-        #: with its fork generation (closed with the engine's pool)
-        self._held = _Held()
-        self._held_all: list[tuple[int, Any]] = []
-        self._held_lock = threading.Lock()
-        self._held_epoch = 0  # bumped by each dispose: what was held before is closed
+        sa_event.listen(engine, "engine_disposed", self._release_writers)
+        #: The live hook's idle write connections (checked out of the pool, kept between
+        #: writes; each notes the fork generation and the dispose it was taken after)
+        self._writers: list[Any] = []
+        self._disposals = 0
         # Single-statement reads need no transaction: on PostgreSQL that saves the
         # BEGIN/ROLLBACK round trips.
         self.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -1585,18 +1583,20 @@ class SqlLedger:
         self, p: Pending, actor: str, slots: Mapping[str, int | None]
     ) -> Decision | None:
         """The live hook's usual case: :meth:`record`'s three rows on the driver's own
-        connection, this thread's (no SQLAlchemy connection, transaction or result
-        object: on SQLite about 0.04 ms a rating, most of what the three statements
-        themselves take; no pool checkout and return either: :meth:`_plain_connection`).
+        connection, one kept checked out between writes (no SQLAlchemy connection,
+        transaction or result object: on SQLite about 0.04 ms a rating, most of what
+        the three statements themselves take; no pool checkout and return either:
+        :meth:`_writer`).
         SQLite: three statements in one transaction; PostgreSQL: one statement of
         data-modifying CTEs in autocommit. ``None`` when a unique key was taken (an
         identical submission, or the ticket's claim): nothing was written, and
-        :meth:`_record` settles the race. A write that fails otherwise closes the
-        connection (which discards its transaction): the next one starts on a new one,
+        :meth:`_record` settles the race. A write that fails otherwise invalidates the
+        connection (closed, its transaction discarded): the next one starts on another,
         so a connection that died with its server fails one request."""
         claims = Reason.DUPLICATE_TICKET not in p.reasons
         with translate_errors():
-            raw = self._plain_connection()
+            fairy = self._writer()
+            raw = fairy.driver_connection
             cur = raw.cursor()
             try:
                 run = _plain_runner(cur)
@@ -1607,16 +1607,20 @@ class SqlLedger:
                     rid = None if got is None else int(got[0])
                 if rid is None:
                     raw.rollback()
-                    return None
-                raw.commit()
+                else:
+                    raw.commit()
             except BaseException as err:
+                cur.close()
                 if isinstance(err, sa.exc.IntegrityError):
                     raw.rollback()
+                    self._writer_done(fairy)
                 else:
-                    self._drop_held()
+                    fairy.invalidate()  # closed, its transaction discarded
                 raise
-            finally:
-                cur.close()
+            cur.close()
+            self._writer_done(fairy)
+            if rid is None:
+                return None
         self.written = True
         if self._checkpointer is not None:
             self._checkpointer.due()
@@ -1804,57 +1808,69 @@ class SqlLedger:
             cur.close()
             record.info["wal_autocheckpoint"] = want
 
-    def _plain_connection(self) -> Any:
-        """This thread's own driver connection for the live hook's writes, made once by
-        the engine (its settings, from :func:`make_engine`) and taken out of its pool,
-        so that a rating's write does not check a connection out and back in (with the
-        pool's reset and bookkeeping: 0.03-0.10 ms a rating on SQLite, on a write of
-        about 0.2 ms). A forked child makes its own (the parent's is never used or
-        closed there); the engine's ``dispose`` closes them (:meth:`_close_held`).
-        PostgreSQL's is in autocommit. SQLite's automatic checkpoint follows
-        :meth:`checkpointing_beside`, as a pooled connection's does on checkout."""
-        held = self._held
-        raw = held.conn
-        if raw is None or held.fork != generation() or held.epoch != self._held_epoch:
+    def _writer(self) -> Any:
+        """A pool connection for one of the live hook's writes: one kept checked out
+        since an earlier write (:data:`IDLE_WRITERS` at most), so that a rating's write
+        does not check a connection out and back in (with the pool's reset and
+        bookkeeping: 0.03-0.10 ms a rating on SQLite, on a write of about 0.2 ms), else
+        one checked out now. Give it back with :meth:`_writer_done`. PostgreSQL's is in
+        autocommit while it is kept; SQLite's automatic checkpoint follows
+        :meth:`checkpointing_beside`, as on checkout."""
+        fairy: Any = None
+        while fairy is None:
+            try:
+                fairy = self._writers.pop()
+            except IndexError:  # none kept (or another thread took the last one)
+                break
+            if not self._still_mine(fairy):
+                if fairy.info.get("writer", (-1,))[0] != generation():
+                    _INHERITED.append(fairy)  # another process's
+                else:
+                    fairy.invalidate()  # taken before a dispose
+                fairy = None
+        if fairy is None:
             fairy = self.engine.raw_connection()
-            raw = fairy.driver_connection
-            assert raw is not None
-            fairy.detach()  # the pool no longer counts it, nor closes it
+            fairy.info["writer"] = (generation(), self._disposals)
             if self.dialect == "postgresql":
-                raw.autocommit = True
-            held.conn, held.fork, held.autocheckpoint = raw, generation(), -1
-            held.epoch = self._held_epoch
-            with self._held_lock:
-                self._held_all.append((held.fork, raw))
+                fairy.driver_connection.autocommit = True
         if self.dialect == "sqlite":
             want = 0 if self._checkpointer is not None else WAL_AUTOCHECKPOINT
-            if held.autocheckpoint != want:
-                raw.execute(f"PRAGMA wal_autocheckpoint={want}")
-                held.autocheckpoint = want
-        return raw
+            if fairy.info.get("wal_autocheckpoint", WAL_AUTOCHECKPOINT) != want:
+                fairy.driver_connection.execute(f"PRAGMA wal_autocheckpoint={want}")
+                fairy.info["wal_autocheckpoint"] = want
+        return fairy
 
-    def _drop_held(self) -> None:
-        """Close this thread's held connection (after a failed write: it may be broken;
-        closing discards its transaction)."""
-        raw, self._held.conn = self._held.conn, None
-        if raw is None:
-            return
-        with self._held_lock:
-            self._held_all = [(f, c) for f, c in self._held_all if c is not raw]
-        raw.close()
+    def _still_mine(self, fairy: Any) -> bool:
+        """Whether a kept write connection was taken by this process (not the one it was
+        forked from) since the engine's last ``dispose``."""
+        return bool(fairy.info.get("writer") == (generation(), self._disposals))
 
-    def _close_held(self, _engine: Engine) -> None:
-        """On the engine's ``dispose``: close the held connections this process made
-        (a forked child's ``dispose`` leaves the parent's alone: closing an inherited
-        SQLite handle would drop this process's own locks on the file, and closing an
-        inherited PostgreSQL one would end the parent's session)."""
-        mine = generation()
-        with self._held_lock:
-            self._held_epoch += 1  # every thread's held connection is then made anew
-            closing = [c for f, c in self._held_all if f == mine]
-            self._held_all = [(f, c) for f, c in self._held_all if f != mine]
-        for raw in closing:
-            raw.close()
+    def _writer_done(self, fairy: Any) -> None:
+        """Keep a write connection for the next write, or give it back: to the pool when
+        :data:`IDLE_WRITERS` are kept already, closed when it was taken before the
+        engine's last ``dispose``."""
+        if not self._still_mine(fairy):
+            fairy.invalidate()
+        elif len(self._writers) < IDLE_WRITERS:
+            self._writers.append(fairy)
+        else:
+            del fairy.info["writer"]
+            if self.dialect == "postgresql":
+                fairy.driver_connection.autocommit = False  # as the pool hands it out
+            fairy.close()
+
+    def _release_writers(self, _engine: Engine) -> None:
+        """On the engine's ``dispose``: close the write connections kept. In a forked
+        child the parent's are left alone (closing an inherited SQLite handle would
+        drop this process's own locks on the file, and closing an inherited PostgreSQL
+        one would end the parent's session)."""
+        kept, self._writers = self._writers, []
+        for fairy in kept:
+            if self._still_mine(fairy):
+                fairy.invalidate()
+            else:
+                _INHERITED.append(fairy)
+        self._disposals += 1
 
     @contextmanager
     def _writing_one_statement(self) -> Iterator[Connection]:

@@ -8,8 +8,9 @@ rows; the caches and conversions agree with what they stand for. On both backend
 
 from __future__ import annotations
 
+import gc
+import os
 import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -24,7 +25,13 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
 from integrity.adapters import tables as t
-from integrity.adapters.sql import _evidence_json, _reasons_json, _sqlite_time, _with_id
+from integrity.adapters.sql import (
+    IDLE_WRITERS,
+    _evidence_json,
+    _reasons_json,
+    _sqlite_time,
+    _with_id,
+)
 from integrity.app import App
 from integrity.errors import BackendUnavailable
 from integrity.log import _event_query, _leaf_of, _RawLeaves
@@ -340,39 +347,40 @@ def _closed(raw: Any) -> bool:
     return bool(raw.closed)
 
 
-def test_the_live_hooks_write_keeps_one_connection_per_thread(app: App) -> None:
-    """The live hook's write takes no connection from the pool: each thread keeps one of
-    its own, made once; the engine's dispose closes them, and a write after it makes a
-    new one."""
+def test_the_live_hooks_writes_keep_their_connections_checked_out(app: App) -> None:
+    """The live hook's write takes no connection from the pool each time: it keeps one
+    checked out between writes (at most ``IDLE_WRITERS``, for as many concurrent
+    writes; beyond them the pool has them back); the engine's dispose closes them, and
+    a write after it takes a new one."""
     ledger = app.ledger
-    app.validate(rating())  # the first write makes this thread's connection
-    mine = ledger._held.conn
-    assert mine is not None
-    out_before = ledger.engine.pool.checkedout()  # type: ignore[attr-defined]
+    app.validate(rating())  # the first write checks one out and keeps it
+    assert len(ledger._writers) == 1
+    kept = ledger._writers[0]
+    mine = kept.driver_connection
+    out = ledger.engine.pool.checkedout()  # type: ignore[attr-defined]
     for _ in range(3):
         assert app.validate(rating()).status is Status.ACCEPTED
-        assert ledger._held.conn is mine
-    assert ledger.engine.pool.checkedout() == out_before  # type: ignore[attr-defined]
+        assert ledger._writers == [kept]
+    assert ledger.engine.pool.checkedout() == out  # type: ignore[attr-defined]
 
-    theirs: list[Any] = []
-
-    def other() -> None:
-        app.validate(rating())
-        theirs.append(ledger._held.conn)
-
-    worker = threading.Thread(target=other)
-    worker.start()
-    worker.join()
-    assert theirs[0] is not None and theirs[0] is not mine
-    assert {id(c) for _, c in ledger._held_all} == {id(mine), id(theirs[0])}
+    many = [ledger._writer() for _ in range(IDLE_WRITERS + 2)]  # as concurrent writes
+    raws = [f.driver_connection for f in many]
+    assert many[0] is kept
+    assert ledger.engine.pool.checkedout() == out + IDLE_WRITERS + 1  # type: ignore[attr-defined]
+    for fairy in many:
+        ledger._writer_done(fairy)
+    assert len(ledger._writers) == IDLE_WRITERS
+    assert ledger.engine.pool.checkedout() == out - 1 + IDLE_WRITERS  # type: ignore[attr-defined]
+    if ledger.dialect == "postgresql":  # what went back to the pool is as it hands them out
+        assert not any(raw.autocommit for raw in raws[IDLE_WRITERS:])
 
     ledger.engine.dispose()
-    assert _closed(mine) and _closed(theirs[0])
+    assert ledger._writers == [] and _closed(mine)
     assert app.validate(rating()).status is Status.ACCEPTED  # on a new one
-    assert ledger._held.conn is not mine
+    assert ledger._writers[0].driver_connection is not mine
     with ledger.engine.connect() as conn:
         n = conn.exec_driver_sql("SELECT count(*) FROM ratings").scalar()
-    assert n == 6
+    assert n == 5
 
 
 def test_a_kept_connection_that_died_fails_one_write_then_reconnects(app: App) -> None:
@@ -383,12 +391,37 @@ def test_a_kept_connection_that_died_fails_one_write_then_reconnects(app: App) -
         pytest.skip("a PostgreSQL session ended by the server")
     ledger = app.ledger
     app.validate(rating())
-    pid = ledger._held.conn.info.backend_pid
+    pid = ledger._writers[-1].driver_connection.info.backend_pid
     with ledger.engine.connect() as conn:
         assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar()
     with pytest.raises(BackendUnavailable):
         app.validate(rating())
-    assert ledger._held.conn is None
+    assert ledger._writers == []  # not kept
     assert app.validate(rating()).status is Status.ACCEPTED
+    with ledger.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM ratings").scalar() == 2
+
+
+def test_a_forked_child_leaves_the_parents_kept_connections_alone(app: App) -> None:
+    """A child forked after live writes (the close's sealer, say) that disposes of its
+    engine and collects garbage neither closes nor rolls back the write connections the
+    parent keeps: the parent's next write goes on the same one."""
+    ledger = app.ledger
+    app.validate(rating())
+    kept = id(ledger._writers[-1])  # no reference the child would keep alive
+    pid = os.fork()
+    if pid == 0:  # the child: what adopt() does, then let go of everything it can
+        code = 0
+        try:
+            ledger.engine.dispose(close=False)
+            assert ledger._writers == []
+            gc.collect()
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert app.validate(rating()).status is Status.ACCEPTED
+    assert [id(f) for f in ledger._writers] == [kept]
     with ledger.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM ratings").scalar() == 2
