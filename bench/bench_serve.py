@@ -28,6 +28,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +42,16 @@ SCORES = {"attitude": 5, "efficiency": 4, "compliance": 5, "environment": 4, "ov
 
 
 def rating(i: int, tag: str) -> dict[str, Any]:
-    """A distinct rating: its own ticket, device and /24, so no limit trips."""
+    """A distinct rating that every gate passes: its own ticket, device and /24, so no
+    limit trips, served ten minutes before now (a fixed date would be held as too old)."""
+    served = datetime.now(UTC) - timedelta(minutes=10)
     return {
         "ticket_id": f"B{tag}-{i}",
         "window_id": f"W{i % 12:02d}",
         "staff_id": f"S{i % 20:02d}",
         "service_type": "tax",
         "channel": "qr",
-        "served_at": "2026-10-01T09:00:00+08:00",
+        "served_at": served.isoformat(timespec="seconds"),
         "scores": SCORES,
         "ip": f"10.{(i >> 8) & 255}.{i & 255}.7",
         "device_id": f"device-{tag}-{i}",
