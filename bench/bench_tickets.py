@@ -67,7 +67,7 @@ def record_of(doc: dict[str, Any]) -> dict[str, Any]:
         "ticket_id": doc["ticket_id"],
         "window_id": doc["window_id"],
         "staff_id": doc["staff_id"],
-        "served_at": SERVED,
+        "served_at": doc["served_at"],
     }
 
 
@@ -177,6 +177,7 @@ def late_arrival(kind: str, n: int) -> tuple[float, int]:
         docs = [rating(i) for i in range(n)]
         served = datetime.fromisoformat(SERVED)
         for i, d in enumerate(docs):  # ten minutes apart: no rate limit holds them too
+            d["served_at"] = SERVED  # history, replayed
             d["submitted_at"] = (served + timedelta(minutes=5 + 10 * i)).isoformat()
         ingest(app.hook, docs)
         recs = [record_of(d) for d in docs]
