@@ -1586,9 +1586,8 @@ class SqlLedger:
         connection, one kept checked out between writes (no SQLAlchemy connection,
         transaction or result object: on SQLite about 0.04 ms a rating, most of what
         the three statements themselves take; no pool checkout and return either:
-        :meth:`_writer`).
-        SQLite: three statements in one transaction; PostgreSQL: one statement of
-        data-modifying CTEs in autocommit. ``None`` when a unique key was taken (an
+        :meth:`_writer`). SQLite: three statements in one transaction; PostgreSQL: one
+        statement of data-modifying CTEs in autocommit. ``None`` when a unique key was taken (an
         identical submission, or the ticket's claim): nothing was written, and
         :meth:`_record` settles the race. A write that fails otherwise invalidates the
         connection (closed, its transaction discarded): the next one starts on another,
@@ -1597,8 +1596,9 @@ class SqlLedger:
         with translate_errors():
             fairy = self._writer()
             raw = fairy.driver_connection
-            cur = raw.cursor()
+            cur = None
             try:
+                cur = raw.cursor()
                 run = _plain_runner(cur)
                 if self.dialect == "sqlite":
                     rid = _sqlite_rows(run, p, claims, actor, slots)
@@ -1610,7 +1610,8 @@ class SqlLedger:
                 else:
                     raw.commit()
             except BaseException as err:
-                cur.close()
+                if cur is not None:
+                    cur.close()
                 if isinstance(err, sa.exc.IntegrityError):
                     raw.rollback()
                     self._writer_done(fairy)
