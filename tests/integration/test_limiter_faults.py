@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -20,7 +21,7 @@ from integrity.errors import BackendUnavailable
 from integrity.model import Rating
 from integrity.ports import GateContext, LimitCheck
 from rules.ratelimit import BreakerState, CircuitBreaker, CircuitOpen, RateLimitGate
-from rules.ratelimit.redis_store import RedisLimiter
+from rules.ratelimit.redis_store import IDLE_HITTERS, RedisLimiter
 from rules.ruleset import default_ruleset
 
 T0 = 1_700_000_000_000
@@ -228,15 +229,14 @@ def test_script_cache_loss_is_recovered(redis_url: str, redis_namespace: str) ->
 
 
 def test_a_killed_connection_is_replaced_by_the_retry(redis_url: str, redis_namespace: str) -> None:
-    """Single hits keep one connection per thread; when the server drops it (restart,
+    """Single hits keep their connections between calls; when the server drops one (restart,
     idle timeout, ``CLIENT KILL``), the client's retry connects again and the hit counts
     once. Without retries the hit fails as unavailable and the next one reconnects."""
     c = check(redis_namespace)
     for retries, first_ok in ((1, True), (0, False)):
         limiter = RedisLimiter.from_url(redis_url, namespace=redis_namespace, retries=retries)
         assert limiter.hit(c, f"a{retries}", T0).allowed
-        held = limiter._held.conn
-        assert held is not None
+        held = limiter._idle[-1][1]
         admin = redis.Redis.from_url(redis_url)
         held.send_command("CLIENT", "ID")
         assert admin.client_kill_filter(_id=held.read_response()) == 1
@@ -254,18 +254,18 @@ def test_a_killed_connection_is_replaced_by_the_retry(redis_url: str, redis_name
 def test_a_forked_child_hits_on_a_connection_of_its_own(
     redis_url: str, redis_namespace: str
 ) -> None:
-    """The connection a thread keeps is never used across a fork: the child would share
+    """A connection kept between hits is never used across a fork: the child would share
     the parent's socket and read its replies."""
     limiter = RedisLimiter.from_url(redis_url, namespace=redis_namespace)
     c = check(redis_namespace)
     assert limiter.hit(c, "parent-1", T0).allowed
-    parents = limiter._held.conn
+    parents = limiter._idle[-1][1]
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: hit, and say whether it used a connection of its own
         ok = False
         try:
-            ok = limiter.hit(c, "child", T0).allowed and limiter._held.conn is not parents
+            ok = limiter.hit(c, "child", T0).allowed and limiter._idle[-1][1] is not parents
         finally:
             os.write(write, b"1" if ok else b"0")
             os._exit(0)
@@ -273,7 +273,29 @@ def test_a_forked_child_hits_on_a_connection_of_its_own(
     answer = os.read(read, 1)
     os.waitpid(pid, 0)
     assert answer == b"1"
-    assert limiter._held.conn is parents
+    assert limiter._idle[-1][1] is parents
     assert limiter.hit(c, "parent-2", T0).allowed
     members = redis.Redis.from_url(redis_url).zrange(c[0].key, 0, -1)
     assert sorted(members) == [b"child", b"parent-1", b"parent-2"]
+
+
+def test_a_thread_that_ends_leaves_no_connection_checked_out(
+    redis_url: str, redis_namespace: str
+) -> None:
+    """Single hits keep at most ``IDLE_HITTERS`` connections between calls, whatever
+    thread made them: threads that hit once and end (as a server's thread pool retires
+    idle ones) leave no connection checked out of the pool for good."""
+    limiter = RedisLimiter.from_url(redis_url, namespace=redis_namespace)
+    c = check(redis_namespace)
+    for i in range(12):  # one after another: each thread finds the one kept before
+        worker = threading.Thread(target=lambda i=i: limiter.hit(c, f"t{i}", T0))
+        worker.start()
+        worker.join()
+    pool = limiter.client.connection_pool
+    assert len(limiter._idle) == 1 and len(pool._in_use_connections) == 1  # type: ignore[attr-defined]
+    taken = [limiter._take() for _ in range(IDLE_HITTERS + 3)]  # as concurrent hits
+    for conn in taken:
+        limiter._give_back(conn)
+    assert len(limiter._idle) == IDLE_HITTERS
+    assert len(pool._in_use_connections) == IDLE_HITTERS  # type: ignore[attr-defined]
+    limiter.close()
