@@ -20,9 +20,11 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 #: Bumped in every forked child (:func:`generation`).
 _FORKS = [0]
@@ -35,6 +37,59 @@ def generation() -> int:
     while the two are equal (a forked child must make its own, and never close or use
     the parent's)."""
     return _FORKS[0]
+
+
+#: Items a forked child found kept by the process it was forked from (:class:`Kept`):
+#: held here, never used, closed or let go (a pool connection that is garbage collected
+#: goes back to its pool, which may roll it back or close it: on the parent's session).
+_INHERITED: list[Any] = []
+
+
+class Kept(Generic[T]):
+    """At most ``limit`` connections kept checked out of their pool between uses, by an
+    object rather than by a thread (a server thread that exits leaves none behind),
+    for up to ``limit`` concurrent uses. :meth:`take` gives the last one kept by this
+    process, if any; :meth:`keep` keeps one for the next use, or says the pool must
+    have it back. One kept by the process a child was forked from is never given out
+    in the child (:data:`_INHERITED`). Thread-safe: ``list.pop`` and ``append``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: list[tuple[int, T]] = []
+
+    def take(self) -> T | None:
+        while self._items:
+            try:
+                fork, item = self._items.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if fork == generation():
+                return item
+            _INHERITED.append(item)
+        return None
+
+    def keep(self, item: T) -> bool:
+        """Keep ``item`` for the next :meth:`take`; ``False``: ``limit`` are kept
+        already, the caller gives it back to its pool."""
+        if len(self._items) >= self.limit:
+            return False
+        self._items.append((generation(), item))
+        return True
+
+    def drain(self) -> list[T]:
+        """Everything kept that this process took (to close); the rest is held in
+        :data:`_INHERITED`."""
+        items, self._items = self._items, []
+        mine = [item for fork, item in items if fork == generation()]
+        _INHERITED.extend(item for fork, item in items if fork != generation())
+        return mine
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[T]:
+        """What is kept, oldest first (whichever process took it)."""
+        return iter([item for _, item in self._items])
 
 
 def fork_pool(

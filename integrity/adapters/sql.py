@@ -38,7 +38,7 @@ from integrity.config_tables import (
     table_digest,
 )
 from integrity.errors import AlreadyExists, ConfigError, Conflict, NotFound
-from integrity.forking import generation
+from integrity.forking import Kept
 from integrity.model import (
     REPLAY_ACTOR,
     Decision,
@@ -940,11 +940,6 @@ class _Checkpointer:
             conn.close()
 
 
-#: Write connections a forked child found kept by the process it was forked from: held
-#: here, never used, closed or let go (a pool connection that is garbage collected is
-#: given back to its pool, which rolls it back or closes it: on the parent's session).
-_INHERITED: list[Any] = []
-
 #: How many connections the live hook's writes keep checked out between writes, for up
 #: to that many concurrent requests (:meth:`SqlLedger._writer`); a write beyond them
 #: checks one out of the pool and returns it.
@@ -971,8 +966,8 @@ class SqlLedger:
             sa_event.listen(engine, "checkout", self._autocheckpoint)
         sa_event.listen(engine, "engine_disposed", self._release_writers)
         #: The live hook's idle write connections (checked out of the pool, kept between
-        #: writes; each notes the fork generation and the dispose it was taken after)
-        self._writers: list[Any] = []
+        #: writes; each notes in its ``info`` the dispose it was taken after)
+        self._writers: Kept[Any] = Kept(IDLE_WRITERS)
         self._disposals = 0
         # Single-statement reads need no transaction: on PostgreSQL that saves the
         # BEGIN/ROLLBACK round trips.
@@ -1587,8 +1582,8 @@ class SqlLedger:
         transaction or result object: on SQLite about 0.04 ms a rating, most of what
         the three statements themselves take; no pool checkout and return either:
         :meth:`_writer`). SQLite: three statements in one transaction; PostgreSQL: one
-        statement of data-modifying CTEs in autocommit. ``None`` when a unique key was taken (an
-        identical submission, or the ticket's claim): nothing was written, and
+        statement of data-modifying CTEs in autocommit. ``None`` when a unique key was
+        taken (an identical submission, or the ticket's claim): nothing was written, and
         :meth:`_record` settles the race. A write that fails otherwise invalidates the
         connection (closed, its transaction discarded): the next one starts on another,
         so a connection that died with its server fails one request."""
@@ -1811,27 +1806,16 @@ class SqlLedger:
 
     def _writer(self) -> Any:
         """A pool connection for one of the live hook's writes: one kept checked out
-        since an earlier write (:data:`IDLE_WRITERS` at most), so that a rating's write
-        does not check a connection out and back in (with the pool's reset and
-        bookkeeping: 0.03-0.10 ms a rating on SQLite, on a write of about 0.2 ms), else
-        one checked out now. Give it back with :meth:`_writer_done`. PostgreSQL's is in
-        autocommit while it is kept; SQLite's automatic checkpoint follows
-        :meth:`checkpointing_beside`, as on checkout."""
-        fairy: Any = None
-        while fairy is None:
-            try:
-                fairy = self._writers.pop()
-            except IndexError:  # none kept (or another thread took the last one)
-                break
-            if not self._still_mine(fairy):
-                if fairy.info.get("writer", (-1,))[0] != generation():
-                    _INHERITED.append(fairy)  # another process's
-                else:
-                    fairy.invalidate()  # taken before a dispose
-                fairy = None
+        since an earlier write (:class:`~integrity.forking.Kept`, :data:`IDLE_WRITERS`
+        at most), so that a rating's write does not check a connection out and back in
+        (with the pool's reset and bookkeeping: 0.03-0.10 ms a rating on SQLite, on a
+        write of about 0.2 ms), else one checked out now. Give it back with
+        :meth:`_writer_done`. PostgreSQL's is in autocommit while it is kept; SQLite's
+        automatic checkpoint follows :meth:`checkpointing_beside`, as on checkout."""
+        fairy: Any = self._writers.take()
         if fairy is None:
             fairy = self.engine.raw_connection()
-            fairy.info["writer"] = (generation(), self._disposals)
+            fairy.info["writer"] = self._disposals
             if self.dialect == "postgresql":
                 fairy.driver_connection.autocommit = True
         if self.dialect == "sqlite":
@@ -1841,36 +1825,25 @@ class SqlLedger:
                 fairy.info["wal_autocheckpoint"] = want
         return fairy
 
-    def _still_mine(self, fairy: Any) -> bool:
-        """Whether a kept write connection was taken by this process (not the one it was
-        forked from) since the engine's last ``dispose``."""
-        return bool(fairy.info.get("writer") == (generation(), self._disposals))
-
     def _writer_done(self, fairy: Any) -> None:
-        """Keep a write connection for the next write, or give it back: to the pool when
-        :data:`IDLE_WRITERS` are kept already, closed when it was taken before the
-        engine's last ``dispose``."""
-        if not self._still_mine(fairy):
+        """Keep a write connection for the next write, or give it back: closed when it
+        was taken before the engine's last ``dispose``, to the pool when
+        :data:`IDLE_WRITERS` are kept already."""
+        if fairy.info.get("writer") != self._disposals:
             fairy.invalidate()
-        elif len(self._writers) < IDLE_WRITERS:
-            self._writers.append(fairy)
-        else:
+        elif not self._writers.keep(fairy):
             del fairy.info["writer"]
             if self.dialect == "postgresql":
                 fairy.driver_connection.autocommit = False  # as the pool hands it out
             fairy.close()
 
     def _release_writers(self, _engine: Engine) -> None:
-        """On the engine's ``dispose``: close the write connections kept. In a forked
-        child the parent's are left alone (closing an inherited SQLite handle would
-        drop this process's own locks on the file, and closing an inherited PostgreSQL
-        one would end the parent's session)."""
-        kept, self._writers = self._writers, []
-        for fairy in kept:
-            if self._still_mine(fairy):
-                fairy.invalidate()
-            else:
-                _INHERITED.append(fairy)
+        """On the engine's ``dispose``: close the write connections kept (in a forked
+        child the parent's are left alone: closing an inherited SQLite handle would drop
+        this process's own locks on the file, and closing an inherited PostgreSQL one
+        would end the parent's session)."""
+        for fairy in self._writers.drain():
+            fairy.invalidate()
         self._disposals += 1
 
     @contextmanager

@@ -30,7 +30,7 @@ from redis.retry import Retry
 
 from integrity.clock import Clock
 from integrity.errors import BackendUnavailable
-from integrity.forking import generation
+from integrity.forking import Kept
 from integrity.ports import LimitCheck, LimitFailure, LimitOutcome
 from rules.ratelimit.breaker import CircuitBreaker
 from rules.ratelimit.memory import validate_checks
@@ -73,10 +73,8 @@ class RedisLimiter:
         self.namespace = namespace
         self.breaker = breaker or CircuitBreaker(name="redis rate limiter")
         self._script = client.register_script(hit_script_source())
-        #: connections kept between single hits, each with the fork generation it was
-        #: taken in (a forked child takes its own: redis-py never shuts a socket down
-        #: in a process other than the one that opened it)
-        self._idle: list[tuple[int, AbstractConnection]] = []
+        #: connections kept between single hits (a forked child takes its own)
+        self._idle: Kept[AbstractConnection] = Kept(IDLE_HITTERS)
 
     @classmethod
     def from_sentinel_url(
@@ -312,21 +310,13 @@ class RedisLimiter:
 
     def _take(self) -> AbstractConnection:
         """A kept connection of this process, or one checked out of the pool now."""
-        while self._idle:
-            try:
-                fork, conn = self._idle.pop()
-            except IndexError:  # another thread took the last one
-                break
-            if fork == generation():
-                return conn
-        return self.client.connection_pool.get_connection()
+        conn = self._idle.take()
+        return conn if conn is not None else self.client.connection_pool.get_connection()
 
     def _give_back(self, conn: AbstractConnection) -> None:
         """Keep ``conn`` for the next call, or release it to the pool when
         :data:`IDLE_HITTERS` are kept already."""
-        if len(self._idle) < IDLE_HITTERS:
-            self._idle.append((generation(), conn))
-        else:
+        if not self._idle.keep(conn):
             self.client.connection_pool.release(cast(Any, conn))
 
     def _guarded(self, fn: Callable[[], T]) -> T:

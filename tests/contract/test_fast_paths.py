@@ -355,12 +355,12 @@ def test_the_live_hooks_writes_keep_their_connections_checked_out(app: App) -> N
     ledger = app.ledger
     app.validate(rating())  # the first write checks one out and keeps it
     assert len(ledger._writers) == 1
-    kept = ledger._writers[0]
+    kept = next(iter(ledger._writers))
     mine = kept.driver_connection
     out = ledger.engine.pool.checkedout()  # type: ignore[attr-defined]
     for _ in range(3):
         assert app.validate(rating()).status is Status.ACCEPTED
-        assert ledger._writers == [kept]
+        assert list(ledger._writers) == [kept]
     assert ledger.engine.pool.checkedout() == out  # type: ignore[attr-defined]
 
     many = [ledger._writer() for _ in range(IDLE_WRITERS + 2)]  # as concurrent writes
@@ -375,9 +375,9 @@ def test_the_live_hooks_writes_keep_their_connections_checked_out(app: App) -> N
         assert not any(raw.autocommit for raw in raws[IDLE_WRITERS:])
 
     ledger.engine.dispose()
-    assert ledger._writers == [] and _closed(mine)
+    assert list(ledger._writers) == [] and _closed(mine)
     assert app.validate(rating()).status is Status.ACCEPTED  # on a new one
-    assert ledger._writers[0].driver_connection is not mine
+    assert next(iter(ledger._writers)).driver_connection is not mine
     with ledger.engine.connect() as conn:
         n = conn.exec_driver_sql("SELECT count(*) FROM ratings").scalar()
     assert n == 5
@@ -391,12 +391,12 @@ def test_a_kept_connection_that_died_fails_one_write_then_reconnects(app: App) -
         pytest.skip("a PostgreSQL session ended by the server")
     ledger = app.ledger
     app.validate(rating())
-    pid = ledger._writers[-1].driver_connection.info.backend_pid
+    pid = list(ledger._writers)[-1].driver_connection.info.backend_pid
     with ledger.engine.connect() as conn:
         assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar()
     with pytest.raises(BackendUnavailable):
         app.validate(rating())
-    assert ledger._writers == []  # not kept
+    assert list(ledger._writers) == []  # not kept
     assert app.validate(rating()).status is Status.ACCEPTED
     with ledger.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM ratings").scalar() == 2
@@ -408,13 +408,13 @@ def test_a_forked_child_leaves_the_parents_kept_connections_alone(app: App) -> N
     parent keeps: the parent's next write goes on the same one."""
     ledger = app.ledger
     app.validate(rating())
-    kept = id(ledger._writers[-1])  # no reference the child would keep alive
+    kept = id(list(ledger._writers)[-1])  # no reference the child would keep alive
     pid = os.fork()
     if pid == 0:  # the child: what adopt() does, then let go of everything it can
         code = 0
         try:
             ledger.engine.dispose(close=False)
-            assert ledger._writers == []
+            assert list(ledger._writers) == []
             gc.collect()
         except BaseException:
             code = 1

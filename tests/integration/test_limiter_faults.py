@@ -236,7 +236,7 @@ def test_a_killed_connection_is_replaced_by_the_retry(redis_url: str, redis_name
     for retries, first_ok in ((1, True), (0, False)):
         limiter = RedisLimiter.from_url(redis_url, namespace=redis_namespace, retries=retries)
         assert limiter.hit(c, f"a{retries}", T0).allowed
-        held = limiter._idle[-1][1]
+        held = list(limiter._idle)[-1]
         admin = redis.Redis.from_url(redis_url)
         held.send_command("CLIENT", "ID")
         assert admin.client_kill_filter(_id=held.read_response()) == 1
@@ -259,13 +259,13 @@ def test_a_forked_child_hits_on_a_connection_of_its_own(
     limiter = RedisLimiter.from_url(redis_url, namespace=redis_namespace)
     c = check(redis_namespace)
     assert limiter.hit(c, "parent-1", T0).allowed
-    parents = limiter._idle[-1][1]
+    parents = list(limiter._idle)[-1]
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: hit, and say whether it used a connection of its own
         ok = False
         try:
-            ok = limiter.hit(c, "child", T0).allowed and limiter._idle[-1][1] is not parents
+            ok = limiter.hit(c, "child", T0).allowed and list(limiter._idle)[-1] is not parents
         finally:
             os.write(write, b"1" if ok else b"0")
             os._exit(0)
@@ -273,7 +273,7 @@ def test_a_forked_child_hits_on_a_connection_of_its_own(
     answer = os.read(read, 1)
     os.waitpid(pid, 0)
     assert answer == b"1"
-    assert limiter._idle[-1][1] is parents
+    assert list(limiter._idle)[-1] is parents
     assert limiter.hit(c, "parent-2", T0).allowed
     members = redis.Redis.from_url(redis_url).zrange(c[0].key, 0, -1)
     assert sorted(members) == [b"child", b"parent-1", b"parent-2"]
