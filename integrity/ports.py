@@ -322,10 +322,15 @@ class StatusChange:
 class LowMark:
     """What makes a counted rating low for a reader of status changes: a composite
     below ``composite_below``, or any dimension at most ``dimension_at_most`` (0: no
-    dimension test). See :meth:`Ledger.status_changes`."""
+    dimension test). ``claims``: a table of the reader's, ``(name, flag column)``, whose
+    rows name a rating by ``rating_id`` and hold it while the flag is true (the alerts:
+    ``("alerts", "claims_rating")``); the reader then acts on a status other than
+    accepted only for a rating that is low or held by such a row. See
+    :meth:`Ledger.status_changes`."""
 
     composite_below: float
     dimension_at_most: int = 0
+    claims: tuple[str, str] | None = None
 
 
 #: Rating columns a report may group ratings by (``AggregateQuery.by``).
@@ -524,8 +529,9 @@ class Ledger(RatingLedger, Protocol):
         ``limit``, each with its rating's composite and scores, in one query: for readers
         that follow ratings' status (the low-score alerts) without reading whole events.
 
-        With ``low``, only the events such a reader can act on: every status other than
-        accepted, and an accepted rating only when it is low by ``low`` (a superset may
+        With ``low``, only the events such a reader can act on: an accepted rating only
+        when it is low by ``low``, and every other status (with ``low.claims``, only of
+        a rating that is low or that a row of the reader's table holds) (a superset may
         come back; never less)."""
         ...
 

@@ -65,7 +65,7 @@ from followup.alerts.model import (
     transition,
 )
 from followup.alerts.policy import MAX_TEXT_CHARS, AlertPolicy
-from followup.alerts.store import EMPTY_ROW, AlertFilter, AlertStore, Scope, alert_of
+from followup.alerts.store import AL, EMPTY_ROW, AlertFilter, AlertStore, Scope, alert_of
 from integrity.access import may_read
 from integrity.catalogue import STATUS_KINDS, Kind
 from integrity.clock import Clock
@@ -226,7 +226,14 @@ class AlertService:
             wanted = {eid for eid, kind in found if kind in STATUS_KINDS}
             changes: list[StatusChange] = []
             # of the status changes, only those that can open or void an alert
-            low = LowMark(self.policy.low_score_below, self.policy.low_dimension_at_most)
+            # (a change that stops a count matters only to a low rating, whose alert
+            # may open in this batch, or to one an alert claims: a detection run's
+            # 40,000 holds read as the few hundred that void an alert)
+            low = LowMark(
+                self.policy.low_score_below,
+                self.policy.low_dimension_at_most,
+                claims=(AL.name, AL.c.claims_rating.name),
+            )
             for after, until in ranges if wanted else ():
                 # only what the heads showed: an id committing meanwhile is still a gap
                 got = self.ledger.status_changes(after, until - after, until=until, low=low)

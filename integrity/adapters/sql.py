@@ -1442,7 +1442,8 @@ class SqlLedger:
     ) -> list[StatusChange]:
         """Status events above ``after`` (up to ``until``) with their ratings' composite
         and scores, in id order: one join, plain tuples. With ``low``, the accepted ones
-        only when low, tested in SQL on the composite and the score columns."""
+        only when low, tested in SQL on the composite and the score columns, and with
+        ``low.claims`` the others only when low or claimed (an indexed ``EXISTS``)."""
         # Plain SQL, values converted here (a replayed month reads tens of thousands)
         # On PostgreSQL each rating is fetched by its key (LATERAL): never a hash of every
         # rating per batch, whatever the planner's estimates (cost grows with the batch)
@@ -1464,7 +1465,16 @@ class SqlLedger:
             params += (until,)
         base_sql, base_params = sql, params
         if low is not None:
-            tests = ["e.status <> {p}", "r.composite < {p}"]
+            other = "e.status <> {p}"
+            if low.claims is not None:  # a reader's own table of ratings it holds
+                table, flag = low.claims
+                if not (table.isidentifier() and flag.isidentifier()):
+                    raise ValueError(f"not a table and column name: {low.claims!r}")
+                other = (
+                    f"({other} AND EXISTS (SELECT 1 FROM {table} c "
+                    f"WHERE c.rating_id = e.rating_id AND c.{flag}))"
+                )
+            tests = [other, "r.composite < {p}"]
             params += (Status.ACCEPTED.value, float(low.composite_below))
             if low.dimension_at_most > 0:
                 tests += [f"r.{c} <= {{p}}" for c in slots]  # an unused slot is NULL

@@ -624,6 +624,43 @@ def test_status_changes_for_a_low_score_reader_are_the_low_and_the_not_accepted(
     assert seen(LowMark(1.0, 0)) == [(high, Status.HELD)]
 
 
+def test_status_changes_for_a_low_score_reader_with_claims_read_other_statuses_of_low_or_claimed(
+    app: App,
+) -> None:
+    """``low.claims``: a status other than accepted only for a rating that is low or
+    that a row of the reader's table holds (its flag true)."""
+    start = app.ledger.last_event_id() or 0
+    claimed = app.validate(rating(scores={**SCORES, "attitude": 5})).rating_id
+    released = app.validate(rating(scores={**SCORES, "attitude": 5})).rating_id
+    free = app.validate(rating(scores={**SCORES, "attitude": 5})).rating_id
+    low = app.validate(rating(scores=dict.fromkeys(SCORES, 2))).rating_id
+    claims = sa.Table(
+        "claims_of_a_reader",
+        sa.MetaData(),
+        sa.Column("rating_id", sa.BigInteger, nullable=False),
+        sa.Column("holds", sa.Boolean, nullable=False),
+    )
+    with app.ledger.engine.begin() as conn:
+        claims.create(conn)
+        conn.execute(
+            claims.insert(),
+            [{"rating_id": claimed, "holds": True}, {"rating_id": released, "holds": False}],
+        )
+    for rid in (claimed, released, free, low):
+        app.ledger.append(status_event(rid, Status.HELD, "outlier.burst"))
+    everything = app.ledger.status_changes(start, 100)
+    mark = LowMark(3.0, 1, claims=(claims.name, "holds"))
+    got = app.ledger.status_changes(start, 100, low=mark)
+    assert got == [c for c in everything if c in got]  # the same changes, in order
+    assert [(c.rating_id, c.status) for c in got] == [
+        (low, Status.ACCEPTED),
+        (claimed, Status.HELD),
+        (low, Status.HELD),
+    ]
+    with pytest.raises(ValueError, match="not a table and column name"):
+        app.ledger.status_changes(start, 100, low=LowMark(3.0, 1, claims=("x; --", "holds")))
+
+
 def test_status_changes_for_a_low_score_reader_read_a_dimension_beyond_the_columns(
     tmp_path: Path, db_url: str
 ) -> None:

@@ -9,6 +9,7 @@ committed out of order on PostgreSQL.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -160,6 +161,25 @@ def test_alerts_void_when_the_rating_stops_counting_and_reopen_when_it_counts_ag
     app.get(ReviewService).confirm("R1", rid, REASON)
     svc.sync()
     assert [a.state for a in alerts_of(app, rid)] == [State.VOID, State.VOID]
+
+
+def test_an_alert_opened_under_an_earlier_low_line_is_voided_when_its_rating_stops_counting(
+    app: App, svc: AlertService
+) -> None:
+    """The projection reads a change that stops a count only for a rating that is low
+    or that an alert claims: a rating low under the line of its alert's day, no longer
+    low under today's, still has its alert voided when it is held."""
+    rid = submit(app, LOW).rating_id
+    first = one_alert(app, rid)
+    svc.policy = dataclasses.replace(svc.policy, low_score_below=1.0, low_dimension_at_most=0)
+    other = submit(app, LOW).rating_id  # not low under the new line: no alert
+    assert svc.sync().opened == 0 and alerts_of(app, other) == []
+    _hold(app, rid)
+    _hold(app, other)
+    assert svc.sync().voided == 1
+    [void] = alerts_of(app, rid)
+    assert void.state is State.VOID and void.alert_id == first.alert_id
+    assert alerts_of(app, other) == []
 
 
 def test_an_upheld_appeal_voids_the_alert_and_says_which_and_a_reversal_opens_a_new_one(
