@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -65,19 +66,54 @@ PEAK_MB: dict[str, float] = {}
 GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else None
 
 
-def run(cmd: list[str], env: dict[str, str], step: str = "") -> float:
-    """Run ``cmd`` to its end; seconds elapsed (its peak RSS goes to ``PEAK_MB[step]``)."""
+#: (seconds since the step started, ratings committed) at each progress line of the
+#: last ingest (``integrity ingest --progress``), by backend
+PROGRESS: dict[str, list[tuple[float, int]]] = {}
+COMMITTED = re.compile(r"ingest: (\d+) ratings committed")
+
+
+def run(cmd: list[str], env: dict[str, str], step: str = "", progress: list | None = None) -> float:
+    """Run ``cmd`` to its end; seconds elapsed (its peak RSS goes to ``PEAK_MB[step]``).
+    With ``progress``, each ``ratings committed`` line it writes to stderr is appended
+    with the time it came, as it comes."""
     if GNU_TIME is not None:
         cmd = [GNU_TIME, "-f", "peak_kb=%M", *cmd]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=ROOT)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert proc.stderr is not None
+    err: list[str] = []
+    for line in proc.stderr:
+        err.append(line)
+        got = COMMITTED.search(line) if progress is not None else None
+        if got is not None and progress is not None:
+            progress.append((time.perf_counter() - t0, int(got.group(1))))
+    proc.wait()
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    peaks = [line for line in proc.stderr.splitlines() if line.startswith("peak_kb=")]
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{''.join(err)[-3000:]}")
+    peaks = [line for line in err if line.startswith("peak_kb=")]
     if step and peaks:
         PEAK_MB[step] = int(peaks[-1].split("=", 1)[1]) / 1024
     return elapsed
+
+
+def within(progress: list[tuple[float, int]], parts: int = 5) -> list[float]:
+    """Microseconds per rating in each of ``parts`` equal stretches of what was committed
+    (from the first progress line: the start-up is not a rating's cost)."""
+    if len(progress) < parts + 1:
+        return []
+    t_first, n_first = progress[0]
+    n_last = progress[-1][1]
+    out, prev = [], (t_first, n_first)
+    for k in range(1, parts + 1):
+        goal = n_first + (n_last - n_first) * k / parts
+        t, n = next(p for p in progress if p[1] >= goal)
+        if n > prev[1]:
+            out.append((t - prev[0]) / (n - prev[1]) * 1e6)
+        prev = (t, n)
+    return out
 
 
 #: backend -> (database kind, limiter); the floor runs on the same database kind
@@ -99,6 +135,7 @@ def engine_once(backend: str, data: Path) -> dict[str, float]:
     with ExitStack() as stack:
         url = stack.enter_context(fresh_database(kind))
         home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        PROGRESS[backend] = []
         env = {k: v for k, v in os.environ.items() if not k.startswith("INTEGRITY_")}
         env.update(INTEGRITY_HOME=str(home), INTEGRITY_DB=url, INTEGRITY_REDIS=limiter)
         if limiter == REDIS:
@@ -108,7 +145,12 @@ def engine_once(backend: str, data: Path) -> dict[str, float]:
         times = {
             "init": run([*CLI, "init"], env, "init"),
             "venues": run([*CLI, "venues", "load", str(data / "venues.json")], env, "venues"),
-            "ingest": run([*CLI, "ingest", str(data / "ratings.jsonl")], env, "ingest"),
+            "ingest": run(
+                [*CLI, "ingest", "--progress", str(data / "ratings.jsonl")],
+                env,
+                "ingest",
+                PROGRESS.setdefault(backend, []),
+            ),
         }
         return times
 
@@ -165,6 +207,13 @@ def main() -> None:
                     f"floor {PEAK_MB.get('floor', 0):,.0f} MB",
                     flush=True,
                 )
+                fifths = within(PROGRESS.get(kind, []))
+                if fifths:
+                    print(
+                        "      within the last ingest, us per rating in each fifth of the "
+                        "file as the ledger grows: " + ", ".join(f"{u:.0f}" for u in fifths),
+                        flush=True,
+                    )
     if len(sizes) > 1:
         print("\nhow the rate holds: microseconds per rating, per step")
         for kind in kinds:
