@@ -56,23 +56,43 @@ def validate_checks(checks: Sequence[LimitCheck], member: str) -> None:
             raise ValueError(f"check {c.rule_id!r}: empty key")
 
 
+#: Entries a key holds before it keeps an index of its members (member -> score): below
+#: it, a member is found by a look through the few entries. Most keys hold one entry (a
+#: device's, an address's, a device's at a window), and a dict per key was about a third
+#: of the embedded limiter's memory in a dense month's replay.
+_INDEX_AT = 8
+
+
 @dataclass(slots=True)
 class _Bucket:
     """One key: its members sorted by (score, member), like a Redis sorted set."""
 
     entries: list[tuple[int, str]] = field(default_factory=list)
-    scores: dict[str, int] = field(default_factory=dict)
+    #: member -> score, once the key has held more than :data:`_INDEX_AT` entries
+    #: (``None`` before: the entries are looked through)
+    scores: dict[str, int] | None = None
     expires_at_ms: int | None = None
     #: The latest hit time (ms; replayed or clock) plus the key's ttl: no hit at or after
     #: it can count this key's entries (a sliding log has trimmed them all by then; a
     #: calendar day's key is named by a day that is over).
     until_ms: int = 0
 
+    def score_of(self, member: str) -> int | None:
+        """``member``'s score, or ``None`` when it is not in the key (``ZSCORE``)."""
+        scores = self.scores
+        if scores is not None:
+            return scores.get(member)
+        for score, m in self.entries:
+            if m == member:
+                return score
+        return None
+
     def trim(self, upto: int) -> None:
         """Drop every entry with score <= ``upto`` (ms)."""
         cut = bisect.bisect_right(self.entries, upto, key=_score)
-        for _, member in self.entries[:cut]:
-            del self.scores[member]
+        if self.scores is not None:
+            for _, member in self.entries[:cut]:
+                del self.scores[member]
         del self.entries[:cut]
 
     def in_window(self, lo_excl: int, hi_incl: int) -> tuple[int, int]:
@@ -83,21 +103,34 @@ class _Bucket:
 
     def remove(self, member: str) -> None:
         """Remove ``member`` if present (``ZREM``)."""
-        score = self.scores.pop(member, None)
+        score = self.score_of(member)
         if score is not None:
+            if self.scores is not None:
+                del self.scores[member]
             self.entries.remove((score, member))
 
     def add(self, score: int, member: str) -> bool:
         """Add ``member`` unless present (``ZADD NX``); returns whether it was added."""
-        if member in self.scores:
+        if self.score_of(member) is not None:
             return False
-        self.scores[member] = score
-        entry = (score, member)
-        if not self.entries or self.entries[-1] < entry:
-            self.entries.append(entry)  # in time order: the usual case
-        else:
-            bisect.insort(self.entries, entry)
+        _insert(self, score, member)
         return True
+
+
+def _insert(bucket: _Bucket, score: int, member: str) -> None:
+    """Add ``member``, known not to be in ``bucket``, at ``score`` (and index the key's
+    members once it holds more than :data:`_INDEX_AT`)."""
+    entries = bucket.entries
+    entry = (score, member)
+    if not entries or entries[-1] < entry:
+        entries.append(entry)  # in time order: the usual case
+    else:
+        bisect.insort(entries, entry)
+    scores = bucket.scores
+    if scores is not None:
+        scores[member] = score
+    elif len(entries) > _INDEX_AT:
+        bucket.scores = {m: sc for sc, m in entries}
 
 
 def _score(entry: tuple[int, str]) -> int:
@@ -306,13 +339,18 @@ class MemoryLimiter:
                 if entries and entries[0][0] <= lo:  # trim: drop scores <= lo
                     cut = bisect.bisect_right(entries, lo, key=_score)
                     scores = bucket.scores
-                    for _, gone in entries[:cut]:
-                        del scores[gone]
+                    if scores is not None:
+                        for _, gone in entries[:cut]:
+                            del scores[gone]
                     del entries[:cut]
                 if not entries:
                     del keys[key]  # Redis drops an empty sorted set
                     continue
-            if member in bucket.scores:
+            scores = bucket.scores
+            if scores is not None:
+                if member in scores:
+                    continue
+            elif any(m == member for _, m in entries):
                 continue
             if window_ms > 0:
                 # every entry left is above lo: the window is entries[0:stop]
@@ -339,15 +377,11 @@ class MemoryLimiter:
             bucket = keys.get(key)  # the loop above dropped every expired one
             if bucket is None:
                 bucket = keys[key] = _Bucket()
-            scores = bucket.scores
-            if member not in scores:  # _Bucket.add, inlined
-                scores[member] = now
-                entries = bucket.entries
-                entry = (now, member)
-                if not entries or entries[-1] < entry:
-                    entries.append(entry)  # in time order: the usual case
-                else:
-                    bisect.insort(entries, entry)
+            entries = bucket.entries
+            if not entries and bucket.scores is None:  # a new key: the usual case, inlined
+                entries.append((now, member))
+                added.append(i)
+            elif bucket.add(now, member):
                 added.append(i)
             expires = clock_ms + ttl_ms
             if bucket.expires_at_ms is None or bucket.expires_at_ms < expires:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from integrity.clock import FrozenClock
 from integrity.errors import ConfigError
 from integrity.ports import LimitCheck, Limiter, LimitFailure, LimitOutcome
-from rules.ratelimit import MemoryLimiter, limiter_from_url
+from rules.ratelimit import MemoryLimiter, limiter_from_url, memory
 from rules.ratelimit.memory import epoch_ms
 from rules.ratelimit.redis_store import RedisLimiter
 
@@ -458,13 +459,66 @@ def _reference(ops: list[tuple[list[tuple[str, int, int]], str, int]]) -> list[L
     return out
 
 
+@contextmanager
+def index_at(n: int) -> Iterator[None]:
+    """Keys index their members once they hold more than ``n`` entries (the default
+    holds back until 8, more than these tests' keys ever hold)."""
+    saved = memory._INDEX_AT
+    memory._INDEX_AT = n
+    try:
+        yield
+    finally:
+        memory._INDEX_AT = saved
+
+
 @given(ops=hits)
 @settings(max_examples=300, deadline=None)
 def test_memory_matches_the_reference_model(
     ops: list[tuple[list[tuple[str, int, int]], str, int]],
 ) -> None:
-    limiter = MemoryLimiter(FrozenClock(START), namespace="p")
-    assert _run(limiter, "p", ops) == _reference(ops)
+    expected = _reference(ops)
+    for n in (memory._INDEX_AT, 2, 0):  # members looked through, indexed later, at once
+        with index_at(n):
+            limiter = MemoryLimiter(FrozenClock(START), namespace="p")
+            assert _run(limiter, "p", ops) == expected, f"index at {n}"
+
+
+# Hits at any time order, and refunds of what a hit added.
+with_releases = st.lists(
+    st.tuples(
+        st.lists(st.sampled_from(RULES), min_size=1, max_size=3, unique=True),
+        st.sampled_from(["a", "b", "c", "d", "e", "f"]),
+        st.integers(min_value=-2_000, max_value=2_000),
+        st.booleans(),  # given back right after
+    ),
+    max_size=60,
+)
+
+
+@given(ops=with_releases)
+@settings(max_examples=200, deadline=None)
+def test_memory_decides_alike_whether_its_keys_index_their_members(
+    ops: list[tuple[list[tuple[str, int, int]], str, int, bool]],
+) -> None:
+    """What the limiter decides, and what it then holds, does not depend on when a key
+    starts indexing its members: through hits out of time order, trims and refunds."""
+
+    def run() -> tuple[list[LimitOutcome], int]:
+        limiter = MemoryLimiter(FrozenClock(START), namespace="p")
+        out, now = [], T0
+        for rules, member, gap, give_back in ops:
+            now += gap
+            checks = [LimitCheck(r, f"p:{r}", w, lim, BIG_TTL) for r, w, lim in rules]
+            out.append(limiter.hit(checks, member, now))
+            if give_back:
+                limiter.release(checks, member)
+        return out, limiter.size()
+
+    with index_at(memory._INDEX_AT):
+        looked_through = run()
+    for n in (0, 1, 3):
+        with index_at(n):
+            assert run() == looked_through, f"index at {n}"
 
 
 @given(ops=hits)
