@@ -14,17 +14,20 @@ backend, alternating, ``--repeat`` times (the median counts):
 
 Every module is compiled to bytecode first, as an installed package is. Prints each
 step's median seconds, ratings/s, the ratio floor time / engine time
-(target >= 0.5x), the peak resident memory of the last ingest and floor processes, and
-per size how the rate holds (every step's time per rating must not grow with the size).
+(target >= 0.5x), the peak resident memory of the last ingest and floor processes, how
+the rate holds within the last ingest (microseconds per rating in each fifth of the file,
+from its ``--progress`` lines, as the ledger grows), and per size how the rate holds
+(every step's time per rating must not grow with the size).
 
     .venv/bin/python -m bench.bench_ingest [--sizes 30000,300000] [--repeat 3]
         [--backends sqlite,postgresql,postgresql+redis] [--seed 7]
 
 Last measured (2 shared cores; README, Benchmarks): a 29,648-rating month SQLite
-0.59x, PostgreSQL 0.53x (median of 3, the fourth session of 2026-12-05; 0.49-0.65x in
-the sessions before); 297,818 ratings SQLite 1.29x; 2,959,597 ratings SQLite
-1.09-1.24x (the ingest alone 501-566 s, 169-191 us a rating against 127-144 us at a
-million; the floor's 621 s in a run of its own). 3M runs take 10-50 minutes a backend.
+0.71x, PostgreSQL 0.48x (one run, the fifth session of 2026-12-05/06; 0.49-0.65x in
+the sessions before); 297,818 ratings SQLite 0.97x, PostgreSQL 0.81x. Within one
+ingest of the 2,959,597-rating month on SQLite, 261-296 us a rating in every stretch
+of 250,000 from 0.5M to 3M (more per rating than the 1M month, which is a third as
+dense: the in-process limiter's live counters). 3M runs take 10-50 minutes a backend.
 """
 
 from __future__ import annotations
