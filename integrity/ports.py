@@ -530,9 +530,9 @@ class Ledger(RatingLedger, Protocol):
         that follow ratings' status (the low-score alerts) without reading whole events.
 
         With ``low``, only the events such a reader can act on: an accepted rating only
-        when it is low by ``low``, and every other status (with ``low.claims``, only of
-        a rating that is low or that a row of the reader's table holds) (a superset may
-        come back; never less)."""
+        when it is low by ``low``; any other status of every rating or, with
+        ``low.claims``, only of a rating that is low or that a row of the reader's table
+        holds. A superset may come back; never less."""
         ...
 
     def set_risk(
