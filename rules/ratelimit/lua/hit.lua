@@ -33,15 +33,22 @@ local function num(x)
   return string.format('%d', x)
 end
 
+-- A key that does not exist holds nothing: it passes its check with no call beyond
+-- EXISTS, and once the member is recorded in it, it has no ttl yet. Most keys of a
+-- rating are new (a device's, an address's, a device's at a window): three calls each
+-- instead of five or six, for one more on a key that exists.
 local out = {now}
+local new = {}
 for i = 1, #KEYS do
   local key = KEYS[i]
   local window = spec[3 * i - 2]
   local limit = spec[3 * i - 1]
-  if window > 0 then
+  if redis.call('EXISTS', key) == 0 then
+    new[i] = true
+  elseif window > 0 then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now - window))
   end
-  if not redis.call('ZSCORE', key, member) then
+  if not new[i] and not redis.call('ZSCORE', key, member) then
     local count
     if window > 0 then
       count = redis.call('ZCOUNT', key, '(' .. num(now - window), num(now))
@@ -64,15 +71,17 @@ end
 
 if #out == 1 then
   out[2] = 0
+  local seen = {}  -- a key named twice: only its first recording finds it without a ttl
   for i = 1, #KEYS do
     local key = KEYS[i]
     local ttl = spec[3 * i]
     if redis.call('ZADD', key, 'NX', num(now), member) == 1 then
       out[#out + 1] = i
     end
-    if redis.call('PTTL', key) < ttl then
+    if (new[i] and not seen[key]) or redis.call('PTTL', key) < ttl then
       redis.call('PEXPIRE', key, ttl)
     end
+    seen[key] = true
   end
 end
 return out
