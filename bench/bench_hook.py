@@ -73,7 +73,11 @@ def floor_call(db_url: str, stack: ExitStack) -> Callable[[int], None]:
 def server_time() -> dict[str, tuple[int, int]]:
     """(calls, microseconds) the Redis server has spent on ``EVALSHA`` and ``PING`` since
     its statistics were last reset (``INFO commandstats``)."""
-    stats = redis.Redis.from_url(REDIS).info("commandstats")
+    client = redis.Redis.from_url(REDIS)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
     return {
         cmd: (int(stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)),
               int(stats.get(f"cmdstat_{cmd}", {}).get("usec", 0)))
