@@ -23,8 +23,8 @@ from its ``--progress`` lines, as the ledger grows), and per size how the rate h
         [--backends sqlite,postgresql,postgresql+redis] [--seed 7]
 
 Last measured (2 shared cores; README, Benchmarks): a 29,648-rating month SQLite
-0.71x, PostgreSQL 0.48x (one run, the fifth session of 2026-12-05/06; 0.49-0.65x in
-the sessions before); 297,818 ratings SQLite 0.97x, PostgreSQL 0.81x. Within one
+0.66x, PostgreSQL 0.53x (median of 3, the fifth session of 2026-12-05/06; PostgreSQL
+0.48-0.62x across runs and sessions); 297,818 ratings SQLite 0.97x, PostgreSQL 0.81x. Within one
 ingest of the 2,959,597-rating month on SQLite, 261-296 us a rating in every stretch
 of 250,000 from 0.5M to 3M (more per rating than the 1M month, which is a third as
 dense: the in-process limiter's live counters). 3M runs take 10-50 minutes a backend.
@@ -75,7 +75,12 @@ PROGRESS: dict[str, list[tuple[float, int]]] = {}
 COMMITTED = re.compile(r"ingest: (\d+) ratings committed")
 
 
-def run(cmd: list[str], env: dict[str, str], step: str = "", progress: list | None = None) -> float:
+def run(
+    cmd: list[str],
+    env: dict[str, str],
+    step: str = "",
+    progress: list[tuple[float, int]] | None = None,
+) -> float:
     """Run ``cmd`` to its end; seconds elapsed (its peak RSS goes to ``PEAK_MB[step]``).
     With ``progress``, each ``ratings committed`` line it writes to stderr is appended
     with the time it came, as it comes."""
@@ -89,8 +94,7 @@ def run(cmd: list[str], env: dict[str, str], step: str = "", progress: list | No
     err: list[str] = []
     for line in proc.stderr:
         err.append(line)
-        got = COMMITTED.search(line) if progress is not None else None
-        if got is not None and progress is not None:
+        if progress is not None and (got := COMMITTED.search(line)) is not None:
             progress.append((time.perf_counter() - t0, int(got.group(1))))
     proc.wait()
     elapsed = time.perf_counter() - t0
@@ -138,7 +142,8 @@ def engine_once(backend: str, data: Path) -> dict[str, float]:
     with ExitStack() as stack:
         url = stack.enter_context(fresh_database(kind))
         home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        PROGRESS[backend] = []
+        progress: list[tuple[float, int]] = []  # this ingest's progress lines
+        PROGRESS[backend] = progress
         env = {k: v for k, v in os.environ.items() if not k.startswith("INTEGRITY_")}
         env.update(INTEGRITY_HOME=str(home), INTEGRITY_DB=url, INTEGRITY_REDIS=limiter)
         if limiter == REDIS:
@@ -152,7 +157,7 @@ def engine_once(backend: str, data: Path) -> dict[str, float]:
                 [*CLI, "ingest", "--progress", str(data / "ratings.jsonl")],
                 env,
                 "ingest",
-                PROGRESS.setdefault(backend, []),
+                progress,
             ),
         }
         return times

@@ -346,11 +346,7 @@ class MemoryLimiter:
                 if not entries:
                     del keys[key]  # Redis drops an empty sorted set
                     continue
-            scores = bucket.scores
-            if scores is not None:
-                if member in scores:
-                    continue
-            elif any(m == member for _, m in entries):
+            if bucket.score_of(member) is not None:
                 continue
             if window_ms > 0:
                 # every entry left is above lo: the window is entries[0:stop]
